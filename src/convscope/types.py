@@ -17,12 +17,11 @@ LayerRef
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from torch import Tensor
 
 TargetFn = Callable[[Tensor], Tensor]
-Target = Union[int, str, Sequence[Union[int, str]], TargetFn]
+Target = int | str | Sequence[int | str] | TargetFn
 LayerRef = str
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called by long computations; the CLI turns it into a bar."""

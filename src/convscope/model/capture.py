@@ -14,7 +14,7 @@ clobbered activation raises :class:`BadLayer` instead of returning wrong numbers
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
 from torch import Tensor, nn
@@ -137,8 +137,6 @@ def forward_until(
 ) -> dict[str, Tensor]:
     """Activations of ``layers`` for ``inputs``, running the network only as far as needed."""
     with capture(model, layers, grads=grads, stop=True) as record:
-        try:
+        with suppress(_StopForward):
             model(inputs)
-        except _StopForward:
-            pass
         return dict(record.items())

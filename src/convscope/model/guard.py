@@ -18,7 +18,8 @@ def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode for the block, then restore each one's own flag."""
     flags = [(m, m.training) for m in module.modules()]
     try:
-        module.eval()
+        for m, _ in flags:  # set flags directly: some modules (exported programs) refuse eval()
+            m.training = False
         yield module
     finally:
         for m, flag in flags:

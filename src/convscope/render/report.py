@@ -1,0 +1,90 @@
+"""Self-contained HTML reports: pictures inline as PNG data URIs, no external files or scripts.
+
+The report knows nothing of methods; callers hand it sections of captioned cards.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from html import escape
+
+from PIL import Image
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px}
+.meta{color:#666;font-size:13px;margin-bottom:16px}
+.head{display:flex;gap:20px;align-items:flex-start}
+.head img{width:224px;height:224px;border:1px solid #ddd;image-rendering:auto}
+table{border-collapse:collapse;font-size:14px} td,th{padding:3px 10px;text-align:left}
+th{color:#555;font-weight:600;border-bottom:1px solid #ddd}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:flex;flex-wrap:wrap;gap:14px;margin-top:14px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;width:224px}
+.card img{width:224px;height:224px;display:block}
+.card .name{font-weight:600;margin:6px 0 2px} .card .line{font-size:12px;color:#555}
+.card .error{font-size:12px;color:#a00;margin-top:6px}
+"""
+
+
+def data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@dataclass
+class Card:
+    """One picture with a title and a few short lines (or the error that prevented it)."""
+
+    title: str
+    image: Image.Image | None = None
+    lines: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Section:
+    """One input image: the picture, a small table, and a row of cards."""
+
+    title: str
+    image: Image.Image
+    table_header: list[str] = field(default_factory=list)
+    table_rows: list[list[str]] = field(default_factory=list)
+    cards: list[Card] = field(default_factory=list)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+
+    def cell(value: str) -> str:
+        numeric = value.replace(".", "", 1).replace("%", "").replace("s", "").strip().isdigit()
+        return f'<td class="num">{escape(value)}</td>' if numeric else f"<td>{escape(value)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _card(card: Card) -> str:
+    picture = f'<img alt="{escape(card.title)}" src="{data_uri(card.image)}">' if card.image else ""
+    lines = "".join(f'<div class="line">{escape(line)}</div>' for line in card.lines)
+    error = f'<div class="error">{escape(card.error)}</div>' if card.error else ""
+    return f'<div class="card">{picture}<div class="name">{escape(card.title)}</div>{lines}{error}</div>'
+
+
+def html_report(title: str, sections: list[Section], meta: str = "") -> str:
+    """The whole page as one HTML string."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
+             f'<div class="meta">{escape(meta)}</div>']
+    for s in sections:
+        parts.append(f"<h2>{escape(s.title)}</h2><div class='head'>")
+        parts.append(f'<img alt="{escape(s.title)}" src="{data_uri(s.image)}">')
+        parts.append(_table(s.table_header, s.table_rows) + "</div>")
+        parts.append('<div class="cards">' + "".join(_card(c) for c in s.cards) + "</div>")
+    parts.append("</body></html>")
+    return "".join(parts)

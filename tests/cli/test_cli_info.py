@@ -1,0 +1,94 @@
+"""samples / predict / layers on the command line, and the one-line error contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from convscope.cli.main import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_samples(capsys) -> None:
+    code, out, _ = run(capsys, "samples", "--json")
+    names = [s["name"] for s in json.loads(out)]
+    assert code == 0
+    assert {"sample:cat", "sample:coffee", "sample:brick", "sample:motorcycle"} <= set(names)
+
+
+def test_predict_json(capsys) -> None:
+    code, out, _ = run(capsys, "predict", "sample:cat", "sample:coffee", "--top", "2", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert [d["predictions"][0]["index"] for d in data] == [285, 967]
+    assert data[0]["predictions"][0]["label"] == "Egyptian cat"
+
+
+def test_predict_text(capsys) -> None:
+    code, out, _ = run(capsys, "predict", "sample:coffee", "--top", "1")
+    assert code == 0 and "1. espresso (class 967)" in out
+
+
+def test_layers_json(capsys) -> None:
+    code, out, _ = run(capsys, "layers", "--json")
+    layers = {d["name"]: d for d in json.loads(out)}
+    assert code == 0 and layers["_conv_head"]["output_shape"] == [1280, 7, 7]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["predict", "missing.png"], "missing.png"),
+    (["predict", "sample:caat"], "did you mean sample:cat"),
+    (["predict", "sample:cat", "--top", "0"], "top=0"),
+    (["predict", "sample:cat", "--model", "nope"], "model 'nope' is not known"),
+    (["predict", "sample:cat", "--device", "cuda:7"], "--device"),
+    (["layers", "--model", "no/such.pth"], "does not exist"),
+    (["predict"], "the following arguments are required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_errors_are_one_line_exit_2(capsys, argv: list[str], needle: str) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse usage errors
+        code = exit_.code
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_file_kinds_on_cli(tmp_path, capsys) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("hello")
+    for path in (empty, text, tmp_path):
+        code, _, err = run(capsys, "predict", str(path))
+        assert code == 2 and str(path.name) in err and len(err.strip().splitlines()) == 1
+
+
+def test_untrusted_checkpoint_refused(tmp_path, capsys) -> None:
+    import torch
+    from torch import nn
+
+    path = tmp_path / "pickled.pt"
+    torch.save(nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), path)
+    code, _, err = run(capsys, "layers", "--model", str(path))
+    assert code == 2 and "--trust-checkpoint" in err
+    code, out, _ = run(capsys, "layers", "--model", str(path), "--trust-checkpoint", "--json")
+    assert code == 0 and json.loads(out)[0]["type"] == "Conv2d"
+
+
+def test_real_process_has_no_traceback(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "convscope.cli.main", "predict",
+                           str(tmp_path / "nothing.jpg")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "nothing.jpg" in proc.stderr

@@ -1,0 +1,42 @@
+"""Fixtures shared across the suite: the embedded model (loaded once) and seeded tiny models."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from convscope.model import Model, load_model
+
+
+@pytest.fixture(scope="session")
+def lite0() -> Model:
+    """The embedded EfficientNet-Lite0 with ImageNet weights; tests must not change it."""
+    torch.set_num_threads(2)
+    return load_model("efficientnet_lite0")
+
+
+class TinyCNN(nn.Module):
+    """conv-relu-conv-relu -> GAP -> linear: small, seeded, CAM-shaped."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@pytest.fixture
+def tiny() -> Model:
+    torch.manual_seed(0)
+    from convscope.model import Preprocess
+
+    return Model(TinyCNN().eval(), preprocess=Preprocess(input_size=(16, 16)),
+                 labels=["zero", "one", "two", "three"], name="tiny")

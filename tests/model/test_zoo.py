@@ -1,0 +1,147 @@
+"""load_model: the embedded model's predictions, user modules, factories and checkpoints."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from convscope.errors import BadModel, MissingDependency
+from convscope.model import Model, load_model
+from convscope.model.zoo import ARCHITECTURES
+
+
+@pytest.mark.parametrize(("sample", "index", "label"),
+                         [("cat", 285, "Egyptian cat"), ("coffee", 967, "espresso")])
+def test_embedded_model_top1(lite0: Model, sample: str, index: int, label: str) -> None:
+    from convscope.api import predict
+
+    (best, *_), = predict(lite0, f"sample:{sample}", top=3)
+    assert (best.index, best.label) == (index, label)
+    assert best.probability > 0.5
+
+
+def test_embedded_model_is_ready(lite0: Model) -> None:
+    assert not lite0.training and not lite0.net.training
+    assert lite0.spec.mean == (0.5, 0.5, 0.5) and lite0.input_size == (224, 224)
+    assert len(lite0.labels or []) == 1000 and lite0.label(285) == "Egyptian cat"
+
+
+def test_user_module_is_wrapped_untouched() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(72, 3)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    model = load_model(net, labels=["a", "b", "c"], preprocess={"input_size": [8, 8]})
+    assert model.net is net and net.training
+    assert model.input_size == (8, 8) and model.labels == ["a", "b", "c"]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_labels_count_checked() -> None:
+    with pytest.raises(BadModel, match="2 names but the model outputs 3"):
+        load_model(nn.Linear(4, 3), labels=["a", "b"])
+
+
+def _factory() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 2))
+
+
+def test_factory_spec_and_weights(tmp_path) -> None:
+    module = type(sys)("cs_factory_mod")
+    module.make = _factory
+    sys.modules["cs_factory_mod"] = module
+    try:
+        reference = _factory()
+        torch.save(reference.state_dict(), tmp_path / "w.pth")
+        model = load_model("cs_factory_mod:make", weights=tmp_path / "w.pth")
+        x = torch.randn(1, 3, 8, 8)
+        assert torch.allclose(model(x), reference(x))
+        with pytest.raises(BadModel, match="cannot import 'nope'"):
+            load_model("cs_factory_mod:nope")
+    finally:
+        del sys.modules["cs_factory_mod"]
+
+
+def test_unknown_name_lists_choices() -> None:
+    with pytest.raises(BadModel, match="efficientnet_lite0"):
+        load_model("resnet9000")
+
+
+def test_state_dict_checkpoint_recognized(tmp_path, lite0: Model) -> None:
+    path = tmp_path / "lite0.pth"
+    torch.save({"state_dict": lite0.net.state_dict()}, path)
+    model = load_model(str(path))
+    assert model.labels == lite0.labels and model.spec == lite0.spec
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(model(x), lite0(x), atol=1e-5)
+
+
+def test_pickled_checkpoint_refused_unless_trusted(tmp_path) -> None:
+    path = tmp_path / "full.pt"
+    torch.save(_factory(), path)
+    with pytest.raises(BadModel, match="trust-checkpoint"):
+        load_model(str(path))
+    model = load_model(str(path), trust_checkpoint=True)
+    assert isinstance(model.net, nn.Sequential)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_checkpoint(tmp_path) -> None:
+    path = tmp_path / "scripted.pt"
+    torch.jit.script(_factory()).save(str(path))
+    model = load_model(str(path))
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 2)
+
+
+def test_exported_program_checkpoint(tmp_path) -> None:
+    net = _factory().eval()
+    x = torch.randn(2, 3, 8, 8)
+    path = tmp_path / "exported.pt2"
+    torch.export.save(torch.export.export(net, (x,)), str(path))
+    model = load_model(str(path))
+    assert torch.allclose(model(x), net(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken"])
+def test_corrupt_checkpoint(tmp_path, content: bytes) -> None:
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(BadModel, match=r"bad\.pth"):
+        load_model(str(path))
+
+
+def test_unknown_state_dict(tmp_path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save(nn.Linear(2, 2).state_dict(), path)
+    with pytest.raises(BadModel, match="unknown architecture"):
+        load_model(str(path))
+
+
+def test_missing_checkpoint() -> None:
+    with pytest.raises(BadModel, match="does not exist"):
+        load_model("no/such/file.pth")
+
+
+def test_optional_packages_fail_clearly(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm", None)  # import of a None entry raises ImportError
+    with pytest.raises(MissingDependency, match="pip install timm"):
+        load_model("timm:resnet18")
+
+
+def test_every_architecture_builds() -> None:
+    for build in ARCHITECTURES.values():
+        assert isinstance(build(), nn.Module)
+
+
+def test_exported_program_runs_under_methods(tmp_path) -> None:
+    from convscope.api import predict
+
+    net = _factory().eval()
+    path = tmp_path / "exported.pt2"
+    torch.export.save(torch.export.export(net, (torch.randn(1, 3, 8, 8),)), str(path))
+    model = load_model(str(path), labels=["a", "b"], preprocess={"input_size": (8, 8)})
+    (preds,) = predict(model, torch.rand(1, 3, 8, 8), top=2)
+    assert {p.label for p in preds} == {"a", "b"}
