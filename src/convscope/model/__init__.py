@@ -3,20 +3,42 @@
 from .capture import Captured, capture, forward_until
 from .guard import evaluating, frozen, guarded
 from .layers import LayerInfo, auto_layer, get_layer, layer_names, list_layers, resolve_layer
+from .receptive import Box, FieldGeometry, field_geometry, receptive_field, receptive_fields
+from .rules import (
+    DECONV,
+    GUIDED,
+    LINEAR,
+    ActivationCall,
+    BackwardRule,
+    RuleBlock,
+    active_rule,
+    backward_rule,
+)
 from .targets import select, target_indices
 from .wrapped import Model, Preprocess
 from .zoo import DEFAULT_MODEL, available_models, load_model
 
 __all__ = [
+    "DECONV",
     "DEFAULT_MODEL",
+    "GUIDED",
+    "LINEAR",
+    "ActivationCall",
+    "BackwardRule",
+    "Box",
     "Captured",
+    "FieldGeometry",
     "LayerInfo",
     "Model",
     "Preprocess",
+    "RuleBlock",
+    "active_rule",
     "auto_layer",
     "available_models",
+    "backward_rule",
     "capture",
     "evaluating",
+    "field_geometry",
     "forward_until",
     "frozen",
     "get_layer",
@@ -24,6 +46,8 @@ __all__ = [
     "layer_names",
     "list_layers",
     "load_model",
+    "receptive_field",
+    "receptive_fields",
     "resolve_layer",
     "select",
     "target_indices",

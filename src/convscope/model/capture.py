@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadLayer
+from .guard import evaluating
 from .layers import get_layer, resolve_layer, unwrap
 
 
@@ -135,8 +136,12 @@ def capture(
 def forward_until(
     model: nn.Module, inputs: Tensor, layers: str | Iterable[str], *, grads: bool = False
 ) -> dict[str, Tensor]:
-    """Activations of ``layers`` for ``inputs``, running the network only as far as needed."""
-    with capture(model, layers, grads=grads, stop=True) as record:
+    """Activations of ``layers`` for ``inputs``, running the network only as far as needed.
+
+    Runs in eval mode (restored afterwards): a partial forward in train mode would still update
+    batch-norm statistics.
+    """
+    with evaluating(model), capture(model, layers, grads=grads, stop=True) as record:
         with suppress(_StopForward):
             model(inputs)
         return dict(record.items())

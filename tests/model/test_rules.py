@@ -1,0 +1,225 @@
+"""Backward rules: every rectifier spelling gets the rule, forwards are unchanged, state is undone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from convscope.errors import BadArgument
+from convscope.model import capture
+from convscope.model.rules import (
+    DECONV,
+    GUIDED,
+    LINEAR,
+    ActivationCall,
+    BackwardRule,
+    active_rule,
+    backward_rule,
+)
+
+
+def input_grad(net: nn.Module, x: Tensor, rule: BackwardRule | None, cls: int = 0) -> Tensor:
+    x = x.clone().requires_grad_(True)
+    if rule is None:
+        out = net(x)
+    else:
+        with backward_rule(rule):
+            out = net(x)
+    (grad,) = torch.autograd.grad(out[:, cls].sum(), x)
+    return grad
+
+
+def modes() -> int:
+    return torch._C._len_torch_function_stack()
+
+
+@pytest.mark.parametrize("rule", [GUIDED, DECONV, LINEAR], ids=lambda r: r.name)
+def test_every_relu_spelling_gets_the_rule(make_net, relu_spelling, image, rule) -> None:
+    reference = input_grad(make_net("nn.ReLU"), image, rule)
+    plain = input_grad(make_net("nn.ReLU"), image, None)
+    assert not torch.allclose(reference, plain)  # the rule changes something on this net
+    assert torch.equal(input_grad(make_net(relu_spelling), image, rule), reference)
+
+
+def test_forward_is_unchanged_under_the_mode(make_net, relu_spelling, image) -> None:
+    net = make_net(relu_spelling)
+    expected = net(image)
+    with backward_rule(GUIDED):
+        got = net(image.clone().requires_grad_(True))
+    assert torch.equal(got, expected)
+
+
+def test_relu6_spellings_get_the_rule_and_keep_the_cap(make_net, relu6_spelling, image) -> None:
+    net = make_net(relu6_spelling, scale=4.0)
+    with capture(net, "conv1") as acts:
+        expected = net(image)
+    assert (acts["conv1"] > 6).any()  # some units saturate, so the upper mask matters
+    with backward_rule(GUIDED):
+        assert torch.equal(net(image), expected)
+    reference = input_grad(make_net("nn.ReLU6", scale=4.0), image, GUIDED)
+    assert torch.equal(input_grad(net, image, GUIDED), reference)
+    assert not torch.allclose(reference, input_grad(make_net("nn.ReLU", scale=4.0), image, GUIDED))
+
+
+def _manual(x: Tensor, conv1: nn.Conv2d, conv2: nn.Conv2d, guided: bool) -> Tensor:
+    """Guided backprop / deconvnet for conv1-relu-conv2-relu-sum written out step by step."""
+    x = x.clone().requires_grad_(True)
+    z1 = conv1(x)
+    h1 = z1.relu().detach().requires_grad_(True)
+    z2 = conv2(h1)
+    signal = torch.ones_like(z2)
+    signal = signal.clamp(min=0) * (z2 > 0) if guided else signal.clamp(min=0)
+    (g_h1,) = torch.autograd.grad(z2, h1, signal)
+    g_z1 = g_h1.clamp(min=0) * (z1 > 0) if guided else g_h1.clamp(min=0)
+    (g_x,) = torch.autograd.grad(z1, x, g_z1)
+    return g_x
+
+
+@pytest.mark.parametrize("rule", [GUIDED, DECONV], ids=lambda r: r.name)
+def test_rules_match_the_papers_equations(rule, image) -> None:
+    torch.manual_seed(3)
+    conv1, conv2 = nn.Conv2d(3, 5, 3), nn.Conv2d(5, 4, 3)
+    x = image.clone().requires_grad_(True)
+    with backward_rule(rule):
+        out = F.relu(conv2(torch.relu(conv1(x)))).sum()
+    (got,) = torch.autograd.grad(out, x)
+    torch.testing.assert_close(got, _manual(image, conv1, conv2, guided=rule is GUIDED))
+
+
+@pytest.mark.parametrize("rule", [GUIDED, DECONV], ids=lambda r: r.name)
+def test_signal_below_each_rectifier_is_nonnegative(make_net, image, rule) -> None:
+    net = make_net("nn.ReLU(inplace)")
+    for wrapped in (False, True):
+        with capture(net, ["conv1", "conv3"], grads=True) as acts:
+            if wrapped:
+                with backward_rule(rule):
+                    out = net(image)
+            else:
+                out = net(image)
+        grads = acts.gradients(out[:, 0])
+        negative = any(bool((g < 0).any()) for g in grads.values())
+        assert negative is not wrapped  # plain gradients have both signs; guided/deconv do not
+
+
+def test_plain_gradient_is_restored_after_the_block(make_net, image) -> None:
+    net = make_net("F.relu(inplace)")
+    before = input_grad(net, image, None)
+    input_grad(net, image, GUIDED)
+    assert active_rule() is None and modes() == 0
+    assert torch.equal(input_grad(net, image, None), before)
+
+
+def test_graph_recorded_in_the_block_keeps_its_rule(make_net, image) -> None:
+    net = make_net("torch.relu")
+    x = image.clone().requires_grad_(True)
+    with backward_rule(GUIDED):
+        out = net(x)
+        (inside,) = torch.autograd.grad(out[:, 0].sum(), x, retain_graph=True)
+    (after,) = torch.autograd.grad(out[:, 0].sum(), x)
+    assert torch.equal(inside, after)
+    assert torch.equal(after, input_grad(net, image, GUIDED))
+
+
+def test_mode_is_removed_when_the_forward_raises(image) -> None:
+    def explode(t: Tensor) -> Tensor:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"), backward_rule(GUIDED):
+        explode(torch.relu(image))
+    assert active_rule() is None and modes() == 0
+
+
+def test_blocks_do_not_nest_and_reject_non_rules() -> None:
+    with backward_rule(GUIDED):
+        assert active_rule() is GUIDED
+        with pytest.raises(BadArgument, match="do not nest"), backward_rule(DECONV):
+            pass
+        assert active_rule() is GUIDED
+    assert modes() == 0
+    with pytest.raises(BadArgument, match="BackwardRule"), backward_rule("guided"):  # type: ignore[arg-type]
+        pass
+
+
+def test_other_clamps_and_activations_keep_plain_gradients(image) -> None:
+    funcs: list[Callable[[Tensor], Tensor]] = [
+        lambda t: t.clamp(-1, 1), F.hardtanh, lambda t: F.leaky_relu(t, 0.1), torch.sigmoid,
+        lambda t: torch.clamp(t, min=0.5),
+    ]
+    signal = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    for fn in funcs:
+        x = image.clone().requires_grad_(True)
+        (plain,) = torch.autograd.grad(fn(x), x, signal)
+        with backward_rule(GUIDED):
+            out = fn(x)
+        (ruled,) = torch.autograd.grad(out, x, signal)
+        assert torch.equal(plain, ruled)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script
+def test_block_counts_routed_calls(make_net, relu_spelling, image) -> None:
+    net = make_net(relu_spelling)
+    with backward_rule(GUIDED) as block:
+        assert block.rule is GUIDED and block.calls == 0
+        net(image)
+    assert block.calls == 3
+    with backward_rule(GUIDED) as block:
+        torch.jit.script(nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU()))(image)
+    assert block.calls == 0  # TorchScript hides its ReLUs: callers can tell
+
+
+def test_inplace_change_of_a_relu6_output_is_as_legal_as_without_the_mode(image) -> None:
+    def net(x: Tensor) -> Tensor:
+        h = F.relu6(x * 4)
+        h.add_(1)  # hardtanh's own backward keeps its input, so this is legal in PyTorch
+        return h
+
+    x = image.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(net(x).sum(), x)
+    with backward_rule(GUIDED):
+        out = net(x)
+    (ruled,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(plain, ruled)  # all-positive signal: guided == plain
+
+
+def test_integer_tensors_pass_through() -> None:
+    with backward_rule(GUIDED):
+        assert torch.relu(torch.tensor([-2, 3])).tolist() == [0, 3]
+
+
+class _Recorder(BackwardRule):
+    """A stateful rule in the way DeepLIFT will use it: forward stores, backward reads."""
+
+    name = "recorder"
+    needs_input = True
+
+    def __init__(self) -> None:
+        self.calls: list[ActivationCall] = []
+        self.backward_order: list[int] = []
+
+    def forward(self, call: ActivationCall) -> None:
+        call.state["input_copy"] = call.inp.clone()  # type: ignore[union-attr]
+        self.calls.append(call)
+
+    def backward(self, call: ActivationCall, grad_out: Tensor) -> Tensor:
+        assert call.inp is not None
+        assert torch.equal(call.inp, call.state["input_copy"])  # in-place did not clobber it
+        assert torch.equal(call.out, call.inp.clamp(min=0, max=call.hi))
+        self.backward_order.append(call.index)
+        return grad_out * call.mask()
+
+
+def test_rule_sees_input_output_and_its_state_also_for_inplace_calls(make_net, image) -> None:
+    rule = _Recorder()
+    net = make_net("Tensor.relu_")
+    x = image.clone().requires_grad_(True)
+    with backward_rule(rule):
+        out = net(x)
+    (got,) = torch.autograd.grad(out[:, 1].sum(), x)
+    assert [c.index for c in rule.calls] == [0, 1, 2]
+    assert all(c.lo == 0 and c.hi is None for c in rule.calls)
+    assert rule.backward_order == [2, 1, 0]
+    torch.testing.assert_close(got, input_grad(net, image, None, cls=1))  # mask == plain gradient

@@ -1,0 +1,197 @@
+"""The model-safety contract (DESIGN.md convention 1): nothing convscope runs may harm the model.
+
+Each entry of ``CASES`` uses one part of the library the way a method does, on a tiny seeded
+network in *train* mode with some parameters frozen and a user hook of its own, wrapped in a
+``Model`` or bare. Afterwards the model must be exactly as before: same hooks, no torch-function
+mode left, bitwise-equal ``state_dict``, same module tree and parameter objects, same training and
+``requires_grad`` flags, no ``.grad``, no new instance attributes. The same must hold when the
+forward pass raises halfway (the ``Trap`` module). New methods join by adding one entry to CASES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules import module as module_globals
+
+from convscope.model import (
+    Model,
+    Preprocess,
+    auto_layer,
+    capture,
+    forward_until,
+    guarded,
+    list_layers,
+)
+from convscope.model.receptive import field_geometry, receptive_field
+from convscope.model.rules import DECONV, GUIDED, BackwardRule, backward_rule
+
+Case = Callable[[nn.Module, Tensor], None]
+
+
+def _capture(model: nn.Module, x: Tensor) -> None:
+    with guarded(model), capture(model, ["conv1", "conv3"]) as acts:
+        model(x)
+    acts["conv3"]
+
+
+def _capture_grads(model: nn.Module, x: Tensor) -> None:
+    with guarded(model), capture(model, ["conv2", "conv3"], grads=True) as acts:
+        out = model(x)
+        acts.gradients(out[:, 0])
+
+
+def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
+    """``fn`` run in eval mode with frozen parameters, as every method runs primitives."""
+
+    def run(model: nn.Module, *args: Any, **kwargs: Any) -> None:
+        with guarded(model):
+            fn(model, *args, **kwargs)
+
+    return run
+
+
+def _rule(rule: BackwardRule) -> Case:
+    def run(model: nn.Module, x: Tensor) -> None:
+        x = x.clone().requires_grad_(True)
+        with guarded(model), backward_rule(rule):
+            out = model(x)
+            torch.autograd.grad(out[:, 1].sum(), x)
+
+    return run
+
+
+CASES: dict[str, Case] = {
+    "capture": _capture,
+    "capture_grads": _capture_grads,
+    "forward_until": lambda m, x: _guarded(forward_until)(m, x, "conv3", grads=True),
+    "rules_guided": _rule(GUIDED),
+    "rules_deconv": _rule(DECONV),
+    "receptive": lambda m, x: receptive_field(m, "conv3", (0, 2, 2), input_size=(12, 12)) and None,
+    "field_geometry": lambda m, x: field_geometry(m, "conv3", input_size=(12, 12)) and None,
+    "list_layers": lambda m, x: list_layers(m, x[:1]) and None,
+    "auto_layer": lambda m, x: auto_layer(m) and None,
+}
+
+
+class Explode(RuntimeError):
+    """Raised by an armed Trap in the middle of the forward pass."""
+
+
+class Trap(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.armed:
+            raise Explode("trap fired")
+        return x
+
+
+class ContractNet(nn.Module):
+    """Module, functional and in-place rectifiers, BN, dropout, max-pool and a residual add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu1 = nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(True)
+        self.trap = Trap()
+        self.conv2, self.bn2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.pool, self.drop = nn.MaxPool2d(2), nn.Dropout(0.5)
+        self.conv3 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.trap(self.relu1(self.bn1(self.conv1(x))))
+        h = F.relu6(self.bn2(self.conv2(h))) + h
+        h = self.conv3(self.drop(self.pool(h)))
+        h.relu_()
+        return self.fc(h.mean((2, 3)))
+
+
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+              "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
+GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                "_global_backward_pre_hooks")
+
+
+def make_model(wrapped: bool) -> nn.Module:
+    torch.manual_seed(0)
+    net = ContractNet().train()
+    net.conv1.weight.requires_grad_(False)
+    net.bn2.bias.requires_grad_(False)
+    net.conv3.register_forward_hook(lambda m, i, o: None)  # the user's own hook must survive
+    return Model(net, preprocess=Preprocess(input_size=(12, 12))) if wrapped else net
+
+
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    mods = list(model.named_modules())
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "tree": [(n, type(m), id(m)) for n, m in mods],
+        "params": [(n, id(p), p.requires_grad) for n, p in model.named_parameters()],
+        "training": [(n, m.training) for n, m in mods],
+        "attrs": [(n, sorted(vars(m))) for n, m in mods],
+        "hooks": [(n, h, list(getattr(m, h, {}))) for n, m in mods for h in HOOK_DICTS],
+        "global_hooks": [len(getattr(module_globals, h)) for h in GLOBAL_HOOKS],
+    }
+
+
+def assert_unharmed(model: nn.Module, before: dict[str, Any]) -> None:
+    after = snapshot(model)
+    assert torch._C._len_torch_function_stack() == 0, "a TorchFunctionMode was left active"
+    for key in ("tree", "params", "training", "attrs", "hooks", "global_hooks"):
+        assert after[key] == before[key], key
+    assert list(after["state"]) == list(before["state"])
+    for name, value in before["state"].items():
+        got = after["state"][name]
+        assert got.dtype == value.dtype and torch.equal(got, value), name
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.fixture
+def x() -> Tensor:
+    return torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_case_leaves_the_model_unharmed(name: str, wrapped: bool, x: Tensor) -> None:
+    model = make_model(wrapped)
+    before = snapshot(model)
+    CASES[name](model, x)
+    assert_unharmed(model, before)
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_case_leaves_the_model_unharmed_when_the_forward_raises(name: str, wrapped: bool,
+                                                                x: Tensor) -> None:
+    model = make_model(wrapped)
+    trap = next(m for m in model.modules() if isinstance(m, Trap))
+    trap.armed = True
+    before = snapshot(model)
+    with pytest.raises(Explode):
+        CASES[name](model, x)
+    assert_unharmed(model, before)
+
+
+def test_forward_until_alone_on_a_train_mode_model(x: Tensor) -> None:
+    model = make_model(False)
+    before = snapshot(model)
+    forward_until(model, x, "conv3")
+    assert_unharmed(model, before)
+
+
+def test_the_contract_catches_harm(x: Tensor) -> None:
+    """The checks are not vacuous: a plain train-mode forward already changes BN statistics."""
+    model = make_model(False)
+    before = snapshot(model)
+    model(x)
+    with pytest.raises(AssertionError):
+        assert_unharmed(model, before)
