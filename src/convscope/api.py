@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from torch import Tensor
 
-from .data import load_image
+from .data import load_image, load_labelled_folder
 from .errors import BadArgument
+from .methods.attribution.cam_retrofit import Retrofit
+from .methods.attribution.cam_retrofit import retrofit_cam as _retrofit_cam
 from .methods.predict import top_k
 from .model import Model
+from .types import ProgressFn
 
 ImageSource = str | Path | bytes | Tensor
 
@@ -57,3 +61,15 @@ def predict(
         ]
         for row_p, row_i in zip(probs.tolist(), indices.tolist())
     ]
+
+
+def retrofit_cam(model: Model, folder: str | Path, *, layer: str = "auto",
+                 progress: ProgressFn | None = None, **options: Any) -> Retrofit:
+    """Make ``model`` CAM-ready: a GAP + linear head on ``layer``, fitted on a labelled folder.
+
+    ``folder`` holds one subfolder of images per class. The user's model is not changed; the
+    result's ``model`` is a new CAM-ready model and ``accuracy`` / ``original_accuracy`` compare
+    it with the original on held-out images (options: see ``methods.attribution.cam_retrofit``).
+    """
+    images, labels, classes, _paths = load_labelled_folder(folder)
+    return _retrofit_cam(model, images, labels, classes, layer=layer, progress=progress, **options)

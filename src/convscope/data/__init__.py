@@ -6,7 +6,7 @@ Loading of every source kind and format (``images``, ``arrays``), folders of ima
 """
 
 from .arrays import from_array, from_tensor
-from .folders import IMAGE_SUFFIXES, image_files, load_folder
+from .folders import IMAGE_SUFFIXES, image_files, load_folder, load_labelled_folder
 from .images import ImageSource, load_image, load_images
 from .samples import SAMPLES, list_samples, load_sample
 
@@ -21,5 +21,6 @@ __all__ = [
     "load_folder",
     "load_image",
     "load_images",
+    "load_labelled_folder",
     "load_sample",
 ]

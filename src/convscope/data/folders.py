@@ -99,3 +99,28 @@ def _scan(root: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
                 continue
             (images if path.suffix.lower() in IMAGE_SUFFIXES else others).append(path)
     return sorted(images), sorted(others)
+
+
+def load_labelled_folder(
+    folder: str | os.PathLike, *, on_error: Literal["raise", "skip"] = "raise"
+) -> tuple[list[torch.Tensor], torch.Tensor, list[str], list[Path]]:
+    """A class-per-subfolder image folder: (images, labels (N,), class names, paths).
+
+    Class names are the subfolder names in sorted order; ``labels`` index into them.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise BadImage(f"labelled image folder '{folder}' does not exist or is not a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise BadImage(f"'{folder}' has no class subfolders; put each class's images in "
+                       "a subfolder named after the class")
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    paths: list[Path] = []
+    for index, name in enumerate(classes):
+        for path, image in load_folder(root / name, on_error=on_error):
+            images.append(image)
+            labels.append(index)
+            paths.append(path)
+    return images, torch.tensor(labels, dtype=torch.long), classes, paths

@@ -5,7 +5,8 @@
 * an ``nn.Module``: wrapped as it is (its training flag and parameters are left alone).
 * ``"package.module:factory"``: ``factory()`` must return an ``nn.Module``.
 * a checkpoint path: a ``torch.export`` program (``.pt2``), a TorchScript archive, a state dict
-  of a zoo architecture, or (only with ``trust_checkpoint=True``) a pickled module. State dicts load with ``weights_only=True``.
+  of a zoo architecture, or (only with ``trust_checkpoint=True``) a pickled module. State dicts
+  load with ``weights_only=True``.
 * ``"torchvision:NAME"`` / ``"timm:NAME"``: when those packages import, with weights from their
   local cache only.
 """
