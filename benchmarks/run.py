@@ -31,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-jemalloc", action="store_true")
+    parser.add_argument("--only", choices=["floor", "attribution"], help="run one group")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure IG peak memory, ours and Captum's (Captum: ~18 GB)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu" and not args.no_jemalloc:
@@ -45,9 +48,15 @@ def main() -> None:
     print(f"convscope benchmarks: torch {torch.__version__}, {device}, "
           f"{torch.get_num_threads()} threads, {allocator}, {platform.processor() or platform.machine()}")
     model = load_model("efficientnet_lite0", device=device)
-    floors = floor_measurements(model, device)
+    floors = floor_measurements(model, device, batches=(1, 8, 32))
     print("\n== model floor (EfficientNet-Lite0, 224x224)")
     print_table(list(floors.values()))
+    if args.only in (None, "attribution"):
+        from .attribution import attribution_rows, ig_peak_memory
+
+        attribution_rows(model, device, floors)
+        if args.memory:
+            ig_peak_memory()
 
 
 if __name__ == "__main__":

@@ -103,15 +103,16 @@ class ContractNet(nn.Module):
         self.trap = Trap()
         self.conv2, self.bn2 = nn.Conv2d(6, 6, 3, padding=1), nn.BatchNorm2d(6)
         self.pool, self.drop = nn.MaxPool2d(2), nn.Dropout(0.5)
-        self.conv3 = nn.Conv2d(6, 8, 3, padding=1)
+        self.conv3, self.relu3 = nn.Conv2d(6, 8, 3, padding=1), nn.ReLU()
         self.fc = nn.Linear(8, 3)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.trap(self.relu1(self.bn1(self.conv1(x))))
         h = F.relu6(self.bn2(self.conv2(h))) + h
-        h = self.conv3(self.drop(self.pool(h)))
+        h = self.drop(self.pool(h))
         h.relu_()
-        return self.fc(h.mean((2, 3)))
+        h = self.relu3(self.conv3(h))
+        return self.fc(h.mean((2, 3)))  # GAP + linear: CAM applies
 
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -195,3 +196,44 @@ def test_the_contract_catches_harm(x: Tensor) -> None:
     model(x)
     with pytest.raises(AssertionError):
         assert_unharmed(model, before)
+
+
+# Every registered method joins the contract through the registry: no method can be forgotten.
+FAST_OPTIONS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"samples": 3},
+}
+
+
+def _registered_method(name: str) -> Case:
+    def run(model: nn.Module, x: Tensor) -> None:
+        from convscope.methods.registry import build_method, get_method
+
+        wrapped = model if isinstance(model, Model) else Model(model, preprocess=Preprocess((12, 12)))
+        layer = "auto" if get_method(name).needs_layer else None
+        build_method(name, wrapped, layer, **FAST_OPTIONS.get(name, {}))(x, 1)
+
+    return run
+
+
+def _method_names() -> list[str]:
+    from convscope.methods.registry import method_names
+
+    return method_names()
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+@pytest.mark.parametrize("name", _method_names())
+def test_registered_method_leaves_the_model_unharmed(name: str, wrapped: bool, raises: bool,
+                                                     x: Tensor) -> None:
+    model = make_model(wrapped)
+    before = snapshot(model)
+    if raises:
+        next(m for m in model.modules() if isinstance(m, Trap)).armed = True
+        with pytest.raises(Explode):
+            _registered_method(name)(model, x)
+        next(m for m in model.modules() if isinstance(m, Trap)).armed = False
+    else:
+        _registered_method(name)(model, x)
+    assert_unharmed(model, before)

@@ -139,6 +139,6 @@ def explain(
         scores=scores.detach().cpu(),
         layer=getattr(attributor, "layer", None),
         seconds=seconds,
-        signed=info.signed,
+        signed=bool(getattr(attributor, "signed", info.signed)),
         options=options,
     )

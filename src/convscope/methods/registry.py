@@ -83,7 +83,9 @@ def build_method(name: str, model: Any, layer: str | None = None, **options: Any
     info = get_method(name)
     allowed = info.options()
     unknown = sorted(set(options) - set(allowed))
-    if unknown:
+    params = inspect.signature(info.cls.__init__).parameters.values()
+    passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    if unknown and not passes_on:  # wrappers (smoothgrad) hand extra options to what they wrap
         accepted = ", ".join(allowed) or "none"
         raise BadArgument(f"method {name!r} has no option {unknown[0]!r}; its options: {accepted}")
     if info.needs_layer:
