@@ -8,6 +8,7 @@ the same inputs. Ratios: ``x floor`` = time / forward+backward time at the same 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,8 @@ import torch
 from convscope.methods.registry import build_method
 from convscope.model import Model, guarded
 
-from .timing import Measurement, measure
+from .floor import forward_backward
+from .timing import measure_alternating
 
 
 @dataclass
@@ -28,6 +30,8 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
     captum: Callable[[Model, str], Callable[[torch.Tensor, torch.Tensor], Any]] | None = None
     layer: bool = False
+    passes: int = 1
+    """Forward+backward passes the method needs per image: the floor is multiplied by it."""
 
 
 def _captum_cases() -> list[Case]:
@@ -46,13 +50,14 @@ def _captum_cases() -> list[Case]:
         Case("saliency", {}, c(lambda m, _l: lambda x, t: attr.Saliency(m).attribute(x, t))),
         Case("gradient_x_input", {},
              c(lambda m, _l: lambda x, t: attr.InputXGradient(m).attribute(x, t))),
-        Case("smoothgrad", {"samples": 25},
+        Case("smoothgrad", {"samples": 25, "batch_size": 16},
              c(lambda m, _l: lambda x, t: attr.NoiseTunnel(attr.Saliency(m)).attribute(
                  x, target=t, nt_type="smoothgrad", nt_samples=25, stdevs=0.3,
-                 nt_samples_batch_size=8))),
-        Case("integrated_gradients", {"steps": 50},
+                 nt_samples_batch_size=16)), passes=25),
+        Case("integrated_gradients", {"steps": 50, "batch_size": 16},
              c(lambda m, _l: lambda x, t: attr.IntegratedGradients(m).attribute(
-                 x, torch.full_like(x, -1.0), target=t, n_steps=50))),
+                 x, torch.full_like(x, -1.0), target=t, n_steps=50, internal_batch_size=16)),
+             passes=50),
         Case("guided_backprop", {},
              c(lambda m, _l: lambda x, t: attr.GuidedBackprop(m).attribute(x, t))),
         Case("deconvnet", {}, c(lambda m, _l: lambda x, t: attr.Deconvolution(m).attribute(x, t))),
@@ -67,44 +72,52 @@ def _captum_cases() -> list[Case]:
     ]
 
 
-def attribution_rows(model: Model, device: torch.device, floors: dict[str, Measurement],
-                     batches: tuple[int, ...] = (1, 8), repeats: int = 3) -> None:
-    """Print one table per batch size."""
+def attribution_rows(model: Model, device: torch.device, batches: tuple[int, ...] = (1, 8),
+                     repeats: int = 9) -> None:
+    """Print one table per batch size.
+
+    Each method is timed in turns with the bare forward+backward pass (``x floor``, per pass the
+    method needs) and with Captum (``x captum``), so all three see the same machine noise.
+
+    Captum runs with the same chunk sizes as ours (SmoothGrad and IG: 16 images a pass): at its
+    default IG puts all 50 x B interpolated images in one batch (about 18 GB at batch 8), which is
+    measured separately in a fresh process by :func:`ig_peak_memory`.
+    """
     from convscope.methods.registry import method_names
 
     registered = set(method_names())
     gen = torch.Generator().manual_seed(0)
     for batch in batches:
-        floor = floors.get(f"forward+backward b{batch}")
-        if floor is None:
-            floor = measure("floor", lambda: None, images=batch, device=device)
         x = model.normalize(torch.rand(batch, 3, *model.input_size, generator=gen)).to(device)
         with guarded(model), torch.no_grad():
             target = model(x).argmax(1)
-        print(f"\n== attribution, batch {batch} (floor: forward+backward "
-              f"{1000 * floor.seconds:.0f} ms)")
-        print(f"{'method':<22} {'ours ms':>9} {'x floor':>8} {'captum ms':>10} {'x captum':>9}")
+        print(f"\n== attribution, batch {batch} (x floor: time / (passes x forward+backward))")
+        print(f"{'method':<22} {'passes':>6} {'ours ms':>9} {'x floor':>8} {'captum ms':>10} "
+              f"{'x captum':>9}")
         for case in _captum_cases():
             if case.method not in registered:
                 print(f"{case.method:<22} {'(not registered)':>9}")
                 continue
             layer = "auto" if case.layer else None
             ours = build_method(case.method, model, layer, **case.options)
-            mine = measure(case.method, lambda o=ours, x=x, t=target: o(x, t), images=batch, device=device,
-                           repeats=repeats, warmup=1)
-            line = (f"{case.method:<22} {1000 * mine.seconds:9.1f} "
-                    f"{mine.seconds / floor.seconds:8.2f}")
+            fns = [lambda x=x: forward_backward(model, x), lambda o=ours, x=x, t=target: o(x, t)]
             if case.captum is not None:
-                fn = case.captum(model, getattr(ours, "layer", None) or "")
-                with guarded(model):
-                    ref = measure("captum", lambda f=fn, x=x, t=target: f(x, t), images=batch,
-                                  device=device, repeats=repeats, warmup=1)
+                ref_fn = case.captum(model, getattr(ours, "layer", None) or "")
+                fns.append(lambda f=ref_fn, x=x, t=target: f(x, t))
+            with guarded(model):  # Captum does not set eval mode itself; ours sets its own
+                timed = measure_alternating(fns, images=batch, device=device,
+                                            repeats=repeats if case.passes == 1 else 3)
+            floor_now, mine = timed[0], timed[1]
+            line = (f"{case.method:<22} {case.passes:6d} {1000 * mine.seconds:9.1f} "
+                    f"{mine.seconds / (case.passes * floor_now.seconds):8.2f}")
+            if len(timed) > 2:
+                ref = timed[2]
                 line += f" {1000 * ref.seconds:10.1f} {mine.seconds / ref.seconds:9.2f}"
             print(line)
 
 
 _PEAK_SCRIPT = """
-import json, resource, sys, torch
+import json, sys, time, torch
 from convscope.model import load_model, guarded
 from convscope.methods.registry import build_method
 which, batch = sys.argv[1], int(sys.argv[2])
@@ -112,26 +125,35 @@ model = load_model("efficientnet_lite0")
 x = model.normalize(torch.rand(batch, 3, 224, 224))
 with guarded(model), torch.no_grad():
     target = model(x).argmax(1)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_mb():  # VmHWM starts fresh in a new process; ru_maxrss keeps the parent's peak
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+base = hwm_mb()
+start = time.perf_counter()
 if which == "ours":
     build_method("integrated_gradients", model, None, steps=50)(x, target)
 else:
     from captum.attr import IntegratedGradients
     with guarded(model):
         IntegratedGradients(model).attribute(x, torch.full_like(x, -1.0), target=target, n_steps=50)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_mb": (peak - base) / 1024}))
+seconds = time.perf_counter() - start
+print(json.dumps({"peak_mb": hwm_mb() - base, "seconds": seconds}))
 """
 
 
 def ig_peak_memory(batch: int = 8, include_captum: bool = True) -> None:
-    """Peak resident memory above the loaded model for 50-step IG, each in a fresh process."""
-    print(f"\n== integrated gradients, 50 steps, batch {batch}: peak memory above the model")
+    """Peak resident memory above the loaded model for 50-step IG at each library's defaults.
+
+    Each run is a fresh process (one cold call: its time includes first-call overheads).
+    """
+    print(f"\n== integrated gradients, 50 steps, batch {batch}, defaults, fresh process")
     for which in ("ours", "captum") if include_captum else ("ours",):
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
         proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, which, str(batch)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            print(f"{which:<8} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            why = proc.stderr.strip().splitlines()[-1:] or [f"killed by signal {-proc.returncode}"]
+            print(f"{which:<8} failed: {why[0]}")
             continue
-        peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
-        print(f"{which:<8} {peak / 1024:6.2f} GB")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{which:<8} peak {result['peak_mb'] / 1024:6.2f} GB   time {result['seconds']:6.1f} s")

@@ -13,6 +13,12 @@ from convscope.model import Model, guarded, select
 from .timing import Measurement, measure
 
 
+def forward_backward(model: Model, x: torch.Tensor) -> None:
+    """The input gradient of the top logit: the cost of one gradient-method pass."""
+    xg = x.clone().requires_grad_(True)
+    torch.autograd.grad(select(model(xg), "top1").sum(), xg)
+
+
 def floor_measurements(model: Model, device: torch.device,
                        batches: tuple[int, ...] = (1, 32)) -> dict[str, Measurement]:
     out: dict[str, Measurement] = {}
@@ -25,13 +31,10 @@ def floor_measurements(model: Model, device: torch.device,
             with torch.inference_mode():
                 model(x)
 
-        def forward_backward(x: torch.Tensor = x) -> None:
-            xg = x.clone().requires_grad_(True)
-            torch.autograd.grad(select(model(xg), "top1").sum(), xg)
-
         with guarded(model):
             out[f"forward b{batch}"] = measure(f"forward, batch {batch}", forward,
                                                images=batch, device=device)
             out[f"forward+backward b{batch}"] = measure(
-                f"forward+backward, batch {batch}", forward_backward, images=batch, device=device)
+                f"forward+backward, batch {batch}", lambda x=x: forward_backward(model, x),
+                images=batch, device=device)
     return out

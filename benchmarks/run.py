@@ -39,7 +39,11 @@ def main() -> None:
     if device.type == "cpu" and not args.no_jemalloc:
         _reexec_with_jemalloc()
 
+    import warnings
+
     from convscope.model import load_model
+
+    warnings.filterwarnings("ignore", module="captum")  # its notes on requires_grad and hooks
 
     from .floor import floor_measurements
     from .timing import print_table
@@ -47,16 +51,18 @@ def main() -> None:
     allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default malloc"
     print(f"convscope benchmarks: torch {torch.__version__}, {device}, "
           f"{torch.get_num_threads()} threads, {allocator}, {platform.processor() or platform.machine()}")
+    if args.memory and args.only in (None, "attribution"):
+        from .attribution import ig_peak_memory
+
+        ig_peak_memory()  # first, while this process is small: Captum's default needs ~18 GB
     model = load_model("efficientnet_lite0", device=device)
     floors = floor_measurements(model, device, batches=(1, 8, 32))
     print("\n== model floor (EfficientNet-Lite0, 224x224)")
     print_table(list(floors.values()))
     if args.only in (None, "attribution"):
-        from .attribution import attribution_rows, ig_peak_memory
+        from .attribution import attribution_rows
 
-        attribution_rows(model, device, floors)
-        if args.memory:
-            ig_peak_memory()
+        attribution_rows(model, device)
 
 
 if __name__ == "__main__":

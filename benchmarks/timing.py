@@ -66,3 +66,23 @@ def print_table(rows: list[Measurement], floor: Measurement | None = None) -> No
         if floor is not None:
             line += f" {r.per_image_ms / floor.per_image_ms:8.2f}"
         print(line)
+
+
+def measure_alternating(fns: list[Callable[[], object]], *, images: int, device: torch.device,
+                        repeats: int = 5) -> list[Measurement]:
+    """Median times of several functions timed in turns (a, b, a, b, ...) after one warm-up each.
+
+    Timing in turns exposes both to the same machine noise, which on shared VMs drifts by tens
+    of percent between minutes; the ratio of the medians is then a fair comparison.
+    """
+    for fn in fns:
+        fn()
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            record.append(time.perf_counter() - start)
+    return [Measurement(f"fn{i}", statistics.median(t), images) for i, t in enumerate(times)]

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from .api import ImageSource, as_images
+from .methods.evaluation.localization import Localization, localize
 from .methods.registry import build_method, get_method
 from .model import Model, guarded, select, target_indices
 from .render import overlay, save_png
@@ -57,6 +58,15 @@ class Explanation:
         if index is not None:
             return overlay(self.images[index], self.values[index], **defaults)
         return [overlay(i, v, **defaults) for i, v in zip(self.images, self.values)]
+
+    def localize(self, threshold: float = 0.2) -> Localization:
+        """Weakly supervised localization: mask and (top, left, bottom, right) box per sample.
+
+        The map (channels summed) is thresholded at ``threshold`` times its maximum and the
+        largest connected component kept (Zhou et al. 2016 use 20%).
+        """
+        maps = self.values.sum(1, keepdim=True) if self.values.shape[1] > 1 else self.values
+        return localize(maps, threshold=threshold)
 
     def save(self, path: str | Path, **options: Any) -> list[Path]:
         """Write each overlay as PNG: ``path`` for one sample, ``stem_<i>.png`` for a batch."""
@@ -116,7 +126,7 @@ def explain(
     """
     info = get_method(method)
     x, target = _one_image_many_targets(model_inputs(model, images), target)
-    attributor = build_method(method, model, layer if info.needs_layer else None, **options)
+    attributor = build_method(method, model, layer, **options)
     with guarded(model), torch.no_grad():
         logits = model(x)
     idx = target_indices(logits, target, model.labels)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..explanation import explain
 from ..methods.registry import method_names
+from ..render import draw_boxes, save_png
 from .common import add_model_options, model_from_args, print_json
 from .options import parse_options, parse_target
 
@@ -23,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="method option, repeatable (e.g. -o steps=32)")
     p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png)")
     p.add_argument("--raw", help="write the map at input resolution as float32 .npy")
+    p.add_argument("--box", nargs="?", type=float, const=0.2, metavar="FRACTION",
+                   help="draw the localization box: map thresholded at FRACTION of its maximum "
+                        "(default 0.2), largest connected component")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     add_model_options(p)
     p.set_defaults(func=run_explain)
@@ -38,8 +42,14 @@ def run_explain(args: argparse.Namespace) -> int:
     result = explain(model, args.image, method=args.method, target=parse_target(args.target),
                      layer=args.layer, **parse_options(args.option))
     out = Path(args.out) if args.out else _default_out(args.image, args.method)
-    (png,) = result.save(out)
-    summary = result.summary() | {"image": args.image, "png": str(png)}
+    summary = result.summary() | {"image": args.image}
+    picture = result.overlay(0)
+    if args.box is not None:
+        box = result.localize(args.box).boxes[0]
+        picture = draw_boxes(picture, box[None], [f"{args.box:.0%} box"])
+        summary["box"] = box.tolist()
+    png = save_png(picture, out)
+    summary["png"] = str(png)
     if args.raw:
         raw = result.values[0].float().cpu().numpy()
         raw = raw[0] if raw.shape[0] == 1 else raw
@@ -53,4 +63,6 @@ def run_explain(args: argparse.Namespace) -> int:
         label = (result.target_labels or ["callable"])[0]
         print(f"{args.method} for {label!r} on {args.image}: {png} ({result.seconds:.2f}s"
               + (f", layer {result.layer})" if result.layer else ")"))
+        if "box" in summary:
+            print("box (top, left, bottom, right): " + ", ".join(map(str, summary["box"])))
     return 0

@@ -77,6 +77,12 @@ class ActivationCall:
             inside &= self.out < self.hi
         return inside.to(self.out.dtype)
 
+    def masked(self, grad: Tensor) -> Tensor:
+        """``grad * mask()`` in one fused kernel: PyTorch's own ReLU / hardtanh backward."""
+        if self.hi is None:
+            return torch.ops.aten.threshold_backward(grad, self.out, self.lo)
+        return torch.ops.aten.hardtanh_backward(grad, self.out, self.lo, self.hi)
+
 
 class BackwardRule:
     """How a rectifier passes gradient back; subclass and override :meth:`backward`.
@@ -108,7 +114,7 @@ class GuidedRule(BackwardRule):
     name = "guided"
 
     def backward(self, call: ActivationCall, grad_out: Tensor) -> Tensor:
-        return grad_out.clamp(min=0) * call.mask()
+        return call.masked(grad_out.clamp(min=0))
 
 
 class DeconvRule(BackwardRule):
