@@ -92,3 +92,44 @@ def test_real_process_has_no_traceback(tmp_path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "nothing.jpg" in proc.stderr
+
+
+def _forged_png(side: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _bad_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(whole)
+    files = {
+        "empty.png": b"",
+        "cut.jpg": whole.read_bytes()[: whole.stat().st_size // 2],
+        "notes.jpg": b"this is not a picture\n",
+        "bomb.png": _forged_png(100_000),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    Image.fromarray(np.full((3, 4), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    Image.fromarray(np.full((3, 4), 7.5, np.float32)).save(tmp_path / "hdr.tif")
+    return [*files, "nan.tif", "hdr.tif", "missing.png"]
+
+
+@pytest.mark.parametrize("command", [["predict"], ["explain", "--method", "saliency"]])
+def test_every_bad_image_is_one_line_exit_2(tmp_path, capsys, command: list[str]) -> None:
+    for name in _bad_files(tmp_path):
+        argv = [command[0], str(tmp_path / name), *command[1:]]
+        if command[0] == "explain":
+            argv += ["--out", str(tmp_path / "out.png")]
+        code, _, err = run(capsys, *argv)
+        assert code == 2, name
+        assert name in err and len(err.strip().splitlines()) == 1, err
