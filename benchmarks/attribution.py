@@ -32,9 +32,11 @@ class Case:
     layer: bool = False
     passes: int = 1
     """Forward+backward passes the method needs per image: the floor is multiplied by it."""
+    captum_default: Callable[[Model, str], Callable[[torch.Tensor, torch.Tensor], Any]] | None = None
+    """Captum at its own defaults, where they differ from the chunked setting (memory only)."""
 
 
-def _captum_cases() -> list[Case]:
+def captum_cases() -> list[Case]:
     try:
         from captum import attr
     except ImportError:
@@ -57,7 +59,9 @@ def _captum_cases() -> list[Case]:
         Case("integrated_gradients", {"steps": 50, "batch_size": 16},
              c(lambda m, _l: lambda x, t: attr.IntegratedGradients(m).attribute(
                  x, torch.full_like(x, -1.0), target=t, n_steps=50, internal_batch_size=16)),
-             passes=50),
+             passes=50,
+             captum_default=c(lambda m, _l: lambda x, t: attr.IntegratedGradients(m).attribute(
+                 x, torch.full_like(x, -1.0), target=t, n_steps=50))),
         Case("guided_backprop", {},
              c(lambda m, _l: lambda x, t: attr.GuidedBackprop(m).attribute(x, t))),
         Case("deconvnet", {}, c(lambda m, _l: lambda x, t: attr.Deconvolution(m).attribute(x, t))),
@@ -94,7 +98,7 @@ def attribution_rows(model: Model, device: torch.device, batches: tuple[int, ...
         print(f"\n== attribution, batch {batch} (x floor: time / (passes x forward+backward))")
         print(f"{'method':<22} {'passes':>6} {'ours ms':>9} {'x floor':>8} {'captum ms':>10} "
               f"{'x captum':>9}")
-        for case in _captum_cases():
+        for case in captum_cases():
             if case.method not in registered:
                 print(f"{case.method:<22} {'(not registered)':>9}")
                 continue
@@ -116,44 +120,24 @@ def attribution_rows(model: Model, device: torch.device, batches: tuple[int, ...
             print(line)
 
 
-_PEAK_SCRIPT = """
-import json, sys, time, torch
-from convscope.model import load_model, guarded
-from convscope.methods.registry import build_method
-which, batch = sys.argv[1], int(sys.argv[2])
-model = load_model("efficientnet_lite0")
-x = model.normalize(torch.rand(batch, 3, 224, 224))
-with guarded(model), torch.no_grad():
-    target = model(x).argmax(1)
-def hwm_mb():  # VmHWM starts fresh in a new process; ru_maxrss keeps the parent's peak
-    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
-    return int(line.split()[1]) / 1024
-base = hwm_mb()
-start = time.perf_counter()
-if which == "ours":
-    build_method("integrated_gradients", model, None, steps=50)(x, target)
-else:
-    from captum.attr import IntegratedGradients
-    with guarded(model):
-        IntegratedGradients(model).attribute(x, torch.full_like(x, -1.0), target=target, n_steps=50)
-seconds = time.perf_counter() - start
-print(json.dumps({"peak_mb": hwm_mb() - base, "seconds": seconds}))
-"""
+def _peak(what: str, method: str, batch: int) -> str:
+    """Peak MB of one call in a fresh process (benchmarks/peak.py), plain glibc malloc."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.peak", what, method, str(batch)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1:]
+        return "killed (out of memory?)" if proc.returncode < 0 else f"failed: {last[0] if last else ''}"
+    return f"{json.loads(proc.stdout.strip().splitlines()[-1])['peak_mb']:.0f}"
 
 
-def ig_peak_memory(batch: int = 8, include_captum: bool = True) -> None:
-    """Peak resident memory above the loaded model for 50-step IG at each library's defaults.
-
-    Each run is a fresh process (one cold call: its time includes first-call overheads).
-    """
-    print(f"\n== integrated gradients, 50 steps, batch {batch}, defaults, fresh process")
-    for which in ("ours", "captum") if include_captum else ("ours",):
-        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
-        proc = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, which, str(batch)],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            why = proc.stderr.strip().splitlines()[-1:] or [f"killed by signal {-proc.returncode}"]
-            print(f"{which:<8} failed: {why[0]}")
-            continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{which:<8} peak {result['peak_mb'] / 1024:6.2f} GB   time {result['seconds']:6.1f} s")
+def peak_memory_rows(batch: int = 8) -> None:
+    """Peak memory (MB above the loaded model) of each method, the floor and Captum, batch B."""
+    print(f"\n== peak memory, batch {batch}, MB above the loaded model (fresh process each)")
+    print(f"{'method':<22} {'floor':>8} {'ours':>8} {'captum':>8}  captum at its defaults")
+    for case in captum_cases():
+        ours = _peak("ours", case.method, batch)
+        floor = _peak("floor", case.method, batch)
+        captum = _peak("captum", case.method, batch) if case.captum else "-"
+        default = _peak("captum-default", case.method, batch) if case.captum_default else ""
+        print(f"{case.method:<22} {floor:>8} {ours:>8} {captum:>8}  {default}")

@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--no-jemalloc", action="store_true")
     parser.add_argument("--only", choices=["floor", "attribution"], help="run one group")
     parser.add_argument("--memory", action="store_true",
-                        help="also measure IG peak memory, ours and Captum's (Captum: ~18 GB)")
+                        help="also measure peak memory of every method in fresh processes "
+                             "(Captum's default IG needs ~18 GB)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu" and not args.no_jemalloc:
@@ -52,9 +53,9 @@ def main() -> None:
     print(f"convscope benchmarks: torch {torch.__version__}, {device}, "
           f"{torch.get_num_threads()} threads, {allocator}, {platform.processor() or platform.machine()}")
     if args.memory and args.only in (None, "attribution"):
-        from .attribution import ig_peak_memory
+        from .attribution import peak_memory_rows
 
-        ig_peak_memory()  # first, while this process is small: Captum's default needs ~18 GB
+        peak_memory_rows()  # first, while this process is small: Captum's default IG needs ~18 GB
     model = load_model("efficientnet_lite0", device=device)
     floors = floor_measurements(model, device, batches=(1, 8, 32))
     print("\n== model floor (EfficientNet-Lite0, 224x224)")
