@@ -202,6 +202,9 @@ def test_the_contract_catches_harm(x: Tensor) -> None:
 FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"steps": 4},
     "smoothgrad": {"samples": 3},
+    "occlusion": {"window": 4, "stride": 4},
+    "rise": {"masks": 8},
+    "lime": {"samples": 8, "segments": 4},
 }
 
 

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
-from . import demo, explain, info, report
+from . import demo, evaluate, explain, info, inside, report
 
-COMMAND_MODULES = (info, explain, report, demo)
+COMMAND_MODULES = (info, explain, report, evaluate, demo, inside)
 
 
 class _Parser(argparse.ArgumentParser):

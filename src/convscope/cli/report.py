@@ -12,10 +12,11 @@ from ..api import as_images, predict
 from ..errors import ConvscopeError
 from ..explanation import explain
 from ..methods.registry import get_method, method_names
-from ..model import Model
+from ..model import FastForward, Model
 from ..render import Card, Section, html_report, to_pil
 from ..types import ProgressFn
 from .common import add_model_options, model_from_args
+from .evaluate import faithfulness_scores
 from .options import parse_target
 from .progress import progress_bar
 
@@ -27,14 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default="top1", help="class index, label or top1 (default)")
     p.add_argument("--layer", default="auto", help="layer for CAM-family methods (default auto)")
     p.add_argument("--out", required=True, help="output folder (report.html is written there)")
+    p.add_argument("--faithfulness-steps", type=int, default=20, metavar="N",
+                   help="deletion/insertion steps per map (default 20; 0 leaves them out)")
     add_model_options(p)
     p.set_defaults(func=run_report)
 
 
 def build_report(model: Model, images: list[str], methods: list[str], target: str,
-                 layer: str, progress: ProgressFn | None = None) -> str:
-    """The report page as HTML; a method that cannot run on an input shows its error."""
+                 layer: str, progress: ProgressFn | None = None, faithfulness_steps: int = 20) -> str:
+    """The report page as HTML; a method that cannot run on an input shows its error.
+
+    Each card lists the map's deletion and insertion AUC (``faithfulness_steps`` steps, 0 for
+    none): lower deletion and higher insertion mean a more faithful map.
+    """
     sections = []
+    fast = FastForward(model) if faithfulness_steps > 0 else None
     tensors = as_images(images)
     predictions = predict(model, tensors, top=5)
     total, done = len(images) * len(methods), 0
@@ -49,6 +57,11 @@ def build_report(model: Model, images: list[str], methods: list[str], target: st
                 lines = [f"{get_method(method).family} · {result.seconds:.2f} s"]
                 if result.layer:
                     lines.append(f"layer {result.layer}")
+                if fast is not None:
+                    auc = faithfulness_scores(model, model.preprocess([image]), result.values,
+                                              torch.tensor([index]), faithfulness_steps, fast)
+                    lines.append(f"deletion AUC {auc['deletion_auc'][0]:.3f} ↓ · "
+                                 f"insertion AUC {auc['insertion_auc'][0]:.3f} ↑")
                 cards.append(Card(method, result.overlay(0), lines))
             except ConvscopeError as err:
                 cards.append(Card(method, None, [get_method(method).family], error=str(err)))
@@ -74,7 +87,8 @@ def run_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(args.images) * len(methods), "report") as progress:
-        page = build_report(model, args.images, methods, args.target, args.layer, progress)
+        page = build_report(model, args.images, methods, args.target, args.layer, progress,
+                            faithfulness_steps=max(0, args.faithfulness_steps))
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     print(f"wrote {path}")

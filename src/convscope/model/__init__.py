@@ -1,6 +1,8 @@
 """Model access: the only code that touches modules, hooks and autograd rules."""
 
 from .capture import Captured, capture, forward_until
+from .fast import FastForward, default_batch_size, fast_forward
+from .fold import FoldInfo, fold_batchnorm
 from .guard import evaluating, frozen, guarded
 from .layers import LayerInfo, auto_layer, get_layer, layer_names, list_layers, resolve_layer
 from .receptive import Box, FieldGeometry, field_geometry, receptive_field, receptive_fields
@@ -27,7 +29,9 @@ __all__ = [
     "BackwardRule",
     "Box",
     "Captured",
+    "FastForward",
     "FieldGeometry",
+    "FoldInfo",
     "LayerInfo",
     "Model",
     "Preprocess",
@@ -37,8 +41,11 @@ __all__ = [
     "available_models",
     "backward_rule",
     "capture",
+    "default_batch_size",
     "evaluating",
+    "fast_forward",
     "field_geometry",
+    "fold_batchnorm",
     "forward_until",
     "frozen",
     "get_layer",

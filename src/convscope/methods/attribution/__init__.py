@@ -3,14 +3,22 @@
 from .base import Attribution
 from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from .cam_retrofit import Retrofit, retrofit_cam
+from .deeplift import DeepLift
 from .gradients import GradientXInput, IntegratedGradients, Saliency
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
+from .lime import Lime, LimeResult, top_superpixel_mask
+from .lrp import LRP
+from .perturbation import RISE, Occlusion
+from .scorecam import ScoreCAM
 from .smoothgrad import SmoothGrad
 
 __all__ = [
     "CAM",
+    "LRP",
+    "RISE",
     "Attribution",
     "Deconvnet",
+    "DeepLift",
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientXInput",
@@ -18,8 +26,13 @@ __all__ = [
     "GuidedGradCAM",
     "IntegratedGradients",
     "LayerGuidedBackprop",
+    "Lime",
+    "LimeResult",
+    "Occlusion",
     "Retrofit",
     "Saliency",
+    "ScoreCAM",
     "SmoothGrad",
     "retrofit_cam",
+    "top_superpixel_mask",
 ]

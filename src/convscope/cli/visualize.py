@@ -1,0 +1,101 @@
+"""``convscope visualize``: feature visualization (activation maximization) as a PNG.
+
+One objective (``--objective "channel:_blocks.8:3"``, ``"logit:285"``, ``"layer:_blocks.6"``, ...)
+gives one picture, or a captioned grid when it optimizes several units at once
+(``channel:_blocks.8:0-7``). ``--layer L --gallery N`` is the gallery of a layer: its first N
+channels (from ``--first``), all optimized together in one batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data import load_image
+from ..errors import BadArgument
+from ..methods.features import Objective, channel, parse_objective, visualize
+from ..render import image_grid, save_png
+from .common import add_model_options, model_from_args, print_json
+from .progress import progress_bar
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("visualize", help="feature visualization: an image that excites a unit",
+                       description=__doc__.splitlines()[0] if __doc__ else None)
+    what = p.add_argument_group("what to visualize (one of)")
+    what.add_argument("--objective", metavar="SPEC",
+                      help='e.g. "channel:LAYER:C", "neuron:LAYER:C[:Y:X]", "layer:LAYER", '
+                           '"logit:285", "logit:Egyptian cat", "prob:285"; C may be 3,7,9 or 0-7 '
+                           '(one image each); terms join with + and take weights: "2*channel:..."')
+    what.add_argument("--layer", help="with --gallery: the layer whose channels to show")
+    what.add_argument("--gallery", type=int, metavar="N", help="show the first N channels of --layer")
+    what.add_argument("--first", type=int, default=0, help="first channel of the gallery (default 0)")
+    opt = p.add_argument_group("optimization")
+    opt.add_argument("--param", choices=["pixel", "fourier"], default="fourier",
+                     help="image parameterization (default fourier: decorrelated colour, 1/f spectrum)")
+    opt.add_argument("--steps", type=int, default=256, help="optimizer steps (default 256)")
+    opt.add_argument("--size", type=int, help="image size in pixels (default: the model's input)")
+    opt.add_argument("--lr", type=float, help="Adam learning rate (default 0.05)")
+    opt.add_argument("--l2", type=float, default=0.0, help="weight of the L2 penalty (default 0)")
+    opt.add_argument("--tv", type=float, default=0.0, help="weight of total variation (default 0)")
+    opt.add_argument("--blur-every", type=int, default=0, metavar="K", help="blur the image every K steps")
+    opt.add_argument("--blur-sigma", type=float, default=0.5, help="blur width in pixels (default 0.5)")
+    opt.add_argument("--decay", type=float, default=1.0, help="Fourier spectrum decay (default 1)")
+    opt.add_argument("--no-transforms", action="store_true", help="no jitter / scale / rotation")
+    opt.add_argument("--batch", type=int, help="images per unit objective (default 1)")
+    opt.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    opt.add_argument("--start", default="noise", help="noise (default), zeros, or an image to start from")
+    p.add_argument("--out", help="PNG to write (default visualize.png)")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_model_options(p)
+    p.set_defaults(func=run_visualize)
+
+
+def _objective(args: argparse.Namespace) -> Objective:
+    if args.gallery is not None:
+        if args.objective or not args.layer:
+            raise BadArgument("--gallery N needs --layer L and no --objective")
+        if args.gallery < 1 or args.first < 0:
+            raise BadArgument("--gallery needs N >= 1 and --first >= 0")
+        return channel(args.layer, list(range(args.first, args.first + args.gallery)))
+    if not args.objective:
+        raise BadArgument("give --objective SPEC, or --layer L --gallery N")
+    if args.layer:
+        raise BadArgument("--layer is only for --gallery; put the layer in --objective")
+    return parse_objective(args.objective)
+
+
+def _captions(objective: Objective, n: int) -> list[str]:
+    units = getattr(objective, "units", None)
+    if objective.batch is not None and units is not None and len(units) == n:
+        return [f"{objective.layers[0]} ch {u}" if objective.layers else str(u) for u in units]
+    return [f"{objective.name} #{i}" for i in range(n)]
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    objective = _objective(args)
+    model = model_from_args(args)
+    start = args.start if args.start in ("noise", "zeros") else load_image(args.start)
+    with progress_bar(args.steps, "visualize") as progress:
+        result = visualize(model, objective, param=args.param, steps=args.steps, size=args.size,
+                           lr=args.lr, l2=args.l2, tv=args.tv, blur_every=args.blur_every,
+                           blur_sigma=args.blur_sigma, decay=args.decay, batch=args.batch,
+                           transforms="none" if args.no_transforms else "standard",
+                           start=start, seed=args.seed, progress=progress)
+    images = result.images.cpu()
+    out = Path(args.out or "visualize.png")
+    if images.shape[0] == 1:
+        png = save_png(images[0], out)
+    else:
+        captions = _captions(objective, images.shape[0])
+        grid = image_grid(images, captions=captions, ncols=min(8, images.shape[0]),
+                          title=f"{model.name}: {objective.name}, {args.param}, {args.steps} steps")
+        png = save_png(grid, out)
+    values = [round(float(v), 4) for v in result.values]
+    if args.json:
+        print_json({"objective": objective.name, "param": args.param, "steps": args.steps,
+                    "values": values, "seconds": round(result.seconds, 3), "png": str(png)})
+    else:
+        shown = ", ".join(f"{v:.3g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
+        print(f"{objective.name}: {png} (objective {shown}; {result.seconds:.1f}s)")
+    return 0

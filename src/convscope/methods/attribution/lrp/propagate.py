@@ -1,0 +1,190 @@
+"""One LRP backward pass: every operation of the forward pass routed to its relevance rule.
+
+The signal that flows backward is the relevance itself (not a gradient): it starts as the target
+logit at the output and reaches the input as the map. Each operation of the forward pass is sent
+through :class:`_Relevance`, an ``autograd.Function`` whose forward is the original computation and
+whose backward maps output relevance to input relevance, by kind:
+
+* conv/dense (``F.conv1d/2d/3d``, ``F.linear``): the layer's :class:`~.rules.LayerRule`, picked by
+  a :class:`~.composites.RuleMap` from the layer's kind, its name (found by the identity of its
+  weight tensor among the network's parameters) and whether it is the first layer called.
+* sums of tensors (residual adds ``a + b``, ``torch.add``, ``+=``), means and sums over axes,
+  average pooling (``avg_pool``, ``adaptive_avg_pool``, ``x.mean((2, 3))``): these are linear
+  maps y = sum_i c_i x_i without weights of their own, and relevance is split in proportion to
+  the contributions, R_i = c_i x_i / (y + eps sign y) R (zennit's ``Norm`` rule: LRP-0 with the
+  rules' stabilizer, 1e-6 by default). For a residual add this gives each branch its share
+  a/(a+b) and b/(a+b); the plain gradient would hand R to both and double the total. A constant
+  operand (a tensor that does not depend on the input) keeps its share, as a bias does.
+* rectifiers (ReLU, ReLU6, ``F.relu``, in place or not): pass-through, R_in = R_out, through the
+  :data:`~convscope.model.rules.LINEAR` rule of :mod:`convscope.model.rules` (the mode that sees
+  every spelling). Other pointwise activations (leaky ReLU, ELU, GELU, SiLU, hardswish, softplus)
+  and batch norms that could not be folded into a conv pass relevance through too (zennit's
+  ``Pass``).
+* everything else keeps its gradient: reshapes, dropout in eval mode, concatenation and
+  upsampling move relevance around unchanged; max-pooling gives it to the maximum (the usual
+  winner-take-all choice). Products of activations (attention, squeeze-excitation gates) and
+  hand-written ``x @ W`` layers are *not* relevance rules: their gradient is not conservative.
+
+All of it is installed for one forward pass by :func:`~convscope.model.rules.backward_rule`
+(a ``TorchFunctionMode`` popped in ``finally``): nothing is attached to any module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .composites import LayerKind, RuleMap
+from .rules import LayerCall, stabilize
+
+Backward = Callable[[Tensor], tuple[Tensor | None, ...]]
+Run = Callable[..., tuple[Tensor, Backward]]
+
+
+class _Relevance(torch.autograd.Function):
+    """Forward: ``run(*tensors)``'s output; backward: its relevance function (one per tensor)."""
+
+    @staticmethod
+    def forward(ctx: Any, run: Run, inplace: bool, *tensors: Tensor) -> Tensor:  # type: ignore[override]
+        out, back = run(*tensors)
+        if inplace:
+            ctx.mark_dirty(tensors[0])
+        ctx.back = back
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, relevance: Tensor) -> tuple[Tensor | None, ...]:
+        with torch._C.DisableTorchFunction():  # a still-active mode must not route the rule's own ops
+            parts = ctx.back(relevance)
+        del ctx.back  # frees the terms' graphs
+        return (None, None, *parts)
+
+
+_CONV = {F.conv1d: "conv", F.conv2d: "conv", F.conv3d: "conv", F.linear: "linear"}
+_ADD = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
+_ADD_INPLACE = {Tensor.add_, Tensor.__iadd__}
+_REDUCE = {torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+           F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
+_PASS = {F.batch_norm, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.softplus}
+_INPLACE_ARG = {F.leaky_relu: 2, F.elu: 2, F.silu: 1, F.hardswish: 1}
+"""Position of the ``inplace`` flag where the activation modules pass it positionally."""
+
+
+def _tracked(t: object) -> bool:
+    return isinstance(t, Tensor) and t.requires_grad and t.is_floating_point()
+
+
+class Propagation:
+    """The overrides for one forward pass of ``net`` under a :class:`RuleMap`.
+
+    ``low``/``high`` bound the network input (z^B); ``stabilizer`` is the proportional split's.
+    ``layers`` counts the conv/dense calls routed, so a caller can tell a network whose layers
+    the mode never saw (TorchScript).
+    """
+
+    def __init__(self, rules: RuleMap, net: nn.Module, low: Tensor | None = None,
+                 high: Tensor | None = None, stabilizer: float = 1e-6) -> None:
+        self.rules = rules
+        self.low, self.high, self.stabilizer = low, high, stabilizer
+        self.names = {id(m.weight): name for name, m in net.named_modules()
+                      if isinstance(getattr(m, "weight", None), Tensor)}
+        self.layers = 0
+
+    def overrides(self) -> dict[Callable, Callable[..., Any]]:
+        table: dict[Callable, Callable[..., Any]] = {}
+        for func, kind in _CONV.items():
+            table[func] = self._layer(func, kind)  # type: ignore[arg-type]
+        for func in _ADD | _REDUCE:
+            table[func] = self._norm(func, None)
+        for func in _ADD_INPLACE:
+            table[func] = self._norm(torch.add, func)
+        for func in _PASS:
+            table[func] = _passthrough(func)
+        return table
+
+    def _layer(self, func: Callable[..., Tensor], kind: LayerKind) -> Callable[..., Tensor]:
+        def call(*args: Any, **kwargs: Any) -> Tensor:
+            bound = dict(zip(("input", "weight", "bias"), args), **kwargs)
+            x, weight, bias = bound.pop("input"), bound.pop("weight"), bound.pop("bias", None)
+            if not _tracked(x) or "out" in bound:
+                return func(*args, **kwargs)
+            rest = args[3:]
+
+            def fn(inp: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+                return func(inp, w, b, *rest, **bound)
+
+            first = self.layers == 0
+            rule = self.rules.rule_for(kind, self.names.get(id(weight)), first)
+            self.layers += 1
+
+            def run(inp: Tensor) -> tuple[Tensor, Backward]:
+                layer = LayerCall(fn, inp, weight.detach(), None if bias is None else bias.detach(),
+                                  name=self.names.get(id(weight)), nonneg=bool(inp.amin() >= 0),
+                                  low=self.low if first else None, high=self.high if first else None)
+                out, back = rule.forward(layer)
+                return out, lambda r: (back(r),)
+
+            return _Relevance.apply(run, False, x)
+
+        return call
+
+    def _norm(self, graph_func: Callable[..., Tensor], inplace: Callable | None) -> Callable[..., Tensor]:
+        """Proportional split over the tensor operands of a linear map without weights."""
+        original = inplace or graph_func
+
+        def call(*args: Any, **kwargs: Any) -> Tensor:
+            slots = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.is_floating_point()]
+            if "out" in kwargs or not any(_tracked(args[i]) for i in slots):
+                return original(*args, **kwargs)
+
+            def run(*tensors: Tensor) -> tuple[Tensor, Backward]:
+                leaves = [t.detach().clone() if inplace and k == 0 else t.detach()
+                          for k, t in enumerate(tensors)]
+                leaves = [leaf.requires_grad_(True) for leaf in leaves]
+                full = list(args)
+                for i, leaf in zip(slots, leaves):
+                    full[i] = leaf
+                with torch.enable_grad():
+                    y = graph_func(*full, **kwargs)
+                scale = stabilize(y.detach(), self.stabilizer).reciprocal_()
+                if inplace is not None:
+                    with torch.no_grad():
+                        out = inplace(*args, **kwargs)
+                else:
+                    out = y.detach()
+
+                def back(r: Tensor) -> tuple[Tensor | None, ...]:
+                    grads = torch.autograd.grad(y, leaves, r * scale, allow_unused=True)
+                    return tuple(None if g is None else leaf.detach() * g for leaf, g in zip(leaves, grads))
+
+                return out, back
+
+            return _Relevance.apply(run, inplace is not None, *(args[i] for i in slots))
+
+        return call
+
+
+def _passthrough(func: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """R_in = R_out for a pointwise map (activations, batch norm in eval mode)."""
+
+    def call(*args: Any, **kwargs: Any) -> Tensor:
+        x = args[0] if args else kwargs.get("input")
+        training = func is F.batch_norm and (args[5] if len(args) > 5 else kwargs.get("training", False))
+        if not _tracked(x) or training:
+            return func(*args, **kwargs)
+        at = _INPLACE_ARG.get(func)
+        inplace = bool(kwargs.get("inplace", False) or (at is not None and len(args) > at and args[at]))
+        rest = args[1:]
+        kw = {k: v for k, v in kwargs.items() if k != "input"}
+
+        def run(inp: Tensor) -> tuple[Tensor, Backward]:
+            out = func(inp, *rest, **kw)
+            return out, lambda r: (r,)
+
+        return _Relevance.apply(run, inplace, x)
+
+    return call

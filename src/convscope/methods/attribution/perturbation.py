@@ -1,0 +1,257 @@
+"""Perturbation attributions: occlusion and RISE. Forward passes only, on the fast path.
+
+Occlusion -- Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks",
+    Sec. 4.2: slide a square (here ``window`` = (wh, ww) pixels, step ``stride``) over the image,
+    replace it by a baseline (the paper's grey square is ``baseline="mean"``) and record the
+    drop of the target score ``d_w = f(x) - f(x with window w occluded)``. Each pixel gets the
+    average drop of the windows covering it: ``A(p) = sum_w d_w [p in w] / #{w : p in w}``. This
+    is exactly Captum's ``Occlusion`` with ``sliding_window_shapes=(C, wh, ww)`` and
+    ``strides=(C, sh, sw)``: windows start at ``k * stride`` for
+    ``k = 0 .. ceil((H - wh) / sh)`` (the last one clipped at the border), so every pixel is
+    covered. Because the windows form a grid, ``sum_w d_w [p in w]`` is ``Y^T D X`` with D the
+    (ny, nx) drops and Y (ny, H), X (nx, W) the row and column cover indicators: no per-window
+    image is ever kept. (B, C, H, W) -> (B, 1, H, W), signed.
+
+RISE -- Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explanation of
+    Black-box Models", Sec. 3: ``S(p) = 1 / (E[M] N) sum_i f(x . M_i) M_i(p)`` (Eq. 6, E[M] = p)
+    with N random masks (Sec. 3.2): binary ``cells x cells`` grids with keep probability ``p``,
+    bilinearly upsampled to ``(cells + 1) * ceil(H / cells)`` and cropped at a random shift in
+    ``[0, ceil(H / cells))``, so the kept regions have smooth, arbitrarily placed edges. ``x . M``
+    blends towards the baseline, ``baseline + M (x - baseline)``; the paper's ``baseline="zeros"``
+    multiplies the PIXELS by the mask (black elsewhere). f is the class probability (Sec. 3:
+    ``output="probability"``) or the logit. The low-res grids and shifts are drawn once per call
+    from a ``torch.Generator`` seeded with ``seed``; full-size masks are built per chunk.
+    (B, C, H, W) -> (B, 1, H, W), non-negative for probabilities.
+
+Both run B x (windows or masks) perturbed images through :class:`convscope.model.FastForward`
+(BatchNorm-folded copy, inference mode), ``batch_size`` images per pass (default: per device,
+:func:`convscope.model.default_batch_size`); each chunk is built on the fly from its row indices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...errors import BadArgument
+from ...model import FastForward, Model, default_batch_size, select, target_indices
+from ...types import ProgressFn, Target, TargetFn
+from ..registry import register
+from .base import Attribution, check_positive
+from .gradients import check_choice, gaussian_blur
+
+FillBaseline = Literal["zeros", "mean", "blur"]
+Output = Literal["probability", "logit"]
+
+
+def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
+    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        raise BadArgument(f"{name}={value!r}: a positive integer or a (height, width) pair of them")
+    return pair  # type: ignore[return-value]
+
+
+def check_baseline(baseline: object) -> None:
+    if isinstance(baseline, Tensor):
+        if not torch.isfinite(baseline).all():
+            raise BadArgument("baseline tensor contains NaN or infinite values")
+    else:
+        check_choice("baseline", baseline, FillBaseline)
+
+
+def fill_baseline(model: Model, inputs: Tensor, baseline: FillBaseline | Tensor, sigma: float) -> Tensor:
+    """What hidden pixels become, (B, C, H, W) in model-input space.
+
+    "zeros": black pixels (``model.normalize(0)``); "mean": the dataset's mean colour (model input
+    0, Zeiler & Fergus's grey square, Captum's default); "blur": a Gaussian blur of the input with
+    ``sigma`` pixels; a tensor: model-input values broadcastable to the inputs.
+    """
+    if isinstance(baseline, Tensor):
+        try:
+            shape = torch.broadcast_shapes(baseline.shape, inputs.shape)
+        except RuntimeError:
+            shape = None
+        if shape != inputs.shape:
+            raise BadArgument(f"baseline of shape {tuple(baseline.shape)} does not broadcast to the "
+                              f"inputs {tuple(inputs.shape)}")
+        return baseline.to(inputs).expand_as(inputs)
+    if baseline == "blur":
+        return gaussian_blur(inputs, sigma)
+    if baseline == "mean":
+        return torch.zeros_like(inputs)
+    return model.normalize(torch.zeros_like(inputs)).expand_as(inputs)
+
+
+def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | TargetFn:
+    """Class indices (B,) read on the unperturbed logits ("top1" of an occluded copy is another class)."""
+    if callable(target):
+        return target
+    idx = target_indices(logits, target, model.labels)
+    assert idx is not None
+    return idx
+
+
+def _rows_target(target: Tensor | TargetFn, images: Tensor) -> Tensor | TargetFn:
+    return target[images] if isinstance(target, Tensor) else target
+
+
+class _Perturbation(Attribution):
+    """Shared options of the perturbation family: chunk size and progress."""
+
+    def __init__(self, model: Model, *, batch_size: int | None, progress: ProgressFn | None) -> None:
+        super().__init__(model)
+        if batch_size is not None:
+            check_positive("batch_size", batch_size, integer=True)
+        self.batch_size, self.progress = batch_size, progress
+
+    def chunk(self, inputs: Tensor) -> int:
+        return int(self.batch_size or default_batch_size(inputs.device))
+
+
+@register("occlusion", family="perturbation", signed=True)
+class Occlusion(_Perturbation):
+    """Occlusion (Zeiler & Fergus 2014): score drop when a sliding window is hidden, per pixel.
+
+    Options: ``window`` (pixels, int or (h, w); default about 1/7 of the input's shorter side,
+    32 at 224), ``stride`` (default half the window), ``baseline`` "mean" / "zeros" / "blur" /
+    tensor (see :func:`fill_baseline`), ``sigma`` for "blur", ``batch_size`` images per pass.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        window: int | tuple[int, int] | None = None,
+        stride: int | tuple[int, int] | None = None,
+        baseline: FillBaseline | Tensor = "mean",
+        sigma: float = 10.0,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        super().__init__(model, batch_size=batch_size, progress=progress)
+        side = min(model.input_size)
+        self.window = _pair("window", window if window is not None else max(1, math.ceil(side / 7)))
+        self.stride = _pair("stride", stride if stride is not None
+                            else tuple(max(1, w // 2) for w in self.window))  # type: ignore[arg-type]
+        if any(s > w for s, w in zip(self.stride, self.window)):
+            raise BadArgument(f"stride={self.stride} is larger than window={self.window}: "
+                              "some pixels would never be occluded")
+        check_baseline(baseline)
+        check_positive("sigma", sigma)
+        self.baseline, self.sigma = baseline, sigma
+
+    def grid(self, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """Cover indicators (ny, H) and (nx, W): row ``k`` marks the pixels of window ``k``."""
+        if self.window[0] > height or self.window[1] > width:
+            raise BadArgument(f"window={self.window} does not fit the {height}x{width} input")
+        out = []
+        for size, win, step in zip((height, width), self.window, self.stride):
+            starts = torch.arange(math.ceil((size - win) / step) + 1) * step
+            pos = torch.arange(size)
+            out.append((pos >= starts[:, None]) & (pos < starts[:, None] + win))
+        return out[0], out[1]
+
+    def _chunks(self, inputs: Tensor, fill: Tensor, ys: Tensor, xs: Tensor) -> Iterator[Tensor]:
+        windows = ys.shape[0] * xs.shape[0]
+        total, step = inputs.shape[0] * windows, self.chunk(inputs)
+        for start in range(0, total, step):
+            rows = torch.arange(start, min(start + step, total), device=inputs.device)
+            image, w = rows // windows, rows % windows
+            mask = ys[w // xs.shape[0]][:, :, None] & xs[w % xs.shape[0]][:, None, :]
+            yield torch.where(mask[:, None], fill[image], inputs[image])
+
+    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        batch, _, height, width = inputs.shape
+        ys, xs = (t.to(inputs.device) for t in self.grid(height, width))
+        fast = FastForward(self.model)
+        logits = fast(inputs)
+        target = resolve_target(self.model, logits, target)
+        clean = select(logits, target).float()
+        fill = fill_baseline(self.model, inputs, self.baseline, self.sigma)
+        windows = ys.shape[0] * xs.shape[0]
+        images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
+        occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
+                               total=batch * windows, progress=self.progress)
+        drops = (clean[images] - occluded).view(batch, ys.shape[0], xs.shape[0])
+        y, x = ys.to(drops), xs.to(drops)
+        summed = torch.einsum("bij,iy,jx->byx", drops, y, x)
+        return (summed / torch.outer(y.sum(0), x.sum(0)))[:, None].to(inputs.dtype)
+
+
+@register("rise", family="perturbation")
+class RISE(_Perturbation):
+    """RISE (Petsiuk et al. 2018): scores of randomly masked copies, averaged with their masks.
+
+    Options: ``masks`` N, ``cells`` grid cells per side of each low-res mask, ``p`` the keep
+    probability, ``baseline`` "zeros" (black, the paper) / "mean" / "blur" / tensor, ``output``
+    "probability" (the paper) or "logit", ``seed``, ``batch_size`` images per pass.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        masks: int = 2000,
+        cells: int = 7,
+        p: float = 0.5,
+        baseline: FillBaseline | Tensor = "zeros",
+        output: Output = "probability",
+        sigma: float = 10.0,
+        seed: int = 0,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        super().__init__(model, batch_size=batch_size, progress=progress)
+        check_positive("masks", masks, integer=True)
+        check_positive("cells", cells, integer=True)
+        if not 0 < p < 1:
+            raise BadArgument(f"p={p!r}: the probability of keeping a cell, strictly between 0 and 1")
+        check_baseline(baseline)
+        check_choice("output", output, Output)
+        check_positive("sigma", sigma)
+        self.masks, self.cells, self.p = int(masks), int(cells), float(p)
+        self.baseline, self.output, self.sigma, self.seed = baseline, output, sigma, seed
+
+    def sample(self, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """Low-res binary grids (N, 1, cells, cells) and crop shifts (N, 2), from ``seed``."""
+        gen = torch.Generator().manual_seed(self.seed)
+        grids = (torch.rand(self.masks, 1, self.cells, self.cells, generator=gen) < self.p).float()
+        cell_h, cell_w = math.ceil(height / self.cells), math.ceil(width / self.cells)
+        shifts = torch.stack([torch.randint(0, cell_h, (self.masks,), generator=gen),
+                              torch.randint(0, cell_w, (self.masks,), generator=gen)], 1)
+        return grids, shifts
+
+    def upsample(self, grids: Tensor, shifts: Tensor, height: int, width: int) -> Tensor:
+        """Full-size masks (n, 1, H, W) in [0, 1]: bilinear upsampling, then the shifted crop."""
+        cell_h, cell_w = math.ceil(height / self.cells), math.ceil(width / self.cells)
+        up = F.interpolate(grids, size=((self.cells + 1) * cell_h, (self.cells + 1) * cell_w),
+                           mode="bilinear", align_corners=False)
+        rows = shifts[:, 0, None] + torch.arange(height, device=up.device)  # (n, H)
+        cols = shifts[:, 1, None] + torch.arange(width, device=up.device)  # (n, W)
+        n = torch.arange(up.shape[0], device=up.device)[:, None, None]
+        return up[n, 0, rows[:, :, None], cols[:, None, :]][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
+
+    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        batch, _, height, width = inputs.shape
+        grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
+        fast = FastForward(self.model)
+        target = resolve_target(self.model, fast(inputs), target)
+        fill = fill_baseline(self.model, inputs, self.baseline, self.sigma)
+        saliency = torch.zeros(batch, 1, height, width, device=inputs.device)
+        total, step = batch * self.masks, self.chunk(inputs)
+        for start in range(0, total, step):
+            rows = torch.arange(start, min(start + step, total), device=inputs.device)
+            image, i = rows // self.masks, rows % self.masks
+            masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
+            masked = fill[image] + masks * (inputs[image] - fill[image])
+            scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
+                                 softmax=self.output == "probability")
+            saliency.index_add_(0, image, scores.view(-1, 1, 1, 1) * masks)
+            if self.progress is not None:
+                self.progress(int(rows[-1]) + 1, total)
+        return (saliency / (self.masks * self.p)).to(inputs.dtype)

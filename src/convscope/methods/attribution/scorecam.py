@@ -1,0 +1,100 @@
+"""Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations for Convolutional
+Neural Networks"): CAM channel weights from forward passes alone, no gradient.
+
+Each channel ``A^k`` (h, w) of the chosen layer is upsampled bilinearly to the input size and
+min-max normalized to [0, 1] (Eq. 5, ``s(.)``), giving a soft mask ``H^k`` (H, W). The input is
+multiplied by it IN PIXEL SPACE, ``normalize(denormalize(x) * H^k)``: the image shows through
+where the channel fires and is black elsewhere. The target's score (its logit) on each masked
+copy is the channel's evidence; the weights are their softmax over channels (Algorithm 1; the
+paper's baseline score ``f(X_b)`` of Eq. 4 is one constant per image and cancels in the softmax):
+
+    alpha_k^c = softmax_k( f^c(x . H^k) ),      L^c = ReLU( sum_k alpha_k^c A^k )   (Eq. 6)
+
+Shapes: inputs (B, C, H, W) -> map (B, 1, h, w) at the LAYER's resolution, like the rest of the
+CAM family. Channels whose map is constant carry no spatial information (a ReLU layer has many
+all-zero channels): they are not scored and get weight 0. ``max_channels`` keeps only the k
+channels of largest spatial variance per image (the "Faster Score-CAM" shortcut) for layers with
+thousands of channels. The B x K masked images go through :class:`convscope.model.FastForward`
+in chunks of ``batch_size``, each chunk's masks built on the fly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...errors import BadLayer
+from ...model import FastForward, Model, capture, default_batch_size
+from ...types import ProgressFn, Target
+from ..registry import register
+from .base import Attribution, check_positive
+from .perturbation import resolve_target
+
+INF = float("inf")
+
+
+@register("scorecam", family="cam", needs_layer=True)
+class ScoreCAM(Attribution):
+    """Score-CAM (Wang et al. 2020): channels weighted by the softmax of their masked-input scores.
+
+    Options: ``batch_size`` masked images per pass (default per device), ``max_channels`` to
+    score only the most varied channels of each image (default: all non-constant channels).
+    """
+
+    needs_layer = True
+
+    def __init__(self, model: Model, *, layer: str = "auto", batch_size: int | None = None,
+                 max_channels: int | None = None, progress: ProgressFn | None = None) -> None:
+        super().__init__(model, layer=layer)
+        if batch_size is not None:
+            check_positive("batch_size", batch_size, integer=True)
+        if max_channels is not None:
+            check_positive("max_channels", max_channels, integer=True)
+        self.batch_size, self.max_channels, self.progress = batch_size, max_channels, progress
+
+    def channels(self, acts: Tensor) -> Tensor:
+        """(B, K) bool: the channels to score (non-constant, the most varied if limited)."""
+        flat = acts.flatten(2)
+        keep = flat.amax(2) > flat.amin(2)
+        if self.max_channels is not None and self.max_channels < acts.shape[1]:
+            spread = flat.var(2).masked_fill(~keep, -INF)
+            top = spread.topk(self.max_channels, dim=1).indices
+            keep = keep & torch.zeros_like(keep).scatter_(1, top, True)
+        return keep
+
+    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        assert self.layer is not None
+        with torch.no_grad(), capture(self.model, self.layer) as record:
+            logits = self.model(inputs)
+        acts = record[self.layer].detach()
+        if acts.ndim != 4:
+            raise BadLayer(f"layer {self.layer!r} gives shape {tuple(acts.shape)}; Score-CAM needs "
+                           "a (B, K, h, w) feature map: choose a convolutional layer")
+        target = resolve_target(self.model, logits, target)
+        image, channel = self.channels(acts).nonzero(as_tuple=True)  # rows to score, (n,) each
+        evidence = torch.full(acts.shape[:2], -INF, device=acts.device)
+        if image.numel():
+            evidence[image, channel] = self._scores(inputs, acts, image, channel, target,
+                                                    self.batch_size or default_batch_size(inputs.device))
+        weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
+        return (weights[:, :, None, None] * acts).sum(1, keepdim=True).relu().to(inputs.dtype)
+
+    def _scores(self, inputs: Tensor, acts: Tensor, image: Tensor, channel: Tensor,
+                target: Tensor | object, step: int) -> Tensor:
+        """Target score of every (image, channel) masked copy, (n,)."""
+        fast = FastForward(self.model)
+        pixels = self.model.denormalize(inputs)
+        total, out = image.numel(), []
+        for start in range(0, total, step):
+            b, k = image[start:start + step], channel[start:start + step]
+            up = F.interpolate(acts[b, k][:, None].float(), size=inputs.shape[-2:], mode="bilinear",
+                               align_corners=False)
+            low, high = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+            mask = ((up - low) / (high - low).clamp_min(1e-12)).to(inputs.dtype)
+            masked = self.model.normalize(pixels[b] * mask)
+            rows_target = target[b] if isinstance(target, Tensor) else target
+            out.append(fast.scores(masked, rows_target, batch_size=b.numel()))  # type: ignore[arg-type]
+            if self.progress is not None:
+                self.progress(start + b.numel(), total)
+        return torch.cat(out)
