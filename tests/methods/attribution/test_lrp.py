@@ -233,7 +233,9 @@ def import_zennit() -> Any:
     stub: dict[str, types.ModuleType] = {}
     try:
         import torchvision  # noqa: F401
-    except ImportError:
+    except Exception:  # missing, or installed but broken against this torch build (RuntimeError)
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            sys.modules.pop(name)
         names = ("torchvision", "torchvision.models", "torchvision.models.resnet")
         stub = {n: types.ModuleType(n) for n in names}
         stub["torchvision.models.resnet"].Bottleneck = type("Bottleneck", (nn.Module,), {})
