@@ -56,7 +56,7 @@ def captum_cases() -> list[Case]:
              c(lambda m, _l: lambda x, t: attr.NoiseTunnel(attr.Saliency(m)).attribute(
                  x, target=t, nt_type="smoothgrad", nt_samples=25, stdevs=0.3,
                  nt_samples_batch_size=16)), passes=25),
-        Case("integrated_gradients", {"steps": 50, "batch_size": 16},
+        Case("integrated_gradients", {"steps": 50, "batch_size": 16, "rule": "gausslegendre"},
              c(lambda m, _l: lambda x, t: attr.IntegratedGradients(m).attribute(
                  x, torch.full_like(x, -1.0), target=t, n_steps=50, internal_batch_size=16)),
              passes=50,

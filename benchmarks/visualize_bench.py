@@ -42,6 +42,40 @@ def _truncated_pass(model: Model, x: torch.Tensor, blocks: int) -> None:
     torch.autograd.grad(h[:, CHANNEL].mean(), xg)
 
 
+def visualize_rows(model: Model, device: torch.device, steps: int = 256, size: int = 224,
+                   repeats: int = 3) -> None:
+    """Print the floors and ``visualize`` (pixel, Fourier) for ``steps`` steps, timed in turns."""
+    x = model.normalize(torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)))
+    x = x.to(device)
+    blocks = int(LAYER.split(".")[1]) + 1
+    objective = f"channel:{LAYER}:{CHANNEL}"
+
+    def floor_full() -> None:
+        with guarded(model):
+            for _ in range(steps):
+                forward_backward(model, x)
+
+    def floor_layer() -> None:
+        with guarded(model):
+            for _ in range(steps):
+                _truncated_pass(model, x, blocks)
+
+    def ours(param: str):  # type: ignore[no-untyped-def]
+        return lambda: visualize(model, objective, param=param, steps=steps, size=size)  # type: ignore[arg-type]
+
+    print(f"\n== visualize {objective}, {steps} steps at {size}x{size}, batch 1, "
+          f"median of {repeats} in turns")
+    names = ["floor: full forward+backward", f"floor: forward to {LAYER}+backward",
+             "visualize pixel (standard transforms)", "visualize fourier (standard transforms)"]
+    timed = measure_alternating([floor_full, floor_layer, ours("pixel"), ours("fourier")],
+                                images=steps, device=device, repeats=repeats)
+    full, layer = timed[0].seconds, timed[1].seconds
+    print(f"{'row':<42} {'s/run':>8} {'ms/step':>8} {'x full floor':>13} {'x layer floor':>14}")
+    for name, m in zip(names, timed):
+        print(f"{name:<42} {m.seconds:8.2f} {1000 * m.seconds / steps:8.1f} "
+              f"{m.seconds / full:13.2f} {m.seconds / layer:14.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,37 +87,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model = load_model("efficientnet_lite0", device=device)
-    x = model.normalize(torch.rand(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)))
-    x = x.to(device)
-    blocks = int(LAYER.split(".")[1]) + 1
-    objective = f"channel:{LAYER}:{CHANNEL}"
-
-    def floor_full() -> None:
-        with guarded(model):
-            for _ in range(args.steps):
-                forward_backward(model, x)
-
-    def floor_layer() -> None:
-        with guarded(model):
-            for _ in range(args.steps):
-                _truncated_pass(model, x, blocks)
-
-    def ours(param: str):  # type: ignore[no-untyped-def]
-        return lambda: visualize(model, objective, param=param, steps=args.steps, size=args.size)  # type: ignore[arg-type]
-
     print(f"visualize benchmark: torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}; {objective}, {args.steps} steps at "
-          f"{args.size}x{args.size}, batch 1, median of {args.repeats} in turns")
-    names = ["floor: full forward+backward", f"floor: forward to {LAYER}+backward",
-             "visualize pixel (standard transforms)", "visualize fourier (standard transforms)"]
-    timed = measure_alternating([floor_full, floor_layer, ours("pixel"), ours("fourier")],
-                                images=args.steps, device=device, repeats=args.repeats)
-    full, layer = timed[0].seconds, timed[1].seconds
-    print(f"{'row':<42} {'s/run':>8} {'ms/step':>8} {'x full floor':>13} {'x layer floor':>14}")
-    for name, m in zip(names, timed):
-        print(f"{name:<42} {m.seconds:8.2f} {1000 * m.seconds / args.steps:8.1f} "
-              f"{m.seconds / full:13.2f} {m.seconds / layer:14.2f}")
+          f"{platform.processor() or platform.machine()}")
+    visualize_rows(load_model("efficientnet_lite0", device=device), device, args.steps, args.size,
+                   args.repeats)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 import convscope
 from convscope.cli.main import main as cli
 from convscope.render import draw_boxes, image_grid, save_png
@@ -22,19 +19,6 @@ from convscope.render import draw_boxes, image_grid, save_png
 OUT = Path(__file__).parent / "images"
 METHODS = ["saliency", "smoothgrad", "integrated_gradients", "guided_backprop", "gradcam",
            "gradcam_pp"]
-
-
-def two_object_image() -> torch.Tensor:
-    """Cat (left) and espresso (right), each centre-cropped to 3:4 and placed side by side."""
-    halves = []
-    for name in ("cat", "coffee"):
-        img = convscope.load_image(f"sample:{name}")
-        h, w = img.shape[-2:]
-        cw = min(w, int(h * 0.75))
-        img = img[:, :, (w - cw) // 2:(w - cw) // 2 + cw]
-        halves.append(F.interpolate(img[None], size=(224, 112), mode="bilinear",
-                                    antialias=True)[0])
-    return torch.cat(halves, dim=2)
 
 
 def main() -> None:
@@ -65,7 +49,7 @@ def main() -> None:
                         title="one image, every method: convscope.explain(model, x, method=...)"),
              OUT / "methods.png")
 
-    both = two_object_image()
+    both = convscope.load_image("sample:cat_and_coffee")
     tiles, captions = [both], ["cat + espresso in one image"]
     for target in (285, 967):
         result = convscope.explain(model, both, method="gradcam", target=target)
@@ -75,7 +59,32 @@ def main() -> None:
     save_png(image_grid(tiles, captions=captions, ncols=3,
                         title="the map follows the target; CAM box at 20% of the maximum"),
              OUT / "two_targets.png")
+    inside_pictures(model)
     print(f"pictures written to {OUT}")
+
+
+def inside_pictures(model: convscope.Model) -> None:
+    """Filters, feature maps, an activation mask and feature visualizations (the README's tour)."""
+    cli(["filters", "--sort", "norm", "--out", str(OUT / "filters.png")])
+    cli(["featuremaps", "sample:cat", "--layer", "_blocks.3", "--top", "15",
+         "--out", str(OUT / "featuremaps.png")])
+    cli(["mask", "sample:cat", "--layer", "_blocks.9._relu1", "--channel", "215", "--quantile", "0.95",
+         "--out", str(OUT / "mask.png")])
+    cli(["visualize", "--layer", "_blocks.8", "--gallery", "16", "--out", str(OUT / "gallery.png")])
+    tiles, captions = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options, caption in (
+                ("pixel", ["--param", "pixel", "--l2", "400"], "pixels + L2 (Simonyan 2014)"),
+                ("fourier", ["--param", "fourier"], "Fourier + colour (Olah 2017)")):
+            png = Path(tmp) / f"{name}.png"
+            cli(["visualize", "--objective", "logit:285", *options, "--steps", "512", "--out", str(png)])
+            image = convscope.load_image(png)  # what counts is the saved 8-bit PNG
+            top = convscope.predict(model, image, top=1)[0][0]
+            tiles.append(image)
+            captions.append(f"{caption}\n{top.label} {top.probability:.2f}")
+    save_png(image_grid(tiles, captions=captions, ncols=2,
+                        title='class 285 "Egyptian cat", 512 steps, standard transforms'),
+             OUT / "visualize_class.png")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules import module as module_globals
 
+from convscope.methods.features import activation_mask, feature_maps, filter_tiles, visualize
 from convscope.model import (
     Model,
     Preprocess,
@@ -76,6 +77,13 @@ CASES: dict[str, Case] = {
     "field_geometry": lambda m, x: field_geometry(m, "conv3", input_size=(12, 12)) and None,
     "list_layers": lambda m, x: list_layers(m, x[:1]) and None,
     "auto_layer": lambda m, x: auto_layer(m) and None,
+    # inside the network: the optimizer hooks only the layers its objective reads
+    "filter_tiles": lambda m, x: filter_tiles(m, "conv2") and None,
+    "feature_maps": lambda m, x: feature_maps(m, x, "conv3", sort="max", top=4) and None,
+    "activation_mask": lambda m, x: activation_mask(m, x, "conv3", 1, quantile=0.9) and None,
+    "visualize_channel": lambda m, x: visualize(m, "channel:conv3:0", steps=2, size=12) and None,
+    "visualize_logit_regularized": lambda m, x: visualize(
+        m, "logit:1", param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
 }
 
 

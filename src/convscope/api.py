@@ -11,14 +11,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from .data import load_image, load_labelled_folder
 from .errors import BadArgument
-from .methods.attribution.cam_retrofit import Retrofit
+from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit
 from .methods.attribution.cam_retrofit import retrofit_cam as _retrofit_cam
 from .methods.predict import top_k
-from .model import Model
+from .model import Model, resolve_layer
+from .model.layers import unwrap
 from .types import ProgressFn
 
 ImageSource = str | Path | bytes | Tensor
@@ -73,3 +75,43 @@ def retrofit_cam(model: Model, folder: str | Path, *, layer: str = "auto",
     """
     images, labels, classes, _paths = load_labelled_folder(folder)
     return _retrofit_cam(model, images, labels, classes, layer=layer, progress=progress, **options)
+
+
+CAM_HEAD_FORMAT = "convscope-cam-head/1"
+
+
+def save_cam_head(retrofit: Retrofit, path: str | Path) -> Path:
+    """Write a retrofit's head (layer, classes, linear weights) as plain tensors.
+
+    Only the head is saved, never the trunk: it is the user's model, which they already have.
+    The file loads with ``torch.load(weights_only=True)``, so sharing it is safe.
+    """
+    net = unwrap(retrofit.model)
+    assert isinstance(net, CAMHeadNet)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": CAM_HEAD_FORMAT, "layer": retrofit.source_layer, "classes": retrofit.classes,
+                "weight": net.fc.weight.detach().cpu(), "bias": net.fc.bias.detach().cpu(),
+                "accuracy": retrofit.accuracy}, path)
+    return path
+
+
+def load_cam_head(model: Model, path: str | Path) -> Model:
+    """``model`` with a head written by :func:`save_cam_head` on top: a CAM-ready model."""
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise BadArgument(f"CAM head '{path}' does not exist; write one with convscope cam-retrofit") from err
+    except Exception as err:  # any unreadable file is one clear message
+        raise BadArgument(f"'{path}' is not a CAM head file ({type(err).__name__}); write one with "
+                          "convscope cam-retrofit") from err
+    if not isinstance(head, dict) or head.get("format") != CAM_HEAD_FORMAT:
+        raise BadArgument(f"'{path}' is not a CAM head file; write one with convscope cam-retrofit")
+    layer = resolve_layer(model, head["layer"])
+    weight, bias = head["weight"], head["bias"]
+    fc = nn.Linear(weight.shape[1], weight.shape[0]).to(model.device)
+    with torch.no_grad():
+        fc.weight.copy_(weight)
+        fc.bias.copy_(bias)
+    net = CAMHeadNet(unwrap(model), layer, fc)
+    return Model(net, preprocess=model.spec, labels=list(head["classes"]), name=f"{model.name}+cam@{layer}")

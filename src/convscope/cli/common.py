@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..api import load_cam_head
 from ..errors import BadArgument
 from ..model import DEFAULT_MODEL, Model, load_model
 
@@ -22,6 +23,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--trust-checkpoint", action="store_true",
                        help="allow a checkpoint that needs pickle (it can run code)")
     group.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    group.add_argument("--cam-head", metavar="FILE",
+                       help="put a head written by `convscope cam-retrofit` on the model (CAM-ready)")
 
 
 def pick_device(name: str) -> torch.device:
@@ -37,8 +40,9 @@ def pick_device(name: str) -> torch.device:
 
 
 def model_from_args(args: argparse.Namespace) -> Model:
-    return load_model(args.model, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
-                      device=pick_device(args.device))
+    model = load_model(args.model, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
+                       device=pick_device(args.device))
+    return load_cam_head(model, args.cam_head) if getattr(args, "cam_head", None) else model
 
 
 def print_json(data: Any) -> None:

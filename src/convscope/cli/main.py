@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
-from . import demo, evaluate, explain, info, inside, report
+from . import demo, evaluate, explain, info, inside, report, retrofit, visualize
 
-COMMAND_MODULES = (info, explain, report, evaluate, demo, inside)
+COMMAND_MODULES = (info, explain, report, evaluate, demo, inside, visualize, retrofit)
 
 
 class _Parser(argparse.ArgumentParser):

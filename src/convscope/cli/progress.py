@@ -17,7 +17,9 @@ def progress_bar(total: int, description: str) -> Iterator[ProgressFn]:
     bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr,
                disable=not sys.stderr.isatty(), leave=False)
 
-    def update(done: int, _total: int) -> None:
+    def update(done: int, total_now: int) -> None:
+        if total_now != bar.total:  # some work learns its total only once it starts
+            bar.total = total_now
         bar.update(done - bar.n)
 
     try:

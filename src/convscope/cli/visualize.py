@@ -21,7 +21,8 @@ from .progress import progress_bar
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("visualize", help="feature visualization: an image that excites a unit",
-                       description=__doc__.splitlines()[0] if __doc__ else None)
+                       description="Feature visualization (activation maximization): optimize an "
+                                   "image so that a unit, channel, layer or class responds strongly.")
     what = p.add_argument_group("what to visualize (one of)")
     what.add_argument("--objective", metavar="SPEC",
                       help='e.g. "channel:LAYER:C", "neuron:LAYER:C[:Y:X]", "layer:LAYER", '
@@ -36,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     opt.add_argument("--steps", type=int, default=256, help="optimizer steps (default 256)")
     opt.add_argument("--size", type=int, help="image size in pixels (default: the model's input)")
     opt.add_argument("--lr", type=float, help="Adam learning rate (default 0.05)")
-    opt.add_argument("--l2", type=float, default=0.0, help="weight of the L2 penalty (default 0)")
-    opt.add_argument("--tv", type=float, default=0.0, help="weight of total variation (default 0)")
+    opt.add_argument("--l2", type=float, default=0.0,
+                     help="weight of the L2 penalty, a mean over pixels (default 0; 400 is moderate)")
+    opt.add_argument("--tv", type=float, default=0.0,
+                     help="weight of total variation, a mean over pixels (default 0; 100 is strong)")
     opt.add_argument("--blur-every", type=int, default=0, metavar="K", help="blur the image every K steps")
     opt.add_argument("--blur-sigma", type=float, default=0.5, help="blur width in pixels (default 0.5)")
     opt.add_argument("--decay", type=float, default=1.0, help="Fourier spectrum decay (default 1)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import BadImage
 from .arrays import from_array
@@ -27,6 +28,8 @@ class Sample:
     description: str
     imagenet_class: int | None = None
     part: int | None = None  # which array, for loaders that return several
+    halves: tuple[str, ...] = ()
+    """For a composite: the samples put side by side (``skimage_name`` is then unused)."""
 
 
 SAMPLES: dict[str, Sample] = {
@@ -40,6 +43,8 @@ SAMPLES: dict[str, Sample] = {
     "grass": Sample("grass", "texture: grass, 512x512 grayscale"),
     "gravel": Sample("gravel", "texture: gravel, 512x512 grayscale"),
     "brick": Sample("brick", "texture: brick wall, 512x512 grayscale"),
+    "cat_and_coffee": Sample("", "the cat (left half, class 285) and the espresso (right half, "
+                             "class 967) in one 224x224 image", halves=("cat", "coffee")),
 }
 """The sample images by name. All ship with scikit-image (no download)."""
 
@@ -63,6 +68,8 @@ def load_sample(name: str) -> torch.Tensor:
     sample = SAMPLES.get(key)
     if sample is None:
         raise BadImage(_unknown(name))
+    if sample.halves:
+        return _side_by_side([load_sample(half) for half in sample.halves])
     try:
         import skimage.data
 
@@ -73,6 +80,22 @@ def load_sample(name: str) -> torch.Tensor:
     if sample.part is not None:
         array = array[sample.part]
     return from_array(np.asarray(array), f"sample:{key}")
+
+
+def _side_by_side(images: list[torch.Tensor], size: int = 224) -> torch.Tensor:
+    """A 3:4 portrait from the middle of each image, resized and joined left to right.
+
+    The two-object picture lets one check that a map follows the target class: each object
+    fills its own half, so "how much of the map lies on the left" is a number a test can read.
+    """
+    width = size // len(images)
+    parts = []
+    for img in images:
+        h, w = img.shape[1:]
+        crop = min(w, int(h * 0.75))
+        img = img[:, :, (w - crop) // 2:(w - crop) // 2 + crop]
+        parts.append(F.interpolate(img[None], size=(size, width), mode="bilinear", antialias=True)[0])
+    return torch.cat(parts, 2).clamp(0, 1)
 
 
 def _describe(sample: Sample) -> str:

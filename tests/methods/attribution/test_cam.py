@@ -116,21 +116,9 @@ def test_guided_gradcam_is_guided_times_upsampled_gradcam(tiny: Model) -> None:
     torch.testing.assert_close(out, guided * cam)
 
 
-def _cat_and_coffee() -> Tensor:
-    """Cat (ImageNet 285) on the left half, espresso (967) on the right: a (3, 224, 224) image."""
-    halves = []
-    for name in ("sample:cat", "sample:coffee"):
-        img = load_image(name)
-        h, w = img.shape[1:]
-        crop = min(w, int(h * 0.75))  # a 3:4 portrait from the middle, to squash little
-        img = img[:, :, (w - crop) // 2:(w - crop) // 2 + crop]
-        halves.append(F.interpolate(img[None], size=(224, 112), mode="bilinear", antialias=True)[0])
-    return torch.cat(halves, 2).clamp(0, 1)
-
-
 @pytest.fixture(scope="module")
 def two_objects(lite0: Model) -> Tensor:
-    x = lite0.preprocess(_cat_and_coffee())
+    x = lite0.preprocess(load_image("sample:cat_and_coffee"))
     with torch.no_grad():
         top = lite0(x)[0].topk(5).indices.tolist()
     assert 285 in top and 967 in top, f"the model should see both objects, top-5: {top}"

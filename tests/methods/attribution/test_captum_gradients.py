@@ -101,7 +101,7 @@ def test_gradient_methods_agree_on_small_models(small: Model) -> None:
     agree(GradientXInput(small)(x, TARGETS),
           captum_attr.InputXGradient(reference).attribute(x, target=TARGETS))
     baseline = small.normalize(torch.zeros_like(x))
-    agree(IntegratedGradients(small, steps=20, batch_size=7)(x, TARGETS),
+    agree(IntegratedGradients(small, steps=20, batch_size=7, rule="gausslegendre")(x, TARGETS),
           captum_attr.IntegratedGradients(reference).attribute(
               x, baselines=baseline, target=TARGETS, n_steps=20, method="gausslegendre"))
     agree(GuidedBackprop(small)(x, TARGETS),
@@ -117,7 +117,7 @@ def test_saliency_gradient_x_input_and_ig_agree_on_the_embedded_model(
     agree(GradientXInput(lite0)(cat, 285),
           captum_attr.InputXGradient(lite0_eval).attribute(cat, target=285))
     baseline = lite0.normalize(torch.zeros_like(cat))
-    ours = IntegratedGradients(lite0, steps=8, batch_size=8)(cat, 285)
+    ours = IntegratedGradients(lite0, steps=8, batch_size=8, rule="gausslegendre")(cat, 285)
     theirs = captum_attr.IntegratedGradients(lite0_eval).attribute(
         cat, baselines=baseline, target=285, n_steps=8, method="gausslegendre", internal_batch_size=8)
     agree(ours, theirs)

@@ -229,21 +229,8 @@ def test_correlates_with_the_lime_package_on_independent_samples(tiny32: Model) 
     assert r >= 0.9, f"Pearson r = {r:.4f} between our weights and lime's"
 
 
-def _two_objects() -> Tensor:
-    """sample:cat (centre crop 3:4) on the left half, sample:coffee on the right, 224x224 [0, 1]."""
-
-    def half(image: Tensor) -> Tensor:
-        _, h, w = image.shape
-        crop = round(h * 0.75)
-        image = image[:, :, (w - crop) // 2:(w - crop) // 2 + crop]
-        return F.interpolate(image[None], size=(224, 112), mode="bilinear", antialias=True,
-                             align_corners=False)[0]
-
-    return torch.cat([half(load_sample("cat")), half(load_sample("coffee"))], 2).clamp(0, 1)
-
-
 def test_localizes_the_right_object_of_two(lite0: Model) -> None:
-    x = lite0.normalize(_two_objects()[None]).expand(2, -1, -1, -1)
+    x = lite0.normalize(load_sample("cat_and_coffee")[None]).expand(2, -1, -1, -1)
     result = Lime(lite0, samples=48, segments=16).explain_superpixels(x, [285, 967])
     mask = top_superpixel_mask(result, 5).float()
     left = mask[..., :112].sum((1, 2, 3)) / mask.sum((1, 2, 3))

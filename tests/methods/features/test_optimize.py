@@ -24,9 +24,10 @@ from convscope.model import Model, Preprocess
 from convscope.render import save_png
 
 CAT = 285
-# Measured (seed 0): Fourier passes 0.99 after 12 steps, L2-pixels pass 0.98 after 36; both keep
-# a margin here. l2=400 lowers the final image norm by ~15% against l2=0 (0.0109 vs 0.0130).
-CLASS_STEPS = {"pixel": 64, "fourier": 24}
+# Measured (seed 0, probability of the untransformed image every 8 steps): Fourier 0.78, 0.93,
+# 0.99 at 8/16/24 steps; L2-pixels 0.86, 0.97, 0.996 at 24/32/40. l2=400 lowers the final
+# image norm by ~10% against l2=0 (0.0084 vs 0.0093 mean squared deviation from grey).
+CLASS_STEPS = {"pixel": 48, "fourier": 24}
 CLASS_SETTINGS = {"pixel": {"param": "pixel", "l2": 400.0}, "fourier": {"param": "fourier"}}
 
 
@@ -44,7 +45,12 @@ def test_class_visualization_is_classified_as_the_class_from_the_saved_png(lite0
 
 
 def test_channel_visualizations_beat_every_sample_photo_tenfold(lite0: Model) -> None:
-    """A middle-layer channel's optimized image excites it 10x more than the best sample photo."""
+    """A middle-layer channel's optimized image excites it 10x more than the best sample photo.
+
+    Measured at 48 steps: 14.9x (channel 1) and 12.7x (channel 2). Not every channel gets there
+    this fast: of channels 0-15, 4, 5, 11, 13 and 14 reach 3-5x in 48 steps (channel 5: 7x
+    after 192).
+    """
     layer, units = "_blocks.8", [1, 2]
     photos = lite0.resize([load_image(f"sample:{name}") for name in list_samples()])
     result = visualize(lite0, channel(layer, units), steps=48, size=224)

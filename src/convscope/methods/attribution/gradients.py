@@ -27,6 +27,7 @@ accumulates the weighted gradients per sample, so peak memory is that of one chu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal, get_args
 
 import torch
@@ -34,16 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import BadArgument
-from ...model import Model, guarded
-from ...types import ProgressFn, Target
+from ...model import Model, fast_forward, guarded
+from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution, check_positive, input_gradient, repeat_target
+from .quadrature import QuadratureRule, equidistributed_nodes, probe_count, quadrature
 
 Magnitude = Literal["abs", "square"]
 ChannelReduce = Literal["max", "mean"]
 Baseline = Literal["black", "blurred", "uniform"]
-QuadratureRule = Literal["gausslegendre", "riemann_trapezoid", "riemann_middle",
-                         "riemann_left", "riemann_right"]
 
 
 def check_choice(name: str, value: object, choices: type) -> None:
@@ -81,31 +81,6 @@ class GradientXInput(Attribution):
         return grad * inputs
 
 
-def quadrature(rule: QuadratureRule, steps: int) -> tuple[Tensor, Tensor]:
-    """Nodes ``a_k`` in [0, 1] and weights ``w_k`` (summing to 1) for int_0^1 f(a) da, float64.
-
-    Gauss-Legendre nodes come from the Golub-Welsch eigenproblem (no numpy in ``methods/``):
-    the eigenvalues of the Jacobi matrix of Legendre polynomials, weights from the first
-    components of its eigenvectors. The trapezoid rule uses ``steps`` nodes including both ends.
-    """
-    check_choice("rule", rule, QuadratureRule)
-    n = steps
-    k = torch.arange(n, dtype=torch.float64)
-    if rule == "gausslegendre":
-        j = torch.arange(1, n, dtype=torch.float64)
-        off = j / torch.sqrt(4 * j * j - 1)
-        nodes, vectors = torch.linalg.eigh(torch.diag(off, 1) + torch.diag(off, -1))
-        return (nodes + 1) / 2, vectors[0].square()  # weights 2 v0^2 on [-1, 1], halved
-    if rule == "riemann_trapezoid":
-        if n < 2:
-            raise BadArgument(f"steps={n}: the trapezoid rule needs at least 2 steps")
-        weights = torch.full((n,), 1 / (n - 1), dtype=torch.float64)
-        weights[[0, -1]] /= 2
-        return k / (n - 1), weights
-    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[rule]
-    return (k + offset) / n, torch.full((n,), 1 / n, dtype=torch.float64)
-
-
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian blur of (B, C, H, W), edges replicated, kernel radius ceil(3 sigma).
 
@@ -128,8 +103,10 @@ class IntegratedGradients(Attribution):
 
     Options: ``baseline`` "black" (pixel value 0), "blurred" (Gaussian blur of the input with
     ``sigma`` pixels), "uniform" (uniform pixel noise drawn with ``seed``) or a model-input tensor
-    broadcastable to the inputs; ``steps`` quadrature nodes with ``rule`` (Captum's default is
-    "gausslegendre"); ``batch_size`` interpolated images per forward pass.
+    broadcastable to the inputs; ``steps`` gradient evaluations placed by ``rule``: "adaptive"
+    (default: nodes crowd where the score moves, after ``steps // 2`` forward-only probes of the
+    path; see :mod:`.quadrature`) or a fixed rule ("gausslegendre" is Captum's default);
+    ``batch_size`` interpolated images per forward pass.
     """
 
     def __init__(
@@ -138,7 +115,7 @@ class IntegratedGradients(Attribution):
         *,
         baseline: Baseline | Tensor = "black",
         steps: int = 50,
-        rule: QuadratureRule = "gausslegendre",
+        rule: QuadratureRule = "adaptive",
         batch_size: int = 16,
         sigma: float = 10.0,
         seed: int = 0,
@@ -153,7 +130,8 @@ class IntegratedGradients(Attribution):
         check_positive("steps", steps, integer=True)
         check_positive("batch_size", batch_size, integer=True)
         check_positive("sigma", sigma)
-        quadrature(rule, int(steps))  # validates the rule and its minimum number of steps
+        if rule != "adaptive":
+            quadrature(rule, int(steps))  # validates the rule and its minimum number of steps
         self.baseline, self.steps, self.rule = baseline, int(steps), rule
         self.batch_size, self.sigma, self.seed, self.progress = int(batch_size), sigma, seed, progress
 
@@ -180,8 +158,8 @@ class IntegratedGradients(Attribution):
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         target = self.fixed_target(inputs, target)
         baseline = self.baselines(inputs)
-        alphas, weights = (t.to(inputs) for t in quadrature(self.rule, self.steps))
         diff = inputs - baseline
+        alphas, weights = (t.to(inputs) for t in self.nodes(baseline, diff, target))
         total = torch.zeros_like(inputs)
         rows_total, n = inputs.shape[0] * self.steps, self.steps
         targets = repeat_target(target, n)
@@ -189,14 +167,33 @@ class IntegratedGradients(Attribution):
             stop = min(start + self.batch_size, rows_total)
             rows = torch.arange(start, stop, device=inputs.device)
             b, k = rows // n, rows % n
-            path = baseline[b] + alphas[k].view(-1, 1, 1, 1) * diff[b]
+            path = baseline[b] + alphas[b, k].view(-1, 1, 1, 1) * diff[b]
             chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
             with torch.enable_grad():
                 grad, _ = input_gradient(self.model, path, chunk_target)
-            total.index_add_(0, b, grad * weights[k].view(-1, 1, 1, 1))
+            total.index_add_(0, b, grad * weights[b, k].view(-1, 1, 1, 1))
             if self.progress is not None:
                 self.progress(stop, rows_total)
         return diff * total
+
+    def nodes(self, baseline: Tensor, diff: Tensor, target: Tensor | TargetFn) -> tuple[Tensor, Tensor]:
+        """Quadrature nodes and weights per sample, (B, steps) each, float64."""
+        b = baseline.shape[0]
+        if self.rule != "adaptive":
+            alphas, weights = quadrature(self.rule, self.steps)
+            return alphas.expand(b, -1), weights.expand(b, -1)
+        cells = probe_count(self.steps)
+        grid = torch.linspace(0, 1, cells + 1, device=baseline.device, dtype=baseline.dtype)
+        rows = b * (cells + 1)
+
+        def probes() -> Iterator[Tensor]:  # built chunk by chunk: memory of one chunk
+            for start in range(0, rows, self.batch_size):
+                r = torch.arange(start, min(start + self.batch_size, rows), device=baseline.device)
+                i, j = r // (cells + 1), r % (cells + 1)
+                yield baseline[i] + grid[j].view(-1, 1, 1, 1) * diff[i]
+
+        scores = fast_forward(self.model).scores(probes(), repeat_target(target, cells + 1), total=rows)
+        return equidistributed_nodes(scores.view(b, cells + 1), self.steps)
 
     def completeness_gap(self, inputs: Tensor, attributions: Tensor, target: Target = "top1") -> Tensor:
         """sum(attributions) - (F(x) - F(x')) per sample, (B,): zero for exact integration.

@@ -89,27 +89,32 @@ def _affine(images: Tensor, scale: Tensor, angle: Tensor, fill: float) -> Tensor
 
 
 @dataclass(frozen=True)
-class RandomScale(Transform):
-    """Zoom each image by a factor drawn from ``scales`` (>1 zooms in); size is kept."""
+class RandomAffine(Transform):
+    """Zoom by a factor from ``scales`` (>1 zooms in) and rotate by an angle in degrees from
+    ``degrees``, drawn per image, in one resampling; size is kept, the outside is ``fill``."""
 
-    scales: tuple[float, ...]
+    scales: tuple[float, ...] = (1.0,)
+    degrees: tuple[float, ...] = (0.0,)
     fill: float = 0.5
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
         s = _choice(self.scales, images.shape[0], generator)
-        return _affine(images, s, torch.zeros_like(s), self.fill)
+        a = _choice(self.degrees, images.shape[0], generator) * (math.pi / 180)
+        return _affine(images, s, a, self.fill)
 
 
-@dataclass(frozen=True)
-class RandomRotate(Transform):
+class RandomScale(RandomAffine):
+    """Zoom each image by a factor drawn from ``scales``; size is kept."""
+
+    def __init__(self, scales: Sequence[float], fill: float = 0.5) -> None:
+        super().__init__(scales=tuple(scales), fill=fill)
+
+
+class RandomRotate(RandomAffine):
     """Rotate each image by an angle in degrees drawn from ``degrees``; size is kept."""
 
-    degrees: tuple[float, ...]
-    fill: float = 0.5
-
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        a = _choice(self.degrees, images.shape[0], generator) * (math.pi / 180)
-        return _affine(images, torch.ones_like(a), a, self.fill)
+    def __init__(self, degrees: Sequence[float], fill: float = 0.5) -> None:
+        super().__init__(degrees=tuple(degrees), fill=fill)
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,16 @@ class Compose(Transform):
 
 
 def standard_transforms() -> Compose:
-    """Lucid's ``standard_transforms``: pad 12 grey, jitter 8, scale 0.9-1.1, rotate +-10, jitter 4."""
+    """Lucid's ``standard_transforms``: pad 12 grey, jitter 8, scale 0.9-1.1, rotate +-10, jitter 4.
+
+    Scale and rotation share one resampling (they commute about the centre): one bilinear
+    interpolation instead of two, which is both sharper and cheaper.
+    """
     return Compose((
         Pad(12),
         Jitter(8),
-        RandomScale(tuple(1 + (i - 5) / 50 for i in range(11))),
-        RandomRotate(tuple(float(a) for a in [*range(-10, 11), 0, 0, 0, 0, 0])),
+        RandomAffine(scales=tuple(1 + (i - 5) / 50 for i in range(11)),
+                     degrees=tuple(float(a) for a in [*range(-10, 11), 0, 0, 0, 0, 0])),
         Jitter(4),
     ))
 
