@@ -88,6 +88,8 @@ GROUPS: dict[str, Callable[[Model, torch.device], None]] = {
     "lrp": _group("lrp_bench", "lrp_rows"),
     "visualize": _group("visualize_bench", "visualize_rows"),
     "synthesis": _group("synthesis_bench", "synthesis_rows"),
+    "scan": _group("scan_bench", "scan_table"),
+    "projection": _group("projection_bench", "projection_table"),
 }
 """Benchmark groups in the order they run; ``--only`` picks some."""
 

@@ -67,6 +67,6 @@ def test_public_api_is_explicit_and_documented() -> None:
         obj = getattr(convscope, name)
         assert obj.__doc__, f"convscope.{name} has no docstring"
     public = {n for n in vars(convscope) if not n.startswith("_")}
-    submodules = {"api", "cli", "data", "errors", "explanation", "methods", "model", "render",
-                  "types", "web"}
+    submodules = {"api", "atlas_tools", "cli", "data", "errors", "explanation", "methods", "model",
+                  "render", "scanning", "types", "web"}
     assert public - submodules - set(convscope.__all__) == set()

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", help="Conv2d layer (default: the first one)")
     p.add_argument("--max", type=int, default=64, metavar="N", help="filters per page (default 64)")
     p.add_argument("--page", type=int, default=0, metavar="P", help="page, from 0 (default 0)")
-    p.add_argument("--view", default="auto", choices=["auto", "rgb", "channels", "mean", "depthwise"],
+    p.add_argument("--view", default="auto", choices=["auto", "rgb", "channels", "mean", "depthwise", "gray"],
                    help="how to show a filter (default auto: rgb for RGB input, one tile per "
                         "channel for depthwise, one tile per input channel otherwise)")
     p.add_argument("--sort", default="index", choices=["index", "norm"],

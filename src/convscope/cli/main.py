@@ -12,9 +12,25 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConvscopeError
-from . import demo, evaluate, explain, info, inside, report, retrofit, visualize
+from . import (
+    adversarial,
+    atlas_views,
+    demo,
+    evaluate,
+    explain,
+    fast_style,
+    info,
+    inside,
+    project,
+    report,
+    retrofit,
+    scan,
+    synthesis,
+    visualize,
+)
 
-COMMAND_MODULES = (info, explain, report, evaluate, demo, inside, visualize, retrofit)
+COMMAND_MODULES = (info, explain, report, evaluate, demo, inside, visualize, retrofit, scan,
+                   atlas_views, fast_style, project, adversarial, synthesis)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,13 +14,21 @@ between calls) as a :class:`FastForward`:
   the fly, ``batch_size`` rows at a time, so memory is bounded by one chunk.
 
 Measurements behind the per-device choices (EfficientNet-Lite0, 224x224, torch 2.13 CPU, this
-project's 2-core VM, eager mode, ms per image, medians of alternating turns):
+project's 2-core VM, eager mode, ms per image; ``python -m benchmarks.perturbation --batch-table``
+with jemalloc, 2026-11-22, in alternating turns):
 
-=====  ========  ===========  =========================
-batch  plain     BN folded    folded + channels-last
-=====  ========  ===========  =========================
-1      see       benchmarks/  perturbation.py
-=====  ========  ===========  =========================
+=====  =====  ==========  ======================
+batch  plain  BN folded   folded + channels-last
+=====  =====  ==========  ======================
+8      14.0   12.4        9.5
+16     13.1   11.1        9.1
+32     15.2   12.9        9.6
+=====  =====  ==========  ======================
+
+Folded + channels-last at batch 1 / 2 / 4 / 8 / 16 / 32, after warm-up: 11.4 / 8.8 / 8.3 / 7.9 /
+9.4 / 8.7 with jemalloc, 14.8 / 11.1 / 9.1-14.7 / 15.3-17.5 / 16.5-18.1 / 20.5-23.7 with glibc's
+malloc (which returns large buffers to the OS after every forward). Batch 4 is the best choice
+with the allocator most users have and costs nothing with jemalloc, hence :data:`CPU_BATCH`.
 
 On CPU channels-last wins at every batch size (oneDNN runs its depthwise and 1x1 convolutions
 natively in NHWC; the plain NCHW path reorders each layer's input and output), and per-image
@@ -42,7 +50,7 @@ from ..types import ProgressFn, Target
 from .fold import FoldInfo, fold_batchnorm, inference_copy
 from .targets import select
 
-CPU_BATCH = 8
+CPU_BATCH = 4
 """Default chunk on CPU (see the table above)."""
 ACCELERATOR_BATCH = 64
 """Default chunk on CUDA / MPS / XPU: large enough to fill the device for a 224x224 CNN."""

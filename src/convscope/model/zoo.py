@@ -48,10 +48,29 @@ def _efficientnet_lite0_arch() -> nn.Module:
     return EfficientNetLite0()
 
 
-ZOO: dict[str, Callable[[], Model]] = {"efficientnet_lite0": _efficientnet_lite0}
-"""Named models with weights. Later issues add entries (``digits_cnn``)."""
+def _digits_cnn() -> Model:
+    from .digits_cnn import MNIST_MEAN, MNIST_STD, load_pretrained_digits_cnn
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": _efficientnet_lite0_arch}
+    return Model(
+        load_pretrained_digits_cnn(),
+        preprocess=Preprocess((28, 28), MNIST_MEAN, MNIST_STD, channels=1),
+        labels=[str(d) for d in range(10)],
+        name="digits_cnn",
+    )
+
+
+def _digits_cnn_arch() -> nn.Module:
+    from .digits_cnn import DigitsCNN
+
+    return DigitsCNN()
+
+
+ZOO: dict[str, Callable[[], Model]] = {"efficientnet_lite0": _efficientnet_lite0,
+                                       "digits_cnn": _digits_cnn}
+"""Named models with weights."""
+
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": _efficientnet_lite0_arch,
+                                                      "digits_cnn": _digits_cnn_arch}
 """Untrained builders used to recognize a checkpoint's state dict."""
 
 
@@ -97,9 +116,10 @@ def load_model(
     elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
         net, arch = _load_checkpoint(Path(text), trust_checkpoint)
         default_labels: Sequence[str] | str | None = labels
-        if arch == "efficientnet_lite0":
-            preprocess = preprocess or ZOO[arch]().spec
-            default_labels = labels or "imagenet"
+        if arch is not None:  # a zoo architecture's state dict: its preprocessing and labels
+            zoo_model = ZOO[arch]()
+            preprocess = preprocess or zoo_model.spec
+            default_labels = labels or zoo_model.labels
         with contextlib.suppress(NotImplementedError):  # exported programs have no eval()
             net.eval()
         model = _wrap(net, preprocess, default_labels, name=Path(text).stem)

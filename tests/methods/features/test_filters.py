@@ -151,3 +151,10 @@ def test_model_untouched(tiny: Model) -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert flags == [(p.requires_grad, m.training) for m in tiny.modules() for p in m.parameters(False)]
     assert all(p.grad is None for p in tiny.parameters())
+
+
+def test_a_grayscale_first_layer_is_shown_in_the_gray_view() -> None:
+    from convscope.model import load_model
+
+    ft = filter_tiles(load_model("digits_cnn"))
+    assert ft.view == "gray" and ft.per_filter == 1 and ft.tiles.shape[1:] == (1, 3, 3)

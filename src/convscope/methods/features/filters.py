@@ -12,9 +12,10 @@ depends on the layer, so ``view`` picks one of four readings:
   it cancels weights of opposite sign, so a flat tile does not mean a weak filter).
 * ``"depthwise"`` -- one input channel per filter (``groups == C_in``, weight ``(C, 1, k, k)``):
   one grayscale tile per channel, which is the whole filter.
+* ``"gray"`` -- the same tiles for the first layer of a grayscale model (one input channel).
 
-``"auto"`` picks ``depthwise`` when each filter sees one channel, ``rgb`` when it sees three
-and the layer has three inputs, ``channels`` otherwise.
+``"auto"`` picks ``gray`` or ``depthwise`` when each filter sees one channel, ``rgb`` when it
+sees three and the layer has three inputs, ``channels`` otherwise.
 
 Normalization to [0, 1] is per filter by default (every channel tile of one filter shares its
 scale, so their relative strength stays visible): ``"minmax"`` maps the filter's smallest weight
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -42,7 +43,7 @@ from torch import Tensor, nn
 from ...errors import BadArgument, BadLayer
 from ...model import get_layer, layer_names
 
-View = Literal["auto", "rgb", "channels", "mean", "depthwise"]
+View = Literal["auto", "rgb", "channels", "mean", "depthwise", "gray"]
 Normalize = Literal["minmax", "symmetric"]
 Scope = Literal["filter", "layer"]
 Sort = Literal["index", "norm"]
@@ -111,16 +112,16 @@ def _resolve_view(view: View, conv: nn.Conv2d) -> str:
     per_group = conv.weight.shape[1]
     if view == "auto":
         if per_group == 1:
-            return "depthwise"
+            return "gray" if conv.in_channels == 1 else "depthwise"
         return "rgb" if per_group == 3 and conv.in_channels == 3 else "channels"
     if view == "rgb" and per_group != 3:
         raise BadArgument(f"view='rgb' needs filters with 3 input channels, this layer's have "
                           f"{per_group}; use 'channels' or 'mean'")
-    if view == "depthwise" and per_group != 1:
-        raise BadArgument(f"view='depthwise' needs one input channel per filter, this layer's "
+    if view in ("depthwise", "gray") and per_group != 1:
+        raise BadArgument(f"view={view!r} needs one input channel per filter, this layer's "
                           f"have {per_group}; use 'channels' or 'mean'")
-    if view not in ("rgb", "channels", "mean", "depthwise"):
-        raise BadArgument(f"view={view!r}; use 'auto', 'rgb', 'channels', 'mean' or 'depthwise'")
+    if view not in get_args(View):
+        raise BadArgument(f"view={view!r}; use one of {', '.join(get_args(View))}")
     return view
 
 

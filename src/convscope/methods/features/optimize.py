@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ...errors import BadArgument
 from ...model import Model, capture, forward_until, guarded, resolve_layer
 from ...types import ProgressFn
+from .lbfgs import LBFGS
 from .objectives import Context, Objective, parse_objective
 from .params import ImageParam, ParamKind, Start, image_param
 from .transforms import Compose, Transform, gaussian_blur, standard_transforms
@@ -104,23 +105,30 @@ class _Adam:
 
 def optimize_images(param: ImageParam, loss: LossFn, *, steps: int, lr: float,
                     blur_every: int = 0, blur_sigma: float = 0.5, callback: Callback | None = None,
-                    progress: ProgressFn | None = None) -> Optimized:
-    """Minimize ``loss(param(), step).sum()`` over ``param``'s tensors with Adam.
+                    progress: ProgressFn | None = None,
+                    optimizer: Literal["adam", "lbfgs"] = "adam") -> Optimized:
+    """Minimize ``loss(param(), step).sum()`` over ``param``'s tensors with Adam (or L-BFGS).
 
     Gradients come from ``autograd.grad`` with respect to the parameterization's own leaves
     only, so no ``.grad`` is ever set, on the network or on the leaves. Every ``blur_every`` steps
     the image is replaced by its Gaussian blur (``blur_sigma`` pixels), through ``param.assign``.
+    ``optimizer="lbfgs"`` (:mod:`.lbfgs`, ``lr`` scales its step, 1 is standard) suits smooth,
+    deterministic losses such as style transfer; a step may evaluate the loss more than once.
     """
-    if steps < 1 or lr <= 0 or blur_every < 0:
-        raise BadArgument(f"steps={steps}, lr={lr}, blur_every={blur_every}: need steps >= 1, "
-                          "lr > 0, blur_every >= 0")
+    if steps < 1 or lr <= 0 or blur_every < 0 or optimizer not in ("adam", "lbfgs"):
+        raise BadArgument(f"steps={steps}, lr={lr}, blur_every={blur_every}, optimizer={optimizer!r}: "
+                          "need steps >= 1, lr > 0, blur_every >= 0, optimizer 'adam' or 'lbfgs'")
     leaves = param.parameters()
     adam = _Adam(leaves, lr)
+    lbfgs = LBFGS(leaves, lr) if optimizer == "lbfgs" else None
     history = []
     with torch.enable_grad():
         for step in range(steps):
-            losses = loss(param(), step)
-            adam.step(torch.autograd.grad(losses.sum(), leaves))
+            if lbfgs is not None:
+                losses = lbfgs.step(lambda s=step: loss(param(), s))
+            else:
+                losses = loss(param(), step)
+                adam.step(torch.autograd.grad(losses.sum(), leaves))
             param.project()
             if blur_every and (step + 1) % blur_every == 0:
                 with torch.no_grad():

@@ -1,0 +1,165 @@
+"""``convscope fast-style train|apply``: feed-forward style transfer (Johnson et al. 2016).
+
+``train STYLE --images SRC... --out NET`` trains a transformation network on random crops of the
+content images (folders, files, ``sample:NAME``, or ``samples`` for every sample photo) so that
+its outputs carry STYLE's Gram statistics in the feature network (``--model``, default the
+embedded EfficientNet-Lite0). ``apply NET IMAGE...`` stylizes images of any size in one forward
+pass each and writes PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..data import load_folder, load_image
+from ..data.samples import SAMPLES
+from ..errors import BadArgument
+from ..methods.synthesis.fast_style import load_fast_style, stylize, train_fast_style
+from ..render import save_png
+from .common import add_model_options, model_from_args, pick_device, print_json
+from .progress import progress_bar
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fast-style", help="fast style transfer: train a style network, apply it",
+                       description="Fast (feed-forward) style transfer, Johnson et al. 2016.")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB", parser_class=type(p))
+    verbs.required = True
+    t = verbs.add_parser("train", help="train a network for one style",
+                         description="Train a transformation network to paint content images in "
+                                     "the style of STYLE.")
+    t.add_argument("style", metavar="STYLE", help="style image file or sample:NAME")
+    t.add_argument("--images", nargs="+", required=True, metavar="SRC",
+                   help="content images: folders, files, sample:NAME, or 'samples' (all sample photos)")
+    t.add_argument("--out", required=True, metavar="NET", help="network file to write (.pt)")
+    t.add_argument("--steps", type=int, default=300, help="training steps in all (default 300)")
+    t.add_argument("--size", type=int, default=128, help="crop size in pixels (default 128)")
+    t.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
+    t.add_argument("--style-weight", type=float, default=3.0, help="style weight (default 3)")
+    t.add_argument("--content-weight", type=float, default=1.0, help="content weight (default 1)")
+    t.add_argument("--tv-weight", type=float, default=0.0, help="total variation weight (default 0)")
+    t.add_argument("--style-size", type=int, help="style image's shorter side (default 2 x --size)")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--width", type=int, help="base channels of the network (default 16)")
+    t.add_argument("--blocks", type=int, help="residual blocks (default 3)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                   help="also save NET every K steps (default: only at the end)")
+    t.add_argument("--resume", action="store_true", help="continue the training saved in NET")
+    t.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_model_options(t)
+    t.set_defaults(func=run_train)
+    a = verbs.add_parser("apply", help="stylize images with a trained network",
+                         description="Stylize images with a network from `fast-style train`.")
+    a.add_argument("net", metavar="NET", help="network file written by `fast-style train`")
+    a.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    a.add_argument("--out-dir", help="folder for NAME_styled.png files (default: current folder)")
+    a.add_argument("--out", help="PNG to write (one IMAGE only)")
+    a.add_argument("--size", type=int, help="resize each image so its longer side is SIZE pixels first")
+    a.add_argument("--batch", type=int, default=4, help="images per forward pass (default 4)")
+    a.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    a.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    a.set_defaults(func=run_apply)
+
+
+def sample_photos() -> list[str]:
+    """The samples that are photographs (not textures or binary silhouettes)."""
+    return [n for n, s in SAMPLES.items() if "photo" in s.description or "portrait" in s.description]
+
+
+def _content_images(sources: list[str]) -> list[torch.Tensor]:
+    images: list[torch.Tensor] = []
+    for src in sources:
+        if src == "samples":
+            images += [load_image(f"sample:{n}") for n in sample_photos()]
+        elif not src.startswith("sample:") and Path(src).is_dir():
+            images += [img for _, img in load_folder(src)]
+        else:
+            images.append(load_image(src))
+    return images
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.resume and not Path(args.out).is_file():
+        raise BadArgument(f"--resume: {args.out!r} does not exist; train without --resume first")
+    style = load_image(args.style)
+    contents = _content_images(args.images)
+    model = model_from_args(args)
+    losses: list[float] = []
+    start = time.perf_counter()
+    width = args.width if args.width is not None or args.resume else 16
+    blocks = args.blocks if args.blocks is not None or args.resume else 3
+    with progress_bar(args.steps, "fast-style train") as progress:
+        net = train_fast_style(
+            style, contents, model=model, style_weight=args.style_weight,
+            content_weight=args.content_weight, tv_weight=args.tv_weight, steps=args.steps,
+            batch_size=args.batch, size=args.size, style_size=args.style_size, lr=args.lr,
+            width=width, blocks=blocks, seed=args.seed, checkpoint_every=args.checkpoint_every,
+            checkpoint_path=args.out, resume_from=args.out if args.resume else None,
+            progress=progress, callback=lambda _step, loss: losses.append(float(loss.mean())))
+    seconds = time.perf_counter() - start
+    first, last = losses[:1], losses[-10:]
+    summary = {"net": str(args.out), "style": args.style, "content_images": len(contents),
+               "steps": args.steps, "steps_run": len(losses), **net.config,
+               "loss_first": round(first[0], 5) if first else None,
+               "loss_last10": round(sum(last) / len(last), 5) if last else None,
+               "seconds": round(seconds, 2)}
+    if args.json:
+        print_json(summary)
+    else:
+        change = (f"; loss {summary['loss_first']:.4g} -> {summary['loss_last10']:.4g}"
+                  if losses else "; nothing left to train")
+        print(f"{args.out}: {len(losses)} steps in {seconds:.1f}s{change}")
+    return 0
+
+
+def _out_paths(args: argparse.Namespace) -> list[Path]:
+    if args.out is not None:
+        if len(args.images) != 1 or args.out_dir is not None:
+            raise BadArgument("--out takes one IMAGE and no --out-dir; use --out-dir for several")
+        return [Path(args.out)]
+    folder = Path(args.out_dir or ".")
+    stems: list[str] = []
+    for src in args.images:
+        stem = src.removeprefix("sample:") if src.startswith("sample:") else Path(src).stem
+        stem = f"{stem}_{len(stems)}" if stem in stems else stem
+        stems.append(stem)
+    return [folder / f"{stem}_styled.png" for stem in stems]
+
+
+def _resize(image: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None:
+        return image
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    new = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(image[None], size=new, mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    if (args.size is not None and args.size < 1) or args.batch < 1:
+        raise BadArgument("--size and --batch must be positive")
+    outs = _out_paths(args)
+    net = load_fast_style(args.net, device=pick_device(args.device))
+    images = [_resize(load_image(src), args.size) for src in args.images]
+    start = time.perf_counter()
+    styled = stylize(net, images, batch_size=args.batch)
+    seconds = time.perf_counter() - start
+    rows = []
+    for src, image, out in zip(args.images, styled, outs):
+        png = save_png(image, out)
+        rows.append({"image": src, "png": str(png), "size": [image.shape[-1], image.shape[-2]]})
+    if args.json:
+        print_json({"net": str(args.net), **net.config, "seconds": round(seconds, 3), "images": rows})
+    else:
+        for row in rows:
+            print(f"{row['image']} -> {row['png']} ({row['size'][0]}x{row['size'][1]})")
+        print(f"{len(rows)} image(s) in {seconds:.2f}s")
+    return 0
+

@@ -1,0 +1,269 @@
+"""Dataset -> scan -> atlas: the driver that joins ``data`` (reading, storing) and ``methods``.
+
+:func:`scan_dataset` walks a dataset in chunks of ``chunk_size`` images. Each chunk is loaded in
+batches (the next batch is decoded on a background thread while the model runs), scanned by
+:class:`~convscope.methods.dataset.scan.Scanner`, and committed to the atlas in one transaction
+together with the merged top-k state (:mod:`convscope.data.atlas` explains why this makes a
+killed scan resumable with an identical result). Under ``torchrun`` every process takes a
+strided share of each chunk and rank 0 merges and writes (:mod:`.methods.dataset.distributed`).
+
+Unreadable items (:class:`~convscope.errors.BadImage`) are skipped, recorded with their reason
+and reported in one warning at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
+from .data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
+from .errors import BadArgument, BadImage
+from .methods.dataset import distributed as dist
+from .methods.dataset.scan import Scanner, scan_batch_size
+from .methods.dataset.topk import TopK
+from .model import Model, list_layers
+from .types import ProgressFn
+
+DEFAULT_CHUNK = 512
+"""Fewest images per committed chunk by default (a kill loses at most one chunk of work); the
+default is ``max(DEFAULT_CHUNK, 8 * batch_size)`` so a commit (two fsyncs) stays rare."""
+MAX_THUMB = 64
+
+
+def _fingerprint(model: Model) -> str:
+    """A hash of the weights, so a resume with a different model is refused."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _dataset_spec(dataset: Any) -> str | None:
+    """The string that reopens a dataset (a folder, "mnist5k"), None for in-memory ones."""
+    if isinstance(dataset, (str, os.PathLike)):
+        text = os.fspath(dataset)
+        return text if text == MNIST5K else str(Path(text).expanduser().resolve())
+    if isinstance(dataset, Mnist5k):
+        return MNIST5K
+    root = getattr(dataset, "root", None)
+    return str(root) if isinstance(root, Path) else None
+
+
+def _open_or_create(path: Path, config: dict[str, Any], ds: ImageDataset, channels: dict[str, int],
+                    thumb: int) -> tuple[int, bytes | None]:
+    """Rank 0: a new atlas or the committed point of an unfinished one with the same config."""
+    if not (path / "atlas.sqlite").is_file():
+        Atlas.create(path, config, ds.sources(), _labels(ds), channels, thumb)
+        return 0, None
+    atlas = Atlas.open(path, partial=True)
+    stored = {key: atlas.meta.get(key) for key in config}
+    if stored != config:
+        diff = ", ".join(f"{k}: {stored[k]!r} -> {config[k]!r}" for k in config if stored[k] != config[k])
+        raise BadArgument(f"atlas '{path}' was made by a different scan ({diff}); use a new "
+                          "--atlas folder (or delete this one) to start over")
+    if atlas.complete:
+        return -1, None
+    return atlas.resume_point()
+
+
+def _labels(ds: ImageDataset) -> list[int | None]:
+    """Labels without decoding images when the dataset keeps them (folders, MNIST-5k)."""
+    labels = getattr(ds, "labels", None)
+    if labels is not None and len(labels) == len(ds):
+        return [None if v is None else int(v) for v in labels]
+    return [None] * len(ds)
+
+
+@dataclass
+class _Loaded:
+    """One batch as the loader thread prepares it: model inputs, thumbnails, unreadable items."""
+
+    ok: list[tuple[int, int | None]]
+    """(index, label) of the readable items, in order."""
+    inputs: torch.Tensor | None
+    """(B, C, H, W) normalized model inputs of the readable items (on CPU)."""
+    thumbs: np.ndarray | None
+    failed: list[tuple[int, str]]
+    """(index, reason) of the unreadable items."""
+
+
+def _load_batch(ds: ImageDataset, model: Model, indices: Sequence[int], thumb: int) -> _Loaded:
+    """Decode, resize, normalize and thumbnail one batch (runs on the loader thread)."""
+    ok, images, failed = [], [], []
+    for i in indices:
+        try:
+            item = ds.load(i)
+        except BadImage as err:
+            failed.append((i, str(err)))
+            continue
+        images.append(item.image)
+        ok.append((i, item.label))
+    if not images:
+        return _Loaded(ok, None, None, failed)
+    pixels = model.resize(images)
+    return _Loaded(ok, model.normalize(pixels), make_thumbnails(pixels, thumb), failed)
+
+
+def _batches(ds: ImageDataset, model: Model, indices: list[int], size: int, thumb: int
+             ) -> Iterator[_Loaded]:
+    """Loaded batches of ``indices``; the next one is prepared while the caller computes."""
+    groups = [indices[s:s + size] for s in range(0, len(indices), size)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(_load_batch, ds, model, groups[0], thumb) if groups else None
+        for g in range(len(groups)):
+            assert future is not None
+            loaded = future.result()
+            if g + 1 < len(groups):
+                future = pool.submit(_load_batch, ds, model, groups[g + 1], thumb)
+            yield loaded
+
+
+def _scan_share(scanner: Scanner, ds: ImageDataset, model: Model, indices: list[int],
+                batch_size: int, thumb: int, report: Callable[[int], None]) -> dict[str, Any]:
+    """This process's share of one chunk, reduced to CPU tensors/arrays and image rows."""
+    scanner.topk = {}
+    rows: list[ImageRow] = []
+    emb: dict[str, list[np.ndarray]] = {n: [] for n in scanner.layers}
+    thumbs, written = [], []
+    for batch in _batches(ds, model, indices, batch_size, thumb):
+        rows += [ImageRow(i, None, -1, float("nan"), "skipped", why) for i, why in batch.failed]
+        if batch.inputs is not None and batch.thumbs is not None:
+            x = batch.inputs.to(model.device, non_blocking=True)
+            result = scanner.step(x, torch.tensor([i for i, _ in batch.ok]))
+            preds, probs = result.predictions.tolist(), result.probabilities.tolist()
+            rows += [ImageRow(i, lab, p, q, "ok") for (i, lab), p, q in zip(batch.ok, preds, probs)]
+            for name in scanner.layers:
+                emb[name].append(result.embeddings[name].cpu().numpy())
+            thumbs.append(batch.thumbs)
+            written += [i for i, _ in batch.ok]
+        report(len(batch.ok) + len(batch.failed))
+    return {"rows": rows, "indices": written, "state": scanner.state(),
+            "emb": {n: np.concatenate(v) if v else None for n, v in emb.items()},
+            "thumbs": np.concatenate(thumbs) if thumbs else None}
+
+
+def scan_dataset(
+    model: Model,
+    dataset: Any,
+    atlas: str | os.PathLike,
+    *,
+    layers: str | Sequence[str] = "auto",
+    k: int = 16,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    progress: ProgressFn | None = None,
+    on_commit: Callable[[int], None] | None = None,
+) -> Atlas:
+    """Scan ``dataset`` with ``model`` into the atlas folder ``atlas``, resuming if unfinished.
+
+    Args:
+        model: the model (its preprocessing is applied to every image).
+        dataset: anything :func:`convscope.data.datasets.open_dataset` accepts.
+        atlas: the atlas folder (created; or resumed when it holds an unfinished scan with the
+            same configuration; a finished one is returned as it is).
+        layers: layer names (``"auto"`` allowed) whose channels and embeddings are recorded.
+        k: top images kept per channel.
+        batch_size: images per forward pass (default: :func:`scan_batch_size` of the device).
+        chunk_size: images per committed chunk (default ``max(512, 8 * batch_size)``).
+        progress: ``progress(images done, total)`` (rank 0 only under torchrun).
+        on_commit: called with the number of committed chunks after each commit (rank 0).
+    """
+    ds = open_dataset(dataset)
+    scanner = Scanner(model, layers, k=k)
+    batch = batch_size or scan_batch_size(model.device)
+    chunk_size = chunk_size or max(DEFAULT_CHUNK, 8 * batch)
+    if batch < 1 or chunk_size < 1:
+        raise BadArgument(f"batch_size={batch}, chunk_size={chunk_size}: both must be positive")
+    shapes = {i.name: i.output_shape for i in list_layers(model)}
+    channels = {n: int(shapes[n][0]) if shapes.get(n) else 0 for n in scanner.layers}
+    thumb = min(MAX_THUMB, max(model.input_size))
+    config = {"model": model.name, "model_fingerprint": _fingerprint(model), "layers": scanner.layers,
+              "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,
+              "batch_size": batch, "class_names": ds.class_names}
+    path = Path(atlas).expanduser()
+    joined = dist.init_from_env(model.device)
+    try:
+        return _run(model, ds, scanner, path, config, channels, thumb, batch, chunk_size,
+                    progress, on_commit)
+    finally:
+        dist.shutdown(joined)
+
+
+def _run(model: Model, ds: ImageDataset, scanner: Scanner, path: Path, config: dict[str, Any],
+         channels: dict[str, int], thumb: int, batch: int, chunk_size: int,
+         progress: ProgressFn | None, on_commit: Callable[[int], None] | None) -> Atlas:
+    rank, world = dist.rank(), dist.world_size()
+    start: Any = None
+    if rank == 0:
+        try:
+            start = _open_or_create(path, config, ds, channels, thumb)
+        except Exception as err:  # every process must learn about it, or the others hang
+            start = err
+    start = dist.broadcast(start)
+    if isinstance(start, Exception):
+        raise start
+    done_chunks, blob = start
+    n = len(ds)
+    if done_chunks >= 0:
+        state = {name: TopK.from_state(s) for name, s in unpack_state(blob).items()} if blob else {}
+        store = Atlas.open(path, partial=True) if rank == 0 else None
+        chunks = range(done_chunks, (n + chunk_size - 1) // chunk_size)
+        done = min(done_chunks * chunk_size, n)
+        for c in chunks:
+            first = c * chunk_size
+            indices = list(range(first, min(first + chunk_size, n)))[rank::world]
+            counter = [done]
+
+            def report(count: int, counter: list[int] = counter) -> None:
+                counter[0] += count * world
+                if progress is not None and rank == 0:
+                    progress(min(counter[0], n), n)
+
+            share = _scan_share(scanner, ds, model, indices, batch, thumb, report)
+            shares = dist.gather(share)
+            done = min(first + chunk_size, n)
+            if store is not None:
+                state = _commit(store, shares, state, c + 1)
+                if progress is not None:
+                    progress(done, n)
+                if on_commit is not None:
+                    on_commit(c + 1)
+        if store is not None:
+            store.finish({name: t.records() for name, t in state.items()})
+            _warn_skipped(store)
+    dist.broadcast(None)  # wait for rank 0 to finish writing
+    return Atlas.open(path)
+
+
+def _commit(store: Atlas, shares: list[dict[str, Any]], state: dict[str, TopK], chunks: int
+            ) -> dict[str, TopK]:
+    """Rank 0: write every share's arrays, merge the top-k, commit the chunk."""
+    rows = sorted((r for s in shares for r in s["rows"]), key=lambda r: r.index)
+    for share in shares:
+        if share["indices"]:
+            store.write_arrays(share["indices"], share["emb"], share["thumbs"])
+        for name, part in share["state"].items():
+            merged = TopK.from_state(part)
+            state[name] = state[name].combine(merged) if name in state else merged
+    store.commit_chunk(chunks, rows, pack_state({n: t.state() for n, t in state.items()}))
+    return state
+
+
+def _warn_skipped(store: Atlas) -> None:
+    skipped = store.skipped()
+    if skipped:
+        shown = "; ".join(f"{src} ({reason})" for _, src, reason in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        warnings.warn(f"scan skipped {len(skipped)} unreadable item(s): {shown}{more}",
+                      UserWarning, stacklevel=3)

@@ -1,0 +1,127 @@
+"""``convscope scan | top | neighbors`` on a small image folder with a tiny factory model."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.cli import atlas_views, scan
+from convscope.cli import main as cli_main
+
+FACTORY = """
+import torch
+from torch import nn
+
+def make():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 5, stride=4, padding=2), nn.ReLU(),
+                         nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
+"""
+
+
+@pytest.fixture(autouse=True)
+def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (scan, atlas_views):
+        if module not in cli_main.COMMAND_MODULES:
+            monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, module))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_scan")
+    (root / "scanmodel.py").write_text(textwrap.dedent(FACTORY))
+    folder = root / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = cli_main.main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+SCAN = ("--model", "scanmodel:make", "--layers", "1,3", "--k", "3", "--batch-size", "3",
+        "--chunk-size", "4")
+
+
+@pytest.fixture(scope="module")
+def atlas(setup: Path) -> Path:
+    """The folder scanned once (the tests below scan it again: a finished atlas is reused)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(setup))
+        if scan not in cli_main.COMMAND_MODULES:
+            mp.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, scan))
+        assert cli_main.main(["scan", str(setup / "images"), "--atlas", str(setup / "atlas"), *SCAN]) == 0
+    return setup / "atlas"
+
+
+@pytest.fixture
+def on_path(setup: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(setup))
+    return setup
+
+
+def test_scan_then_top_and_neighbors(capsys, on_path: Path, atlas: Path) -> None:
+    folder = on_path / "images"
+    code, out, err = run(capsys, "scan", str(folder), "--atlas", str(atlas), *SCAN)
+    assert code == 0, err
+    assert "7 of 8 images scanned" in out and "skipped 1 unreadable" in out and "broken.jpg" in out
+    code, out, _ = run(capsys, "scan", str(folder), "--atlas", str(atlas), *SCAN, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["scanned"] == 7 and data["channels"] == {"1": 4, "3": 6}
+    assert [Path(s["source"]).name for s in data["skipped"]] == ["broken.jpg"]
+
+    png = on_path / "top.png"
+    code, out, err = run(capsys, "top", "--atlas", str(atlas), "--layer", "3", "--channel", "2",
+                         "--out", str(png), "--json")
+    assert code == 0, err
+    top = json.loads(out)["top"]
+    assert [t["rank"] for t in top] == [0, 1, 2] and png.is_file()
+    assert all(a["value"] >= b["value"] for a, b in pairwise(top))
+    box = top[0]["box"]  # layer 3 of this net sees 13x13 px + stride 8 (measured, clipped)
+    assert 0 <= box[0] < box[2] <= 224 and 0 <= box[1] < box[3] <= 224 and box[2] - box[0] <= 21
+    code, _, _ = run(capsys, "top", "--atlas", str(atlas), "--layer", "3", "--channel", "0",
+                     "--full", "--out", str(png))
+    assert code == 0
+
+    code, out, _ = run(capsys, "neighbors", "--index", "1", "--atlas", str(atlas), "--k", "3",
+                       "--json", "--out", str(on_path / "nn.png"))
+    found = json.loads(out)["neighbors"]
+    assert code == 0 and len(found) == 3 and (on_path / "nn.png").is_file()
+    assert all(Path(n["source"]).name.startswith("p") and n["index"] != 1 for n in found)
+    assert all(a["distance"] <= b["distance"] for a, b in pairwise(found))
+    query = folder / "p3.png"
+    code, out, _ = run(capsys, "neighbors", str(query), "--atlas", str(atlas), "--metric", "l2",
+                       "--layer", "1", "--json")
+    found = json.loads(out)["neighbors"]
+    assert code == 0 and found[0]["source"] == str(query) and found[0]["distance"] < 1e-4
+
+
+def test_errors_are_one_line(capsys, on_path: Path, atlas: Path) -> None:
+    code, _, err = run(capsys, "neighbors", "--atlas", str(atlas))
+    assert code == 2 and "IMAGE or --index" in err
+    code, _, err = run(capsys, "top", "--atlas", str(on_path / "nowhere"), "--layer", "1",
+                       "--channel", "0")
+    assert code == 2 and "not an atlas" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "scan", str(on_path / "images"), "--model", "scanmodel:make",
+                       "--layers", "1,3", "--atlas", str(atlas), "--k", "5")
+    assert code == 2 and "different scan" in err
+    code, _, err = run(capsys, "top", "--atlas", str(atlas), "--layer", "3", "--channel", "99")
+    assert code == 2 and "outside layer" in err
+    code, _, err = run(capsys, "neighbors", "--index", "0", "--atlas", str(atlas))  # broken.jpg
+    assert code == 2 and "skipped" in err

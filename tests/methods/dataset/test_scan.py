@@ -1,0 +1,95 @@
+"""The streaming scan equals a brute-force computation, exactly, and leaves the model unharmed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from convscope.errors import BadArgument, BadLayer
+from convscope.methods.dataset import Scanner, scan
+from convscope.methods.dataset.topk import EMPTY
+from convscope.model import capture
+
+
+def brute_force(model, images: torch.Tensor, layer: str, k: int):
+    """Per channel: the k best (value, index, y, x), ranked by (value desc, index asc)."""
+    with torch.no_grad(), capture(model, [layer]) as rec:
+        model(images)
+    act = rec[layer]
+    n, c, _, w = act.shape
+    flat = act.flatten(2)
+    out = []
+    for ch in range(c):
+        cands = []
+        for i in range(n):
+            row = flat[i, ch].tolist()
+            best = max(row)
+            pos = row.index(best)  # first maximal position
+            cands.append((best, i, pos // w, pos % w))
+        out.append(sorted(cands, key=lambda t: (-t[0], t[1]))[:k])
+    return out, act.mean((2, 3))
+
+
+@pytest.mark.parametrize("batch", [3, 40])
+def test_scan_equals_brute_force_with_ties(fx, batch: int) -> None:
+    model, images = fx.int_model(), fx.int_images(40)
+    result = scan(model, images, ["relu1", "conv2"], k=6, batch_size=batch)
+    for layer in ("relu1", "conv2"):
+        expected, means = brute_force(model, images, layer, 6)
+        t = result.topk[layer]
+        got = [list(zip(v, i, y, x)) for v, i, y, x in zip(t.values.tolist(), t.indices.tolist(),
+                                                          t.ys.tolist(), t.xs.tolist())]
+        assert got == expected
+        assert torch.equal(result.embeddings[layer], means)
+    ties = sum(len({v for v, *_ in ch}) < len(ch) for ch in expected)
+    assert ties > 0, "the fixture must produce ties for this test to mean something"
+    logits = model(images)
+    assert torch.equal(result.predictions, logits.argmax(1))
+    assert torch.allclose(result.probabilities, logits.softmax(1).max(1).values)
+
+
+def test_model_unharmed_and_non_spatial_layer(fx) -> None:
+    model = fx.int_model()
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    before = copy.deepcopy(model.state_dict())
+    result = scan(model, fx.int_images(9), ["fc"], k=3, batch_size=4)
+    assert result.topk["fc"].values.shape == (3, 3) and (result.topk["fc"].indices != EMPTY).all()
+    assert torch.equal(result.embeddings["fc"], model.net(fx.int_images(9)).detach())
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_bad_arguments(fx) -> None:
+    model = fx.int_model()
+    with pytest.raises(BadArgument):
+        Scanner(model, [], k=3)
+    with pytest.raises(BadArgument):
+        Scanner(model, "conv1", k=0)
+    with pytest.raises(BadLayer):
+        Scanner(model, "nope")
+
+
+def test_inplace_relu_after_captured_conv_reads_pre_activations() -> None:
+    """ReLU(inplace=True) after the scanned conv would overwrite it; the scan must still see the
+    conv's own (partly negative) outputs."""
+    from torch import nn
+
+    from convscope.model import Model, Preprocess
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 2)).eval()
+    model = Model(net, preprocess=Preprocess((8, 8)))
+    x = torch.randn(6, 3, 8, 8)
+    result = scan(model, x, "0", k=6, batch_size=3)
+    expected = net[0](x).detach()
+    assert torch.allclose(result.embeddings["0"], expected.mean((2, 3)), atol=1e-6)
+    assert (result.embeddings["0"] < 0).any()
+    assert torch.allclose(result.topk["0"].values, expected.amax((2, 3)).t().sort(1, descending=True)
+                          .values, atol=1e-6)
