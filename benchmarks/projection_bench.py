@@ -62,6 +62,7 @@ def run(sizes: list[int], methods: list[str], jobs: int = 1) -> list[tuple[str, 
 
 def projection_table(model: object, device: object) -> None:
     """PCA, t-SNE and UMAP on 5,000 and 50,000 points, for ``benchmarks.run`` (CPU libraries)."""
+    print("\n== 2-D maps of digits_cnn embeddings (50,000 = the 5,000 plus 9 noisy copies)")
     run([5000, 50000], ["pca", "tsne", "umap"])
 
 

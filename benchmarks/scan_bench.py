@@ -157,6 +157,7 @@ def print_scan_table(rows: list[ScanRow]) -> None:
 
 def scan_table(model: Model, device: torch.device) -> None:
     """The scan table at its defaults, for ``benchmarks.run`` (it loads its own models)."""
+    print("\n== scan throughput against the bare forward of the same model and batch size")
     print_scan_table(scan_rows(device))
 
 

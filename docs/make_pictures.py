@@ -1,5 +1,9 @@
 """Regenerate the README's pictures from the code: ``python docs/make_pictures.py``.
 
+The synthesis, fast-style and dataset pictures come from the sibling scripts
+(``synthesis_pictures.py``, ``fast_style_pictures.py``, ``dataset_pictures.py``,
+``atlas_pictures.py``), which also run on their own.
+
 Uses only the public API and CLI, so the pictures show what a user gets. The report screenshot
 needs Debian's ``chromium`` (skipped with a note when it is missing).
 """
@@ -60,6 +64,15 @@ def main() -> None:
                         title="the map follows the target; CAM box at 20% of the maximum"),
              OUT / "two_targets.png")
     inside_pictures(model)
+    import atlas_pictures  # the sibling scripts: python puts this folder on sys.path
+    import dataset_pictures
+    import fast_style_pictures
+    import synthesis_pictures
+
+    synthesis_pictures.main()
+    fast_style_pictures.main([])
+    dataset_pictures.main()
+    atlas_pictures.main()
     print(f"pictures written to {OUT}")
 
 

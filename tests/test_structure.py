@@ -70,3 +70,15 @@ def test_public_api_is_explicit_and_documented() -> None:
     submodules = {"api", "atlas_tools", "cli", "data", "errors", "explanation", "methods", "model",
                   "render", "scanning", "types", "web"}
     assert public - submodules - set(convscope.__all__) == set()
+
+
+def test_every_command_module_is_registered() -> None:
+    """A cli module with a ``register`` function that main.py forgot would be dead code."""
+    import importlib
+    import pkgutil
+
+    import convscope.cli as cli
+    from convscope.cli.main import COMMAND_MODULES
+
+    modules = [importlib.import_module(f"convscope.cli.{m.name}") for m in pkgutil.iter_modules(cli.__path__)]
+    assert {m for m in modules if hasattr(m, "register")} == set(COMMAND_MODULES)

@@ -10,15 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from convscope.cli import evaluate
 from convscope.cli import main as cli
 
 
 @pytest.fixture
 def run(monkeypatch):
-    """``convscope ARGV`` with the evaluate command registered (whether or not main lists it)."""
-    if evaluate not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, evaluate))
+    """``convscope ARGV`` through the real entry point."""
     return cli.main
 
 

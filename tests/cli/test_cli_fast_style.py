@@ -28,8 +28,6 @@ def one_thread():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def run(lite0: Model, monkeypatch):  # type: ignore[no-untyped-def]
     """``convscope ...`` through the real entry point, with the session's model (no reload)."""
-    if cli_fast_style not in cli_main.COMMAND_MODULES:  # until the command is registered
-        monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, cli_fast_style))
     monkeypatch.setattr(cli_fast_style, "model_from_args", lambda _args: lite0)
     return cli_main.main
 

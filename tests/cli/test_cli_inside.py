@@ -8,15 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from convscope.cli import inside
 from convscope.cli import main as cli_main
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Register the inside-the-network commands even before main.py lists them."""
-    if inside not in cli_main.COMMAND_MODULES:
-        monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, inside))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

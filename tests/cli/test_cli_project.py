@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main as cli_main
-from convscope.cli import project, scan
 
 FACTORY = """
 import torch
@@ -23,13 +22,6 @@ def make():
                          nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
 """
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (scan, project):
-        if module not in cli_main.COMMAND_MODULES:
-            monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, module))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

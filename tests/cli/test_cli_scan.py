@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.cli import atlas_views, scan
 from convscope.cli import main as cli_main
 
 FACTORY = """
@@ -24,13 +23,6 @@ def make():
                          nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)).eval()
 """
-
-
-@pytest.fixture(autouse=True)
-def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (scan, atlas_views):
-        if module not in cli_main.COMMAND_MODULES:
-            monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, module))
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +56,6 @@ def atlas(setup: Path) -> Path:
     """The folder scanned once (the tests below scan it again: a finished atlas is reused)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(setup))
-        if scan not in cli_main.COMMAND_MODULES:
-            mp.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, scan))
         assert cli_main.main(["scan", str(setup / "images"), "--atlas", str(setup / "atlas"), *SCAN]) == 0
     return setup / "atlas"
 

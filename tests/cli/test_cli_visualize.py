@@ -18,8 +18,6 @@ from convscope.model import Model
 @pytest.fixture
 def run(lite0: Model, monkeypatch):  # type: ignore[no-untyped-def]
     """``convscope ...`` through the real entry point, with the session's model (no reload)."""
-    if cli_visualize not in cli_main.COMMAND_MODULES:  # until the lead registers the command
-        monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, cli_visualize))
     monkeypatch.setattr(cli_visualize, "model_from_args", lambda _args: lite0)
     return cli_main.main
 

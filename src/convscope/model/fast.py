@@ -10,6 +10,8 @@ between calls) as a :class:`FastForward`:
   may be part of what the model computes);
 * ``torch.inference_mode`` (no autograd bookkeeping, no version counters);
 * channels-last memory format where it was measured to help (:data:`CHANNELS_LAST`);
+* on CPU, a frozen TorchScript graph optimized for inference (:meth:`FastForward.freeze`),
+  checked against the eager copy and dropped if it disagrees;
 * chunked evaluation (:meth:`FastForward.scores`) of a tensor or of a stream of chunks built on
   the fly, ``batch_size`` rows at a time, so memory is bounded by one chunk.
 
@@ -40,6 +42,7 @@ launches.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -56,6 +59,8 @@ ACCELERATOR_BATCH = 64
 """Default chunk on CUDA / MPS / XPU: large enough to fill the device for a 224x224 CNN."""
 CHANNELS_LAST: dict[str, bool] = {"cpu": True}
 """Device types on which channels-last was measured to help; absent types keep NCHW."""
+FREEZE: dict[str, bool] = {"cpu": True}
+"""Device types on which a frozen TorchScript graph was measured to help (see :meth:`FastForward.freeze`)."""
 
 
 def default_batch_size(device: torch.device | str) -> int:
@@ -80,7 +85,7 @@ class FastForward:
     """
 
     def __init__(self, model: nn.Module, *, fold: bool = True,
-                 channels_last: bool | None = None) -> None:
+                 channels_last: bool | None = None, freeze: bool | None = None) -> None:
         self.device = _device_of(model)
         net: nn.Module = model
         self.fold_info = FoldInfo()
@@ -95,14 +100,48 @@ class FastForward:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
+        if freeze is None:
+            freeze = FREEZE.get(self.device.type, False)
+        self._to_freeze = bool(freeze) and net is not model
+        self.frozen: torch.jit.ScriptModule | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits for one chunk (an ordinary tensor, usable outside inference mode)."""
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self._to_freeze:
+            self.freeze(x)
         with torch.inference_mode():
-            if self.channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = self.net(x)
+            out = (self.frozen or self.net)(x)
         return out
+
+    def freeze(self, example: Tensor) -> bool:
+        """Trace the folded copy on ``example``, freeze it and optimize it for inference.
+
+        ``torch.jit.optimize_for_inference`` lets oneDNN fuse each convolution with its
+        activation and keep its blocked layout from layer to layer: on EfficientNet-Lite0 on
+        this project's CPU it cut the forward from 8.7-9.0 to 6.5-7.0 ms per image (batch 4),
+        for 0.3 s of tracing once per call. A trace only records the path this input took, so
+        a model whose forward turns a tensor into a Python value (a data-dependent branch: the
+        tracer warns) stays eager, and the graph is kept only if it reproduces the eager copy's
+        output on the example; an untraceable model simply stays eager. Tried once.
+        """
+        self._to_freeze = False
+        try:
+            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                x = example.clone()
+                traced = torch.jit.trace(self.net, x, check_trace=False)
+                if any(issubclass(w.category, torch.jit.TracerWarning) for w in caught):
+                    return False  # a tensor became a Python value: the graph may hold one branch only
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+                want, got = self.net(x), frozen(x)
+        except Exception:  # untraceable model: the eager copy is as correct, only slower
+            return False
+        if (isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape
+                and torch.allclose(got, want, rtol=1e-3, atol=1e-4 * (1 + float(want.abs().max())))):
+            self.frozen = frozen
+        return self.frozen is not None
 
     def scores(
         self,
