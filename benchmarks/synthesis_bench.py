@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from convscope.methods.features.optimize import _Adam
+from convscope.methods.features.optimize import Adam
 from convscope.methods.synthesis.fast_style import FastStyleNet, stylize
 from convscope.methods.synthesis.losses import (
     FeatureExtractor,
@@ -118,7 +118,7 @@ def style_rows(model: Model, device: torch.device, steps: int, repeats: int, siz
 
     def ours() -> None:
         image = content.clone().requires_grad_(True)
-        adam = _Adam([image], 0.02)
+        adam = Adam([image], 0.02)
         with torch.enable_grad():
             for _ in range(steps):
                 f = extract(image.clamp(0, 1))

@@ -6,7 +6,7 @@ leaves. Gatys et al. 2016 optimize style transfer with L-BFGS: on such smooth, d
 losses it converges in far fewer steps than Adam. It assumes the loss is deterministic (no
 random transforms): the line search compares values at different points.
 
-Written out rather than ``torch.optim.LBFGS`` for the same reason as ``_Adam`` (the first
+Written out rather than ``torch.optim.LBFGS`` for the same reason as ``Adam`` (the first
 ``torch.optim`` construction imports ``torch._dynamo``: seconds of start-up), and to make one
 "step" one search direction whose cost is one evaluation plus any backtracking.
 """

@@ -79,7 +79,7 @@ def tv_penalty(images: Tensor) -> Tensor:
     return dx + dy
 
 
-class _Adam:
+class Adam:
     """Adam (Kingma & Ba 2015, Algorithm 1) on given gradients, with PyTorch's defaults.
 
     Written out rather than ``torch.optim.Adam``, whose first construction imports
@@ -119,7 +119,7 @@ def optimize_images(param: ImageParam, loss: LossFn, *, steps: int, lr: float,
         raise BadArgument(f"steps={steps}, lr={lr}, blur_every={blur_every}, optimizer={optimizer!r}: "
                           "need steps >= 1, lr > 0, blur_every >= 0, optimizer 'adam' or 'lbfgs'")
     leaves = param.parameters()
-    adam = _Adam(leaves, lr)
+    adam = Adam(leaves, lr)
     lbfgs = LBFGS(leaves, lr) if optimizer == "lbfgs" else None
     history = []
     with torch.enable_grad():

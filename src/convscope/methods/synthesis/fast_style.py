@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ...errors import BadArgument, BadImage
 from ...model import load_model
 from ...types import ProgressFn
-from ..features.optimize import _Adam, tv_penalty
+from ..features.optimize import Adam, tv_penalty
 from .checkpoint import TrainState, load_fast_style, load_train_state, save_fast_style
 from .losses import FeatureExtractor, content_loss, default_style_layers, gram_targets, style_loss
 from .transformer import FastStyleNet, pad_to_multiple
@@ -207,7 +207,7 @@ def train_fast_style(
                                   f"with {name}={saved}; leave {name} out to resume it")
         net, done = state.net.to(device), state.step
         params = list(net.parameters())
-        adam = _Adam(params, lr)
+        adam = Adam(params, lr)
         if state.adam_m:
             adam.m = [m.to(device) for m in state.adam_m]
             adam.v = [v.to(device) for v in state.adam_v]
@@ -217,7 +217,7 @@ def train_fast_style(
     else:
         net, done = _new_net(width, blocks, seed).to(device), 0
         params = list(net.parameters())
-        adam = _Adam(params, lr)
+        adam = Adam(params, lr)
 
     def save(step: int) -> None:
         if checkpoint_path is not None:
