@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main as cli_main
+from convscope.cli import project as project_cli
 
 FACTORY = """
 import torch
@@ -68,9 +69,20 @@ def test_atlas_map_skips_unreadable_images(capsys: pytest.CaptureFixture[str], t
                        "--model", "projmodel:make", "--layers", "3", "--batch-size", "4")
     assert code == 0, err
     out = tmp_path / "atlas_map.png"
+    seen: dict = {}
+    draw = project_cli.embedding_scatter
+
+    def spy(coords, labels, **options):  # type: ignore[no-untyped-def]
+        seen.update(options, labels=labels)
+        return draw(coords, labels, **options)
+
+    monkeypatch.setattr(project_cli, "embedding_scatter", spy)
     code, stdout, err = run(capsys, "project", "--atlas", str(atlas), "--method", "pca",
                             "--color", "prediction", "--out", str(out), "--json")
     assert code == 0, err
+    # predictions index the model's 2 classes, not the folder's "dark" / "light": the legend
+    # names the model's classes and no point is called misclassified by comparing the two
+    assert seen["class_names"] != ["dark", "light"] and (seen["labels"] == -1).all()
     summary = json.loads(stdout)
     assert summary["points"] == 12 and summary["skipped"] == 1 and summary["layer"] == "3"
     assert summary["knn_accuracy"] == 1.0  # dark and light images are far apart in any embedding

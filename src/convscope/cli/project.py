@@ -44,6 +44,8 @@ class Points:
     class_names: list[str] | None
     layer: str
     skipped: int
+    model_labels: list[str] | None = None
+    """The model's class names: predictions index these, labels index ``class_names``."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,9 +83,14 @@ def run_project(args: argparse.Namespace) -> int:
     labelled = points.labels >= 0
     if args.color == "prediction" and not (points.predictions >= 0).any():
         raise BadArgument("--color prediction: there are no predictions (the atlas has none)")
+    labels, names = points.labels, points.class_names
+    if args.color == "prediction" and points.model_labels != points.class_names:
+        # predictions index the model's classes, not the dataset's: name them by the model and
+        # do not mark "misclassified" points by comparing indices of two different lists
+        labels, names = np.full_like(points.labels, -1), points.model_labels
     picture = embedding_scatter(
-        coords, points.labels, predictions=points.predictions, color_by=args.color,
-        class_names=points.class_names, thumbnails=points.thumbnails, max_thumbnails=args.thumbnails,
+        coords, labels, predictions=points.predictions, color_by=args.color,
+        class_names=names, thumbnails=points.thumbnails, max_thumbnails=args.thumbnails,
         title=f"{args.method} of {points.layer} ({len(points.sources)} images)")
     out = save_png(picture, args.out)
     knn = None
@@ -106,6 +113,7 @@ def run_project(args: argparse.Namespace) -> int:
 
 
 def _from_atlas(args: argparse.Namespace) -> Points:
+    from ..atlas_tools import atlas_model
     from ..data.atlas import Atlas
 
     atlas = Atlas.open(args.atlas)
@@ -114,9 +122,14 @@ def _from_atlas(args: argparse.Namespace) -> Points:
     keep = atlas.valid() & np.isfinite(emb).all(1)
     idx = np.flatnonzero(keep)
     sources = atlas.sources()
+    try:
+        model_labels = atlas_model(atlas).labels
+    except BadArgument:  # a model that cannot be reloaded by name: predictions stay numbers
+        model_labels = None
     return Points(torch.from_numpy(np.ascontiguousarray(emb[idx], dtype=np.float32)),
                   atlas.labels()[idx], atlas.predictions()[idx], atlas.thumbnails(idx),
-                  [sources[i] for i in idx], atlas.class_names, layer, int((~keep).sum()))
+                  [sources[i] for i in idx], atlas.class_names, layer, int((~keep).sum()),
+                  model_labels)
 
 
 def _from_dataset(args: argparse.Namespace) -> Points:
@@ -150,7 +163,7 @@ def _from_dataset(args: argparse.Namespace) -> Points:
     return Points(torch.cat([p[0] for p in parts]).cpu(), np.asarray(labels, dtype=np.int64),
                   torch.cat([p[1] for p in parts]).cpu().numpy(),
                   np.concatenate([p[2] for p in parts]), sources,
-                  dataset.class_names or _names(model, labels), layer, skipped)
+                  dataset.class_names or _names(model, labels), layer, skipped, model.labels)
 
 
 @torch.no_grad()
