@@ -42,8 +42,9 @@ def run_demo(args: argparse.Namespace) -> int:
     grid = image_grid(list(model.resize(images)), captions=captions, ncols=3,
                       title=f"{model.name}: top-{args.top} predictions")
     grid_path = save_png(grid, out / "predictions.png")
+    width = max(map(len, names))
     for name, preds in zip(names, results):
-        print(f"{name:<11} {preds[0].label} ({preds[0].probability:.0%})")
+        print(f"{name:<{width}}  {preds[0].label} ({preds[0].probability:.0%})")
     methods = method_names()
     with progress_bar(len(REPORT_IMAGES) * len(methods), "report") as progress:
         page = build_report(model, REPORT_IMAGES, methods, "top1", "auto", progress)
