@@ -19,6 +19,17 @@ def forward_backward(model: Model, x: torch.Tensor) -> None:
     torch.autograd.grad(select(model(xg), "top1").sum(), xg)
 
 
+def truncated_pass(model: Model, x: torch.Tensor, blocks: int, channel: int | None = None) -> None:
+    """Input gradient of the mean activation (of one ``channel``, or all) after ``blocks`` blocks
+    of EfficientNet-Lite0: the least work an objective on that block's output needs."""
+    net = model.net
+    xg = x.clone().requires_grad_(True)
+    h = net._relu_stem(net._bn0(net._conv_stem(xg)))
+    for block in net._blocks[:blocks]:
+        h = block(h)
+    torch.autograd.grad((h if channel is None else h[:, channel]).mean(), xg)
+
+
 def floor_measurements(model: Model, device: torch.device,
                        batches: tuple[int, ...] = (1, 32)) -> dict[str, Measurement]:
     out: dict[str, Measurement] = {}

@@ -41,7 +41,7 @@ from convscope.methods.synthesis.losses import (
 )
 from convscope.model import Model, guarded, load_model
 
-from .floor import forward_backward
+from .floor import forward_backward, truncated_pass
 from .timing import measure_alternating
 
 
@@ -83,16 +83,6 @@ def _cpu_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _truncated_pass(model: Model, x: torch.Tensor, blocks: int) -> None:
-    """Input gradient of the mean activation after ``blocks`` blocks of EfficientNet-Lite0."""
-    net = model.net
-    xg = x.clone().requires_grad_(True)
-    h = net._relu_stem(net._bn0(net._conv_stem(xg)))
-    for block in net._blocks[:blocks]:
-        h = block(h)
-    torch.autograd.grad(h.mean(), xg)
-
-
 def style_rows(model: Model, device: torch.device, steps: int, repeats: int, size: int = 256) -> None:
     layers = default_style_layers(model)
     gen = torch.Generator().manual_seed(0)
@@ -114,7 +104,7 @@ def style_rows(model: Model, device: torch.device, steps: int, repeats: int, siz
     def floor_layers() -> None:
         with guarded(model):
             for _ in range(steps):
-                _truncated_pass(model, x, deepest + 1)
+                truncated_pass(model, x, deepest + 1)
 
     def ours() -> None:
         image = content.clone().requires_grad_(True)

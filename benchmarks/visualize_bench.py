@@ -26,20 +26,10 @@ import torch
 from convscope.methods.features import visualize
 from convscope.model import Model, guarded, load_model
 
-from .floor import forward_backward
+from .floor import forward_backward, truncated_pass
 from .timing import measure_alternating
 
 LAYER, CHANNEL = "_blocks.8", 0
-
-
-def _truncated_pass(model: Model, x: torch.Tensor, blocks: int) -> None:
-    """Input gradient of one channel's mean after ``blocks`` blocks of EfficientNet-Lite0."""
-    net = model.net
-    xg = x.clone().requires_grad_(True)
-    h = net._relu_stem(net._bn0(net._conv_stem(xg)))
-    for block in net._blocks[:blocks]:
-        h = block(h)
-    torch.autograd.grad(h[:, CHANNEL].mean(), xg)
 
 
 def visualize_rows(model: Model, device: torch.device, steps: int = 256, size: int = 224,
@@ -58,7 +48,7 @@ def visualize_rows(model: Model, device: torch.device, steps: int = 256, size: i
     def floor_layer() -> None:
         with guarded(model):
             for _ in range(steps):
-                _truncated_pass(model, x, blocks)
+                truncated_pass(model, x, blocks, CHANNEL)
 
     def ours(param: str):  # type: ignore[no-untyped-def]
         return lambda: visualize(model, objective, param=param, steps=steps, size=size)  # type: ignore[arg-type]

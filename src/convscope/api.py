@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .data import load_image, load_labelled_folder
 from .errors import BadArgument
-from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit
+from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit, cam_ready_model
 from .methods.attribution.cam_retrofit import retrofit_cam as _retrofit_cam
 from .methods.predict import top_k
 from .model import Model, resolve_layer
@@ -109,9 +109,8 @@ def load_cam_head(model: Model, path: str | Path) -> Model:
         raise BadArgument(f"'{path}' is not a CAM head file; write one with convscope cam-retrofit")
     layer = resolve_layer(model, head["layer"])
     weight, bias = head["weight"], head["bias"]
-    fc = nn.Linear(weight.shape[1], weight.shape[0]).to(model.device)
+    fc = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         fc.weight.copy_(weight)
         fc.bias.copy_(bias)
-    net = CAMHeadNet(unwrap(model), layer, fc)
-    return Model(net, preprocess=model.spec, labels=list(head["classes"]), name=f"{model.name}+cam@{layer}")
+    return cam_ready_model(model, layer, fc, head["classes"])

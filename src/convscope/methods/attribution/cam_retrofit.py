@@ -202,10 +202,13 @@ def retrofit_cam(
     if original is not None and out.ndim == 2:
         picked = out[test][:, original].argmax(1)
         original_accuracy = float((picked == labels[test]).float().mean())
-    head = head.to(model.device)
-    net = CAMHeadNet(unwrap(model), source, head)
-    cam_model = Model(net, preprocess=model.spec, labels=list(classes),
-                      name=f"{model.name}+cam@{source}")
+    cam_model = cam_ready_model(model, source, head, classes)
     return Retrofit(cam_model, source, list(classes), accuracy, original_accuracy,
                     int(train.numel()), int(test.numel()))
+
+
+def cam_ready_model(model: Model, layer: str, fc: nn.Linear, classes: Sequence[str]) -> Model:
+    """``model``'s network up to ``layer`` -> GAP -> ``fc``, with the classes as labels."""
+    net = CAMHeadNet(unwrap(model), layer, fc.to(model.device))
+    return Model(net, preprocess=model.spec, labels=list(classes), name=f"{model.name}+cam@{layer}")
 
