@@ -48,3 +48,17 @@ def test_freeze_off_keeps_the_eager_copy(lite0: Model) -> None:
     fast = FastForward(lite0, freeze=False)
     fast(lite0.normalize(torch.rand(1, 3, 224, 224)))
     assert fast.frozen is None
+
+
+def test_by_default_only_calls_large_enough_to_pay_for_tracing_freeze() -> None:
+    from convscope.model import load_model
+    from convscope.model.fast import FREEZE_MIN_ROWS
+
+    digits = load_model("digits_cnn")
+    fast = FastForward(digits)  # freeze left to the device: CPU freezes
+    x = digits.normalize(torch.rand(FREEZE_MIN_ROWS, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
+    small = fast.scores(x[:4], 3)
+    assert fast.frozen is None
+    large = fast.scores(x, 3, batch_size=64)
+    assert fast.frozen is not None
+    torch.testing.assert_close(large[:4], small, rtol=1e-4, atol=1e-4)
