@@ -4,7 +4,8 @@
 batches (the next batch is decoded on a background thread while the model runs), scanned by
 :class:`~convscope.methods.dataset.scan.Scanner`, and committed to the atlas in one transaction
 together with the merged top-k state (:mod:`convscope.data.atlas` explains why this makes a
-killed scan resumable with an identical result). Under ``torchrun`` every process takes a
+killed scan resumable with an identical result). The commit runs on a writer thread while the
+next chunk is computed (one commit in flight, so they stay in order). Under ``torchrun`` every process takes a
 strided share of each chunk and rank 0 merges and writes (:mod:`.methods.dataset.distributed`).
 
 Unreadable items (:class:`~convscope.errors.BadImage`) are skipped, recorded with their reason
@@ -17,7 +18,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 
 from .data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
 from .data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
-from .errors import BadArgument, BadImage
+from .errors import BadArgument
 from .methods.dataset import distributed as dist
 from .methods.dataset.scan import Scanner, scan_batch_size
 from .methods.dataset.topk import TopK
@@ -100,19 +101,12 @@ class _Loaded:
 
 def _load_batch(ds: ImageDataset, model: Model, indices: Sequence[int], thumb: int) -> _Loaded:
     """Decode, resize, normalize and thumbnail one batch (runs on the loader thread)."""
-    ok, images, failed = [], [], []
-    for i in indices:
-        try:
-            item = ds.load(i)
-        except BadImage as err:
-            failed.append((i, str(err)))
-            continue
-        images.append(item.image)
-        ok.append((i, item.label))
-    if not images:
-        return _Loaded(ok, None, None, failed)
-    pixels = model.resize(images)
-    return _Loaded(ok, model.normalize(pixels), make_thumbnails(pixels, thumb), failed)
+    got = ds.load_batch(indices)
+    if not got.indices:
+        return _Loaded([], None, None, got.failed)
+    pixels = model.resize(got.images)
+    return _Loaded(list(zip(got.indices, got.labels)), model.normalize(pixels),
+                   make_thumbnails(pixels, thumb), got.failed)
 
 
 def _batches(ds: ImageDataset, model: Model, indices: list[int], size: int, thumb: int
@@ -220,25 +214,31 @@ def _run(model: Model, ds: ImageDataset, scanner: Scanner, path: Path, config: d
         store = Atlas.open(path, partial=True) if rank == 0 else None
         chunks = range(done_chunks, (n + chunk_size - 1) // chunk_size)
         done = min(done_chunks * chunk_size, n)
-        for c in chunks:
-            first = c * chunk_size
-            indices = list(range(first, min(first + chunk_size, n)))[rank::world]
-            counter = [done]
+        # rank 0 writes chunk c on a writer thread while chunk c + 1 is computed; one commit is
+        # in flight at a time, so commits stay in order and each is still atomic
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending: Future[int] | None = None
+            for c in chunks:
+                first = c * chunk_size
+                indices = list(range(first, min(first + chunk_size, n)))[rank::world]
+                counter = [done]
 
-            def report(count: int, counter: list[int] = counter) -> None:
-                counter[0] += count * world
-                if progress is not None and rank == 0:
-                    progress(min(counter[0], n), n)
+                def report(count: int, counter: list[int] = counter) -> None:
+                    counter[0] += count * world
+                    if progress is not None and rank == 0:
+                        progress(min(counter[0], n), n)
 
-            share = _scan_share(scanner, ds, model, indices, batch, thumb, report)
-            shares = dist.gather(share)
-            done = min(first + chunk_size, n)
-            if store is not None:
-                state = _commit(store, shares, state, c + 1)
-                if progress is not None:
-                    progress(done, n)
-                if on_commit is not None:
-                    on_commit(c + 1)
+                share = _scan_share(scanner, ds, model, indices, batch, thumb, report)
+                shares = dist.gather(share)
+                done = min(first + chunk_size, n)
+                if store is not None:
+                    state = _merge(shares, state)
+                    _committed(pending, on_commit)
+                    pending = writer.submit(_write, store, shares, pack_state(
+                        {name: t.state() for name, t in state.items()}), c + 1)
+                    if progress is not None:
+                        progress(done, n)
+            _committed(pending, on_commit)
         if store is not None:
             store.finish({name: t.records() for name, t in state.items()})
             _warn_skipped(store)
@@ -246,18 +246,31 @@ def _run(model: Model, ds: ImageDataset, scanner: Scanner, path: Path, config: d
     return Atlas.open(path)
 
 
-def _commit(store: Atlas, shares: list[dict[str, Any]], state: dict[str, TopK], chunks: int
-            ) -> dict[str, TopK]:
-    """Rank 0: write every share's arrays, merge the top-k, commit the chunk."""
-    rows = sorted((r for s in shares for r in s["rows"]), key=lambda r: r.index)
+def _merge(shares: list[dict[str, Any]], state: dict[str, TopK]) -> dict[str, TopK]:
+    """Rank 0: the running top-k with every share's merged in (exact in any order)."""
     for share in shares:
-        if share["indices"]:
-            store.write_arrays(share["indices"], share["emb"], share["thumbs"])
         for name, part in share["state"].items():
             merged = TopK.from_state(part)
             state[name] = state[name].combine(merged) if name in state else merged
-    store.commit_chunk(chunks, rows, pack_state({n: t.state() for n, t in state.items()}))
     return state
+
+
+def _write(store: Atlas, shares: list[dict[str, Any]], state: bytes, chunks: int) -> int:
+    """Rank 0, on the writer thread: every share's arrays, then the chunk's one transaction."""
+    for share in shares:
+        if share["indices"]:
+            store.write_arrays(share["indices"], share["emb"], share["thumbs"])
+    rows = sorted((r for s in shares for r in s["rows"]), key=lambda r: r.index)
+    store.commit_chunk(chunks, rows, state)
+    return chunks
+
+
+def _committed(pending: Future[int] | None, on_commit: Callable[[int], None] | None) -> None:
+    """Wait for the commit in flight (re-raising its error) and tell ``on_commit``."""
+    if pending is not None:
+        chunks = pending.result()
+        if on_commit is not None:
+            on_commit(chunks)
 
 
 def _warn_skipped(store: Atlas) -> None:

@@ -129,3 +129,20 @@ def test_refusals(tmp_path: Path) -> None:
         open_dataset([torch.full((3, 2, 2), 7.0)]).load(0)  # out of [0, 1]
     ds = open_dataset(_Pairs())
     assert open_dataset(ds) is ds
+
+
+def test_load_batch_skips_bad_items_and_mnist5k_stacks(tmp_path: Path) -> None:
+    _img(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    _img(tmp_path / "c.png", "blue")
+    got = open_dataset(tmp_path).load_batch([2, 1, 0])
+    assert got.indices == [2, 0] and got.labels == [None, None]
+    assert [f[0] for f in got.failed] == [1] and "b.png" in got.failed[0][1]
+    assert isinstance(got.images, list) and got.images[0].shape == (3, 4, 5)
+    ds = open_dataset("mnist5k")
+    batch = ds.load_batch([7, 4999, 0])
+    assert isinstance(batch.images, torch.Tensor) and batch.images.shape == (3, 1, 28, 28)
+    for row, i in enumerate([7, 4999, 0]):
+        item = ds.load(i)
+        assert torch.equal(batch.images[row], item.image) and batch.labels[row] == item.label
+    assert batch.indices == [7, 4999, 0] and batch.failed == []

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from convscope.errors import BadLayer
+from convscope.errors import BadArgument, BadLayer
 from convscope.model import Model, Preprocess, capture, forward_until, frozen
 
 
@@ -138,3 +138,17 @@ def test_hooks_are_removed_when_the_forward_raises(image) -> None:
     with pytest.raises(AssertionError), capture(net, ["0", "1"]):
         net(image)
     assert no_hooks(net)
+
+
+def test_on_output_reads_each_output_in_its_hook_before_in_place_ops(image) -> None:
+    net = clobbering_net()
+    seen: dict[str, Tensor] = {}
+    with capture(net, ["0", "2"], on_output=lambda name, out: seen.update({name: out.amin()})) as rec:
+        out = net(image)
+    assert torch.equal(out, net(image))  # nothing passed downstream was replaced
+    assert seen["0"] < 0  # the conv's own minimum, read before ReLU(inplace=True) ran
+    assert torch.equal(seen["0"], net[0](image).amin())
+    assert "0" not in rec and no_hooks(net)
+    with pytest.raises(BadArgument, match="on_output"), \
+            capture(net, "0", grads=True, on_output=lambda n, o: None):
+        pass

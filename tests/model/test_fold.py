@@ -139,6 +139,38 @@ def test_only_conv_outputs_feeding_nothing_but_the_bn_fold() -> None:
     assert _same_state(before, _state(net))
 
 
+def test_keep_leaves_pairs_that_would_change_a_kept_output() -> None:
+    """keep: a kept conv, or a kept container ending in the conv while its BN sits outside,
+    stays unfolded; a kept BN, or a kept block holding both, folds (its output is unchanged)."""
+    def net() -> nn.Sequential:
+        torch.manual_seed(0)
+        inner = nn.Sequential(nn.Conv2d(3, 4, 3))
+        return nn.Sequential(inner, nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Sequential(nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))).eval()
+
+    plain = net()
+    both = {("0.0", "1"), ("3.0", "3.1")}
+    cases = {"0": {("3.0", "3.1")}, "0.0": {("3.0", "3.1")}, "1": both, "3": both,
+             "3.0": {("0.0", "1")}}
+    x = torch.randn(2, 3, 9, 9)
+    for kept, pairs in cases.items():
+        folded = fold_batchnorm(plain, keep=[plain.get_submodule(kept)])
+        assert set(fold_info(folded).pairs) == pairs, kept  # type: ignore[union-attr]
+        with torch.no_grad():  # the kept module's output in the copy is the original's
+            torch.testing.assert_close(_output(folded, kept, x), _output(plain, kept, x),
+                                       atol=1e-5, rtol=1e-5)
+
+
+def _output(net: nn.Module, name: str, x: Tensor) -> Tensor:
+    out: list[Tensor] = []
+    handle = net.get_submodule(name).register_forward_hook(lambda m, i, o: out.append(o))
+    try:
+        net(x)
+    finally:
+        handle.remove()
+    return out[0]
+
+
 def test_untraceable_model_folds_its_traceable_children() -> None:
     net = Branchy().train()  # a train-mode user model: the copy is in eval mode, the user's stays
     folded = fold_batchnorm(net)

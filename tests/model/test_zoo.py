@@ -145,3 +145,15 @@ def test_exported_program_runs_under_methods(tmp_path) -> None:
     model = load_model(str(path), labels=["a", "b"], preprocess={"input_size": (8, 8)})
     (preds,) = predict(model, torch.rand(1, 3, 8, 8), top=2)
     assert {p.label for p in preds} == {"a", "b"}
+
+
+def test_resize_of_a_ready_batch_is_a_new_tensor_equal_to_the_per_image_path() -> None:
+    from convscope.model import Preprocess
+
+    model = Model(nn.Conv2d(3, 1, 1), preprocess=Preprocess((5, 4)))
+    for channels in (1, 3):
+        batch = torch.rand(2, channels, 5, 4)
+        fast = model.resize(batch)
+        slow = model.resize(list(batch))
+        assert torch.equal(fast, slow) and fast.shape == (2, 3, 5, 4) and fast.is_contiguous()
+        assert fast.data_ptr() != batch.data_ptr()

@@ -56,6 +56,19 @@ class Item:
     """File path, ``"mnist5k:1234"`` or ``"<iterable>:7"``: what a person would look up."""
 
 
+@dataclass
+class LoadedBatch:
+    """Several items read at once (:meth:`ImageDataset.load_batch`): the readable ones, in order,
+    and the unreadable ones with the reason."""
+
+    indices: list[int]
+    labels: list[int | None]
+    images: torch.Tensor | list[torch.Tensor]
+    """One (B, C, H, W) tensor when the dataset can stack them, else one (C, H, W) per item."""
+    failed: list[tuple[int, str]]
+    """(index, reason) of each item that raised :class:`BadImage`."""
+
+
 class ImageDataset:
     """Base class: ``len(ds)``, ``ds.sources()`` and ``ds.load(i)``; subclasses fill them in."""
 
@@ -71,6 +84,24 @@ class ImageDataset:
     def load(self, index: int) -> Item:
         """Decode item ``index``; raises :class:`BadImage` when its file cannot be read."""
         raise NotImplementedError
+
+    def load_batch(self, indices: Sequence[int]) -> LoadedBatch:
+        """Items ``indices`` at once; an unreadable one is listed in ``failed``, not raised.
+
+        Datasets that hold same-size images in memory override this to return them stacked
+        (one indexing operation instead of one object per item).
+        """
+        ok, labels, images, failed = [], [], [], []
+        for i in indices:
+            try:
+                item = self.load(i)
+            except BadImage as err:
+                failed.append((i, str(err)))
+                continue
+            ok.append(i)
+            labels.append(item.label)
+            images.append(item.image)
+        return LoadedBatch(ok, labels, images, failed)
 
     def __getitem__(self, index: int) -> Item:
         return self.load(index)
@@ -108,6 +139,11 @@ class Mnist5k(ImageDataset):
     def load(self, index: int) -> Item:
         i = self._check_index(index)
         return Item(self.images[i], int(self.labels[i]), f"{MNIST5K}:{i}")
+
+    def load_batch(self, indices: Sequence[int]) -> LoadedBatch:
+        rows = [self._check_index(i) for i in indices]
+        at = torch.as_tensor(rows, dtype=torch.long)
+        return LoadedBatch(rows, self.labels[at].tolist(), self.images[at], [])
 
 
 class FolderDataset(ImageDataset):

@@ -13,13 +13,13 @@ clobbered activation raises :class:`BadLayer` instead of returning wrong numbers
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import BadLayer
+from ..errors import BadArgument, BadLayer
 from .guard import evaluating
 from .layers import get_layer, resolve_layer, unwrap
 
@@ -88,6 +88,7 @@ def capture(
     grads: bool = False,
     clone: bool = True,
     stop: bool = False,
+    on_output: Callable[[str, Tensor], None] | None = None,
 ) -> Iterator[Captured]:
     """Record the output of each named layer in the forward passes run inside the block.
 
@@ -99,7 +100,14 @@ def capture(
         clone: pass a copy downstream so later in-place ops cannot clobber the record.
         stop: end the forward pass right after the last requested layer ran by raising a private
             exception; use :func:`forward_until`, which catches it.
+        on_output: instead of recording, call ``on_output(name, output)`` inside the hook. It
+            reads each output before any later in-place op can change it and keeps none alive
+            past its layer (a scan reduces each map to a few numbers there); nothing is
+            recorded, and a layer that runs twice is reported twice.
     """
+    if on_output is not None and grads:
+        raise BadArgument("capture: on_output reads outputs in the hook; it cannot also record "
+                          "them for gradients")
     names = [layers] if isinstance(layers, str) else list(layers)
     names = [resolve_layer(model, n) for n in names]
     net = unwrap(model)
@@ -110,7 +118,10 @@ def capture(
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs: object, out: object) -> Tensor | None:
             tensor = _output_tensor(name, out)
-            if grads and not tensor.requires_grad:
+            if on_output is not None:
+                on_output(name, tensor)
+                replaced = None
+            elif grads and not tensor.requires_grad:
                 tensor = tensor.detach().requires_grad_(True)
                 record._record(name, tensor)
                 replaced = tensor.clone() if clone else tensor

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from ..errors import BadArgument, BadTarget
 from ..types import ProgressFn, Target
-from .fold import FoldInfo, fold_batchnorm, inference_copy
+from .fold import FoldInfo, fold_batchnorm, fold_info, inference_copy
 from .targets import select
 
 CPU_BATCH = 4
@@ -69,6 +69,40 @@ tracing costs ~0.28 s and saves ~2 ms per Lite0 image, so it pays from ~140 rows
 def default_batch_size(device: torch.device | str) -> int:
     """Rows per forward pass for perturbation methods when the user gives no ``batch_size``."""
     return CPU_BATCH if torch.device(device).type == "cpu" else ACCELERATOR_BATCH
+
+
+def inference_net(model: nn.Module, *, fold: bool = True, keep: Iterable[nn.Module] = (),
+                  channels_last: bool | None = None) -> nn.Module:
+    """The copy of ``model`` that forward-only work runs on: eval mode, BN folded, and in
+    channels-last memory format on devices where that was measured to help (:data:`CHANNELS_LAST`).
+
+    ``keep``: submodules whose outputs must stay as ``model`` computes them (hooked layers; see
+    :func:`~convscope.model.fold.fold_batchnorm`). Feed the result inputs through
+    :func:`as_input_of`. A model that refuses ``deepcopy`` comes back as it is (callers guard
+    it). Build one per call: the folded weights are a snapshot of the user's.
+    """
+    try:
+        net = fold_batchnorm(model, keep) if fold else inference_copy(model)
+    except Exception:  # deepcopy refused: stay on the (guarded) original, unfolded
+        return model
+    if channels_last is None:
+        channels_last = CHANNELS_LAST.get(_device_of(model).type, False)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        net._convscope_channels_last = True  # type: ignore[assignment]
+    return net
+
+
+def is_channels_last(net: nn.Module) -> bool:
+    """Whether ``net`` came from :func:`inference_net` in channels-last format."""
+    return bool(getattr(net, "_convscope_channels_last", False))
+
+
+def as_input_of(net: nn.Module, x: Tensor) -> Tensor:
+    """``x`` in the memory format ``net`` (from :func:`inference_net`) runs fastest on."""
+    if is_channels_last(net) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -90,19 +124,9 @@ class FastForward:
     def __init__(self, model: nn.Module, *, fold: bool = True,
                  channels_last: bool | None = None, freeze: bool | None = None) -> None:
         self.device = _device_of(model)
-        net: nn.Module = model
-        self.fold_info = FoldInfo()
-        try:
-            net = fold_batchnorm(model) if fold else inference_copy(model)
-            self.fold_info = getattr(net, "fold_info", self.fold_info)
-        except Exception:  # deepcopy refused: stay on the (guarded) original, unfolded
-            net = model
-        if channels_last is None:
-            channels_last = CHANNELS_LAST.get(self.device.type, False)
-        self.channels_last = bool(channels_last) and net is not model
-        if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
+        net = self.net = inference_net(model, fold=fold, channels_last=channels_last)
+        self.fold_info = fold_info(net) or FoldInfo()
+        self.channels_last = is_channels_last(net)
         self._freeze_auto = freeze is None
         if freeze is None:
             freeze = FREEZE.get(self.device.type, False)
@@ -114,8 +138,7 @@ class FastForward:
         return self._forward(x, may_freeze=True)
 
     def _forward(self, x: Tensor, may_freeze: bool) -> Tensor:
-        if self.channels_last and x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = as_input_of(self.net, x)
         if self._to_freeze and may_freeze:
             self.freeze(x)
         with torch.inference_mode():

@@ -9,7 +9,9 @@ read and write of every normalized feature map: on EfficientNet-Lite0 that is 49
 finds the pairs with ``torch.fx`` symbolic tracing: a ``Conv2d`` call whose output feeds nothing
 but one ``BatchNorm2d`` call (a conv output that is also used elsewhere, e.g. by a skip, must stay
 unnormalized, so it is left alone). Subclasses, modules with hooks of their own and modules
-called twice are left alone too. The folded weights replace the conv's (torch's
+called twice are left alone too, and so is a pair that would change the output of a module in
+``keep`` (a scan records the outputs of the layers it hooks): the conv is that module, or inside
+it while the BN is outside. The folded weights replace the conv's (torch's
 ``fuse_conv_bn_weights``, applied to the copy's own conv) and an ``nn.Identity`` the BN, so every
 dotted module name stays valid in the copy; a hook on a folded CONV then sees the BN's output.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -90,7 +93,16 @@ def _pairs_in_graph(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tupl
     return pairs
 
 
-def _fold_in(module: nn.Module, prefix: str, info: FoldInfo, shared: set[int]) -> None:
+def _leaves(conv: str, bn: str, keep: set[str]) -> bool:
+    """Whether the pair crosses out of a kept module: the conv's output is that module's output
+    (the conv itself, or the last step of a container the BN is outside of)."""
+    def within(name: str, outer: str) -> bool:
+        return outer == "" or name == outer or name.startswith(outer + ".")
+    return any(within(conv, k) and not within(bn, k) for k in keep)
+
+
+def _fold_in(module: nn.Module, prefix: str, info: FoldInfo, shared: set[int], keep: set[str]
+             ) -> None:
     """Fold the pairs of ``module`` (traced whole if possible, else child by child)."""
     try:
         with warnings.catch_warnings():
@@ -100,12 +112,14 @@ def _fold_in(module: nn.Module, prefix: str, info: FoldInfo, shared: set[int]) -
         info.untraced.append(prefix)
         for name, child in module.named_children():
             if next(child.children(), None) is not None:
-                _fold_in(child, f"{prefix}{name}.", info, shared)
+                _fold_in(child, f"{prefix}{name}.", info, shared, keep)
         return
     modules = dict(module.named_modules())
     for conv_name, bn_name in _pairs_in_graph(graph, modules):
         conv, bn = modules[conv_name], modules[bn_name]
         if id(conv) in shared or id(bn) in shared:  # one module object under two names
+            continue
+        if _leaves(prefix + conv_name, prefix + bn_name, keep):  # a kept output would change
             continue
         with torch.no_grad():  # the conv is the copy's own: its parameters are replaced in place
             conv.weight, conv.bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
@@ -132,20 +146,24 @@ def inference_copy(net: nn.Module) -> nn.Module:
     return out
 
 
-def fold_batchnorm(net: nn.Module) -> nn.Module:
+def fold_batchnorm(net: nn.Module, keep: Iterable[nn.Module] = ()) -> nn.Module:
     """A deep copy of ``net`` in eval mode with each conv -> BN pair folded into the conv.
 
-    The user's module is not modified. ``result.fold_info`` (:class:`FoldInfo`) lists the folded
+    The user's module is not modified. The outputs of the modules in ``keep`` (submodules of
+    ``net``) stay what they are: a hook on them in the copy sees what it would see on ``net``
+    (up to float rounding). ``result.fold_info`` (:class:`FoldInfo`) lists the folded
     pairs and what could not be traced; a network fx cannot trace at all comes back unfolded.
     Parameters of the copy do not require grad: it is meant for inference.
     """
+    wanted = {id(m) for m in keep}
+    kept = {name for name, m in net.named_modules(remove_duplicate=False) if id(m) in wanted}
     folded = inference_copy(net)
     seen: dict[int, int] = {}
     for m in folded.modules(remove_duplicate=False):
         seen[id(m)] = seen.get(id(m), 0) + 1
     shared = {k for k, n in seen.items() if n > 1}
     info = FoldInfo()
-    _fold_in(folded, "", info, shared)
+    _fold_in(folded, "", info, shared, kept)
     folded.fold_info = info  # type: ignore[assignment]
     return folded
 

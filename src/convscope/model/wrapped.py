@@ -43,7 +43,12 @@ class Preprocess:
 
 
 def _as_batch(images: Tensor | Sequence[Tensor], size: tuple[int, int]) -> Tensor:
-    """Stack image tensors of any sizes into (B, C, *size) float in [0, 1]."""
+    """Stack image tensors of any sizes into (B, 3, *size) float in [0, 1]."""
+    if (isinstance(images, Tensor) and images.ndim == 4 and images.shape[1] in (1, 3)
+            and tuple(images.shape[-2:]) == size):  # already a batch at the right size
+        if images.shape[1] == 1:
+            return images.float().expand(-1, 3, -1, -1).contiguous()
+        return images.to(torch.float32, copy=True)  # a new tensor, as from the general path
     if isinstance(images, Tensor):
         parts = [images] if images.ndim == 3 else list(images) if images.ndim == 4 else None
         if parts is None:

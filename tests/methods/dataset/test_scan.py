@@ -93,3 +93,43 @@ def test_inplace_relu_after_captured_conv_reads_pre_activations() -> None:
     assert (result.embeddings["0"] < 0).any()
     assert torch.allclose(result.topk["0"].values, expected.amax((2, 3)).t().sort(1, descending=True)
                           .values, atol=1e-6)
+
+
+def test_hooked_conv_before_batchnorm_keeps_its_own_output() -> None:
+    """The scan runs on a BN-folded copy; a hooked conv whose BN follows must not be folded
+    (its own, unnormalized output is recorded), while a hooked block ending in the BN folds."""
+    from convscope.model import load_model
+    from convscope.model.fold import fold_info
+
+    model = load_model("digits_cnn")
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad(), capture(model, ["block1.0", "block1"]) as rec:
+        model(x)
+    conv, block = rec["block1.0"], rec["block1"]
+    scanner = Scanner(model, ["block1.0", "block1"], k=2)
+    info = fold_info(scanner.net)  # names in the copy of the Model wrapper: "net." + layer
+    assert info is not None and ("net.block1.0", "net.block1.1") not in info.pairs
+    assert ("net.block2.0", "net.block2.1") in info.pairs
+    result = scanner.step(x, torch.arange(5))
+    assert torch.allclose(result.embeddings["block1.0"], conv.mean((2, 3)), atol=1e-5)
+    assert torch.allclose(result.embeddings["block1"], block.mean((2, 3)), atol=1e-5)
+    assert not torch.allclose(conv.mean((2, 3)), block.mean((2, 3)), atol=1e-2)
+
+    block_only = Scanner(model, ["block1"], k=2)
+    assert ("net.block1.0", "net.block1.1") in fold_info(block_only.net).pairs  # type: ignore[union-attr]
+
+
+def test_layer_that_runs_twice_is_refused() -> None:
+    from torch import nn
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(self.conv(x)).mean((2, 3)))
+
+    with pytest.raises(BadLayer, match="more than once"):
+        scan(Twice().eval(), torch.randn(2, 3, 6, 6), "conv", k=1)

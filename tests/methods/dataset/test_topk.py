@@ -51,3 +51,26 @@ def test_positions_nan_and_underfull() -> None:
     assert len(records) == 4 and records[0] == (0, 0, 11, 3.0, 1, 1)
     again = TopK.from_state(state.state())
     assert torch.equal(again.values, state.values) and torch.equal(again.indices, state.indices)
+
+
+def test_update_prefilter_keeps_threshold_ties_from_later_batches_with_lower_indices() -> None:
+    """Once full, update only merges candidates at or above each channel's k-th value; a tie at
+    that value from a batch with LOWER indices (batches arriving out of order) must still win."""
+    g = torch.Generator().manual_seed(1)
+    maps = torch.randint(0, 3, (40, 4, 2, 3), generator=g).float()  # (N, C, H, W), many ties
+    flat = maps.flatten(2)
+    values = flat.amax(2)
+    expected = brute(values, 6)
+    state = TopK.empty(4, 6)
+    for start in range(32, -1, -8):  # batches with ever lower indices
+        part = flat[start:start + 8]
+
+        def locate(rows: torch.Tensor, channels: torch.Tensor, part=part) -> torch.Tensor:
+            return part[rows, channels].argmax(1)
+
+        state = state.update(values[start:start + 8], locate, torch.arange(start, start + 8), width=3)
+    assert as_pairs(state) == expected
+    for c in range(4):
+        for r in range(6):
+            i, pos = int(state.indices[c, r]), int(state.ys[c, r] * 3 + state.xs[c, r])
+            assert pos == int(flat[i, c].argmax())
