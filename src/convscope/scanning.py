@@ -1,12 +1,12 @@
 """Dataset -> scan -> atlas: the driver that joins ``data`` (reading, storing) and ``methods``.
 
 :func:`scan_dataset` walks a dataset in chunks of ``chunk_size`` images. Each chunk is loaded in
-batches (the next batch is decoded on a background thread while the model runs), scanned by
-:class:`~convscope.methods.dataset.scan.Scanner`, and committed to the atlas in one transaction
-together with the merged top-k state (:mod:`convscope.data.atlas` explains why this makes a
-killed scan resumable with an identical result). The commit runs on a writer thread while the
-next chunk is computed (one commit in flight, so they stay in order). Under ``torchrun`` every process takes a
-strided share of each chunk and rank 0 merges and writes (:mod:`.methods.dataset.distributed`).
+batches, scanned by :class:`~convscope.methods.dataset.scan.Scanner`, and committed to the atlas
+in one transaction together with the merged top-k state (:mod:`convscope.data.atlas` explains
+why this makes a killed scan resumable with an identical result). Where a core is free for them,
+helper threads load one batch ahead and commit while the next chunk is computed. Under
+``torchrun`` every process takes a strided share of each chunk and rank 0 merges and writes
+(:mod:`.methods.dataset.distributed`).
 
 Unreadable items (:class:`~convscope.errors.BadImage`) are skipped, recorded with their reason
 and reported in one warning at the end.
@@ -109,11 +109,43 @@ def _load_batch(ds: ImageDataset, model: Model, indices: Sequence[int], thumb: i
                    make_thumbnails(pixels, thumb), got.failed)
 
 
+class _Inline:
+    """An executor that runs each task at once, in the calling thread (see :func:`_helper`)."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:  # delivered by result(), as a worker thread's would be
+            future.set_exception(err)
+        return future
+
+
+def _helper(device: torch.device) -> ThreadPoolExecutor | _Inline:
+    """A background thread for loading or writing, when there is a core for it to run on.
+
+    With the model on an accelerator, or with more CPU cores than torch's intra-op threads,
+    decoding the next batch and committing the last chunk overlap the forward. Otherwise the
+    thread only competes with torch's threads for the cores: on this project's 2-core VM a
+    loader and a writer thread made the MNIST-5k scan 12% slower than doing both in turn
+    (Lite0 on JPEGs: even with jemalloc, 40% slower with glibc's malloc).
+    """
+    spare = (os.cpu_count() or 1) > torch.get_num_threads()
+    return ThreadPoolExecutor(max_workers=1) if device.type != "cpu" or spare else _Inline()
+
+
 def _batches(ds: ImageDataset, model: Model, indices: list[int], size: int, thumb: int
              ) -> Iterator[_Loaded]:
-    """Loaded batches of ``indices``; the next one is prepared while the caller computes."""
+    """Loaded batches of ``indices``; the next one is prepared while the caller computes
+    (when :func:`_helper` finds a core for it)."""
     groups = [indices[s:s + size] for s in range(0, len(indices), size)]
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with _helper(model.device) as pool:
         future = pool.submit(_load_batch, ds, model, groups[0], thumb) if groups else None
         for g in range(len(groups)):
             assert future is not None
@@ -214,9 +246,9 @@ def _run(model: Model, ds: ImageDataset, scanner: Scanner, path: Path, config: d
         store = Atlas.open(path, partial=True) if rank == 0 else None
         chunks = range(done_chunks, (n + chunk_size - 1) // chunk_size)
         done = min(done_chunks * chunk_size, n)
-        # rank 0 writes chunk c on a writer thread while chunk c + 1 is computed; one commit is
-        # in flight at a time, so commits stay in order and each is still atomic
-        with ThreadPoolExecutor(max_workers=1) as writer:
+        # rank 0 writes chunk c on a writer thread (when there is a core for it) while chunk
+        # c + 1 is computed; one commit is in flight at a time, so they stay in order and atomic
+        with _helper(model.device) as writer:
             pending: Future[int] | None = None
             for c in chunks:
                 first = c * chunk_size

@@ -272,19 +272,15 @@ class Atlas:
 
     def write_arrays(self, indices: Sequence[int], embeddings: dict[str, np.ndarray],
                      thumbnails: np.ndarray) -> None:
-        """Write rows of the arrays in place and flush them (before the chunk's commit)."""
+        """Write rows of the arrays in place and sync them to disk (before the chunk's commit)."""
         rows = np.asarray(indices, dtype=np.int64)
         if rows.size == 0:
             return
+        order = np.argsort(rows, kind="stable")  # sorted rows write in a few contiguous runs
+        rows = rows[order]
         for layer, values in embeddings.items():
-            arr = np.load(_layer_file(self.path, layer), mmap_mode="r+")
-            arr[rows] = values
-            arr.flush()
-            del arr
-        thumbs = np.load(self.path / THUMBNAILS, mmap_mode="r+")
-        thumbs[rows] = thumbnails
-        thumbs.flush()
-        del thumbs
+            _write_rows(_layer_file(self.path, layer), rows, values[order])
+        _write_rows(self.path / THUMBNAILS, rows, thumbnails[order])
 
     def commit_chunk(self, chunks_done: int, rows: Sequence[ImageRow], state: bytes) -> None:
         """Store a chunk's image rows and the scan state in ONE transaction."""
@@ -311,6 +307,28 @@ class Atlas:
             con.execute("UPDATE state SET blob = NULL WHERE id = 0")
             con.execute("UPDATE meta SET value = ? WHERE key = 'complete'", (json.dumps(True),))
         self.meta["complete"] = True
+
+
+def _write_rows(path: Path, rows: np.ndarray, values: np.ndarray) -> None:
+    """Write ``values`` into rows ``rows`` (sorted) of the ``.npy`` file ``path``, then fsync.
+
+    One ``pwrite`` per run of consecutive rows at the data offset: unlike stores through a
+    memory map, this takes no page fault per 4 KiB page of a freshly created (sparse) file.
+    """
+    with open(path, "r+b") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        if fortran or values.shape[1:] != tuple(shape[1:]):
+            raise BadArgument(f"{path}: rows of shape {values.shape[1:]} do not fit {tuple(shape)}")
+        offset = f.tell()
+        values = np.ascontiguousarray(values, dtype=dtype)
+        row_bytes = values[0].nbytes
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
+            os.pwrite(f.fileno(), values[a:b].data, offset + int(rows[a]) * row_bytes)
+        os.fsync(f.fileno())
 
 
 def pack_state(state: dict[str, Any]) -> bytes:

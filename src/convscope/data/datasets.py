@@ -141,9 +141,15 @@ class Mnist5k(ImageDataset):
         return Item(self.images[i], int(self.labels[i]), f"{MNIST5K}:{i}")
 
     def load_batch(self, indices: Sequence[int]) -> LoadedBatch:
-        rows = [self._check_index(i) for i in indices]
-        at = torch.as_tensor(rows, dtype=torch.long)
-        return LoadedBatch(rows, self.labels[at].tolist(), self.images[at], [])
+        wanted = list(indices)
+        at = torch.as_tensor(wanted) if wanted else torch.zeros(0, dtype=torch.long)
+        if at.numel() and at.dtype != torch.long:
+            raise BadArgument(f"dataset indices must be ints, not {at.dtype}")
+        if at.numel() and not (-len(self) <= int(at.min()) and int(at.max()) < len(self)):
+            bad = next(i for i in at.tolist() if not -len(self) <= i < len(self))
+            raise IndexError(f"dataset index {bad} out of range for {len(self)} items")
+        at = at % len(self)
+        return LoadedBatch(at.tolist(), self.labels[at].tolist(), self.images[at], [])
 
 
 class FolderDataset(ImageDataset):

@@ -89,6 +89,35 @@ def test_resume_after_failure_inside_a_chunk(fx, reference, tmp_path: Path, fail
     assert dump(tmp_path / "a") == reference
 
 
+@pytest.mark.parametrize("helper", ["threads", "inline"])
+def test_helper_threads_or_not_give_the_same_atlas(fx, reference, tmp_path: Path, helper: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading ahead and committing behind (machines with a spare core) or everything in turn
+    (this 2-core VM): the same atlas, also when a commit fails and the scan is resumed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import convscope.scanning as scanning
+
+    monkeypatch.setattr(scanning, "_helper", lambda device: ThreadPoolExecutor(max_workers=1)
+                        if helper == "threads" else scanning._Inline())
+    run_scan(fx, tmp_path / "whole")
+    assert dump(tmp_path / "whole") == reference
+    original = Atlas.commit_chunk
+
+    def failing(self, chunks, rows, state):
+        if chunks == 3:
+            raise Boom
+        return original(self, chunks, rows, state)
+
+    monkeypatch.setattr(Atlas, "commit_chunk", failing)
+    with pytest.raises(Boom):
+        run_scan(fx, tmp_path / "a")
+    monkeypatch.setattr(Atlas, "commit_chunk", original)
+    assert Atlas.open(tmp_path / "a", partial=True).resume_point()[0] == 2
+    run_scan(fx, tmp_path / "a")
+    assert dump(tmp_path / "a") == reference
+
+
 def test_resume_after_sigkill(fx, reference, tmp_path: Path) -> None:
     atlas = tmp_path / "a"
     # the worker pauses 0.5 s after each commit: the kill lands there or, on a slow machine,
