@@ -200,14 +200,15 @@ def scan_dataset(
             same configuration; a finished one is returned as it is).
         layers: layer names (``"auto"`` allowed) whose channels and embeddings are recorded.
         k: top images kept per channel.
-        batch_size: images per forward pass (default: :func:`scan_batch_size` of the device).
+        batch_size: images per forward pass (default: :func:`scan_batch_size` of the device and
+            input size).
         chunk_size: images per committed chunk (default ``max(512, 8 * batch_size)``).
         progress: ``progress(images done, total)`` (rank 0 only under torchrun).
         on_commit: called with the number of committed chunks after each commit (rank 0).
     """
     ds = open_dataset(dataset)
     scanner = Scanner(model, layers, k=k)
-    batch = batch_size or scan_batch_size(model.device)
+    batch = batch_size or scan_batch_size(model.device, model.input_size)
     chunk_size = chunk_size or max(DEFAULT_CHUNK, 8 * batch)
     if batch < 1 or chunk_size < 1:
         raise BadArgument(f"batch_size={batch}, chunk_size={chunk_size}: both must be positive")

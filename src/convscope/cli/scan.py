@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated layer names (default auto: the last conv feature map)")
     p.add_argument("--k", type=int, default=16, help="top images kept per channel (default 16)")
     p.add_argument("--batch-size", type=int, metavar="B",
-                   help="images per forward pass (default 16 on CPU, 128 on GPU)")
+                   help="images per forward pass (default on CPU: 16 at 224x224, more for smaller "
+                        "inputs, up to 128; 128 on GPU)")
     p.add_argument("--chunk-size", type=int, metavar="M",
                    help="images per committed chunk: the most a kill can lose (default: 8 batches, "
                         f"at least {DEFAULT_CHUNK})")

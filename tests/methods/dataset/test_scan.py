@@ -133,3 +133,12 @@ def test_layer_that_runs_twice_is_refused() -> None:
 
     with pytest.raises(BadLayer, match="more than once"):
         scan(Twice().eval(), torch.randn(2, 3, 6, 6), "conv", k=1)
+
+
+def test_default_scan_batch_grows_for_small_inputs_on_cpu() -> None:
+    from convscope.methods.dataset import scan_batch_size
+
+    assert scan_batch_size("cpu") == scan_batch_size("cpu", (224, 224)) == 16
+    assert scan_batch_size("cpu", (512, 512)) == 16
+    assert scan_batch_size("cpu", (28, 28)) == 128 and scan_batch_size("cpu", (112, 112)) == 64
+    assert scan_batch_size("cuda", (28, 28)) == 128
