@@ -43,6 +43,23 @@ def run_scan(fx, path: Path, **kw) -> Atlas:
                         batch_size=BATCH, chunk_size=CHUNK, **kw)
 
 
+def scan_failing_at_commit(fx, path: Path, monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """A scan whose ``call``-th commit raises (after that chunk's arrays were written)."""
+    original = Atlas.commit_chunk
+    calls = []
+
+    def failing(self, chunks, rows, state):
+        calls.append(chunks)
+        if len(calls) == call:
+            raise Boom
+        return original(self, chunks, rows, state)
+
+    monkeypatch.setattr(Atlas, "commit_chunk", failing)
+    with pytest.raises(Boom):
+        run_scan(fx, path)
+    monkeypatch.setattr(Atlas, "commit_chunk", original)
+
+
 @pytest.fixture(scope="module")
 def reference(fx, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     path = tmp_path_factory.mktemp("ref") / "atlas"
@@ -71,19 +88,7 @@ def test_resume_after_failure_between_commits(fx, reference, tmp_path: Path, fai
 def test_resume_after_failure_inside_a_chunk(fx, reference, tmp_path: Path, fail_at: int,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed after a chunk's arrays were written but before its commit: rows are redone."""
-    original = Atlas.commit_chunk
-    calls = []
-
-    def failing(self, chunks, rows, state):
-        calls.append(chunks)
-        if len(calls) == fail_at + 1:
-            raise Boom
-        return original(self, chunks, rows, state)
-
-    monkeypatch.setattr(Atlas, "commit_chunk", failing)
-    with pytest.raises(Boom):
-        run_scan(fx, tmp_path / "a")
-    monkeypatch.setattr(Atlas, "commit_chunk", original)
+    scan_failing_at_commit(fx, tmp_path / "a", monkeypatch, fail_at + 1)
     assert Atlas.open(tmp_path / "a", partial=True).resume_point()[0] == fail_at
     run_scan(fx, tmp_path / "a")
     assert dump(tmp_path / "a") == reference
@@ -102,17 +107,7 @@ def test_helper_threads_or_not_give_the_same_atlas(fx, reference, tmp_path: Path
                         if helper == "threads" else scanning._Inline())
     run_scan(fx, tmp_path / "whole")
     assert dump(tmp_path / "whole") == reference
-    original = Atlas.commit_chunk
-
-    def failing(self, chunks, rows, state):
-        if chunks == 3:
-            raise Boom
-        return original(self, chunks, rows, state)
-
-    monkeypatch.setattr(Atlas, "commit_chunk", failing)
-    with pytest.raises(Boom):
-        run_scan(fx, tmp_path / "a")
-    monkeypatch.setattr(Atlas, "commit_chunk", original)
+    scan_failing_at_commit(fx, tmp_path / "a", monkeypatch, 3)
     assert Atlas.open(tmp_path / "a", partial=True).resume_point()[0] == 2
     run_scan(fx, tmp_path / "a")
     assert dump(tmp_path / "a") == reference
