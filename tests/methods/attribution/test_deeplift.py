@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmarks.deeplift_bench import relu6_as_relus
 from convscope.data import load_image
 from convscope.errors import BadArgument
 from convscope.methods.attribution import DeepLift
@@ -299,25 +300,6 @@ def test_captum_loses_the_other_branch_of_a_relu_input(captum_deeplift: type) ->
     assert (captum_delta.abs() > 0.05 * method.score_change(x, 0).abs()).all()  # its own check agrees
 
 
-class ReLU6AsReLUs(nn.Module):
-    """ReLU6(x) = ReLU(x) - ReLU(x - 6) with two hookable ``nn.ReLU``; the clone keeps Captum's
-    hook on the first ReLU's input from swallowing the second ReLU's gradient."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.low, self.high = nn.ReLU(), nn.ReLU()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.low(x.clone()) - self.high(x - 6)
-
-
-def relu6_as_relus(net: nn.Module) -> nn.Module:
-    net = copy.deepcopy(net).eval()
-    for module in list(net.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.ReLU6):
-                setattr(module, name, ReLU6AsReLUs())
-    return net
 
 
 @pytest.fixture(scope="module")
