@@ -132,9 +132,9 @@ def _helper(device: torch.device) -> ThreadPoolExecutor | _Inline:
 
     With the model on an accelerator, or with more CPU cores than torch's intra-op threads,
     decoding the next batch and committing the last chunk overlap the forward. Otherwise the
-    thread only competes with torch's threads for the cores: on this project's 2-core VM a
-    loader and a writer thread made the MNIST-5k scan 12% slower than doing both in turn
-    (Lite0 on JPEGs: even with jemalloc, 40% slower with glibc's malloc).
+    thread only competes with torch's threads for the cores. On this project's 2-core VM a
+    loader and a writer thread made the MNIST-5k scan 11% slower than doing both in turn; Lite0
+    on JPEGs gained nothing with jemalloc and ran 43% slower with glibc's malloc.
     """
     spare = (os.cpu_count() or 1) > torch.get_num_threads()
     return ThreadPoolExecutor(max_workers=1) if device.type != "cpu" or spare else _Inline()
