@@ -142,3 +142,33 @@ def test_default_scan_batch_grows_for_small_inputs_on_cpu() -> None:
     assert scan_batch_size("cpu", (512, 512)) == 16
     assert scan_batch_size("cpu", (28, 28)) == 128 and scan_batch_size("cpu", (112, 112)) == 64
     assert scan_batch_size("cuda", (28, 28)) == 128
+
+
+def test_a_model_that_refuses_to_be_copied_is_scanned_in_place_and_unharmed(fx) -> None:
+    """No inference copy (deepcopy raises): the scan hooks the model itself, under guard."""
+    from torch import nn
+
+    from convscope.model import FastForward
+
+    class NoCopy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = fx.int_model().net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+        def __deepcopy__(self, memo: dict) -> NoCopy:
+            raise TypeError("this module cannot be copied")
+
+    model = NoCopy().train()
+    images = fx.int_images(10)
+    scanner = Scanner(model, ["inner.conv2"], k=3)
+    assert scanner.net is model
+    result = scanner.step(images, torch.arange(10))
+    expected = model.inner.conv2(model.inner.relu1(model.inner.conv1(images))).detach()
+    assert torch.equal(result.embeddings["inner.conv2"], expected.mean((2, 3)))
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert not any(m._forward_hooks for m in model.modules())
+    fast = FastForward(model)
+    assert fast.net is model and torch.equal(fast.scores(images, 0), model.eval()(images)[:, 0])
