@@ -8,13 +8,7 @@ import sys
 
 import pytest
 
-from convscope.cli.main import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.runner import run
 
 
 def test_samples(capsys) -> None:
@@ -54,11 +48,7 @@ def test_layers_json(capsys) -> None:
     (["frobnicate"], "invalid choice"),
 ])
 def test_errors_are_one_line_exit_2(capsys, argv: list[str], needle: str) -> None:
-    try:
-        code = main(argv)
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    _, err = capsys.readouterr()
+    code, _, err = run(capsys, *argv)  # argparse usage errors exit: caught there
     assert code == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1

@@ -8,16 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from convscope.cli import main as cli_main
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exit_:  # argparse usage errors
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli.runner import run
 
 
 def test_filters_first_layer(capsys, tmp_path: Path) -> None:

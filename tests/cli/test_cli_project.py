@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.cli import main as cli_main
 from convscope.cli import project as project_cli
+from tests.cli.runner import run
 
 FACTORY = """
 import torch
@@ -23,15 +23,6 @@ def make():
                          nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2)).eval()
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_dataset_map_with_pca_and_3d_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

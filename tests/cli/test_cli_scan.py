@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main as cli_main
+from tests.cli.runner import run
 
 FACTORY = """
 import torch
@@ -36,15 +37,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     return root
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = cli_main.main(list(argv))
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 SCAN = ("--model", "scanmodel:make", "--layers", "1,3", "--k", "3", "--batch-size", "3",
