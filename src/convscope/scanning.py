@@ -289,10 +289,16 @@ def _merge(shares: list[dict[str, Any]], state: dict[str, TopK]) -> dict[str, To
 
 
 def _write(store: Atlas, shares: list[dict[str, Any]], state: bytes, chunks: int) -> int:
-    """Rank 0, on the writer thread: every share's arrays, then the chunk's one transaction."""
-    for share in shares:
-        if share["indices"]:
-            store.write_arrays(share["indices"], share["emb"], share["thumbs"])
+    """Rank 0, on the writer thread: all shares' arrays at once (their strided rows interleave
+    into contiguous runs: one sync per file), then the chunk's one transaction."""
+    parts = [s for s in shares if s["indices"]]
+    if len(parts) == 1:
+        store.write_arrays(parts[0]["indices"], parts[0]["emb"], parts[0]["thumbs"])
+    elif parts:
+        store.write_arrays([i for s in parts for i in s["indices"]],
+                           {name: np.concatenate([s["emb"][name] for s in parts])
+                            for name in parts[0]["emb"]},
+                           np.concatenate([s["thumbs"] for s in parts]))
     rows = sorted((r for s in shares for r in s["rows"]), key=lambda r: r.index)
     store.commit_chunk(chunks, rows, state)
     return chunks

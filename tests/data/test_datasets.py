@@ -146,3 +146,6 @@ def test_load_batch_skips_bad_items_and_mnist5k_stacks(tmp_path: Path) -> None:
         item = ds.load(i)
         assert torch.equal(batch.images[row], item.image) and batch.labels[row] == item.label
     assert batch.indices == [7, 4999, 0] and batch.failed == []
+    assert ds.load_batch([-1]).indices == [4999]
+    with pytest.raises(IndexError, match="5000"):
+        ds.load_batch([3, 5000])

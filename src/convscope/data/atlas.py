@@ -276,11 +276,13 @@ class Atlas:
         rows = np.asarray(indices, dtype=np.int64)
         if rows.size == 0:
             return
-        order = np.argsort(rows, kind="stable")  # sorted rows write in a few contiguous runs
-        rows = rows[order]
+        if (np.diff(rows) < 0).any():  # sorted rows write in a few contiguous runs
+            order = np.argsort(rows, kind="stable")
+            rows, thumbnails = rows[order], thumbnails[order]
+            embeddings = {layer: values[order] for layer, values in embeddings.items()}
         for layer, values in embeddings.items():
-            _write_rows(_layer_file(self.path, layer), rows, values[order])
-        _write_rows(self.path / THUMBNAILS, rows, thumbnails[order])
+            _write_rows(_layer_file(self.path, layer), rows, values)
+        _write_rows(self.path / THUMBNAILS, rows, thumbnails)
 
     def commit_chunk(self, chunks_done: int, rows: Sequence[ImageRow], state: bytes) -> None:
         """Store a chunk's image rows and the scan state in ONE transaction."""

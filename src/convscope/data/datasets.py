@@ -143,11 +143,11 @@ class Mnist5k(ImageDataset):
     def load_batch(self, indices: Sequence[int]) -> LoadedBatch:
         wanted = list(indices)
         at = torch.as_tensor(wanted) if wanted else torch.zeros(0, dtype=torch.long)
-        if at.numel() and at.dtype != torch.long:
-            raise BadArgument(f"dataset indices must be ints, not {at.dtype}")
-        if at.numel() and not (-len(self) <= int(at.min()) and int(at.max()) < len(self)):
-            bad = next(i for i in at.tolist() if not -len(self) <= i < len(self))
-            raise IndexError(f"dataset index {bad} out of range for {len(self)} items")
+        if at.numel():
+            if at.dtype != torch.long:
+                raise BadArgument(f"dataset indices must be ints, not {at.dtype}")
+            for extreme in (int(at.min()), int(at.max())):  # every index is in range if these are
+                self._check_index(extreme)
         at = at % len(self)
         return LoadedBatch(at.tolist(), self.labels[at].tolist(), self.images[at], [])
 
