@@ -17,7 +17,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as module_globals
 
 from convscope.methods.dataset import crop_patches, embed, scan
 from convscope.methods.features import activation_mask, feature_maps, filter_tiles, visualize
@@ -41,6 +40,7 @@ from convscope.model import (
 )
 from convscope.model.receptive import field_geometry, receptive_field
 from convscope.model.rules import DECONV, GUIDED, BackwardRule, backward_rule
+from tests.model_safety import assert_unharmed, snapshot
 
 Case = Callable[[nn.Module, Tensor], None]
 
@@ -152,12 +152,6 @@ class ContractNet(nn.Module):
         return self.fc(h.mean((2, 3)))  # GAP + linear: CAM applies
 
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-              "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs")
-GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                "_global_backward_pre_hooks")
-
-
 def make_model(wrapped: bool) -> nn.Module:
     torch.manual_seed(0)
     net = ContractNet().train()
@@ -165,31 +159,6 @@ def make_model(wrapped: bool) -> nn.Module:
     net.bn2.bias.requires_grad_(False)
     net.conv3.register_forward_hook(lambda m, i, o: None)  # the user's own hook must survive
     return Model(net, preprocess=Preprocess(input_size=(12, 12))) if wrapped else net
-
-
-def snapshot(model: nn.Module) -> dict[str, Any]:
-    mods = list(model.named_modules())
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "tree": [(n, type(m), id(m)) for n, m in mods],
-        "params": [(n, id(p), p.requires_grad) for n, p in model.named_parameters()],
-        "training": [(n, m.training) for n, m in mods],
-        "attrs": [(n, sorted(vars(m))) for n, m in mods],
-        "hooks": [(n, h, list(getattr(m, h, {}))) for n, m in mods for h in HOOK_DICTS],
-        "global_hooks": [len(getattr(module_globals, h)) for h in GLOBAL_HOOKS],
-    }
-
-
-def assert_unharmed(model: nn.Module, before: dict[str, Any]) -> None:
-    after = snapshot(model)
-    assert torch._C._len_torch_function_stack() == 0, "a TorchFunctionMode was left active"
-    for key in ("tree", "params", "training", "attrs", "hooks", "global_hooks"):
-        assert after[key] == before[key], key
-    assert list(after["state"]) == list(before["state"])
-    for name, value in before["state"].items():
-        got = after["state"][name]
-        assert got.dtype == value.dtype and torch.equal(got, value), name
-    assert all(p.grad is None for p in model.parameters())
 
 
 @pytest.fixture

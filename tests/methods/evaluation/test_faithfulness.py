@@ -9,7 +9,6 @@ network Grad-CAM must beat random maps of the same (layer) resolution and its ow
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import pytest
 import torch
@@ -31,6 +30,7 @@ from convscope.methods.evaluation.faithfulness import (
     substrate,
 )
 from convscope.model import Model, Preprocess
+from tests.model_safety import assert_unharmed, snapshot
 
 
 class PixelLinear(nn.Module):
@@ -50,21 +50,6 @@ def linear_model() -> Model:
     return Model(PixelLinear().train(), preprocess=Preprocess(input_size=(8, 8), mean=(0.0,) * 3,
                                                                std=(1.0,) * 3), labels=["a", "b"])
 
-
-def snapshot(model: nn.Module) -> dict[str, Any]:
-    return {"state": {k: v.clone() for k, v in model.state_dict().items()},
-            "training": [m.training for m in model.modules()],
-            "flags": [p.requires_grad for p in model.parameters()],
-            "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()]}
-
-
-def assert_unharmed(model: nn.Module, before: dict[str, Any]) -> None:
-    after = snapshot(model)
-    assert after["state"].keys() == before["state"].keys()
-    assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
-    assert after["training"] == before["training"] and after["flags"] == before["flags"]
-    assert after["hooks"] == before["hooks"]
-    assert all(p.grad is None for p in model.parameters())
 
 
 def test_end_points_and_area_follow_the_definition() -> None:

@@ -8,8 +8,6 @@ must leave the user's model exactly as it was.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from scipy import stats
@@ -26,21 +24,7 @@ from convscope.methods.evaluation.sanity import (
     ssim,
 )
 from convscope.model import Model
-
-
-def snapshot(model: nn.Module) -> dict[str, Any]:
-    return {"state": {k: v.clone() for k, v in model.state_dict().items()},
-            "training": [m.training for m in model.modules()],
-            "flags": [p.requires_grad for p in model.parameters()],
-            "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()]}
-
-
-def assert_unharmed(model: nn.Module, before: dict[str, Any]) -> None:
-    after = snapshot(model)
-    assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
-    assert after["training"] == before["training"] and after["flags"] == before["flags"]
-    assert after["hooks"] == before["hooks"]
-    assert all(p.grad is None for p in model.parameters())
+from tests.model_safety import assert_unharmed, snapshot
 
 
 def test_steps_go_from_the_logits_down_with_norms_joining_their_conv(lite0: Model) -> None:
