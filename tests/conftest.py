@@ -40,3 +40,13 @@ def tiny() -> Model:
 
     return Model(TinyCNN().eval(), preprocess=Preprocess(input_size=(16, 16)),
                  labels=["zero", "one", "two", "three"], name="tiny")
+
+
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    """One torch thread for the test: for tiny nets on a busy 2-core machine a second thread
+    costs more than it gives. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

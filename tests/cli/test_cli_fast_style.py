@@ -16,13 +16,7 @@ from convscope.model import Model
 TINY = ["--steps", "2", "--size", "32", "--batch", "1", "--width", "4", "--blocks", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny nets: on a busy 2-core machine a second thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest
 
 
 @pytest.fixture

@@ -59,13 +59,7 @@ def pictures() -> tuple[torch.Tensor, list[torch.Tensor]]:
     return _small("coffee", (32, 48)), [_small("cat", (40, 60)), _small("astronaut", (40, 40))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """These nets are tiny: on a busy 2-core machine a second thread costs more than it gives."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: see conftest
 
 
 def train(model: Model, **options: object) -> FastStyleNet:
