@@ -37,7 +37,7 @@ from convscope.data import load_sample
 from convscope.methods.attribution import Lime
 from convscope.model import Model, default_batch_size, guarded
 
-from .run import JEMALLOC, MALLOC_CONF
+from .run import reexec_with_jemalloc
 
 FLOOR_BATCHES = (4, 8, 16, 32, 64)
 TARGET = 285  # sample:cat, "Egyptian cat"
@@ -200,10 +200,8 @@ def main() -> None:
     parser.add_argument("--no-jemalloc", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
-    if device.type == "cpu" and not args.no_jemalloc and JEMALLOC.is_file() \
-            and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):  # as benchmarks.run does
-        env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF=MALLOC_CONF)
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.lime_bench", *sys.argv[1:]], env)
+    if device.type == "cpu" and not args.no_jemalloc:
+        reexec_with_jemalloc("benchmarks.lime_bench")
     from convscope.model import load_model
 
     allocator = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default malloc"

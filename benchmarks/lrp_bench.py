@@ -150,13 +150,12 @@ def main() -> None:
     args = parser.parse_args()
     from convscope.model import load_model
 
-    from .run import JEMALLOC, MALLOC_CONF
+    from .run import reexec_with_jemalloc
 
     device = torch.device(args.device)
     preload = os.environ.get("LD_PRELOAD", "")
-    if device.type == "cpu" and not args.no_jemalloc and JEMALLOC.is_file() and "jemalloc" not in preload:
-        env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF=MALLOC_CONF)
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.lrp_bench", *sys.argv[1:]], env)
+    if device.type == "cpu" and not args.no_jemalloc:
+        reexec_with_jemalloc("benchmarks.lrp_bench")
     allocator = "jemalloc" if "jemalloc" in preload else "default malloc"
     print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, {allocator}")
     lrp_rows(load_model("efficientnet_lite0", device=device), device, tuple(args.batches), args.repeats)

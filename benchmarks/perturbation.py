@@ -22,7 +22,6 @@ the channels-last choice.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 
@@ -122,7 +121,7 @@ def main() -> None:
 
     from convscope.model import load_model
 
-    from .run import JEMALLOC, MALLOC_CONF
+    from .run import reexec_with_jemalloc
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -134,9 +133,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     preload = os.environ.get("LD_PRELOAD", "")
-    if device.type == "cpu" and not args.no_jemalloc and JEMALLOC.is_file() and "jemalloc" not in preload:
-        env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF=MALLOC_CONF)
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.perturbation", *sys.argv[1:]], env)
+    if device.type == "cpu" and not args.no_jemalloc:
+        reexec_with_jemalloc("benchmarks.perturbation")
     warnings.filterwarnings("ignore", module="captum")
     if args.threads:
         torch.set_num_threads(args.threads)

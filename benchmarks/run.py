@@ -25,10 +25,12 @@ JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
 MALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"
 
 
-def _reexec_with_jemalloc() -> None:
+def reexec_with_jemalloc(module: str) -> None:
+    """Restart ``python -m MODULE`` (same arguments) under jemalloc with decay off, when it is
+    installed and not preloaded yet; otherwise return and go on with the current allocator."""
     if JEMALLOC.is_file() and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
         env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF=MALLOC_CONF)
-        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *sys.argv[1:]], env)
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
 
 
 def main() -> None:
@@ -42,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu" and not args.no_jemalloc:
-        _reexec_with_jemalloc()
+        reexec_with_jemalloc("benchmarks.run")
 
     import warnings
 

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +40,8 @@ from convscope.data import load_image
 from convscope.data.datasets import Mnist5k, open_dataset
 from convscope.model import Model, available_models, load_model
 from convscope.scanning import scan_dataset
+
+from .timing import measure_alternating
 
 PHOTOS = ("cat", "coffee", "astronaut", "chelsea")
 
@@ -120,34 +120,14 @@ def _scan(model: Model, dataset: object, layers: list[str], batch: int, root: Pa
     return run
 
 
-def _turns(fns: dict[str, Callable[[], None]], repeats: int, device: torch.device
-           ) -> dict[str, float]:
-    """Median seconds of each function, run in alternating turns after one warm-up each."""
-    def timed(fn: Callable[[], None]) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    for fn in fns.values():
-        fn()  # warm-up: allocator, oneDNN primitives, file cache
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(timed(fn))
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def _case(name: str, model: Model, datasets: tuple[object, object], layers: list[str], batch: int,
           root: Path, repeats: int, device: torch.device) -> ScanRow:
     fns = {}
     for size, data in zip(("small", "full"), datasets):
         fns[f"bare {size}"] = _bare(model, data, batch)
         fns[f"scan {size}"] = _scan(model, data, layers, batch, root)
-    t = _turns(fns, repeats, device)
+    timed = measure_alternating(list(fns.values()), images=1, device=device, repeats=repeats)
+    t = {name: m.seconds for name, m in zip(fns, timed)}
     small, full = (len(open_dataset(d)) for d in datasets)  # type: ignore[arg-type]
     return ScanRow(name, (small, full), batch, (t["bare small"], t["bare full"]),
                    (t["scan small"], t["scan full"]))
