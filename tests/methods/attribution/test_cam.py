@@ -116,15 +116,6 @@ def test_guided_gradcam_is_guided_times_upsampled_gradcam(tiny: Model) -> None:
     torch.testing.assert_close(out, guided * cam)
 
 
-@pytest.fixture(scope="module")
-def two_objects(lite0: Model) -> Tensor:
-    x = lite0.preprocess(load_image("sample:cat_and_coffee"))
-    with torch.no_grad():
-        top = lite0(x)[0].topk(5).indices.tolist()
-    assert 285 in top and 967 in top, f"the model should see both objects, top-5: {top}"
-    return x
-
-
 @pytest.mark.parametrize("cls", [CAM, GradCAM, GradCAMPlusPlus])
 def test_maps_move_with_the_target(lite0: Model, two_objects: Tensor, cls: type) -> None:
     maps = cls(lite0, layer="_relu_head")(two_objects.expand(2, -1, -1, -1), [285, 967])[:, 0]

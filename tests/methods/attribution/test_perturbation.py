@@ -163,15 +163,6 @@ def test_bad_inputs_for_the_options_raise(tiny: Model) -> None:
 
 # --- two objects of different classes: the maps must move with the target -------------------
 
-@pytest.fixture(scope="module")
-def two_objects(lite0: Model) -> Tensor:
-    x = lite0.preprocess(load_image("sample:cat_and_coffee"))
-    with torch.no_grad():
-        top = lite0(x)[0].topk(5).indices.tolist()
-    assert 285 in top and 967 in top, f"the model should see both objects, top-5: {top}"
-    return x.expand(2, -1, -1, -1)
-
-
 FAST_ON_LITE0 = {
     "occlusion": lambda m: Occlusion(m, window=56, stride=56, batch_size=16),
     "rise": lambda m: RISE(m, masks=64, cells=4, seed=0, batch_size=16),
@@ -181,7 +172,7 @@ FAST_ON_LITE0 = {
 
 @pytest.mark.parametrize("name", list(FAST_ON_LITE0))
 def test_maps_find_the_object_of_each_class(lite0: Model, two_objects: Tensor, name: str) -> None:
-    maps = FAST_ON_LITE0[name](lite0)(two_objects, [285, 967])[:, 0]  # (2, h, w)
+    maps = FAST_ON_LITE0[name](lite0)(two_objects.expand(2, -1, -1, -1), [285, 967])[:, 0]
     width = maps.shape[-1]
     centred = maps - maps.mean((1, 2), keepdim=True)  # RISE maps carry a large constant offset
     balance = centred[:, :, : width // 2].mean((1, 2)) - centred[:, :, width - width // 2:].mean((1, 2))
