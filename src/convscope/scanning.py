@@ -208,8 +208,8 @@ def scan_dataset(
     """
     ds = open_dataset(dataset)
     scanner = Scanner(model, layers, k=k)
-    batch = batch_size or scan_batch_size(model.device, model.input_size)
-    chunk_size = chunk_size or max(DEFAULT_CHUNK, 8 * batch)
+    batch = scan_batch_size(model.device, model.input_size) if batch_size is None else batch_size
+    chunk_size = max(DEFAULT_CHUNK, 8 * batch) if chunk_size is None else chunk_size
     if batch < 1 or chunk_size < 1:
         raise BadArgument(f"batch_size={batch}, chunk_size={chunk_size}: both must be positive")
     shapes = {i.name: i.output_shape for i in list_layers(model)}

@@ -73,6 +73,8 @@ def test_bad_arguments(fx) -> None:
         Scanner(model, "conv1", k=0)
     with pytest.raises(BadLayer):
         Scanner(model, "nope")
+    with pytest.raises(BadArgument, match="batch_size=0"):  # 0 is refused, not the default
+        scan(model, fx.int_images(4), "conv1", batch_size=0)
 
 
 def test_inplace_relu_after_captured_conv_reads_pre_activations() -> None:

@@ -192,7 +192,8 @@ def scan(
     """
     scanner = Scanner(model, layers, k=k)
     if isinstance(inputs, Tensor):
-        step = batch_size or scan_batch_size(inputs.device, tuple(inputs.shape[-2:]))
+        step = (scan_batch_size(inputs.device, tuple(inputs.shape[-2:])) if batch_size is None
+                else batch_size)
         if step < 1:
             raise BadArgument(f"batch_size={step}: must be a positive integer")
         total = inputs.shape[0]
