@@ -34,3 +34,11 @@ class BadArgument(ConvscopeError, ValueError):
 
 class MissingDependency(ConvscopeError, ImportError):
     """An optional package is needed for this feature; the message says how to install it."""
+
+
+def check_positive(name: str, value: float, *, integer: bool = False) -> None:
+    """The shared option check: a clear error instead of a silent empty result, a NaN map or a
+    size of 0 quietly taken for "the default"."""
+    if value <= 0 or (integer and int(value) != value):
+        kind = "a positive integer" if integer else "positive"
+        raise BadArgument(f"{name}={value!r}: must be {kind}")

@@ -28,7 +28,7 @@ import torch
 
 from .data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
 from .data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
-from .errors import BadArgument
+from .errors import BadArgument, check_positive
 from .methods.dataset import distributed as dist
 from .methods.dataset.scan import Scanner, scan_batch_size
 from .methods.dataset.topk import TopK
@@ -210,8 +210,8 @@ def scan_dataset(
     scanner = Scanner(model, layers, k=k)
     batch = scan_batch_size(model.device, model.input_size) if batch_size is None else batch_size
     chunk_size = max(DEFAULT_CHUNK, 8 * batch) if chunk_size is None else chunk_size
-    if batch < 1 or chunk_size < 1:
-        raise BadArgument(f"batch_size={batch}, chunk_size={chunk_size}: both must be positive")
+    check_positive("batch_size", batch, integer=True)
+    check_positive("chunk_size", chunk_size, integer=True)
     shapes = {i.name: i.output_shape for i in list_layers(model)}
     channels = {n: int(shapes[n][0]) if shapes.get(n) else 0 for n in scanner.layers}
     thumb = min(MAX_THUMB, max(model.input_size))

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from ..errors import BadArgument, BadTarget
+from ..errors import BadTarget, check_positive
 from ..types import ProgressFn, Target
 from .fold import FoldInfo, fold_batchnorm, fold_info, inference_copy
 from .targets import select
@@ -224,8 +224,7 @@ class FastForward:
 
 
 def _split(inputs: Tensor, batch_size: int) -> Iterator[Tensor]:
-    if batch_size <= 0:
-        raise BadArgument(f"batch_size={batch_size}: must be a positive integer")
+    check_positive("batch_size", batch_size, integer=True)
     for start in range(0, inputs.shape[0], batch_size):
         yield inputs[start:start + batch_size]
 

@@ -178,5 +178,5 @@ def test_other_config_is_refused_and_finished_atlas_reused(fx, tmp_path: Path) -
 
 @pytest.mark.parametrize("sizes", [{"batch_size": 0}, {"chunk_size": 0}, {"batch_size": -2}])
 def test_zero_or_negative_sizes_are_refused(fx, tmp_path: Path, sizes: dict[str, int]) -> None:
-    with pytest.raises(BadArgument, match="must be positive"):
+    with pytest.raises(BadArgument, match="must be a positive integer"):
         scan_dataset(fx.int_model(), fx.int_dataset(4), tmp_path / "a", layers="conv1", **sizes)

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument, BadImage
+from ...errors import BadImage
 from ...model import Model, guarded, resolve_layer, select, target_indices
 from ...types import Target, TargetFn
 
@@ -61,13 +61,6 @@ class Attribution:
     def scores(self, logits: Tensor, target: Target) -> Tensor:
         """One score per sample for the target (labels of the model understood)."""
         return select(logits, target, self.model.labels)
-
-
-def check_positive(name: str, value: float, *, integer: bool = False) -> None:
-    """Shared option check: a clear error instead of a silent empty or NaN map."""
-    if value <= 0 or (integer and int(value) != value):
-        kind = "a positive integer" if integer else "positive"
-        raise BadArgument(f"{name}={value!r}: must be {kind}")
 
 
 def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor, Tensor]:

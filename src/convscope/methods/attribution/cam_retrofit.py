@@ -29,11 +29,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ...errors import BadArgument, BadTarget
+from ...errors import BadArgument, BadTarget, check_positive
 from ...model import Model, capture, forward_until, guarded, resolve_layer
 from ...model.layers import unwrap
 from ...types import ProgressFn
-from .base import check_positive
 
 
 class CAMHeadNet(nn.Module):

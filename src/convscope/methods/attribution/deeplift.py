@@ -40,12 +40,12 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 from ...model import Model, guarded, select, target_indices
 from ...model.rules import ActivationCall, BackwardRule, backward_rule
 from ...types import Target
 from ..registry import register
-from .base import Attribution, check_positive
+from .base import Attribution
 from .gradients import check_choice, gaussian_blur
 
 Reference = Literal["black", "blurred", "zeros"]

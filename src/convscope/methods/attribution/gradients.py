@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 from ...model import Model, fast_forward, guarded
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
-from .base import Attribution, check_positive, input_gradient, repeat_target
+from .base import Attribution, input_gradient, repeat_target
 from .quadrature import QuadratureRule, equidistributed_nodes, probe_count, quadrature
 
 Magnitude = Literal["abs", "square"]

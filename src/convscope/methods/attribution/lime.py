@@ -36,11 +36,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument, BadImage
+from ...errors import BadArgument, BadImage, check_positive
 from ...model import FastForward, Model, default_batch_size, fast_forward, guarded, target_indices
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
-from .base import Attribution, check_positive, repeat_target
+from .base import Attribution, repeat_target
 from .gradients import check_choice, gaussian_blur
 
 Segmentation = Literal["slic", "quickshift", "felzenszwalb"]

@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
-from .base import Attribution, check_positive
+from .base import Attribution
 from .gradients import check_choice, gaussian_blur
 
 FillBaseline = Literal["zeros", "mean", "blur"]

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadLayer
+from ...errors import BadLayer, check_positive
 from ...model import FastForward, Model, capture, default_batch_size
 from ...types import ProgressFn, Target
 from ..registry import register
-from .base import Attribution, check_positive
+from .base import Attribution
 from .perturbation import resolve_target
 
 INF = float("inf")

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 from ...model import Model
 from ...types import ProgressFn, Target
 from ..registry import REGISTRY, build_method, register
-from .base import Attribution, check_positive, repeat_target
+from .base import Attribution, repeat_target
 
 
 @register("smoothgrad", family="gradient", signed=False)

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 
 Metric = Literal["cosine", "l2"]
 FAISS_MIN_ROWS = 200_000
@@ -87,8 +87,8 @@ def nearest_neighbors(
     """
     if metric not in ("cosine", "l2"):
         raise BadArgument(f"metric={metric!r}: use 'cosine' or 'l2'")
-    if k < 1 or chunk_size < 1:
-        raise BadArgument(f"k={k}, chunk_size={chunk_size}: both must be positive")
+    check_positive("k", k, integer=True)
+    check_positive("chunk_size", chunk_size, integer=True)
     queries = queries[None] if queries.ndim == 1 else queries
     if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
         raise BadArgument(f"queries {tuple(queries.shape)} and database {tuple(database.shape)} "

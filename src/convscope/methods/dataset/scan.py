@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ...errors import BadArgument, BadLayer
+from ...errors import BadArgument, BadLayer, check_positive
 from ...model.capture import capture
 from ...model.fast import as_input_of, default_batch_size, inference_net
 from ...model.guard import guarded
@@ -194,8 +194,7 @@ def scan(
     if isinstance(inputs, Tensor):
         step = (scan_batch_size(inputs.device, tuple(inputs.shape[-2:])) if batch_size is None
                 else batch_size)
-        if step < 1:
-            raise BadArgument(f"batch_size={step}: must be a positive integer")
+        check_positive("batch_size", step, integer=True)
         total = inputs.shape[0]
         batches: Iterable[Tensor] = inputs.split(step)
     else:

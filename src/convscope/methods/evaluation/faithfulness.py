@@ -45,10 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument
+from ...errors import BadArgument, check_positive
 from ...model import FastForward, Model, default_batch_size, guarded, target_indices
 from ...types import ProgressFn, Target
-from ..attribution.base import check_positive
 from ..attribution.gradients import check_choice, gaussian_blur
 from .localization import box_iou, localize
 
