@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .data.atlas import Atlas, TopRecord
 from .data.datasets import ImageDataset, open_dataset
-from .errors import BadArgument, BadImage, ConvscopeError
+from .errors import BadArgument, ConvscopeError
 from .methods.dataset.neighbors import Metric, nearest_neighbors
 from .methods.dataset.patches import unit_boxes
 from .methods.dataset.scan import scan
@@ -75,18 +75,16 @@ def atlas_images(atlas: Atlas, model: Model, indices: list[int]) -> Tensor:
     """Images (n, 3, H, W) at the model's input size: reloaded from the dataset when it is still
     there, else the stored thumbnails enlarged (a warning says so)."""
     ds = _dataset(atlas)
-    sources = atlas.sources()
     if ds is not None:
-        try:
-            items = [ds.load(i) for i in indices]
-            if all(item.source == sources[i] for item, i in zip(items, indices)):
-                return model.resize([item.image for item in items])
-        except BadImage:
-            pass
+        stored, current = atlas.sources(), ds.sources()
+        if all(current[i] == stored[i] for i in indices):
+            got = ds.load_batch(indices)
+            if not got.failed:
+                return model.resize(got.images)
     warnings.warn(f"atlas '{atlas.path}': its dataset cannot be reloaded; using thumbnails",
                   UserWarning, stacklevel=2)
-    thumbs = torch.from_numpy(atlas.thumbnails(indices)).permute(0, 3, 1, 2).float() / 255
-    return F.interpolate(thumbs, size=model.input_size, mode="bilinear", align_corners=False)
+    return F.interpolate(_thumbnails(atlas, indices), size=model.input_size, mode="bilinear",
+                         align_corners=False)
 
 
 def top_patches(atlas: Atlas, model: Model, layer: str, channel: int, k: int | None = None
@@ -132,5 +130,10 @@ def find_neighbors(
 
 def thumbnails_as_tensors(atlas: Atlas, indices: list[int]) -> list[Tensor]:
     """Stored thumbnails as (3, t, t) tensors in [0, 1] (for rendering)."""
+    return list(_thumbnails(atlas, indices))
+
+
+def _thumbnails(atlas: Atlas, indices: list[int]) -> Tensor:
+    """Stored thumbnails (n, 3, t, t) float in [0, 1]."""
     arr: np.ndarray[Any, Any] = atlas.thumbnails(indices)
-    return list(torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255))
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
