@@ -33,6 +33,7 @@ from .methods.dataset import distributed as dist
 from .methods.dataset.scan import Scanner, scan_batch_size
 from .methods.dataset.topk import TopK
 from .model import Model, list_layers
+from .model.layers import AFTER_RELU
 from .types import ProgressFn
 
 DEFAULT_CHUNK = 512
@@ -213,7 +214,8 @@ def scan_dataset(
     check_positive("batch_size", batch, integer=True)
     check_positive("chunk_size", chunk_size, integer=True)
     shapes = {i.name: i.output_shape for i in list_layers(model)}
-    channels = {n: int(shapes[n][0]) if shapes.get(n) else 0 for n in scanner.layers}
+    rows = {n: n.removesuffix(AFTER_RELU) for n in scanner.layers}  # relu keeps the shape
+    channels = {n: int(shapes[r][0]) if shapes.get(r) else 0 for n, r in rows.items()}
     thumb = min(MAX_THUMB, max(model.input_size))
     config = {"model": model.name, "model_fingerprint": _fingerprint(model), "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,

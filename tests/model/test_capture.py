@@ -84,14 +84,37 @@ def test_grads_with_frozen_params_and_an_input_without_grad(image) -> None:
     assert not plain["2"].requires_grad  # without grads=True nothing is forced
 
 
-def test_forward_until_stops_early(image) -> None:
+class Tail(nn.Module):
+    """Counts how often the forward pass reached it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.runs += 1
+        return x
+
+
+def test_forward_until_stops_when_the_caller_of_the_layer_returns(image) -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Stop())
-    acts = forward_until(net, image, ["1", "0"])
-    assert set(acts) == {"0", "1"}
-    torch.testing.assert_close(acts["1"], net[0](image).relu())
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), Stop())
+    acts = forward_until(net, image, ["0.1", "0.0"])  # "0" calls both: done once it returns
+    assert set(acts) == {"0.0", "0.1"}
+    torch.testing.assert_close(acts["0.1"], net[0][0](image).relu())
     assert no_hooks(net)
-    assert forward_until(net, image, "0", grads=True)["0"].requires_grad
+    assert forward_until(net, image, "0.0", grads=True)["0.0"].requires_grad
+
+
+def test_forward_until_stops_right_after_a_top_level_layer_known_to_run_once(image) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Tail())
+    first = forward_until(net, image, ["1", "0"])  # nothing known yet: the whole forward runs
+    assert net[2].runs == 1
+    again = forward_until(net, image, ["1", "0"])  # each ran once: stop after the last of them
+    assert net[2].runs == 1 and no_hooks(net)
+    torch.testing.assert_close(again["1"], net[0](image).relu())
+    assert all(torch.equal(first[n], again[n]) for n in first)
 
 
 def test_wrapped_model_uses_inner_names(image) -> None:

@@ -9,6 +9,10 @@ naive hook would hand back post-activations labelled as pre-activations. By defa
 passes a clone downstream, so the recorded tensor stays intact and gradients still flow through
 it. With ``clone=False`` (no copy) the tensor's version counter is checked on every read and a
 clobbered activation raises :class:`BadLayer` instead of returning wrong numbers.
+
+Modules that run several times per forward pass (see :mod:`convscope.model.layers`): ``name:i``
+records call ``i``; a bare name whose module runs a second time is refused with the list of its
+calls, found during the real forward (no extra pass). ``name+relu`` records ``relu(output)``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ from torch import Tensor, nn
 
 from ..errors import BadArgument, BadLayer
 from .guard import evaluating
-from .layers import get_layer, resolve_layer, unwrap
+from .layers import (
+    LayerRef,
+    ambiguous_call,
+    get_layer,
+    known_calls,
+    note_calls,
+    parse_layer,
+    resolve_layer,
+    unwrap,
+)
 
 
 class _StopForward(Exception):
@@ -35,19 +48,34 @@ class Captured:
         self.names = list(names)
         self._acts: dict[str, Tensor] = {}
         self._versions: dict[str, int] = {}
+        self._calls: dict[str, int] = {}
+        """module name -> calls seen in the current forward pass"""
+        self._ambiguous: set[str] = set()
+        """bare names whose module ran more than once"""
 
     def _record(self, name: str, out: Tensor) -> None:
         self._acts[name] = out
         self._versions[name] = out._version
 
+    def _refuse(self, name: str) -> BadLayer:
+        module = parse_layer(name).module
+        return ambiguous_call(module, self._calls.get(module, 2))
+
     def __contains__(self, name: object) -> bool:
         return name in self._acts
 
     def __getitem__(self, name: str) -> Tensor:
+        if name in self._ambiguous:
+            raise self._refuse(name)
         if name not in self._acts:
-            if name in self.names:
-                raise BadLayer(f"layer {name!r} was not reached by the forward pass")
-            raise BadLayer(f"layer {name!r} was not captured; captured: {', '.join(self.names)}")
+            if name not in self.names:
+                raise BadLayer(f"layer {name!r} was not captured; captured: {', '.join(self.names)}")
+            ref = parse_layer(name)
+            ran = self._calls.get(ref.module, 0)
+            if ref.call is not None and ran:
+                raise BadLayer(f"layer {name!r} was not reached: {ref.module!r} ran {ran} time(s) "
+                               "in the forward pass (calls count from 0)")
+            raise BadLayer(f"layer {name!r} was not reached by the forward pass")
         out = self._acts[name]
         if out._version != self._versions[name]:
             raise BadLayer(
@@ -57,7 +85,7 @@ class Captured:
         return out
 
     def items(self) -> Iterator[tuple[str, Tensor]]:
-        return ((n, self[n]) for n in self.names if n in self._acts)
+        return ((n, self[n]) for n in self.names if n in self._acts or n in self._ambiguous)
 
     def gradients(self, outputs: Tensor, retain_graph: bool = False) -> dict[str, Tensor]:
         """d(outputs.sum())/d(activation) for every captured layer, via ``autograd.grad``.
@@ -65,11 +93,12 @@ class Captured:
         ``autograd.grad`` rather than ``backward`` leaves every ``param.grad`` untouched and stops
         at the captured layers: nothing below them is differentiated.
         """
-        names = [n for n in self.names if n in self._acts]
+        acts = dict(self.items())
+        names = list(acts)
         grads = torch.autograd.grad(
-            outputs.sum(), [self[n] for n in names], retain_graph=retain_graph, allow_unused=True
+            outputs.sum(), [acts[n] for n in names], retain_graph=retain_graph, allow_unused=True
         )
-        return {n: (g if g is not None else torch.zeros_like(self[n])) for n, g in zip(names, grads)}
+        return {n: (g if g is not None else torch.zeros_like(acts[n])) for n, g in zip(names, grads)}
 
 
 def _output_tensor(name: str, out: object) -> Tensor:
@@ -78,6 +107,18 @@ def _output_tensor(name: str, out: object) -> Tensor:
     raise BadLayer(
         f"layer {name!r} returns {type(out).__name__}, not a tensor; capture one of its submodules"
     )
+
+
+def _scope(net: nn.Module, module_name: str) -> str | None:
+    """Where every call of the module has been seen: ``""`` after its first call when a complete
+    forward showed it runs once, else once its parent returns, or ``None`` (the whole forward)
+    for a top-level module or one registered under several parents."""
+    if known_calls(net, module_name) == 1:
+        return ""
+    target = get_layer(net, module_name)
+    paths = [n for n, m in net.named_modules(remove_duplicate=False) if m is target]
+    parent = module_name.rpartition(".")[0]
+    return parent if parent and len(paths) == 1 else None
 
 
 @contextmanager
@@ -94,51 +135,111 @@ def capture(
 
     Args:
         model: a :class:`~convscope.model.wrapped.Model` or any ``nn.Module``.
-        layers: dotted layer name(s) relative to the user's network; ``"auto"`` allowed.
+        layers: dotted layer name(s) relative to the user's network; ``"auto"`` allowed; ``name:i``
+            for call ``i`` of a module that runs several times, ``name+relu`` for the output after
+            the model's functional ReLU. A bare name whose module runs twice is refused
+            (:class:`BadLayer` listing the calls) when it is read or, at the latest, when the
+            block ends.
         grads: make the recorded activations require grad (even with frozen parameters and an
             input without grad) so ``Captured.gradients`` / ``autograd.grad`` can reach them.
         clone: pass a copy downstream so later in-place ops cannot clobber the record.
-        stop: end the forward pass right after the last requested layer ran by raising a private
-            exception; use :func:`forward_until`, which catches it.
+        stop: end the forward pass once every requested layer was recorded by raising a private
+            exception; use :func:`forward_until`, which catches it. A bare name is done when the
+            container that calls it (its parent) has returned, so a second call is still seen.
         on_output: instead of recording, call ``on_output(name, output)`` inside the hook. It
             reads each output before any later in-place op can change it and keeps none alive
             past its layer (a scan reduces each map to a few numbers there); nothing is
-            recorded, and a layer that runs twice is reported twice.
+            recorded.
     """
     if on_output is not None and grads:
         raise BadArgument("capture: on_output reads outputs in the hook; it cannot also record "
                           "them for gradients")
     names = [layers] if isinstance(layers, str) else list(layers)
-    names = [resolve_layer(model, n) for n in names]
+    names = list(dict.fromkeys(resolve_layer(model, n) for n in names))
     net = unwrap(model)
     record = Captured(names)
-    remaining = set(names)
-    handles = []
+    refs: dict[str, list[LayerRef]] = {}
+    for name in names:
+        ref = parse_layer(name)
+        refs.setdefault(ref.module, []).append(ref)
+    pending = set(names)
+    waiting: dict[str, set[str]] = {}  # scope container -> bare names done once it returns
 
-    def make_hook(name: str):
+    def read(ref: LayerRef, tensor: Tensor) -> Tensor | None:
+        """Record (or hand to on_output) one requested output; what to pass downstream."""
+        name = ref.name
+        if on_output is not None:
+            on_output(name, tensor.relu() if ref.relu else tensor)
+            return None
+        if grads:
+            base = tensor if tensor.requires_grad else tensor.detach().requires_grad_(True)
+            if ref.relu:  # downstream keeps the module's values but flows through the record
+                after = base.relu()
+                record._record(name, after)
+                return after + (base - after).detach()
+            record._record(name, base)
+            return base.clone() if clone else (None if base is tensor else base)
+        if ref.relu:
+            record._record(name, tensor.relu())
+            return None
+        record._record(name, tensor)
+        return tensor.clone() if clone else None
+
+    scopes = {m: _scope(net, m) for m, rs in refs.items() if any(r.call is None for r in rs)}
+
+    def finish(ref: LayerRef) -> None:
+        scope = scopes[ref.module] if ref.call is None else ""
+        if scope == "":
+            pending.discard(ref.name)
+        elif scope is not None:
+            waiting.setdefault(scope, set()).add(ref.name)
+
+    def make_hook(module_name: str):
         def hook(_module: nn.Module, _inputs: object, out: object) -> Tensor | None:
-            tensor = _output_tensor(name, out)
-            if on_output is not None:
-                on_output(name, tensor)
-                replaced = None
-            elif grads and not tensor.requires_grad:
-                tensor = tensor.detach().requires_grad_(True)
-                record._record(name, tensor)
-                replaced = tensor.clone() if clone else tensor
-            else:
-                record._record(name, tensor)
-                replaced = tensor.clone() if clone else None
-            remaining.discard(name)
-            if stop and not remaining:
+            index = record._calls.get(module_name, 0)
+            record._calls[module_name] = index + 1
+            current: Tensor | None = None
+            for ref in refs[module_name]:
+                if ref.call is None and index > 0:
+                    record._ambiguous.add(ref.name)
+                    record._acts.pop(ref.name, None)
+                    continue
+                if (ref.call or 0) != index:
+                    continue
+                down = read(ref, _output_tensor(ref.name, out if current is None else current))
+                current = down if down is not None else current
+                finish(ref)
+            if stop and not pending:
                 raise _StopForward
-            return replaced
+            return current
 
         return hook
 
+    def make_scope_hook(scope: str):
+        def hook(_module: nn.Module, _inputs: object, _out: object) -> None:
+            pending.difference_update(waiting.get(scope, ()))
+            if stop and not pending:
+                raise _StopForward
+
+        return hook
+
+    def new_forward(_module: nn.Module, _inputs: object) -> None:
+        record._calls.clear()
+
+    def forward_done(_module: nn.Module, _inputs: object, _out: object) -> None:
+        note_calls(net, {m: record._calls.get(m, 0) for m in refs})
+
+    handles = []
     try:
-        for name in dict.fromkeys(names):
-            handles.append(get_layer(net, name).register_forward_hook(make_hook(name)))
+        handles.append(net.register_forward_pre_hook(new_forward))
+        handles.append(net.register_forward_hook(forward_done))
+        for module_name in refs:
+            handles.append(get_layer(net, module_name).register_forward_hook(make_hook(module_name)))
+        for scope in {s for s in scopes.values() if s} if stop else ():
+            handles.append(get_layer(net, scope).register_forward_hook(make_scope_hook(scope)))
         yield record
+        if record._ambiguous:
+            raise record._refuse(sorted(record._ambiguous)[0])
     finally:
         for h in handles:
             h.remove()
@@ -150,7 +251,8 @@ def forward_until(
     """Activations of ``layers`` for ``inputs``, running the network only as far as needed.
 
     Runs in eval mode (restored afterwards): a partial forward in train mode would still update
-    batch-norm statistics.
+    batch-norm statistics. A bare layer name is read to the end of the container that calls it,
+    so a module that runs twice there is refused as in :func:`capture`.
     """
     with evaluating(model), capture(model, layers, grads=grads, stop=True) as record:
         with suppress(_StopForward):

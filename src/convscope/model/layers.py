@@ -2,31 +2,58 @@
 
 Names are the dotted names of ``named_modules()`` of the user's network (for a wrapped
 :class:`~convscope.model.wrapped.Model`, of ``model.net``), so they match what users see in
-PyTorch itself.
+PyTorch itself. Two suffixes name what a bare module name cannot:
+
+* ``name:i`` is call ``i`` (from 0) of a module that runs several times per forward pass
+  (ResNet's one ``relu`` per block runs twice). The bare name of such a module is ambiguous:
+  every reader (capture, ``forward_until``, feature maps, masks, the scan) refuses it with a
+  :class:`BadLayer` that lists the calls, instead of silently reading one of them.
+* ``name+relu`` is the module's output after the ReLU that the model's own ``forward`` applies
+  to it as a function (DenseNet's ``F.relu(self.features(x))``): the map the head really uses.
+  Readers record ``relu(output)``; its gradient is that of the module's output, which the
+  model's ReLU already zeroes where it clipped. The forward itself is not changed.
+
+``"auto"`` is chosen from one dry forward pass that records every call of every module, in
+the order the calls complete, and which function first used each output (see
+:func:`choose_layer`).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from ..errors import BadLayer
 from .guard import evaluating
 
+CALL = ":"
+AFTER_RELU = "+relu"
+_RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
+# Layers that only resize, reshape or drop for the head: never the "auto" feature map.
+_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
+                  nn.Identity, nn.Flatten)
+
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One named module: its type, parameter count and output shape for one input (no batch)."""
+    """One named module (one row per call for a module that runs several times): its type,
+    parameter count and output shape for one input (no batch)."""
 
     name: str
     type: str
     params: int
     output_shape: tuple[int, ...] | None
     order: int | None = None
-    """Position in execution order of the dry forward pass (``None``: the module did not run)."""
+    """Position in completion order of all calls of the dry forward pass (``None``: not run)."""
+    calls: int = 1
+    """How many times the module ran in the dry pass (its rows are ``name:0``, ``name:1``...)."""
 
     def as_dict(self) -> dict[str, object]:
         shape = list(self.output_shape) if self.output_shape is not None else None
@@ -35,7 +62,71 @@ class LayerInfo:
             "type": self.type,
             "params": self.params,
             "output_shape": shape,
+            "calls": self.calls,
         }
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """The layer a method reads and why it was chosen (shown in results and summaries)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A parsed layer name: the module, which call of it, and whether the model's ReLU follows."""
+
+    module: str
+    call: int | None = None
+    relu: bool = False
+
+    @property
+    def name(self) -> str:
+        call = f"{CALL}{self.call}" if self.call is not None else ""
+        return f"{self.module}{call}{AFTER_RELU if self.relu else ''}"
+
+
+def parse_layer(name: str) -> LayerRef:
+    """Split ``"module:i+relu"`` into its parts (the module itself is not looked up)."""
+    base, relu = (name[: -len(AFTER_RELU)], True) if name.endswith(AFTER_RELU) else (name, False)
+    module, sep, index = base.rpartition(CALL)
+    if not sep:
+        return LayerRef(base, None, relu)
+    if not index.isdigit():
+        raise BadLayer(f"layer {name!r}: after ':' give the call number (0, 1, ...) of a module "
+                       "that runs several times, e.g. 'layer1.0.relu:1'")
+    return LayerRef(module, int(index), relu)
+
+
+def ambiguous_call(name: str, calls: int) -> BadLayer:
+    """The one error for a bare name whose module ran ``calls`` > 1 times per forward pass."""
+    named = ", ".join(repr(LayerRef(name, i).name) for i in range(calls))
+    return BadLayer(f"layer {name!r} runs {calls} times per forward pass, so the name alone is "
+                    f"ambiguous; name one call: {named}")
+
+
+_KNOWN_CALLS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[int, int]]] = (
+    weakref.WeakKeyDictionary())
+"""net -> {module name: (id(module), calls per forward)} seen in the last complete forward."""
+
+
+def note_calls(net: nn.Module, calls: dict[str, int]) -> None:
+    """Remember how often named modules ran in a complete forward pass of ``net`` (for
+    ``forward_until``, which can stop right after a module known to run once)."""
+    modules = dict(net.named_modules())
+    known = _KNOWN_CALLS.setdefault(net, {})
+    known.update({n: (id(modules[n]), c) for n, c in calls.items() if n in modules})
+
+
+def known_calls(net: nn.Module, name: str) -> int | None:
+    """Calls per forward of module ``name`` seen in the last complete forward (``None``: unknown
+    or the module was replaced since)."""
+    entry = _KNOWN_CALLS.get(net, {}).get(name)
+    if entry is None or id(get_layer(net, name)) != entry[0]:
+        return None
+    return entry[1]
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -49,12 +140,14 @@ def layer_names(model: nn.Module) -> list[str]:
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """The module called ``name``; a wrong name raises :class:`BadLayer` with the closest names."""
+    """The module of layer ``name`` (suffixes ``:i`` / ``+relu`` allowed); a wrong name raises
+    :class:`BadLayer` with the closest names."""
     modules = dict(unwrap(model).named_modules())
-    if name in modules and name:
-        return modules[name]
+    module = parse_layer(name).module
+    if module in modules and module:
+        return modules[module]
     names = [n for n in modules if n]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(module, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run `convscope layers` to list them"
     raise BadLayer(f"layer {name!r} is not in the model; {hint}")
 
@@ -67,75 +160,188 @@ def _example_input(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, channels, *size, device=device)
 
 
-def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
-    """Every named module with its output shape for one example input (a dry forward pass).
+@dataclass
+class _Call:
+    """One call of one module in the dry pass."""
 
-    The pass runs in eval mode under ``no_grad`` with hooks removed afterwards; modules that do
-    not run (or return non-tensors) get ``output_shape=None``.
-    """
+    name: str
+    index: int
+    module: nn.Module
+    start: int
+    end: int = -1
+    shape: tuple[int, ...] | None = None
+    first_use: Any = None
+    """The torch function that first read this call's output tensor (``None``: none did)."""
+
+    @property
+    def is_spatial(self) -> bool:
+        return self.shape is not None and len(self.shape) == 3 and self.shape[1] * self.shape[2] > 1
+
+
+@dataclass
+class _Trace:
+    calls: list[_Call] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    output_ndim: int | None = None
+
+
+class _FirstUse(TorchFunctionMode):
+    """Notes the first torch function that reads each recorded module output (this thread only:
+    function modes are thread-local, so other threads' forwards are untouched)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owners: dict[int, tuple[weakref.ref, list[_Call]]] = {}
+
+    def own(self, tensor: Tensor, call: _Call) -> None:
+        ref, calls = self.owners.get(id(tensor), (None, []))
+        if ref is None or ref() is not tensor:
+            ref, calls = weakref.ref(tensor), []
+        self.owners[id(tensor)] = (ref, [*calls, call])
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if isinstance(result, Tensor):
+            flat = [a for arg in (*args, *kwargs.values())
+                    for a in (arg if isinstance(arg, (list, tuple)) else (arg,))]
+            for arg in flat:
+                entry = self.owners.get(id(arg)) if isinstance(arg, Tensor) else None
+                if entry is not None and entry[0]() is arg:
+                    for call in entry[1]:
+                        if call.first_use is None:
+                            call.first_use = func
+        return result
+
+
+def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
+    """One dry forward pass (eval mode, ``no_grad``, hooks removed afterwards) that records
+    every call of every named module: start and completion order, output shape, first reader."""
     net = unwrap(model)
     example = _example_input(model) if example is None else example
-    shapes: dict[str, tuple[int, ...]] = {}
-    order: dict[str, int] = {}
+    trace, clock, mode = _Trace(), [0], _FirstUse()
+    open_calls: dict[str, list[_Call]] = {}
+
+    def tick() -> int:
+        clock[0] += 1
+        return clock[0]
+
+    def make_hooks(name: str):
+        def pre(module: nn.Module, _inputs: object) -> None:
+            call = _Call(name, trace.counts.get(name, 0), module, tick())
+            trace.counts[name] = call.index + 1
+            trace.calls.append(call)
+            open_calls.setdefault(name, []).append(call)
+
+        def post(_module: nn.Module, _inputs: object, out: object) -> None:
+            call = open_calls[name].pop()
+            call.end = tick()
+            if isinstance(out, Tensor):
+                call.shape = tuple(out.shape[1:])
+                mode.own(out, call)
+
+        return pre, post
+
     handles = []
-
-    def make_hook(name: str):
-        def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor) and name not in shapes:
-                shapes[name] = tuple(out.shape[1:])
-                order[name] = len(order)
-
-        return hook
-
     try:
         for name, module in net.named_modules():
             if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        with evaluating(net), torch.no_grad():
-            net(example)
+                pre, post = make_hooks(name)
+                handles.append(module.register_forward_pre_hook(pre))
+                handles.append(module.register_forward_hook(post))
+        with evaluating(net), torch.no_grad(), mode:
+            out = net(example)
+        trace.output_ndim = out.ndim if isinstance(out, Tensor) else None
+        note_calls(net, {n: trace.counts.get(n, 0) for n, _ in net.named_modules() if n})
     finally:
         for h in handles:
             h.remove()
-    return [
-        LayerInfo(
-            name=name,
-            type=type(module).__name__,
-            params=sum(p.numel() for p in module.parameters()),
-            output_shape=shapes.get(name),
-            order=order.get(name),
-        )
-        for name, module in net.named_modules()
-        if name
-    ]
+    return trace
+
+
+def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
+    """Every named module with its output shape for one example input (a dry forward pass).
+
+    A module that runs several times gets one row per call, named ``name:0``, ``name:1``, ...
+    (the names every reader accepts); modules that do not run (or return non-tensors) get
+    ``output_shape=None``.
+    """
+    trace = _trace(model, example)
+    by_name: dict[str, list[_Call]] = {}
+    for call in trace.calls:
+        by_name.setdefault(call.name, []).append(call)
+    ends = sorted(c.end for c in trace.calls)
+    rank = {end: i for i, end in enumerate(ends)}
+    rows = []
+    for name, module in unwrap(model).named_modules():
+        if not name:
+            continue
+        kind, params = type(module).__name__, sum(p.numel() for p in module.parameters())
+        calls = by_name.get(name, [])
+        if not calls:
+            rows.append(LayerInfo(name, kind, params, None, None, 0))
+        for call in calls:
+            row_name = name if len(calls) == 1 else LayerRef(name, call.index).name
+            rows.append(LayerInfo(row_name, kind, params, call.shape, rank[call.end], len(calls)))
+    return rows
+
+
+def _is_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd)
+
+
+def choose_layer(model: nn.Module) -> LayerChoice:
+    """The ``"auto"`` layer and why: the last feature map the classifier head reads.
+
+    Among all calls of all modules, containers included, that complete after the first
+    convolution and have a spatial output (C, h, w with h*w > 1), it takes the one that completes
+    last, so the outermost block wins over the layers inside it (ResNet ``layer4``: the output
+    after the residual add and ReLU). Excluded are the head and what runs after it starts (the
+    last module with parameters, when the model returns (B, classes): SqueezeNet's class map) and
+    layers that only adapt the map for the head (adaptive pooling, dropout, flatten: VGG's
+    ``avgpool``). When the model's forward applies a ReLU function to the chosen output before
+    using it, the choice is ``name+relu`` (DenseNet's ``features+relu``).
+    """
+    trace = _trace(model, None)
+    calls = sorted((c for c in trace.calls if c.end >= 0), key=lambda c: c.end)
+    convs = [c for c in calls if _is_conv(c.module)]
+    if not convs:
+        raise BadLayer("layer 'auto' found no convolution with spatial output; name a layer")
+    first_conv = convs[0].end
+    leaves_with_params = [c for c in calls if not any(c.module.children())
+                          and any(True for _ in c.module.parameters(recurse=False))]
+    head = leaves_with_params[-1] if leaves_with_params and trace.output_ndim == 2 else None
+    candidates = [c for c in calls if c.is_spatial and c.end >= first_conv
+                  and not isinstance(c.module, _HEAD_ADAPTERS)
+                  and (head is None or c.end < head.start)]
+    if not candidates:
+        raise BadLayer("layer 'auto' found no spatial feature map after the first convolution; "
+                       "name a layer (see `convscope layers`)")
+    best = candidates[-1]
+    relu = best.first_use in _RELU_FUNCTIONS
+    name = LayerRef(best.name, best.index if trace.counts[best.name] > 1 else None, relu).name
+    shape = "x".join(map(str, best.shape or ()))
+    where = f"before the head {head.name!r}" if head is not None else "of the forward pass"
+    reason = f"the last spatial feature map {where} ({shape})"
+    if relu:
+        reason += (f"; the model's forward applies a ReLU function to the output of {best.name!r},"
+                   " so it is read after that ReLU, as the head uses it")
+    return LayerChoice(name, reason)
 
 
 def auto_layer(model: nn.Module) -> str:
-    """The last module (in execution order) with a spatial output, once a convolution has run.
+    """The name of the ``"auto"`` layer (:func:`choose_layer` says why)."""
+    return choose_layer(model).name
 
-    For a classifier this is the final feature map before global pooling: the activation that
-    follows the last convolution, where CAM and Grad-CAM coincide. It is chosen from the modules
-    that ran in a dry forward pass, so definition order does not matter.
-    """
-    infos = [i for i in list_layers(model) if i.order is not None]
-    infos.sort(key=lambda i: i.order)  # type: ignore[arg-type, return-value]
-    leaf = {n for n, m in unwrap(model).named_modules() if n and not any(m.children())}
-    spatial = [
-        i
-        for i in infos
-        if i.name in leaf
-        and i.output_shape is not None
-        and len(i.output_shape) == 3
-        and i.output_shape[1] * i.output_shape[2] > 1
-    ]
-    convs = [i for i in spatial if i.type.startswith("Conv")]
-    if not convs:
-        raise BadLayer("layer 'auto' found no convolution with spatial output; name a layer")
-    return spatial[-1].name
+
+def pick_layer(model: nn.Module, name: str) -> LayerChoice:
+    """Check a layer name (``"auto"`` chooses one) and say where it came from."""
+    if name == "auto":
+        return choose_layer(model)
+    get_layer(model, name)
+    return LayerChoice(parse_layer(name).name, "named by the caller")
 
 
 def resolve_layer(model: nn.Module, name: str) -> str:
     """Check a layer name (``"auto"`` chooses one) and return the dotted name to use."""
-    if name == "auto":
-        return auto_layer(model)
-    get_layer(model, name)
-    return name
+    return pick_layer(model, name).name

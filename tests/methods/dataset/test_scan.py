@@ -133,8 +133,16 @@ def test_layer_that_runs_twice_is_refused() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(self.conv(self.conv(x)).mean((2, 3)))
 
-    with pytest.raises(BadLayer, match="more than once"):
-        scan(Twice().eval(), torch.randn(2, 3, 6, 6), "conv", k=1)
+    torch.manual_seed(0)
+    net, x = Twice().eval(), torch.randn(2, 3, 6, 6)
+    with pytest.raises(BadLayer, match=r"runs 2 times.*'conv:0', 'conv:1'"):
+        scan(net, x, "conv", k=1)
+    result = scan(net, x, ["conv:0", "conv:1"], k=1)  # each call by its own name
+    with torch.no_grad():
+        first = net.conv(x)
+        second = net.conv(first)
+    torch.testing.assert_close(result.embeddings["conv:0"], first.mean((2, 3)))
+    torch.testing.assert_close(result.embeddings["conv:1"], second.mean((2, 3)))
 
 
 def test_default_scan_batch_grows_for_small_inputs_on_cpu() -> None:
