@@ -46,6 +46,7 @@ class Explanation:
     seconds: float
     signed: bool
     options: dict[str, Any] = field(default_factory=dict)
+    layer_reason: str | None = None
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -82,7 +83,7 @@ class Explanation:
         """JSON-ready description (no maps)."""
         return {
             "method": self.method,
-            "layer": self.layer,
+            "layer": self.layer, "layer_reason": self.layer_reason,
             "seconds": round(self.seconds, 4),
             "shape": list(self.values.shape),
             "raw_shape": list(self.raw.shape),
@@ -150,5 +151,5 @@ def explain(
         layer=getattr(attributor, "layer", None),
         seconds=seconds,
         signed=bool(getattr(attributor, "signed", info.signed)),
-        options=options,
+        options=options, layer_reason=getattr(attributor, "layer_reason", None),
     )

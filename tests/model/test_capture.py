@@ -1,4 +1,5 @@
-"""capture(): activations, their gradients, in-place clobbering, early stop and bad names."""
+"""capture() and every reader built on it: activations, their gradients, in-place clobbering,
+early stop, bad names, modules that run twice (``name:i``) and ``name+relu``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from convscope.errors import BadArgument, BadLayer
+from convscope.methods.features.activations import activation_mask, feature_maps
 from convscope.model import Model, Preprocess, capture, forward_until, frozen
+from tests.model.styled_nets import DenseStyle, ResStyle, SharedAcross
 
 
 class Stop(nn.Module):
@@ -175,3 +178,116 @@ def test_on_output_reads_each_output_in_its_hook_before_in_place_ops(image) -> N
     with pytest.raises(BadArgument, match="on_output"), \
             capture(net, "0", grads=True, on_output=lambda n, o: None):
         pass
+
+
+# --- modules that run several times, and the output after the model's own functional ReLU ---
+
+AMBIGUOUS = r"'layer1\.0\.relu' runs 2 times.*'layer1\.0\.relu:0', 'layer1\.0\.relu:1'"
+
+
+def _read_capture(net: nn.Module, x: Tensor, name: str) -> Tensor:
+    with capture(net, name) as record:
+        net(x)
+        return record[name]
+
+
+def _capture_without_reading(net: nn.Module, x: Tensor, name: str) -> None:
+    with capture(net, name):
+        net(x)
+
+
+def _scan(net: nn.Module, x: Tensor, name: str) -> Tensor:
+    from convscope.methods.dataset import scan
+
+    return scan(net, x, name, k=1).embeddings[name]
+
+
+READERS = {
+    "capture": _read_capture,
+    "capture, not read": _capture_without_reading,
+    "forward_until": lambda net, x, name: forward_until(net, x, name)[name],
+    "feature_maps": lambda net, x, name: feature_maps(net, x, name).maps,
+    "activation_mask": lambda net, x, name: activation_mask(net, x, name, 0).raw,
+    "scan": _scan,
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_every_reader_refuses_a_bare_name_that_runs_twice(reader: str, image: Tensor) -> None:
+    net = ResStyle()
+    with pytest.raises(BadLayer, match=AMBIGUOUS):
+        READERS[reader](net, image, "layer1.0.relu")
+    assert no_hooks(net)
+
+
+def test_every_reader_gives_the_call_its_index_names(image: Tensor) -> None:
+    net = ResStyle()
+    block = net.layer1[0]
+    with torch.no_grad():
+        first = block.bn1(block.conv1(net.conv1(image))).relu()
+        second = block(net.conv1(image))  # the block output is the second call's output
+    for reader in ("capture", "forward_until", "feature_maps"):
+        torch.testing.assert_close(READERS[reader](net, image, "layer1.0.relu:0"), first)
+        torch.testing.assert_close(READERS[reader](net, image, "layer1.0.relu:1"), second)
+    torch.testing.assert_close(activation_mask(net, image, "layer1.0.relu:1", 2).raw,
+                               second[:, 2:3])
+    torch.testing.assert_close(_scan(net, image, "layer1.0.relu:0"), first.mean((2, 3)))
+    with pytest.raises(BadLayer, match=r"'layer1\.0\.relu:2' was not reached.*ran 2 time"):
+        _read_capture(net, image, "layer1.0.relu:2")
+    assert "layer1.0.relu:2" not in forward_until(net, image, "layer1.0.relu:2")
+    assert no_hooks(net)
+
+
+def test_capture_finds_reuse_in_the_real_forward_without_a_dry_pass(image: Tensor) -> None:
+    net = ResStyle()
+    forwards = []
+    handle = net.register_forward_pre_hook(lambda m, i: forwards.append(1))
+    try:
+        with pytest.raises(BadLayer, match=AMBIGUOUS), capture(net, "layer1.0.relu") as record:
+            net(image)
+            record["layer1.0.relu"]
+        with capture(net, "layer1.0.conv1") as record:  # calls are counted per forward pass
+            net(image)
+            net(image)
+            assert record["layer1.0.conv1"].shape == (2, 4, 8, 8)
+    finally:
+        handle.remove()
+    assert len(forwards) == 3
+
+
+def test_module_shared_by_two_containers_is_refused_by_forward_until(image: Tensor) -> None:
+    """Its parent returns before its second call, so the whole forward must run to know."""
+    net = SharedAcross()
+    with pytest.raises(BadLayer, match=r"'a\.1' runs 2 times"):
+        forward_until(net, image, "a.1")
+    torch.testing.assert_close(forward_until(net, image, "a.1:1")["a.1:1"],
+                               net.b[0](net.a(image)).relu())
+
+
+def test_after_relu_is_what_the_head_reads_for_every_reader(image: Tensor) -> None:
+    net = DenseStyle()
+    with torch.no_grad():
+        pre = net.features(image)
+    expected = pre.relu()
+    assert (pre < 0).any()
+    for reader in ("capture", "forward_until", "feature_maps"):
+        torch.testing.assert_close(READERS[reader](net, image, "features+relu"), expected)
+    fm = feature_maps(net, image, "auto")
+    assert fm.layer == "features+relu"
+    torch.testing.assert_close(fm.maps, expected)
+    torch.testing.assert_close(_read_capture(net, image, "features"), pre)  # the module's own
+    torch.testing.assert_close(_scan(net, image, "features+relu"), expected.mean((2, 3)))
+
+
+def test_after_relu_gradients_flow_through_the_record(image: Tensor) -> None:
+    net = DenseStyle()
+    expected_out = net(image)
+    with frozen(net), capture(net, "features+relu", grads=True) as record:
+        out = net(image)
+        grads = record.gradients(out[:, 1])
+        acts = record["features+relu"]
+    torch.testing.assert_close(out, expected_out)  # the forward itself is unchanged
+    # score = w . mean(relu(f)): d score / d relu(f) = w / hw where the model's ReLU passed
+    w = net.classifier.weight[1].detach()[None, :, None, None] / acts[0, 0].numel()
+    torch.testing.assert_close(grads["features+relu"], w * (acts > 0))
+    assert all(p.grad is None for p in net.parameters()) and no_hooks(net)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import suppress
 
 from ..api import predict
 from ..data import list_samples
+from ..errors import BadLayer
 from ..model import list_layers
+from ..model.layers import choose_layer
 from .common import add_model_options, model_from_args, print_json
 
 
@@ -64,4 +67,7 @@ def run_layers(args: argparse.Namespace) -> int:
     for i in layers:
         shape = "x".join(map(str, i.output_shape)) if i.output_shape else "-"
         print(f"{i.name:<{width}}  {i.type:<18} {i.params:>9}  {shape}")
+    with suppress(BadLayer):  # a model without a conv has no auto layer; the table stands alone
+        choice = choose_layer(model)
+        print(f"\nlayer 'auto' = {choice.name}: {choice.reason}")
     return 0

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from ...errors import BadImage
-from ...model import Model, guarded, resolve_layer, select, target_indices
+from ...model import Model, guarded, select, target_indices
+from ...model.layers import pick_layer
 from ...types import Target, TargetFn
 
 
@@ -29,7 +30,10 @@ class Attribution:
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
         self.model = model
-        self.layer = resolve_layer(model, layer or "auto") if self.needs_layer else None
+        choice = pick_layer(model, layer or "auto") if self.needs_layer else None
+        self.layer = choice.name if choice else None
+        self.layer_reason = choice.reason if choice else None
+        """Why ``layer`` was read: ``"auto"``'s reason, or that the caller named it."""
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """Attributions for model inputs (B, C, H, W); implemented by each method."""
