@@ -1,19 +1,37 @@
 """The inference fast path shared by every method that only runs forward passes.
 
-Occlusion, RISE, Score-CAM, LIME and the deletion/insertion metrics evaluate the network on
-hundreds or thousands of perturbed copies of an image and never differentiate. For them the
-model is prepared ONCE PER METHOD CALL (never cached across calls: the user may change weights
-between calls) as a :class:`FastForward`:
+Occlusion, RISE, Score-CAM, LIME, the deletion/insertion metrics and the dataset scan evaluate
+the network on hundreds or thousands of perturbed copies of an image and never differentiate. For
+them the model is prepared ONCE PER METHOD CALL (never cached across calls: the user may change
+weights between calls) as a :class:`FastForward`:
 
-* a BatchNorm-folded deep copy (:func:`~convscope.model.fold.fold_batchnorm`): the user's module
-  is never touched, not even put in eval mode (the user's own hooks are copied with it: they
-  may be part of what the model computes);
+* a deep copy in eval mode (:func:`~convscope.model.fold.inference_copy`): the user's module is
+  never touched, not even put in eval mode (the user's own hooks are copied with it: they may be
+  part of what the model computes);
+* BatchNorm folded into the convolutions (:mod:`~convscope.model.fold`);
 * ``torch.inference_mode`` (no autograd bookkeeping, no version counters);
 * channels-last memory format where it was measured to help (:data:`CHANNELS_LAST`);
-* on CPU, a frozen TorchScript graph optimized for inference (:meth:`FastForward.freeze`),
-  checked against the eager copy and dropped if it disagrees;
+* on CPU, a frozen TorchScript graph optimized for inference (:meth:`FastForward.freeze`);
 * chunked evaluation (:meth:`FastForward.scores`) of a tensor or of a stream of chunks built on
   the fly, ``batch_size`` rows at a time, so memory is bounded by one chunk.
+
+The fallback rule: the fast path never fails where the eager model works, and gives its numbers.
+On the FIRST chunk the plain copy (unfolded, NCHW, eager) runs once as the reference, in the same
+pass that finds the BN pairs; then the fast variants are tried in turn, folded + channels-last,
+folded, channels-last, and the first one that runs and reproduces the reference (up to float
+rounding, :func:`same_output`) is kept for every chunk; if none does, the plain copy is. A model
+that flattens with ``x.view(-1, n)`` cannot run on a channels-last map, so it keeps the folded
+NCHW copy. The frozen graph is built later, only for calls large enough to pay for it, and only
+when the dry pass saw no tensor turned into a Python value (a trace would bake in one branch); it
+is kept only if it reproduces the eager copy on that chunk and on a chunk of another batch size,
+and dropped (the chunk rerun eagerly) if it ever raises. What was dropped and why is in
+:attr:`FastForward.dropped`; no warning is issued: the fallback is as correct, only slower.
+
+The thread rule: building and running the fast path changes nothing outside its private copies.
+The copy is taken under the model's lock (:func:`~convscope.model.guard.exclusive`), so no other
+convscope call's hooks are copied with it; the BN pairs are found with hooks on that copy and a
+thread-local ``TorchFunctionMode`` (no process-wide patching); a frozen graph is traced from the
+copy (torch's tracing state is per thread). Forwards in other threads run undisturbed.
 
 Measurements behind the per-device choices (EfficientNet-Lite0, 224x224, torch 2.13 CPU, this
 project's 2-core VM, eager mode, ms per image; ``python -m benchmarks.perturbation --batch-table``
@@ -42,15 +60,27 @@ launches.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import BadTarget, check_positive
 from ..types import ProgressFn, Target
-from .fold import FoldInfo, fold_batchnorm, fold_info, inference_copy
+from .fold import (
+    FoldInfo,
+    Recording,
+    example_input,
+    fold_info,
+    fold_recorded,
+    inference_copy,
+    kept_names,
+    record,
+    tensors,
+)
+from .guard import guarded
 from .targets import select
 
 CPU_BATCH = 4
@@ -72,9 +102,11 @@ def default_batch_size(device: torch.device | str) -> int:
 
 
 def inference_net(model: nn.Module, *, fold: bool = True, keep: Iterable[nn.Module] = (),
-                  channels_last: bool | None = None) -> nn.Module:
+                  channels_last: bool | None = None, example: Tensor | None = None) -> nn.Module:
     """The copy of ``model`` that forward-only work runs on: eval mode, BN folded, and in
-    channels-last memory format on devices where that was measured to help (:data:`CHANNELS_LAST`).
+    channels-last memory format on devices where that was measured to help (:data:`CHANNELS_LAST`),
+    each only where it reproduces the plain copy on ``example`` (default: one seeded input of the
+    model's size, :func:`~convscope.model.fold.example_input`; see the fallback rule above).
 
     ``keep``: submodules whose outputs must stay as ``model`` computes them (hooked layers; see
     :func:`~convscope.model.fold.fold_batchnorm`). Feed the result inputs through
@@ -82,15 +114,103 @@ def inference_net(model: nn.Module, *, fold: bool = True, keep: Iterable[nn.Modu
     it). Build one per call: the folded weights are a snapshot of the user's.
     """
     try:
-        net = fold_batchnorm(model, keep) if fold else inference_copy(model)
+        plain = inference_copy(model)
     except Exception:  # deepcopy refused: stay on the (guarded) original, unfolded
         return model
+    example = example if example is not None else example_input(model)
+    if example is None:  # nothing to check a variant against: the plain copy is always right
+        return plain
     if channels_last is None:
         channels_last = CHANNELS_LAST.get(_device_of(model).type, False)
+    try:
+        return choose(plain, example, fold=fold, channels_last=channels_last,
+                      keep=kept_names(model, keep)).net
+    except Exception:  # the model cannot run on the example itself: nothing was checked
+        return plain
+
+
+@dataclass
+class Choice:
+    """The variant :func:`choose` kept, its output on the example, and what it dropped."""
+
+    net: nn.Module
+    output: Any
+    recording: Recording | None
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def fold_info(self) -> FoldInfo:
+        return fold_info(self.net) or FoldInfo()
+
+
+def choose(plain: nn.Module, x: Tensor, *, fold: bool, channels_last: bool,
+           keep: Iterable[str] = ()) -> Choice:
+    """The fastest variant of ``plain`` (a private eval copy) that reproduces it on ``x``.
+
+    Runs ``plain`` once as the reference (recording the BN pairs), then tries folded +
+    channels-last, folded, channels-last, in that order, each only when asked for and different
+    from ``plain``. Raises only what ``plain`` itself raises on ``x``.
+    """
+    dropped: list[str] = []
+    rec: Recording | None = None
+    with torch.inference_mode():
+        try:
+            want, rec = record(plain, x)
+        except Exception as err:  # e.g. a module that refuses hooks: the plain copy decides
+            dropped.append(f"fold: the dry pass failed ({_why(err)})")
+            want = plain(x)
+        can_fold = fold and rec is not None and bool(rec.pairs(dict(plain.named_modules())))
+        tried = [(f, c) for f, c in ((True, True), (True, False), (False, True))
+                 if (can_fold or not f) and (channels_last or not c)]
+        for do_fold, do_cl in tried:
+            label = " + ".join(n for n, on in (("fold", do_fold), ("channels-last", do_cl)) if on)
+            try:
+                net = _variant(plain, rec if do_fold else None, do_cl, keep)
+                got = net(as_input_of(net, x))
+            except Exception as err:
+                dropped.append(f"{label}: {_why(err)}")
+                continue
+            if same_output(got, want):
+                return Choice(net, got, rec, dropped)
+            dropped.append(f"{label}: changed the output")
+    return Choice(plain, want, rec, dropped)
+
+
+def _variant(plain: nn.Module, rec: Recording | None, channels_last: bool,
+             keep: Iterable[str]) -> nn.Module:
+    net = inference_copy(plain)  # new parameter objects over the same memory: cheap
+    if rec is not None:
+        fold_recorded(net, rec, keep)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         net._convscope_channels_last = True  # type: ignore[assignment]
     return net
+
+
+def same_output(got: object, want: object) -> bool:
+    """Whether two raw model outputs agree up to float rounding of reordered arithmetic:
+    ``max(1e-3, 16 eps)`` relative, plus a tenth of it times the largest finite magnitude."""
+    a, b = list(tensors(got)), list(tensors(want))
+    if type(got) is not type(want) or len(a) != len(b):
+        return False
+    for g, w in zip(a, b):
+        if g.shape != w.shape or g.dtype != w.dtype or g.device != w.device:
+            return False
+        if not w.is_floating_point():
+            if not torch.equal(g, w):
+                return False
+            continue
+        rtol = max(1e-3, 16 * torch.finfo(w.dtype).eps)
+        finite = w[torch.isfinite(w)]
+        scale = float(finite.abs().max()) if finite.numel() else 0.0
+        if not torch.allclose(g, w, rtol=rtol, atol=rtol * 0.1 * (1 + scale), equal_nan=True):
+            return False
+    return True
+
+
+def _why(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:200] if lines else ''}"
 
 
 def is_channels_last(net: nn.Module) -> bool:
@@ -116,62 +236,114 @@ class FastForward:
     """A folded, inference-mode copy of a model that scores batches of inputs in chunks.
 
     Build one per method call (``FastForward(model)``); the model itself is only read (deep
-    copied). ``fold=False`` skips the folding, not the copy. When the copy cannot be made
-    (modules that refuse ``deepcopy``) the model is used as it is, in its own memory format,
-    under ``inference_mode``: callers run under ``guarded(model)`` anyway.
+    copied, under its lock). ``fold=False`` skips the folding, not the copy. The variant is
+    chosen on the first chunk (module docstring: the fallback rule); until then :attr:`net` is
+    the plain copy. When the copy cannot be made (modules that refuse ``deepcopy``) the model is
+    used as it is, in its own memory format, under ``inference_mode`` and :func:`guarded`.
     """
 
     def __init__(self, model: nn.Module, *, fold: bool = True,
                  channels_last: bool | None = None, freeze: bool | None = None) -> None:
         self.device = _device_of(model)
-        net = self.net = inference_net(model, fold=fold, channels_last=channels_last)
-        self.fold_info = fold_info(net) or FoldInfo()
-        self.channels_last = is_channels_last(net)
+        self.model = model
+        try:
+            self.plain: nn.Module | None = inference_copy(model)
+        except Exception:  # deepcopy refused
+            self.plain = None
+        self.net: nn.Module = self.plain if self.plain is not None else model
+        self.fold = fold
+        self.want_channels_last = (CHANNELS_LAST.get(self.device.type, False)
+                                   if channels_last is None else channels_last)
+        self.fold_info = FoldInfo()
+        self.channels_last = False
+        self.dropped: list[str] = []
+        """What the fallback rule dropped, and why (one line each)."""
+        self._chosen = self.plain is None
+        self._traceable = False
         self._freeze_auto = freeze is None
         if freeze is None:
             freeze = FREEZE.get(self.device.type, False)
-        self._to_freeze = bool(freeze) and net is not model
+        self._to_freeze = bool(freeze) and self.plain is not None
         self.frozen: torch.jit.ScriptModule | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Logits for one chunk (an ordinary tensor, usable outside inference mode)."""
+        """Logits for one chunk (computed under ``inference_mode``)."""
         return self._forward(x, may_freeze=True)
 
     def _forward(self, x: Tensor, may_freeze: bool) -> Tensor:
-        x = as_input_of(self.net, x)
-        if self._to_freeze and may_freeze:
-            self.freeze(x)
+        out = self._choose(x) if not self._chosen else None
+        if self._to_freeze and may_freeze and self.freeze(x):
+            out = None  # every chunk of this call from the frozen graph
+        return self._run(x) if out is None else out
+
+    def _choose(self, x: Tensor) -> Any:
+        """Keep the fastest variant that reproduces the plain copy on ``x``; its output on ``x``."""
+        assert self.plain is not None
+        self._chosen = True
+        choice = choose(self.plain, x, fold=self.fold, channels_last=self.want_channels_last)
+        self._use(choice.net)
+        self.dropped += choice.dropped
+        self._traceable = choice.recording is not None and not choice.recording.converted
+        return choice.output
+
+    def _use(self, net: nn.Module) -> None:
+        self.net, self.fold_info = net, fold_info(net) or FoldInfo()
+        self.channels_last = is_channels_last(net)
+
+    def _run(self, x: Tensor) -> Any:
+        if self.plain is None:  # the user's own module: its flags changed only under its lock
+            with guarded(self.model), torch.inference_mode():
+                return self.model(x)
         with torch.inference_mode():
-            out = (self.frozen or self.net)(x)
-        return out
+            if self.frozen is not None:
+                try:
+                    return self.frozen(as_input_of(self.net, x))
+                except Exception as err:  # another input than the traced one: eager from now on
+                    self.dropped.append(f"frozen graph: {_why(err)}")
+                    self.frozen = None
+            if self.net is self.plain:
+                return self.net(x)
+            try:
+                return self.net(as_input_of(self.net, x))
+            except Exception as err:  # a variant failing where the first chunk did not
+                self.dropped.append(f"{'fold' if self.fold_info.folded else 'channels-last'} "
+                                    f"on a later chunk: {_why(err)}")
+                self._use(self.plain)
+                return self.plain(x)
 
     def freeze(self, example: Tensor) -> bool:
-        """Trace the folded copy on ``example``, freeze it and optimize it for inference.
+        """Trace the chosen copy on ``example``, freeze it and optimize it for inference.
 
         ``torch.jit.optimize_for_inference`` lets oneDNN fuse each convolution with its
         activation and keep its blocked layout from layer to layer: on EfficientNet-Lite0 on
         this project's CPU it cut the forward from 8.7-9.0 to 6.5-7.0 ms per image (batch 4),
         for 0.3 s of tracing once per call. A trace only records the path this input took, so
-        a model whose forward turns a tensor into a Python value (a data-dependent branch: the
-        tracer warns) stays eager, and the graph is kept only if it reproduces the eager copy's
-        output on the example; an untraceable model simply stays eager. Tried once.
+        a model whose forward turned a tensor into a Python value in the dry pass (a
+        data-dependent branch) stays eager, and the graph is kept only if it reproduces the
+        eager copy on the example and on a batch of another size (a loop over the rows would be
+        unrolled for one size); an untraceable model simply stays eager. Tried once.
         """
         self._to_freeze = False
-        try:
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                x = example.clone()
-                traced = torch.jit.trace(self.net, x, check_trace=False)
-                if any(issubclass(w.category, torch.jit.TracerWarning) for w in caught):
-                    return False  # a tensor became a Python value: the graph may hold one branch only
-                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-                want, got = self.net(x), frozen(x)
-        except Exception:  # untraceable model: the eager copy is as correct, only slower
+        if not self._chosen:
+            self._choose(example)
+        if not self._traceable or self.plain is None:
             return False
-        if (isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape
-                and torch.allclose(got, want, rtol=1e-3, atol=1e-4 * (1 + float(want.abs().max())))):
+        x = as_input_of(self.net, example)
+        other = x[:1] if x.shape[0] > 1 else as_input_of(self.net, torch.cat([x, x]))
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                x, other = x.clone(), other.clone()
+                traced = torch.jit.trace(self.net, x, check_trace=False)
+                frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+                same = all(same_output(frozen(t), self.net(t)) for t in (x, other))
+        except Exception as err:  # untraceable model: the eager copy is as correct, only slower
+            self.dropped.append(f"frozen graph: {_why(err)}")
+            return False
+        if same:
             self.frozen = frozen
-        return self.frozen is not None
+        else:
+            self.dropped.append("frozen graph: changed the output")
+        return same
 
     def scores(
         self,

@@ -3,44 +3,84 @@
 Methods need eval mode and frozen parameters while they run, but the user's module must come out
 exactly as it went in, also when the method raises. Each context manager here records what it
 changes and restores it in ``finally``.
+
+Threads: the flags live on the model itself, so two threads changing and restoring them
+interleaved would leave it wrong (thread A restores train mode while thread B still runs; B then
+restores A's eval flags). Every context manager here therefore holds the model's own re-entrant
+lock (:func:`exclusive`) for its whole block: a second thread's call on the same model waits for
+the first to finish, and calls on different models run in parallel. The lock also covers the
+hooks that convscope registers inside such a block, so a fast path's deep copy taken under it
+(:class:`~convscope.model.fast.FastForward`) never copies another call's hooks. The locks are kept
+in a weak dictionary: nothing is stored on the user's module.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from torch import nn
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+_UNREFERENCEABLE = threading.RLock()
+"""The lock of every module that cannot be weakly referenced (none of torch's own)."""
+
+
+def model_lock(module: nn.Module) -> threading.RLock:
+    """The re-entrant lock of the user's network (a convscope ``Model`` shares its net's lock)."""
+    from .layers import unwrap  # layers imports this module
+
+    root = unwrap(module)
+    with _LOCKS_GUARD:
+        try:
+            lock = _LOCKS.get(root)
+            if lock is None:
+                lock = _LOCKS[root] = threading.RLock()
+        except TypeError:  # not weakly referenceable
+            return _UNREFERENCEABLE
+    return lock
+
+
+@contextmanager
+def exclusive(module: nn.Module) -> Iterator[nn.Module]:
+    """Hold the model's lock for the block: other threads' convscope calls on it wait."""
+    with model_lock(module):
+        yield module
+
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode for the block, then restore each one's own flag."""
-    flags = [(m, m.training) for m in module.modules()]
-    try:
-        for m, _ in flags:  # set flags directly: some modules (exported programs) refuse eval()
-            m.training = False
-        yield module
-    finally:
-        for m, flag in flags:
-            m.training = flag
+    with exclusive(module):
+        flags = [(m, m.training) for m in module.modules()]
+        try:
+            for m, _ in flags:  # set flags directly: some modules (exported programs) refuse eval()
+                m.training = False
+            yield module
+        finally:
+            for m, flag in flags:
+                m.training = flag
 
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """Stop gradients into parameters (methods want input gradients only), then restore flags."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield module
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    with exclusive(module):
+        flags = [(p, p.requires_grad) for p in module.parameters()]
+        try:
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield module
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 @contextmanager
 def guarded(module: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters together: the state every read-only method runs in."""
-    with evaluating(module), frozen(module):
+    with exclusive(module), evaluating(module), frozen(module):
         yield module
