@@ -12,6 +12,8 @@ from torch import Tensor, nn
 
 from convscope import explain
 from convscope.model import FastForward, Model, select
+from convscope.model.fast import as_input_of, inference_net, is_channels_last
+from convscope.model.fold import fold_info
 from tests.model.flat_nets import HOWS, flat_inputs, flat_model, flat_net
 
 
@@ -135,3 +137,16 @@ def test_a_variant_that_fails_on_a_later_chunk_hands_over_to_the_plain_copy() ->
 
 def _refuse_channels_last(_module: nn.Module, _args: tuple) -> None:
     raise RuntimeError("this chunk fails on the variant")
+
+
+def test_the_scans_copy_is_checked_on_an_input_of_the_models_size() -> None:
+    """inference_net (the dataset scan's copy) applies the same rule on one seeded input."""
+    model = flat_model("view")
+    net = inference_net(model, keep=[model.net.conv2])
+    assert not is_channels_last(net)  # the view() would fail on a channels-last map
+    assert fold_info(net).pairs == [("net.conv1", "net.bn1")]  # type: ignore[union-attr]
+    x = flat_inputs(3)
+    with torch.no_grad():
+        torch.testing.assert_close(net(as_input_of(net, x)), model(x), rtol=1e-4, atol=1e-5)
+    flat = flat_model("flatten")
+    assert is_channels_last(inference_net(flat))
