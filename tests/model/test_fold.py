@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -10,6 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from convscope.errors import BadArgument, BadTarget
 from convscope.model import FastForward, Model, default_batch_size, fast_forward, fold_batchnorm, select
 from convscope.model.fold import fold_info
+from tests.model_safety import HOOK_DICTS, assert_unharmed, snapshot
 
 LITE0_PAIRS = 1 + 16 * 2 + 15 + 1
 """Stem, (depthwise, project) in each of the 16 blocks, expand in the 15 blocks that have one, head."""
@@ -270,3 +273,98 @@ def test_default_batch_sizes() -> None:
     assert 1 <= default_batch_size("cpu") <= 16
     assert default_batch_size("cuda") >= 32
     assert default_batch_size(torch.device("cpu")) == default_batch_size("cpu")
+
+
+class Switch(nn.Module):
+    """A data-dependent branch decides whether the conv output is also used past its BN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+        self.block = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3))  # wired the same on both paths
+        _trained_bn(self.bn, self.block[1])
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.conv(x)
+        h = self.bn(c) if x.mean() > 0 else self.bn(c) + c
+        return self.block(h).mean((2, 3))
+
+
+def test_pairs_wired_by_data_dependent_code_stay_unfolded() -> None:
+    """The dry pass sees one path; the other would use the conv output past the BN."""
+    net = Switch().eval()
+    positive = torch.rand(2, 3, 4, 4) + 0.1
+    folded = fold_batchnorm(net, example=positive)  # the path on which conv -> bn looks foldable
+    info = fold_info(folded)
+    assert info is not None and info.pairs == [("block.0", "block.1")] and info.untraced == [""]
+    with torch.no_grad():
+        for x in (positive, -positive):
+            torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+class Returns(nn.Module):
+    """The conv output leaves the model next to its BN's output: it must stay unnormalized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.bn = nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)
+        _trained_bn(self.bn)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        c = self.conv(x)
+        return self.bn(c), c
+
+
+def test_a_conv_output_read_outside_its_bn_is_not_folded() -> None:
+    net = Returns().eval()
+    x = torch.randn(2, 3, 4, 4)
+    folded = fold_batchnorm(net, example=x)
+    assert fold_info(folded).folded == 0  # type: ignore[union-attr]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x))
+
+
+def test_the_dry_pass_leaves_no_hook_on_the_copy_and_none_on_the_model() -> None:
+    net = SkipNet().eval()
+    before = snapshot(net)
+    folded = fold_batchnorm(net)
+    assert not any(getattr(m, h) for m in folded.modules() for h in HOOK_DICTS)
+    assert_unharmed(net, before)
+
+
+def test_folding_does_not_disturb_forwards_in_other_threads() -> None:
+    """torch.fx tracing patched nn.Module.__call__ for the whole process: another thread's
+    forward then ran through the tracer and raised. Hooks on the private copy and a thread-local
+    mode cannot reach it."""
+    other = _per_sample_net()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = other(x)
+    started, stop, failures, runs = threading.Event(), threading.Event(), [], [0]
+
+    def forwards() -> None:
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    torch.testing.assert_close(other(x), want)
+            except Exception as err:  # the assertion below reports it
+                failures.append(err)
+                return
+            runs[0] += 1
+            started.set()
+
+    worker = threading.Thread(target=forwards)
+    worker.start()
+    try:
+        assert started.wait(timeout=30)
+        for _ in range(10):
+            fold_batchnorm(SkipNet().eval())
+            FastForward(Branchy().eval())(x)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert not failures, failures[0]
+    assert runs[0] > 1

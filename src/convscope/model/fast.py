@@ -26,6 +26,10 @@ when the dry pass saw no tensor turned into a Python value (a trace would bake i
 is kept only if it reproduces the eager copy on that chunk and on a chunk of another batch size,
 and dropped (the chunk rerun eagerly) if it ever raises. What was dropped and why is in
 :attr:`FastForward.dropped`; no warning is issued: the fallback is as correct, only slower.
+The check costs one extra forward of the first chunk per call, the plain copy's (on Lite0 the
+recording slowed that forward by no measurable amount) plus a few ms of copying. Later chunks are
+not checked: a variant that raises on one of them hands over to the plain copy for the rest of
+the call.
 
 The thread rule: building and running the fast path changes nothing outside its private copies.
 The copy is taken under the model's lock (:func:`~convscope.model.guard.exclusive`), so no other
@@ -92,7 +96,7 @@ CHANNELS_LAST: dict[str, bool] = {"cpu": True}
 FREEZE: dict[str, bool] = {"cpu": True}
 """Device types on which a frozen TorchScript graph was measured to help (see :meth:`FastForward.freeze`)."""
 FREEZE_MIN_ROWS = 128
-"""With ``freeze`` left to the device, :meth:`FastForward.scores` calls for fewer rows stay eager:
+"""With ``freeze`` left to the device, calls for fewer rows stay eager:
 tracing costs ~0.28 s and saves ~2 ms per Lite0 image, so it pays from ~140 rows on."""
 
 
@@ -153,26 +157,28 @@ def choose(plain: nn.Module, x: Tensor, *, fold: bool, channels_last: bool,
     """
     dropped: list[str] = []
     rec: Recording | None = None
-    with torch.inference_mode():
-        try:
+    try:
+        with torch.inference_mode():
             want, rec = record(plain, x)
-        except Exception as err:  # e.g. a module that refuses hooks: the plain copy decides
-            dropped.append(f"fold: the dry pass failed ({_why(err)})")
+    except Exception as err:  # e.g. a module that refuses hooks: the plain copy decides
+        dropped.append(f"fold: the dry pass failed ({_why(err)})")
+        with torch.inference_mode():
             want = plain(x)
-        can_fold = fold and rec is not None and bool(rec.pairs(dict(plain.named_modules())))
-        tried = [(f, c) for f, c in ((True, True), (True, False), (False, True))
-                 if (can_fold or not f) and (channels_last or not c)]
-        for do_fold, do_cl in tried:
-            label = " + ".join(n for n, on in (("fold", do_fold), ("channels-last", do_cl)) if on)
-            try:
-                net = _variant(plain, rec if do_fold else None, do_cl, keep)
+    can_fold = fold and rec is not None and bool(rec.pairs(dict(plain.named_modules())))
+    tried = [(f, c) for f, c in ((True, True), (True, False), (False, True))
+             if (can_fold or not f) and (channels_last or not c)]
+    for do_fold, do_cl in tried:
+        label = " + ".join(n for n, on in (("fold", do_fold), ("channels-last", do_cl)) if on)
+        try:
+            net = _variant(plain, rec if do_fold else None, do_cl, keep)  # ordinary tensors
+            with torch.inference_mode():
                 got = net(as_input_of(net, x))
-            except Exception as err:
-                dropped.append(f"{label}: {_why(err)}")
-                continue
-            if same_output(got, want):
-                return Choice(net, got, rec, dropped)
-            dropped.append(f"{label}: changed the output")
+        except Exception as err:
+            dropped.append(f"{label}: {_why(err)}")
+            continue
+        if same_output(got, want):
+            return Choice(net, got, rec, dropped)
+        dropped.append(f"{label}: changed the output")
     return Choice(plain, want, rec, dropped)
 
 
@@ -268,7 +274,7 @@ class FastForward:
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits for one chunk (computed under ``inference_mode``)."""
-        return self._forward(x, may_freeze=True)
+        return self._forward(x, may_freeze=not (self._freeze_auto and x.shape[0] < FREEZE_MIN_ROWS))
 
     def _forward(self, x: Tensor, may_freeze: bool) -> Tensor:
         out = self._choose(x) if not self._chosen else None
