@@ -366,6 +366,27 @@ class Gap:
     """(B,) amount at the output minus the amount at its inputs."""
 
 
+def gap_report(gaps: list[Gap], scale: Tensor, of: str, tolerance: float, most: int = 3) -> str:
+    """The watched calls whose gap exceeds ``tolerance * scale`` in some sample, worst first:
+    ``"'blocks.0.norm' (layer_norm) 2.1 (45% of ...)"``; empty when none does."""
+    found: dict[tuple[str, str], tuple[float, float]] = {}
+    for g in gaps:
+        size = g.gap.detach().abs()
+        if size.shape != scale.shape:
+            continue
+        ratio = size / scale
+        k = int(ratio.argmax())
+        key = (g.layer, g.op)
+        if float(ratio[k]) > tolerance and float(ratio[k]) > found.get(key, (0.0, 0.0))[1]:
+            found[key] = (float(g.gap.detach()[k]), float(ratio[k]))
+    worst = sorted(found.items(), key=lambda item: -item[1][1])
+    parts = [f"{layer!r} ({op}) {value:+.3g} ({100 * ratio:.0f}% {of})"
+             for (layer, op), (value, ratio) in worst[:most]]
+    if len(worst) > most:
+        parts.append(f"and {len(worst) - most} more")
+    return ", ".join(parts)
+
+
 class _Watch(torch.autograd.Function):
     """Plain forward and gradient of a watched call, recording its conservation gap."""
 

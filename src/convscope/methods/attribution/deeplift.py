@@ -56,7 +56,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_positive
 from ...model import Model, guarded, select, target_indices
-from ...model.rules import ActivationCall, BackwardRule, Gap, backward_rule
+from ...model.rules import ActivationCall, BackwardRule, Gap, backward_rule, gap_report
 from ...types import Target
 from ..registry import register
 from .base import Attribution
@@ -117,7 +117,8 @@ class RescaleRule(BackwardRule):
             return None
         dim = value.shape.index(2 * self.batch)
         x, x_ref = value.movedim(dim, 0).chunk(2)
-        return (signal.movedim(dim, 0)[: self.batch] * (x - x_ref)).flatten(1).sum(1)
+        part = signal.movedim(dim, 0)[: self.batch] * (x - x_ref)
+        return part.flatten(1).sum(1) if part.ndim > 1 else part
 
     def overrides(self) -> dict[Callable, Callable[..., Any]]:
         """Max-pooling replaced by :class:`_MaxPoolRescale` for paired calls (see module notes)."""
@@ -154,14 +155,14 @@ class _MaxPoolRescale(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, pool: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:  # type: ignore[override]
         out, idx = pool(x)
-        ctx.save_for_backward(x, out, idx)
+        ctx.save_for_backward(x, idx)  # as PyTorch's own backward: the output may change in place
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:
-        x, out, idx = ctx.saved_tensors
+        x, idx = ctx.saved_tensors
         x_in, x_ref = x.chunk(2)
-        y, y_ref = out.chunk(2)
+        y, y_ref = x.flatten(2).gather(2, idx.flatten(2)).view_as(idx).chunk(2)
         i_in, i_ref = idx.chunk(2)
         chosen = torch.where(y >= y_ref, i_in, i_ref).flatten(2)
         dy = (y - y_ref).flatten(2)
@@ -243,7 +244,7 @@ class DeepLift(Attribution):
         worst = float((gap / scale).max())
         if worst <= GAP_TOLERANCE:
             return
-        culprits = gap_report(gaps, scale, "of t(x) - t(x_ref)")
+        culprits = gap_report(gaps, scale, "of t(x) - t(x_ref)", GAP_TOLERANCE)
         if culprits:
             why = (f"these layers break summation-to-delta (contributions at their output minus "
                    f"at their inputs; their gradient is kept): {culprits}")
@@ -267,24 +268,3 @@ class DeepLift(Attribution):
         every nonlinearity of the network is a routed rectifier."""
         return attributions.flatten(1).sum(1) - self.score_change(inputs, target)
 
-
-def gap_report(gaps: list[Gap], scale: Tensor, of: str, tolerance: float = GAP_TOLERANCE,
-               most: int = 3) -> str:
-    """The watched calls whose gap exceeds ``tolerance * scale`` in some sample, worst first:
-    ``"'blocks.0.norm' (layer_norm) 2.1 (45% of ...)"``; empty when none does."""
-    found: dict[tuple[str, str], tuple[float, float]] = {}
-    for g in gaps:
-        size = g.gap.detach().abs()
-        if size.shape != scale.shape:
-            continue
-        ratio = size / scale
-        k = int(ratio.argmax())
-        key = (g.layer, g.op)
-        if float(ratio[k]) > tolerance and float(ratio[k]) > found.get(key, (0.0, 0.0))[1]:
-            found[key] = (float(g.gap.detach()[k]), float(ratio[k]))
-    worst = sorted(found.items(), key=lambda item: -item[1][1])
-    parts = [f"{layer!r} ({op}) {value:+.3g} ({100 * ratio:.0f}% {of})"
-             for (layer, op), (value, ratio) in worst[:most]]
-    if len(worst) > most:
-        parts.append(f"and {len(worst) - most} more")
-    return ", ".join(parts)
