@@ -452,7 +452,7 @@ class _RuleMode(TorchFunctionMode):
         return _Rectify.apply(inp, compute, self.rule, where)
 
     def _watch(self, func: Callable, args: tuple, kwargs: Mapping[str, Any]) -> Any:
-        slots = [(key, t) for key, t in _operands(args, kwargs) if t.requires_grad]
+        slots = [(key, t) for key, t in _operands(args, kwargs) if _tracked(t)]
         layer = self.modules[-1] if self.modules else "(top level)"
         op = getattr(func, "__name__", str(func)).strip("_")
 
