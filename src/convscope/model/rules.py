@@ -36,13 +36,12 @@ not). Their :class:`ActivationCall` carries the function (``call.fn``) and :meth
 tangent` gives its plain local derivative. Guided backprop and the deconvnet leave them alone.
 
 Rules that define :meth:`BackwardRule.amount` (what they conserve: DeepLIFT's contributions,
-LRP's relevance) also have every operation *watched* whose plain gradient breaks that
-conservation: normalizations that use statistics of their input (layer/group/instance/RMS norm,
-batch norm with batch statistics), softmax, products and quotients of two input-dependent tensors
-(attention, gating), matrix products of two such tensors and ``F.scaled_dot_product_attention``
-/ ``F.multi_head_attention_forward``. A watched call keeps its plain gradient, and its backward
-records the amount that went in and came out, with the name of the module that made the call
-(``block.gaps``), so a method can say which layer broke its guarantee and by how much.
+LRP's relevance) also have every call *watched* whose plain gradient breaks that conservation
+(normalizations with statistics of their input, softmax, products of two input-dependent tensors,
+attention: :mod:`convscope.model.watch`). A watched call keeps its plain gradient, and its
+backward records what it added or lost, with the name of the module that made the call
+(``block.gaps``), so a method can say which layer broke its guarantee and by how much. The
+module names come from global module hooks that live exactly as long as the block.
 
 Scope: the mode is pushed on entering ``with backward_rule(...)`` and popped in ``finally``.
 Graphs recorded inside the block keep their rule even if differentiated after it; forwards run
@@ -65,6 +64,8 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BadArgument
+from .watch import Gap, watch_call, watched
+from .watch import call_arg as _arg
 
 
 @dataclass
@@ -236,12 +237,6 @@ class _Rectify(torch.autograd.Function):
         return grad_in, None, None, None
 
 
-def _arg(args: tuple, kwargs: Mapping[str, Any], pos: int, name: str, default: Any) -> Any:
-    if len(args) > pos:
-        return args[pos]
-    return kwargs.get(name, default)
-
-
 _Bounds = tuple[float, float | None, bool]
 
 
@@ -316,101 +311,6 @@ _ELEMENTWISE_INPLACE: dict[Callable, Callable] = {
 }
 """Always-in-place spellings -> their out-of-place function (same other arguments)."""
 
-_NORMS = {F.layer_norm, F.group_norm, F.instance_norm, F.rms_norm, F.local_response_norm,
-          F.normalize, F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, Tensor.softmax,
-          Tensor.log_softmax, F.scaled_dot_product_attention, F.multi_head_attention_forward}
-"""Watched when their first input depends on the network input."""
-_PRODUCTS = {torch.mul, Tensor.mul, Tensor.__mul__, Tensor.__rmul__, torch.div, Tensor.div,
-             Tensor.__truediv__, Tensor.__rtruediv__, torch.matmul, Tensor.matmul, Tensor.__matmul__,
-             Tensor.__rmatmul__, torch.bmm, Tensor.bmm, torch.baddbmm, torch.einsum}
-"""Watched when two tensor operands depend on the network input (attention, gating)."""
-
-
-def _tracked(t: object) -> bool:
-    """A floating tensor that depends on the input (parameters are leaves, frozen or not)."""
-    return (isinstance(t, Tensor) and t.requires_grad and t.is_floating_point()
-            and not isinstance(t, torch.nn.Parameter))
-
-
-def _operands(args: tuple, kwargs: Mapping[str, Any]) -> list[tuple[int | str, Tensor]]:
-    """The tensor operands (also inside an einsum's list), by position or keyword."""
-    found: list[tuple[int | str, Tensor]] = []
-    for i, a in enumerate(args):
-        if isinstance(a, Tensor):
-            found.append((i, a))
-    for k, v in kwargs.items():
-        if isinstance(v, Tensor):
-            found.append((k, v))
-    return found
-
-
-def _watched(func: Callable, args: tuple, kwargs: Mapping[str, Any]) -> bool:
-    if func is F.batch_norm:
-        return bool(_arg(args, kwargs, 5, "training", False)) and _tracked(args[0] if args else None)
-    if func in _NORMS:
-        return any(_tracked(t) for _, t in _operands(args, kwargs)[:3])
-    if func in _PRODUCTS:
-        return sum(_tracked(t) for _, t in _operands(args, kwargs)) >= 2
-    return False
-
-
-@dataclass
-class Gap:
-    """How much of a rule's conserved amount one watched call lost or made up, per sample."""
-
-    layer: str
-    """Dotted name of the module that made the call (the network's class name for top-level code)."""
-    op: str
-    """The operation, e.g. ``layer_norm`` or ``matmul``."""
-    gap: Tensor
-    """(B,) amount at the output minus the amount at its inputs."""
-
-
-def gap_report(gaps: list[Gap], scale: Tensor, of: str, tolerance: float, most: int = 3) -> str:
-    """The watched calls whose gap exceeds ``tolerance * scale`` in some sample, worst first:
-    ``"'blocks.0.norm' (layer_norm) 2.1 (45% of ...)"``; empty when none does."""
-    found: dict[tuple[str, str], tuple[float, float]] = {}
-    for g in gaps:
-        size = g.gap.detach().abs()
-        if size.shape != scale.shape:
-            continue
-        ratio = size / scale
-        k = int(ratio.argmax())
-        key = (g.layer, g.op)
-        if float(ratio[k]) > tolerance and float(ratio[k]) > found.get(key, (0.0, 0.0))[1]:
-            found[key] = (float(g.gap.detach()[k]), float(ratio[k]))
-    worst = sorted(found.items(), key=lambda item: -item[1][1])
-    parts = [f"{layer!r} ({op}) {value:+.3g} ({100 * ratio:.0f}% {of})"
-             for (layer, op), (value, ratio) in worst[:most]]
-    if len(worst) > most:
-        parts.append(f"and {len(worst) - most} more")
-    return ", ".join(parts)
-
-
-class _Watch(torch.autograd.Function):
-    """Plain forward and gradient of a watched call, recording its conservation gap."""
-
-    @staticmethod
-    def forward(ctx: Any, run: Callable[..., Any], record: Callable[..., None], *tensors: Tensor) -> Tensor:  # type: ignore[override]
-        leaves = [t.detach().requires_grad_(t.requires_grad) for t in tensors]
-        with torch.enable_grad():
-            out = run(*leaves)
-        ctx.graph, ctx.record = (out, leaves), record
-        return out.detach()
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        out, leaves = ctx.graph
-        del ctx.graph
-        needed = [leaf for leaf in leaves if leaf.requires_grad]
-        grads = iter(torch.autograd.grad(out, needed, grad_out, allow_unused=True) if out.requires_grad
-                     else [None] * len(needed))
-        grad_in = [next(grads) if leaf.requires_grad else None for leaf in leaves]
-        with torch._C.DisableTorchFunction():
-            ctx.record(grad_out, out.detach(), grad_in, [leaf.detach() for leaf in leaves])
-        return (None, None, *grad_in)
-
-
 class _RuleMode(TorchFunctionMode):
     """Routes rectifier calls to :class:`_Rectify`; ``overrides`` replace other functions."""
 
@@ -438,8 +338,9 @@ class _RuleMode(TorchFunctionMode):
         elif self.rule.elementwise and (found := _elementwise(func, args, kwargs)) is not None:
             fn, inplace = found
             where = _Where(self.calls, float("-inf"), None, inplace, True, fn)
-        elif self.watching and _watched(func, args, kwargs):
-            return self._watch(func, args, kwargs)
+        elif self.watching and watched(func, args, kwargs):
+            layer = self.modules[-1] if self.modules else "(top level)"
+            return watch_call(func, args, kwargs, self.rule.amount, layer, self.gaps)
         else:
             return func(*args, **kwargs)
         self.calls += 1
@@ -450,42 +351,6 @@ class _RuleMode(TorchFunctionMode):
             return func(t, *rest, **kw)
 
         return _Rectify.apply(inp, compute, self.rule, where)
-
-    def _watch(self, func: Callable, args: tuple, kwargs: Mapping[str, Any]) -> Any:
-        slots = [(key, t) for key, t in _operands(args, kwargs) if _tracked(t)]
-        layer = self.modules[-1] if self.modules else "(top level)"
-        op = getattr(func, "__name__", str(func)).strip("_")
-
-        extra: list[Any] = []
-
-        def run(*tensors: Tensor) -> Tensor:
-            full, kw = list(args), dict(kwargs)
-            for (key, _), t in zip(slots, tensors):
-                if isinstance(key, int):
-                    full[key] = t
-                else:
-                    kw[key] = t
-            result = func(*full, **kw)
-            if isinstance(result, tuple):  # (output, attention weights): only the output is watched
-                extra.extend(r.detach() if isinstance(r, Tensor) else r for r in result[1:])
-                return result[0]
-            return result
-
-        def record(grad_out: Tensor, out: Tensor, grad_in: list[Tensor | None], inputs: list[Tensor]) -> None:
-            total = self.rule.amount(grad_out, out)
-            if total is None:
-                return
-            for g, t in zip(grad_in, inputs):
-                if g is None:
-                    continue
-                part = self.rule.amount(g, t)
-                if part is None or part.shape != total.shape:
-                    return  # an operand the rule cannot measure (a broadcast one): no verdict
-                total = total - part
-            self.gaps.append(Gap(layer, op, total))
-
-        out = _Watch.apply(run, record, *(t for _, t in slots))
-        return (out, *extra) if extra else out
 
     def enter_module(self, module: nn.Module, *_: Any) -> None:
         self.modules.append(self.names.get(id(module), type(module).__name__))

@@ -12,13 +12,15 @@ C = m_{Δx Δt} * Δx (Eq. 2), and multipliers compose like gradients (chain rul
 * Rescale rule (Sec. 3.5.2): a nonlinearity of one input y = f(x) passes the multiplier
   m_{Δx Δt} = (Δy / Δx) * m_{Δy Δt}, the secant slope from reference to input instead of the
   tangent. Where Δx = 0 the slope is 0/0 and the gradient f'(x) is used (Captum does so below
-  |Δx| < 1e-10); it does not change the sum, as those units contribute nothing. The paper applies
-  it to "nonlinear transformations that take a single input, such as the ReLU, tanh or sigmoid".
-* Max-pooling (kundajelab/deeplift's ``scaled_gradient`` mode; Captum's ``maxpool``): a window's
-  Δy = max(x) - max(x_ref) is handed whole to one position, so its multiplier there is Δy/Δx and
-  zero elsewhere. The position is the argmax of the input when max(x) >= max(x_ref), else the
-  argmax of the reference: there Δx is never 0 when Δy is not (x_i = max(x) > max(x_ref) >= x_ref_i,
-  or the mirror image), so every window's Δy is accounted for exactly.
+  |Δx| < 1e-10); it does not change the sum, as those units contribute nothing. The paper states
+  it for every nonlinearity of a single input (ReLU, tanh, sigmoid, ...).
+* Max-pooling: a window's Δy = max(x) - max(x_ref) is handed whole to one position, so its
+  multiplier there is Δy/Δx and zero elsewhere. The reference implementation's
+  ``MaxPoolDeepLiftMode.scaled_gradient`` (kundajelab/deeplift) routes it to the input's argmax;
+  there Δx can be 0 while Δy is not (the reference's maximum is larger: Captum's
+  ``test_lin_maxpool_lin_classification``), so, as Captum does, the argmax of the reference is
+  used when max(x_ref) > max(x). Then Δx is never 0 where Δy is not (x_i = max(x) > max(x_ref)
+  >= x_ref_i, or the mirror image), and every window's Δy is accounted for exactly.
 
 :class:`RescaleRule` is that rule for every call :mod:`~convscope.model.rules` routes: rectifiers
 (nn.ReLU/ReLU6, F.relu/relu6, hardtanh(0, hi), torch.relu, clamp(min=0)) and, since the rule
@@ -56,7 +58,8 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_positive
 from ...model import Model, guarded, select, target_indices
-from ...model.rules import ActivationCall, BackwardRule, Gap, backward_rule, gap_report
+from ...model.rules import ActivationCall, BackwardRule, backward_rule
+from ...model.watch import Gap, gap_report
 from ...types import Target
 from ..registry import register
 from .base import Attribution

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ....errors import BadModel
 from ....model import Model, backward_rule
 from ....model.fold import fold_batchnorm
-from ....model.rules import Gap, gap_report
+from ....model.watch import Gap, gap_report
 from ....types import Target
 from ...registry import register
 from ..base import Attribution
