@@ -340,3 +340,22 @@ def test_watch_hooks_are_removed_when_the_forward_raises(image: Tensor) -> None:
     assert (len(torch.nn.modules.module._global_forward_hooks),
             len(torch.nn.modules.module._global_forward_pre_hooks)) == hooks
     assert modes() == 0
+
+
+@pytest.mark.parametrize("rule", [_Tangent(), _Relevance()], ids=["needs-input", "pass"])
+def test_inplace_change_of_a_gelu_output_stays_legal(rule: BackwardRule, image: Tensor) -> None:
+    def net(x: Tensor) -> Tensor:
+        h = F.gelu(x * 2)
+        h.add_(1)  # GELU's own backward keeps its input, so this is legal in PyTorch
+        return h
+
+    x = image.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(net(x).sum(), x)
+    with backward_rule(rule) as block:
+        out = net(x)
+    (ruled,) = torch.autograd.grad(out.sum(), x)
+    assert block.calls == 1
+    if isinstance(rule, _Tangent):
+        torch.testing.assert_close(ruled, plain)
+    else:
+        assert torch.equal(ruled, torch.full_like(x, 2.0))  # relevance passes the GELU unchanged

@@ -76,7 +76,8 @@ class ActivationCall:
     ``inp`` may be ``None`` unless the rule sets ``needs_input`` (a copy for in-place calls).
     ``state`` is the same dict in ``forward`` and ``backward`` of one call. ``fn`` is ``None`` for
     a rectifier and the (out-of-place) function for another elementwise nonlinearity, whose
-    ``lo``/``hi`` are then meaningless (-inf, None).
+    ``lo``/``hi`` are then meaningless (-inf, None); in its backward ``out`` is recomputed from
+    ``inp``, or empty for rules without ``needs_input``.
     """
 
     index: int
@@ -212,7 +213,9 @@ class _Rectify(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, inp: Tensor, compute: Callable[[Tensor], Tensor], rule: BackwardRule, where: _Where
     ) -> Tensor:
-        keep_input = rule.needs_input or not where.saves_output
+        # An elementwise call keeps its input only for rules that read it, and never its output
+        # (which the network may change in place, as PyTorch allows after GELU or SiLU).
+        keep_input = rule.needs_input or (not where.saves_output and where.fn is None)
         kept = (inp.clone() if where.inplace else inp) if keep_input else None
         out = compute(inp)
         if where.inplace:
@@ -230,7 +233,9 @@ class _Rectify(torch.autograd.Function):
         where: _Where = ctx.where
         # The rule's own tensor ops must not be routed back into a still-active mode.
         with torch._C.DisableTorchFunction():
-            if out is None:
+            if out is None and where.fn is not None:
+                out = where.fn(kept) if kept is not None else grad_out.new_empty(0)
+            elif out is None:
                 out = kept.clamp(min=where.lo, max=where.hi)
             call = ActivationCall(where.index, where.lo, where.hi, kept, out, ctx.state, where.fn)
             grad_in = ctx.rule.backward(call, grad_out)
@@ -337,7 +342,7 @@ class _RuleMode(TorchFunctionMode):
             where = _Where(self.calls, lo, hi, inplace, inplace or func in _RELU)
         elif self.rule.elementwise and (found := _elementwise(func, args, kwargs)) is not None:
             fn, inplace = found
-            where = _Where(self.calls, float("-inf"), None, inplace, True, fn)
+            where = _Where(self.calls, float("-inf"), None, inplace, False, fn)
         elif self.watching and watched(func, args, kwargs):
             layer = self.modules[-1] if self.modules else "(top level)"
             return watch_call(func, args, kwargs, self.rule.amount, layer, self.gaps)
