@@ -107,7 +107,10 @@ class RescaleRule(BackwardRule):
         y, y_ref = call.out.chunk(2)
         dx = x - x_ref
         # Units dead (or capped) in both halves of a depthwise channel give Δx = 0 exactly: common.
-        tangent = call.tangent(x, y)
+        if call.fn is None:  # a rectifier: 1[lo < y < hi] in one fused kernel
+            tangent = ActivationCall(call.index, call.lo, call.hi, x, y).masked(y.new_ones(()).expand_as(y))
+        else:
+            tangent = call.tangent(x, y)
         slope = torch.where(dx == 0, tangent, (y - y_ref).div_(dx))
         return (grad_out.unflatten(0, (2, self.batch)) * slope).flatten(0, 1)
 
