@@ -359,3 +359,13 @@ def test_inplace_change_of_a_gelu_output_stays_legal(rule: BackwardRule, image: 
         torch.testing.assert_close(ruled, plain)
     else:
         assert torch.equal(ruled, torch.full_like(x, 2.0))  # relevance passes the GELU unchanged
+
+
+def test_which_calls_are_watched() -> None:
+    a = torch.randn(2, 3, 4, requires_grad=True)
+    weight = nn.Parameter(torch.randn(4, 4))
+    with backward_rule(_Relevance()) as block:
+        outs = [torch.einsum("bij,bkj->bik", a, a * 2), torch.bmm(a, a.transpose(1, 2)),
+                a.softmax(-1), a / a.exp(), a * 2.0, a @ weight, torch.sigmoid(a)]
+    torch.autograd.grad([o.sum() for o in outs], a)
+    assert sorted(g.op for g in block.gaps) == ["bmm", "div", "einsum", "softmax"]

@@ -316,8 +316,11 @@ _ELEMENTWISE_INPLACE: dict[Callable, Callable] = {
 }
 """Always-in-place spellings -> their out-of-place function (same other arguments)."""
 
+
 class _RuleMode(TorchFunctionMode):
-    """Routes rectifier calls to :class:`_Rectify`; ``overrides`` replace other functions."""
+    """Routes rectifier calls (and other elementwise ones, for rules that take them) to
+    :class:`_Rectify` and watches calls that break the rule's conservation (:mod:`.watch`);
+    ``overrides`` replace other functions."""
 
     def __init__(self, rule: BackwardRule, overrides: Mapping[Callable, Callable[..., Any]]) -> None:
         super().__init__()
@@ -334,13 +337,14 @@ class _RuleMode(TorchFunctionMode):
         if func in self.overrides:
             return self.overrides[func](*args, **kwargs)
         inp = args[0] if args else kwargs.get("input")
-        if "out" in kwargs or not isinstance(inp, Tensor) or not inp.is_floating_point():
+        if "out" in kwargs:
             return func(*args, **kwargs)
-        spec = _bounds(func, args, kwargs)
+        floating = isinstance(inp, Tensor) and inp.is_floating_point()
+        spec = _bounds(func, args, kwargs) if floating else None
         if spec is not None:
             lo, hi, inplace = spec
             where = _Where(self.calls, lo, hi, inplace, inplace or func in _RELU)
-        elif self.rule.elementwise and (found := _elementwise(func, args, kwargs)) is not None:
+        elif floating and self.rule.elementwise and (found := _elementwise(func, args, kwargs)) is not None:
             fn, inplace = found
             where = _Where(self.calls, float("-inf"), None, inplace, False, fn)
         elif self.watching and watched(func, args, kwargs):
