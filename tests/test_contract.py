@@ -83,6 +83,7 @@ CASES: dict[str, Case] = {
     "forward_until": lambda m, x: _guarded(forward_until)(m, x, "conv3", grads=True),
     "rules_guided": _rule(GUIDED),
     "rules_deconv": _rule(DECONV),
+    "lrp_relative_stabilizers": lambda m, x: _registered_method("lrp", relative_stabilizers=True)(m, x),
     "receptive": lambda m, x: receptive_field(m, "conv3", (0, 2, 2), input_size=(12, 12)) and None,
     "field_geometry": lambda m, x: field_geometry(m, "conv3", input_size=(12, 12)) and None,
     "list_layers": lambda m, x: list_layers(m, x[:1]) and None,
@@ -217,13 +218,13 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def _registered_method(name: str) -> Case:
+def _registered_method(name: str, **options: Any) -> Case:
     def run(model: nn.Module, x: Tensor) -> None:
         from convscope.methods.registry import build_method, get_method
 
         wrapped = model if isinstance(model, Model) else Model(model, preprocess=Preprocess((12, 12)))
         layer = "auto" if get_method(name).needs_layer else None
-        build_method(name, wrapped, layer, **FAST_OPTIONS.get(name, {}))(x, 1)
+        build_method(name, wrapped, layer, **{**FAST_OPTIONS.get(name, {}), **options})(x, 1)
 
     return run
 

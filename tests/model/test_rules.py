@@ -223,3 +223,149 @@ def test_rule_sees_input_output_and_its_state_also_for_inplace_calls(make_net, i
     assert all(c.lo == 0 and c.hi is None for c in rule.calls)
     assert rule.backward_order == [2, 1, 0]
     torch.testing.assert_close(got, input_grad(net, image, None, cls=1))  # mask == plain gradient
+
+
+# ---- elementwise nonlinearities and watched calls (rules with ``elementwise`` / ``amount``) -------
+
+SMOOTH: dict[str, Callable[[Tensor], Tensor]] = {
+    "nn.Sigmoid": nn.Sigmoid(),
+    "torch.tanh": torch.tanh,
+    "Tensor.sigmoid_": lambda t: t.sigmoid_(),
+    "nn.SiLU(inplace)": nn.SiLU(inplace=True),
+    "F.gelu(tanh)": lambda t: F.gelu(t, approximate="tanh"),
+    "nn.ELU(inplace)": nn.ELU(inplace=True),
+    "F.leaky_relu(inplace)": lambda t: F.leaky_relu(t, 0.2, True),
+    "nn.Hardswish": nn.Hardswish(),
+    "nn.Softplus(beta=2)": nn.Softplus(beta=2.0),
+    "F.hardtanh(-1, 1)": F.hardtanh,
+    "clamp(-1, 2)": lambda t: t.clamp(-1, 2),
+    "nn.PReLU": nn.PReLU(init=0.3),
+}
+
+
+class _Tangent(BackwardRule):
+    """Routes every elementwise call and passes the plain gradient through call.tangent()."""
+
+    name = "tangent"
+    needs_input = True
+    elementwise = True
+
+    def __init__(self) -> None:
+        self.seen: list[ActivationCall] = []
+
+    def backward(self, call: ActivationCall, grad_out: Tensor) -> Tensor:
+        self.seen.append(call)
+        return grad_out * call.tangent()
+
+
+@pytest.mark.parametrize("spelling", list(SMOOTH))
+def test_elementwise_calls_are_routed_with_their_forward_and_tangent(spelling: str, image: Tensor) -> None:
+    fn = SMOOTH[spelling]
+    x = (image * 2).requires_grad_(True)
+    signal = torch.randn(image.shape, generator=torch.Generator().manual_seed(0))
+    plain_out = fn(x * 1.0)
+    (plain,) = torch.autograd.grad(plain_out, x, signal)
+    rule = _Tangent()
+    with backward_rule(rule) as block:
+        out = fn(x * 1.0)
+    (ruled,) = torch.autograd.grad(out, x, signal)
+    assert block.calls == 1 and len(rule.seen) == 1 and rule.seen[0].fn is not None
+    assert torch.equal(out, plain_out)  # bit-identical forward
+    torch.testing.assert_close(ruled, plain, rtol=1e-6, atol=1e-7)
+    with backward_rule(GUIDED) as block:  # rules without ``elementwise`` leave them alone
+        fn(x * 1.0)
+    assert block.calls == 0
+
+
+class _Relevance(BackwardRule):
+    """Pass-through with the signal's sum as the conserved amount: every product is watched."""
+
+    name = "sums"
+    elementwise = True
+
+    def backward(self, call: ActivationCall, grad_out: Tensor) -> Tensor:
+        return grad_out
+
+    def amount(self, signal: Tensor, value: Tensor) -> Tensor | None:
+        return signal.flatten(1).sum(1)
+
+
+class _Gated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Sequential(nn.Conv2d(3, 4, 1), _Gate())
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inner(x) * 2.0  # a product with a constant is linear: not watched
+        return self.norm(h.permute(0, 2, 3, 1)).flatten(1)
+
+
+class _Gate(nn.Module):
+    def forward(self, h: Tensor) -> Tensor:
+        return h * torch.sigmoid(h)
+
+
+def test_watched_calls_record_their_gap_and_layer(image: Tensor) -> None:
+    net = _Gated()
+    x = image.clone().requires_grad_(True)
+    hooks_before = len(torch.nn.modules.module._global_forward_hooks)
+    with backward_rule(_Relevance(), net=net) as block:
+        out = net(x)
+        assert len(torch.nn.modules.module._global_forward_hooks) == hooks_before + 1
+    assert len(torch.nn.modules.module._global_forward_hooks) == hooks_before
+    signal = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+    (plain,) = torch.autograd.grad(net(x), x, signal)
+    (ruled,) = torch.autograd.grad(out, x, signal)
+    assert [(g.layer, g.op) for g in block.gaps] == [("norm", "layer_norm"), ("inner.1", "mul")]
+    # the watched calls keep their plain gradient; the sigmoid inside the gate passes through
+    h = net.inner[0](x.detach())
+    assert not torch.equal(plain, ruled) and torch.isfinite(ruled).all()
+    norm_in = h * torch.sigmoid(h) * 2.0
+    with torch.enable_grad():  # the layer_norm gap by hand: sum of signal minus sum of its input grad
+        leaf = norm_in.permute(0, 2, 3, 1).detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(net.norm(leaf).flatten(1), leaf, signal)
+    torch.testing.assert_close(block.gaps[0].gap, signal.sum(1) - g.flatten(1).sum(1))
+
+
+def test_watch_hooks_are_removed_when_the_forward_raises(image: Tensor) -> None:
+    class Boom(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            raise ValueError("boom")
+
+    hooks = (len(torch.nn.modules.module._global_forward_hooks),
+             len(torch.nn.modules.module._global_forward_pre_hooks))
+    with pytest.raises(ValueError, match="boom"), backward_rule(_Relevance()):
+        Boom()(image)
+    assert (len(torch.nn.modules.module._global_forward_hooks),
+            len(torch.nn.modules.module._global_forward_pre_hooks)) == hooks
+    assert modes() == 0
+
+
+@pytest.mark.parametrize("rule", [_Tangent(), _Relevance()], ids=["needs-input", "pass"])
+def test_inplace_change_of_a_gelu_output_stays_legal(rule: BackwardRule, image: Tensor) -> None:
+    def net(x: Tensor) -> Tensor:
+        h = F.gelu(x * 2)
+        h.add_(1)  # GELU's own backward keeps its input, so this is legal in PyTorch
+        return h
+
+    x = image.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(net(x).sum(), x)
+    with backward_rule(rule) as block:
+        out = net(x)
+    (ruled,) = torch.autograd.grad(out.sum(), x)
+    assert block.calls == 1
+    if isinstance(rule, _Tangent):
+        torch.testing.assert_close(ruled, plain)
+    else:
+        assert torch.equal(ruled, torch.full_like(x, 2.0))  # relevance passes the GELU unchanged
+
+
+def test_which_calls_are_watched() -> None:
+    a = torch.randn(2, 3, 4, requires_grad=True)
+    weight = nn.Parameter(torch.randn(4, 4))
+    with backward_rule(_Relevance()) as block:
+        outs = [torch.einsum("bij,bkj->bik", a, a * 2), torch.bmm(a, a.transpose(1, 2)),
+                a.softmax(-1), a / a.exp(), a * 2.0, a @ weight, torch.sigmoid(a)]
+    torch.autograd.grad([o.sum() for o in outs], a)
+    assert sorted(g.op for g in block.gaps) == ["bmm", "div", "einsum", "softmax"]

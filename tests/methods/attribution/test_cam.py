@@ -12,7 +12,7 @@ from convscope.errors import BadLayer, BadModel
 from convscope.methods.attribution.cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from convscope.methods.evaluation import localize
 from convscope.methods.registry import build_method, get_method
-from convscope.model import Model, Preprocess
+from convscope.model import Model, Preprocess, auto_layer, capture
 
 CAM_NAMES = ["cam", "gradcam", "gradcam_pp", "guided_gradcam"]
 
@@ -189,3 +189,69 @@ def test_gradcam_differentiates_nothing_below_its_layer(tiny: Model) -> None:
     finally:
         handle.remove()
     assert called == []
+
+
+class SqueezeStyle(nn.Module):
+    """SqueezeNet's shape: conv features, then Dropout, 1x1 conv to the classes, ReLU, GAP."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(16, 12, 3, padding=1), nn.ReLU())
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(12, classes, 1), nn.ReLU(),
+                                        nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x)).flatten(1)
+
+
+class NiNStyle(nn.Module):
+    """Network-in-Network's head without a final rectifier: features, 1x1 conv to classes, GAP."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(12, classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(self.head(self.features(x)), 1).flatten(1)
+
+
+def _head_map(model: Model, layer: str, x: Tensor) -> Tensor:
+    with torch.no_grad(), capture(model, layer) as record:
+        model(x)
+    return record[layer]
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_cam_on_a_1x1_conv_head_is_the_class_channel_before_pooling(relu: bool) -> None:
+    """CAM returns the unnormalized (B, 1, h, w) map at the layer; on SqueezeNet's head the layer
+    "auto" picks is the pooled map itself, and CAM of class k is exactly its channel k."""
+    model = _wrap(SqueezeStyle())
+    assert auto_layer(model) == "classifier.2"
+    x = _inputs()
+    maps = CAM(model, relu=relu)(x, [0, 3, 4])
+    head = _head_map(model, "classifier.2", x)
+    assert maps.shape == (3, 1, 8, 8)
+    torch.testing.assert_close(maps[:, 0], head[[0, 1, 2], [0, 3, 4]], rtol=0, atol=0)
+
+
+def test_cam_through_a_1x1_conv_reads_its_kernel() -> None:
+    """At the features of a NiN head, CAM's weights are the 1x1 kernel: map + bias = head channel."""
+    model = _wrap(NiNStyle())
+    x = _inputs()
+    maps = CAM(model, layer="features", relu=False)(x, 2)
+    head = _head_map(model, "head", x)[:, 2:3]
+    torch.testing.assert_close(maps + model.net.head.bias[2], head, rtol=1e-5, atol=1e-6)
+    at_head = CAM(model, layer="head", relu=False)(x, 2)
+    torch.testing.assert_close(at_head, head, rtol=0, atol=0)
+    gradcam = GradCAM(model, layer="features", relu=False)(x, 2)  # the known identity holds too
+    torch.testing.assert_close(gradcam * 64, maps, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["features", "classifier.1"])
+def test_cam_refuses_where_a_rectifier_sits_between_head_and_pooling(layer: str) -> None:
+    with pytest.raises(BadModel, match="1x1 convolution"):
+        CAM(_wrap(SqueezeStyle()), layer=layer)(_inputs(), 0)

@@ -7,6 +7,7 @@ get guided maps that differ from its plain gradient (Captum's there: see test_ca
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -128,3 +129,41 @@ def test_layer_guided_backprop_errors(tiny: Model) -> None:
         LayerGuidedBackprop(tiny, layer="relu1")(image(), 6)
     with pytest.raises(BadArgument, match="score='median'"):
         LayerGuidedBackprop(tiny, layer="relu1", score="median")  # type: ignore[arg-type]
+
+
+class NoRectifier(nn.Module):
+    """conv -> SiLU or GELU -> conv -> GAP -> linear: nothing for guided/deconv rules to act on."""
+
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.Linear(4, 3)
+        self.act = act
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv2(self.act(self.conv1(x))).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", [GuidedBackprop, Deconvnet])
+@pytest.mark.parametrize("act", [nn.SiLU, nn.GELU])
+def test_a_model_without_rectifiers_gets_one_warning_naming_it(method: type, act: type) -> None:
+    model = Model(NoRectifier(act()).eval(), preprocess=Preprocess(input_size=(16, 16)), name="smooth-net")
+    x = image()
+    with pytest.warns(UserWarning, match=r"on 'smooth-net': no rectifier .* plain gradient") as record:
+        maps = method(model)(x, 1)
+    assert len(record) == 1
+    grad, _ = input_gradient(model, x, 1)
+    torch.testing.assert_close(maps, grad)  # what the warning says
+
+
+def test_layer_guided_backprop_warns_too() -> None:
+    model = Model(NoRectifier(nn.SiLU()).eval(), preprocess=Preprocess(input_size=(16, 16)), name="smooth")
+    with pytest.warns(UserWarning, match="no rectifier"):
+        LayerGuidedBackprop(model, layer="conv2")(image(), 0)
+
+
+def test_rectifier_models_do_not_warn(tiny: Model) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GuidedBackprop(tiny)(image(), 1)
+        Deconvnet(tiny)(image(), 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import sys
 import types
+import warnings
 from typing import Any
 
 import pytest
@@ -327,3 +328,134 @@ def test_embedded_model_cat_is_explained_by_the_cat(lite0: Model) -> None:
     positive = relevance[:2].sum(1).clamp(min=0)
     left = positive[:, :, :112].sum((1, 2)) / positive.sum((1, 2))
     assert left[0] > 0.75 and left[1] < 0.25, left
+
+
+# ---- smooth activations, layers without a relevance rule, stabilizers against the signal ----------
+
+SMOOTH = {
+    "nn.Tanh": nn.Tanh,
+    "nn.Sigmoid": nn.Sigmoid,
+    "torch.tanh": lambda: torch.tanh,
+    "Tensor.sigmoid_": lambda: Tensor.sigmoid_,
+    "nn.SiLU(inplace)": lambda: nn.SiLU(inplace=True),
+    "nn.GELU": nn.GELU,
+}
+
+
+class SmoothNet(nn.Module):
+    """conv-act, conv-act, GAP, dense-act, dense, with one smooth activation spelled one way."""
+
+    def __init__(self, act: str, bias: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.Conv2d(8, 8, 3, bias=bias)
+        self.fc1, self.fc2 = nn.Linear(8, 6, bias=bias), nn.Linear(6, 4, bias=bias)
+        self.pool = nn.AdaptiveAvgPool2d(1)  # a module: zennit's Norm rule sees it
+        acts = [SMOOTH[act]() for _ in range(3)]
+        self.mods = nn.ModuleList(a for a in acts if isinstance(a, nn.Module))
+        self.acts = acts
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.acts[1](self.conv2(self.acts[0](self.conv1(x) * 1.0)))
+        return self.fc2(self.acts[2](self.fc1(self.pool(h).flatten(1))))
+
+
+@pytest.mark.parametrize("act", list(SMOOTH))
+def test_relevance_is_conserved_through_smooth_activations_with_the_epsilon_rule(act: str) -> None:
+    """Relevance passes through tanh/sigmoid/SiLU/GELU unchanged (zennit's Pass): with LRP-eps,
+    no biases and a tiny epsilon the input relevance sums to the logit; the gradient would not."""
+    model = Model(SmoothNet(act).double().eval(), preprocess=Preprocess(input_size=(16, 16)))
+    x, target = inputs(model), [1, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        relevance = LRP(model, composite="epsilon", **TINY)(x, target)
+    with torch.no_grad():
+        logits = model(x)[[0, 1], target]
+    assert ((relevance.sum((1, 2, 3)) - logits).abs() < 1e-4 * logits.abs()).all()
+    xg = x.clone().requires_grad_(True)  # not vacuous: gradient x input misses the logit
+    (grad,) = torch.autograd.grad(model(xg)[[0, 1], target].sum(), xg)
+    assert ((grad * x).sum((1, 2, 3)) - logits).abs().max() > 1e-2 * logits.abs().min()
+
+
+def test_agrees_with_zennit_through_tanh_and_sigmoid() -> None:
+    zennit = import_zennit()
+    from zennit import composites as zc
+    from zennit.rules import Epsilon as ZEpsilon
+    from zennit.types import Convolution
+
+    class TanhSigmoid(SmoothNet):
+        def __init__(self) -> None:
+            super().__init__("nn.Tanh", bias=True)
+            self.mods[1] = nn.Sigmoid()
+            self.acts = list(self.mods)
+
+    ours = Model(TanhSigmoid().eval(), preprocess=Preprocess(input_size=(16, 16)))
+    x, target = inputs(ours, 3), [0, 2, 3]
+    rules = [(Convolution, ZEpsilon()), (nn.Linear, ZEpsilon())]
+    composite = zc.LayerMapComposite([*zc.layer_map_base(), *rules])
+    expected = zennit_relevance(zennit, copy.deepcopy(ours.net), composite, x, target)
+    got = LRP(ours, composite="epsilon")(x, target)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * float(expected.abs().max()))
+
+
+class Breaker(nn.Module):
+    """conv -> relu -> a layer without an LRP rule (``block``) -> GAP -> linear."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.kind, self.conv, self.fc = kind, nn.Conv2d(3, 8, 3), nn.Linear(8, 2)
+        self.block: nn.Module = nn.LayerNorm([8, 6, 6]) if kind == "layernorm" else nn.MultiheadAttention(
+            8, 2, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.conv(x))
+        if self.kind == "attention":
+            seq = h.flatten(2).transpose(1, 2)
+            h = self.block(seq, seq, seq, need_weights=False)[0].transpose(1, 2)
+        else:
+            h = self.block(h)
+        return self.fc(h.flatten(2).mean(2))
+
+
+@pytest.mark.parametrize("kind, op", [("layernorm", "layer_norm"),
+                                      ("attention", "multi_head_attention_forward")])
+def test_a_layer_that_breaks_conservation_is_named_with_its_gap(kind: str, op: str) -> None:
+    model = Model(Breaker(kind).eval(), preprocess=Preprocess(input_size=(8, 8)), name=kind)
+    x = model.normalize(torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)))
+    named = rf"not conserved on '{kind}'.*'block' \({op}\) [-+][0-9.e+-]+ \(\d+% of the target score\)"
+    with pytest.warns(UserWarning, match=named):
+        LRP(model, composite="epsilon")(x, 1)
+
+
+class Shrinking(nn.Module):
+    """Bias-free conv/dense stack with weights scaled by 1e-3: outputs fall to ~1e-9 at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.convs = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(),
+                                   nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.ReLU())
+        self.fc = nn.Linear(8, 4, bias=False)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.mul_(1e-3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.convs(x).mean((2, 3)))
+
+
+def test_a_stabilizer_that_swallows_the_signal_is_reported_and_relative_ones_fix_it() -> None:
+    model = Model(Shrinking().double().eval(), preprocess=Preprocess(input_size=(8, 8)), name="shrinking")
+    gen = torch.Generator().manual_seed(1)
+    x = model.normalize(torch.rand(2, 3, 8, 8, generator=gen, dtype=torch.float64))
+    with torch.no_grad():
+        logits = model(x)[:, 1]
+    assert logits.abs().max() < 1e-6  # the scale of EfficientNet-B0's logits at random init
+    with pytest.warns(UserWarning, match=r"stabilizer 1e-06 is not small against the outputs of layer 'fc'"):
+        absorbed = LRP(model, composite="epsilon")(x, 1)
+    assert (absorbed.sum((1, 2, 3)).abs() < 0.05 * logits.abs()).all()  # the map is ~0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        relative = LRP(model, composite="epsilon", relative_stabilizers=True, epsilon=1e-9)(x, 1)
+    assert ((relative.sum((1, 2, 3)) - logits).abs() < 1e-4 * logits.abs()).all()

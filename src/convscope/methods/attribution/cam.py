@@ -10,7 +10,12 @@ and the variants differ only in the channel weights ``w`` (B, K, 1, 1), so each 
 * CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative Localization", Sec. 2): for a
   network ending in global average pooling + one linear layer, ``S_c = sum_k w_k^c GAP(A^k) + b_c``
   and ``M_c(x, y) = sum_k w_k^c A^k(x, y)``; the weights are read from the linear layer, no
-  gradient is taken. The paper's map is unrectified (``relu=False`` gives it).
+  gradient is taken. The paper's map is unrectified (``relu=False`` gives it). The same head
+  written as a 1x1 convolution from the K channels to the classes followed by global pooling
+  (Network-in-Network, SqueezeNet: the original CAM setting) is read the same way, its kernel
+  being the (classes, K) weight matrix. At the head's own map (the layer whose C = classes
+  channels are pooled straight into the logits, e.g. SqueezeNet's last ReLU, which ``"auto"``
+  picks) the weights are the identity: CAM of class c IS channel c of that map.
 * Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via
   Gradient-based Localization", Eq. 1-2): ``alpha_k^c = 1/Z sum_ij dy^c/dA^k_ij`` (Eq. 1),
   ``L = ReLU(sum_k alpha_k^c A^k)`` (Eq. 2). On a GAP + linear network ``dy^c/dA^k_ij = w_k^c / Z``,
@@ -104,55 +109,77 @@ class ChannelCAM(Attribution):
 
 def _no_head(model: Model, layer: str, why: str) -> BadModel:
     return BadModel(
-        f"CAM needs a model that ends in global average pooling + one linear layer on layer "
-        f"{layer!r}, but {model.name!r} {why}. Use method 'gradcam' (it equals CAM up to scale on "
-        "such models and works on any CNN), or fit a GAP + linear head on that layer with "
+        f"CAM needs a model that ends in global average pooling + one linear layer (or a 1x1 "
+        f"convolution to the classes before the pooling) on layer {layer!r}, but {model.name!r} "
+        f"{why}. Use method 'gradcam' (it equals CAM up to scale on such models and works on any "
+        "CNN), or fit a GAP + linear head on that layer with "
         "convscope.methods.attribution.retrofit_cam(model, images, labels, classes, layer=...)"
     )
 
 
-def gap_linear_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> nn.Linear:
-    """The linear layer ``fc`` with ``fc(GAP(acts)) == logits`` on this batch, else ``BadModel``.
+Head = tuple[Tensor, Tensor | None]
+"""A classifier on pooled channels: weight (classes, K) and bias."""
 
-    Structure narrows the candidates (a ``nn.Linear`` from K channels to the model's classes);
-    the numerical check on the actual batch then proves that nothing but pooling, flattening or
-    (eval-mode) dropout sits between the layer and that linear layer, however the forward is
-    written.
+
+def _head_candidates(model: Model, channels: int, classes: int, like: Tensor) -> list[Head]:
+    """(weight (classes, K), bias) of every layer that could map pooled channels to the logits:
+    linear layers K -> classes, 1x1 convolutions K -> classes, and the identity when K = classes."""
+    found: list[Head] = []
+    for m in unwrap(model).modules():
+        if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (channels, classes):
+            found.append((m.weight, m.bias))
+        elif (isinstance(m, nn.Conv2d) and (m.in_channels, m.out_channels) == (channels, classes)
+              and m.kernel_size == (1, 1) and m.groups == 1):
+            found.append((m.weight.flatten(1), m.bias))
+    if channels == classes:
+        found.append((torch.eye(classes, dtype=like.dtype, device=like.device), None))
+    return found
+
+
+def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor:
+    """The weights W (classes, K) with ``W GAP(acts) + b == logits`` on this batch, else ``BadModel``.
+
+    Structure narrows the candidates (a linear layer or 1x1 convolution from K channels to the
+    model's classes, or the identity when the layer already has one channel per class); the
+    numerical check on the actual batch then proves that nothing but pooling, flattening or
+    (eval-mode) dropout sits between the layer and the logits, however the forward is written.
     """
     if logits.ndim != 2 or acts.ndim != 4:
         raise _no_head(model, layer, f"outputs shape {tuple(logits.shape)} from a "
                        f"{tuple(acts.shape)} layer output")
     channels, classes = acts.shape[1], logits.shape[1]
-    linears = [m for m in unwrap(model).modules()
-               if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (channels, classes)]
-    if not linears:
-        raise _no_head(model, layer, f"has no linear layer from its {channels} channels to "
-                       f"its {classes} outputs")
+    candidates = _head_candidates(model, channels, classes, acts)
+    if not candidates:
+        raise _no_head(model, layer, f"has no linear layer or 1x1 convolution from its {channels} "
+                       f"channels to its {classes} outputs")
     pooled = acts.mean((2, 3))
     tol = 1e-3 * max(1.0, float(logits.abs().max()))
-    for fc in reversed(linears):
-        predicted = F.linear(pooled, fc.weight, fc.bias)
+    for weight, bias in reversed(candidates):
+        predicted = F.linear(pooled, weight.to(pooled), None if bias is None else bias.to(pooled))
         if torch.allclose(predicted, logits, rtol=1e-3, atol=tol):
-            return fc
-    raise _no_head(model, layer, "computes its logits otherwise (the linear layer on the pooled "
-                   "map does not reproduce them)")
+            return weight.detach()
+    raise _no_head(model, layer, "computes its logits otherwise (the linear layer or 1x1 convolution "
+                   "on the pooled map does not reproduce them)")
 
 
 @register("cam", family="cam", needs_layer=True)
 class CAM(ChannelCAM):
-    """CAM (Zhou et al. 2016): the layer's channels weighted by the final linear layer's weights."""
+    """CAM (Zhou et al. 2016): the layer's channels weighted by the classifier's weights.
+
+    The classifier is GAP + linear, or a 1x1 convolution to the classes + GAP (module notes).
+    """
 
     uses_gradient = False
 
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         assert self.layer is not None
-        fc = gap_linear_head(self.model, self.layer, signal.acts, signal.logits)
+        weight = class_head(self.model, self.layer, signal.acts, signal.logits)
         # d score / d logits: one-hot for a class target; any other target (a callable) is
         # linearized at the logits, which makes CAM's weights (B, classes) @ (classes, K).
         z = signal.logits.detach().requires_grad_(True)
         with torch.enable_grad():
             (dz,) = torch.autograd.grad(self.scores(z, target).sum(), z)
-        return (dz @ fc.weight.detach())[:, :, None, None]
+        return (dz @ weight.to(dz))[:, :, None, None]
 
 
 @register("gradcam", family="cam", needs_layer=True)

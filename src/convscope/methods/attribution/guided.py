@@ -8,7 +8,9 @@ Deconvnet -- Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional 
     forward mask; max-unpooling with the forward "switches" is exactly the gradient of max-pool,
     and the "filtering" with transposed filters is the gradient of a convolution.
 
-Both return (B, C, H, W) maps at the input resolution. The rectifier rules come from
+Both return (B, C, H, W) maps at the input resolution. On a network without a rectifier (SiLU,
+GELU, hardswish networks such as EfficientNet-B0, ConvNeXt, ViT) there is nothing for the rule to
+act on and the result is the plain gradient: a warning naming the model says so. The rectifier rules come from
 :mod:`convscope.model.rules`, which routes every ReLU/ReLU6 call (module, functional, in place)
 to the rule -- unlike hooks on ``nn.ReLU`` modules, which miss ``F.relu`` and ``nn.ReLU6`` and
 then silently return the plain gradient. For a ReLU6 (EfficientNet-Lite) the forward mask is
@@ -21,6 +23,7 @@ Springenberg et al. visualize what a feature responds to (their Fig. 3-5).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -29,7 +32,7 @@ from torch import Tensor
 
 from ...errors import BadLayer, BadTarget
 from ...model import Model, forward_until, select, target_indices
-from ...model.rules import DECONV, GUIDED, BackwardRule, backward_rule
+from ...model.rules import DECONV, GUIDED, BackwardRule, RuleBlock, backward_rule
 from ...types import Target, TargetFn
 from ..registry import register
 from .base import Attribution, input_gradient
@@ -44,9 +47,21 @@ class RuleGradient(Attribution):
     rule: ClassVar[BackwardRule]
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        with torch.enable_grad(), backward_rule(self.rule):
+        with torch.enable_grad(), backward_rule(self.rule) as block:
             grad, _ = input_gradient(self.model, inputs, target)
+        warn_without_rectifier(block, self.model, self.rule.name)
         return grad
+
+
+def warn_without_rectifier(block: RuleBlock, model: Model, what: str) -> None:
+    """One warning when the forward pass ran no rectifier: the rule changed nothing."""
+    if block.calls == 0:
+        warnings.warn(
+            f"{what} on {model.name!r}: no rectifier (ReLU, ReLU6, clamp(min=0)) ran in the forward "
+            "pass, so the rule had nothing to act on and the map is the plain gradient (method "
+            "'gradient'); SiLU, GELU and hardswish are not rectifiers, and TorchScript hides them",
+            stacklevel=4,
+        )
 
 
 @register("guided_backprop", family="gradient", signed=True)
@@ -110,7 +125,8 @@ class LayerGuidedBackprop(Attribution):
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         x = inputs.detach().requires_grad_(True)
-        with torch.enable_grad(), backward_rule(GUIDED):
+        with torch.enable_grad(), backward_rule(GUIDED) as block:
             scores = self._channels(select, self.channel_scores(x), target)
             (grad,) = torch.autograd.grad(scores.sum(), x)
+        warn_without_rectifier(block, self.model, GUIDED.name)
         return grad

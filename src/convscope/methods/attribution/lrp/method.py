@@ -13,30 +13,46 @@ folded into it for the call (:func:`convscope.model.fold.fold_batchnorm` works o
 that the rules see one affine layer, as LRP intends; the user's model is never changed.
 
 Conservation holds exactly (up to float error and the 1e-6 stabilizers) for networks without
-biases built from conv/dense layers, rectifiers, adds and pooling, with the epsilon, z+, gamma
-and z^B rules; alpha-beta conserves where a unit has both positive and negative contributions.
-Biases (also those a folded batch norm leaves) absorb their share, so on a real network the
-input relevance sums to a fraction of the logit.
+biases built from conv/dense layers, elementwise activations (passed through, as zennit does:
+ReLU, tanh, sigmoid, GELU, SiLU, ...), adds and pooling, with the epsilon, z+, gamma and z^B
+rules; alpha-beta conserves where a unit has both positive and negative contributions. Biases
+(also those a folded batch norm leaves) absorb their share, so on a real network the input
+relevance sums to a fraction of the logit.
+
+Two things are reported with a warning rather than silently returned:
+
+* layers that break conservation (LayerNorm, attention, gating products, softmax inside the
+  network): they keep their gradient, and the warning names them with the relevance they add or
+  lose (see :mod:`.propagate`) when that exceeds :data:`GAP_TOLERANCE` of the target score;
+* an absolute stabilizer that is not small against a layer's outputs (deep networks at random
+  init, whose activations shrink layer by layer): it absorbs the relevance, and the map tends to
+  zero. ``relative_stabilizers=True`` multiplies every stabilizer by the largest |output| of its
+  layer for each sample, so that only the ratio matters (zennit's are absolute, the default).
 
 Shapes: (B, C, H, W) -> (B, C, H, W) relevance in model-input space, signed.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ....errors import BadModel
-from ....model import LINEAR, Model, backward_rule
+from ....model import Model, backward_rule
 from ....model.fold import fold_batchnorm
+from ....model.watch import Gap, gap_report
 from ....types import Target
 from ...registry import register
 from ..base import Attribution
 from .composites import CompositeName, RuleMap, RuleName, RuleOptions, composite_rules, refine
-from .propagate import Propagation
+from .propagate import Propagation, RelevancePass
 from .rules import LayerRule
+
+GAP_TOLERANCE = 0.01
+"""Relevance a watched layer may add or lose, relative to the target score, before a warning."""
 
 
 @register("lrp", family="decomposition", signed=True)
@@ -46,7 +62,9 @@ class LRP(Attribution):
     Options: ``composite`` names the rules per layer (default ``"epsilon_gamma_box"``: z^B at the
     pixels, gamma in convolutions, epsilon in dense layers); ``rules`` refines it by layer name or
     kind, e.g. ``{"first": "flat", "_blocks.15": "epsilon", "linear": Epsilon(0.1)}``; ``epsilon``,
-    ``gamma``, ``alpha``, ``beta`` and ``stabilizer`` set the numbers of rules named by string.
+    ``gamma``, ``alpha``, ``beta`` and ``stabilizer`` set the numbers of rules named by string;
+    ``relative_stabilizers`` scales every stabilizer by its layer's output (module notes).
+    Warns, naming the layers, when a layer breaks conservation or a stabilizer swallows the signal.
     """
 
     def __init__(
@@ -60,8 +78,10 @@ class LRP(Attribution):
         alpha: float = 2.0,
         beta: float = 1.0,
         stabilizer: float = 1e-6,
+        relative_stabilizers: bool = False,
     ) -> None:
         super().__init__(model)
+        self.relative = bool(relative_stabilizers)
         self.options = options = RuleOptions(epsilon, gamma, alpha, beta, stabilizer)
         chosen = composite_rules(composite, options)
         self.rules: RuleMap = refine(chosen, rules, options, model) if rules else chosen
@@ -89,16 +109,34 @@ class LRP(Attribution):
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         net = self.folded()
         low, high = self.bounds(inputs)
-        prop = Propagation(self.rules, net, low, high, self.options.stabilizer)
+        prop = Propagation(self.rules, net, low, high, self.options.stabilizer, relative=self.relative)
         x = inputs.detach().requires_grad_(True)
         with torch.enable_grad():
-            with backward_rule(LINEAR, overrides=prop.overrides()):
+            with backward_rule(RelevancePass(len(x)), overrides=prop.overrides(), net=net) as block:
                 logits = net(x)
             if prop.layers == 0:
                 raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
                                "TorchScript model runs below Python); pass an ordinary nn.Module")
             out = logits.detach().requires_grad_(True)
             (pick,) = torch.autograd.grad(self.scores(out, target).sum(), out)
-            (relevance,) = torch.autograd.grad(logits, x, pick * out.detach())
+            start = pick * out.detach()
+            (relevance,) = torch.autograd.grad(logits, x, start)
+        self._report(block.gaps, prop.swallowed, start.flatten(1).sum(1))
         return relevance
 
+    def _report(self, gaps: list[Gap], swallowed: list[tuple[str, float, float]], score: Tensor) -> None:
+        """Warn about layers that break conservation and stabilizers that swallow the signal."""
+        scale = score.abs() + 1e-12
+        culprits = gap_report(gaps, scale, "of the target score", GAP_TOLERANCE)
+        if culprits:
+            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: these layers change "
+                          "its sum (relevance at their output minus at their inputs; they keep their "
+                          f"gradient, having no LRP rule): {culprits}", stacklevel=4)
+        if swallowed:
+            name, largest, eps = min(swallowed, key=lambda item: item[1] / item[2])
+            more = f" (and {len(swallowed) - 1} more layers)" if len(swallowed) > 1 else ""
+            warnings.warn(f"LRP on {self.model.name!r}: the stabilizer {eps:g} is not small against the "
+                          f"outputs of layer {name!r} (largest |output| {largest:.3g}){more}, so it "
+                          "absorbs the relevance there and the map tends to zero; pass "
+                          "relative_stabilizers=True (stabilizers scaled by each layer's outputs) or a "
+                          "smaller epsilon and stabilizer", stacklevel=4)

@@ -15,15 +15,20 @@ whose backward maps output relevance to input relevance, by kind:
   rules' stabilizer, 1e-6 by default). For a residual add this gives each branch its share
   a/(a+b) and b/(a+b); the plain gradient would hand R to both and double the total. A constant
   operand (a tensor that does not depend on the input) keeps its share, as a bias does.
-* rectifiers (ReLU, ReLU6, ``F.relu``, in place or not): pass-through, R_in = R_out, through the
-  :data:`~convscope.model.rules.LINEAR` rule of :mod:`convscope.model.rules` (the mode that sees
-  every spelling). Other pointwise activations (leaky ReLU, ELU, GELU, SiLU, hardswish, softplus)
-  and batch norms that could not be folded into a conv pass relevance through too (zennit's
-  ``Pass``).
+* elementwise activations (ReLU, ReLU6, leaky ReLU, ELU, GELU, SiLU, hardswish, softplus, tanh,
+  sigmoid, ..., module, functional or in place): pass-through, R_in = R_out, as zennit's ``Pass``
+  rule does for every activation. :class:`RelevancePass` is that rule for the mode of
+  :mod:`convscope.model.rules` (which sees every spelling, rectifier or not). Batch norms that
+  could not be folded into a conv pass relevance through too.
 * everything else keeps its gradient: reshapes, dropout in eval mode, concatenation and
   upsampling move relevance around unchanged; max-pooling gives it to the maximum (the usual
-  winner-take-all choice). Products of activations (attention, squeeze-excitation gates) and
-  hand-written ``x @ W`` layers are *not* relevance rules: their gradient is not conservative.
+  winner-take-all choice). Products of activations (attention, squeeze-excitation gates),
+  softmax and normalizations with statistics of their input (LayerNorm, GroupNorm, batch norm in
+  train mode) have no relevance rule: their gradient does not conserve. The mode *watches* them
+  (:meth:`RelevancePass.amount` is the relevance sum) and records, per call, the relevance at the
+  output minus that at the inputs, with the module that made the call; the method warns with
+  the layers whose gap is large. Hand-written ``x @ W`` layers are not watched: not conserving
+  either, they are the user's to rewrite as ``F.linear``.
 
 All of it is installed for one forward pass by :func:`~convscope.model.rules.backward_rule`
 (a ``TorchFunctionMode`` popped in ``finally``): nothing is attached to any module.
@@ -38,8 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ....model.rules import ActivationCall, BackwardRule
 from .composites import LayerKind, RuleMap
-from .rules import LayerCall, stabilize
+from .rules import Flat, LayerCall, LayerRule, signal_scaled, stabilize
+
+SWALLOW = 100.0
+"""A layer whose largest |output| is below SWALLOW x its absolute stabilizer loses >= 1% of its
+relevance to the stabilizer even at its largest unit (and most of it elsewhere)."""
 
 Backward = Callable[[Tensor], tuple[Tensor | None, ...]]
 Run = Callable[..., tuple[Tensor, Backward]]
@@ -69,9 +79,27 @@ _ADD = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
 _ADD_INPLACE = {Tensor.add_, Tensor.__iadd__}
 _REDUCE = {torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
            F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
-_PASS = {F.batch_norm, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.softplus}
-_INPLACE_ARG = {F.leaky_relu: 2, F.elu: 2, F.silu: 1, F.hardswish: 1}
-"""Position of the ``inplace`` flag where the activation modules pass it positionally."""
+
+
+class RelevancePass(BackwardRule):
+    """Every elementwise activation passes relevance unchanged; relevance sums are what is kept."""
+
+    name = "relevance"
+    elementwise = True
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def backward(self, call: ActivationCall, grad_out: Tensor) -> Tensor:
+        return grad_out
+
+    def amount(self, signal: Tensor, value: Tensor) -> Tensor | None:
+        """The relevance at ``value``, per sample: the batch is the first dimension of its size
+        (attention runs sequence-first)."""
+        if self.batch not in signal.shape:
+            return None
+        moved = signal.movedim(signal.shape.index(self.batch), 0)
+        return moved.flatten(1).sum(1) if moved.ndim > 1 else moved
 
 
 def _tracked(t: object) -> bool:
@@ -81,18 +109,22 @@ def _tracked(t: object) -> bool:
 class Propagation:
     """The overrides for one forward pass of ``net`` under a :class:`RuleMap`.
 
-    ``low``/``high`` bound the network input (z^B); ``stabilizer`` is the proportional split's.
+    ``low``/``high`` bound the network input (z^B); ``stabilizer`` is the proportional split's;
+    ``relative`` scales every stabilizer by the signal (:meth:`.rules.LayerCall.eps`).
     ``layers`` counts the conv/dense calls routed, so a caller can tell a network whose layers
-    the mode never saw (TorchScript).
+    the mode never saw (TorchScript). ``swallowed`` lists the layers (name, smallest over the batch
+    of the largest |output|, stabilizer) whose outputs are not large against an absolute
+    stabilizer (below :data:`SWALLOW` times it): there the stabilizer absorbs the relevance.
     """
 
     def __init__(self, rules: RuleMap, net: nn.Module, low: Tensor | None = None,
-                 high: Tensor | None = None, stabilizer: float = 1e-6) -> None:
+                 high: Tensor | None = None, stabilizer: float = 1e-6, relative: bool = False) -> None:
         self.rules = rules
-        self.low, self.high, self.stabilizer = low, high, stabilizer
+        self.low, self.high, self.stabilizer, self.relative = low, high, stabilizer, relative
         self.names = {id(m.weight): name for name, m in net.named_modules()
                       if isinstance(getattr(m, "weight", None), Tensor)}
         self.layers = 0
+        self.swallowed: list[tuple[str, float, float]] = []
 
     def overrides(self) -> dict[Callable, Callable[..., Any]]:
         table: dict[Callable, Callable[..., Any]] = {}
@@ -102,8 +134,7 @@ class Propagation:
             table[func] = self._norm(func, None)
         for func in _ADD_INPLACE:
             table[func] = self._norm(torch.add, func)
-        for func in _PASS:
-            table[func] = _passthrough(func)
+        table[F.batch_norm] = _batch_norm_pass
         return table
 
     def _layer(self, func: Callable[..., Tensor], kind: LayerKind) -> Callable[..., Tensor]:
@@ -121,16 +152,29 @@ class Propagation:
             rule = self.rules.rule_for(kind, self.names.get(id(weight)), first)
             self.layers += 1
 
+            name = self.names.get(id(weight), f"{func.__name__} call {self.layers}")
+
             def run(inp: Tensor) -> tuple[Tensor, Backward]:
                 layer = LayerCall(fn, inp, weight.detach(), None if bias is None else bias.detach(),
-                                  name=self.names.get(id(weight)), nonneg=bool(inp.amin() >= 0),
-                                  low=self.low if first else None, high=self.high if first else None)
+                                  name=name, nonneg=bool(inp.amin() >= 0),
+                                  low=self.low if first else None, high=self.high if first else None,
+                                  relative=self.relative)
                 out, back = rule.forward(layer)
+                self._check_scale(name, rule, out)
                 return out, lambda r: (back(r),)
 
             return _Relevance.apply(run, False, x)
 
         return call
+
+    def _check_scale(self, name: str, rule: LayerRule, out: Tensor) -> None:
+        """Record the layer when an absolute stabilizer is not small against its outputs."""
+        eps = getattr(rule, "epsilon", getattr(rule, "stabilizer", 0.0))
+        if self.relative or isinstance(rule, Flat) or not eps or out.ndim < 2:
+            return
+        largest = float(out.detach().abs().flatten(1).amax(1).min())
+        if largest < SWALLOW * eps:
+            self.swallowed.append((name, largest, eps))
 
     def _norm(self, graph_func: Callable[..., Tensor], inplace: Callable | None) -> Callable[..., Tensor]:
         """Proportional split over the tensor operands of a linear map without weights."""
@@ -150,7 +194,8 @@ class Propagation:
                     full[i] = leaf
                 with torch.enable_grad():
                     y = graph_func(*full, **kwargs)
-                scale = stabilize(y.detach(), self.stabilizer).reciprocal_()
+                eps = signal_scaled(self.stabilizer, y) if self.relative and y.ndim > 1 else self.stabilizer
+                scale = stabilize(y.detach(), eps).reciprocal_()
                 if inplace is not None:
                     with torch.no_grad():
                         out = inplace(*args, **kwargs)
@@ -168,23 +213,16 @@ class Propagation:
         return call
 
 
-def _passthrough(func: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """R_in = R_out for a pointwise map (activations, batch norm in eval mode)."""
+def _batch_norm_pass(*args: Any, **kwargs: Any) -> Tensor:
+    """R_in = R_out through a batch norm in eval mode (one that could not be folded)."""
+    x = args[0] if args else kwargs.get("input")
+    training = args[5] if len(args) > 5 else kwargs.get("training", False)
+    if not _tracked(x) or training:
+        return F.batch_norm(*args, **kwargs)
+    rest = args[1:]
+    kw = {k: v for k, v in kwargs.items() if k != "input"}
 
-    def call(*args: Any, **kwargs: Any) -> Tensor:
-        x = args[0] if args else kwargs.get("input")
-        training = func is F.batch_norm and (args[5] if len(args) > 5 else kwargs.get("training", False))
-        if not _tracked(x) or training:
-            return func(*args, **kwargs)
-        at = _INPLACE_ARG.get(func)
-        inplace = bool(kwargs.get("inplace", False) or (at is not None and len(args) > at and args[at]))
-        rest = args[1:]
-        kw = {k: v for k, v in kwargs.items() if k != "input"}
+    def run(inp: Tensor) -> tuple[Tensor, Backward]:
+        return F.batch_norm(inp, *rest, **kw), lambda r: (r,)
 
-        def run(inp: Tensor) -> tuple[Tensor, Backward]:
-            out = func(inp, *rest, **kw)
-            return out, lambda r: (r,)
-
-        return _Relevance.apply(run, inplace, x)
-
-    return call
+    return _Relevance.apply(run, False, x)

@@ -27,7 +27,11 @@ modified input with modified parameters. The terms run during the forward pass w
 small autograd graphs; in the backward pass one ``autograd.grad`` through them gives
 ``rho(W)^T s`` for ``s = R / denominator``, and the relevance is ``sum_terms input * gradient``.
 Parameters are modified as new tensors, never in place: the user's modules are not touched.
-Stabilizers follow zennit: ``z + eps * sign(z)`` with sign(0) = +1 (default ``eps`` = 1e-6).
+Stabilizers follow zennit: ``z + eps * sign(z)`` with sign(0) = +1 (default ``eps`` = 1e-6). An
+absolute 1e-6 swallows the signal of a layer whose outputs are themselves ~1e-6 (deep networks at
+random init, badly scaled inputs): with ``LayerCall.relative`` the stabilizers are multiplied by the
+largest |output| of the layer for each sample (:meth:`LayerCall.eps`), so that only their ratio
+to the signal matters.
 
 Shapes: a rule maps the output relevance (shape of the layer output) to the input relevance
 (shape of the layer input), batch by batch; nothing mixes samples.
@@ -48,10 +52,16 @@ LayerFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 """The layer's own function with its call's other arguments bound: ``fn(x, weight, bias)``."""
 
 
-def stabilize(z: Tensor, eps: float) -> Tensor:
+def stabilize(z: Tensor, eps: float | Tensor) -> Tensor:
     """``z + eps * sign(z)``, sign(0) = +1: a denominator that is never zero."""
-    step = z.new_tensor(eps)
+    step = torch.as_tensor(eps, dtype=z.dtype, device=z.device)
     return z + torch.where(z >= 0, step, -step)
+
+
+def signal_scaled(value: float, z: Tensor) -> Tensor:
+    """``value`` times the largest |z| of each sample, shaped (B, 1, ...) to broadcast against z."""
+    scale = z.detach().abs().flatten(1).amax(1).clamp(min=torch.finfo(z.dtype).tiny)
+    return value * scale.view(-1, *[1] * (z.ndim - 1))
 
 
 def _pos(t: Tensor | None) -> Tensor | None:
@@ -69,6 +79,7 @@ class LayerCall:
     ``nonneg`` says the input has no negative entry (after a rectifier): rules then skip the
     terms for x- (they are zero), which halves their cost. ``low``/``high`` are the input bounds
     that :class:`ZBox` uses when none were given to it (the model's normalized pixel range).
+    ``relative`` scales the stabilizers by the signal (:meth:`eps`).
     """
 
     fn: LayerFn
@@ -79,6 +90,12 @@ class LayerCall:
     nonneg: bool = False
     low: Tensor | None = None
     high: Tensor | None = None
+    relative: bool = False
+
+    def eps(self, value: float, z: Tensor) -> float | Tensor:
+        """The stabilizer for denominators ``z``: ``value``, or ``value`` times the largest |z| of
+        each sample when the stabilizers are relative."""
+        return signal_scaled(value, z) if self.relative else value
 
     def output(self) -> Tensor:
         """The layer's unmodified output."""
@@ -161,7 +178,7 @@ class Epsilon(LayerRule):
     def forward(self, layer: LayerCall) -> tuple[Tensor, Backward]:
         terms = Terms(layer)
         z = terms.run("x", layer.x, layer.weight, layer.bias)
-        return z, _scaled(terms, [stabilize(z, self.epsilon).reciprocal_()])
+        return z, _scaled(terms, [stabilize(z, layer.eps(self.epsilon, z)).reciprocal_()])
 
 
 class Gamma(LayerRule):
@@ -189,8 +206,9 @@ class Gamma(LayerRule):
         # w+ + w- = w, so up + down = (2 + gamma) z: the output without a third convolution.
         z = (up + down).div_(2 + g)
         # up = z + gamma * (positive parts) >= z, so where z > 0 the stabilizer's sign is +.
-        s_up = torch.where(z > 0, (up + self.stabilizer).reciprocal_(), 0)
-        s_down = torch.where(z < 0, (down - self.stabilizer).reciprocal_(), 0)
+        eps = layer.eps(self.stabilizer, z)
+        s_up = torch.where(z > 0, (up + eps).reciprocal_(), 0)
+        s_down = torch.where(z < 0, (down - eps).reciprocal_(), 0)
         scales = [s_up, s_down] if layer.nonneg else [s_up, s_down, s_up, s_down]
         return z, _scaled(terms, scales)
 
@@ -218,13 +236,13 @@ class AlphaBeta(LayerRule):
         if x_neg is not None:
             pos = pos + terms.run("x-", x_neg, w_neg, None)
         # pos >= 0 and neg <= 0 by construction: the stabilizer's sign is known.
-        scales = [(pos + self.stabilizer).reciprocal_().mul_(self.alpha)] * len(terms.outputs)
+        scales = [(pos + layer.eps(self.stabilizer, pos)).reciprocal_().mul_(self.alpha)] * len(terms.outputs)
         if not self.beta:
             return layer.output(), _scaled(terms, scales)
         neg = terms.run("x+", x_pos, w_neg, _neg(b))
         if x_neg is not None:
             neg = neg + terms.run("x-", x_neg, w_pos, None)
-        s_neg = (neg - self.stabilizer).reciprocal_().mul_(-self.beta)
+        s_neg = (neg - layer.eps(self.stabilizer, neg)).reciprocal_().mul_(-self.beta)
         scales += [s_neg] * (len(terms.outputs) - len(scales))
         return pos + neg, _scaled(terms, scales)  # w+ + w- = w and b+ + b- = b: pos + neg = z
 
@@ -261,7 +279,7 @@ class ZBox(LayerRule):
         # Bias parts cancel: (w x + b) - (w+ low + b+) - (w- high + b-) has no bias left (zennit).
         den = z - terms.run("low", low, w.clamp(min=0), _pos(b)) - terms.run("high", high, w.clamp(max=0),
                                                                                 _neg(b))
-        s = stabilize(den, self.stabilizer).reciprocal_()
+        s = stabilize(den, layer.eps(self.stabilizer, den)).reciprocal_()
         return z, _scaled(terms, [s, *[s.neg()] * 2])
 
 
