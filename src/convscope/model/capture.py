@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadArgument, BadLayer
+from .formats import check_format
 from .guard import evaluating
 from .layers import get_layer, resolve_layer, unwrap
 
@@ -111,6 +112,7 @@ def capture(
     names = [layers] if isinstance(layers, str) else list(layers)
     names = [resolve_layer(model, n) for n in names]
     net = unwrap(model)
+    check_format(net, f"reading layer {names[0]!r}" if names else "reading layers", hooks=True)
     record = Captured(names)
     remaining = set(names)
     handles = []

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import BadLayer
+from .formats import format_limits, type_name
 from .guard import evaluating
 
 
@@ -71,13 +72,17 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
     """Every named module with its output shape for one example input (a dry forward pass).
 
     The pass runs in eval mode under ``no_grad`` with hooks removed afterwards; modules that do
-    not run (or return non-tensors) get ``output_shape=None``.
+    not run (or return non-tensors) get ``output_shape=None``, as do all layers of a format that
+    takes no hooks (TorchScript).
     """
     net = unwrap(model)
     example = _example_input(model) if example is None else example
     shapes: dict[str, tuple[int, ...]] = {}
     order: dict[str, int] = {}
     handles = []
+    limits = format_limits(net)
+    if limits is not None and not limits.hooks:
+        example = None  # nothing can watch its layers run: names, types and parameters only
 
     def make_hook(name: str):
         def hook(_m: nn.Module, _i: object, out: object) -> None:
@@ -88,18 +93,19 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
         return hook
 
     try:
-        for name, module in net.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        with evaluating(net), torch.no_grad():
-            net(example)
+        if example is not None:
+            for name, module in net.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(make_hook(name)))
+            with evaluating(net), torch.no_grad():
+                net(example)
     finally:
         for h in handles:
             h.remove()
     return [
         LayerInfo(
             name=name,
-            type=type(module).__name__,
+            type=type_name(module),
             params=sum(p.numel() for p in module.parameters()),
             output_shape=shapes.get(name),
             order=order.get(name),

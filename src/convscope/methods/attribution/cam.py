@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ...errors import BadLayer, BadModel
 from ...model import Model, capture
+from ...model.formats import type_name
 from ...model.layers import unwrap
 from ...types import Target
 from ..registry import register
@@ -124,7 +125,7 @@ def gap_linear_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> n
                        f"{tuple(acts.shape)} layer output")
     channels, classes = acts.shape[1], logits.shape[1]
     linears = [m for m in unwrap(model).modules()
-               if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (channels, classes)]
+               if type_name(m) == "Linear" and tuple(m.weight.shape) == (classes, channels)]
     if not linears:
         raise _no_head(model, layer, f"has no linear layer from its {channels} channels to "
                        f"its {classes} outputs")
@@ -186,6 +187,7 @@ class GuidedGradCAM(Attribution):
     """
 
     needs_layer = True
+    needs_rules = True
 
     def __init__(self, model: Model, *, layer: str = "auto") -> None:
         super().__init__(model, layer=layer)

@@ -100,6 +100,8 @@ class DeepLift(Attribution):
     Warns when the contributions miss t(x) - t(x_ref) by more than 1% (see the module notes).
     """
 
+    needs_rules = True
+
     def __init__(self, model: Model, *, reference: Reference | Tensor = "black",
                  sigma: float = 10.0) -> None:
         super().__init__(model)

@@ -49,6 +49,8 @@ class LRP(Attribution):
     ``gamma``, ``alpha``, ``beta`` and ``stabilizer`` set the numbers of rules named by string.
     """
 
+    needs_rules = True
+
     def __init__(
         self,
         model: Model,
