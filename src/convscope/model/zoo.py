@@ -121,6 +121,10 @@ def load_model(
         model = ZOO[text]()
         if weights is not None:
             _load_weights(model.net, weights)
+        if given:  # e.g. another resize mode for the embedded model
+            model.spec = Preprocess(**(asdict(model.spec) | given))
+        if labels is not None:
+            model.labels = normalize_labels(labels, _num_classes(model.net))
     elif text.startswith(("torchvision:", "timm:")):
         model = _hub_package_model(text, preprocess)
     elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
