@@ -19,6 +19,7 @@ exported programs from the program's module stack), so layer listings show ``Con
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,16 @@ class ExportedNet(UnflattenedModule):
     """
 
     batch: int | None
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ExportedNet:
+        """The usual deep copy (the fast path copies models), without the deprecation warnings
+        torch emits while copying the program's own graph metadata (tree specs, fake tensors)."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(treespec|FakeTensor).*")
+            new.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return new
 
     def forward(self, *args: object, **kwargs: object) -> object:
         x = args[0] if args else None
