@@ -16,7 +16,7 @@ from convscope.model import load_model
 
 from .runner import run
 
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
               pytest.mark.filterwarnings("ignore:DeepLIFT contributions miss:UserWarning")]  # max-pool
 
 NET_PY = '''

@@ -210,7 +210,7 @@ def test_exported_layers_are_hookable_with_original_types(tmp_path) -> None:
     assert not any(m._forward_hooks for m in model.net.modules())
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_labels_are_counted_for_compiled_formats(tmp_path) -> None:
     path = _export(tmp_path, _factory().eval(), torch.randn(1, 3, 8, 8))
     with pytest.raises(BadModel, match="3 names but the model outputs 2"):
@@ -221,7 +221,7 @@ def test_labels_are_counted_for_compiled_formats(tmp_path) -> None:
         load_model(str(scripted), labels=["a", "b", "c"])
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_torchscript_layers_without_hooks(tmp_path) -> None:
     from convscope.errors import ConvscopeError
     from convscope.model import capture, list_layers

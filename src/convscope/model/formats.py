@@ -87,7 +87,7 @@ def type_name(module: nn.Module) -> str:
 def load_torchscript(path: Path) -> nn.Module:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # jit.load still works
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")  # it works
             return torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
