@@ -251,3 +251,14 @@ def test_zoo_model_takes_given_preprocessing_and_labels() -> None:
                        labels=[f"digit {d}" for d in range(10)])
     assert model.spec.resize == "letterbox" and model.spec.input_size == (28, 28)
     assert model.label(3) == "digit 3"
+
+
+def test_gray_exported_program_takes_one_mean_and_unknown_fields_are_refused(tmp_path) -> None:
+    from convscope.errors import BadArgument
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    path = _export(tmp_path, net.eval(), torch.randn(1, 1, 12, 12))
+    model = load_model(str(path), preprocess={"mean": [0.5], "std": [0.25]})
+    assert model.channels == 1 and model.spec.mean == (0.5,) and model.input_size == (12, 12)
+    with pytest.raises(BadArgument, match="no field 'size'"):
+        load_model(net, preprocess={"size": 8})

@@ -25,13 +25,14 @@ import sys
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from types import ModuleType
 
 import torch
 from torch import nn
 
-from ..errors import BadModel, MissingDependency
+from ..errors import BadArgument, BadModel, MissingDependency
 from .formats import ExportedInput, load_exported, load_torchscript, type_name
 from .labels import imagenet_labels, normalize_labels
 from .wrapped import Model, Preprocess
@@ -109,10 +110,9 @@ def load_model(
         trust_checkpoint: allow a checkpoint that needs pickle (it can run code on load).
         device: move a model that convscope built to this device. A user's module is not moved.
     """
-    given = _given_fields(preprocess)
-    preprocess = Preprocess(**given) if given else None
+    given = _given_fields(preprocess)  # built where used: an exported program adds its own shape
     if isinstance(spec, nn.Module):
-        model = _wrap(spec, preprocess, labels, name=type(spec).__name__)
+        model = _wrap(spec, _built(given), labels, name=type(spec).__name__)
         if weights is not None:
             _load_weights(spec, weights)
         return model
@@ -126,7 +126,7 @@ def load_model(
         if labels is not None:
             model.labels = normalize_labels(labels, _num_classes(model.net))
     elif text.startswith(("torchvision:", "timm:")):
-        model = _hub_package_model(text, preprocess)
+        model = _hub_package_model(text, _built(given))
     elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
         net, arch, fixed = _load_checkpoint(Path(text), trust_checkpoint)
         default_labels: Sequence[str] | str | None = labels
@@ -136,6 +136,8 @@ def load_model(
             default_labels = labels or zoo_model.labels
         elif fixed is not None:
             preprocess = _fixed_preprocess(text, fixed, given)
+        else:
+            preprocess = _built(given)
         with contextlib.suppress(NotImplementedError):  # exported programs have no eval()
             net.eval()
         model = _wrap(net, preprocess, default_labels, name=Path(text).stem)
@@ -143,13 +145,17 @@ def load_model(
         net = _from_factory(text)
         if weights is not None:
             _load_weights(net, weights)
-        model = _wrap(net, preprocess, labels, name=text)
+        model = _wrap(net, _built(given), labels, name=text)
     else:
         raise BadModel(
             f"model {text!r} is not known; use one of {', '.join(available_models())}, a checkpoint "
             "path, 'package.module:factory', 'torchvision:NAME' or 'timm:NAME'"
         )
     return model.to(device) if device is not None else model
+
+
+def _built(given: dict[str, object]) -> Preprocess | None:
+    return Preprocess(**given) if given else None  # type: ignore[arg-type]
 
 
 def _given_fields(preprocess: Preprocess | Mapping[str, object] | None) -> dict[str, object]:
@@ -159,6 +165,10 @@ def _given_fields(preprocess: Preprocess | Mapping[str, object] | None) -> dict[
     if isinstance(preprocess, Preprocess):
         return asdict(preprocess)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
+    unknown = sorted(set(fields) - {f.name for f in dataclass_fields(Preprocess)})
+    if unknown:
+        raise BadArgument(f"preprocess has no field {unknown[0]!r}; its fields: input_size, mean, "
+                          "std, channels, resize, crop_fraction")
     if isinstance(fields.get("input_size"), int):
         fields["input_size"] = (fields["input_size"],) * 2
     return fields
