@@ -77,7 +77,7 @@ def read_labels(path: str) -> list[str] | str:
     if path == "imagenet":
         return path
     file = Path(path)
-    if not file.is_file():
+    if not file.exists() or file.is_dir():  # exists(): a pipe such as <(...) is fine too
         raise BadArgument(f"--labels {path!r}: no such file; give one class name per line or a JSON list")
     text = file.read_text(encoding="utf-8-sig")
     if text.lstrip().startswith("["):
