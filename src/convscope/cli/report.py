@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from ..api import as_images, predict
 from ..errors import ConvscopeError
@@ -20,13 +19,6 @@ from .common import add_model_options, model_from_args
 from .evaluate import faithfulness_scores
 from .options import parse_target
 from .progress import progress_bar
-
-
-def _shown(picture: Image.Image) -> Image.Image:
-    """A copy at most 448 pixels wide or high (aspect ratio kept), so pages stay small."""
-    small = picture.copy()
-    small.thumbnail((448, 448))
-    return small
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,13 +62,13 @@ def build_report(model: Model, images: list[str], methods: list[str], target: st
                                               torch.tensor([index]), faithfulness_steps, fast)
                     lines.append(f"deletion AUC {auc['deletion_auc'][0]:.3f} ↓ · "
                                  f"insertion AUC {auc['insertion_auc'][0]:.3f} ↑")
-                cards.append(Card(method, _shown(result.overlay(0)), lines))
+                cards.append(Card(method, result.overlay(0), lines))
             except ConvscopeError as err:
                 cards.append(Card(method, None, [get_method(method).family], error=str(err)))
             done += 1
             if progress:
                 progress(done, total)
-        shown = _shown(to_pil(image))  # the photo the overlays are drawn on, uncropped
+        shown = to_pil(image)  # the photo the overlays are drawn on, uncropped
         rows = [[str(p.rank), p.label, str(p.index), f"{p.probability:.1%}"] for p in preds]
         title = f"{name} — explaining {model.label(index)} (class {index})"
         sections.append(Section(title, shown,

@@ -29,8 +29,16 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
 
+SHOWN_MAX = 448
+"""Pictures are shown 224 px wide; embedded at most twice that (sharp on high-DPI screens), with
+their aspect ratio, so a page of overlays on large photos stays small."""
+
+
 def data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
+    if max(image.size) > SHOWN_MAX:
+        image = image.copy()
+        image.thumbnail((SHOWN_MAX, SHOWN_MAX))
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
