@@ -1,8 +1,9 @@
 """``Model``: a user's network plus what it takes to feed it and read its output.
 
 The wrapper is itself an ``nn.Module`` whose forward is the network's, so any PyTorch tool (and
-Captum) can use it directly. It adds the preprocessing (input size, mean, std, channels), class
-labels and a name. Layer names everywhere are those of the inner network (``model.net``).
+Captum) can use it directly. It adds the preprocessing (input size, mean, std, channels, and how
+an image of another shape is fitted: crop, letterbox or stretch), class labels and a name. Layer
+names everywhere are those of the inner network (``model.net``).
 
 Images going in are float tensors in [0, 1], RGB, shape (3, H, W) or (B, 3, H, W), as
 :func:`convscope.load_image` returns them.
