@@ -22,6 +22,7 @@ from .api import ImageSource, as_images
 from .methods.evaluation.localization import Localization, localize
 from .methods.registry import build_method, get_method
 from .model import Model, guarded, select, target_indices
+from .model.wrapped import Framing
 from .render import overlay, save_png
 from .types import Target
 
@@ -47,6 +48,10 @@ class Explanation:
     signed: bool
     options: dict[str, Any] = field(default_factory=dict)
     layer_reason: str | None = None
+    """Why ``layer`` was read (``"auto"``'s choice, or that the caller named it)."""
+    framings: list[Framing] | None = None
+    """Per sample, the original image and the box of it the model saw (``None`` when the
+    inputs were a ready model-input batch): overlays are drawn on the original."""
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -56,9 +61,14 @@ class Explanation:
         mode = "signed" if self.signed else "unsigned"
         defaults: dict[str, Any] = {"mode": mode, "reduce": "sum" if self.signed else "max"}
         defaults.update(options)
-        if index is not None:
-            return overlay(self.images[index], self.values[index], **defaults)
-        return [overlay(i, v, **defaults) for i, v in zip(self.images, self.values)]
+
+        def draw(i: int) -> Image.Image:
+            if self.framings is None:
+                return overlay(self.images[i], self.values[i], **defaults)
+            framing = self.framings[i]
+            return overlay(framing.image, self.values[i], box=framing.box, **defaults)
+
+        return draw(index) if index is not None else [draw(i) for i in range(len(self))]
 
     def localize(self, threshold: float = 0.2) -> Localization:
         """Weakly supervised localization: mask and (top, left, bottom, right) box per sample.
@@ -126,7 +136,9 @@ def explain(
     (``steps=32`` for integrated gradients, ...); an unknown option raises ``BadArgument``.
     """
     info = get_method(method)
-    x, target = _one_image_many_targets(model_inputs(model, images), target)
+    ready = isinstance(images, Tensor) and images.ndim == 4
+    originals = None if ready else as_images(images)  # type: ignore[arg-type]
+    x, target = _one_image_many_targets(model_inputs(model, originals or images), target)
     attributor = build_method(method, model, layer, **options)
     with guarded(model), torch.no_grad():
         logits = model(x)
@@ -152,4 +164,5 @@ def explain(
         seconds=seconds,
         signed=bool(getattr(attributor, "signed", info.signed)),
         options=options, layer_reason=getattr(attributor, "layer_reason", None),
+        framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
     )

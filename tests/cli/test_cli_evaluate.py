@@ -26,8 +26,9 @@ def test_evaluate_json_has_every_metric_per_image_and_mean(run, tmp_path, capsys
     printed = json.loads(capsys.readouterr().out)
     assert code == 0 and printed == json.loads(out.read_text())
     assert printed["targets"] == [285, 967] and printed["steps"] == 4
-    # the coffee box scaled from 600x400 to 224x224: rows * 0.56, columns * 0.3733
-    assert printed["boxes"] == [[0, 0, 224, 224], [56, 56, 168, 168]]
+    # the coffee box in the centred 400x400 crop of the 600x400 photo (columns from 100), scaled
+    # by 224 / 400 = 0.56; the whole-cat box clipped to its crop
+    assert printed["boxes"] == [[0, 0, 224, 224], [56, 28, 168, 196]]
     (row,) = printed["methods"]
     assert row["method"] == "gradcam" and row["layer"] == "_relu_head"
     cat, coffee = row["per_image"]

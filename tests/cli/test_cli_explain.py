@@ -17,7 +17,7 @@ def test_explain_writes_png_raw_and_json(tmp_path, capsys) -> None:
                  "--out", str(out), "--raw", str(raw), "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["targets"] == [285] and summary["layer"] == "_relu_head"
-    assert Image.open(out).size == (224, 224)
+    assert Image.open(out).size == (451, 300)  # drawn on the photo at its own size
     values = np.load(raw)
     assert values.shape == (224, 224) and values.dtype == np.float32
 
@@ -83,6 +83,6 @@ def test_explain_box_is_drawn_and_reported(tmp_path, capsys) -> None:
     code = main(["explain", "sample:cat", "--method", "cam", "--box", "--json",
                  "--out", str(tmp_path / "box.png")])
     summary = json.loads(capsys.readouterr().out)
-    top, left, bottom, right = summary["box"]
-    assert code == 0 and 0 <= top < bottom <= 224 and 0 <= left < right <= 224
-    assert (bottom - top) * (right - left) > 0.1 * 224 * 224  # the cat fills the photo
+    top, left, bottom, right = summary["box"]  # on the 451x300 photo, inside the 300x300
+    assert code == 0 and 0 <= top < bottom <= 300 and 76 <= left < right <= 376  # centre crop
+    assert (bottom - top) * (right - left) > 0.1 * 300 * 300  # the cat fills the photo

@@ -38,7 +38,7 @@ def test_cam_retrofit_reports_accuracy_writes_head_and_maps(two_classes: Path, t
     assert summary["classes"] == ["Egyptian cat", "espresso"]
     assert summary["accuracy"] == 1.0 and summary["original_accuracy"] == 1.0
     assert Path(summary["head"]).is_file()
-    assert Image.open(summary["pictures"][0]).size == (224, 224)
+    assert Image.open(summary["pictures"][0]).size == (451, 300)  # drawn on the photo itself
 
     code = main(["explain", "sample:cat", "--method", "cam", "--cam-head", str(head),
                  "--out", str(tmp_path / "cam.png"), "--json"])

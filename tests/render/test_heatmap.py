@@ -283,3 +283,22 @@ def test_boxes_with_labels_and_tensor_input() -> None:
 def test_text_color() -> None:
     assert text_color("white") == "black"
     assert text_color((0, 0, 0)) == "white"
+
+
+def test_place_map_on_the_whole_image_is_a_bilinear_resize() -> None:
+    from convscope.render.heatmap import place_map
+
+    m = torch.rand(2, 7, 9)
+    placed, seen = place_map(m, (21, 36), (0.0, 0.0, 21.0, 36.0))
+    want = torch.nn.functional.interpolate(m[None], size=(21, 36), mode="bilinear", align_corners=False)[0]
+    assert torch.allclose(placed, want, atol=1e-5) and seen.all()
+
+
+def test_overlay_with_a_crop_box_colours_only_the_seen_part() -> None:
+    image = torch.full((3, 10, 30), 0.8)
+    picture = overlay(image, torch.rand(1, 5, 5), box=(0, 10, 10, 20), alpha=1.0)
+    pixels = torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255
+    assert picture.size == (30, 10)
+    assert torch.allclose(pixels[:, :, :10], torch.full((3, 10, 10), 0.4), atol=1 / 255)  # unseen
+    assert torch.allclose(pixels[:, :, 20:], torch.full((3, 10, 10), 0.4), atol=1 / 255)
+    assert not torch.allclose(pixels[:, :, 10:20], torch.full((3, 10, 10), 0.8), atol=0.05)

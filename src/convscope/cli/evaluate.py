@@ -74,14 +74,17 @@ def parse_box(text: str, image: Tensor) -> tuple[float, float, float, float]:
     return top, left, bottom, right
 
 
-def scale_box(box: tuple[float, float, float, float], image: Tensor, size: tuple[int, int]) -> list[int]:
-    """A box in original pixels -> model-input pixels (the image is resized, not cropped), grown
-    outwards to whole pixels."""
-    sy, sx = size[0] / image.shape[-2], size[1] / image.shape[-1]
+def scale_box(box: tuple[float, float, float, float], seen: tuple[float, float, float, float],
+              size: tuple[int, int]) -> list[int]:
+    """A box in original pixels -> model-input pixels, through ``seen``, the part of the image the
+    model saw (``Preprocess.box``: crop, letterbox or whole image); grown outwards to whole
+    pixels and clipped to the input (a box partly outside a crop keeps its visible part)."""
+    sy, sx = size[0] / (seen[2] - seen[0]), size[1] / (seen[3] - seen[1])
     top, left, bottom, right = box
     eps = 1e-6  # 300 * (224 / 400) is 168.00000000000003 in floating point, not 169
-    return [math.floor(top * sy + eps), math.floor(left * sx + eps),
-            math.ceil(bottom * sy - eps), math.ceil(right * sx - eps)]
+    out = [math.floor((top - seen[0]) * sy + eps), math.floor((left - seen[1]) * sx + eps),
+           math.ceil((bottom - seen[0]) * sy - eps), math.ceil((right - seen[1]) * sx - eps)]
+    return [min(max(v, 0), size[i % 2]) for i, v in enumerate(out)]
 
 
 def faithfulness_scores(model: Model, x: Tensor, maps: Tensor, targets: Tensor, steps: int,
@@ -160,7 +163,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     x = model.preprocess(images)
     boxes = None
     if given:
-        boxes = torch.tensor([scale_box(b, img, model.input_size) for b, img in zip(given, images)],
+        boxes = torch.tensor([scale_box(b, model.spec.box(*img.shape[-2:]), model.input_size)
+                              for b, img in zip(given, images)],
                              device=x.device)
     fast = FastForward(model)
     targets = target_indices(fast(x), parse_target(args.target), model.labels)

@@ -46,6 +46,8 @@ def run_explain(args: argparse.Namespace) -> int:
     picture = result.overlay(0)
     if args.box is not None:
         box = result.localize(args.box).boxes[0]
+        if result.framings is not None:  # the picture is the original image: map the box onto it
+            box = result.framings[0].image_boxes(box)[0]
         picture = draw_boxes(picture, box[None], [f"{args.box:.0%} box"])
         summary["box"] = box.tolist()
     png = save_png(picture, out)

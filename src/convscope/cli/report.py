@@ -68,7 +68,7 @@ def build_report(model: Model, images: list[str], methods: list[str], target: st
             done += 1
             if progress:
                 progress(done, total)
-        shown = to_pil(model.resize([image])[0])
+        shown = to_pil(image)  # the photo the overlays are drawn on, uncropped
         rows = [[str(p.rank), p.label, str(p.index), f"{p.probability:.1%}"] for p in preds]
         title = f"{name} — explaining {model.label(index)} (class {index})"
         sections.append(Section(title, shown,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import BadArgument, BadLayer
+from .formats import check_format
 from .guard import evaluating
 from .layers import (
     LayerRef,
@@ -157,6 +158,7 @@ def capture(
     names = [layers] if isinstance(layers, str) else list(layers)
     names = list(dict.fromkeys(resolve_layer(model, n) for n in names))
     net = unwrap(model)
+    check_format(net, f"reading layer {names[0]!r}" if names else "reading layers", hooks=True)
     record = Captured(names)
     refs: dict[str, list[LayerRef]] = {}
     for name in names:

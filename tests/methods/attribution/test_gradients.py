@@ -8,6 +8,7 @@ checks that no forward pass ever sees more than ``batch_size`` interpolated imag
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -119,7 +120,9 @@ def test_integrated_gradients_completeness_on_the_embedded_model(lite0: Model) -
     """
     from captum.attr import IntegratedGradients as CaptumIG
 
-    x = lite0.preprocess([load_image("sample:cat"), load_image("sample:coffee")])
+    # the whole photos squashed to 224x224 (resize="stretch"), the inputs the numbers above are for
+    stretch = dataclasses.replace(lite0.spec, resize="stretch")
+    x = lite0.normalize(torch.stack([stretch.fit(load_image(f"sample:{s}")) for s in ("cat", "coffee")]))
     targets = [285, 967]
     adaptive = IntegratedGradients(lite0, steps=64, baseline="black", batch_size=32)
     change = adaptive.score_change(x, targets)

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ...errors import BadImage
 from ...model import Model, guarded, select, target_indices
+from ...model.formats import check_format, format_limits
 from ...model.layers import pick_layer
 from ...types import Target, TargetFn
 
@@ -27,8 +28,12 @@ class Attribution:
 
     method_name: ClassVar[str] = "attribution"
     needs_layer: ClassVar[bool] = False
+    needs_rules: ClassVar[bool] = False
+    """Changes backward rules (``model.rules``); refused for formats they cannot act on."""
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
+        check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer,
+                     rules=self.needs_rules, instead=", ".join(methods_for(model)))
         self.model = model
         choice = pick_layer(model, layer or "auto") if self.needs_layer else None
         self.layer = choice.name if choice else None
@@ -65,6 +70,16 @@ class Attribution:
     def scores(self, logits: Tensor, target: Target) -> Tensor:
         """One score per sample for the target (labels of the model understood)."""
         return select(logits, target, self.model.labels)
+
+
+def methods_for(model: Model) -> list[str]:
+    """The registered methods that ``model``'s format allows (TorchScript, exported programs)."""
+    from ..registry import REGISTRY
+
+    limits = format_limits(model)
+    return [name for name, info in REGISTRY.items() if limits is None or (
+        (limits.hooks or not getattr(info.cls, "needs_layer", False))
+        and (limits.rules or not getattr(info.cls, "needs_rules", False)))]
 
 
 def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor, Tensor]:

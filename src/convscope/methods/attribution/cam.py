@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from ...errors import BadLayer, BadModel
 from ...model import Model, capture
+from ...model.formats import type_name
 from ...model.layers import unwrap
 from ...types import Target
 from ..registry import register
@@ -126,11 +127,14 @@ def _head_candidates(model: Model, channels: int, classes: int, like: Tensor) ->
     linear layers K -> classes, 1x1 convolutions K -> classes, and the identity when K = classes."""
     found: list[Head] = []
     for m in unwrap(model).modules():
-        if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (channels, classes):
-            found.append((m.weight, m.bias))
-        elif (isinstance(m, nn.Conv2d) and (m.in_channels, m.out_channels) == (channels, classes)
-              and m.kernel_size == (1, 1) and m.groups == 1):
-            found.append((m.weight.flatten(1), m.bias))
+        kind, weight = type_name(m), getattr(m, "weight", None)  # type names: exported programs too
+        if not isinstance(weight, Tensor):
+            continue
+        bias = getattr(m, "bias", None)
+        if kind == "Linear" and tuple(weight.shape) == (classes, channels):
+            found.append((weight, bias))
+        elif kind == "Conv2d" and tuple(weight.shape) == (classes, channels, 1, 1):  # groups == 1
+            found.append((weight.flatten(1), bias))
     if channels == classes:
         found.append((torch.eye(classes, dtype=like.dtype, device=like.device), None))
     return found
@@ -213,6 +217,7 @@ class GuidedGradCAM(Attribution):
     """
 
     needs_layer = True
+    needs_rules = True
 
     def __init__(self, model: Model, *, layer: str = "auto") -> None:
         super().__init__(model, layer=layer)

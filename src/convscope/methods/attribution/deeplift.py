@@ -192,6 +192,8 @@ class DeepLift(Attribution):
     broke summation-to-delta and by how much (see the module notes).
     """
 
+    needs_rules = True
+
     def __init__(self, model: Model, *, reference: Reference | Tensor = "black",
                  sigma: float = 10.0) -> None:
         super().__init__(model)

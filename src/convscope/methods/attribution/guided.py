@@ -45,6 +45,7 @@ class RuleGradient(Attribution):
     """The input gradient of the target score with :attr:`rule` at every rectifier."""
 
     rule: ClassVar[BackwardRule]
+    needs_rules = True
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         with torch.enable_grad(), backward_rule(self.rule) as block:
@@ -92,6 +93,7 @@ class LayerGuidedBackprop(Attribution):
     """
 
     needs_layer = True
+    needs_rules = True
 
     def __init__(self, model: Model, *, layer: str | None = "auto", score: ChannelScore = "mean") -> None:
         super().__init__(model, layer=layer)

@@ -67,6 +67,8 @@ class LRP(Attribution):
     Warns, naming the layers, when a layer breaks conservation or a stabilizer swallows the signal.
     """
 
+    needs_rules = True
+
     def __init__(
         self,
         model: Model,
