@@ -36,9 +36,8 @@ from .guard import evaluating
 CALL = ":"
 AFTER_RELU = "+relu"
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
-# Layers that only resize, reshape or drop for the head: never the "auto" feature map.
-_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
-                  nn.Identity, nn.Flatten)
+# Layers that only resize or drop for the head: never the "auto" feature map.
+_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d)
 
 
 @dataclass(frozen=True)
