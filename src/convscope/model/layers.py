@@ -202,14 +202,13 @@ class _FirstUse(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         if isinstance(result, Tensor):
-            flat = [a for arg in (*args, *kwargs.values())
-                    for a in (arg if isinstance(arg, (list, tuple)) else (arg,))]
-            for arg in flat:
-                entry = self.owners.get(id(arg)) if isinstance(arg, Tensor) else None
-                if entry is not None and entry[0]() is arg:
-                    for call in entry[1]:
-                        if call.first_use is None:
-                            call.first_use = func
+            for arg in (*args, *kwargs.values()):
+                for item in arg if isinstance(arg, (list, tuple)) else (arg,):
+                    entry = self.owners.get(id(item))
+                    if entry is not None and entry[0]() is item:
+                        for call in entry[1]:
+                            if call.first_use is None:
+                                call.first_use = func
         return result
 
 
