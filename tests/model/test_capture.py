@@ -99,25 +99,22 @@ class Tail(nn.Module):
         return x
 
 
-def test_forward_until_stops_when_the_caller_of_the_layer_returns(image) -> None:
+def test_forward_until_stops_right_after_layers_known_to_run_once(image) -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), Stop())
-    acts = forward_until(net, image, ["0.1", "0.0"])  # "0" calls both: done once it returns
-    assert set(acts) == {"0.0", "0.1"}
-    torch.testing.assert_close(acts["0.1"], net[0][0](image).relu())
-    assert no_hooks(net)
-    assert forward_until(net, image, "0.0", grads=True)["0.0"].requires_grad
-
-
-def test_forward_until_stops_right_after_a_top_level_layer_known_to_run_once(image) -> None:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Tail())
-    first = forward_until(net, image, ["1", "0"])  # nothing known yet: the whole forward runs
-    assert net[2].runs == 1
-    again = forward_until(net, image, ["1", "0"])  # each ran once: stop after the last of them
-    assert net[2].runs == 1 and no_hooks(net)
-    torch.testing.assert_close(again["1"], net[0](image).relu())
+    net = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), Tail())
+    first = forward_until(net, image, ["0.1", "0.0"])  # nothing known yet: the whole forward runs
+    assert net[1].runs == 1 and set(first) == {"0.0", "0.1"}
+    again = forward_until(net, image, ["0.1", "0.0"])  # each ran once: stop after the deepest
+    assert net[1].runs == 1 and no_hooks(net)
+    torch.testing.assert_close(again["0.1"], net[0][0](image).relu())
     assert all(torch.equal(first[n], again[n]) for n in first)
+    assert forward_until(net, image, "0.0", grads=True)["0.0"].requires_grad
+    assert net[1].runs == 1
+    net[0][1] = nn.ReLU()  # a replaced module is not known any more
+    forward_until(net, image, "0.1")
+    assert net[1].runs == 2
+    assert forward_until(net, image, "0.0:0")["0.0:0"].shape == (2, 4, 6, 6)  # a call: no doubt
+    assert net[1].runs == 2
 
 
 def test_wrapped_model_uses_inner_names(image) -> None:
@@ -256,10 +253,11 @@ def test_capture_finds_reuse_in_the_real_forward_without_a_dry_pass(image: Tenso
 
 
 def test_module_shared_by_two_containers_is_refused_by_forward_until(image: Tensor) -> None:
-    """Its parent returns before its second call, so the whole forward must run to know."""
+    """Its first parent returns before its second call: only the whole forward tells."""
     net = SharedAcross()
-    with pytest.raises(BadLayer, match=r"'a\.1' runs 2 times"):
-        forward_until(net, image, "a.1")
+    for _ in range(2):  # also once its two calls are known
+        with pytest.raises(BadLayer, match=r"'a\.1' runs 2 times"):
+            forward_until(net, image, "a.1")
     torch.testing.assert_close(forward_until(net, image, "a.1:1")["a.1:1"],
                                net.b[0](net.a(image)).relu())
 

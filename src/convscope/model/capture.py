@@ -110,18 +110,6 @@ def _output_tensor(name: str, out: object) -> Tensor:
     )
 
 
-def _scope(net: nn.Module, module_name: str) -> str | None:
-    """Where every call of the module has been seen: ``""`` after its first call when a complete
-    forward showed it runs once, else once its parent returns, or ``None`` (the whole forward)
-    for a top-level module or one registered under several parents."""
-    if known_calls(net, module_name) == 1:
-        return ""
-    target = get_layer(net, module_name)
-    paths = [n for n, m in net.named_modules(remove_duplicate=False) if m is target]
-    parent = module_name.rpartition(".")[0]
-    return parent if parent and len(paths) == 1 else None
-
-
 @contextmanager
 def capture(
     model: nn.Module,
@@ -145,8 +133,9 @@ def capture(
             input without grad) so ``Captured.gradients`` / ``autograd.grad`` can reach them.
         clone: pass a copy downstream so later in-place ops cannot clobber the record.
         stop: end the forward pass once every requested layer was recorded by raising a private
-            exception; use :func:`forward_until`, which catches it. A bare name is done when the
-            container that calls it (its parent) has returned, so a second call is still seen.
+            exception; use :func:`forward_until`, which catches it. A bare name is done after its
+            first call only when a complete forward of this block's kind showed that its module
+            runs once; until then the forward runs to the end, so a second call is always seen.
         on_output: instead of recording, call ``on_output(name, output)`` inside the hook. It
             reads each output before any later in-place op can change it and keeps none alive
             past its layer (a scan reduces each map to a few numbers there); nothing is
@@ -165,7 +154,7 @@ def capture(
         ref = parse_layer(name)
         refs.setdefault(ref.module, []).append(ref)
     pending = set(names)
-    waiting: dict[str, set[str]] = {}  # scope container -> bare names done once it returns
+    stopped: list[bool] = []  # non-empty when the last forward was ended early
 
     def read(ref: LayerRef, tensor: Tensor) -> Tensor | None:
         """Record (or hand to on_output) one requested output; what to pass downstream."""
@@ -187,14 +176,11 @@ def capture(
         record._record(name, tensor)
         return tensor.clone() if clone else None
 
-    scopes = {m: _scope(net, m) for m, rs in refs.items() if any(r.call is None for r in rs)}
+    once = {m for m in refs if known_calls(net, m) == 1}  # a complete forward showed it
 
     def finish(ref: LayerRef) -> None:
-        scope = scopes[ref.module] if ref.call is None else ""
-        if scope == "":
+        if ref.call is not None or ref.module in once:
             pending.discard(ref.name)
-        elif scope is not None:
-            waiting.setdefault(scope, set()).add(ref.name)
 
     def make_hook(module_name: str):
         def hook(_module: nn.Module, _inputs: object, out: object) -> Tensor | None:
@@ -212,34 +198,24 @@ def capture(
                 current = down if down is not None else current
                 finish(ref)
             if stop and not pending:
+                stopped.append(True)
                 raise _StopForward
             return current
 
         return hook
 
-    def make_scope_hook(scope: str):
-        def hook(_module: nn.Module, _inputs: object, _out: object) -> None:
-            pending.difference_update(waiting.get(scope, ()))
-            if stop and not pending:
-                raise _StopForward
-
-        return hook
-
     def new_forward(_module: nn.Module, _inputs: object) -> None:
         record._calls.clear()
-
-    def forward_done(_module: nn.Module, _inputs: object, _out: object) -> None:
-        note_calls(net, {m: record._calls.get(m, 0) for m in refs})
+        stopped.clear()
 
     handles = []
     try:
         handles.append(net.register_forward_pre_hook(new_forward))
-        handles.append(net.register_forward_hook(forward_done))
         for module_name in refs:
             handles.append(get_layer(net, module_name).register_forward_hook(make_hook(module_name)))
-        for scope in {s for s in scopes.values() if s} if stop else ():
-            handles.append(get_layer(net, scope).register_forward_hook(make_scope_hook(scope)))
         yield record
+        if record._calls and not stopped:  # the last forward ran to the end: remember its counts
+            note_calls(net, {m: record._calls.get(m, 0) for m in refs})
         if record._ambiguous:
             raise record._refuse(sorted(record._ambiguous)[0])
     finally:
@@ -253,8 +229,9 @@ def forward_until(
     """Activations of ``layers`` for ``inputs``, running the network only as far as needed.
 
     Runs in eval mode (restored afterwards): a partial forward in train mode would still update
-    batch-norm statistics. A bare layer name is read to the end of the container that calls it,
-    so a module that runs twice there is refused as in :func:`capture`.
+    batch-norm statistics. The first call for a bare layer name runs the whole forward, so a
+    module that runs twice is refused as in :func:`capture`; once a complete forward showed that
+    each module runs once, later calls stop right after the deepest of them.
     """
     with evaluating(model), capture(model, layers, grads=grads, stop=True) as record:
         with suppress(_StopForward):

@@ -37,9 +37,8 @@ from .guard import evaluating
 CALL = ":"
 AFTER_RELU = "+relu"
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
-# Layers that only resize, reshape or drop for the head: never the "auto" feature map.
-_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
-                  nn.Identity, nn.Flatten)
+# Layers that only resize or drop for the head: never the "auto" feature map.
+_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d)
 
 
 @dataclass(frozen=True)
@@ -204,14 +203,13 @@ class _FirstUse(TorchFunctionMode):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
         if isinstance(result, Tensor):
-            flat = [a for arg in (*args, *kwargs.values())
-                    for a in (arg if isinstance(arg, (list, tuple)) else (arg,))]
-            for arg in flat:
-                entry = self.owners.get(id(arg)) if isinstance(arg, Tensor) else None
-                if entry is not None and entry[0]() is arg:
-                    for call in entry[1]:
-                        if call.first_use is None:
-                            call.first_use = func
+            for arg in (*args, *kwargs.values()):
+                for item in arg if isinstance(arg, (list, tuple)) else (arg,):
+                    entry = self.owners.get(id(item))
+                    if entry is not None and entry[0]() is item:
+                        for call in entry[1]:
+                            if call.first_use is None:
+                                call.first_use = func
         return result
 
 

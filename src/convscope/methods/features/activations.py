@@ -15,6 +15,10 @@ dataset-level threshold of the paper when the batch is the dataset), and ``thres
 fixed value in the layer's own units. The quantile is taken over the upsampled map ``S_k``
 (the paper: over raw activations), so the mask keeps the asked-for fraction of pixels, up to
 ties. When the quantile falls on the map's minimum (a dead channel) the mask is empty, not full.
+
+Both read through ``forward_until``, so layer names follow :mod:`convscope.model.layers`:
+``name:i`` for one call of a module that runs several times (the bare name is refused),
+``name+relu`` for the output after the model's own functional ReLU (DenseNet's ``auto``).
 """
 
 from __future__ import annotations
