@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convscope.methods.dataset import crop_patches, embed, scan
-from convscope.methods.features import activation_mask, feature_maps, filter_tiles, visualize
+from convscope.methods.features import activation_mask, channel, feature_maps, filter_tiles, logit, visualize
 from convscope.methods.synthesis import (
     fgsm,
     fool,
@@ -91,9 +91,9 @@ CASES: dict[str, Case] = {
     "filter_tiles": lambda m, x: filter_tiles(m, "conv2") and None,
     "feature_maps": lambda m, x: feature_maps(m, x, "conv3", sort="max", top=4) and None,
     "activation_mask": lambda m, x: activation_mask(m, x, "conv3", 1, quantile=0.9) and None,
-    "visualize_channel": lambda m, x: visualize(m, "channel:conv3:0", steps=2, size=12) and None,
+    "visualize_channel": lambda m, x: visualize(m, channel("conv3", 0), steps=2, size=12) and None,
     "visualize_logit_regularized": lambda m, x: visualize(
-        m, "logit:1", param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
+        m, logit(1), param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
     # synthesis: the feature network stays untouched while another network trains on its features
     "fast_style_train": lambda m, x: train_fast_style(
         x[0].sigmoid(), list(x.sigmoid()), model=m, style_layers=["relu1", "conv3"], content_layer="conv2",

@@ -50,14 +50,19 @@ class Explanation:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def overlay(self, index: int | None = None, **options: Any) -> Image.Image | list[Image.Image]:
-        """The map(s) over the image(s): one PIL image for ``index``, else a list."""
+    def overlay(self, index: int = 0, **options: Any) -> Image.Image:
+        """Sample ``index``'s map over its image (options as :func:`convscope.render.overlay`)."""
+        return overlay(self.images[index], self.values[index], **self._overlay_options(options))
+
+    def overlays(self, **options: Any) -> list[Image.Image]:
+        """Every sample's map over its image, in batch order."""
+        chosen = self._overlay_options(options)
+        return [overlay(i, v, **chosen) for i, v in zip(self.images, self.values)]
+
+    def _overlay_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Signed maps diverge around zero and sum their channels; unsigned ones take the max."""
         mode = "signed" if self.signed else "unsigned"
-        defaults: dict[str, Any] = {"mode": mode, "reduce": "sum" if self.signed else "max"}
-        defaults.update(options)
-        if index is not None:
-            return overlay(self.images[index], self.values[index], **defaults)
-        return [overlay(i, v, **defaults) for i, v in zip(self.images, self.values)]
+        return {"mode": mode, "reduce": "sum" if self.signed else "max", **options}
 
     def localize(self, threshold: float = 0.2) -> Localization:
         """Weakly supervised localization: mask and (top, left, bottom, right) box per sample.
@@ -71,8 +76,7 @@ class Explanation:
     def save(self, path: str | Path, **options: Any) -> list[Path]:
         """Write each overlay as PNG: ``path`` for one sample, ``stem_<i>.png`` for a batch."""
         path = Path(path)
-        pictures = self.overlay(**options)
-        assert isinstance(pictures, list)
+        pictures = self.overlays(**options)
         if len(pictures) == 1:
             return [save_png(pictures[0], path)]
         return [save_png(p, path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}"))

@@ -213,7 +213,7 @@ def scan_dataset(
     check_positive("batch_size", batch, integer=True)
     check_positive("chunk_size", chunk_size, integer=True)
     shapes = {i.name: i.output_shape for i in list_layers(model)}
-    channels = {n: int(shapes[n][0]) if shapes.get(n) else 0 for n in scanner.layers}
+    channels = {n: int(shape[0]) if (shape := shapes.get(n)) else 0 for n in scanner.layers}
     thumb = min(MAX_THUMB, max(model.input_size))
     config = {"model": model.name, "model_fingerprint": _fingerprint(model), "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..api import as_images
 from ..atlas_tools import atlas_model, find_neighbors, thumbnails_as_tensors, top_patches
@@ -17,6 +18,10 @@ from ..errors import BadArgument
 from ..render.grid import image_grid
 from ..render.heatmap import draw_boxes, save_png
 from .common import print_json
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from torch import Tensor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +61,7 @@ def run_top(args: argparse.Namespace) -> int:
     if not patches:
         raise BadArgument(f"channel {args.channel} of {args.layer!r} has no scanned images")
     captions = [f"#{p.record.rank + 1} {p.record.value:.3g} {_short(p.record.source)}" for p in patches]
+    tiles: list[Image.Image] | list[Tensor]
     if args.full:
         tiles = [draw_boxes(p.image, [[p.box.top, p.box.left, p.box.bottom, p.box.right]],
                             width=max(1, min(model.input_size) // 64)) for p in patches]

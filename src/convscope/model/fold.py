@@ -63,8 +63,8 @@ def _plain(module: nn.Module | None, kind: type) -> bool:
 
 def _foldable_bn(bn: nn.Module | None) -> bool:
     """An eval BN that uses running statistics (without them eval BN still normalizes per batch)."""
-    return (_plain(bn, nn.BatchNorm2d) and bn.track_running_stats  # type: ignore[union-attr]
-            and bn.running_mean is not None and bn.running_var is not None)  # type: ignore[union-attr]
+    return bool(_plain(bn, nn.BatchNorm2d) and bn.track_running_stats  # type: ignore[union-attr]
+                and bn.running_mean is not None and bn.running_var is not None)  # type: ignore[union-attr]
 
 
 def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -74,22 +74,23 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def _pairs_in_graph(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple[str, str]]:
     """(conv, bn) names, relative to the traced module, where the conv output feeds only the bn."""
-    calls: dict[str, int] = {}
+    calls: dict[str, int] = {}  # call_module targets are module names (str)
     for node in graph.nodes:
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     pairs = []
     for node in graph.nodes:
-        if node.op != "call_module" or not _foldable_bn(modules.get(node.target)):
+        if node.op != "call_module" or not _foldable_bn(modules.get(str(node.target))):
             continue
         src = node.args[0] if node.args else None
         if not (isinstance(src, fx.Node) and src.op == "call_module"):
             continue
-        conv = modules.get(src.target)
+        conv_name, bn_name = str(src.target), str(node.target)
+        conv = modules.get(conv_name)
         if (_plain(conv, nn.Conv2d) and len(src.users) == 1 and len(node.args) == 1 and not node.kwargs
-                and calls[src.target] == 1 and calls[node.target] == 1
-                and conv.out_channels == modules[node.target].num_features):
-            pairs.append((src.target, node.target))
+                and calls[conv_name] == 1 and calls[bn_name] == 1
+                and conv.out_channels == modules[bn_name].num_features):  # type: ignore[union-attr]
+            pairs.append((conv_name, bn_name))
     return pairs
 
 

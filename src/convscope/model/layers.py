@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import BadLayer
+from .device import device_of
 from .guard import evaluating
 
 
@@ -62,9 +63,7 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 def _example_input(model: nn.Module) -> torch.Tensor:
     size = getattr(model, "input_size", (224, 224))
     channels = getattr(model, "channels", 3)
-    param = next(unwrap(model).parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    return torch.zeros(1, channels, *size, device=device)
+    return torch.zeros(1, channels, *size, device=device_of(unwrap(model)))
 
 
 def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:

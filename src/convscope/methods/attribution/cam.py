@@ -189,7 +189,7 @@ class GuidedGradCAM(Attribution):
 
     def __init__(self, model: Model, *, layer: str = "auto") -> None:
         super().__init__(model, layer=layer)
-        self._gradcam = GradCAM(model, layer=self.layer)
+        self._gradcam = GradCAM(model, layer=self.layer or "auto")
         self._guided = GuidedBackprop(model)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:

@@ -25,9 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument
+from ...model.device import device_of
 from ...types import ProgressFn
 from ..features.optimize import tv_penalty
-from .common import Optimizer, ParamKind, device_of, fit, make_param, measure, one_image
+from .common import Optimizer, ParamKind, fit, make_param, measure, one_image
 from .losses import (
     FeatureExtractor,
     Normalize,

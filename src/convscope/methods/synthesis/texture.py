@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument
+from ...model.device import device_of
 from ...types import ProgressFn
-from .common import Optimizer, ParamKind, device_of, fit, make_param, measure, one_image, size_of
+from .common import Optimizer, ParamKind, fit, make_param, measure, one_image, size_of
 from .losses import FeatureExtractor, Normalize, default_style_layers, gram_targets, style_loss
 
 

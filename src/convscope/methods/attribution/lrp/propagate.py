@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ....model.compat import torch_function_disabled
 from .composites import LayerKind, RuleMap
 from .rules import LayerCall, stabilize
 
@@ -58,18 +59,21 @@ class _Relevance(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, relevance: Tensor) -> tuple[Tensor | None, ...]:
-        with torch._C.DisableTorchFunction():  # a still-active mode must not route the rule's own ops
+        with torch_function_disabled():  # a still-active mode must not route the rule's own ops
             parts = ctx.back(relevance)
         del ctx.back  # frees the terms' graphs
         return (None, None, *parts)
 
 
-_CONV = {F.conv1d: "conv", F.conv2d: "conv", F.conv3d: "conv", F.linear: "linear"}
-_ADD = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
-_ADD_INPLACE = {Tensor.add_, Tensor.__iadd__}
-_REDUCE = {torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+_CONV: dict[Callable[..., Tensor], str] = {
+    F.conv1d: "conv", F.conv2d: "conv", F.conv3d: "conv", F.linear: "linear"}
+_ADD: set[Callable[..., Tensor]] = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
+_ADD_INPLACE: set[Callable[..., Tensor]] = {Tensor.add_, Tensor.__iadd__}
+_REDUCE: set[Callable[..., Tensor]] = {
+    torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
            F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
-_PASS = {F.batch_norm, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.softplus}
+_PASS: set[Callable[..., Tensor]] = {
+    F.batch_norm, F.leaky_relu, F.elu, F.gelu, F.silu, F.hardswish, F.softplus}
 _INPLACE_ARG = {F.leaky_relu: 2, F.elu: 2, F.silu: 1, F.hardswish: 1}
 """Position of the ``inplace`` flag where the activation modules pass it positionally."""
 
