@@ -24,7 +24,9 @@ from torch import Tensor
 TargetFn = Callable[[Tensor], Tensor]
 Target = int | str | Sequence[int | str] | Tensor | TargetFn
 LayerRef = str
+NormalizeFn = Callable[[Tensor], Tensor]
+"""Pixels in [0, 1] -> model input (``Model.normalize`` or a user's function)."""
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called by long computations; the CLI turns it into a bar."""
 
-__all__ = ["LayerRef", "ProgressFn", "Target", "TargetFn"]
+__all__ = ["LayerRef", "NormalizeFn", "ProgressFn", "Target", "TargetFn"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from convscope.data import list_samples, load_image
 from convscope.errors import BadArgument
-from convscope.methods.synthesis import Adversarial, fgsm, on_grid, pgd, project, quantize
+from convscope.methods.synthesis import Adversarial, fgsm, on_grid, pgd, project_to_budget, quantize
 from convscope.model import Model
 from convscope.render import save_png
 
@@ -65,7 +65,7 @@ def test_l2_projection_is_exact_and_keeps_the_box() -> None:
     orig[0] = 1.0  # saturated images: the box cuts the ball
     for eps in (0.5, 1.0, 3.7):
         x = orig + torch.randn(orig.shape, generator=g) * 0.2
-        p = project(x, orig, eps, "l2")
+        p = project_to_budget(x, orig, eps, "l2")
         delta = p - orig
         assert (delta.flatten(1).norm(dim=1) <= eps).all()  # float32, as a user computes it
         assert (delta.double().flatten(1).norm(dim=1) <= eps).all()  # and float64
@@ -83,7 +83,7 @@ def test_linf_projection_is_exact_for_float_edge_cases() -> None:
     orig = torch.rand(4, 3, 16, 16, generator=g)
     for eps in (EPS, 1 / 3, 1e-3, 0.1):
         x = orig + (torch.rand(orig.shape, generator=g) * 2 - 1) * 3 * eps
-        p = project(x, orig, eps, "linf")
+        p = project_to_budget(x, orig, eps, "linf")
         assert (p - orig).abs().max() <= eps and p.min() >= 0 and p.max() <= 1
         assert (p - orig).abs().max() >= eps * (1 - 1e-5)  # not shrunk more than needed
 

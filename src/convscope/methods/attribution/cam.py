@@ -107,7 +107,7 @@ def _no_head(model: Model, layer: str, why: str) -> BadModel:
         f"CAM needs a model that ends in global average pooling + one linear layer on layer "
         f"{layer!r}, but {model.name!r} {why}. Use method 'gradcam' (it equals CAM up to scale on "
         "such models and works on any CNN), or fit a GAP + linear head on that layer with "
-        "convscope.methods.attribution.retrofit_cam(model, images, labels, classes, layer=...)"
+        "convscope.retrofit_cam(model, folder, layer=...) (fit_cam_head for tensors)"
     )
 
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument
 from ...model import Model, guarded, target_indices
-from ...types import ProgressFn, Target
-from .budget import Norm, norms, on_grid, project
+from ...types import NormalizeFn, ProgressFn, Target
+from .budget import Norm, norms, on_grid, project_to_budget
 from .budget import quantize as to_grid
 
 
@@ -63,14 +63,13 @@ class Adversarial:
         return self.images - self.originals
 
 
-Normalize = Callable[[Tensor], Tensor]
 Rounding = Callable[[Tensor, Tensor, float, Norm], Tensor]
 
 
 class _Net:
     """The model on [0, 1] images: logits, and the gradient of the attack objective."""
 
-    def __init__(self, model: nn.Module, normalize: Normalize | None) -> None:
+    def __init__(self, model: nn.Module, normalize: NormalizeFn | None) -> None:
         self.model = model
         self.normalize = normalize or (model.normalize if isinstance(model, Model) else (lambda x: x))
 
@@ -108,7 +107,7 @@ def _random_start(orig: Tensor, eps: float, norm: Norm, generator: torch.Generat
         g = torch.randn(orig.shape, generator=generator)
         radius = torch.rand(orig.shape[0], generator=generator) * eps
         noise = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * radius.view(-1, 1, 1, 1)
-    return project(orig + noise.to(orig.device, orig.dtype), orig, eps, norm)
+    return project_to_budget(orig + noise.to(orig.device, orig.dtype), orig, eps, norm)
 
 
 def _check(eps: float, norm: str, steps: int, step_size: float | None, refine_steps: int) -> None:
@@ -124,7 +123,7 @@ def _check(eps: float, norm: str, steps: int, step_size: float | None, refine_st
 def pgd(model: nn.Module, images: Tensor, *, eps: float, target: Target | None = None,
         norm: Norm = "linf", steps: int = 40, step_size: float | None = None,
         random_start: bool = False, early_stop: bool = True, quantize: bool = True,
-        refine_steps: int = 20, seed: int = 0, normalize: Normalize | None = None,
+        refine_steps: int = 20, seed: int = 0, normalize: NormalizeFn | None = None,
         batch_size: int = 16, progress: ProgressFn | None = None) -> Adversarial:
     """Projected gradient descent within ``eps`` of ``images`` (B, 3, H, W) in [0, 1].
 
@@ -223,13 +222,13 @@ def _step(net: _Net, x: Tensor, orig: Tensor, classes: Tensor, moving: Tensor, t
         moving, grad = moving[~done], grad[~done]
     if moving.numel():
         o = orig[moving]
-        new = project(x[moving] + alpha * _direction(grad, norm), o, eps, norm)
+        new = project_to_budget(x[moving] + alpha * _direction(grad, norm), o, eps, norm)
         x[moving] = rounding(new, o, eps, norm) if rounding is not None else new
     return moving
 
 
 def fgsm(model: nn.Module, images: Tensor, *, eps: float, target: Target | None = None,
-         norm: Norm = "linf", quantize: bool = True, normalize: Normalize | None = None,
+         norm: Norm = "linf", quantize: bool = True, normalize: NormalizeFn | None = None,
          batch_size: int = 16) -> Adversarial:
     """The fast gradient sign method: one step of size ``eps`` (L2: along the normalized gradient).
 
