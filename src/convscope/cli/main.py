@@ -2,7 +2,8 @@
 
 Commands live in small modules that each add their sub-parsers (``register``) and set
 ``func`` to the function that runs them. A :class:`~convscope.errors.ConvscopeError` (or a bad
-option) prints one line to stderr and exits with code 2; ``--debug`` shows the traceback instead.
+option) prints one line to stderr and exits with code 2; ``--debug`` (before or after the command)
+shows the traceback instead. ``--version`` prints the version.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import ConvscopeError
 from . import (
     adversarial,
@@ -42,11 +44,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convscope", description="See inside a CNN and explain its decisions.")
+    parser.add_argument("--version", action="version", version=f"convscope {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for module in COMMAND_MODULES:
         module.register(sub)
+    for command in set(sub.choices.values()):  # `convscope explain ... --debug` works too
+        # SUPPRESS: a command that is not given --debug keeps the value parsed before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks of errors")
     return parser
 
 
