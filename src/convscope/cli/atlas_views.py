@@ -84,6 +84,14 @@ def run_top(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label_fields(label: int, names: list[str] | None) -> dict[str, int | str | None]:
+    """The dataset label of an atlas image: index and name (both None for unlabelled images)."""
+    if label < 0:
+        return {"label_index": None, "label": None}
+    name = names[label] if names is not None and label < len(names) else str(label)
+    return {"label_index": int(label), "label": name}
+
+
 def run_neighbors(args: argparse.Namespace) -> int:
     if (args.image is None) == (args.index is None):
         raise BadArgument("give a query IMAGE or --index I (one of them)")
@@ -112,9 +120,12 @@ def run_neighbors(args: argparse.Namespace) -> int:
                           title=f"nearest to {_short(query_name)} at {layer} ({args.metric} distance)")
         save_png(grid, args.out)
     if args.json:
+        labels, names = atlas.labels(), atlas.class_names
         print_json({"query": query_name, "layer": layer, "metric": args.metric,
                     "png": args.out, "neighbors": [{"rank": n.rank, "index": n.index, "source": n.source,
-                                                     "distance": n.distance} for n in found]})
+                                                     "distance": n.distance,
+                                                     **_label_fields(labels[n.index], names)}
+                                                    for n in found]})
     else:
         for n in found:
             print(f"{n.rank + 1:3d}  {n.distance:.4f}  {n.source}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from convscope.data import list_samples, load_image
 from convscope.errors import BadArgument
 from convscope.methods.synthesis import Adversarial, fgsm, on_grid, pgd, project_to_budget, quantize
-from convscope.model import Model
+from convscope.model import Model, Preprocess
 from convscope.render import save_png
 
 EPS = 4 / 255
@@ -108,3 +108,21 @@ def test_bad_arguments(lite0: Model) -> None:
         pgd(lite0, x, eps=0.0)
     with pytest.raises(BadArgument, match=r"\[0, 1\]"):
         pgd(lite0, x * 3, eps=0.1)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.4])
+def test_a_margin_makes_the_target_lead_every_other_class(margin: float) -> None:
+    """Success (and the early stop) means p_target - max_other p >= margin, read on the saved pixels."""
+    torch.manual_seed(0)
+    tiny = Model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval(),
+                 preprocess=Preprocess(input_size=(16, 16)))
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    r = pgd(tiny, on_grid(x), eps=0.5, target=2, steps=60, margin=margin)
+    with torch.no_grad():
+        probs = tiny(tiny.normalize(r.images)).softmax(1)
+    lead = probs[:, 2] - probs[:, [0, 1, 3]].amax(1)
+    assert r.success.all(), lead
+    assert (lead >= margin).all() and torch.equal(r.success, lead >= margin)
+    if margin:
+        with pytest.raises(BadArgument, match=r"^margin=1.5: a probability difference"):
+            pgd(tiny, on_grid(x), eps=0.5, target=2, margin=1.5)
