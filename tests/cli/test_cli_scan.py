@@ -128,4 +128,4 @@ def test_errors_are_one_line(capsys, on_path: Path, atlas: Path) -> None:
     assert code == 2 and "skipped" in err
     code, _, err = run(capsys, "scan", str(on_path / "images"), "--model", "scanmodel:make",
                        "--atlas", str(on_path / "zero"), "--batch-size", "0")
-    assert code == 2 and "batch_size=0" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--batch-size 0: " in err and len(err.strip().splitlines()) == 1
