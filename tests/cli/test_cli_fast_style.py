@@ -80,7 +80,7 @@ def test_apply_keeps_sizes_and_names_outputs(run, net_file, tmp_path, capsys) ->
     (["train", "sample:brick", "--images", "sample:cat", "--out", "{tmp}/new.pt", "--resume"],
      "--resume"),
     (["train", "sample:brick", "--images", "sample:cat", "--out", "{tmp}/n.pt", "--steps", "-2"],
-     "--steps -2"),
+     "steps=-2"),
 ])
 def test_errors_are_one_line_exit_2(run, net_file, tmp_path, capsys, argv, needle) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "bad.pt"
