@@ -23,7 +23,7 @@ import platform
 
 import torch
 
-from convscope.methods.features import visualize
+from convscope.methods.features import channel, visualize
 from convscope.model import Model, guarded, load_model
 
 from .floor import forward_backward, truncated_pass
@@ -51,7 +51,7 @@ def visualize_rows(model: Model, device: torch.device, steps: int = 256, size: i
                 truncated_pass(model, x, blocks, CHANNEL)
 
     def ours(param: str):  # type: ignore[no-untyped-def]
-        return lambda: visualize(model, objective, param=param, steps=steps, size=size)  # type: ignore[arg-type]
+        return lambda: visualize(model, channel(LAYER, CHANNEL), param=param, steps=steps, size=size)  # type: ignore[arg-type]
 
     print(f"\n== visualize {objective}, {steps} steps at {size}x{size}, batch 1, "
           f"median of {repeats} in turns")

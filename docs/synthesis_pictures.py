@@ -1,20 +1,25 @@
 """Pictures of image synthesis from features: ``python docs/synthesis_pictures.py [NAME ...]``.
 
-One function per picture, each through the public API (the adversarial one also checks the saved
-PNG through the CLI's own round trip): ``docs/images/adversarial.png``, ``inversion.png``,
-``texture.png``, ``style.png``. ``docs/make_pictures.py`` can call :func:`main`.
+One function per picture: ``docs/images/adversarial.png``, ``inversion.png``, ``texture.png``,
+``style.png``. The adversarial and style pictures are made by running the README's commands
+themselves (``convscope adversarial ...``, ``convscope style ... --compare``), so what the README
+shows is exactly what those commands give. ``docs/make_pictures.py`` can call :func:`main`.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import convscope
-from convscope.methods.synthesis import invert, on_grid, pgd, synthesize_texture, transfer_style
+from convscope.cli.main import main as cli
+from convscope.cli.synthesis import sized
+from convscope.methods.synthesis import invert, on_grid, synthesize_texture
 from convscope.render import image_grid, save_png
 
 OUT = Path(__file__).parent / "images"
@@ -30,19 +35,26 @@ def _photo(name: str, size: int) -> torch.Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
+ADVERSARIAL = (("cat", "goldfish"), ("coffee", "koala"))
+"""The README's ``convscope adversarial sample:NAME --target T --eps 4/255`` runs, with its defaults."""
+
+
 def adversarial_picture(model: convscope.Model) -> Path:
-    """Original | perturbation x amplification | adversarial, for two photos and two targets."""
+    """Original | perturbation (amplified) | adversarial, one row per README command."""
     tiles, captions = [], []
-    for name, target in (("cat", 1), ("coffee", 105)):
-        x = on_grid(_photo(name, 224))[None]
-        r = pgd(model, x, eps=4 / 255, target=target, steps=20, early_stop=False)
-        delta = r.perturbation[0]
-        amp = 0.5 / float(delta.abs().max())
-        tiles += [x[0], (0.5 + delta * amp).clamp(0, 1), r.images[0]]
-        captions += [f"{model.label(int(r.original_class[0]))} {float(r.original_prob[0]):.0%}",
-                     f"perturbation x{amp:.0f} (max {float(r.linf[0]) * 255:.0f}/255)",
-                     f"{model.label(int(r.new_class[0]))} {float(r.new_prob[0]):.0%} "
-                     f"({int(r.steps[0])} steps)"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, target in ADVERSARIAL:
+            out = Path(tmp) / f"{name}.png"
+            assert cli(["adversarial", f"sample:{name}", "--target", target, "--eps", "4/255",
+                        "--out", str(out)]) == 0
+            r = json.loads(out.with_suffix(".json").read_text())
+            original = on_grid(sized(model, convscope.load_image(f"sample:{name}"), None))[0].cpu()
+            tiles += [original, convscope.load_image(str(out.with_name(f"{name}_perturbation.png"))),
+                      convscope.load_image(str(out))]
+            captions += [f"{r['original'].rsplit(' (', 1)[0]} {r['original_prob']:.0%}",
+                         f"perturbation x{r['perturbation_amplified']:.0f} (max {r['linf_255']:.0f}/255)",
+                         f"{r['adversarial'].rsplit(' (', 1)[0]} {r['adversarial_prob']:.0%} "
+                         f"({r['steps']} steps)"]
     path = OUT / "adversarial.png"
     save_png(image_grid(tiles, captions=captions, ncols=3,
                         title="targeted PGD, L-inf budget 4/255, saved as 8-bit PNG"), path)
@@ -76,12 +88,11 @@ def texture_picture(model: convscope.Model) -> Path:
 
 
 def style_picture(model: convscope.Model) -> Path:
-    """Content | style | result."""
-    content, style = _photo("astronaut", 192), _photo("coffee", 192)
-    r = transfer_style(model, content, style, steps=120)
+    """Content | style | result: the README's ``convscope style`` command with ``--compare``."""
     path = OUT / "style.png"
-    save_png(image_grid([content, style, r.images[0]], captions=["content", "style", "result"], ncols=3,
-                        title="neural style transfer (Gatys et al. 2016), L-BFGS from the content"), path)
+    assert cli(["style", "sample:astronaut", "sample:coffee", "--size", "192", "--compare",
+                "--out", str(path)]) == 0
+    path.with_suffix(".json").unlink()  # the command's summary; the README shows the picture only
     return path
 
 

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convscope.methods.attribution.baselines import make_baseline
 from convscope.methods.dataset import crop_patches, embed, scan
-from convscope.methods.features import activation_mask, feature_maps, filter_tiles, visualize
+from convscope.methods.features import activation_mask, channel, feature_maps, filter_tiles, logit, visualize
 from convscope.methods.synthesis import (
     fgsm,
     fool,
@@ -84,6 +85,7 @@ CASES: dict[str, Case] = {
     "rules_guided": _rule(GUIDED),
     "rules_deconv": _rule(DECONV),
     "lrp_relative_stabilizers": lambda m, x: _registered_method("lrp", relative_stabilizers=True)(m, x),
+    "make_baseline": lambda m, x: make_baseline(m, x, "uniform").sum() and None,
     "receptive": lambda m, x: receptive_field(m, "conv3", (0, 2, 2), input_size=(12, 12)) and None,
     "field_geometry": lambda m, x: field_geometry(m, "conv3", input_size=(12, 12)) and None,
     "list_layers": lambda m, x: list_layers(m, x[:1]) and None,
@@ -92,14 +94,15 @@ CASES: dict[str, Case] = {
     "filter_tiles": lambda m, x: filter_tiles(m, "conv2") and None,
     "feature_maps": lambda m, x: feature_maps(m, x, "conv3", sort="max", top=4) and None,
     "activation_mask": lambda m, x: activation_mask(m, x, "conv3", 1, quantile=0.9) and None,
-    "visualize_channel": lambda m, x: visualize(m, "channel:conv3:0", steps=2, size=12) and None,
+    "visualize_channel": lambda m, x: visualize(m, channel("conv3", 0), steps=2, size=12) and None,
     "visualize_logit_regularized": lambda m, x: visualize(
-        m, "logit:1", param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
+        m, logit(1), param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
     # synthesis: the feature network stays untouched while another network trains on its features
     "fast_style_train": lambda m, x: train_fast_style(
         x[0].sigmoid(), list(x.sigmoid()), model=m, style_layers=["relu1", "conv3"], content_layer="conv2",
         steps=2, batch_size=2, size=8, width=2, blocks=1) and None,
     "pgd": lambda m, x: pgd(m, x.sigmoid(), eps=0.1, target=1, steps=2, refine_steps=1) and None,
+    "pgd_margin": lambda m, x: pgd(m, x.sigmoid(), eps=0.1, target=1, steps=2, margin=0.5) and None,
     "fgsm_l2": lambda m, x: fgsm(m, x.sigmoid(), eps=0.5, norm="l2") and None,
     "fool": lambda m, x: fool(m, 1, steps=2, size=12) and None,
     "invert": lambda m, x: invert(m, x[0].sigmoid(), ["conv2", "conv3"], steps=2, optimizer="lbfgs") and None,
@@ -113,7 +116,7 @@ CASES: dict[str, Case] = {
     "dataset_embed": lambda m, x: embed(m, x, "conv3", batch_size=1).shape and None,
 }
 
-WEIGHTS_ONLY = {"filter_tiles"}
+WEIGHTS_ONLY = {"filter_tiles", "make_baseline"}
 """Cases that read parameters and never run the model."""
 
 

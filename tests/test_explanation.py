@@ -19,7 +19,8 @@ def test_every_method_gives_input_resolution_maps(tiny: Model, method: str) -> N
     assert result.values.shape[0] == 2 and result.values.shape[-2:] == (16, 16)
     assert torch.isfinite(result.values).all()
     assert result.targets.tolist() == [1, 2] and result.target_labels == ["one", "two"]
-    assert len(result.overlay()) == 2 and result.overlay(0).size == (16, 16)
+    assert len(result.overlays()) == 2 and result.overlay(0).size == (16, 16)
+    assert result.overlay(1).tobytes() == result.overlays()[1].tobytes()
 
 
 def test_layer_maps_are_upsampled_and_raw_kept(lite0: Model) -> None:

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from .data import load_image, load_labelled_folder
 from .errors import BadArgument
-from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit, cam_ready_model
-from .methods.attribution.cam_retrofit import retrofit_cam as _retrofit_cam
+from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit, cam_ready_model, fit_cam_head
 from .methods.predict import top_k
 from .model import Model, resolve_layer
 from .model.layers import unwrap
@@ -74,7 +73,7 @@ def retrofit_cam(model: Model, folder: str | Path, *, layer: str = "auto",
     it with the original on held-out images (options: see ``methods.attribution.cam_retrofit``).
     """
     images, labels, classes, _paths = load_labelled_folder(folder)
-    return _retrofit_cam(model, images, labels, classes, layer=layer, progress=progress, **options)
+    return fit_cam_head(model, images, labels, classes, layer=layer, progress=progress, **options)
 
 
 CAM_HEAD_FORMAT = "convscope-cam-head/1"

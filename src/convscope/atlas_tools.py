@@ -37,7 +37,7 @@ class Patch:
 
     @property
     def crop(self) -> Tensor:
-        return self.image[(..., *self.box.slices)]
+        return self.image[..., self.box.slices[0], self.box.slices[1]]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,13 @@ make sense without a traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar, get_args
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeForm
+
+T = TypeVar("T")
+
 
 class ConvscopeError(Exception):
     """Base class: a problem with the user's input that the user can fix."""
@@ -42,3 +49,12 @@ def check_positive(name: str, value: float, *, integer: bool = False) -> None:
     if value <= 0 or (integer and int(value) != value):
         kind = "a positive integer" if integer else "positive"
         raise BadArgument(f"{name}={value!r}: must be {kind}")
+
+
+def check_choice(name: str, value: object, choices: TypeForm[T]) -> T:
+    """Reject a value outside a ``Literal`` (the accepted values are in the message) and return it
+    typed as that ``Literal``: ``mode = check_choice("mode", mode, Mode)``."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise BadArgument(f"{name}={value!r}: choose from {', '.join(map(repr, allowed))}")
+    return value  # type: ignore[return-value]  # value is one of the Literal's members

@@ -56,19 +56,24 @@ class Explanation:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def overlay(self, index: int | None = None, **options: Any) -> Image.Image | list[Image.Image]:
-        """The map(s) over the image(s): one PIL image for ``index``, else a list."""
+    def overlay(self, index: int = 0, **options: Any) -> Image.Image:
+        """Sample ``index``'s map over its image (options as :func:`convscope.render.overlay`):
+        over the original photo at its own size when the explanation loaded it, else over the
+        model's input."""
+        chosen = self._overlay_options(options)
+        if self.framings is None:
+            return overlay(self.images[index], self.values[index], **chosen)
+        framing = self.framings[index]
+        return overlay(framing.image, self.values[index], box=framing.box, **chosen)
+
+    def overlays(self, **options: Any) -> list[Image.Image]:
+        """Every sample's map over its image, in batch order."""
+        return [self.overlay(i, **options) for i in range(len(self))]
+
+    def _overlay_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Signed maps diverge around zero and sum their channels; unsigned ones take the max."""
         mode = "signed" if self.signed else "unsigned"
-        defaults: dict[str, Any] = {"mode": mode, "reduce": "sum" if self.signed else "max"}
-        defaults.update(options)
-
-        def draw(i: int) -> Image.Image:
-            if self.framings is None:
-                return overlay(self.images[i], self.values[i], **defaults)
-            framing = self.framings[i]
-            return overlay(framing.image, self.values[i], box=framing.box, **defaults)
-
-        return draw(index) if index is not None else [draw(i) for i in range(len(self))]
+        return {"mode": mode, "reduce": "sum" if self.signed else "max", **options}
 
     def localize(self, threshold: float = 0.2) -> Localization:
         """Weakly supervised localization: mask and (top, left, bottom, right) box per sample.
@@ -82,8 +87,7 @@ class Explanation:
     def save(self, path: str | Path, **options: Any) -> list[Path]:
         """Write each overlay as PNG: ``path`` for one sample, ``stem_<i>.png`` for a batch."""
         path = Path(path)
-        pictures = self.overlay(**options)
-        assert isinstance(pictures, list)
+        pictures = self.overlays(**options)
         if len(pictures) == 1:
             return [save_png(pictures[0], path)]
         return [save_png(p, path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}"))

@@ -215,7 +215,7 @@ def scan_dataset(
     check_positive("chunk_size", chunk_size, integer=True)
     shapes = {i.name: i.output_shape for i in list_layers(model)}
     rows = {n: n.removesuffix(AFTER_RELU) for n in scanner.layers}  # relu keeps the shape
-    channels = {n: int(shapes[r][0]) if shapes.get(r) else 0 for n, r in rows.items()}
+    channels = {n: int(shape[0]) if (shape := shapes.get(r)) else 0 for n, r in rows.items()}
     thumb = min(MAX_THUMB, max(model.input_size))
     config = {"model": model.name, "model_fingerprint": _fingerprint(model), "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,

@@ -7,6 +7,7 @@ Target
     * ``str`` -- a class label (``"Egyptian cat"``), matched against the model's labels, or
       ``"top1"`` -- each sample's own highest-scoring class;
     * a sequence of ints/labels -- one target per sample (length B);
+    * an integer tensor of class indices, shape () or (B,) -- e.g. ``logits.argmax(1)``;
     * a callable ``logits -> (B,)`` -- any scalar per sample.
 
 LayerRef
@@ -21,9 +22,11 @@ from collections.abc import Callable, Sequence
 from torch import Tensor
 
 TargetFn = Callable[[Tensor], Tensor]
-Target = int | str | Sequence[int | str] | TargetFn
+Target = int | str | Sequence[int | str] | Tensor | TargetFn
 LayerRef = str
+NormalizeFn = Callable[[Tensor], Tensor]
+"""Pixels in [0, 1] -> model input (``Model.normalize`` or a user's function)."""
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called by long computations; the CLI turns it into a bar."""
 
-__all__ = ["LayerRef", "ProgressFn", "Target", "TargetFn"]
+__all__ = ["LayerRef", "NormalizeFn", "ProgressFn", "Target", "TargetFn"]

@@ -40,7 +40,7 @@ def test_layers_json(capsys) -> None:
 @pytest.mark.parametrize(("argv", "needle"), [
     (["predict", "missing.png"], "missing.png"),
     (["predict", "sample:caat"], "did you mean sample:cat"),
-    (["predict", "sample:cat", "--top", "0"], "top=0"),
+    (["predict", "sample:cat", "--top", "0"], "--top 0: "),
     (["predict", "sample:cat", "--model", "nope"], "model 'nope' is not known"),
     (["predict", "sample:cat", "--device", "cuda:7"], "--device"),
     (["layers", "--model", "no/such.pth"], "does not exist"),

@@ -87,11 +87,30 @@ def test_scan_then_top_and_neighbors(capsys, on_path: Path, atlas: Path) -> None
     assert code == 0 and len(found) == 3 and (on_path / "nn.png").is_file()
     assert all(Path(n["source"]).name.startswith("p") and n["index"] != 1 for n in found)
     assert all(a["distance"] <= b["distance"] for a, b in pairwise(found))
+    assert all(n["label"] is None and n["label_index"] is None for n in found)  # a flat folder
     query = folder / "p3.png"
     code, out, _ = run(capsys, "neighbors", str(query), "--atlas", str(atlas), "--metric", "l2",
                        "--layer", "1", "--json")
     found = json.loads(out)["neighbors"]
     assert code == 0 and found[0]["source"] == str(query) and found[0]["distance"] < 1e-4
+
+
+def test_neighbors_json_names_the_labels_of_a_labelled_folder(capsys, on_path: Path) -> None:
+    folder = on_path / "labelled"
+    rng = np.random.default_rng(1)
+    for name in ("cats", "dogs"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{i}.png")
+    atlas = on_path / "labelled_atlas"
+    assert run(capsys, "scan", str(folder), "--atlas", str(atlas), *SCAN)[0] == 0
+    code, out, err = run(capsys, "neighbors", "--index", "0", "--atlas", str(atlas), "--k", "5", "--json")
+    found = json.loads(out)["neighbors"]
+    assert code == 0 and len(found) == 5, err
+    for n in found:
+        assert n["label"] == Path(n["source"]).parent.name
+        assert n["label_index"] == ["cats", "dogs"].index(n["label"])
 
 
 def test_errors_are_one_line(capsys, on_path: Path, atlas: Path) -> None:
@@ -109,4 +128,4 @@ def test_errors_are_one_line(capsys, on_path: Path, atlas: Path) -> None:
     assert code == 2 and "skipped" in err
     code, _, err = run(capsys, "scan", str(on_path / "images"), "--model", "scanmodel:make",
                        "--atlas", str(on_path / "zero"), "--batch-size", "0")
-    assert code == 2 and "batch_size=0" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--batch-size 0: " in err and len(err.strip().splitlines()) == 1

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
+from PIL import ImageFont
 
 from convscope.errors import BadArgument
+from convscope.methods.features import feature_maps
+from convscope.model import Model
 from convscope.render.features import FRAME, feature_map_grid, filter_grid, mask_panel
+from convscope.render.grid import _wrap
 
 
 def test_filter_tiles_are_enlarged_crisply_and_framed() -> None:
@@ -66,3 +72,13 @@ def test_mask_panel_three_panels() -> None:
     assert img.width >= 3 * 32 and img.height > 32
     with pytest.raises(BadArgument, match="three captions"):
         mask_panel(image, act, act >= 0.5, captions=("a", "b"))
+
+
+def test_feature_map_captions_keep_mean_and_max_apart_on_one_line(tiny: Model) -> None:
+    """The grid font's space is narrow: "mean 5.41 max 22.4" read as "5.41max"; a dot separates."""
+    fm = feature_maps(tiny, torch.rand(1, 3, 16, 16), "relu1", sort="max", top=3)
+    font = ImageFont.load_default(size=11)
+    for caption in fm.captions(0):
+        _, stats = caption.split("\n")
+        assert re.fullmatch(r"mean -?\d+\.\d\d · max -?\d+\.\d", stats), stats
+        assert _wrap(stats, font, 112, 2) == [stats]  # fits a default 112-px tile on one line

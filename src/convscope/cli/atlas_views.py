@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..api import as_images
 from ..atlas_tools import atlas_model, find_neighbors, thumbnails_as_tensors, top_patches
@@ -17,6 +18,10 @@ from ..errors import BadArgument
 from ..render.grid import image_grid
 from ..render.heatmap import draw_boxes, save_png
 from .common import print_json
+
+if TYPE_CHECKING:
+    from PIL import Image
+    from torch import Tensor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +61,7 @@ def run_top(args: argparse.Namespace) -> int:
     if not patches:
         raise BadArgument(f"channel {args.channel} of {args.layer!r} has no scanned images")
     captions = [f"#{p.record.rank + 1} {p.record.value:.3g} {_short(p.record.source)}" for p in patches]
+    tiles: list[Image.Image] | list[Tensor]
     if args.full:
         tiles = [draw_boxes(p.image, [[p.box.top, p.box.left, p.box.bottom, p.box.right]],
                             width=max(1, min(model.input_size) // 64)) for p in patches]
@@ -76,6 +82,14 @@ def run_top(args: argparse.Namespace) -> int:
     else:
         print(f"{title}: {out}")
     return 0
+
+
+def _label_fields(label: int, names: list[str] | None) -> dict[str, int | str | None]:
+    """The dataset label of an atlas image: index and name (both None for unlabelled images)."""
+    if label < 0:
+        return {"label_index": None, "label": None}
+    name = names[label] if names is not None and label < len(names) else str(label)
+    return {"label_index": int(label), "label": name}
 
 
 def run_neighbors(args: argparse.Namespace) -> int:
@@ -106,9 +120,12 @@ def run_neighbors(args: argparse.Namespace) -> int:
                           title=f"nearest to {_short(query_name)} at {layer} ({args.metric} distance)")
         save_png(grid, args.out)
     if args.json:
+        labels, names = atlas.labels(), atlas.class_names
         print_json({"query": query_name, "layer": layer, "metric": args.metric,
                     "png": args.out, "neighbors": [{"rank": n.rank, "index": n.index, "source": n.source,
-                                                     "distance": n.distance} for n in found]})
+                                                     "distance": n.distance,
+                                                     **_label_fields(labels[n.index], names)}
+                                                    for n in found]})
     else:
         for n in found:
             print(f"{n.rank + 1:3d}  {n.distance:.4f}  {n.source}")

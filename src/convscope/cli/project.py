@@ -170,6 +170,7 @@ def _from_dataset(args: argparse.Namespace) -> Points:
 def _embed_batch(model: Model, images: list[torch.Tensor], layer: str
                  ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(embeddings (B, D), predictions (B,), thumbnails (B, t, t, 3) uint8) in one forward."""
+    thumbs: torch.Tensor
     pixels = model.resize(images)
     with evaluating(model), capture(model, layer) as record:
         logits = model(model.normalize(pixels.to(model.device)))
@@ -177,8 +178,8 @@ def _embed_batch(model: Model, images: list[torch.Tensor], layer: str
     emb = act.flatten(2).mean(2) if act.ndim > 2 else act.flatten(1)
     thumbs = pixels if pixels.shape[-1] <= THUMB else F.interpolate(
         pixels, size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False)
-    thumbs = (thumbs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return emb.float(), logits.argmax(1), thumbs
+    return emb.float(), logits.argmax(1), (thumbs.clamp(0, 1) * 255).round().to(torch.uint8).permute(
+        0, 2, 3, 1).cpu().numpy()
 
 
 def _names(model: Model, labels: list[int]) -> list[str] | None:

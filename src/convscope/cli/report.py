@@ -75,7 +75,15 @@ def build_report(model: Model, images: list[str], methods: list[str], target: st
                                 ["#", "class", "index", "probability"], rows, cards))
     meta = (f"model {model.name} · torch {torch.__version__} · {model.device} · "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
-    return html_report("convscope report", sections, meta)
+    return html_report("convscope report", sections, meta, notes=[FAITHFULNESS_NOTE] if fast else None)
+
+
+FAITHFULNESS_NOTE = (
+    "deletion AUC ↓ / insertion AUC ↑ (Petsiuk et al. 2018): the map's pixels are removed (deletion, "
+    "replaced by black) or put back onto a blurred copy (insertion), most important first, and the "
+    "class probability is followed; the AUC is the area under that curve, in [0, 1]. A faithful map "
+    "makes the probability fall fast when its pixels go (low deletion AUC) and rise fast when they "
+    "come back (high insertion AUC).")
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from ..data import load_image
 from ..errors import BadArgument
-from ..methods.features import Objective, channel, parse_objective, visualize
+from ..methods.features import Objective, channel, visualize
 from ..render import image_grid, save_png
 from .common import add_model_options, model_from_args, print_json
+from .objectives import parse_objective
 from .progress import progress_bar
 
 

@@ -10,9 +10,12 @@ import difflib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import BadArgument
+
+if TYPE_CHECKING:
+    from .attribution.base import Attribution
 
 Family = Literal["gradient", "cam", "perturbation", "decomposition"]
 
@@ -22,7 +25,7 @@ class MethodInfo:
     """A registered method: its class and what callers need to know before calling it."""
 
     name: str
-    cls: type
+    cls: type[Attribution]
     family: Family
     needs_layer: bool
     signed: bool
@@ -35,7 +38,7 @@ class MethodInfo:
 
     def options(self) -> dict[str, inspect.Parameter]:
         """Keyword options of the method's constructor (besides model and layer)."""
-        params = inspect.signature(self.cls.__init__).parameters
+        params = inspect.signature(self.cls).parameters
         return {n: p for n, p in params.items() if n not in {"self", "model", "layer"}
                 and p.kind is inspect.Parameter.KEYWORD_ONLY}
 
@@ -78,12 +81,12 @@ def get_method(name: str) -> MethodInfo:
     raise BadArgument(f"method {name!r} is not known; {hint}")
 
 
-def build_method(name: str, model: Any, layer: str | None = None, **options: Any) -> Any:
+def build_method(name: str, model: Any, layer: str | None = None, **options: Any) -> Attribution:
     """Instantiate a registered method, checking option names against its constructor."""
     info = get_method(name)
     allowed = info.options()
     unknown = sorted(set(options) - set(allowed))
-    params = inspect.signature(info.cls.__init__).parameters.values()
+    params = inspect.signature(info.cls).parameters.values()
     passes_on = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     if unknown and not passes_on:  # wrappers (smoothgrad) hand extra options to what they wrap
         accepted = ", ".join(allowed) or "none"

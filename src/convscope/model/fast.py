@@ -73,6 +73,7 @@ from torch import Tensor, nn
 
 from ..errors import BadTarget, check_positive
 from ..types import ProgressFn, Target
+from .device import device_of as _device_of
 from .fold import (
     FoldInfo,
     Recording,
@@ -188,7 +189,7 @@ def _variant(plain: nn.Module, rec: Recording | None, channels_last: bool,
     if rec is not None:
         fold_recorded(net, rec, keep)
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # Module.to stubs lack it
         net._convscope_channels_last = True  # type: ignore[assignment]
     return net
 
@@ -229,13 +230,6 @@ def as_input_of(net: nn.Module, x: Tensor) -> Tensor:
     if is_channels_last(net) and x.ndim == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    if param is None:
-        param = next(model.buffers(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 class FastForward:

@@ -91,8 +91,8 @@ def _plain(module: nn.Module | None, kind: type) -> bool:
 
 def _foldable_bn(bn: nn.Module | None) -> bool:
     """An eval BN that uses running statistics (without them eval BN still normalizes per batch)."""
-    return (_plain(bn, nn.BatchNorm2d) and bn.track_running_stats  # type: ignore[union-attr]
-            and bn.running_mean is not None and bn.running_var is not None)  # type: ignore[union-attr]
+    return bool(_plain(bn, nn.BatchNorm2d) and bn.track_running_stats  # type: ignore[union-attr]
+                and bn.running_mean is not None and bn.running_var is not None)  # type: ignore[union-attr]
 
 
 def _torch_leaf(module: nn.Module) -> bool:

@@ -180,7 +180,7 @@ def load_exported(path: Path) -> tuple[nn.Module, ExportedInput | None]:
     spec = exported_input(program)
     # unflatten() builds the module (and handles effect tokens); only batching is added on top
     net.__class__ = ExportedNet
-    net.batch = spec.batch if spec is not None else None  # type: ignore[attr-defined]
+    net.batch = spec.batch if spec is not None else None  # type: ignore[attr-defined, assignment]
     _name_types(net, program)
     return net, spec
 

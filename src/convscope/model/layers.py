@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BadLayer
+from .device import device_of
 from .formats import format_limits, type_name
 from .guard import evaluating
 
@@ -155,9 +156,7 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 def _example_input(model: nn.Module) -> torch.Tensor:
     size = getattr(model, "input_size", (224, 224))
     channels = getattr(model, "channels", 3)
-    param = next(unwrap(model).parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    return torch.zeros(1, channels, *size, device=device)
+    return torch.zeros(1, channels, *size, device=device_of(unwrap(model)))
 
 
 @dataclass

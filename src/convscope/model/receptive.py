@@ -24,7 +24,7 @@ behind each top activation.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..errors import BadArgument, BadLayer
 from .capture import forward_until
+from .compat import torch_function_disabled
 from .guard import guarded
 from .layers import resolve_layer, unwrap
 from .rules import LINEAR, backward_rule
@@ -79,7 +80,7 @@ class _SpreadMaxPool(torch.autograd.Function):
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None, None, None, None]:
         (inp,) = ctx.saved_tensors
         kernel, stride, padding, ceil_mode = ctx.args
-        with torch._C.DisableTorchFunction(), torch.enable_grad():
+        with torch_function_disabled(), torch.enable_grad():
             probe = inp.detach().requires_grad_(True)
             out = F.avg_pool2d(probe, kernel, stride, padding, ceil_mode, count_include_pad=True)
             (grad,) = torch.autograd.grad(out, probe, grad_out)
@@ -91,11 +92,13 @@ def _max_pool2d(input: Tensor, kernel_size: Any, stride: Any = None, padding: An
     """Stand-in for ``F.max_pool2d`` during a probe (dilated or index-returning pools unchanged)."""
     stride = stride if stride not in (None, [], ()) else kernel_size
     if return_indices or dilation not in (1, (1, 1), [1, 1]):
-        return F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        return F.max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode,  # type: ignore[call-overload]
+                            return_indices)
     return _SpreadMaxPool.apply(input, kernel_size, stride, padding, ceil_mode)
 
 
-_PROBE_OVERRIDES = {F.max_pool2d: _max_pool2d, torch.max_pool2d: _max_pool2d}
+_PROBE_OVERRIDES: dict[Callable[..., Any], Callable[..., Any]] = {
+    F.max_pool2d: _max_pool2d, torch.max_pool2d: _max_pool2d}
 
 
 def _input_spec(model: nn.Module, input_size: int | Sequence[int] | None) -> tuple[int, int, int]:
@@ -279,7 +282,7 @@ def field_geometry(
     probe = [height, width]
     found: list[_Axis | None] = [None, None]
     while True:
-        shape = _layer_shape(model, name, (channels, *probe))
+        shape = _layer_shape(model, name, (channels, probe[0], probe[1]))
         if len(shape) != 3:
             raise BadLayer(f"layer {name!r} has output shape {shape}; receptive fields need (C, H, W)")
         cy, cx = shape[1] // 2, shape[2] // 2

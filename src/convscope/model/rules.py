@@ -64,6 +64,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 
 from ..errors import BadArgument
+from .compat import function_mode_stack, torch_function_disabled
 from .watch import Gap, watch_call, watched
 from .watch import call_arg as _arg
 
@@ -195,7 +196,7 @@ LINEAR = LinearRule()
 class _Where(NamedTuple):
     """One routed call: its index in the block, clamp bounds, and how PyTorch would save it."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # a field may shadow tuple.index
     lo: float
     hi: float | None
     inplace: bool
@@ -232,7 +233,7 @@ class _Rectify(torch.autograd.Function):
         kept, out = ctx.saved_tensors
         where: _Where = ctx.where
         # The rule's own tensor ops must not be routed back into a still-active mode.
-        with torch._C.DisableTorchFunction():
+        with torch_function_disabled():
             if out is None and where.fn is not None:
                 out = where.fn(kept) if kept is not None else grad_out.new_empty(0)
             elif out is None:
@@ -398,7 +399,7 @@ class RuleBlock:
 
 def active_rule() -> BackwardRule | None:
     """The rule of the innermost active :func:`backward_rule` block in this thread, if any."""
-    for mode in reversed(torch.overrides._get_current_function_mode_stack()):
+    for mode in reversed(function_mode_stack()):
         if isinstance(mode, _RuleMode):
             return mode.rule
     return None

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .compat import torch_function_disabled
+
 Amount = Callable[[Tensor, Tensor], "Tensor | None"]
 """A rule's conserved amount, per sample, carried by a signal at a tensor value."""
 
@@ -128,7 +130,7 @@ class _Watch(torch.autograd.Function):
         grads = iter(torch.autograd.grad(out, needed, grad_out, allow_unused=True) if out.requires_grad
                      else [None] * len(needed))
         grad_in = [next(grads) if leaf.requires_grad else None for leaf in leaves]
-        with torch._C.DisableTorchFunction():
+        with torch_function_disabled():
             ctx.record(grad_out, out.detach(), grad_in, [leaf.detach() for leaf in leaves])
         return (None, None, *grad_in)
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import BadArgument, BadImage
+from .device import device_of
 from .targets import class_index
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -208,8 +209,7 @@ class Model(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        param = next(self.net.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
+        return device_of(self.net)
 
     def resize(self, images: Tensor | Sequence[Tensor]) -> Tensor:
         """Images as the model sees them, before normalization: (B, 3, H, W) in [0, 1]."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 import matplotlib
 import numpy as np
@@ -104,6 +104,10 @@ def normalize_map(
     return out[0, 0] if rank == 2 else out[0] if rank == 3 else out
 
 
+@overload
+def colorize(m01: Tensor, cmap: str = ..., *, as_pil: Literal[False] = ...) -> Tensor: ...
+@overload
+def colorize(m01: Tensor, cmap: str = ..., *, as_pil: Literal[True]) -> Image.Image: ...
 def colorize(m01: Tensor, cmap: str = "inferno", *, as_pil: bool = False) -> Tensor | Image.Image:
     """Map values in [0, 1] through a matplotlib colormap -> RGB ``(3,H,W)`` (or ``(B,3,H,W)``).
 
@@ -214,7 +218,7 @@ def overlay(
         h = h[0]
     if h.dim() == 3 and h.shape[0] != 1 and (reduce is None or not normalize):
         raise BadArgument(f"a map with {h.shape[0]} channels needs reduce='max'|'mean'|'sum'")
-    size = tuple(img.shape[-2:])
+    size = (img.shape[-2], img.shape[-1])
     seen = torch.ones(size, dtype=torch.bool)
     if box is None:
         h = _resize_map(h, size)
@@ -250,7 +254,7 @@ def mask_image(image: ImageLike, mask: Tensor, *, dim: float = 0.2) -> Image.Ima
     if m.dim() < 2 or m.numel() != m.shape[-1] * m.shape[-2]:
         raise BadArgument(f"mask of shape {tuple(mask.shape)}; use one channel (H,W)")
     m = m.reshape(m.shape[-2:])
-    m = _resize_map(m, tuple(img.shape[-2:])).clamp(0, 1)
+    m = _resize_map(m, (img.shape[-2], img.shape[-1])).clamp(0, 1)
     if binary:
         m = (m >= 0.5).float()
     return to_pil(img * (dim + (1 - dim) * m))

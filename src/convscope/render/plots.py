@@ -35,17 +35,17 @@ def class_colors(count: int) -> np.ndarray:
     import matplotlib
 
     if count <= 10:
-        return np.asarray(matplotlib.colormaps["tab10"].colors)[:count]
+        return np.asarray(matplotlib.colormaps["tab10"].colors)[:count]  # type: ignore[attr-defined]
     if count <= 20:
-        return np.asarray(matplotlib.colormaps["tab20"].colors)[:count]
+        return np.asarray(matplotlib.colormaps["tab20"].colors)[:count]  # type: ignore[attr-defined]
     return matplotlib.colormaps["turbo"](np.linspace(0.05, 0.95, count))[:, :3]
 
 
 def embedding_scatter(
     coords: Tensor,
-    labels: Tensor | Sequence[int] | None = None,
+    labels: Tensor | np.ndarray | Sequence[int] | None = None,
     *,
-    predictions: Tensor | Sequence[int] | None = None,
+    predictions: Tensor | np.ndarray | Sequence[int] | None = None,
     color_by: Literal["label", "prediction"] = "label",
     class_names: Sequence[str] | None = None,
     thumbnails: Tensor | np.ndarray | None = None,
@@ -113,7 +113,7 @@ def embedding_scatter(
     if title:
         fig.suptitle(title, fontsize=13)
     fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())  # type: ignore[attr-defined]
 
 
 def _points(coords: Tensor) -> np.ndarray:
@@ -126,7 +126,7 @@ def _points(coords: Tensor) -> np.ndarray:
     return xy
 
 
-def _classes(values: Tensor | Sequence[int] | None, n: int, name: str) -> np.ndarray | None:
+def _classes(values: Tensor | np.ndarray | Sequence[int] | None, n: int, name: str) -> np.ndarray | None:
     if values is None:
         return None
     arr = np.asarray(values.cpu() if isinstance(values, Tensor) else values, dtype=np.int64)

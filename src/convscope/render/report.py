@@ -1,6 +1,7 @@
 """Self-contained HTML reports: pictures inline as PNG data URIs, no external files or scripts.
 
-The report knows nothing of methods; callers hand it sections of captioned cards.
+The report knows nothing of methods; callers hand it sections of captioned cards, and notes
+that say how to read them. Every report opens with the colour key of the overlays.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import io
 from dataclasses import dataclass, field
 from html import escape
 
+import torch
 from PIL import Image
+
+from .heatmap import DEFAULT_CMAP, colorize
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;background:#fafafa}
@@ -26,7 +30,18 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .card img{width:224px;height:auto;display:block}
 .card .name{font-weight:600;margin:6px 0 2px} .card .line{font-size:12px;color:#555}
 .card .error{font-size:12px;color:#a00;margin-top:6px}
+.key{display:flex;gap:28px;flex-wrap:wrap;font-size:13px;color:#444;margin:8px 0 4px}
+.key img{width:180px;height:12px;display:block;border:1px solid #ccc;margin:3px 0}
+.key .ends{display:flex;justify-content:space-between;width:182px;font-size:12px;color:#666}
+.notes{font-size:13px;color:#444;max-width:900px} .notes p{margin:4px 0}
 """
+
+COLOUR_KEY = (
+    ("unsigned", "unsigned maps (how much a pixel matters)", "none", "most"),
+    ("signed", "signed maps (for or against the class)", "against", "for"),
+)
+"""(mode, what it shows, low end, high end) per overlay colour map; the middle of a signed map
+(white) is no effect. Overlays fade to the photo where a map is low (unsigned) or near 0 (signed)."""
 
 
 SHOWN_MAX = 448
@@ -84,11 +99,28 @@ def _card(card: Card) -> str:
     return f'<div class="card">{picture}<div class="name">{escape(card.title)}</div>{lines}{error}</div>'
 
 
-def html_report(title: str, sections: list[Section], meta: str = "") -> str:
-    """The whole page as one HTML string."""
+def colour_bar(mode: str, width: int = 180, height: int = 12) -> Image.Image:
+    """The overlay colour map of ``mode`` ("unsigned" or "signed") as a horizontal bar, low to high."""
+    ramp = torch.linspace(0, 1, width).expand(height, width)
+    return colorize(ramp, DEFAULT_CMAP[mode], as_pil=True)
+
+
+def _colour_key() -> str:
+    items = []
+    for mode, what, low, high in COLOUR_KEY:
+        items.append(f'<div>{escape(what)}<img alt="{escape(mode)} colour map" '
+                     f'src="{data_uri(colour_bar(mode))}"><div class="ends"><span>{escape(low)}</span>'
+                     f"<span>{escape(high)}</span></div></div>")
+    return '<div class="key">' + "".join(items) + "</div>"
+
+
+def html_report(title: str, sections: list[Section], meta: str = "", notes: list[str] | None = None) -> str:
+    """The whole page as one HTML string; ``notes``: short paragraphs on how to read the cards."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
-             f'<div class="meta">{escape(meta)}</div>']
+             f'<div class="meta">{escape(meta)}</div>', _colour_key()]
+    if notes:
+        parts.append('<div class="notes">' + "".join(f"<p>{escape(n)}</p>" for n in notes) + "</div>")
     for s in sections:
         parts.append(f"<h2>{escape(s.title)}</h2><div class='head'>")
         parts.append(f'<img alt="{escape(s.title)}" src="{data_uri(s.image)}">')

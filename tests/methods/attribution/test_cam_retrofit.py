@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from convscope.data import load_labelled_folder
 from convscope.errors import BadArgument, BadModel
 from convscope.methods.attribution.cam import CAM, GradCAM
-from convscope.methods.attribution.cam_retrofit import retrofit_cam
+from convscope.methods.attribution.cam_retrofit import fit_cam_head
 from convscope.model import Model, Preprocess
 
 COLOURS = {"zero": (230, 30, 30), "one": (30, 200, 30), "two": (30, 30, 230)}
@@ -76,7 +76,7 @@ def _assert_untouched(model: Model, snapshot: tuple[dict[str, Tensor], list[bool
 def test_retrofit_a_gap_model_from_a_folder(tiny: Model, squares: Path) -> None:
     before = _snapshot(tiny)
     calls: list[tuple[int, int]] = []
-    result = retrofit_cam(tiny, *_labelled(squares), layer="relu2", holdout=0.34, steps=150,
+    result = fit_cam_head(tiny, *_labelled(squares), layer="relu2", holdout=0.34, steps=150,
                           progress=lambda done, total: calls.append((done, total)))
     _assert_untouched(tiny, before)
     assert result.classes == ["one", "two", "zero"] and result.source_layer == "relu2"
@@ -89,7 +89,7 @@ def test_retrofit_a_gap_model_from_a_folder(tiny: Model, squares: Path) -> None:
 
 
 def test_retrofitted_model_is_cam_ready(tiny: Model, squares: Path) -> None:
-    cam_model = retrofit_cam(tiny, *_labelled(squares), layer="relu2", steps=20).model
+    cam_model = fit_cam_head(tiny, *_labelled(squares), layer="relu2", steps=20).model
     before = _snapshot(tiny)
     x = cam_model.preprocess(torch.rand(2, 3, 16, 16))
     cam = CAM(cam_model)
@@ -113,7 +113,7 @@ def test_the_way_out_for_a_model_without_gap(squares: Path) -> None:
     with pytest.raises(BadModel, match="retrofit_cam"):
         CAM(model)(x, 0)
     before = _snapshot(model)
-    result = retrofit_cam(model, *_labelled(squares), steps=100)  # auto: relu2, in place: cloned
+    result = fit_cam_head(model, *_labelled(squares), steps=100)  # auto: relu2, in place: cloned
     _assert_untouched(model, before)
     assert result.source_layer == "relu2"
     assert result.original_accuracy is None  # "zero", "one", "two" are not its labels
@@ -125,7 +125,7 @@ def test_retrofit_on_a_tensor_batch(tiny: Model) -> None:
     images = torch.stack([torch.from_numpy(_square_image(c, rng)).permute(2, 0, 1).float() / 255
                           for c in COLOURS.values() for _ in range(4)])
     labels = torch.arange(3).repeat_interleave(4)
-    result = retrofit_cam(tiny, images, labels, ["zero", "one", "two"], layer="relu2",
+    result = fit_cam_head(tiny, images, labels, ["zero", "one", "two"], layer="relu2",
                           batch_size=5, steps=50)
     assert (result.n_train, result.n_test) == (9, 3)
     assert result.model.labels == ["zero", "one", "two"]
@@ -134,13 +134,13 @@ def test_retrofit_on_a_tensor_batch(tiny: Model) -> None:
 def test_bad_inputs(tiny: Model) -> None:
     images = torch.rand(4, 3, 16, 16)
     with pytest.raises(BadArgument, match="at least 2"):
-        retrofit_cam(tiny, images, torch.tensor([0, 0, 0, 1]), ["a", "b"])
+        fit_cam_head(tiny, images, torch.tensor([0, 0, 0, 1]), ["a", "b"])
     with pytest.raises(BadArgument, match="holdout"):
-        retrofit_cam(tiny, images, torch.tensor([0, 0, 1, 1]), ["a", "b"], holdout=1.0)
+        fit_cam_head(tiny, images, torch.tensor([0, 0, 1, 1]), ["a", "b"], holdout=1.0)
     with pytest.raises(BadArgument, match="must index"):
-        retrofit_cam(tiny, images, torch.tensor([0, 0, 1, 2]), ["a", "b"])
+        fit_cam_head(tiny, images, torch.tensor([0, 0, 1, 2]), ["a", "b"])
     with pytest.raises(BadArgument, match="labels of shape"):
-        retrofit_cam(tiny, images, torch.tensor([0, 1]), ["a", "b"])
+        fit_cam_head(tiny, images, torch.tensor([0, 1]), ["a", "b"])
 
 
 def test_api_retrofit_from_folder(tiny: Model, squares: Path) -> None:

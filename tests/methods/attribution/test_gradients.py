@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from convscope.data import load_image
 from convscope.errors import BadArgument
 from convscope.methods.attribution import GradientXInput, IntegratedGradients, Saliency
-from convscope.methods.attribution.gradients import gaussian_blur
+from convscope.methods.attribution.baselines import gaussian_blur
 from convscope.methods.attribution.quadrature import equidistributed_nodes, quadrature
 from convscope.methods.registry import build_method
 from convscope.model import Model, Preprocess, guarded
@@ -186,7 +186,7 @@ def test_integrated_gradients_baselines(tiny: Model) -> None:
     torch.testing.assert_close(IntegratedGradients(tiny).baselines(x), black)
     torch.testing.assert_close(IntegratedGradients(tiny, steps=8)(x, 1),
                                IntegratedGradients(tiny, steps=8, baseline=black[:1, :, :1, :1])(x, 1))
-    blurred = IntegratedGradients(tiny, baseline="blurred", sigma=2.0).baselines(x)
+    blurred = IntegratedGradients(tiny, baseline="blur", sigma=2.0).baselines(x)
     assert blurred.shape == x.shape and blurred.std() < x.std()
     constant = torch.full((1, 3, 16, 16), 0.3)
     torch.testing.assert_close(gaussian_blur(constant, 3.0), constant)
@@ -215,7 +215,7 @@ def test_integrated_gradients_bad_options(tiny: Model, options: dict, message: s
 def test_bad_options_name_the_choices(tiny: Model) -> None:
     with pytest.raises(BadArgument, match="reduce='median': choose from 'max', 'mean'"):
         Saliency(tiny, reduce="median")  # type: ignore[arg-type]
-    with pytest.raises(BadArgument, match="'black', 'blurred', 'uniform'"):
+    with pytest.raises(BadArgument, match="'black', 'mean', 'blur', 'uniform'"):
         build_method("integrated_gradients", tiny, baseline="white")
     with pytest.raises(BadArgument, match="does not broadcast"):
         IntegratedGradients(tiny, baseline=torch.zeros(2, 3, 8, 8))(inputs(), 0)

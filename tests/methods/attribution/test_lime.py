@@ -55,7 +55,7 @@ def test_registered_as_signed_perturbation() -> None:
     assert (info.cls, info.family, info.signed, info.needs_layer) == (Lime, "perturbation", True, False)
 
 
-@pytest.mark.parametrize("baseline", ["zeros", "mean"])
+@pytest.mark.parametrize("baseline", ["mean", "segment_mean"])
 def test_recovers_the_coefficients_of_a_model_linear_in_superpixels(baseline: str) -> None:
     size = 24
     weight = torch.randn(3, size, size, generator=torch.Generator().manual_seed(1))
@@ -68,7 +68,7 @@ def test_recovers_the_coefficients_of_a_model_linear_in_superpixels(baseline: st
     known, everything_hidden = torch.zeros(count), torch.tensor(0.0)
     for s in range(count):  # superpixel s on: sum of W (x - h) over it; h = what hides it
         xs, ws = x[0][:, seg == s], weight[:, seg == s]
-        hs = xs.mean(1, keepdim=True).expand_as(xs) if baseline == "mean" else torch.zeros_like(xs)
+        hs = xs.mean(1, keepdim=True).expand_as(xs) if baseline == "segment_mean" else torch.zeros_like(xs)
         known[s], everything_hidden = (ws * (xs - hs)).sum(), everything_hidden + (ws * hs).sum()
     torch.testing.assert_close(result.weights[0], known.double(), rtol=1e-4, atol=1e-4)
     assert result.score[0] > 1 - 1e-9  # exactly linear: R^2 = 1

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from convscope.data import load_image
 from convscope.errors import BadArgument
-from convscope.methods.attribution.perturbation import RISE, Occlusion, fill_baseline
+from convscope.methods.attribution.baselines import make_baseline
+from convscope.methods.attribution.perturbation import RISE, Occlusion
 from convscope.methods.attribution.scorecam import ScoreCAM
 from convscope.methods.registry import build_method, get_method
 from convscope.model import Model, Preprocess, guarded
@@ -58,7 +59,7 @@ def test_registered() -> None:
 
 @pytest.mark.parametrize(("window", "stride", "baseline"), [
     ((4, 4), (2, 2), "mean"),
-    ((5, 5), (3, 3), "zeros"),  # the last window hangs over the border and is clipped
+    ((5, 5), (3, 3), "black"),  # the last window hangs over the border and is clipped
     ((4, 6), (2, 3), "blur"),
     ((3, 3), (3, 3), "tensor"),
 ])
@@ -67,14 +68,14 @@ def test_occlusion_equals_captum_on_the_tiny_model(tiny: Model, window: tuple[in
     x = _inputs(3, 16)
     base: str | Tensor = _inputs(1, 16, seed=9) if baseline == "tensor" else baseline
     ours = Occlusion(tiny, window=window, stride=stride, baseline=base, batch_size=5)(x, [0, 2, 3])
-    ref = _captum_occlusion(tiny, x, [0, 2, 3], window, stride, fill_baseline(tiny, x, base, 10.0))
+    ref = _captum_occlusion(tiny, x, [0, 2, 3], window, stride, make_baseline(tiny, x, base, sigma=10.0))
     assert ours.shape == (3, 1, 16, 16)
     assert (ours - ref).abs().max() < 1e-5  # Captum repeats the map on every channel
 
 
 def test_occlusion_equals_captum_on_lite0(lite0: Model) -> None:
     x = lite0.preprocess(load_image("sample:cat"))
-    ours = Occlusion(lite0, window=56, stride=56, baseline="zeros")(x, 285)
+    ours = Occlusion(lite0, window=56, stride=56, baseline="black")(x, 285)
     ref = _captum_occlusion(lite0, x, 285, (56, 56), (56, 56), lite0.normalize(torch.zeros_like(x)))
     assert ref.abs().max() > 0.1  # the comparison is not between two empty maps
     assert (ours - ref).abs().max() < 1e-4
@@ -84,7 +85,7 @@ def test_occlusion_of_a_linear_model_is_its_window_sums() -> None:
     """Non-overlapping windows: each pixel gets sum_window w (x - baseline) of its own window."""
     model = _linear()
     x = _inputs(2, 12)
-    out = Occlusion(model, window=4, stride=4, baseline="zeros")(x, [0, 1])
+    out = Occlusion(model, window=4, stride=4, baseline="black")(x, [0, 1])
     contrib = (model.net.w[[0, 1]] * (x - model.normalize(torch.zeros_like(x)))).sum(1, keepdim=True)
     window_sums = F.avg_pool2d(contrib, 4) * 16
     torch.testing.assert_close(out, window_sums.repeat_interleave(4, 2).repeat_interleave(4, 3),

@@ -69,9 +69,9 @@ def test_end_points_and_area_follow_the_definition() -> None:
     assert torch.allclose(curve.scores[:, -1], p_black, atol=1e-6)
     p = curve.scores  # RISE code: (sum(p) - p0/2 - pn/2) / n
     assert torch.allclose(curve.auc, (p.sum(1) - p[:, 0] / 2 - p[:, -1] / 2) / 16, atol=1e-6)
-    ins = insertion(model, x, maps, 0, steps=16, substrate_kind="blurred", sigma=1.0)
+    ins = insertion(model, x, maps, 0, steps=16, substrate_kind="blur", sigma=1.0)
     with torch.no_grad():
-        p_blur = model(substrate(model, x, "blurred", 1.0)).softmax(-1)[:, 0]
+        p_blur = model(substrate(model, x, "blur", 1.0)).softmax(-1)[:, 0]
     assert torch.allclose(ins.scores[:, 0], p_blur, atol=1e-6)
     assert torch.allclose(ins.scores[:, -1], p_input, atol=1e-6)
     logit = deletion(model, x, maps, lambda logits: logits[:, 0], steps=4)  # a callable: as is

@@ -14,8 +14,10 @@ from convscope.methods.features import (
     Objective,
     PixelImage,
     channel,
+    deepdream,
     diversity,
     evaluate,
+    logit,
     optimize_images,
     visualize,
 )
@@ -36,7 +38,7 @@ def test_class_visualization_is_classified_as_the_class_from_the_saved_png(lite0
                                                                            kind: str) -> None:
     """Simonyan et al. 2014: the class model, saved as an 8-bit PNG and read back like any photo,
     is an "Egyptian cat" with probability > 0.9 (L2-regularized pixels, and Fourier)."""
-    result = visualize(lite0, f"logit:{CAT}", steps=CLASS_STEPS[kind], **CLASS_SETTINGS[kind])
+    result = visualize(lite0, logit(CAT), steps=CLASS_STEPS[kind], **CLASS_SETTINGS[kind])
     png = save_png(result.images[0], tmp_path / f"cat_{kind}.png")
     top = predict(lite0, str(png), top=1)[0][0]
     assert top.index == CAT and top.probability > 0.9, top
@@ -60,7 +62,10 @@ def test_channel_visualizations_beat_every_sample_photo_tenfold(lite0: Model) ->
         assert result.values[i] > 10 * best_photo, (unit, float(result.values[i]), float(best_photo))
 
 
-def _small(lite0: Model, objective: Objective | str = "channel:_blocks.4:0", **options) -> Tensor:
+SMALL = channel("_blocks.4", 0)
+
+
+def _small(lite0: Model, objective: Objective = SMALL, **options) -> Tensor:
     options = {"param": "pixel", "steps": 24, "size": 64, "lr": 0.1} | options
     return visualize(lite0, objective, **options).images
 
@@ -97,14 +102,14 @@ def test_diversity_term_makes_a_batch_of_one_unit_differ(lite0: Model) -> None:
 
 
 def test_seeded_runs_are_bitwise_reproducible(lite0: Model) -> None:
-    a = visualize(lite0, "channel:_blocks.3:1,2", steps=4, size=48, seed=3)
-    b = visualize(lite0, "channel:_blocks.3:1,2", steps=4, size=48, seed=3)
-    c = visualize(lite0, "channel:_blocks.3:1,2", steps=4, size=48, seed=4)
+    a = visualize(lite0, channel("_blocks.3", [1, 2]), steps=4, size=48, seed=3)
+    b = visualize(lite0, channel("_blocks.3", [1, 2]), steps=4, size=48, seed=3)
+    c = visualize(lite0, channel("_blocks.3", [1, 2]), steps=4, size=48, seed=4)
     assert torch.equal(a.images, b.images) and torch.equal(a.history, b.history)
     assert not torch.equal(a.images, c.images)
 
 
-@pytest.mark.parametrize("objective", ["channel:_blocks.5:2 + 0.1*layer:_blocks.2", "logit:1"])
+@pytest.mark.parametrize("objective", [channel("_blocks.5", 2) + 0.1 * deepdream("_blocks.2"), logit(1)])
 def test_only_the_objectives_layers_are_hooked_and_the_forward_stops_early(
         lite0: Model, monkeypatch, objective: str) -> None:
     names = {id(m): n for n, m in lite0.net.named_modules()}
@@ -122,7 +127,7 @@ def test_only_the_objectives_layers_are_hooked_and_the_forward_stops_early(
         visualize(lite0, objective, steps=3, size=32)
     finally:
         head.remove()
-    reads_logits = objective.startswith("logit")
+    reads_logits = objective.reads_logits
     assert set(hooked) == (set() if reads_logits else {"_blocks.5", "_blocks.2"})
     # 3 steps + the final evaluation; without logits only the first forward runs to the end,
     # which shows each hooked block runs once, so later ones stop right after the deepest
@@ -164,7 +169,7 @@ def test_the_users_model_is_untouched_also_when_the_objective_raises(tiny: Model
     model.register_forward_hook(lambda *_: None)
     before = _snapshot(model)
     visualize(model, _Boom(after=10**6) + 0.5 * channel("conv1", 1), steps=3, size=16)
-    visualize(model, "logit:2", steps=2, size=16, param="pixel", l2=0.1, tv=0.1, blur_every=1)
+    visualize(model, logit(2), steps=2, size=16, param="pixel", l2=0.1, tv=0.1, blur_every=1)
     _assert_unharmed(model, before)
     with pytest.raises(RuntimeError, match="objective failed"):
         visualize(model, _Boom(after=2), steps=5, size=16)
@@ -173,9 +178,9 @@ def test_the_users_model_is_untouched_also_when_the_objective_raises(tiny: Model
 
 def test_bad_layers_and_batches_fail_before_any_step(tiny: Model) -> None:
     with pytest.raises(BadLayer, match="did you mean"):
-        visualize(tiny, "channel:conv9:0", steps=2)
+        visualize(tiny, channel("conv9", 0), steps=2)
     with pytest.raises(BadArgument, match="3 units"):
-        visualize(tiny, "channel:conv2:0,1,2", batch=2, steps=2)
+        visualize(tiny, channel("conv2", [0, 1, 2]), batch=2, steps=2)
 
 
 def test_callbacks_progress_and_early_stop(tiny: Model) -> None:
@@ -187,7 +192,7 @@ def test_callbacks_progress_and_early_stop(tiny: Model) -> None:
         assert step.images.shape == (2, 3, 16, 16) and not step.images.requires_grad
         return step.step == 3
 
-    result = visualize(tiny, "channel:conv2:0,3", steps=10, callback=stop_at_three,
+    result = visualize(tiny, channel("conv2", [0, 3]), steps=10, callback=stop_at_three,
                        progress=lambda d, t: seen.append((d, t)))
     assert steps == [1, 2, 3] and seen == [(1, 10), (2, 10), (3, 10)]
     assert result.history.shape == (3, 2) and result.images.shape == (2, 3, 16, 16)
@@ -197,10 +202,10 @@ def test_starting_from_a_photo_keeps_it_and_steers_it(lite0: Model) -> None:
     """Start from the cat: after 0-ish steps it is still the cat; a few steps towards "tabby"
     raise that logit above the start's."""
     cat = lite0.resize(load_image("sample:cat"))
-    same = visualize(lite0, "logit:281", param="pixel", start=cat, steps=1, lr=1e-8, transforms="none")
+    same = visualize(lite0, logit(281), param="pixel", start=cat, steps=1, lr=1e-8, transforms="none")
     assert torch.allclose(same.images, cat, atol=2e-3)
-    moved = visualize(lite0, "logit:281", param="fourier", start=cat, steps=6, transforms="none")
-    assert moved.values[0] > evaluate(lite0, "logit:281", cat)[0] + 1
+    moved = visualize(lite0, logit(281), param="fourier", start=cat, steps=6, transforms="none")
+    assert moved.values[0] > evaluate(lite0, logit(281), cat)[0] + 1
 
 
 def test_the_loop_minimizes_any_loss_on_images() -> None:
@@ -215,10 +220,10 @@ def test_the_loop_minimizes_any_loss_on_images() -> None:
 
 
 def test_bare_module_and_preprocess_free_model_work(tiny: Model) -> None:
-    bare = visualize(tiny.net, "channel:conv2:1", steps=2, size=16)
+    bare = visualize(tiny.net, channel("conv2", 1), steps=2, size=16)
     custom = Model(tiny.net, preprocess=Preprocess(input_size=(20, 24)))
     assert bare.images.shape == (1, 3, 16, 16)
-    assert visualize(custom, "logit:0", steps=2).images.shape == (1, 3, 20, 24)
+    assert visualize(custom, logit(0), steps=2).images.shape == (1, 3, 20, 24)
 
 
 def test_the_loop_takes_the_same_steps_as_torch_adam() -> None:

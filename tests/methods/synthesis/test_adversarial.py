@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from convscope.data import list_samples, load_image
 from convscope.errors import BadArgument
-from convscope.methods.synthesis import Adversarial, fgsm, on_grid, pgd, project, quantize
-from convscope.model import Model
+from convscope.methods.synthesis import Adversarial, fgsm, on_grid, pgd, project_to_budget, quantize
+from convscope.model import Model, Preprocess
 from convscope.render import save_png
 
 EPS = 4 / 255
@@ -65,7 +65,7 @@ def test_l2_projection_is_exact_and_keeps_the_box() -> None:
     orig[0] = 1.0  # saturated images: the box cuts the ball
     for eps in (0.5, 1.0, 3.7):
         x = orig + torch.randn(orig.shape, generator=g) * 0.2
-        p = project(x, orig, eps, "l2")
+        p = project_to_budget(x, orig, eps, "l2")
         delta = p - orig
         assert (delta.flatten(1).norm(dim=1) <= eps).all()  # float32, as a user computes it
         assert (delta.double().flatten(1).norm(dim=1) <= eps).all()  # and float64
@@ -83,7 +83,7 @@ def test_linf_projection_is_exact_for_float_edge_cases() -> None:
     orig = torch.rand(4, 3, 16, 16, generator=g)
     for eps in (EPS, 1 / 3, 1e-3, 0.1):
         x = orig + (torch.rand(orig.shape, generator=g) * 2 - 1) * 3 * eps
-        p = project(x, orig, eps, "linf")
+        p = project_to_budget(x, orig, eps, "linf")
         assert (p - orig).abs().max() <= eps and p.min() >= 0 and p.max() <= 1
         assert (p - orig).abs().max() >= eps * (1 - 1e-5)  # not shrunk more than needed
 
@@ -108,3 +108,21 @@ def test_bad_arguments(lite0: Model) -> None:
         pgd(lite0, x, eps=0.0)
     with pytest.raises(BadArgument, match=r"\[0, 1\]"):
         pgd(lite0, x * 3, eps=0.1)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.4])
+def test_a_margin_makes_the_target_lead_every_other_class(margin: float) -> None:
+    """Success (and the early stop) means p_target - max_other p >= margin, read on the saved pixels."""
+    torch.manual_seed(0)
+    tiny = Model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 4)).eval(),
+                 preprocess=Preprocess(input_size=(16, 16)))
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    r = pgd(tiny, on_grid(x), eps=0.5, target=2, steps=60, margin=margin)
+    with torch.no_grad():
+        probs = tiny(tiny.normalize(r.images)).softmax(1)
+    lead = probs[:, 2] - probs[:, [0, 1, 3]].amax(1)
+    assert r.success.all(), lead
+    assert (lead >= margin).all() and torch.equal(r.success, lead >= margin)
+    if margin:
+        with pytest.raises(BadArgument, match=r"^margin=1.5: a probability difference"):
+            pgd(tiny, on_grid(x), eps=0.5, target=2, margin=1.5)

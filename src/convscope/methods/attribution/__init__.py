@@ -2,7 +2,7 @@
 
 from .base import Attribution
 from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
-from .cam_retrofit import Retrofit, retrofit_cam
+from .cam_retrofit import Retrofit, fit_cam_head
 from .deeplift import DeepLift
 from .gradients import GradientXInput, IntegratedGradients, Saliency
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
@@ -33,6 +33,6 @@ __all__ = [
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
-    "retrofit_cam",
+    "fit_cam_head",
     "top_superpixel_mask",
 ]

@@ -43,7 +43,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...errors import BadLayer, BadModel
 from ...model import Model, capture
@@ -114,7 +114,7 @@ def _no_head(model: Model, layer: str, why: str) -> BadModel:
         f"convolution to the classes before the pooling) on layer {layer!r}, but {model.name!r} "
         f"{why}. Use method 'gradcam' (it equals CAM up to scale on such models and works on any "
         "CNN), or fit a GAP + linear head on that layer with "
-        "convscope.methods.attribution.retrofit_cam(model, images, labels, classes, layer=...)"
+        "convscope.retrofit_cam(model, folder, layer=...) (fit_cam_head for tensors)"
     )
 
 
@@ -221,7 +221,7 @@ class GuidedGradCAM(Attribution):
 
     def __init__(self, model: Model, *, layer: str = "auto") -> None:
         super().__init__(model, layer=layer)
-        self._gradcam = GradCAM(model, layer=self.layer)
+        self._gradcam = GradCAM(model, layer=self.layer or "auto")
         self._guided = GuidedBackprop(model)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:

@@ -130,7 +130,7 @@ def _fit_linear(feats: Tensor, labels: Tensor, classes: int, steps: int, weight_
     return head.requires_grad_(False)
 
 
-def retrofit_cam(
+def fit_cam_head(
     model: Model,
     images: Tensor | Sequence[Tensor],
     labels: Tensor,

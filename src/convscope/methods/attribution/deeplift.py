@@ -41,31 +41,30 @@ or loses from the contributions' sum; a warning names the layers and their gaps.
 modules and hand-written maxima (``x.amax((2, 3))``) are invisible and can only be reported as an
 unexplained total gap.
 
-References (``reference=``, in model-input space): "black" (pixel value 0, normalized), "zeros"
-(the normalized zero: the dataset mean colour), "blurred" (Gaussian blur of the input, ``sigma``
-pixels) or a tensor broadcastable to the inputs. Shapes: (B, C, H, W) -> (B, C, H, W), signed.
+References (``reference=``, in model-input space, the words of :mod:`.baselines`): "black" (pixel
+value 0, normalized), "mean" (the normalized zero: the dataset mean colour), "blur" (Gaussian blur
+of the input, ``sigma`` pixels), "uniform" (seeded pixel noise) or a tensor broadcastable to the
+inputs. Shapes: (B, C, H, W) -> (B, C, H, W), signed.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument, check_positive
+from ...errors import check_positive
 from ...model import Model, guarded, select, target_indices
 from ...model.rules import ActivationCall, BackwardRule, backward_rule
 from ...model.watch import Gap, gap_report
 from ...types import Target
 from ..registry import register
 from .base import Attribution
-from .gradients import check_choice, gaussian_blur
-
-Reference = Literal["black", "blurred", "zeros"]
+from .baselines import BaselineName, check_baseline, make_baseline
 
 GAP_TOLERANCE = 0.01
 """Relative summation-to-delta gap above which :class:`DeepLift` warns (float error is ~1e-5)."""
@@ -150,8 +149,9 @@ class RescaleRule(BackwardRule):
         return call
 
 
-_MAX_POOLS = {F.max_pool1d: 6, F.max_pool2d: 6, F.max_pool3d: 6, F.adaptive_max_pool1d: 2,
-              F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 2}
+_MAX_POOLS: dict[Callable[..., Any], int] = {
+    F.max_pool1d: 6, F.max_pool2d: 6, F.max_pool3d: 6,
+    F.adaptive_max_pool1d: 2, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 2}
 """Max-pooling functions -> position of their ``return_indices`` argument."""
 
 
@@ -185,42 +185,25 @@ class _MaxPoolRescale(torch.autograd.Function):
 class DeepLift(Attribution):
     """DeepLIFT, rescale rule (Shrikumar et al. 2017): contributions that sum to t(x) - t(x_ref).
 
-    Options: ``reference`` "black" (pixel value 0), "zeros" (normalized zero = mean colour),
-    "blurred" (Gaussian blur with ``sigma`` pixels) or a model-input tensor broadcastable to the
-    inputs.
+    Options: ``reference`` "black" (pixel value 0), "mean" (normalized zero = mean colour),
+    "blur" (Gaussian blur with ``sigma`` pixels), "uniform" or a model-input tensor broadcastable
+    to the inputs (see :mod:`.baselines`).
     Warns when the contributions miss t(x) - t(x_ref) by more than 1%, naming the layers that
     broke summation-to-delta and by how much (see the module notes).
     """
 
     needs_rules = True
 
-    def __init__(self, model: Model, *, reference: Reference | Tensor = "black",
+    def __init__(self, model: Model, *, reference: BaselineName | Tensor = "black",
                  sigma: float = 10.0) -> None:
         super().__init__(model)
-        if isinstance(reference, Tensor):
-            if not torch.isfinite(reference).all():
-                raise BadArgument("reference tensor contains NaN or infinite values")
-        else:
-            check_choice("reference", reference, Reference)
+        reference = check_baseline("reference", reference)  # type: ignore[assignment]
         check_positive("sigma", sigma)
         self.reference, self.sigma = reference, sigma
 
     def references(self, inputs: Tensor) -> Tensor:
         """The reference x_ref for each input, (B, C, H, W) in model-input space."""
-        if isinstance(self.reference, Tensor):
-            try:
-                shape = torch.broadcast_shapes(self.reference.shape, inputs.shape)
-            except RuntimeError:
-                shape = None
-            if shape != inputs.shape:
-                raise BadArgument(f"reference of shape {tuple(self.reference.shape)} does not "
-                                  f"broadcast to the inputs {tuple(inputs.shape)}")
-            return self.reference.to(inputs).expand_as(inputs)
-        if self.reference == "blurred":
-            return gaussian_blur(inputs, self.sigma)
-        if self.reference == "zeros":
-            return torch.zeros_like(inputs)
-        return self.model.normalize(torch.zeros_like(inputs))
+        return make_baseline(self.model, inputs, self.reference, sigma=self.sigma, name="reference")
 
     def _pair_scores(self, logits: Tensor, batch: int, target: Target) -> tuple[Tensor, Tensor]:
         """Scores (B,) of input and reference for the target read on the input half."""

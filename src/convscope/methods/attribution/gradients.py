@@ -26,31 +26,22 @@ accumulates the weighted gradients per sample, so peak memory is that of one chu
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument, check_positive
+from ...errors import check_choice, check_positive
 from ...model import Model, fast_forward, guarded
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution, input_gradient, repeat_target
+from .baselines import BaselineName, check_baseline, make_baseline
 from .quadrature import QuadratureRule, equidistributed_nodes, probe_count, quadrature
 
 Magnitude = Literal["abs", "square"]
 ChannelReduce = Literal["max", "mean"]
-Baseline = Literal["black", "blurred", "uniform"]
-
-
-def check_choice(name: str, value: object, choices: type) -> None:
-    """Reject a value outside a ``Literal`` with the accepted values in the message."""
-    allowed = get_args(choices)
-    if value not in allowed:
-        raise BadArgument(f"{name}={value!r}: choose from {', '.join(map(repr, allowed))}")
 
 
 @register("saliency", family="gradient", signed=False)
@@ -81,29 +72,14 @@ class GradientXInput(Attribution):
         return grad * inputs
 
 
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of (B, C, H, W), edges replicated, kernel radius ceil(3 sigma).
-
-    Blurring commutes with the per-channel affine normalization, so blurring model inputs equals
-    normalizing the blurred pixels.
-    """
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[1]
-    out = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 @register("integrated_gradients", family="gradient", signed=True)
 class IntegratedGradients(Attribution):
     """Integrated gradients (Sundararajan et al. 2017): path integral of gradients from a baseline.
 
-    Options: ``baseline`` "black" (pixel value 0), "blurred" (Gaussian blur of the input with
-    ``sigma`` pixels), "uniform" (uniform pixel noise drawn with ``seed``) or a model-input tensor
-    broadcastable to the inputs; ``steps`` gradient evaluations placed by ``rule``: "adaptive"
+    Options: ``baseline`` "black" (pixel value 0, the default), "mean" (the dataset mean colour),
+    "blur" (Gaussian blur of the input with ``sigma`` pixels), "uniform" (uniform pixel noise
+    drawn with ``seed``) or a model-input tensor broadcastable to the inputs (see
+    :mod:`.baselines`); ``steps`` gradient evaluations placed by ``rule``: "adaptive"
     (default: nodes crowd where the score moves, after ``steps // 2`` forward-only probes of the
     path; see :mod:`.quadrature`) or a fixed rule ("gausslegendre" is Captum's default);
     ``batch_size`` interpolated images per forward pass.
@@ -113,7 +89,7 @@ class IntegratedGradients(Attribution):
         self,
         model: Model,
         *,
-        baseline: Baseline | Tensor = "black",
+        baseline: BaselineName | Tensor = "black",
         steps: int = 50,
         rule: QuadratureRule = "adaptive",
         batch_size: int = 16,
@@ -122,11 +98,7 @@ class IntegratedGradients(Attribution):
         progress: ProgressFn | None = None,
     ) -> None:
         super().__init__(model)
-        if isinstance(baseline, Tensor):
-            if not torch.isfinite(baseline).all():
-                raise BadArgument("baseline tensor contains NaN or infinite values")
-        else:
-            check_choice("baseline", baseline, Baseline)
+        baseline = check_baseline("baseline", baseline)  # type: ignore[assignment]
         check_positive("steps", steps, integer=True)
         check_positive("batch_size", batch_size, integer=True)
         check_positive("sigma", sigma)
@@ -137,23 +109,7 @@ class IntegratedGradients(Attribution):
 
     def baselines(self, inputs: Tensor) -> Tensor:
         """The baseline x' for each input, (B, C, H, W) in model-input space."""
-        if isinstance(self.baseline, Tensor):
-            try:
-                shape = torch.broadcast_shapes(self.baseline.shape, inputs.shape)
-            except RuntimeError:
-                shape = None
-            if shape != inputs.shape:
-                raise BadArgument(f"baseline of shape {tuple(self.baseline.shape)} does not "
-                                  f"broadcast to the inputs {tuple(inputs.shape)}")
-            return self.baseline.to(inputs).expand_as(inputs)
-        if self.baseline == "blurred":
-            return gaussian_blur(inputs, self.sigma)
-        if self.baseline == "uniform":
-            gen = torch.Generator().manual_seed(self.seed)
-            pixels = torch.rand(inputs.shape, generator=gen, dtype=inputs.dtype)
-        else:
-            pixels = torch.zeros(inputs.shape, dtype=inputs.dtype)
-        return self.model.normalize(pixels.to(inputs.device))
+        return make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         target = self.fixed_target(inputs, target)

@@ -30,13 +30,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from ...errors import BadLayer, BadTarget
+from ...errors import BadLayer, BadTarget, check_choice
 from ...model import Model, forward_until, select, target_indices
 from ...model.rules import DECONV, GUIDED, BackwardRule, RuleBlock, backward_rule
 from ...types import Target, TargetFn
 from ..registry import register
 from .base import Attribution, input_gradient
-from .gradients import check_choice
 
 ChannelScore = Literal["mean", "max"]
 

@@ -10,8 +10,8 @@ and pi_x(z) = exp(-D(x, z)^2 / sigma^2) (Sec. 3.3). As in the ``lime`` package (
   goes to the CPU as a numpy array inside :func:`superpixels` only; labels come back as a tensor;
 * ``samples`` random on/off vectors z' (B, N, S), each bit a fair coin from a seeded
   ``torch.Generator``; the first sample is all-on (the image itself);
-* an "off" superpixel shows the baseline: ``"mean"`` its own mean colour (what ``lime`` does with
-  its default ``hide_color=None``), ``"zeros"`` model-input zero (Captum's default: the
+* an "off" superpixel shows the baseline: ``"segment_mean"`` its own mean colour (what ``lime``
+  does with its default ``hide_color=None``), ``"mean"`` model-input zero (Captum's default: the
   dataset mean colour), ``"black"`` pixel value 0, ``"blur"`` a Gaussian blur of the input;
 * D is the cosine distance between z' and the all-on vector, 1 - sqrt(|z'| / S) in closed form,
   and the kernel is lime's sqrt(exp(-D^2 / w^2)) with w = ``kernel_width`` = 0.25;
@@ -31,20 +31,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-from ...errors import BadArgument, BadImage, check_positive
+from ...errors import BadArgument, BadImage, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, fast_forward, guarded, target_indices
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution, repeat_target
-from .gradients import check_choice, gaussian_blur
+from .baselines import SegmentBaseline, check_baseline, make_baseline
 
 Segmentation = Literal["slic", "quickshift", "felzenszwalb"]
-Hide = Literal["mean", "zeros", "black", "blur"]
 Score = Literal["probability", "logit"]
 
 
@@ -155,8 +154,9 @@ class Lime(Attribution):
 
     Options: ``samples`` random on/off superpixel patterns (the first all-on), ``segments``
     (approximate SLIC count) and ``compactness``, ``segmentation`` algorithm, ``baseline`` shown
-    for an off superpixel ("mean" colour of the superpixel as lime, "zeros" model input, "black",
-    "blur" with ``sigma`` pixels), ``kernel_width`` of the exponential kernel on cosine distance,
+    for an off superpixel ("segment_mean": the superpixel's own mean colour, as lime; or "mean",
+    "black", "blur" with ``sigma`` pixels, "uniform", a tensor: see :mod:`.baselines`),
+    ``kernel_width`` of the exponential kernel on cosine distance,
     ``alpha`` ridge penalty, ``score`` explained ("probability" as lime, or "logit"),
     ``batch_size`` perturbed images per forward pass, ``seed``.
     """
@@ -169,7 +169,7 @@ class Lime(Attribution):
         segments: int = 50,
         compactness: float = 10.0,
         segmentation: Segmentation = "slic",
-        baseline: Hide = "mean",
+        baseline: SegmentBaseline | Tensor = "segment_mean",
         kernel_width: float = 0.25,
         alpha: float = 1.0,
         score: Score = "probability",
@@ -187,7 +187,7 @@ class Lime(Attribution):
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
         check_choice("segmentation", segmentation, Segmentation)
-        check_choice("baseline", baseline, Hide)
+        baseline = check_baseline("baseline", baseline, get_args(SegmentBaseline))  # type: ignore[assignment]
         check_choice("score", score, Score)
         self.samples, self.segments, self.compactness = int(samples), int(segments), float(compactness)
         self.segmentation, self.baseline, self.score = segmentation, baseline, score
@@ -218,12 +218,8 @@ class Lime(Attribution):
 
     def hidden(self, inputs: Tensor, segments: Tensor, counts: Tensor) -> Tensor:
         """What an off superpixel shows, (B, C, H, W) in model-input space."""
-        if self.baseline == "zeros":
-            return torch.zeros_like(inputs)
-        if self.baseline == "black":
-            return self.model.normalize(torch.zeros_like(inputs)).expand_as(inputs)
-        if self.baseline == "blur":
-            return gaussian_blur(inputs, self.sigma)
+        if self.baseline != "segment_mean":
+            return make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
         # per-superpixel mean: the affine normalization commutes with averaging
         b, c, h, w = inputs.shape
         index = segments.flatten(1)[:, None].expand(b, c, h * w)

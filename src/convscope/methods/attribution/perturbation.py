@@ -17,7 +17,7 @@ RISE -- Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explana
     with N random masks (Sec. 3.2): binary ``cells x cells`` grids with keep probability ``p``,
     bilinearly upsampled to ``(cells + 1) * ceil(H / cells)`` and cropped at a random shift in
     ``[0, ceil(H / cells))``, so the kept regions have smooth, arbitrarily placed edges. ``x . M``
-    blends towards the baseline, ``baseline + M (x - baseline)``; the paper's ``baseline="zeros"``
+    blends towards the baseline, ``baseline + M (x - baseline)``; the paper's ``baseline="black"``
     multiplies the PIXELS by the mask (black elsewhere). f is the class probability (Sec. 3:
     ``output="probability"``) or the logit. The low-res grids and shifts are drawn once per call
     from a ``torch.Generator`` seeded with ``seed``; full-size masks are built per chunk.
@@ -38,14 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument, check_positive
+from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution
-from .gradients import check_choice, gaussian_blur
+from .baselines import BaselineName, check_baseline, make_baseline
 
-FillBaseline = Literal["zeros", "mean", "blur"]
 Output = Literal["probability", "logit"]
 
 
@@ -54,37 +53,6 @@ def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
         raise BadArgument(f"{name}={value!r}: a positive integer or a (height, width) pair of them")
     return pair  # type: ignore[return-value]
-
-
-def check_baseline(baseline: object) -> None:
-    if isinstance(baseline, Tensor):
-        if not torch.isfinite(baseline).all():
-            raise BadArgument("baseline tensor contains NaN or infinite values")
-    else:
-        check_choice("baseline", baseline, FillBaseline)
-
-
-def fill_baseline(model: Model, inputs: Tensor, baseline: FillBaseline | Tensor, sigma: float) -> Tensor:
-    """What hidden pixels become, (B, C, H, W) in model-input space.
-
-    "zeros": black pixels (``model.normalize(0)``); "mean": the dataset's mean colour (model input
-    0, Zeiler & Fergus's grey square, Captum's default); "blur": a Gaussian blur of the input with
-    ``sigma`` pixels; a tensor: model-input values broadcastable to the inputs.
-    """
-    if isinstance(baseline, Tensor):
-        try:
-            shape = torch.broadcast_shapes(baseline.shape, inputs.shape)
-        except RuntimeError:
-            shape = None
-        if shape != inputs.shape:
-            raise BadArgument(f"baseline of shape {tuple(baseline.shape)} does not broadcast to the "
-                              f"inputs {tuple(inputs.shape)}")
-        return baseline.to(inputs).expand_as(inputs)
-    if baseline == "blur":
-        return gaussian_blur(inputs, sigma)
-    if baseline == "mean":
-        return torch.zeros_like(inputs)
-    return model.normalize(torch.zeros_like(inputs)).expand_as(inputs)
 
 
 def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | TargetFn:
@@ -118,8 +86,8 @@ class Occlusion(_Perturbation):
     """Occlusion (Zeiler & Fergus 2014): score drop when a sliding window is hidden, per pixel.
 
     Options: ``window`` (pixels, int or (h, w); default about 1/7 of the input's shorter side,
-    32 at 224), ``stride`` (default half the window), ``baseline`` "mean" / "zeros" / "blur" /
-    tensor (see :func:`fill_baseline`), ``sigma`` for "blur", ``batch_size`` images per pass.
+    32 at 224), ``stride`` (default half the window), ``baseline`` "mean" / "black" / "blur" /
+    "uniform" / tensor (see :mod:`.baselines`), ``sigma`` for "blur", ``batch_size`` images per pass.
     """
 
     def __init__(
@@ -128,7 +96,7 @@ class Occlusion(_Perturbation):
         *,
         window: int | tuple[int, int] | None = None,
         stride: int | tuple[int, int] | None = None,
-        baseline: FillBaseline | Tensor = "mean",
+        baseline: BaselineName | Tensor = "mean",
         sigma: float = 10.0,
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
@@ -141,7 +109,7 @@ class Occlusion(_Perturbation):
         if any(s > w for s, w in zip(self.stride, self.window)):
             raise BadArgument(f"stride={self.stride} is larger than window={self.window}: "
                               "some pixels would never be occluded")
-        check_baseline(baseline)
+        baseline = check_baseline("baseline", baseline)  # type: ignore[assignment]
         check_positive("sigma", sigma)
         self.baseline, self.sigma = baseline, sigma
 
@@ -172,7 +140,7 @@ class Occlusion(_Perturbation):
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         clean = select(logits, target).float()
-        fill = fill_baseline(self.model, inputs, self.baseline, self.sigma)
+        fill = make_baseline(self.model, inputs, self.baseline, sigma=self.sigma)
         windows = ys.shape[0] * xs.shape[0]
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
         occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
@@ -188,7 +156,7 @@ class RISE(_Perturbation):
     """RISE (Petsiuk et al. 2018): scores of randomly masked copies, averaged with their masks.
 
     Options: ``masks`` N, ``cells`` grid cells per side of each low-res mask, ``p`` the keep
-    probability, ``baseline`` "zeros" (black, the paper) / "mean" / "blur" / tensor, ``output``
+    probability, ``baseline`` "black" (the paper) / "mean" / "blur" / "uniform" / tensor, ``output``
     "probability" (the paper) or "logit", ``seed``, ``batch_size`` images per pass.
     """
 
@@ -199,7 +167,7 @@ class RISE(_Perturbation):
         masks: int = 2000,
         cells: int = 7,
         p: float = 0.5,
-        baseline: FillBaseline | Tensor = "zeros",
+        baseline: BaselineName | Tensor = "black",
         output: Output = "probability",
         sigma: float = 10.0,
         seed: int = 0,
@@ -211,7 +179,7 @@ class RISE(_Perturbation):
         check_positive("cells", cells, integer=True)
         if not 0 < p < 1:
             raise BadArgument(f"p={p!r}: the probability of keeping a cell, strictly between 0 and 1")
-        check_baseline(baseline)
+        baseline = check_baseline("baseline", baseline)  # type: ignore[assignment]
         check_choice("output", output, Output)
         check_positive("sigma", sigma)
         self.masks, self.cells, self.p = int(masks), int(cells), float(p)
@@ -241,7 +209,7 @@ class RISE(_Perturbation):
         grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
         fast = FastForward(self.model)
         target = resolve_target(self.model, fast(inputs), target)
-        fill = fill_baseline(self.model, inputs, self.baseline, self.sigma)
+        fill = make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
         saliency = torch.zeros(batch, 1, height, width, device=inputs.device)
         total, step = batch * self.masks, self.chunk(inputs)
         for start in range(0, total, step):

@@ -32,4 +32,4 @@ def crop_patches(model: nn.Module, layer: str, images: Tensor,
         raise BadArgument(f"images {tuple(images.shape)} and {len(positions)} positions: give "
                           "one (C, H, W) image per position")
     boxes = unit_boxes(model, layer, positions, geometry=geometry)
-    return [img[(..., *box.slices)] for img, box in zip(images, boxes)]
+    return [img[..., box.slices[0], box.slices[1]] for img, box in zip(images, boxes)]

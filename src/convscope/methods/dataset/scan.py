@@ -190,7 +190,7 @@ def scan(
     """
     scanner = Scanner(model, layers, k=k)
     if isinstance(inputs, Tensor):
-        step = (scan_batch_size(inputs.device, tuple(inputs.shape[-2:])) if batch_size is None
+        step = (scan_batch_size(inputs.device, (inputs.shape[-2], inputs.shape[-1])) if batch_size is None
                 else batch_size)
         check_positive("batch_size", step, integer=True)
         total = inputs.shape[0]

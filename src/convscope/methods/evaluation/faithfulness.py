@@ -4,7 +4,7 @@ Deletion and insertion -- Petsiuk, Das & Saenko 2018, "RISE", Sec. 4.1 (causal m
 are ranked by attribution, most important first. *Deletion* replaces the top-ranked pixels with a
 substrate (black by default) in ``steps`` equal increments and records the probability of the
 target class after each one; a faithful map makes it fall fast (low AUC is good). *Insertion*
-starts from a substrate (a blurred copy by default, as in the RISE code) and puts the original
+starts from a substrate (a blurred copy, "blur", by default, as in the RISE code) and puts the original
 pixels back in the same order; a faithful map makes the probability rise fast (high AUC is good).
 The score is the softmax probability of the target class (a callable target's own value is used
 as is). The AUC is the trapezoid rule over the fraction of pixels changed, in [0, 1], which is the
@@ -45,13 +45,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadArgument, check_positive
+from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, guarded, target_indices
 from ...types import ProgressFn, Target
-from ..attribution.gradients import check_choice, gaussian_blur
+from ..attribution.baselines import BaselineName, check_baseline, make_baseline
 from .localization import box_iou, localize
 
-Substrate = Literal["black", "blurred", "mean"]
+Substrate = BaselineName
 MapReduce = Literal["sum", "abs"]
 CurveMode = Literal["deletion", "insertion"]
 
@@ -83,26 +83,17 @@ def reduce_maps(maps: Tensor, reduce: MapReduce = "sum", size: tuple[int, int] |
 
 
 def substrate(model: Model, inputs: Tensor, kind: Substrate | Tensor, sigma: float = 5.0) -> Tensor:
-    """What removed pixels become, (B, C, H, W) in model-input space.
+    """What removed pixels become, (B, C, H, W) in model-input space, in the words of
+    :mod:`convscope.methods.attribution.baselines`.
 
     "black": pixel value 0; "mean": the normalization mean (model-input zero: what the RISE code's
-    deletion substrate ``zeros_like`` on normalized tensors is); "blurred": Gaussian blur with
+    deletion substrate ``zeros_like`` on normalized tensors is); "blur": Gaussian blur with
     ``sigma`` pixels, kernel radius 3 sigma (the RISE code blurs with sigma 5 cut to an 11x11
-    kernel, a weaker blur); a tensor broadcastable to the inputs is used as given.
+    kernel, a weaker blur); "uniform": seeded pixel noise; a tensor broadcastable to the inputs
+    is used as given.
     """
-    if isinstance(kind, Tensor):
-        try:
-            return kind.to(inputs).expand_as(inputs)
-        except RuntimeError as err:
-            raise BadArgument(f"substrate of shape {tuple(kind.shape)} does not broadcast to the "
-                              f"inputs {tuple(inputs.shape)}") from err
-    check_choice("substrate", kind, Substrate)
-    if kind == "blurred":
-        check_positive("sigma", sigma)
-        return gaussian_blur(inputs, sigma)
-    if kind == "mean":
-        return torch.zeros_like(inputs)
-    return model.normalize(torch.zeros_like(inputs))
+    return make_baseline(model, inputs, check_baseline("substrate", kind), sigma=sigma,  # type: ignore[arg-type]
+                         name="substrate")
 
 
 def pixel_ranks(maps: Tensor, seed: int = 0) -> Tensor:
@@ -134,7 +125,7 @@ def causal_curve(
 ) -> Curve:
     """Deletion or insertion curve of ``maps`` for model inputs (B, C, H, W); see the module doc.
 
-    ``substrate_kind`` defaults to "black" for deletion and "blurred" for insertion. ``target`` is
+    ``substrate_kind`` defaults to "black" for deletion and "blur" for insertion. ``target`` is
     read once on the unchanged inputs ("top1" of a half-deleted image is another class).
     Scoring runs on the inference fast path (:class:`~convscope.model.FastForward`: a folded
     copy, the model itself is only read); pass ``fast`` to reuse one across calls on the same
@@ -148,7 +139,7 @@ def causal_curve(
     maps = reduce_maps(maps, reduce, size).to(inputs.device)
     if maps.shape[0] != inputs.shape[0]:
         raise BadArgument(f"{maps.shape[0]} maps for {inputs.shape[0]} inputs: give one map per input")
-    kind = substrate_kind if substrate_kind is not None else ("black" if mode == "deletion" else "blurred")
+    kind = substrate_kind if substrate_kind is not None else ("black" if mode == "deletion" else "blur")
     inputs = inputs.detach()
     base = substrate(model, inputs, kind, sigma)
     ranks = pixel_ranks(maps, seed)
@@ -193,7 +184,7 @@ def deletion(model: Model, inputs: Tensor, maps: Tensor, target: Target = "top1"
 
 
 def insertion(model: Model, inputs: Tensor, maps: Tensor, target: Target = "top1", *,
-              steps: int = 100, substrate_kind: Substrate | Tensor = "blurred", **options: Any) -> Curve:
+              steps: int = 100, substrate_kind: Substrate | Tensor = "blur", **options: Any) -> Curve:
     """Insertion curve (higher AUC = more faithful): most important pixels restored first."""
     return causal_curve(model, inputs, maps, target, mode="insertion", steps=steps,
                         substrate_kind=substrate_kind, **options)

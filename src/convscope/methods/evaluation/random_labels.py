@@ -35,11 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import BadArgument, check_positive
+from ...errors import BadArgument, check_choice, check_positive
 from ...model import Model, evaluating, guarded, resolve_layer
 from ...model.layers import get_layer, unwrap
 from ...types import Target
-from ..attribution.gradients import check_choice
 from ..registry import get_method
 from .sanity import compare_maps, method_maps, reinitialize, target_classes
 

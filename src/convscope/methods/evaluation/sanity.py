@@ -53,11 +53,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import BadArgument, check_positive
+from ...errors import BadArgument, check_choice, check_positive
 from ...model import Model, guarded, list_layers, resolve_layer, target_indices
 from ...model.layers import get_layer, unwrap
 from ...types import ProgressFn, Target
-from ..attribution.gradients import check_choice, gaussian_blur
+from ..attribution.baselines import gaussian_blur
 from ..registry import build_method, get_method
 
 Init = Literal["default", "gaussian"]

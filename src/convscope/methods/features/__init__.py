@@ -19,7 +19,6 @@ from .objectives import (
     diversity,
     logit,
     neuron,
-    parse_objective,
     probability,
 )
 from .optimize import Optimized, Step, Visualization, evaluate, optimize_images, visualize
@@ -74,7 +73,6 @@ __all__ += [  # feature visualization
     "logit",
     "neuron",
     "optimize_images",
-    "parse_objective",
     "probability",
     "standard_transforms",
     "visualize",

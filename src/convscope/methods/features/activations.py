@@ -58,7 +58,7 @@ class FeatureMaps:
 
     def captions(self, sample: int = 0) -> list[str]:
         """``ch k`` with its mean and max for one sample (grid captions)."""
-        return [f"ch {c}\nmean {m:.2f} max {x:.1f}" for c, m, x in
+        return [f"ch {c}\nmean {m:.2f} · max {x:.1f}" for c, m, x in
                 zip(self.channels.tolist(), self.mean[sample].tolist(), self.max[sample].tolist())]
 
 

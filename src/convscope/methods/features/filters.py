@@ -44,7 +44,7 @@ from ...errors import BadArgument, BadLayer
 from ...model import get_layer, layer_names
 
 View = Literal["auto", "rgb", "channels", "mean", "depthwise", "gray"]
-Normalize = Literal["minmax", "symmetric"]
+TileScaling = Literal["minmax", "symmetric"]
 Scope = Literal["filter", "layer"]
 Sort = Literal["index", "norm"]
 
@@ -131,7 +131,7 @@ flat mid-gray: stretching numerical dust (pruned filters hold ~1e-9) to full con
 draw a pattern that is not there."""
 
 
-def _to_unit(w: Tensor, normalize: Normalize, scope: Scope) -> Tensor:
+def _to_unit(w: Tensor, normalize: TileScaling, scope: Scope) -> Tensor:
     """Scale ``(F, ...)`` weights to [0, 1] per filter (``scope='filter'``) or all together."""
     flat = w.flatten(1) if scope == "filter" else w.reshape(1, -1)
     floor = FLAT * w.abs().max()
@@ -154,7 +154,7 @@ def filter_tiles(
     layer: str | None = None,
     *,
     view: View = "auto",
-    normalize: Normalize = "minmax",
+    normalize: TileScaling = "minmax",
     scope: Scope = "filter",
     sort: Sort = "index",
     max_filters: int | None = 64,

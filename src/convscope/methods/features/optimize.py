@@ -33,9 +33,10 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument
 from ...model import Model, capture, forward_until, guarded, resolve_layer
+from ...model.device import device_of
 from ...types import ProgressFn
 from .lbfgs import LBFGS
-from .objectives import Context, Objective, parse_objective
+from .objectives import Context, Objective
 from .params import ImageParam, ParamKind, Start, image_param
 from .transforms import Compose, Transform, gaussian_blur, standard_transforms
 
@@ -125,7 +126,7 @@ def optimize_images(param: ImageParam, loss: LossFn, *, steps: int, lr: float,
     with torch.enable_grad():
         for step in range(steps):
             if lbfgs is not None:
-                losses = lbfgs.step(lambda s=step: loss(param(), s))
+                losses = lbfgs.step(lambda s=step: loss(param(), s))  # type: ignore[misc]
             else:
                 losses = loss(param(), step)
                 adam.step(torch.autograd.grad(losses.sum(), leaves))
@@ -169,9 +170,10 @@ class _Reader:
     def __init__(self, model: nn.Module, objective: Objective) -> None:
         self.model, self.objective = model, objective
         self.resolved = [resolve_layer(model, name) for name in objective.layers]  # BadLayer early
-        wrapped = isinstance(model, Model)
-        self.normalize = model.normalize if wrapped else (lambda x: x)
-        self.labels = model.labels if wrapped else None
+        self.normalize: Callable[[Tensor], Tensor] = lambda x: x
+        self.labels: Sequence[str] | None = None
+        if isinstance(model, Model):
+            self.normalize, self.labels = model.normalize, model.labels
 
     def context(self, images: Tensor) -> Context:
         x = self.normalize(images)
@@ -191,16 +193,19 @@ class _Reader:
         return self.objective(self.context(images))
 
 
-def evaluate(model: nn.Module, objective: Objective | str, images: Tensor) -> Tensor:
+def evaluate(model: nn.Module, objective: Objective, images: Tensor) -> Tensor:
     """The objective's value for given images ``(B, 3, H, W)`` in [0, 1], shape (B,)."""
-    objective = parse_objective(objective) if isinstance(objective, str) else objective
+    _check_objective(objective)
     with guarded(model), torch.no_grad():
-        return _Reader(model, objective)(images.to(_device(model)))
+        return _Reader(model, objective)(images.to(device_of(model)))
 
 
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+def _check_objective(objective: object) -> None:
+    """The library takes Objective objects; text such as ``"channel:L:3"`` is the CLI's spelling."""
+    if not isinstance(objective, Objective):
+        hint = (" (text is the command line's spelling: write channel('layer', 3), logit(285), ...)"
+                if isinstance(objective, str) else "")
+        raise BadArgument(f"objective={objective!r}: expected an Objective{hint}")
 
 
 DEFAULT_LR = {"pixel": 0.05, "fourier": 0.05}
@@ -208,7 +213,7 @@ DEFAULT_LR = {"pixel": 0.05, "fourier": 0.05}
 
 def visualize(
     model: nn.Module,
-    objective: Objective | str,
+    objective: Objective,
     *,
     param: ParamKind | ImageParam = "fourier",
     transforms: Literal["standard", "none"] | Transform | Sequence[Transform] = "standard",
@@ -235,9 +240,9 @@ def visualize(
     transforms) comes from one ``torch.Generator`` seeded with ``seed``: on CPU, equal seeds give
     bitwise-equal images.
     """
-    objective = parse_objective(objective) if isinstance(objective, str) else objective
+    _check_objective(objective)
     reader = _Reader(model, objective)
-    device = _device(model)
+    device = device_of(model)
     generator = torch.Generator().manual_seed(seed)
     if isinstance(param, ImageParam):
         image, kind = param, "custom"

@@ -6,7 +6,7 @@ its own ``__all__`` section below: add a line to your own section only.
 """
 
 from .adversarial import Adversarial, fgsm, pgd
-from .budget import on_grid, project, quantize
+from .budget import on_grid, project_to_budget, quantize
 from .fast_style import (
     FastStyleNet,
     PerceptualLoss,
@@ -45,7 +45,7 @@ __all__ = [  # feature losses (losses.py)
 
 __all__ += [  # optimization-based synthesis (adversarial, budget, fooling, inversion, texture, style)
     "Adversarial", "Fooling", "Inversion", "Stylized", "Texture", "fgsm", "fool", "invert", "on_grid",
-    "pgd", "project", "quantize", "synthesize_texture", "transfer_style",
+    "pgd", "project_to_budget", "quantize", "synthesize_texture", "transfer_style",
 ]
 
 # --- fast style transfer (fast_style.py, transformer.py, checkpoint.py) ---

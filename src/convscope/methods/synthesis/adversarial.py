@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument
 from ...model import Model, guarded, target_indices
-from ...types import ProgressFn, Target
-from .budget import Norm, norms, on_grid, project
+from ...types import NormalizeFn, ProgressFn, Target
+from .budget import Norm, norms, on_grid, project_to_budget
 from .budget import quantize as to_grid
 
 
@@ -63,14 +63,13 @@ class Adversarial:
         return self.images - self.originals
 
 
-Normalize = Callable[[Tensor], Tensor]
 Rounding = Callable[[Tensor, Tensor, float, Norm], Tensor]
 
 
 class _Net:
     """The model on [0, 1] images: logits, and the gradient of the attack objective."""
 
-    def __init__(self, model: nn.Module, normalize: Normalize | None) -> None:
+    def __init__(self, model: nn.Module, normalize: NormalizeFn | None) -> None:
         self.model = model
         self.normalize = normalize or (model.normalize if isinstance(model, Model) else (lambda x: x))
 
@@ -96,9 +95,15 @@ def _direction(grad: Tensor, norm: Norm) -> Tensor:
     return grad / n
 
 
-def _succeeded(logits: Tensor, classes: Tensor, targeted: bool) -> Tensor:
-    pred = logits.argmax(1)
-    return pred == classes if targeted else pred != classes
+def _succeeded(logits: Tensor, classes: Tensor, targeted: bool, margin: float = 0.0) -> Tensor:
+    """Targeted: the target's probability beats every other class by ``margin``; untargeted: some
+    other class beats the original one by ``margin`` (0: the prediction changed)."""
+    probs = logits.softmax(1)
+    mine = probs.gather(1, classes[:, None]).squeeze(1)
+    others = probs.scatter(1, classes[:, None], float("-inf")).amax(1)
+    if targeted:
+        return (logits.argmax(1) == classes) & (mine - others >= margin)
+    return (logits.argmax(1) != classes) & (others - mine >= margin)
 
 
 def _random_start(orig: Tensor, eps: float, norm: Norm, generator: torch.Generator) -> Tensor:
@@ -108,7 +113,7 @@ def _random_start(orig: Tensor, eps: float, norm: Norm, generator: torch.Generat
         g = torch.randn(orig.shape, generator=generator)
         radius = torch.rand(orig.shape[0], generator=generator) * eps
         noise = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * radius.view(-1, 1, 1, 1)
-    return project(orig + noise.to(orig.device, orig.dtype), orig, eps, norm)
+    return project_to_budget(orig + noise.to(orig.device, orig.dtype), orig, eps, norm)
 
 
 def _check(eps: float, norm: str, steps: int, step_size: float | None, refine_steps: int) -> None:
@@ -124,18 +129,23 @@ def _check(eps: float, norm: str, steps: int, step_size: float | None, refine_st
 def pgd(model: nn.Module, images: Tensor, *, eps: float, target: Target | None = None,
         norm: Norm = "linf", steps: int = 40, step_size: float | None = None,
         random_start: bool = False, early_stop: bool = True, quantize: bool = True,
-        refine_steps: int = 20, seed: int = 0, normalize: Normalize | None = None,
-        batch_size: int = 16, progress: ProgressFn | None = None) -> Adversarial:
+        refine_steps: int = 20, seed: int = 0, normalize: NormalizeFn | None = None,
+        batch_size: int = 16, margin: float = 0.0, progress: ProgressFn | None = None) -> Adversarial:
     """Projected gradient descent within ``eps`` of ``images`` (B, 3, H, W) in [0, 1].
 
     ``target``: the class(es) to reach (any :data:`~convscope.types.Target` form except a
     callable); ``None`` pushes away from each image's predicted class. ``step_size`` defaults to
     ``2.5 * eps / steps`` but at least ``eps / 4`` (Madry et al. use 2.5 eps / steps).
     ``early_stop``: an image stops moving once it succeeds (``steps`` counts its steps).
+    ``margin``: success needs the target's probability to beat every other class by this much
+    (untargeted: another class to beat the original one), so a stop is not a coin flip between two
+    classes at 15.8% and 15.3%; 0 (the default) accepts any change of the prediction.
     ``quantize``: 8-bit output within budget (module docstring). Images are attacked in
     chunks of ``batch_size``; ``normalize`` overrides the :class:`Model`'s normalization.
     """
     _check(eps, norm, steps, step_size, refine_steps)
+    if not 0 <= margin < 1:
+        raise BadArgument(f"margin={margin}: a probability difference in [0, 1)")
     if images.ndim != 4 or images.shape[1] != 3:
         raise BadArgument(f"images must be (B, 3, H, W) in [0, 1], got shape {tuple(images.shape)}")
     if not torch.isfinite(images).all() or images.min() < 0 or images.max() > 1:
@@ -161,20 +171,21 @@ def pgd(model: nn.Module, images: Tensor, *, eps: float, target: Target | None =
                 if progress is not None:
                     progress(offset + done, total)
             parts.append(_attack(net, orig, cls, targeted, eps, norm, steps, alpha, random_start,
-                                 early_stop, quantize, refine_steps, generator, chunk_progress))
+                                 early_stop, quantize, refine_steps, generator, chunk_progress, margin))
         adv = torch.cat([a for a, _ in parts])
         used = torch.cat([s for _, s in parts])
         final = net.logits(adv)
     p0, pn = first.softmax(1), final.softmax(1)
     linf, l2 = norms(adv - x0)
     return Adversarial(adv, x0, classes if targeted else None, p0.argmax(1), p0.amax(1), pn.argmax(1),
-                       pn.amax(1), _succeeded(final, classes, targeted), linf, l2, used, eps, norm,
+                       pn.amax(1), _succeeded(final, classes, targeted, margin), linf, l2, used, eps, norm,
                        quantize)
 
 
 def _attack(net: _Net, orig: Tensor, classes: Tensor, targeted: bool, eps: float, norm: Norm,
             steps: int, alpha: float, random_start: bool, early_stop: bool, quantized: bool,
-            refine_steps: int, generator: torch.Generator, progress: ProgressFn) -> tuple[Tensor, Tensor]:
+            refine_steps: int, generator: torch.Generator, progress: ProgressFn,
+            margin: float = 0.0) -> tuple[Tensor, Tensor]:
     """One chunk: PGD steps, then (if ``quantized``) rounding and steps on the grid.
 
     Images that are done (succeeded, with ``early_stop``) leave the batch: later forwards run
@@ -185,7 +196,8 @@ def _attack(net: _Net, orig: Tensor, classes: Tensor, targeted: bool, eps: float
     moving = torch.arange(orig.shape[0], device=orig.device)
     seen = to_grid if quantized else None  # judge (and differentiate at) what will be saved
     for step in range(steps):
-        moving = _step(net, x, orig, classes, moving, targeted, eps, norm, alpha, early_stop, seen, None)
+        moving = _step(net, x, orig, classes, moving, targeted, eps, norm, alpha, early_stop, seen, None,
+                       margin)
         used[moving] += 1
         progress(step + 1, steps)
         if moving.numel() == 0:
@@ -197,7 +209,8 @@ def _attack(net: _Net, orig: Tensor, classes: Tensor, targeted: bool, eps: float
     moving = torch.arange(orig.shape[0], device=orig.device)
     grid_alpha = 1 / 255 if norm == "linf" else max(alpha, 1 / 255)
     for _ in range(refine_steps):
-        moving = _step(net, x, orig, classes, moving, targeted, eps, norm, grid_alpha, True, None, to_grid)
+        moving = _step(net, x, orig, classes, moving, targeted, eps, norm, grid_alpha, True, None, to_grid,
+                       margin)
         used[moving] += 1
         if moving.numel() == 0:
             break
@@ -206,7 +219,7 @@ def _attack(net: _Net, orig: Tensor, classes: Tensor, targeted: bool, eps: float
 
 def _step(net: _Net, x: Tensor, orig: Tensor, classes: Tensor, moving: Tensor, targeted: bool,
           eps: float, norm: Norm, alpha: float, early_stop: bool, seen: Rounding | None,
-          rounding: Rounding | None) -> Tensor:
+          rounding: Rounding | None, margin: float = 0.0) -> Tensor:
     """One step, in place on ``x[moving]``; returns the indices that moved (not yet successful).
 
     ``seen`` maps the iterate to the image that is judged (its 8-bit version, so an early stop
@@ -215,21 +228,21 @@ def _step(net: _Net, x: Tensor, orig: Tensor, classes: Tensor, moving: Tensor, t
     """
     logits, grad = net.ascent(x[moving], classes[moving], targeted)
     if early_stop:
-        done = _succeeded(logits, classes[moving], targeted)
+        done = _succeeded(logits, classes[moving], targeted, margin)
         if seen is not None and done.any():
             sub = moving[done]
             done[done.clone()] = _succeeded(net.logits(seen(x[sub], orig[sub], eps, norm)), classes[sub],
-                                            targeted)
+                                            targeted, margin)
         moving, grad = moving[~done], grad[~done]
     if moving.numel():
         o = orig[moving]
-        new = project(x[moving] + alpha * _direction(grad, norm), o, eps, norm)
+        new = project_to_budget(x[moving] + alpha * _direction(grad, norm), o, eps, norm)
         x[moving] = rounding(new, o, eps, norm) if rounding is not None else new
     return moving
 
 
 def fgsm(model: nn.Module, images: Tensor, *, eps: float, target: Target | None = None,
-         norm: Norm = "linf", quantize: bool = True, normalize: Normalize | None = None,
+         norm: Norm = "linf", quantize: bool = True, normalize: NormalizeFn | None = None,
          batch_size: int = 16) -> Adversarial:
     """The fast gradient sign method: one step of size ``eps`` (L2: along the normalized gradient).
 

@@ -63,7 +63,7 @@ def _fix_l2(x: Tensor, orig: Tensor, eps: float) -> Tensor:
     return x
 
 
-def project(x: Tensor, orig: Tensor, eps: float, norm: Norm) -> Tensor:
+def project_to_budget(x: Tensor, orig: Tensor, eps: float, norm: Norm) -> Tensor:
     """Project ``x`` onto the ``eps``-ball around ``orig`` and onto [0, 1], exactly (see module doc).
 
     Clamping to [0, 1] after the ball projection keeps the ball: it only shrinks ``|x_i - o_i|``

@@ -28,11 +28,6 @@ ParamKind = Literal["pixel", "fourier"]
 DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
 
 
-def device_of(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def one_image(image: Tensor, what: str, device: torch.device) -> Tensor:
     """A (3, H, W) or (1, 3, H, W) image in [0, 1] -> (1, 3, H, W) float on ``device``."""
     img = image[None] if image.ndim == 3 else image

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument, BadImage
 from ...model import load_model
+from ...model.device import device_of
 from ...types import ProgressFn
 from ..features.optimize import Adam, tv_penalty
 from .checkpoint import TrainState, load_fast_style, load_train_state, save_fast_style
@@ -107,7 +108,7 @@ class PerceptualLoss:
         self.style_layers, self.content_layer = tuple(style_layers), content_layer
         self.extract = FeatureExtractor(model, [*self.style_layers, content_layer])
         self.extract_content = FeatureExtractor(model, content_layer)
-        device = _device(model)
+        device = device_of(model)
         style = _fit(style_image.detach().float().cpu(), style_size)[None].to(device)
         with torch.no_grad():
             self.targets = gram_targets(FeatureExtractor(model, self.style_layers)(style))
@@ -128,11 +129,6 @@ class PerceptualLoss:
         parts = self.parts(outputs, contents)
         wc, ws, wt = self.weights
         return wc * parts["content"] + ws * parts["style"] + wt * parts["tv"]
-
-
-def _device(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _new_net(width: int | None, blocks: int | None, seed: int) -> FastStyleNet:
@@ -192,7 +188,7 @@ def train_fast_style(
         defaults = default_style_layers(model)
         style_layers = defaults.style if style_layers is None else style_layers
         content_layer = defaults.content if content_layer is None else content_layer
-    device = _device(model)
+    device = device_of(model)
     criterion = PerceptualLoss(model, style_image, style_layers=style_layers, content_layer=content_layer,
                                style_weight=style_weight, content_weight=content_weight,
                                tv_weight=tv_weight, style_size=style_size or 2 * size)
@@ -274,7 +270,7 @@ def stylize(net: FastStyleNet, images: Tensor | Sequence[Tensor], *,
 def _stylize_batch(net: FastStyleNet, images: Tensor, batch_size: int) -> Tensor:
     if images.shape[1] != 3:
         raise BadImage(f"images of shape {tuple(images.shape)}: expected 3 colour channels")
-    device = _device(net)
+    device = device_of(net)
     out = []
     with torch.inference_mode():
         for chunk in images.split(batch_size):

@@ -18,11 +18,12 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument
 from ...model import Model, guarded, target_indices
+from ...model.device import device_of
 from ...types import ProgressFn, Target
 from ..features import FourierImage, ImageParam, PixelImage, Step, probability, visualize
 from ..features.params import Start
 from .budget import on_grid
-from .common import ParamKind, device_of
+from .common import ParamKind
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument
-from ...types import ProgressFn
+from ...model.device import device_of
+from ...types import NormalizeFn, ProgressFn
 from ..features.optimize import l2_penalty, tv_penalty
-from .common import Optimizer, ParamKind, device_of, fit, make_param, measure, one_image
-from .losses import FeatureExtractor, Normalize, feature_distance
+from .common import Optimizer, ParamKind, fit, make_param, measure, one_image
+from .losses import FeatureExtractor, feature_distance
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Inversion:
 
 def invert(model: nn.Module, image: Tensor, layers: str | Sequence[str], *, steps: int = 200,
            lr: float | None = None, tv: float = 0.01, l2: float = 0.0, param: ParamKind = "fourier",
-           optimizer: Optimizer = "lbfgs", seed: int = 0, normalize: Normalize | None = None,
+           optimizer: Optimizer = "lbfgs", seed: int = 0, normalize: NormalizeFn | None = None,
            progress: ProgressFn | None = None) -> Inversion:
     """Reconstruct ``image`` ((3, H, W) in [0, 1], at the size to reconstruct) from each layer.
 

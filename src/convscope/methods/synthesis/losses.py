@@ -21,7 +21,7 @@ stopping the forward after the deepest of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument, BadLayer
 from ...model import Model, forward_until, guarded, layer_names, resolve_layer
+from ...types import NormalizeFn
 
-Normalize = Callable[[Tensor], Tensor]
 """``normalize(images in [0, 1]) -> network input``."""
 
 
@@ -115,14 +115,14 @@ class FeatureExtractor:
     """
 
     def __init__(self, model: nn.Module, layers: str | Sequence[str], *,
-                 normalize: Normalize | None = None) -> None:
+                 normalize: NormalizeFn | None = None) -> None:
         names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
         if not names:
             raise BadArgument("FeatureExtractor needs at least one layer")
         self.model, self.layers = model, tuple(names)
         self.resolved = [resolve_layer(model, n) for n in names]  # BadLayer early
         if normalize is not None:
-            self.normalize: Normalize = normalize
+            self.normalize: NormalizeFn = normalize
         elif isinstance(model, Model):
             self.normalize = model.normalize
         else:

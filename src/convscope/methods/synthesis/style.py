@@ -25,12 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument
-from ...types import ProgressFn
+from ...model.device import device_of
+from ...types import NormalizeFn, ProgressFn
 from ..features.optimize import tv_penalty
-from .common import Optimizer, ParamKind, device_of, fit, make_param, measure, one_image
+from .common import Optimizer, ParamKind, fit, make_param, measure, one_image
 from .losses import (
     FeatureExtractor,
-    Normalize,
     content_loss,
     default_style_layers,
     gram_targets,
@@ -80,7 +80,7 @@ def transfer_style(model: nn.Module, content: Tensor, style: Tensor, *, content_
                    style_weight: float = DEFAULT_STYLE_WEIGHT, tv: float = 0.0,
                    optimizer: Optimizer = "lbfgs", start: Literal["content", "noise"] = "content",
                    steps: int = 100, lr: float | None = None, param: ParamKind = "pixel",
-                   preserve_colors: bool = False, seed: int = 0, normalize: Normalize | None = None,
+                   preserve_colors: bool = False, seed: int = 0, normalize: NormalizeFn | None = None,
                    progress: ProgressFn | None = None) -> Stylized:
     """Paint ``content`` ((3, H, W) in [0, 1]; the result has its size) in the style of ``style``.
 

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument
-from ...types import ProgressFn
-from .common import Optimizer, ParamKind, device_of, fit, make_param, measure, one_image, size_of
-from .losses import FeatureExtractor, Normalize, default_style_layers, gram_targets, style_loss
+from ...model.device import device_of
+from ...types import NormalizeFn, ProgressFn
+from .common import Optimizer, ParamKind, fit, make_param, measure, one_image, size_of
+from .losses import FeatureExtractor, default_style_layers, gram_targets, style_loss
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def synthesize_texture(model: nn.Module, texture: Tensor, *, layers: Sequence[st
                        weights: Mapping[str, float] | None = None,
                        size: int | tuple[int, int] | None = None, batch: int = 1, steps: int = 100,
                        lr: float | None = None, param: ParamKind = "fourier",
-                       optimizer: Optimizer = "lbfgs", seed: int = 0, normalize: Normalize | None = None,
+                       optimizer: Optimizer = "lbfgs", seed: int = 0, normalize: NormalizeFn | None = None,
                        progress: ProgressFn | None = None) -> Texture:
     """New images with the Gram statistics of ``texture`` ((3, H, W) in [0, 1]).
 

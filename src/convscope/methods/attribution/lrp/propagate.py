@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ....model.compat import torch_function_disabled
 from ....model.rules import ActivationCall, BackwardRule
 from .composites import LayerKind, RuleMap
 from .rules import Flat, LayerCall, LayerRule, signal_scaled, stabilize
@@ -68,16 +69,18 @@ class _Relevance(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, relevance: Tensor) -> tuple[Tensor | None, ...]:
-        with torch._C.DisableTorchFunction():  # a still-active mode must not route the rule's own ops
+        with torch_function_disabled():  # a still-active mode must not route the rule's own ops
             parts = ctx.back(relevance)
         del ctx.back  # frees the terms' graphs
         return (None, None, *parts)
 
 
-_CONV = {F.conv1d: "conv", F.conv2d: "conv", F.conv3d: "conv", F.linear: "linear"}
-_ADD = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
-_ADD_INPLACE = {Tensor.add_, Tensor.__iadd__}
-_REDUCE = {torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
+_CONV: dict[Callable[..., Tensor], str] = {
+    F.conv1d: "conv", F.conv2d: "conv", F.conv3d: "conv", F.linear: "linear"}
+_ADD: set[Callable[..., Tensor]] = {torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__}
+_ADD_INPLACE: set[Callable[..., Tensor]] = {Tensor.add_, Tensor.__iadd__}
+_REDUCE: set[Callable[..., Tensor]] = {
+    torch.mean, Tensor.mean, torch.sum, Tensor.sum, F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
            F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d}
 
 
