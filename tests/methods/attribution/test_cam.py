@@ -227,12 +227,15 @@ def _head_map(model: Model, layer: str, x: Tensor) -> Tensor:
 
 @pytest.mark.parametrize("relu", [True, False])
 def test_cam_on_a_1x1_conv_head_is_the_class_channel_before_pooling(relu: bool) -> None:
-    """CAM returns the unnormalized (B, 1, h, w) map at the layer; on SqueezeNet's head the layer
-    "auto" picks is the pooled map itself, and CAM of class k is exactly its channel k."""
+    """CAM returns the unnormalized (B, 1, h, w) map at the layer; on SqueezeNet's head "auto"
+    picks the feature stage, which has no head of its own, so CAM reads the map the pooling
+    averages, and CAM of class k is exactly its channel k."""
     model = _wrap(SqueezeStyle())
-    assert auto_layer(model) == "classifier.2"
+    assert auto_layer(model) == "features"
     x = _inputs()
-    maps = CAM(model, relu=relu)(x, [0, 3, 4])
+    cam = CAM(model, relu=relu)
+    maps = cam(x, [0, 3, 4])
+    assert cam.layer == "classifier.2"
     head = _head_map(model, "classifier.2", x)
     assert maps.shape == (3, 1, 8, 8)
     torch.testing.assert_close(maps[:, 0], head[[0, 1, 2], [0, 3, 4]], rtol=0, atol=0)

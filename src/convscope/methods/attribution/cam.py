@@ -48,7 +48,7 @@ from torch import Tensor
 from ...errors import BadLayer, BadModel
 from ...model import Model, capture
 from ...model.formats import type_name
-from ...model.layers import unwrap
+from ...model.layers import list_layers, unwrap
 from ...types import Target
 from ..registry import register
 from .base import Attribution
@@ -140,6 +140,13 @@ def _head_candidates(model: Model, channels: int, classes: int, like: Tensor) ->
     return found
 
 
+def _last_spatial_layer(model: Model) -> str | None:
+    """The last layer (in execution order) whose output is a (K, h, w) map with h * w > 1."""
+    rows = [r for r in list_layers(model) if r.order is not None and r.output_shape is not None
+            and len(r.output_shape) == 3 and r.output_shape[1] * r.output_shape[2] > 1]
+    return max(rows, key=lambda r: r.order or 0).name if rows else None
+
+
 def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor:
     """The weights W (classes, K) with ``W GAP(acts) + b == logits`` on this batch, else ``BadModel``.
 
@@ -174,6 +181,25 @@ class CAM(ChannelCAM):
     """
 
     uses_gradient = False
+
+    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True) -> None:
+        super().__init__(model, layer=layer, relu=relu)
+        self._auto = layer == "auto"
+
+    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        """With ``layer="auto"`` on a class-map head (SqueezeNet: features, 1x1 conv to the
+        classes, ReLU, GAP), the feature stage "auto" picks has no head of its own: CAM then reads
+        the map the global pooling averages, the last spatial output of the forward pass."""
+        try:
+            return super().attribute(inputs, target)
+        except BadModel:
+            pooled = _last_spatial_layer(self.model) if self._auto else None
+            if pooled is None or pooled == self.layer:
+                raise
+            self.layer = pooled
+            self.layer_reason = ("the map the global pooling averages (the feature stage 'auto' "
+                                 "picks has no GAP + linear / 1x1-conv head of its own)")
+            return super().attribute(inputs, target)
 
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         assert self.layer is not None
