@@ -141,3 +141,49 @@ def peak_memory_rows(batch: int = 8) -> None:
         captum = _peak("captum", case.method, batch) if case.captum else "-"
         default = _peak("captum-default", case.method, batch) if case.captum_default else ""
         print(f"{case.method:<22} {floor:>8} {ours:>8} {captum:>8}  {default}")
+
+
+PUBLIC_OPTIONS: dict[str, dict[str, Any]] = {
+    "smoothgrad": {"samples": 8},
+    "integrated_gradients": {"steps": 8},
+    "occlusion": {"window": 56, "stride": 28},
+    "rise": {"masks": 128},
+    "lime": {"samples": 128},
+    "scorecam": {"batch_size": 64},
+}
+"""Fewer samples than the methods' defaults for the many-pass methods, so that every method is
+timed in minutes on a CPU; the same options go to the method object and to ``explain()``."""
+
+
+def public_rows(model: Model, device: torch.device, batches: tuple[int, ...] = (1, 8),
+                repeats: int = 5, methods: list[str] | None = None) -> None:
+    """The public call beside the method object and the floor, for every registered method.
+
+    ``explain()`` is called as a user calls it (method name, ``target="top1"``, a fresh call
+    each time: it resolves the layer, builds the method, finds the target and its score); the
+    method object is built once and called with the same target. ``explain/method`` is what
+    the public call adds; it must stay at or under 1.05.
+    """
+    from convscope.methods.registry import get_method, method_names
+    from convscope.tasks.explain import explain
+
+    gen = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = model.normalize(torch.rand(batch, 3, *model.input_size, generator=gen)).to(device)
+        print(f"\n== public call, batch {batch}: explain() beside the method object and the floor "
+              "(forward+backward)")
+        print(f"{'method':<22} {'floor ms':>9} {'method ms':>10} {'explain ms':>11} "
+              f"{'explain/method':>15} {'method x floor':>15}")
+        for name in methods or method_names():
+            options = PUBLIC_OPTIONS.get(name, {})
+            layer = "auto" if get_method(name).needs_layer else None
+            method = build_method(name, model, layer, **options)
+            fns = [lambda x=x: forward_backward(model, x),
+                   lambda m=method, x=x: m(x, "top1"),
+                   lambda n=name, x=x, o=options: explain(model, x, method=n, **o)]
+            many = name in PUBLIC_OPTIONS
+            floor_now, mine, public = measure_alternating(
+                fns, images=batch, device=device, repeats=3 if many else repeats)
+            print(f"{name:<22} {1000 * floor_now.seconds:9.1f} {1000 * mine.seconds:10.1f} "
+                  f"{1000 * public.seconds:11.1f} {public.seconds / mine.seconds:15.3f} "
+                  f"{mine.seconds / floor_now.seconds:15.2f}")

@@ -7,8 +7,6 @@
     result.save("cat_gradcam.png")
 """
 
-from .api import Prediction, load_cam_head, predict, retrofit_cam, save_cam_head
-from .atlas_tools import find_neighbors, top_patches
 from .data import list_samples, load_folder, load_image, load_images
 from .data.atlas import Atlas
 from .data.datasets import open_dataset
@@ -21,7 +19,6 @@ from .errors import (
     ConvscopeError,
     MissingDependency,
 )
-from .explanation import Explanation, explain
 from .methods.dataset import project
 from .methods.features import visualize
 from .methods.registry import method_names
@@ -36,7 +33,18 @@ from .methods.synthesis import (
     transfer_style,
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
-from .scanning import scan_dataset
+from .tasks import (
+    Explanation,
+    Prediction,
+    explain,
+    find_neighbors,
+    load_cam_head,
+    predict,
+    retrofit_cam,
+    save_cam_head,
+    scan_dataset,
+    top_patches,
+)
 
 __version__ = "0.1.0"
 

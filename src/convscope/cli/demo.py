@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import as_images, predict
 from ..data import list_samples
 from ..methods.registry import method_names
 from ..render import image_grid, save_png
+from ..tasks.inputs import as_images
+from ..tasks.predict import predict
 from .common import add_model_options, model_from_args
 from .progress import progress_bar
 from .report import build_report

@@ -22,9 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..api import as_images
 from ..errors import BadArgument, ConvscopeError
-from ..explanation import explain
 from ..methods.evaluation.faithfulness import (
     box_energy,
     deletion,
@@ -35,6 +33,8 @@ from ..methods.evaluation.faithfulness import (
 from ..methods.evaluation.sanity import cascading_randomization
 from ..methods.registry import get_method, method_names
 from ..model import FastForward, Model, target_indices
+from ..tasks.explain import explain
+from ..tasks.inputs import as_images
 from .common import add_model_options, model_from_args, print_json
 from .options import parse_options, parse_target
 from .progress import progress_bar

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..explanation import explain
 from ..methods.registry import method_names
 from ..render import draw_boxes, save_png
+from ..tasks.explain import explain
 from .common import add_model_options, model_from_args, print_json
 from .options import parse_options, parse_target
 

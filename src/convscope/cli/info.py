@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..api import predict
 from ..data import list_samples
 from ..model import list_layers
+from ..tasks.predict import predict
 from .common import add_model_options, model_from_args, print_json
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import as_images
 from ..methods.features.activations import activation_mask, feature_maps
 from ..methods.features.filters import filter_tiles
 from ..model import Model
 from ..render.features import feature_map_grid, filter_grid, mask_panel
 from ..render.heatmap import save_png
+from ..tasks.inputs import as_images
 from .common import add_model_options, model_from_args, print_json
 
 

@@ -113,8 +113,8 @@ def run_project(args: argparse.Namespace) -> int:
 
 
 def _from_atlas(args: argparse.Namespace) -> Points:
-    from ..atlas_tools import atlas_model
     from ..data.atlas import Atlas
+    from ..tasks.atlas import atlas_model
 
     atlas = Atlas.open(args.atlas)
     layer = args.layer or atlas.layers[0]

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from ..api import as_images, predict
 from ..errors import ConvscopeError
-from ..explanation import explain
 from ..methods.registry import get_method, method_names
 from ..model import FastForward, Model
 from ..render import Card, Section, html_report, to_pil
+from ..tasks.explain import explain
+from ..tasks.inputs import as_images
+from ..tasks.predict import predict
 from ..types import ProgressFn
 from .common import add_model_options, model_from_args
 from .evaluate import faithfulness_scores

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..data.atlas import Atlas
 from ..model import load_model
-from ..scanning import DEFAULT_CHUNK, scan_dataset
+from ..tasks.scan import DEFAULT_CHUNK, scan_dataset
 from .common import add_model_options, pick_device, print_json
 
 SHOWN_SKIPPED = 10

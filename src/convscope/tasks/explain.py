@@ -3,11 +3,18 @@
 This module sits above ``methods`` and ``render`` (like the CLI), so an :class:`Explanation` can
 both hold tensors and draw itself. The method runs on the model's device; maps come back at input
 resolution (layer maps are upsampled bilinearly) next to the raw layer-resolution map.
+
+``explain()`` costs what the method costs: the target and its score are read from the logits the
+method computed on the unchanged inputs (:attr:`Attribution.logits`); only a method that never
+ran the model on them as they are (the forward-only methods run a folded copy) gets one extra
+forward, among its hundreds. Method objects are reused from one call to the next (see
+:class:`_Recent`).
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +25,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .api import ImageSource, as_images
-from .methods.evaluation.localization import Localization, localize
-from .methods.registry import build_method, get_method
-from .model import Model, guarded, select, target_indices
-from .render import overlay, save_png
-from .types import Target
+from ..methods.evaluation.localization import Localization, localize
+from ..methods.registry import MethodInfo, build_method, get_method
+from ..model import Model, guarded, resolve_layer, select, target_indices
+from ..render import overlay, save_png
+from ..types import Target
+from .inputs import Images, model_inputs
 
 
 @dataclass
@@ -94,14 +101,6 @@ class Explanation:
         }
 
 
-def model_inputs(model: Model, images: ImageSource | Sequence[ImageSource] | Tensor) -> Tensor:
-    """A 4-D tensor is taken as model input already (``model.preprocess`` output); anything
-    else is loaded as images and preprocessed."""
-    if isinstance(images, Tensor) and images.ndim == 4:
-        return images.to(model.device)
-    return model.preprocess(as_images(images))
-
-
 def _one_image_many_targets(x: Tensor, target: Target) -> tuple[Tensor, Target]:
     many = (isinstance(target, Sequence) and not isinstance(target, str)) or (
         isinstance(target, Tensor) and target.ndim == 1)
@@ -112,7 +111,7 @@ def _one_image_many_targets(x: Tensor, target: Target) -> tuple[Tensor, Target]:
 
 def explain(
     model: Model,
-    images: ImageSource | Sequence[ImageSource] | Tensor,
+    images: Images,
     method: str = "gradcam",
     target: Target = "top1",
     layer: str = "auto",
@@ -126,16 +125,18 @@ def explain(
     """
     info = get_method(method)
     x, target = _one_image_many_targets(model_inputs(model, images), target)
-    attributor = build_method(method, model, layer, **options)
-    with guarded(model), torch.no_grad():
-        logits = model(x)
-    idx = target_indices(logits, target, model.labels)
-    scores = select(logits, target if idx is None else idx, model.labels)
+    attributor = _method(model, method, layer, info, options)
     start = time.perf_counter()
-    raw = attributor(x, idx if idx is not None else target)
+    raw = attributor(x, target)
     if raw.device.type == "cuda":
         torch.cuda.synchronize(raw.device)
     seconds = time.perf_counter() - start
+    logits = getattr(attributor, "logits", None)
+    if logits is None:  # the method never ran the model on the inputs as they are
+        with guarded(model), torch.no_grad():
+            logits = model(x)
+    idx = target_indices(logits, target, model.labels)
+    scores = select(logits, target if idx is None else idx, model.labels)
     values = raw
     if tuple(raw.shape[-2:]) != tuple(x.shape[-2:]):
         values = F.interpolate(raw, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -152,3 +153,42 @@ def explain(
         signed=bool(getattr(attributor, "signed", info.signed)),
         options=options,
     )
+
+
+Key = tuple[object, ...]
+
+
+@dataclass
+class _Recent:
+    """Method objects of the model ``explain()`` was last called with, reused while its structure
+    stays the same: a method keeps what it prepared (LRP's folded copy, the ``"auto"`` layer found
+    by a dry forward pass) for the next call, as a method object held by the user does. Only the
+    last model is held, so a model the user drops is freed at the next call with another."""
+
+    model: weakref.ReferenceType[Model]
+    structure: Key
+    auto_layer: str | None = None
+    methods: dict[Key, Any] = field(default_factory=dict)
+
+
+_recent: _Recent | None = None
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _method(model: Model, name: str, layer: str, info: MethodInfo, options: dict[str, Any]) -> Any:
+    """The method object for this call: the one from the last call with the same model, method,
+    layer and options when there is one (options of plain values only), else a new one."""
+    global _recent
+    structure = (tuple(model.input_size), tuple((n, type(m)) for n, m in model.named_modules()))
+    if _recent is None or _recent.model() is not model or _recent.structure != structure:
+        _recent = _Recent(weakref.ref(model), structure)
+    if info.needs_layer and layer == "auto":
+        if _recent.auto_layer is None:
+            _recent.auto_layer = resolve_layer(model, "auto")
+        layer = _recent.auto_layer
+    if not all(isinstance(v, _PLAIN) for v in options.values()):
+        return build_method(name, model, layer, **options)
+    key = (name, layer, tuple(sorted((k, type(v), v) for k, v in options.items())))
+    if key not in _recent.methods:
+        _recent.methods[key] = build_method(name, model, layer, **options)
+    return _recent.methods[key]

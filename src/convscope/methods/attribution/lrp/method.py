@@ -94,6 +94,7 @@ class LRP(Attribution):
         with torch.enable_grad():
             with backward_rule(LINEAR, overrides=prop.overrides()):
                 logits = net(x)
+            self.logits = logits.detach()  # the folded copy's forward: explain() reads it
             if prop.layers == 0:
                 raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
                                "TorchScript model runs below Python); pass an ordinary nn.Module")
