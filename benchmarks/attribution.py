@@ -187,3 +187,45 @@ def public_rows(model: Model, device: torch.device, batches: tuple[int, ...] = (
             print(f"{name:<22} {1000 * floor_now.seconds:9.1f} {1000 * mine.seconds:10.1f} "
                   f"{1000 * public.seconds:11.1f} {public.seconds / mine.seconds:15.3f} "
                   f"{mine.seconds / floor_now.seconds:15.2f}")
+
+
+def attribution_group(model: Model, device: torch.device) -> None:
+    """``--only attribution``: the public call first, then the method objects against Captum."""
+    public_rows(model, device)
+    attribution_rows(model, device)
+
+
+CLI_METHODS = ("gradcam", "saliency", "lrp")
+
+
+def cli_rows(model: Model, device: torch.device, repeats: int = 3) -> None:
+    """``convscope explain`` end to end (a fresh process: Python, imports, model load, the image,
+    the method, the PNG) beside ``explain()`` in a warm process and the method object alone."""
+    import statistics
+    import tempfile
+    import time
+
+    from convscope.methods.registry import get_method
+    from convscope.tasks.explain import explain
+
+    x = model.preprocess(["sample:cat"])
+    print("\n== CLI end to end, batch 1 (sample:cat): a fresh `convscope explain` process beside "
+          "the warm calls")
+    print(f"{'method':<22} {'cli ms':>9} {'explain ms':>11} {'method ms':>10} {'cli - explain':>14}")
+    for name in CLI_METHODS:
+        layer = "auto" if get_method(name).needs_layer else None
+        method = build_method(name, model, layer)
+        warm = measure_alternating([lambda m=method: m(x, "top1"),
+                                    lambda n=name: explain(model, x, method=n)],
+                                   images=1, device=device, repeats=repeats)
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "convscope.cli.main", "explain", "sample:cat",
+                                "--method", name, "--device", device.type, "--out",
+                                f"{tmp}/out.png"], check=True, capture_output=True)
+                times.append(time.perf_counter() - start)
+        cli = statistics.median(times)
+        print(f"{name:<22} {1000 * cli:9.0f} {1000 * warm[1].seconds:11.1f} "
+              f"{1000 * warm[0].seconds:10.1f} {1000 * (cli - warm[1].seconds):14.0f}")

@@ -148,3 +148,34 @@ def test_every_command_module_is_registered() -> None:
 
     modules = [importlib.import_module(f"convscope.cli.{m.name}") for m in pkgutil.iter_modules(cli.__path__)]
     assert {m for m in modules if hasattr(m, "register")} == set(COMMAND_MODULES)
+
+
+STABLE_METHODS = ["saliency", "gradient_x_input", "smoothgrad", "integrated_gradients",
+                  "guided_backprop", "deconvnet", "cam", "gradcam", "gradcam_pp", "guided_gradcam",
+                  "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp"]
+"""The stable method names of DESIGN.md section 5: scripts and saved reports name them."""
+
+
+def test_stable_method_names_are_all_registered() -> None:
+    """A method whose import line was forgotten would silently vanish from the CLI and reports."""
+    from convscope.methods.registry import method_names
+
+    names = method_names()
+    assert sorted(names) == sorted(STABLE_METHODS), set(names) ^ set(STABLE_METHODS)
+
+
+def test_no_command_imports_another_command() -> None:
+    """Commands share helpers (common, options, progress), never each other: work that two
+    commands need lives in ``convscope.tasks``."""
+    import pkgutil
+
+    import convscope.cli as cli
+
+    commands = {m.name for m in pkgutil.iter_modules(cli.__path__)
+                if "def register(" in (SRC / "cli" / f"{m.name}.py").read_text(encoding="utf-8")}
+    for name in commands:
+        tree = ast.parse((SRC / "cli" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported = {node.module} if node.module else {a.name for a in node.names}
+                assert not imported & (commands - {"main"}), f"cli/{name}.py imports {imported}"

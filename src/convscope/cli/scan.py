@@ -17,9 +17,8 @@ import warnings
 from tqdm import tqdm
 
 from ..data.atlas import Atlas
-from ..model import load_model
 from ..tasks.scan import DEFAULT_CHUNK, scan_dataset
-from .common import add_model_options, pick_device, print_json
+from .common import add_model_options, model_from_args, print_json
 
 SHOWN_SKIPPED = 10
 
@@ -53,8 +52,8 @@ def _device(name: str) -> str:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    model = load_model(args.model, weights=args.weights, trust_checkpoint=args.trust_checkpoint,
-                       device=pick_device(_device(args.device)))
+    args.device = _device(args.device)
+    model = model_from_args(args)
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     rank0 = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=0, desc="scan", unit="img", file=sys.stderr, leave=False,
