@@ -5,6 +5,9 @@
     x = model.preprocess(convscope.load_image("sample:cat"))
     result = convscope.explain(model, x, method="gradcam", target="Egyptian cat")
     result.save("cat_gradcam.png")
+
+The jobs behind every command are plain functions of :mod:`convscope.tasks` (``report``,
+``evaluate``, ``inversion`` ...); the most used are exported here.
 """
 
 from .data import list_samples, load_folder, load_image, load_images
@@ -33,18 +36,13 @@ from .methods.synthesis import (
     transfer_style,
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
-from .tasks import (
-    Explanation,
-    Prediction,
-    explain,
-    find_neighbors,
-    load_cam_head,
-    predict,
-    retrofit_cam,
-    save_cam_head,
-    scan_dataset,
-    top_patches,
-)
+from .tasks.atlas import find_neighbors, top_patches
+from .tasks.evaluate import Evaluation, evaluate
+from .tasks.explain import Explanation, explain
+from .tasks.predict import Prediction, predict
+from .tasks.report import Report, report
+from .tasks.retrofit import load_cam_head, retrofit_cam, save_cam_head
+from .tasks.scan import scan_dataset
 
 __version__ = "0.1.0"
 
@@ -56,12 +54,15 @@ __all__ = [
     "BadModel",
     "BadTarget",
     "ConvscopeError",
+    "Evaluation",
     "Explanation",
     "MissingDependency",
     "Model",
     "Prediction",
     "Preprocess",
+    "Report",
     "capture",
+    "evaluate",
     "explain",
     "fgsm",
     "find_neighbors",
@@ -79,6 +80,7 @@ __all__ = [
     "pgd",
     "predict",
     "project",
+    "report",
     "retrofit_cam",
     "save_cam_head",
     "scan_dataset",
