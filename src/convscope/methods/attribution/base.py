@@ -59,11 +59,12 @@ class Attribution:
     def _keeping_logits(self, inputs: Tensor) -> Iterator[None]:
         """Set :attr:`logits` from the first forward of ``self.model`` whose input batch starts
         with ``inputs`` (methods pass them as they are, or with a baseline appended)."""
-        model, batch = self.model, inputs.shape[0]
+        batch = inputs.shape[0]
 
         def keep(module: Any, args: tuple[Any, ...], output: Any) -> None:
-            # copies of the model (the fast path's folded one) carry this hook: only ``model`` counts
-            if self.logits is not None or module is not model or not args:
+            # copies of the model made during the call (the fast path's folded one) carry this
+            # hook too and compute the same logits; a trace must not see the comparison
+            if self.logits is not None or not args or torch.jit.is_tracing():
                 return
             x = args[0]
             if (isinstance(x, Tensor) and isinstance(output, Tensor) and x.ndim == inputs.ndim
@@ -72,7 +73,7 @@ class Attribution:
                     and torch.equal(x[:batch], inputs)):
                 self.logits = output[:batch].detach()
 
-        handle = model.register_forward_hook(keep)
+        handle = self.model.register_forward_hook(keep)
         try:
             yield
         finally:
