@@ -144,9 +144,9 @@ def _embed_batch(model: Model, images: list[torch.Tensor], layer: str
         logits = model(model.normalize(pixels.to(model.device)))
         act = record[layer]
     emb = act.flatten(2).mean(2) if act.ndim > 2 else act.flatten(1)
-    thumbs = pixels if pixels.shape[-1] <= THUMB else F.interpolate(
+    small = pixels if pixels.shape[-1] <= THUMB else F.interpolate(
         pixels, size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False)
-    thumbs = (thumbs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    thumbs = (small.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return emb.float(), logits.argmax(1), thumbs
 
 

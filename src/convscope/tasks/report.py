@@ -139,13 +139,13 @@ def report(
             family = get_method(method).family
             try:
                 result = explain(model, x, method=method, target=index, layer=layer)
-                scores: dict[str, list[float]] = {}
+                done_item = MethodResult(method, family, result)
                 if fast is not None:
                     scores = faithfulness_scores(model, x, result.values, torch.tensor([index]),
                                                  faithfulness_steps, fast)
-                item.methods.append(MethodResult(
-                    method, family, result, *(scores[k][0] if scores else None
-                                              for k in ("deletion_auc", "insertion_auc"))))
+                    done_item.deletion_auc = scores["deletion_auc"][0]
+                    done_item.insertion_auc = scores["insertion_auc"][0]
+                item.methods.append(done_item)
             except ConvscopeError as err:
                 item.methods.append(MethodResult(method, family, error=str(err)))
             done += 1
