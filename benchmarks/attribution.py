@@ -219,10 +219,11 @@ def cli_rows(model: Model, device: torch.device, repeats: int = 3) -> None:
     import statistics
     import tempfile
 
+    from convscope.data import load_image
     from convscope.methods.registry import get_method
     from convscope.tasks.explain import explain
 
-    x = model.preprocess(["sample:cat"])
+    x = model.preprocess([load_image("sample:cat")])
     print("\n== CLI end to end, batch 1 (sample:cat): a fresh `convscope explain` process beside "
           "the warm calls")
     print(f"{'method':<22} {'cli ms':>9} {'explain ms':>11} {'method ms':>10} {'cli - explain':>14}")
