@@ -190,7 +190,9 @@ def evaluate(
 def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, boxes: Tensor | None,
            steps: int, fast: FastForward, sanity_steps: int, options: dict[str, Any]) -> MethodScores:
     """Every metric for one method on the batch."""
-    result = explain(model, x, method=method, target=targets, layer=layer, **options)
+    needs_layer = get_method(method).needs_layer
+    result = explain(model, x, method=method, target=targets,
+                     layer=layer if needs_layer else "auto", **options)
     per = faithfulness_scores(model, x, result.values, targets, steps, fast)
     if boxes is not None:
         per["pointing_game"] = pointing_game(result.values, boxes).float().tolist()
@@ -199,6 +201,6 @@ def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, bo
     check = None
     if sanity_steps:
         check = cascading_randomization(model, x, method, targets,
-                                        layer=layer if get_method(method).needs_layer else None,
+                                        layer=layer if needs_layer else None,
                                         max_steps=sanity_steps, **options)
     return MethodScores(method, result.layer, result.seconds, per, check)

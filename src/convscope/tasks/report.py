@@ -118,6 +118,7 @@ def report(
     (``faithfulness_steps`` steps, 0 for none): lower deletion, higher insertion is more faithful.
 
     ``target`` is one class (index or label) for every image, or ``"top1"``: each image's own.
+    ``layer`` is for the methods that take one (the CAM family); the others ignore it.
     """
     names = method_list(methods)
     sources: list[ImageSource] = (list(images) if isinstance(images, Sequence)
@@ -136,9 +137,11 @@ def report(
         item = ImageReport(_name(source, i), model.resize([image])[0], preds, index,
                            model.label(index))
         for method in names:
-            family = get_method(method).family
+            info = get_method(method)
+            family = info.family
             try:
-                result = explain(model, x, method=method, target=index, layer=layer)
+                result = explain(model, x, method=method, target=index,
+                                 layer=layer if info.needs_layer else "auto")
                 done_item = MethodResult(method, family, result)
                 if fast is not None:
                     scores = faithfulness_scores(model, x, result.values, torch.tensor([index]),
