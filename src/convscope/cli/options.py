@@ -45,7 +45,7 @@ def add_layer(parser: argparse.ArgumentParser) -> None:
 def add_method_options(parser: argparse.ArgumentParser, example: str = "steps=32") -> None:
     """``-o KEY=VALUE``, repeatable: keyword options of a method (parsed by :func:`parse_options`)."""
     parser.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                        help=f"option, repeatable (e.g. -o {example})")
+                        help=f"method option, repeatable (e.g. -o {example})")
 
 
 def add_json(parser: argparse.ArgumentParser, text: str = "print a machine-readable summary") -> None:
