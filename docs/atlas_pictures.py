@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from convscope.tasks.atlas import top_patches
 from convscope.model import load_model
 from convscope.render.grid import image_grid
 from convscope.render.heatmap import save_png
+from convscope.tasks.atlas import top_patches
 from convscope.tasks.scan import scan_dataset
 
 OUT = Path(__file__).with_name("images") / "top_patches.png"
