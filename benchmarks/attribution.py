@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -141,3 +142,105 @@ def peak_memory_rows(batch: int = 8) -> None:
         captum = _peak("captum", case.method, batch) if case.captum else "-"
         default = _peak("captum-default", case.method, batch) if case.captum_default else ""
         print(f"{case.method:<22} {floor:>8} {ours:>8} {captum:>8}  {default}")
+
+
+PUBLIC_OPTIONS: dict[str, dict[str, Any]] = {
+    "smoothgrad": {"samples": 8},
+    "integrated_gradients": {"steps": 8},
+    "occlusion": {"window": 56, "stride": 56},
+    "rise": {"masks": 32},
+    "lime": {"samples": 32},
+    "scorecam": {"max_channels": 32},
+}
+"""Fewer samples than the methods' defaults for the many-pass methods, so that every method is
+timed in minutes on a CPU; the same options go to the method object and to ``explain()``. With
+their defaults the one forward ``explain()`` may add weighs even less."""
+
+
+def public_rows(model: Model, device: torch.device, batches: tuple[int, ...] = (1, 8),
+                repeats: int = 5, methods: list[str] | None = None) -> None:
+    """The public call beside the method object and the floor, for every registered method.
+
+    ``explain()`` is called as a user calls it (method name, ``target="top1"``, a fresh call
+    each time: it loads nothing, finds the method object, resolves the target and its score,
+    upsamples the map); the method object is built once and called with the same target, in
+    turns with it. ``explain/method`` is the ratio of their medians; on a busy machine it swings
+    by several percent either way, so ``added`` also gives what explain() spends outside the
+    method within the same calls (its wall time minus the method's time it records), and
+    ``1+added/method``, which that noise does not move. Both must stay at or under 1.05.
+    """
+    import statistics
+
+    from convscope.methods.registry import get_method, method_names
+    from convscope.tasks.explain import explain
+
+    gen = torch.Generator().manual_seed(0)
+    for batch in batches:
+        x = model.normalize(torch.rand(batch, 3, *model.input_size, generator=gen)).to(device)
+        print(f"\n== public call, batch {batch}: explain() beside the method object and the floor "
+              "(one forward+backward)")
+        print(f"{'method':<22} {'floor ms':>9} {'method ms':>10} {'explain ms':>11} "
+              f"{'explain/method':>15} {'added ms':>9} {'1+added/method':>15}", flush=True)
+        for name in methods or method_names():
+            options = PUBLIC_OPTIONS.get(name, {})
+            layer = "auto" if get_method(name).needs_layer else None
+            method = build_method(name, model, layer, **options)
+            inside: list[float] = []
+            walls: list[float] = []
+
+            def public(n: str = name, x: torch.Tensor = x, o: dict[str, Any] = options,
+                       walls: list[float] = walls, inside: list[float] = inside) -> None:
+                start = time.perf_counter()
+                result = explain(model, x, method=n, **o)
+                walls.append(time.perf_counter() - start)
+                inside.append(result.seconds)
+
+            fns = [lambda x=x: forward_backward(model, x), lambda m=method, x=x: m(x, "top1"), public]
+            floor_now, mine, wall = measure_alternating(
+                fns, images=batch, device=device, repeats=3 if name in PUBLIC_OPTIONS else repeats)
+            added = statistics.median(w - i for w, i in zip(walls, inside))
+            print(f"{name:<22} {1000 * floor_now.seconds:9.1f} {1000 * mine.seconds:10.1f} "
+                  f"{1000 * wall.seconds:11.1f} {wall.seconds / mine.seconds:15.3f} "
+                  f"{1000 * added:9.2f} {1 + added / mine.seconds:15.3f}", flush=True)
+
+
+def attribution_group(model: Model, device: torch.device) -> None:
+    """``--only attribution``: the public call first, then the method objects against Captum."""
+    public_rows(model, device)
+    attribution_rows(model, device)
+
+
+CLI_METHODS = ("gradcam", "saliency", "lrp")
+
+
+def cli_rows(model: Model, device: torch.device, repeats: int = 3) -> None:
+    """``convscope explain`` end to end (a fresh process: Python, imports, model load, the image,
+    the method, the PNG) beside ``explain()`` in a warm process and the method object alone."""
+    import statistics
+    import tempfile
+
+    from convscope.data import load_image
+    from convscope.methods.registry import get_method
+    from convscope.tasks.explain import explain
+
+    x = model.preprocess([load_image("sample:cat")])
+    print("\n== CLI end to end, batch 1 (sample:cat): a fresh `convscope explain` process beside "
+          "the warm calls")
+    print(f"{'method':<22} {'cli ms':>9} {'explain ms':>11} {'method ms':>10} {'cli - explain':>14}")
+    for name in CLI_METHODS:
+        layer = "auto" if get_method(name).needs_layer else None
+        method = build_method(name, model, layer)
+        warm = measure_alternating([lambda m=method: m(x, "top1"),
+                                    lambda n=name: explain(model, x, method=n)],
+                                   images=1, device=device, repeats=repeats)
+        times = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "convscope.cli.main", "explain", "sample:cat",
+                                "--method", name, "--device", device.type, "--out",
+                                f"{tmp}/out.png"], check=True, capture_output=True)
+                times.append(time.perf_counter() - start)
+        cli = statistics.median(times)
+        print(f"{name:<22} {1000 * cli:9.0f} {1000 * warm[1].seconds:11.1f} "
+              f"{1000 * warm[0].seconds:10.1f} {1000 * (cli - warm[1].seconds):14.0f}")

@@ -83,7 +83,8 @@ def _group(module: str, function: str) -> Callable[[Model, torch.device], None]:
 
 GROUPS: dict[str, Callable[[Model, torch.device], None]] = {
     "floor": lambda model, device: None,  # always printed first: every ratio refers to it
-    "attribution": _group("attribution", "attribution_rows"),
+    "attribution": _group("attribution", "attribution_group"),
+    "cli": _group("attribution", "cli_rows"),
     "occlusion": _group("perturbation", "perturbation_rows"),
     "lime": _group("lime_bench", "lime_rows"),
     "deeplift": _group("deeplift_bench", "deeplift_rows"),

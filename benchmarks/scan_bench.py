@@ -2,7 +2,7 @@
 
     python -m benchmarks.scan_bench [--device cpu|cuda] [--repeats 5] [--quick] [--threads N]
 
-``scan`` is the whole ``convscope.scanning.scan_dataset`` into a fresh atlas: decoding every
+``scan`` is the whole ``convscope.tasks.scan.scan_dataset`` into a fresh atlas: decoding every
 image from its source, preprocessing, the forward with hooks on the chosen layers, streaming
 top-k, embeddings, thumbnails and the SQLite/npy writes. ``bare`` is the model alone on the same
 images already preprocessed into tensors, same batch size, under ``torch.inference_mode``: what
@@ -39,7 +39,7 @@ import torch
 from convscope.data import load_image
 from convscope.data.datasets import Mnist5k, open_dataset
 from convscope.model import Model, available_models, load_model
-from convscope.scanning import scan_dataset
+from convscope.tasks.scan import scan_dataset
 
 from .timing import measure_alternating
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from convscope.atlas_tools import top_patches
 from convscope.model import load_model
 from convscope.render.grid import image_grid
 from convscope.render.heatmap import save_png
-from convscope.scanning import scan_dataset
+from convscope.tasks.atlas import top_patches
+from convscope.tasks.scan import scan_dataset
 
 OUT = Path(__file__).with_name("images") / "top_patches.png"
 LAYER = "block2"

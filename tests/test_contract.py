@@ -120,6 +120,41 @@ WEIGHTS_ONLY = {"filter_tiles", "make_baseline"}
 """Cases that read parameters and never run the model."""
 
 
+def _task(run: Callable[[Model, Tensor], object]) -> Case:
+    """A task of ``convscope.tasks`` (they take a ``Model``: a bare network is wrapped first)."""
+
+    def case(model: nn.Module, x: Tensor) -> None:
+        if not isinstance(model, Model):
+            model = Model(model, preprocess=Preprocess(input_size=(12, 12)))
+        run(model, x)
+
+    return case
+
+
+def _explain_twice(model: Model, x: Tensor) -> None:
+    """The second call reuses the first call's method object (and its logits hook)."""
+    from convscope.tasks.explain import explain
+
+    for method in ("gradcam", "gradcam", "occlusion"):
+        explain(model, x, method=method, target=1, **({"window": 4} if method == "occlusion" else {}))
+
+
+def _report(model: Model, x: Tensor) -> None:
+    from convscope.tasks.report import report
+
+    report(model, list(x.sigmoid()), ["saliency", "cam"], target=1, faithfulness_steps=2)
+
+
+def _evaluate(model: Model, x: Tensor) -> None:
+    from convscope.tasks.evaluate import evaluate
+
+    evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
+
+
+CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
+          "task_evaluate": _task(_evaluate)}
+
+
 class Explode(RuntimeError):
     """Raised by an armed Trap in the middle of the forward pass."""
 

@@ -5,10 +5,11 @@
     x = model.preprocess(convscope.load_image("sample:cat"))
     result = convscope.explain(model, x, method="gradcam", target="Egyptian cat")
     result.save("cat_gradcam.png")
+
+The jobs behind every command are plain functions of :mod:`convscope.tasks` (``report``,
+``evaluate``, ``inversion`` ...); the most used are exported here.
 """
 
-from .api import Prediction, load_cam_head, predict, retrofit_cam, save_cam_head
-from .atlas_tools import find_neighbors, top_patches
 from .data import list_samples, load_folder, load_image, load_images
 from .data.atlas import Atlas
 from .data.datasets import open_dataset
@@ -21,7 +22,6 @@ from .errors import (
     ConvscopeError,
     MissingDependency,
 )
-from .explanation import Explanation, explain
 from .methods.dataset import project
 from .methods.features import visualize
 from .methods.registry import method_names
@@ -36,7 +36,13 @@ from .methods.synthesis import (
     transfer_style,
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
-from .scanning import scan_dataset
+from .tasks.atlas import find_neighbors, top_patches
+from .tasks.evaluate import Evaluation, evaluate
+from .tasks.explain import Explanation, explain
+from .tasks.predict import Prediction, predict
+from .tasks.report import Report, report
+from .tasks.retrofit import load_cam_head, retrofit_cam, save_cam_head
+from .tasks.scan import scan_dataset
 
 __version__ = "0.1.0"
 
@@ -48,12 +54,15 @@ __all__ = [
     "BadModel",
     "BadTarget",
     "ConvscopeError",
+    "Evaluation",
     "Explanation",
     "MissingDependency",
     "Model",
     "Prediction",
     "Preprocess",
+    "Report",
     "capture",
+    "evaluate",
     "explain",
     "fgsm",
     "find_neighbors",
@@ -71,6 +80,7 @@ __all__ = [
     "pgd",
     "predict",
     "project",
+    "report",
     "retrofit_cam",
     "save_cam_head",
     "scan_dataset",

@@ -12,6 +12,7 @@ from convscope.cli import fast_style as cli_fast_style
 from convscope.cli import main as cli_main
 from convscope.methods.synthesis.fast_style import FastStyleNet, load_fast_style, save_fast_style
 from convscope.model import Model
+from convscope.tasks.fast_style import sample_photos
 
 TINY = ["--steps", "2", "--size", "32", "--batch", "1", "--width", "4", "--blocks", "1"]
 
@@ -52,8 +53,8 @@ def test_images_samples_means_every_sample_photo(run, tmp_path, capsys) -> None:
     code = run(["fast-style", "train", "sample:gravel", "--images", "samples", str(folder),
                 "--out", str(tmp_path / "n.pt"), *TINY, "--steps", "1", "--json"])
     summary = json.loads(capsys.readouterr().out)
-    assert code == 0 and summary["content_images"] == len(cli_fast_style.sample_photos()) + 1
-    assert set(cli_fast_style.sample_photos()) == {"cat", "coffee", "astronaut", "rocket", "motorcycle"}
+    assert code == 0 and summary["content_images"] == len(sample_photos()) + 1
+    assert set(sample_photos()) == {"cat", "coffee", "astronaut", "rocket", "motorcycle"}
 
 
 def test_apply_keeps_sizes_and_names_outputs(run, net_file, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -129,3 +129,27 @@ def test_errors_are_one_line(capsys, on_path: Path, atlas: Path) -> None:
     code, _, err = run(capsys, "scan", str(on_path / "images"), "--model", "scanmodel:make",
                        "--atlas", str(on_path / "zero"), "--batch-size", "0")
     assert code == 2 and "--batch-size 0: " in err and len(err.strip().splitlines()) == 1
+
+
+def test_scan_applies_the_cam_head(on_path: Path, tmp_path: Path) -> None:
+    """``--cam-head`` puts the head on the scanned model: a head whose bias picks class 3 (the
+    bare model has classes 0-2 only) makes every prediction of the atlas 3."""
+    import torch
+
+    from convscope.data.atlas import Atlas
+    from convscope.tasks.retrofit import CAM_HEAD_FORMAT
+
+    head = tmp_path / "head.pt"
+    torch.save({"format": CAM_HEAD_FORMAT, "layer": "3", "classes": ["a", "b", "c", "d"],
+                "weight": torch.zeros(4, 6), "bias": torch.tensor([0.0, 0.0, 0.0, 5.0]),
+                "accuracy": 1.0}, head)
+    options = ["--model", "scanmodel:make", "--layers", "auto", "--batch-size", "4"]
+    assert cli_main.main(["scan", str(on_path / "images"), *options, "--cam-head", str(head),
+                          "--atlas", str(tmp_path / "with_head")]) == 0
+    assert cli_main.main(["scan", str(on_path / "images"), *options,
+                          "--atlas", str(tmp_path / "bare")]) == 0
+    with_head = Atlas.open(tmp_path / "with_head")
+    bare = Atlas.open(tmp_path / "bare")
+    ok = with_head.valid()
+    assert ok.sum() == 7 and (with_head.predictions()[ok] == 3).all()
+    assert (bare.predictions()[bare.valid()] < 3).all()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from convscope.errors import BadArgument
-from convscope.explanation import explain
+from convscope.tasks.explain import explain
 from convscope.model import Model, Preprocess
 from convscope.render.heatmap import place_map
 

@@ -16,7 +16,7 @@ from convscope.model.zoo import ARCHITECTURES
 @pytest.mark.parametrize(("sample", "index", "label"),
                          [("cat", 285, "Egyptian cat"), ("coffee", 967, "espresso")])
 def test_embedded_model_top1(lite0: Model, sample: str, index: int, label: str) -> None:
-    from convscope.api import predict
+    from convscope.tasks.predict import predict
 
     (best, *_), = predict(lite0, f"sample:{sample}", top=3)
     assert (best.index, best.label) == (index, label)
@@ -137,7 +137,7 @@ def test_every_architecture_builds() -> None:
 
 
 def test_exported_program_runs_under_methods(tmp_path) -> None:
-    from convscope.api import predict
+    from convscope.tasks.predict import predict
 
     net = _factory().eval()
     path = tmp_path / "exported.pt2"

@@ -14,16 +14,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..data import load_image
 from ..errors import BadArgument
-from ..methods.synthesis import fgsm, fool, on_grid, pgd
-from ..model import Model
+from ..tasks.adversarial import adversarial, fooling
 from .common import add_model_options, model_from_args
-from .options import parse_target
+from .options import add_run_options, parse_target
+from .output import write_synthesis
 from .progress import progress_bar
-from .synthesis import add_run_options, finish, sized
 
 DEFAULT_MARGIN = 0.5
 """A stop at "koala 15.8% against 15.3%" convinces nobody; the target must lead by 50 points."""
@@ -75,60 +71,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=run_fool)
 
 
-def _label(model: Model, index: int) -> str:
-    return f"{model.label(index)} ({index})"
+def _size(args: argparse.Namespace) -> None:
+    if args.size is not None and args.size < 8:
+        raise BadArgument(f"--size {args.size}: use at least 8 pixels")
 
 
 def run_adversarial(args: argparse.Namespace) -> int:
     eps = parse_eps(args.eps)
+    _size(args)
     model = model_from_args(args)
-    image = on_grid(sized(model, load_image(args.image), args.size))
     target: Any = parse_target(args.target) if args.target is not None else None
-    if args.method == "fgsm":
-        result = fgsm(model, image, eps=eps, target=target, norm=args.norm, quantize=not args.no_quantize)
-    else:
-        step = parse_eps(args.step_size) if args.step_size else None
-        with progress_bar(args.steps, "adversarial") as progress:
-            result = pgd(model, image, eps=eps, target=target, norm=args.norm, steps=args.steps,
-                         step_size=step, random_start=args.random_start,
-                         early_stop=not args.no_early_stop, quantize=not args.no_quantize,
-                         seed=args.seed, margin=args.margin, progress=progress)
-    delta = result.perturbation[0]
-    scale = float(delta.abs().max())
-    picture = (0.5 + 0.5 * delta / scale if scale > 0 else torch.full_like(delta, 0.5)).clamp(0, 1)
-    out = Path(args.out or "adversarial.png")
-    extra = {out.with_name(out.stem + "_perturbation.png"): picture.cpu()}
-    summary = {
-        "method": args.method, "norm": args.norm, "eps": eps, "eps_255": round(eps * 255, 4),
-        "target": _label(model, int(result.target[0])) if result.target is not None else None,
-        "original": _label(model, int(result.original_class[0])),
-        "original_prob": round(float(result.original_prob[0]), 4),
-        "adversarial": _label(model, int(result.new_class[0])),
-        "adversarial_prob": round(float(result.new_prob[0]), 4),
-        "success": bool(result.success[0]), "steps": int(result.steps[0]),
-        "linf": float(result.linf[0]), "linf_255": round(float(result.linf[0]) * 255, 4),
-        "l2": round(float(result.l2[0]), 6), "quantized": result.quantized,
-        "perturbation_amplified": round(0.5 / scale, 2) if scale > 0 else None,
-    }
-    line = (f"{summary['original']} -> {summary['adversarial']} p={summary['adversarial_prob']:.3f} "
-            f"({'success' if summary['success'] else 'FAILED'}, {summary['steps']} steps, "
-            f"linf {summary['linf_255']:.2f}/255, l2 {summary['l2']:.4f})")
-    return finish(args, out, result.images[0].cpu(), summary, line, extra)
+    step = parse_eps(args.step_size) if args.step_size else None
+    with progress_bar(args.steps, "adversarial") as progress:
+        made = adversarial(model, args.image, eps=eps, target=target, norm=args.norm,
+                           method=args.method, steps=args.steps, step_size=step,
+                           random_start=args.random_start, early_stop=not args.no_early_stop,
+                           quantize=not args.no_quantize, seed=args.seed, size=args.size,
+                           margin=args.margin, progress=progress)
+    return write_synthesis(args, Path(args.out or "adversarial.png"), made)
 
 
 def run_fool(args: argparse.Namespace) -> int:
+    _size(args)
     model = model_from_args(args)
-    start: Any = args.start
-    if args.start not in ("noise", "zeros"):
-        start = sized(model, load_image(args.start), args.size)
     with progress_bar(args.steps, "fool") as progress:
-        result = fool(model, parse_target(args.target), threshold=args.threshold, steps=args.steps,
-                      size=args.size, start=start, lr=args.lr or 0.05, seed=args.seed, progress=progress)
-    summary = {
-        "target": _label(model, int(result.target[0])), "confidence": round(float(result.confidence[0]), 6),
-        "predicted": _label(model, int(result.predicted[0])), "threshold": args.threshold,
-        "success": bool(result.success[0]), "steps": result.steps, "seconds": round(result.seconds, 3),
-    }
-    line = (f"{summary['target']}: confidence {summary['confidence']:.4f} after {result.steps} steps "
-            f"({'success' if summary['success'] else 'below threshold'})")
-    return finish(args, Path(args.out or "fool.png"), result.images[0].cpu(), summary, line)
+        made = fooling(model, parse_target(args.target), threshold=args.threshold, steps=args.steps,
+                       size=args.size, start=args.start, lr=args.lr or 0.05, seed=args.seed,
+                       progress=progress)
+    return write_synthesis(args, Path(args.out or "fool.png"), made)

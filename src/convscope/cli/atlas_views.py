@@ -11,12 +11,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..api import as_images
-from ..atlas_tools import atlas_model, find_neighbors, thumbnails_as_tensors, top_patches
 from ..data.atlas import Atlas
 from ..errors import BadArgument
 from ..render.grid import image_grid
 from ..render.heatmap import draw_boxes, save_png
+from ..tasks.atlas import atlas_model, find_neighbors, thumbnails_as_tensors, top_patches
+from ..tasks.inputs import as_images
 from .common import print_json
 
 if TYPE_CHECKING:

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from ..api import load_cam_head
 from ..errors import BadArgument
 from ..model import DEFAULT_MODEL, Model, load_model
+from ..tasks.retrofit import load_cam_head
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import as_images, predict
 from ..data import list_samples
 from ..methods.registry import method_names
 from ..render import image_grid, save_png
+from ..tasks.inputs import as_images
+from ..tasks.predict import predict
+from ..tasks.report import report
 from .common import add_model_options, model_from_args
 from .progress import progress_bar
-from .report import build_report
 
 REPORT_IMAGES = ["sample:cat", "sample:coffee"]
 
@@ -47,7 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {preds[0].label} ({preds[0].probability:.0%})")
     methods = method_names()
     with progress_bar(len(REPORT_IMAGES) * len(methods), "report") as progress:
-        page = build_report(model, REPORT_IMAGES, methods, "top1", "auto", progress)
+        page = report(model, REPORT_IMAGES, methods, progress=progress).html()
     report_path = out / "report.html"
     report_path.write_text(page, encoding="utf-8")
     print(f"wrote {grid_path} and {report_path} ({len(methods)} methods)")

@@ -7,34 +7,33 @@ from pathlib import Path
 
 import numpy as np
 
-from ..explanation import explain
 from ..methods.registry import method_names
 from ..render import draw_boxes, save_png
+from ..tasks.explain import explain
+from ..tasks.inputs import stem
 from .common import add_model_options, model_from_args, print_json
-from .options import parse_options, parse_target
+from .options import add_json, add_layer, add_method_options, add_target, parse_options, parse_target
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="attribution map of one image for one method")
     p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
-    p.add_argument("--target", default="top1", help="class index, label or top1 (default)")
-    p.add_argument("--layer", default="auto", help="layer for CAM-family methods (default auto)")
-    p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="method option, repeatable (e.g. -o steps=32)")
+    add_target(p)
+    add_layer(p)
+    add_method_options(p)
     p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png)")
     p.add_argument("--raw", help="write the map at input resolution as float32 .npy")
     p.add_argument("--box", nargs="?", type=float, const=0.2, metavar="FRACTION",
                    help="draw the localization box: map thresholded at FRACTION of its maximum "
                         "(default 0.2), largest connected component")
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    add_json(p)
     add_model_options(p)
     p.set_defaults(func=run_explain)
 
 
 def _default_out(image: str, method: str) -> Path:
-    stem = image.split(":", 1)[1] if image.startswith("sample:") else Path(image).stem
-    return Path(f"{stem}_{method}.png")
+    return Path(f"{stem(image)}_{method}.png")
 
 
 def run_explain(args: argparse.Namespace) -> int:

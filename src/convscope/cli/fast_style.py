@@ -13,14 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
-from ..data import load_folder, load_image
-from ..data.samples import SAMPLES
+from ..data import load_image
 from ..errors import BadArgument
-from ..methods.synthesis.fast_style import load_fast_style, stylize, train_fast_style
+from ..methods.synthesis.fast_style import load_fast_style, train_fast_style
 from ..render import save_png
+from ..tasks.fast_style import apply_style, content_images
 from .common import add_model_options, model_from_args, pick_device, print_json
 from .progress import progress_bar
 
@@ -67,28 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_apply)
 
 
-def sample_photos() -> list[str]:
-    """The samples that are photographs (not textures or binary silhouettes)."""
-    return [n for n, s in SAMPLES.items() if "photo" in s.description or "portrait" in s.description]
-
-
-def _content_images(sources: list[str]) -> list[torch.Tensor]:
-    images: list[torch.Tensor] = []
-    for src in sources:
-        if src == "samples":
-            images += [load_image(f"sample:{n}") for n in sample_photos()]
-        elif not src.startswith("sample:") and Path(src).is_dir():
-            images += [img for _, img in load_folder(src)]
-        else:
-            images.append(load_image(src))
-    return images
-
-
 def run_train(args: argparse.Namespace) -> int:
     if args.resume and not Path(args.out).is_file():
         raise BadArgument(f"--resume: {args.out!r} does not exist; train without --resume first")
     style = load_image(args.style)
-    contents = _content_images(args.images)
+    contents = content_images(args.images)
     model = model_from_args(args)
     losses: list[float] = []
     start = time.perf_counter()
@@ -132,24 +112,13 @@ def _out_paths(args: argparse.Namespace) -> list[Path]:
     return [folder / f"{stem}_styled.png" for stem in stems]
 
 
-def _resize(image: torch.Tensor, size: int | None) -> torch.Tensor:
-    if size is None:
-        return image
-    h, w = image.shape[-2:]
-    scale = size / max(h, w)
-    new = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(image[None], size=new, mode="bilinear", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
-
-
 def run_apply(args: argparse.Namespace) -> int:
     if (args.size is not None and args.size < 1) or args.batch < 1:
         raise BadArgument("--size and --batch must be positive")
     outs = _out_paths(args)
     net = load_fast_style(args.net, device=pick_device(args.device))
-    images = [_resize(load_image(src), args.size) for src in args.images]
     start = time.perf_counter()
-    styled = stylize(net, images, batch_size=args.batch)
+    styled = apply_style(net, args.images, size=args.size, batch_size=args.batch)
     seconds = time.perf_counter() - start
     rows = []
     for src, image, out in zip(args.images, styled, outs):

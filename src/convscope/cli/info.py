@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from contextlib import suppress
 
-from ..api import predict
 from ..data import list_samples
 from ..errors import BadLayer
 from ..model import list_layers
 from ..model.layers import choose_layer
+from ..tasks.predict import predict
 from .common import add_model_options, model_from_args, print_json
 
 

@@ -1,20 +1,16 @@
 """Inside the network: ``convscope filters``, ``featuremaps`` and ``mask``.
 
-Each command computes tensors with :mod:`convscope.methods.features`, draws them with
-:mod:`convscope.render.features` and writes one PNG (``--json`` also prints a summary).
+Each command calls one task of :mod:`convscope.tasks.inside` and writes its picture as one PNG
+(``--json`` also prints a summary).
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..api import as_images
-from ..methods.features.activations import activation_mask, feature_maps
-from ..methods.features.filters import filter_tiles
-from ..model import Model
-from ..render.features import feature_map_grid, filter_grid, mask_panel
 from ..render.heatmap import save_png
+from ..tasks.inputs import stem
+from ..tasks.inside import View, featuremaps, filters, mask
 from .common import add_model_options, model_from_args, print_json
 
 
@@ -64,78 +60,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_mask)
 
 
-def _stem(image: str) -> str:
-    return image.split(":", 1)[1] if image.startswith("sample:") else Path(image).stem
-
-
-def _images(model: Model, source: str):
-    """(pixels (1,3,H,W) in [0,1] as the model sees them, normalized model input)."""
-    pixels = model.resize(as_images(source)).to(model.device)
-    return pixels, model.normalize(pixels)
+def _show(args: argparse.Namespace, view: View, default_out: str) -> int:
+    out = save_png(view.picture, args.out or default_out)
+    if args.json:
+        print_json({**view.summary, "png": str(out)})
+    else:
+        print(f"{view.title}: {out}")
+    return 0
 
 
 def run_filters(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    ft = filter_tiles(model, args.layer, view=args.view, sort=args.sort, normalize=args.normalize,
-                      max_filters=args.max, page=args.page)
-    k = tuple(ft.tiles.shape[-2:])
-    shown = len(ft.filter_captions)
-    page = f", page {ft.page + 1}/{ft.pages}" if ft.pages > 1 else ""
-    title = (f"{model.name} {ft.layer}: {shown} of {ft.total_filters} filters{page}, {ft.view} "
-             f"view, {k[0]}x{k[1]} kernels (one square per weight), {args.normalize} per filter; "
-             "|w| = L2 norm")
-    picture = filter_grid(ft.tiles, ft.filter_captions, per_filter=ft.per_filter, title=title)
-    out = save_png(picture, args.out or f"filters_{ft.layer}.png")
-    if args.json:
-        print_json({"layer": ft.layer, "view": ft.view, "kernel": list(k), "png": str(out),
-                    "filters": ft.filters[::ft.per_filter].tolist(),
-                    "total_filters": ft.total_filters, "page": ft.page, "pages": ft.pages})
-    else:
-        print(f"{title}: {out}")
-    return 0
+    view = filters(model, args.layer, view=args.view, sort=args.sort, normalize=args.normalize,
+                   max_filters=args.max, page=args.page)
+    return _show(args, view, f"filters_{view.summary['layer']}.png")
 
 
 def run_featuremaps(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    pixels, x = _images(model, args.image)
-    fm = feature_maps(model, x, args.layer, sort=args.sort, top=args.top)
-    h, w = fm.maps.shape[-2:]
-    order = f"top {len(fm.channels)} by {args.sort}" if args.sort != "none" else \
-        f"first {len(fm.channels)}"
-    scale = "each map on its own colour scale" if args.scale == "channel" else "one colour scale"
-    title = (f"{fm.layer} on {args.image}: {order} of {fm.total_channels} channels "
-             f"({h}x{w}, {scale})")
-    picture = feature_map_grid(fm.maps[0], fm.captions(0), scale=args.scale, title=title,
-                               reference=pixels[0], reference_caption=args.image)
-    out = save_png(picture, args.out or f"{_stem(args.image)}_featuremaps_{fm.layer}.png")
-    if args.json:
-        print_json({"layer": fm.layer, "image": args.image, "png": str(out),
-                    "shape": [fm.total_channels, h, w],
-                    "channels": [{"channel": c, "mean": round(m, 4), "max": round(mx, 4)}
-                                 for c, m, mx in zip(fm.channels.tolist(), fm.mean[0].tolist(),
-                                                     fm.max[0].tolist())]})
-    else:
-        print(f"{title}: {out}")
-    return 0
+    view = featuremaps(model, args.image, args.layer, sort=args.sort, top=args.top, scale=args.scale)
+    return _show(args, view, f"{stem(args.image)}_featuremaps_{view.summary['layer']}.png")
 
 
 def run_mask(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    pixels, x = _images(model, args.image)
-    am = activation_mask(model, x, args.layer, args.channel, quantile=args.quantile,
-                         threshold=args.threshold)
-    t, frac = float(am.threshold[0]), float(am.fraction[0])
-    rule = (f"top {100 * (1 - am.quantile):.3g}% of pixels" if am.quantile is not None
-            else f"activation >= {t:.3g}")
-    h, w = am.raw.shape[-2:]
-    title = f"{am.layer} channel {am.channel} on {args.image}: {rule}"
-    captions = ("image", f"activation ({h}x{w}, max {float(am.raw.max()):.2f})",
-                f"mask: >= {t:.2f}, {100 * frac:.2f}% of pixels")
-    picture = mask_panel(pixels[0], am.activation[0], am.mask[0], captions=captions, title=title)
-    out = save_png(picture, args.out or f"{_stem(args.image)}_mask_{am.layer}_c{am.channel}.png")
+    view = mask(model, args.image, args.layer, args.channel, quantile=args.quantile,
+                threshold=args.threshold)
+    s = view.summary
+    out = save_png(view.picture, args.out or f"{stem(args.image)}_mask_{s['layer']}_c{s['channel']}.png")
     if args.json:
-        print_json({"layer": am.layer, "channel": am.channel, "image": args.image,
-                    "quantile": am.quantile, "threshold": t, "fraction": frac, "png": str(out)})
+        print_json({**s, "png": str(out)})
     else:
-        print(f"{title} (threshold {t:.3g}, {100 * frac:.2f}% of pixels): {out}")
+        print(f"{view.title} (threshold {s['threshold']:.3g}, {100 * s['fraction']:.2f}% of "
+              f"pixels): {out}")
     return 0

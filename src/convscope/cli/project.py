@@ -11,41 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ..data.datasets import open_dataset
-from ..errors import BadArgument, BadImage
-from ..methods.dataset.projection import PROJECTIONS, knn_accuracy, project
-from ..model import Model, capture, evaluating, resolve_layer
+from ..errors import BadArgument
+from ..methods.dataset.projection import PROJECTIONS
 from ..render import save_png
 from ..render.plots import embedding_scatter
+from ..tasks.project import Points, atlas_points, dataset_points, embedding_map
 from .common import add_model_options, model_from_args, print_json
 from .options import parse_options
 from .progress import progress_bar
-
-THUMB = 32
-
-
-@dataclass
-class Points:
-    """What a map is drawn from; rows of unreadable images are dropped before this."""
-
-    embeddings: torch.Tensor  # (N, D)
-    labels: np.ndarray  # (N,) -1 = none
-    predictions: np.ndarray  # (N,) -1 = none
-    thumbnails: np.ndarray  # (N, t, t, 3) uint8
-    sources: list[str]
-    class_names: list[str] | None
-    layer: str
-    skipped: int
-    model_labels: list[str] | None = None
-    """The model's class names: predictions index these, labels index ``class_names``."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,13 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_project(args: argparse.Namespace) -> int:
     options = parse_options(args.option)
-    points = _from_atlas(args) if args.atlas else _from_dataset(args)
-    if points.embeddings.shape[0] < 5:
-        raise BadArgument(f"only {points.embeddings.shape[0]} readable images: too few for a map")
-    start = time.perf_counter()
-    coords = project(points.embeddings, args.method, seed=args.seed, **options)
-    seconds = time.perf_counter() - start
-    labelled = points.labels >= 0
+    if args.atlas:
+        points = atlas_points(args.atlas, args.layer)
+    else:
+        model = model_from_args(args)
+        with progress_bar(1, "embed") as progress:
+            points = dataset_points(model, args.dataset, args.layer or "auto", limit=args.limit,
+                                    batch_size=args.batch_size, progress=progress)
+    made = embedding_map(points, args.method, seed=args.seed, **options)
+    coords = made.coords
     if args.color == "prediction" and not (points.predictions >= 0).any():
         raise BadArgument("--color prediction: there are no predictions (the atlas has none)")
     labels, names = points.labels, points.class_names
@@ -93,14 +72,11 @@ def run_project(args: argparse.Namespace) -> int:
         class_names=names, thumbnails=points.thumbnails, max_thumbnails=args.thumbnails,
         title=f"{args.method} of {points.layer} ({len(points.sources)} images)")
     out = save_png(picture, args.out)
-    knn = None
-    if labelled.sum() > 5:
-        keep = torch.from_numpy(labelled)
-        knn = knn_accuracy(coords[keep], torch.from_numpy(points.labels[labelled]), k=5)
+    knn = made.knn_accuracy
     summary = {"out": str(out), "method": args.method, "layer": points.layer,
                "points": len(points.sources), "skipped": points.skipped,
                "knn_accuracy": None if knn is None else round(knn, 4),
-               "projection_seconds": round(seconds, 3)}
+               "projection_seconds": round(made.seconds, 3)}
     if args.json3d:
         summary["json3d"] = str(_write_3d(args, points, options))
     if args.json:
@@ -112,91 +88,10 @@ def run_project(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_atlas(args: argparse.Namespace) -> Points:
-    from ..atlas_tools import atlas_model
-    from ..data.atlas import Atlas
-
-    atlas = Atlas.open(args.atlas)
-    layer = args.layer or atlas.layers[0]
-    emb = atlas.embeddings(layer)
-    keep = atlas.valid() & np.isfinite(emb).all(1)
-    idx = np.flatnonzero(keep)
-    sources = atlas.sources()
-    try:
-        model_labels = atlas_model(atlas).labels
-    except BadArgument:  # a model that cannot be reloaded by name: predictions stay numbers
-        model_labels = None
-    return Points(torch.from_numpy(np.ascontiguousarray(emb[idx], dtype=np.float32)),
-                  atlas.labels()[idx], atlas.predictions()[idx], atlas.thumbnails(idx),
-                  [sources[i] for i in idx], atlas.class_names, layer, int((~keep).sum()),
-                  model_labels)
-
-
-def _from_dataset(args: argparse.Namespace) -> Points:
-    dataset = open_dataset(args.dataset)
-    model = model_from_args(args)
-    layer = resolve_layer(model, args.layer or "auto")
-    total = len(dataset)
-    count = total if args.limit is None else max(1, min(args.limit, total))
-    indices = np.unique(np.linspace(0, total - 1, count).round().astype(np.int64))
-    parts: list[tuple[torch.Tensor, torch.Tensor, np.ndarray]] = []
-    labels: list[int] = []
-    sources: list[str] = []
-    skipped = 0
-    with progress_bar(len(indices), "embed") as progress:
-        for start in range(0, len(indices), args.batch_size):
-            images = []
-            for i in indices[start:start + args.batch_size]:
-                try:
-                    item = dataset.load(int(i))
-                except BadImage:
-                    skipped += 1
-                    continue
-                images.append(item.image)
-                labels.append(-1 if item.label is None else item.label)
-                sources.append(item.source)
-            if images:
-                parts.append(_embed_batch(model, images, layer))
-            progress(min(start + args.batch_size, len(indices)), len(indices))
-    if not parts:
-        raise BadImage(f"no image of dataset '{args.dataset}' could be read")
-    return Points(torch.cat([p[0] for p in parts]).cpu(), np.asarray(labels, dtype=np.int64),
-                  torch.cat([p[1] for p in parts]).cpu().numpy(),
-                  np.concatenate([p[2] for p in parts]), sources,
-                  dataset.class_names or _names(model, labels), layer, skipped, model.labels)
-
-
-@torch.no_grad()
-def _embed_batch(model: Model, images: list[torch.Tensor], layer: str
-                 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(embeddings (B, D), predictions (B,), thumbnails (B, t, t, 3) uint8) in one forward."""
-    thumbs: torch.Tensor
-    pixels = model.resize(images)
-    with evaluating(model), capture(model, layer) as record:
-        logits = model(model.normalize(pixels.to(model.device)))
-        act = record[layer]
-    emb = act.flatten(2).mean(2) if act.ndim > 2 else act.flatten(1)
-    thumbs = pixels if pixels.shape[-1] <= THUMB else F.interpolate(
-        pixels, size=(THUMB, THUMB), mode="bilinear", antialias=True, align_corners=False)
-    return emb.float(), logits.argmax(1), (thumbs.clamp(0, 1) * 255).round().to(torch.uint8).permute(
-        0, 2, 3, 1).cpu().numpy()
-
-
-def _names(model: Model, labels: list[int]) -> list[str] | None:
-    """Unlabelled datasets are coloured by prediction with the model's class names."""
-    return model.labels if all(label < 0 for label in labels) else None
-
-
 def _write_3d(args: argparse.Namespace, points: Points, options: dict) -> Path:
-    coords = project(points.embeddings, args.method, dims=3, seed=args.seed, **options)
-    names = points.class_names
-    rows = [{"x": round(float(x), 5), "y": round(float(y), 5), "z": round(float(z), 5),
-             "label": int(lab) if lab >= 0 else None, "prediction": int(pred) if pred >= 0 else None,
-             "source": src}
-            for (x, y, z), lab, pred, src in zip(coords.tolist(), points.labels, points.predictions,
-                                                 points.sources)]
+    made = embedding_map(points, args.method, dims=3, seed=args.seed, **options)
     path = Path(args.json3d)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"method": args.method, "layer": points.layer, "class_names": names,
-                                "points": rows}))
+    path.write_text(json.dumps({"method": args.method, "layer": points.layer,
+                                "class_names": points.class_names, "points": made.rows()}))
     return path

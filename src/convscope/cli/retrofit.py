@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..api import retrofit_cam, save_cam_head
-from ..explanation import explain
+from ..tasks.explain import explain
+from ..tasks.retrofit import retrofit_cam, save_cam_head
 from .common import add_model_options, model_from_args, print_json
 from .progress import progress_bar
 

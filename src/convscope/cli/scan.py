@@ -17,7 +17,7 @@ import warnings
 from tqdm import tqdm
 
 from ..data.atlas import Atlas
-from ..scanning import DEFAULT_CHUNK, scan_dataset
+from ..tasks.scan import DEFAULT_CHUNK, scan_dataset
 from .common import add_model_options, model_from_args, print_json
 
 SHOWN_SKIPPED = 10

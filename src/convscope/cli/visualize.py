@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import load_image
 from ..errors import BadArgument
-from ..methods.features import Objective, channel, visualize
-from ..render import image_grid, save_png
+from ..methods.features import Objective, channel
+from ..render import save_png
+from ..tasks.visualize import visualization
 from .common import add_model_options, model_from_args, print_json
 from .objectives import parse_objective
 from .progress import progress_bar
@@ -69,37 +69,18 @@ def _objective(args: argparse.Namespace) -> Objective:
     return parse_objective(args.objective)
 
 
-def _captions(objective: Objective, n: int) -> list[str]:
-    units = getattr(objective, "units", None)
-    if objective.batch is not None and units is not None and len(units) == n:
-        return [f"{objective.layers[0]} ch {u}" if objective.layers else str(u) for u in units]
-    return [f"{objective.name} #{i}" for i in range(n)]
-
-
 def run_visualize(args: argparse.Namespace) -> int:
     objective = _objective(args)
     model = model_from_args(args)
-    start = args.start if args.start in ("noise", "zeros") else load_image(args.start)
     with progress_bar(args.steps, "visualize") as progress:
-        result = visualize(model, objective, param=args.param, steps=args.steps, size=args.size,
-                           lr=args.lr, l2=args.l2, tv=args.tv, blur_every=args.blur_every,
-                           blur_sigma=args.blur_sigma, decay=args.decay, batch=args.batch,
-                           transforms="none" if args.no_transforms else "standard",
-                           start=start, seed=args.seed, progress=progress)
-    images = result.images.cpu()
-    out = Path(args.out or "visualize.png")
-    if images.shape[0] == 1:
-        png = save_png(images[0], out)
-    else:
-        captions = _captions(objective, images.shape[0])
-        grid = image_grid(images, captions=captions, ncols=min(8, images.shape[0]),
-                          title=f"{model.name}: {objective.name}, {args.param}, {args.steps} steps")
-        png = save_png(grid, out)
-    values = [round(float(v), 4) for v in result.values]
+        made = visualization(model, objective, param=args.param, steps=args.steps, size=args.size,
+                             lr=args.lr, l2=args.l2, tv=args.tv, blur_every=args.blur_every,
+                             blur_sigma=args.blur_sigma, decay=args.decay, batch=args.batch,
+                             transforms="none" if args.no_transforms else "standard",
+                             start=args.start, seed=args.seed, progress=progress)
+    png = save_png(made.picture, Path(args.out or "visualize.png"))
     if args.json:
-        print_json({"objective": objective.name, "param": args.param, "steps": args.steps,
-                    "values": values, "seconds": round(result.seconds, 3), "png": str(png)})
+        print_json({**made.summary, "png": str(png)})
     else:
-        shown = ", ".join(f"{v:.3g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
-        print(f"{objective.name}: {png} (objective {shown}; {result.seconds:.1f}s)")
+        print(f"{objective.name}: {png} ({made.headline})")
     return 0

@@ -20,7 +20,7 @@ Why it survives a kill at any point:
 
 Image indices are dataset indices; ``status`` is ``ok``, ``skipped`` (with ``reason``) or
 ``pending`` (not scanned yet). This module stores and reads; the scan itself is computed by
-``convscope.methods.dataset`` and driven by ``convscope.scanning``.
+``convscope.methods.dataset`` and driven by ``convscope.tasks.scan``.
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ class Atlas:
         return [TopRecord(int(r), int(i), float(v), int(y), int(x), str(s))
                 for r, i, v, y, x, s in rows]
 
-    # ---- writing (used by convscope.scanning) --------------------------------------------------
+    # ---- writing (used by convscope.tasks.scan) --------------------------------------------------
     def resume_point(self) -> tuple[int, bytes | None]:
         """(chunks committed, top-k state blob) of an unfinished scan."""
         with self._db() as con:

@@ -114,6 +114,14 @@ def _colour_key() -> str:
     return '<div class="key">' + "".join(items) + "</div>"
 
 
+FAITHFULNESS_NOTE = (
+    "deletion AUC ↓ / insertion AUC ↑ (Petsiuk et al. 2018): the map's pixels are removed (deletion, "
+    "replaced by black) or put back onto a blurred copy (insertion), most important first, and the "
+    "class probability is followed; the AUC is the area under that curve, in [0, 1]. A faithful map "
+    "makes the probability fall fast when its pixels go (low deletion AUC) and rise fast when they "
+    "come back (high insertion AUC).")
+
+
 def html_report(title: str, sections: list[Section], meta: str = "", notes: list[str] | None = None) -> str:
     """The whole page as one HTML string; ``notes``: short paragraphs on how to read the cards."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",

@@ -144,7 +144,7 @@ def test_bad_inputs(tiny: Model) -> None:
 
 
 def test_api_retrofit_from_folder(tiny: Model, squares: Path) -> None:
-    from convscope.api import retrofit_cam as api_retrofit
+    from convscope.tasks.retrofit import retrofit_cam as api_retrofit
 
     calls: list[tuple[int, int]] = []
     result = api_retrofit(tiny, squares, layer="relu2", steps=20,

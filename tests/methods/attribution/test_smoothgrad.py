@@ -110,7 +110,7 @@ def test_smoothgrad_on_the_embedded_model(lite0: Model) -> None:
 
 
 def test_options_reach_the_wrapped_method_by_name_and_signs_follow(tiny: Model) -> None:
-    from convscope.explanation import explain
+    from convscope.tasks.explain import explain
 
     x = tiny.preprocess(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
     result = explain(tiny, x, "smoothgrad", target=1, base="integrated_gradients", steps=4,

@@ -60,7 +60,7 @@ def int_dataset(n: int = 40) -> list[tuple[torch.Tensor, int]]:
 if __name__ == "__main__":  # worker: python scan_fixtures.py ATLAS N CHUNK BATCH [SLEEP]
     import time
 
-    from convscope.scanning import scan_dataset
+    from convscope.tasks.scan import scan_dataset
 
     atlas, n, chunk, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0

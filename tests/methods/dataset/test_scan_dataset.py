@@ -17,7 +17,7 @@ from PIL import Image
 
 from convscope.data.atlas import Atlas
 from convscope.errors import BadArgument
-from convscope.scanning import scan_dataset
+from convscope.tasks.scan import scan_dataset
 
 FIXTURES = Path(__file__).with_name("scan_fixtures.py")
 N, CHUNK, BATCH = 40, 8, 3
@@ -101,7 +101,7 @@ def test_helper_threads_or_not_give_the_same_atlas(fx, reference, tmp_path: Path
     (this 2-core VM): the same atlas, also when a commit fails and the scan is resumed."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import convscope.scanning as scanning
+    import convscope.tasks.scan as scanning
 
     monkeypatch.setattr(scanning, "_helper", lambda device: ThreadPoolExecutor(max_workers=1)
                         if helper == "threads" else scanning._Inline())

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from convscope.data import load_image
 from convscope.errors import BadArgument
-from convscope.explanation import explain
 from convscope.methods.evaluation.faithfulness import (
     box_energy,
     box_mask,
@@ -30,6 +29,7 @@ from convscope.methods.evaluation.faithfulness import (
     substrate,
 )
 from convscope.model import Model, Preprocess
+from convscope.tasks.explain import explain
 from tests.model_safety import assert_unharmed, snapshot
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from convscope.api import predict
 from convscope.data import list_samples, load_image
 from convscope.errors import BadArgument, BadLayer
 from convscope.methods.features import (
@@ -24,6 +23,7 @@ from convscope.methods.features import (
 from convscope.methods.features.optimize import l2_penalty, tv_penalty
 from convscope.model import Model, Preprocess
 from convscope.render import save_png
+from convscope.tasks.predict import predict
 
 CAT = 285
 # Measured (seed 0, probability of the untransformed image every 8 steps): Fourier 0.78, 0.93,

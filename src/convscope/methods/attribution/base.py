@@ -5,13 +5,19 @@ and maps a batch to attributions with one verb, ``attribute(inputs, target)``. `
 what every method needs and nobody should write twice: eval mode and frozen parameters for the
 duration of the call (restored even on error), input checks, and the device of the input.
 
+While a method runs, ``__call__`` keeps the logits of the first forward pass of the model on the
+unchanged inputs (:attr:`Attribution.logits`), so a caller such as ``explain()`` reads the target
+and its score from them instead of paying another forward pass.
+
 Output shapes: input-space methods return (B, C, H, W) or (B, 1, H, W) at the input
 resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -30,6 +36,10 @@ class Attribution:
     needs_layer: ClassVar[bool] = False
     needs_rules: ClassVar[bool] = False
     """Changes backward rules (``model.rules``); refused for formats they cannot act on."""
+    logits: Tensor | None = None
+    """The model's output (B, classes) on the inputs of the last call as they were, taken from
+    the method's own forward pass; ``None`` if it never ran the model on them unchanged. A method
+    whose forward runs on a copy of the network (a folded one) may set it itself."""
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
         check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer,
@@ -50,8 +60,33 @@ class Attribution:
             raise BadImage(f"inputs of shape {got}: expected a (B, C, H, W) batch from model.preprocess")
         if not torch.isfinite(inputs).all():
             raise BadImage("inputs contain NaN or infinite values")
-        with guarded(self.model):
+        self.logits = None
+        with guarded(self.model), self._keeping_logits(inputs):
             return self.attribute(inputs.detach(), target)
+
+    @contextmanager
+    def _keeping_logits(self, inputs: Tensor) -> Iterator[None]:
+        """Set :attr:`logits` from the first forward of ``self.model`` whose input batch starts
+        with ``inputs`` (methods pass them as they are, or with a baseline appended)."""
+        batch = inputs.shape[0]
+
+        def keep(module: Any, args: tuple[Any, ...], output: Any) -> None:
+            # copies of the model made during the call (the fast path's folded one) carry this
+            # hook too and compute the same logits; a trace must not see the comparison
+            if self.logits is not None or not args or torch.jit.is_tracing():
+                return
+            x = args[0]
+            if (isinstance(x, Tensor) and isinstance(output, Tensor) and x.ndim == inputs.ndim
+                    and x.shape[0] >= batch and x.shape[1:] == inputs.shape[1:]
+                    and x.dtype == inputs.dtype and x.device == inputs.device
+                    and torch.equal(x[:batch], inputs)):
+                self.logits = output[:batch].detach()
+
+        handle = self.model.register_forward_hook(keep)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
         """The target as class indices (B,) read on the unperturbed inputs (callables unchanged).

@@ -1,6 +1,6 @@
 """Dataset analyses: one streaming scan (top-k exemplars, embeddings, predictions), exact
 nearest neighbours, receptive-field patches and 2-D / 3-D maps (PCA, t-SNE, UMAP). Tensors in,
-tensors out; datasets and atlases are read and written by :mod:`convscope.scanning` and
+tensors out; datasets and atlases are read and written by :mod:`convscope.tasks.scan` and
 :mod:`convscope.data.atlas`."""
 
 from .neighbors import Neighbors, nearest_neighbors

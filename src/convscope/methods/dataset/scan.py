@@ -24,7 +24,7 @@ holds no more memory than the plain forward. Memory is bounded by one batch plus
 position in row-major order (``torch.max`` returns the first maximal index).
 
 This module is tensors in, tensors out; reading a dataset and writing an atlas happen in
-:mod:`convscope.scanning`.
+:mod:`convscope.tasks.scan`.
 """
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ class LRP(Attribution):
         with torch.enable_grad():
             with backward_rule(RelevancePass(len(x)), overrides=prop.overrides(), net=net) as block:
                 logits = net(x)
+            self.logits = logits.detach()  # the folded copy's forward: explain() reads it
             if prop.layers == 0:
                 raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
                                "TorchScript model runs below Python); pass an ordinary nn.Module")

@@ -66,3 +66,52 @@ def test_summary_is_json_ready(tiny: Model) -> None:
 def test_bad_requests(tiny: Model, kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         explain(tiny, tiny.preprocess(torch.rand(1, 3, 16, 16)), **kwargs)
+
+
+FEW = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2},
+       "occlusion": {"window": 8, "stride": 8}, "rise": {"masks": 8},
+       "lime": {"samples": 8, "segments": 4}}
+
+
+@pytest.mark.parametrize("target", ["top1", 2])
+@pytest.mark.parametrize("method", method_names())
+def test_explain_runs_no_forward_pass_beyond_the_methods(tiny: Model, method: str,
+                                                          target: object) -> None:
+    """explain() reads the target and its score from the method's own forward pass: counted
+    with a hook of the user's (copied into the fast path's folded copies, so those count too),
+    it runs the network exactly as often as the method object alone, and the scores it reports
+    are the network's logits for the explained classes."""
+    from convscope.methods.registry import build_method, get_method
+
+    calls: list[int] = []
+    handle = tiny.net.register_forward_hook(lambda m, i, o: calls.append(1))
+    x = tiny.preprocess(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    try:
+        layer = "auto" if get_method(method).needs_layer else None
+        build_method(method, tiny, layer, **FEW.get(method, {}))(x, target)  # type: ignore[arg-type]
+        alone = len(calls)
+        calls.clear()
+        result = explain(tiny, x, method, target=target, **FEW.get(method, {}))  # type: ignore[arg-type]
+        assert len(calls) == alone
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        logits = tiny(x)
+    expected = logits.argmax(1) if target == "top1" else torch.full((2,), 2)
+    assert result.targets.tolist() == expected.tolist()
+    assert torch.allclose(result.scores, logits.gather(1, expected[:, None])[:, 0], atol=1e-5)
+
+
+def test_explain_reuses_the_method_object_of_the_last_model(tiny: Model) -> None:
+    """A second call with the same model, method and options uses the same method object (what
+    it prepared, such as LRP's folded network, is kept); another model starts afresh."""
+    from convscope.tasks import explain as module
+
+    x = tiny.preprocess(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    explain(tiny, x, "lrp")
+    assert module._recent is not None
+    first = dict(module._recent.methods)
+    explain(tiny, x, "lrp")
+    assert module._recent.methods == first and len(first) == 1
+    explain(tiny, x, "lrp", epsilon=0.1)
+    assert len(module._recent.methods) == 2

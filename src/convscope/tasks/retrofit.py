@@ -1,67 +1,22 @@
-"""Task-level functions that join loading, model and methods for the user.
+"""CAM retrofit as a task: fit a GAP + linear head from a labelled folder, save and reload it.
 
-These are the verbs of the Python API that the CLI and the web app call too, so every surface
-gives the same answer.
+The head file holds only the head (never the user's trunk), as plain tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .data import load_image, load_labelled_folder
-from .errors import BadArgument
-from .methods.attribution.cam_retrofit import CAMHeadNet, Retrofit, cam_ready_model, fit_cam_head
-from .methods.predict import top_k
-from .model import Model, resolve_layer
-from .model.layers import unwrap
-from .types import ProgressFn
-
-ImageSource = str | Path | bytes | Tensor
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One ranked class for one image."""
-
-    rank: int
-    index: int
-    label: str
-    probability: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def as_images(images: ImageSource | Sequence[ImageSource]) -> list[Tensor]:
-    """Any image source, or a list of them, as a list of (3, H, W) tensors in [0, 1]."""
-    if isinstance(images, Tensor) and images.ndim == 4:
-        return list(images)
-    if isinstance(images, (str, Path, bytes, Tensor)):
-        return [load_image(images)]
-    return [load_image(img) for img in images]
-
-
-def predict(
-    model: Model, images: ImageSource | Sequence[ImageSource], top: int = 5
-) -> list[list[Prediction]]:
-    """The ``top`` most probable classes of each image, best first."""
-    if top < 1:
-        raise BadArgument(f"top={top}: ask for at least one class")
-    x = model.preprocess(as_images(images))
-    probs, indices = top_k(model, x, top)
-    return [
-        [
-            Prediction(rank + 1, int(i), model.label(int(i)), float(p))
-            for rank, (p, i) in enumerate(zip(row_p, row_i))
-        ]
-        for row_p, row_i in zip(probs.tolist(), indices.tolist())
-    ]
+from ..data import load_labelled_folder
+from ..errors import BadArgument
+from ..methods.attribution.cam_retrofit import CAMHeadNet, Retrofit, cam_ready_model, fit_cam_head
+from ..model import Model, resolve_layer
+from ..model.layers import unwrap
+from ..types import ProgressFn
 
 
 def retrofit_cam(model: Model, folder: str | Path, *, layer: str = "auto",

@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
-from .data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
-from .errors import BadArgument, check_positive
-from .methods.dataset import distributed as dist
-from .methods.dataset.scan import Scanner, scan_batch_size
-from .methods.dataset.topk import TopK
-from .model import Model, list_layers
-from .model.layers import AFTER_RELU
-from .types import ProgressFn
+from ..data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
+from ..data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
+from ..errors import BadArgument, check_positive
+from ..methods.dataset import distributed as dist
+from ..methods.dataset.scan import Scanner, scan_batch_size
+from ..methods.dataset.topk import TopK
+from ..model import Model, list_layers
+from ..model.layers import AFTER_RELU
+from ..types import ProgressFn
 
 DEFAULT_CHUNK = 512
 """Fewest images per committed chunk by default (a kill loses at most one chunk of work); the

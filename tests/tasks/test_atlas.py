@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from convscope.atlas_tools import atlas_images
 from convscope.data import load_image
 from convscope.model import Model, Preprocess
-from convscope.scanning import scan_dataset
+from convscope.tasks.atlas import atlas_images
+from convscope.tasks.scan import scan_dataset
 
 
 def test_atlas_images_reload_the_folder_then_fall_back_to_thumbnails(tmp_path: Path) -> None:

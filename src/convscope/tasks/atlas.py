@@ -16,14 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.atlas import Atlas, TopRecord
-from .data.datasets import ImageDataset, open_dataset
-from .errors import BadArgument, ConvscopeError
-from .methods.dataset.neighbors import Metric, nearest_neighbors
-from .methods.dataset.patches import unit_boxes
-from .methods.dataset.scan import scan
-from .model import Model, load_model
-from .model.receptive import Box
+from ..data.atlas import Atlas, TopRecord
+from ..data.datasets import ImageDataset, open_dataset
+from ..errors import BadArgument, ConvscopeError
+from ..methods.dataset.neighbors import Metric, nearest_neighbors
+from ..methods.dataset.patches import unit_boxes
+from ..methods.dataset.scan import scan
+from ..model import Model, load_model
+from ..model.receptive import Box
 
 
 @dataclass(frozen=True)

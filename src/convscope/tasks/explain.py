@@ -3,11 +3,19 @@
 This module sits above ``methods`` and ``render`` (like the CLI), so an :class:`Explanation` can
 both hold tensors and draw itself. The method runs on the model's device; maps come back at input
 resolution (layer maps are upsampled bilinearly) next to the raw layer-resolution map.
+
+``explain()`` costs what the method costs: the target and its score are read from the logits the
+method computed on the unchanged inputs (:attr:`Attribution.logits`); only a method that never
+ran the model on them as they are (the forward-only methods run a folded copy) gets one extra
+forward, among its hundreds. Method objects are reused from one call to the next (see
+:class:`_Recent`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +26,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from .api import ImageSource, as_images
-from .methods.evaluation.localization import Localization, localize
-from .methods.registry import build_method, get_method
-from .model import Model, guarded, select, target_indices
-from .model.wrapped import Framing
-from .render import overlay, save_png
-from .types import Target
+from ..methods.evaluation.localization import Localization, localize
+from ..methods.registry import build_method, get_method
+from ..model import Model, guarded, select, target_indices
+from ..model.wrapped import Framing
+from ..render import overlay, save_png
+from ..types import Target
+from .inputs import Images, as_images, model_inputs
 
 
 @dataclass
@@ -109,14 +117,6 @@ class Explanation:
         }
 
 
-def model_inputs(model: Model, images: ImageSource | Sequence[ImageSource] | Tensor) -> Tensor:
-    """A 4-D tensor is taken as model input already (``model.preprocess`` output); anything
-    else is loaded as images and preprocessed."""
-    if isinstance(images, Tensor) and images.ndim == 4:
-        return images.to(model.device)
-    return model.preprocess(as_images(images))
-
-
 def _one_image_many_targets(x: Tensor, target: Target) -> tuple[Tensor, Target]:
     many = (isinstance(target, Sequence) and not isinstance(target, str)) or (
         isinstance(target, Tensor) and target.ndim == 1)
@@ -127,7 +127,7 @@ def _one_image_many_targets(x: Tensor, target: Target) -> tuple[Tensor, Target]:
 
 def explain(
     model: Model,
-    images: ImageSource | Sequence[ImageSource] | Tensor,
+    images: Images,
     method: str = "gradcam",
     target: Target = "top1",
     layer: str = "auto",
@@ -143,16 +143,18 @@ def explain(
     ready = isinstance(images, Tensor) and images.ndim == 4
     originals = None if ready else as_images(images)  # type: ignore[arg-type]
     x, target = _one_image_many_targets(model_inputs(model, originals or images), target)
-    attributor = build_method(method, model, layer, **options)
-    with guarded(model), torch.no_grad():
-        logits = model(x)
-    idx = target_indices(logits, target, model.labels)
-    scores = select(logits, target if idx is None else idx, model.labels)
+    attributor = _method(model, method, layer, options)
     start = time.perf_counter()
-    raw = attributor(x, idx if idx is not None else target)
+    raw = attributor(x, target)
     if raw.device.type == "cuda":
         torch.cuda.synchronize(raw.device)
     seconds = time.perf_counter() - start
+    logits = getattr(attributor, "logits", None)
+    if logits is None:  # the method never ran the model on the inputs as they are
+        with guarded(model), torch.no_grad():
+            logits = model(x)
+    idx = target_indices(logits, target, model.labels)
+    scores = select(logits, target if idx is None else idx, model.labels)
     values = raw
     if tuple(raw.shape[-2:]) != tuple(x.shape[-2:]):
         values = F.interpolate(raw, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -170,3 +172,48 @@ def explain(
         options=options, layer_reason=getattr(attributor, "layer_reason", None),
         framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
     )
+
+
+Key = tuple[object, ...]
+
+
+@dataclass
+class _Recent:
+    """Method objects of the model ``explain()`` was last called with (in this thread), reused
+    while its structure and weights stay the same: a method keeps what it prepared (LRP's folded
+    copy, the ``"auto"`` layer found by a dry forward pass) for the next call, as a method object
+    held by the user does. Any change of a parameter or buffer (an optimizer step, a loaded state
+    dict, a swapped tensor) bumps its version or identity and drops the cache: a method never
+    explains stale weights. Only the last model is held, so a model the user drops is freed at
+    the next call with another; each thread has its own, so threads never share a method object."""
+
+    model: weakref.ReferenceType[Model]
+    structure: Key
+    weights: Key
+    methods: dict[Key, Any] = field(default_factory=dict)
+
+
+_local = threading.local()
+_PLAIN = (int, float, str, bool, type(None))
+
+
+def _weights_key(model: Model) -> Key:
+    """Identity and in-place version of every parameter and buffer (cheap: no data is read)."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def _method(model: Model, name: str, layer: str, options: dict[str, Any]) -> Any:
+    """The method object for this call: the one from the last call with the same model, weights,
+    method, layer and options when there is one (options of plain values only), else a new one."""
+    structure = (tuple(model.input_size), tuple((n, type(m)) for n, m in model.named_modules()))
+    weights = _weights_key(model)
+    recent: _Recent | None = getattr(_local, "recent", None)
+    if (recent is None or recent.model() is not model or recent.structure != structure
+            or recent.weights != weights):
+        recent = _local.recent = _Recent(weakref.ref(model), structure, weights)
+    if not all(isinstance(v, _PLAIN) for v in options.values()):
+        return build_method(name, model, layer, **options)
+    key = (name, layer, tuple(sorted((k, type(v), v) for k, v in options.items())))
+    if key not in recent.methods:
+        recent.methods[key] = build_method(name, model, layer, **options)
+    return recent.methods[key]

@@ -1,0 +1,97 @@
+"""Inside the network: a layer's ``filters``, ``featuremaps`` for an image, and the ``mask`` of
+where one channel fires, each as a picture with its numbers (:class:`View`).
+
+The tensors come from :mod:`convscope.methods.features`; the pictures are drawn by
+:mod:`convscope.render.features`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from PIL import Image
+from torch import Tensor
+
+from ..methods.features.activations import activation_mask, feature_maps
+from ..methods.features.filters import filter_tiles
+from ..model import Model
+from ..render.features import feature_map_grid, filter_grid, mask_panel
+from .inputs import ImageSource, as_images
+
+
+@dataclass
+class View:
+    """A picture of the inside of the network, its title, and what it shows."""
+
+    picture: Image.Image
+    title: str
+    summary: dict[str, Any]
+    """JSON-ready (no tensors): the layer, the channels shown and their numbers."""
+    result: Any
+    """The method's own dataclass (tiles, maps or mask tensors)."""
+
+
+def _pixels(model: Model, source: ImageSource) -> tuple[Tensor, Tensor]:
+    """(pixels (1,3,H,W) in [0,1] as the model sees them, normalized model input)."""
+    pixels = model.resize(as_images(source)).to(model.device)
+    return pixels, model.normalize(pixels)
+
+
+def filters(model: Model, layer: str | None = None, *, view: str = "auto", sort: str = "index",
+            normalize: Literal["minmax", "symmetric"] = "minmax", max_filters: int | None = 64,
+            page: int = 0) -> View:
+    """A conv layer's filters (weights) as a tile grid (``layer`` None: the first conv)."""
+    ft = filter_tiles(model, layer, view=view, sort=sort, normalize=normalize,  # type: ignore[arg-type]
+                      max_filters=max_filters, page=page)
+    k = tuple(ft.tiles.shape[-2:])
+    shown = len(ft.filter_captions)
+    paged = f", page {ft.page + 1}/{ft.pages}" if ft.pages > 1 else ""
+    title = (f"{model.name} {ft.layer}: {shown} of {ft.total_filters} filters{paged}, {ft.view} "
+             f"view, {k[0]}x{k[1]} kernels (one square per weight), {normalize} per filter; "
+             "|w| = L2 norm")
+    picture = filter_grid(ft.tiles, ft.filter_captions, per_filter=ft.per_filter, title=title)
+    summary = {"layer": ft.layer, "view": ft.view, "kernel": list(k),
+               "filters": ft.filters[::ft.per_filter].tolist(),
+               "total_filters": ft.total_filters, "page": ft.page, "pages": ft.pages}
+    return View(picture, title, summary, ft)
+
+
+def featuremaps(model: Model, image: ImageSource, layer: str, *, sort: str = "mean", top: int = 16,
+                scale: Literal["channel", "shared"] = "channel", name: str | None = None) -> View:
+    """A layer's feature maps for one image, the ``top`` channels by ``sort`` (or the first)."""
+    name = name or str(image)
+    pixels, x = _pixels(model, image)
+    fm = feature_maps(model, x, layer, sort=sort, top=top)  # type: ignore[arg-type]
+    h, w = fm.maps.shape[-2:]
+    order = f"top {len(fm.channels)} by {sort}" if sort != "none" else f"first {len(fm.channels)}"
+    how = "each map on its own colour scale" if scale == "channel" else "one colour scale"
+    title = f"{fm.layer} on {name}: {order} of {fm.total_channels} channels ({h}x{w}, {how})"
+    picture = feature_map_grid(fm.maps[0], fm.captions(0), scale=scale, title=title,
+                               reference=pixels[0], reference_caption=name)
+    summary = {"layer": fm.layer, "image": name, "shape": [fm.total_channels, h, w],
+               "channels": [{"channel": c, "mean": round(m, 4), "max": round(mx, 4)}
+                            for c, m, mx in zip(fm.channels.tolist(), fm.mean[0].tolist(),
+                                                fm.max[0].tolist())]}
+    return View(picture, title, summary, fm)
+
+
+def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
+         quantile: float | None = None, threshold: float | None = None,
+         name: str | None = None) -> View:
+    """Where ``channel`` fires on the image: its upsampled activation thresholded (default: the
+    top 0.5% of pixels, as in Network Dissection)."""
+    name = name or str(image)
+    pixels, x = _pixels(model, image)
+    am = activation_mask(model, x, layer, channel, quantile=quantile, threshold=threshold)
+    t, frac = float(am.threshold[0]), float(am.fraction[0])
+    rule = (f"top {100 * (1 - am.quantile):.3g}% of pixels" if am.quantile is not None
+            else f"activation >= {t:.3g}")
+    h, w = am.raw.shape[-2:]
+    title = f"{am.layer} channel {am.channel} on {name}: {rule}"
+    captions = ("image", f"activation ({h}x{w}, max {float(am.raw.max()):.2f})",
+                f"mask: >= {t:.2f}, {100 * frac:.2f}% of pixels")
+    picture = mask_panel(pixels[0], am.activation[0], am.mask[0], captions=captions, title=title)
+    summary = {"layer": am.layer, "channel": am.channel, "image": name, "quantile": am.quantile,
+               "threshold": t, "fraction": frac}
+    return View(picture, title, summary, am)
