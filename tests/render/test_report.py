@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from convscope.cli.report import FAITHFULNESS_NOTE
+from convscope.render.report import FAITHFULNESS_NOTE
 from convscope.render.report import Card, Section, colour_bar, html_report
 
 
