@@ -34,6 +34,8 @@ class Arch:
     side: int
     layer: str
     """The output its forward uses from the last spatial stage (what "auto" should pick)."""
+    relu_after: bool = False
+    """The forward applies a functional ReLU to ``layer``'s output (DenseNet's ``F.relu``)."""
     relu_only: bool = False
     """Only rectifiers (ReLU/ReLU6), affine layers, pooling, adds and concatenations: LRP's epsilon
     rule conserves relevance once biases are removed."""
@@ -50,7 +52,7 @@ ZOO: dict[str, Arch] = {a.name: a for a in [
     Arch("resnet18", 64, "layer4", relu_only=True, gap_linear=True),
     Arch("resnet50", 64, "layer4", relu_only=True, gap_linear=True),
     Arch("vgg11_bn", 64, "features", relu_only=True),
-    Arch("densenet121", 64, "features", relu_only=True),
+    Arch("densenet121", 64, "features", relu_after=True, relu_only=True),
     Arch("mobilenet_v2", 64, "features", relu_only=True, deeplift_exact=True, gap_linear=True),
     Arch("mobilenet_v3_small", 64, "features"),
     Arch("efficientnet_b0", 64, "features", gap_linear=True),
