@@ -19,6 +19,7 @@ from .errors import (
     BadModel,
     BadTarget,
     ConvscopeError,
+    MethodFailed,
     MissingDependency,
 )
 from .explanation import Explanation, explain
@@ -49,6 +50,7 @@ __all__ = [
     "BadTarget",
     "ConvscopeError",
     "Explanation",
+    "MethodFailed",
     "MissingDependency",
     "Model",
     "Prediction",

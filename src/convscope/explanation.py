@@ -19,6 +19,8 @@ from PIL import Image
 from torch import Tensor
 
 from .api import ImageSource, as_images
+from .errors import ConvscopeError
+from .methods.attribution.base import method_failed
 from .methods.evaluation.localization import Localization, localize
 from .methods.registry import build_method, get_method
 from .model import Model, guarded, select, target_indices
@@ -126,9 +128,14 @@ def explain(
     """
     info = get_method(method)
     x, target = _one_image_many_targets(model_inputs(model, images), target)
-    attributor = build_method(method, model, layer, **options)
-    with guarded(model), torch.no_grad():
-        logits = model(x)
+    try:
+        attributor = build_method(method, model, layer, **options)
+        with guarded(model), torch.no_grad():
+            logits = model(x)
+    except ConvscopeError:
+        raise
+    except Exception as err:  # the model's own code failed: one line naming model and input
+        raise method_failed(method, model, err, layer, x) from err
     idx = target_indices(logits, target, model.labels)
     scores = select(logits, target if idx is None else idx, model.labels)
     start = time.perf_counter()

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import BadImage
+from ...errors import BadImage, ConvscopeError, MethodFailed
 from ...model import Model, guarded, resolve_layer, select, target_indices
 from ...types import Target, TargetFn
 
@@ -29,7 +29,12 @@ class Attribution:
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
         self.model = model
-        self.layer = resolve_layer(model, layer or "auto") if self.needs_layer else None
+        try:  # "auto" and listing layers run the model
+            self.layer = resolve_layer(model, layer or "auto") if self.needs_layer else None
+        except ConvscopeError:
+            raise
+        except Exception as err:
+            raise method_failed(self.method_name, model, err, layer) from err
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """Attributions for model inputs (B, C, H, W); implemented by each method."""
@@ -42,7 +47,12 @@ class Attribution:
         if not torch.isfinite(inputs).all():
             raise BadImage("inputs contain NaN or infinite values")
         with guarded(self.model):
-            return self.attribute(inputs.detach(), target)
+            try:
+                return self.attribute(inputs.detach(), target)
+            except ConvscopeError:
+                raise
+            except Exception as err:
+                raise method_failed(self.method_name, self.model, err, self.layer, inputs) from err
 
     def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
         """The target as class indices (B,) read on the unperturbed inputs (callables unchanged).
@@ -61,6 +71,21 @@ class Attribution:
     def scores(self, logits: Tensor, target: Target) -> Tensor:
         """One score per sample for the target (labels of the model understood)."""
         return select(logits, target, self.model.labels)
+
+
+def method_failed(method: str, model: Model, err: Exception, layer: str | None = None,
+                  inputs: Tensor | None = None) -> MethodFailed:
+    """The one-line error for an exception raised inside a method (usually in the model's code).
+
+    Callers chain it with ``from err`` so that ``--debug`` and ``__cause__`` keep the traceback.
+    """
+    at = f" at layer {layer!r}" if layer and layer != "auto" else ""
+    shape = f" with inputs of shape {tuple(inputs.shape)}" if inputs is not None else ""
+    detail = (str(err).strip().splitlines() or [""])[0][:300]
+    return MethodFailed(
+        f"{method} failed on model {getattr(model, 'name', type(model).__name__)!r}{at}{shape}: "
+        f"{type(err).__name__}: {detail}. Check that the model runs on these inputs (model(x)) and "
+        "try a smaller batch_size, another layer or another method")
 
 
 def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor, Tensor]:
