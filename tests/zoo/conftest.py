@@ -95,13 +95,14 @@ def calibrate(model: Model) -> None:
     model.net.eval()
 
 
-def build(arch: Arch) -> Model:
-    """The architecture with seeded random weights and calibrated batch norms, in eval mode."""
+def build(arch: Arch, calibrated: bool = True) -> Model:
+    """The architecture with seeded random weights (and calibrated batch norms), in eval mode."""
     torch.manual_seed(0)
     net = get_model(arch.name, weights=None, **dict(arch.options))
     model = Model(net, preprocess=Preprocess(input_size=(arch.side, arch.side)),
                   labels=imagenet_labels(), name=arch.name)
-    calibrate(model)
+    if calibrated:
+        calibrate(model)
     return model.eval()
 
 
@@ -115,6 +116,12 @@ def zoo_model(zoo_arch: Arch) -> Iterator[Model]:
     threads = torch.get_num_threads()
     yield build(zoo_arch)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def zoo_initial_model(zoo_arch: Arch) -> Model:
+    """The architecture exactly as ``get_model(name, weights=None)`` makes it (in eval mode)."""
+    return build(zoo_arch, calibrated=False)
 
 
 @pytest.fixture(scope="module")
