@@ -20,6 +20,7 @@ from .errors import (
     BadModel,
     BadTarget,
     ConvscopeError,
+    MethodFailed,
     MissingDependency,
 )
 from .methods.dataset import project
@@ -56,6 +57,7 @@ __all__ = [
     "ConvscopeError",
     "Evaluation",
     "Explanation",
+    "MethodFailed",
     "MissingDependency",
     "Model",
     "Prediction",

@@ -35,6 +35,11 @@ class BadModel(ConvscopeError):
     """A model name, checkpoint or factory that cannot be loaded, or a model that cannot do it."""
 
 
+class MethodFailed(ConvscopeError):
+    """A method failed inside the model's own code; the message names the model, method, layer and
+    input, the original exception is chained as ``__cause__``."""
+
+
 class BadArgument(ConvscopeError, ValueError):
     """Any other option with a value outside what it accepts."""
 

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from convscope.errors import BadArgument
-from convscope.tasks.explain import explain
 from convscope.model import Model, Preprocess
 from convscope.render.heatmap import place_map
+from convscope.tasks.explain import explain
 
 
 def _photo_with_square(height: int, width: int, top: int, left: int, side: int) -> torch.Tensor:

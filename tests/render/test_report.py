@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from convscope.render.report import FAITHFULNESS_NOTE
-from convscope.render.report import Card, Section, colour_bar, html_report
+from convscope.render.report import FAITHFULNESS_NOTE, Card, Section, colour_bar, html_report
 
 
 def test_colour_bars_run_from_low_to_high_through_white_for_signed_maps() -> None:

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from ..errors import ConvscopeError
+from ..methods.attribution.base import method_failed
 from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
@@ -143,7 +145,12 @@ def explain(
     ready = isinstance(images, Tensor) and images.ndim == 4
     originals = None if ready else as_images(images)  # type: ignore[arg-type]
     x, target = _one_image_many_targets(model_inputs(model, originals or images), target)
-    attributor = _method(model, method, layer, options)
+    try:
+        attributor = _method(model, method, layer, options)
+    except ConvscopeError:
+        raise
+    except Exception as err:  # the model's own code failed: one line naming model and input
+        raise method_failed(method, model, err, layer, x) from err
     start = time.perf_counter()
     raw = attributor(x, target)
     if raw.device.type == "cuda":
@@ -151,8 +158,11 @@ def explain(
     seconds = time.perf_counter() - start
     logits = getattr(attributor, "logits", None)
     if logits is None:  # the method never ran the model on the inputs as they are
-        with guarded(model), torch.no_grad():
-            logits = model(x)
+        try:
+            with guarded(model), torch.no_grad():
+                logits = model(x)
+        except Exception as err:
+            raise method_failed(method, model, err, layer, x) from err
     idx = target_indices(logits, target, model.labels)
     scores = select(logits, target if idx is None else idx, model.labels)
     values = raw

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ...errors import BadImage
+from ...errors import BadImage, ConvscopeError, MethodFailed
 from ...model import Model, guarded, select, target_indices
 from ...model.formats import check_format, format_limits
 from ...model.layers import pick_layer
@@ -45,7 +45,12 @@ class Attribution:
         check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer,
                      rules=self.needs_rules, instead=", ".join(methods_for(model)))
         self.model = model
-        choice = pick_layer(model, layer or "auto") if self.needs_layer else None
+        try:  # "auto" runs the model
+            choice = pick_layer(model, layer or "auto") if self.needs_layer else None
+        except ConvscopeError:
+            raise
+        except Exception as err:
+            raise method_failed(self.method_name, model, err, layer) from err
         self.layer = choice.name if choice else None
         self.layer_reason = choice.reason if choice else None
         """Why ``layer`` was read: ``"auto"``'s reason, or that the caller named it."""
@@ -62,7 +67,12 @@ class Attribution:
             raise BadImage("inputs contain NaN or infinite values")
         self.logits = None
         with guarded(self.model), self._keeping_logits(inputs):
-            return self.attribute(inputs.detach(), target)
+            try:
+                return self.attribute(inputs.detach(), target)
+            except ConvscopeError:
+                raise
+            except Exception as err:
+                raise method_failed(self.method_name, self.model, err, self.layer, inputs) from err
 
     @contextmanager
     def _keeping_logits(self, inputs: Tensor) -> Iterator[None]:
@@ -115,6 +125,21 @@ def methods_for(model: Model) -> list[str]:
     return [name for name, info in REGISTRY.items() if limits is None or (
         (limits.hooks or not getattr(info.cls, "needs_layer", False))
         and (limits.rules or not getattr(info.cls, "needs_rules", False)))]
+
+
+def method_failed(method: str, model: Model, err: Exception, layer: str | None = None,
+                  inputs: Tensor | None = None) -> MethodFailed:
+    """The one-line error for an exception raised inside a method (usually in the model's code).
+
+    Callers chain it with ``from err`` so that ``--debug`` and ``__cause__`` keep the traceback.
+    """
+    at = f" at layer {layer!r}" if layer and layer != "auto" else ""
+    shape = f" with inputs of shape {tuple(inputs.shape)}" if inputs is not None else ""
+    detail = (str(err).strip().splitlines() or [""])[0][:300]
+    return MethodFailed(
+        f"{method} failed on model {getattr(model, 'name', type(model).__name__)!r}{at}{shape}: "
+        f"{type(err).__name__}: {detail}. Check that the model runs on these inputs (model(x)) and "
+        "try a smaller batch_size, another layer or another method")
 
 
 def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor, Tensor]:
