@@ -249,3 +249,59 @@ def test_registered_method_leaves_the_model_unharmed(name: str, wrapped: bool, r
     else:
         _registered_method(name)(model, x)
     assert_unharmed(model, before)
+
+
+# Inputs beyond one image batch (issue 13): two inputs, a keyword argument and a dict output, with
+# batch norm in train mode, a frozen parameter and a user hook; methods run on the packed inputs.
+STRUCTURED_METHODS = ["saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "deeplift",
+                      "lrp", "occlusion", "lime", "guided_backprop", "deconvnet"]
+
+
+class StructuredNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.table, self.bn = nn.Linear(4, 6), nn.BatchNorm1d(6)
+        self.signal, self.trap, self.fc = nn.Conv1d(2, 6, 3, padding=1), Trap(), nn.Linear(6, 3)
+
+    def forward(self, table: Tensor, signal: Tensor, *, scale: float) -> dict[str, Tensor]:
+        h = F.relu(self.bn(self.table(table))) + self.trap(F.relu(self.signal(signal)).mean(2))
+        return {"logits": self.fc(h) * scale, "features": h}
+
+
+def make_structured_model() -> Model:
+    torch.manual_seed(0)
+    net = StructuredNet().train()
+    net.table.weight.requires_grad_(False)
+    net.fc.register_forward_hook(lambda m, i, o: None)
+    return Model(net, preprocess=Preprocess(input_size=(8, 8)))
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["model_output", "callable_target"])
+@pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])
+@pytest.mark.parametrize("name", STRUCTURED_METHODS)
+def test_structured_inputs_leave_the_model_unharmed(name: str, raises: bool, raw: bool) -> None:
+    from convscope.errors import BadModel
+    from convscope.methods.registry import build_method
+
+    model = make_structured_model()
+    gen = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(3, 4, generator=gen), torch.randn(3, 2, 8, generator=gen))
+    method = build_method(name, model, None, **FAST_OPTIONS.get(name, {}))
+    before = snapshot(model)
+    call: dict[str, Any] = {"forward_kwargs": {"scale": 2.0}}
+    if raw:  # the target reads the raw dict (probabilities need logits: LIME scores logits)
+        target: Any = lambda out: out["logits"][:, 1]  # noqa: E731
+        if name == "lime":
+            method.score = "logit"
+    else:
+        target, call["model_output"] = 1, "logits"
+    if raises:
+        model.net.trap.armed = True
+        with pytest.raises(BadModel, match="'custom' failed") as err:
+            method(inputs, target, **call)
+        assert isinstance(err.value.__cause__, Explode)
+        model.net.trap.armed = False
+    else:
+        out = method(inputs, target, **call)
+        assert [o.shape[0] for o in out] == [3, 3]
+    assert_unharmed(model, before)

@@ -7,17 +7,28 @@ duration of the call (restored even on error), input checks, and the device of t
 
 Output shapes: input-space methods return (B, C, H, W) or (B, 1, H, W) at the input
 resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution.
+
+Beyond one image batch (:mod:`convscope.model.structured`): ``inputs`` may be (B, F) tables,
+(B, C, L) signals or a tuple of tensors, with ``additional_forward_args`` / ``forward_kwargs``
+for the model's forward and ``model_output`` to pick the scores from a tuple, dict or dataclass
+output. Such inputs reach :meth:`Attribution.attribute` packed into one (B, N) tensor (while
+``self.packing`` says how) and the per-element result comes back as one tensor per input
+(a tuple when a tuple went in), each passed through :meth:`Attribution.finish`. Image-only
+methods (``images_only``, and every layer method) refuse them with one line.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ...errors import BadImage
+from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError
 from ...model import Model, guarded, resolve_layer, select, target_indices
+from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
 from ...types import Target, TargetFn
 
 
@@ -26,23 +37,109 @@ class Attribution:
 
     method_name: ClassVar[str] = "attribution"
     needs_layer: ClassVar[bool] = False
+    images_only: ClassVar[bool] = False
+    """Whether the method needs (B, C, H, W) images (every layer method does too)."""
+    packing: Packing | None = None
+    """How structured inputs are packed, during a call on them (``None``: an image batch)."""
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
         self.model = model
-        self.layer = resolve_layer(model, layer or "auto") if self.needs_layer else None
+        self.layer = self._resolve_layer(model, layer or "auto") if self.needs_layer else None
+
+    def _resolve_layer(self, model: Model, layer: str) -> str:
+        """The layer to read; ``"auto"`` needs a dry run on an image, which other models refuse."""
+        try:
+            return resolve_layer(model, layer)
+        except ConvscopeError:
+            raise
+        except Exception as err:
+            raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of "
+                           f"{model.name!r} on a (1, {model.channels}, {model.input_size[0]}, "
+                           f"{model.input_size[1]}) image, which failed ({type(err).__name__}); "
+                           "this method explains image models: name a layer of one, or use a "
+                           "gradient or perturbation method") from err
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """Attributions for model inputs (B, C, H, W); implemented by each method."""
         raise NotImplementedError
 
-    def __call__(self, inputs: Tensor, target: Target = "top1") -> Tensor:
-        if not isinstance(inputs, Tensor) or inputs.ndim != 4:
-            got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-            raise BadImage(f"inputs of shape {got}: expected a (B, C, H, W) batch from model.preprocess")
-        if not torch.isfinite(inputs).all():
-            raise BadImage("inputs contain NaN or infinite values")
+    def __call__(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1", *,
+                 additional_forward_args: Any = None, forward_kwargs: Mapping[str, Any] | None = None,
+                 model_output: ModelOutput = None) -> Any:
+        """Attributions for ``inputs``: a tensor, or a tuple with one tensor per input tensor."""
+        with self.running(inputs, target, additional_forward_args=additional_forward_args,
+                          forward_kwargs=forward_kwargs, model_output=model_output) as call:
+            out = self.attribute(call.inputs.detach(), call.target)
+            return out if call.packing is None else call.packing.result(out, self.finish)
+
+    @contextmanager
+    def running(self, inputs: Tensor | Sequence[Tensor], target: Target,
+                **call_options: Any) -> Iterator[Call]:
+        """The model guarded and this method (and the methods it wraps) bound to the call's inputs.
+
+        ``call.inputs`` is the batch tensor to hand to :meth:`attribute`, ``call.target`` the target.
+        """
         with guarded(self.model):
-            return self.attribute(inputs.detach(), target)
+            if any(m.images_only or m.needs_layer for m in self._methods()):
+                self._refuse_non_images(inputs)
+            call = prepare(self.model, inputs, target, method=self.method_name, **call_options)
+            methods = self._methods()
+            saved = [(m, m.model) for m in methods]
+            try:
+                for m in methods:
+                    m.model, m.packing = call.model, call.packing
+                yield call
+            finally:
+                for m, model in saved:
+                    m.model = model
+                    m.__dict__.pop("packing", None)
+
+    def _methods(self) -> list[Attribution]:
+        """This method and every method it wraps (SmoothGrad's base, Guided Grad-CAM's parts)."""
+        found: dict[int, Attribution] = {}
+        todo: list[Attribution] = [self]
+        while todo:
+            m = todo.pop()
+            if id(m) not in found:
+                found[id(m)] = m
+                todo.extend(v for v in vars(m).values() if isinstance(v, Attribution))
+        return list(found.values())
+
+    def _refuse_non_images(self, inputs: object) -> None:
+        if isinstance(inputs, Tensor) and inputs.ndim == 4:
+            return
+        parts = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+        if len(parts) == 1 and isinstance(parts[0], Tensor) and parts[0].ndim == 4:
+            return
+        got = shape_text(parts) if all(isinstance(p, Tensor) for p in parts) else type(inputs).__name__
+        raise BadImage(f"{self.method_name} explains one (B, C, H, W) image batch, not inputs of shape "
+                       f"{got}; for tables, signals or several inputs use saliency, gradient_x_input, "
+                       "integrated_gradients, smoothgrad, deeplift, lrp, occlusion or lime")
+
+    def finish(self, part: Tensor) -> Tensor:
+        """One input's share of the per-element attributions of a packed call, as returned."""
+        return part
+
+    def per_input(self, inputs: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn`` (one input tensor -> a tensor broadcastable to it) on each input of the batch."""
+        if self.packing is not None:
+            return self.packing.map(inputs, fn)
+        return fn(inputs).expand_as(inputs)
+
+    def given_tensor(self, given: Tensor | Sequence[Tensor], inputs: Tensor, name: str) -> Tensor:
+        """A user's baseline/reference tensor (one per input for several inputs), as ``inputs``."""
+        if self.packing is not None:
+            return self.packing.like(given, inputs, name)
+        if not isinstance(given, Tensor):
+            raise BadArgument(f"{name}: give a tensor broadcastable to the inputs {tuple(inputs.shape)}")
+        try:
+            shape = torch.broadcast_shapes(given.shape, inputs.shape)
+        except RuntimeError:
+            shape = None
+        if shape != inputs.shape:
+            raise BadArgument(f"{name} of shape {tuple(given.shape)} does not broadcast to the "
+                              f"inputs {tuple(inputs.shape)}")
+        return given.to(inputs).expand_as(inputs)
 
     def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
         """The target as class indices (B,) read on the unperturbed inputs (callables unchanged).
@@ -69,6 +166,17 @@ def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor
     scores = select(model(x), target, model.labels)
     (grad,) = torch.autograd.grad(scores.sum(), x)
     return grad, scores.detach()
+
+
+def rows_view(values: Tensor, like: Tensor) -> Tensor:
+    """One value per row (n,) shaped to broadcast against rows of ``like`` (n, ...)."""
+    return values.view(-1, *[1] * (like.ndim - 1))
+
+
+def total_per_sample(attributions: Tensor | Sequence[Tensor]) -> Tensor:
+    """Sum of the attributions of each sample over every element (and input), (B,)."""
+    parts = [attributions] if isinstance(attributions, Tensor) else list(attributions)
+    return torch.stack([p.flatten(1).sum(1) for p in parts]).sum(0)
 
 
 def repeat_target(target: Tensor | TargetFn, repeats: int) -> Tensor | TargetFn:

@@ -35,17 +35,19 @@ pixels) or a tensor broadcastable to the inputs. Shapes: (B, C, H, W) -> (B, C, 
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from ...errors import BadArgument, check_positive
-from ...model import Model, guarded, select, target_indices
+from ...model import Model, select, target_indices
 from ...model.rules import ActivationCall, BackwardRule, backward_rule
+from ...model.structured import pixel_black, require_image
 from ...types import Target
 from ..registry import register
-from .base import Attribution
+from .base import Attribution, total_per_sample
 from .gradients import check_choice, gaussian_blur
 
 Reference = Literal["black", "blurred", "zeros"]
@@ -103,30 +105,30 @@ class DeepLift(Attribution):
     def __init__(self, model: Model, *, reference: Reference | Tensor = "black",
                  sigma: float = 10.0) -> None:
         super().__init__(model)
-        if isinstance(reference, Tensor):
-            if not torch.isfinite(reference).all():
-                raise BadArgument("reference tensor contains NaN or infinite values")
+        if isinstance(reference, (Tensor, tuple, list)):
+            if not all(isinstance(r, Tensor) and torch.isfinite(r).all()
+                       for r in ([reference] if isinstance(reference, Tensor) else reference)):
+                raise BadArgument("reference tensor contains NaN or infinite values "
+                                  "(give finite tensors, one per input)")
         else:
             check_choice("reference", reference, Reference)
         check_positive("sigma", sigma)
         self.reference, self.sigma = reference, sigma
 
     def references(self, inputs: Tensor) -> Tensor:
-        """The reference x_ref for each input, (B, C, H, W) in model-input space."""
-        if isinstance(self.reference, Tensor):
-            try:
-                shape = torch.broadcast_shapes(self.reference.shape, inputs.shape)
-            except RuntimeError:
-                shape = None
-            if shape != inputs.shape:
-                raise BadArgument(f"reference of shape {tuple(self.reference.shape)} does not "
-                                  f"broadcast to the inputs {tuple(inputs.shape)}")
-            return self.reference.to(inputs).expand_as(inputs)
+        """The reference x_ref for each input, shaped as the inputs, in model-input space."""
+        if isinstance(self.reference, (Tensor, tuple, list)):
+            return self.given_tensor(self.reference, inputs, "reference")
+        return self.per_input(inputs, self._named_reference)
+
+    def _named_reference(self, x: Tensor) -> Tensor:
+        """A named reference for one input tensor (non-images: "black" is model-input 0)."""
         if self.reference == "blurred":
-            return gaussian_blur(inputs, self.sigma)
+            require_image(x, "reference='blurred'")
+            return gaussian_blur(x, self.sigma)
         if self.reference == "zeros":
-            return torch.zeros_like(inputs)
-        return self.model.normalize(torch.zeros_like(inputs))
+            return torch.zeros_like(x)
+        return pixel_black(self.model, x)
 
     def _pair_scores(self, logits: Tensor, batch: int, target: Target) -> tuple[Tensor, Tensor]:
         """Scores (B,) of input and reference for the target read on the input half."""
@@ -163,14 +165,17 @@ class DeepLift(Attribution):
                 stacklevel=4,
             )
 
-    def score_change(self, inputs: Tensor, target: Target = "top1") -> Tensor:
+    def score_change(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1",
+                     **call_options: Any) -> Tensor:
         """t(x) - t(x_ref) per sample for the target read on the inputs, (B,)."""
-        with guarded(self.model), torch.no_grad():
-            logits = self.model(torch.cat([inputs, self.references(inputs)]))
-            scores, ref_scores = self._pair_scores(logits, len(inputs), target)
+        with self.running(inputs, target, **call_options) as call, torch.no_grad():
+            x = call.inputs
+            logits = self.model(torch.cat([x, self.references(x)]))
+            scores, ref_scores = self._pair_scores(logits, len(x), call.target)
         return scores - ref_scores
 
-    def completeness_gap(self, inputs: Tensor, attributions: Tensor, target: Target = "top1") -> Tensor:
+    def completeness_gap(self, inputs: Tensor | Sequence[Tensor], attributions: Tensor | Sequence[Tensor],
+                         target: Target = "top1", **call_options: Any) -> Tensor:
         """sum(attributions) - (t(x) - t(x_ref)) per sample, (B,): zero up to float error when
         every nonlinearity of the network is a routed rectifier."""
-        return attributions.flatten(1).sum(1) - self.score_change(inputs, target)
+        return total_per_sample(attributions) - self.score_change(inputs, target, **call_options)
