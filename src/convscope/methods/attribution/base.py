@@ -28,7 +28,9 @@ from torch import Tensor
 
 from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError
 from ...model import Model, guarded, resolve_layer, select, target_indices
+from ...model.layers import unwrap
 from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
+from ...model.tokens import transformer_layer
 from ...types import Target, TargetFn
 
 
@@ -49,6 +51,8 @@ class Attribution:
     def _resolve_layer(self, model: Model, layer: str) -> str:
         """The layer to read; ``"auto"`` needs a dry run on an image, which other models refuse."""
         try:
+            if layer == "auto" and (tokens := transformer_layer(unwrap(model))) is not None:
+                return tokens  # transformers: the last attention block's first norm (model/tokens.py)
             return resolve_layer(model, layer)
         except ConvscopeError:
             raise
