@@ -334,3 +334,31 @@ def test_image_only_baselines_refuse_tables(table) -> None:
     model, x = table
     with pytest.raises(BadArgument, match=r"blurred.*images only"):
         IntegratedGradients(model, baseline="blurred", steps=4)(x, 0)
+
+
+def test_explain_takes_tables_and_several_inputs(table, two) -> None:
+    from convscope import explain
+
+    model, x = table
+    result = explain(model, x, "integrated_gradients", target=1, steps=8)
+    assert isinstance(result.values, Tensor) and result.values.shape == x.shape and result.images is None
+    assert result.summary()["shape"] == [3, 5] and len(result) == 3
+    with pytest.raises(BadArgument, match="not images"):
+        result.overlay(0)
+    model, inputs = two
+    both = explain(model, inputs, "saliency", target=0, forward_kwargs={"scale": 1.0})
+    assert [tuple(v.shape) for v in both.values] == [(3, 4), (3, 1, 8)]
+    assert torch.allclose(both.scores, model.net(*inputs, scale=1.0)[:, 0])
+    dict_model = _model(DictNet())
+    picked = explain(dict_model, x, "gradient_x_input", model_output="logits")
+    assert torch.equal(picked.targets, dict_model.net(x)["logits"].argmax(1))
+
+
+def test_explain_still_reads_an_image_tensor_as_an_image() -> None:
+    from convscope import explain
+
+    model = Model(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                nn.Linear(4, 2)), preprocess=Preprocess(input_size=(12, 12)))
+    image = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))  # as load_image gives
+    result = explain(model, image, "saliency", target=1)
+    assert result.values.shape == (1, 1, 12, 12) and result.images.shape == (1, 3, 12, 12)
