@@ -171,6 +171,7 @@ def explain(
     if isinstance(x, Tensor):
         x, target = _one_image_many_targets(x, target)
     attributor = build_method(method, model, layer, **options)
+    attributor.check_inputs(x)
     with guarded(model), torch.no_grad():
         call = prepare(model, x, target, method=method, **call_options)
         logits = call.model(call.inputs)

@@ -362,3 +362,12 @@ def test_explain_still_reads_an_image_tensor_as_an_image() -> None:
     image = torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(0))  # as load_image gives
     result = explain(model, image, "saliency", target=1)
     assert result.values.shape == (1, 1, 12, 12) and result.images.shape == (1, 3, 12, 12)
+
+
+def test_explain_refuses_an_image_method_on_a_table_before_running_the_model() -> None:
+    from convscope import explain
+
+    with pytest.raises(BadImage, match=r"gradcam explains one .B, C, H, W. image batch"):
+        explain(_model(FourChannelNet()), _randn(2, 5), "gradcam", layer="relu2")
+    with pytest.raises(BadModel, match=r"failed on inputs of shapes .2, 5."):
+        explain(_model(FourChannelNet()), _randn(2, 5), "saliency")

@@ -84,8 +84,7 @@ class Attribution:
         ``call.inputs`` is the batch tensor to hand to :meth:`attribute`, ``call.target`` the target.
         """
         with guarded(self.model):
-            if any(m.images_only or m.needs_layer for m in self._methods()):
-                self._refuse_non_images(inputs)
+            self.check_inputs(inputs)
             call = prepare(self.model, inputs, target, method=self.method_name, **call_options)
             methods = self._methods()
             saved = [(m, m.model) for m in methods]
@@ -109,7 +108,10 @@ class Attribution:
                 todo.extend(v for v in vars(m).values() if isinstance(v, Attribution))
         return list(found.values())
 
-    def _refuse_non_images(self, inputs: object) -> None:
+    def check_inputs(self, inputs: object) -> None:
+        """Refuse inputs other than one image batch, in one line, if this method needs images."""
+        if not any(m.images_only or m.needs_layer for m in self._methods()):
+            return
         if isinstance(inputs, Tensor) and inputs.ndim == 4:
             return
         parts = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
