@@ -104,3 +104,5 @@ def test_gradcam_on_torchvision_transformers(factory, layer: str, grid: tuple[in
     assert sal.shape == (1, 1, 224, 224) and (sal > 0).any()
     with pytest.raises(BadModel):
         CAM(model)(x, 1)
+    if factory is swin_t:  # Swin's patch embedding is a convolution: (B, C, H, W), not permuted
+        assert GradCAM(model, layer="features.0.0")(x, 1).shape == (1, 1, 56, 56)

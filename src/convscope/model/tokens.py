@@ -8,7 +8,8 @@ instead, and pytorch-grad-cam and torchcam read them through a reshape, as here:
   (B, N, D) with N a square is read the same way.
 * Swin (torchvision ``swin_t``): channels-last maps (B, H, W, C) -> (B, C, H, W). A 4-D output is
   taken as channels-last when the layer is a LayerNorm or Linear (they act on the last
-  dimension) or a block of a Swin model; any other 4-D output is an ordinary (B, C, H, W) map.
+  dimension) or any layer but a convolution of a Swin model; any other 4-D output is an
+  ordinary (B, C, H, W) map.
 
 ``reshape=`` passes it explicitly: a callable (activation -> (B, K, h, w)) or the patch grid
 ``(h, w)`` (tokens with or without one leading class token, or a channels-last map of that size).
@@ -49,6 +50,8 @@ def transformer_layer(net: nn.Module) -> str | None:
 
 def channels_last(module: nn.Module, root: nn.Module) -> bool:
     """Whether ``module`` (a layer of ``root``) gives channels-last (B, H, W, C) maps."""
+    if isinstance(module, nn.modules.conv._ConvNd):  # a convolution's output is (B, C, H, W) anywhere
+        return False
     if type(module) in (nn.LayerNorm, nn.Linear):  # not subclasses: ConvNeXt's LayerNorm2d is (B, C, H, W)
         return True
     return "swin" in type(root).__name__.lower() or "swin" in type(module).__name__.lower()
