@@ -306,6 +306,9 @@ def test_four_channel_images_get_every_method() -> None:
     assert _complete(ig, x, attr, 1, tol=1e-2)
     dl = DeepLift(model)
     assert (dl.completeness_gap(x, dl(x, 1), 1).abs() / dl.score_change(x, 1).abs()).max() < 1e-4
+    with pytest.raises(BadImage, match="gradcam explains one"):  # a tuple is several inputs
+        build_method("gradcam", model, "relu2")((x,), 1)
+    assert Saliency(model)((x,), 1)[0].shape == (2, 1, 12, 12)
 
 
 def test_smoothgrad_noise_follows_each_input_range(two) -> None:

@@ -115,8 +115,6 @@ class Attribution:
         if isinstance(inputs, Tensor) and inputs.ndim == 4:
             return
         parts = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
-        if len(parts) == 1 and isinstance(parts[0], Tensor) and parts[0].ndim == 4:
-            return
         got = shape_text(parts) if all(isinstance(p, Tensor) for p in parts) else type(inputs).__name__
         raise BadImage(f"{self.method_name} explains one (B, C, H, W) image batch, not inputs of shape "
                        f"{got}; for tables, signals or several inputs use saliency, gradient_x_input, "
