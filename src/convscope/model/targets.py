@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..errors import BadTarget
+from ..errors import BadArgument, BadTarget
 from ..types import Target
 
 
@@ -27,13 +29,54 @@ def class_index(label: str, labels: Sequence[str] | None) -> int:
     raise BadTarget(f"target {label!r} is not a class label of this model{hint}")
 
 
+def describe_output(out: Any) -> str:
+    """A model output in words, for messages: "a dict with keys 'logits', 'aux'", ..."""
+    if isinstance(out, Tensor):
+        return f"tensor of shape {tuple(out.shape)}"
+    if isinstance(out, Mapping):
+        return f"{type(out).__name__} with keys {', '.join(map(repr, out))}"
+    if dataclasses.is_dataclass(out):
+        return f"{type(out).__name__} with fields {', '.join(f.name for f in dataclasses.fields(out))}"
+    if isinstance(out, tuple) and hasattr(out, "_fields"):
+        return f"{type(out).__name__} with fields {', '.join(out._fields)}"
+    if isinstance(out, (tuple, list)):
+        return f"{type(out).__name__} of {len(out)} items"
+    return type(out).__name__
+
+
+def _not_scores(out: Any) -> BadTarget:
+    return BadTarget(f"the model returns a {describe_output(out)}, not a tensor of scores: pass "
+                     "model_output= (an index, key or attribute name, or a callable) to pick the "
+                     "scores, or a callable target that reads the raw output")
+
+
+def pick_output(out: Any, which: int | str | Callable[[Any], Tensor], model: str = "model") -> Tensor:
+    """The scores tensor inside a model output (tuple, dict, dataclass), chosen by ``which``."""
+    if callable(which):
+        got = which(out)
+    elif (isinstance(which, int) and isinstance(out, (tuple, list)) and -len(out) <= which < len(out)) or (
+            isinstance(which, str) and isinstance(out, Mapping) and which in out):
+        got = out[which]  # type: ignore[index]
+    elif isinstance(which, str) and not isinstance(out, Mapping) and hasattr(out, which):
+        got = getattr(out, which)
+    else:
+        raise BadArgument(f"model_output={which!r} does not pick anything from {model!r}'s output, "
+                          f"a {describe_output(out)}")
+    if not isinstance(got, Tensor) or got.ndim == 0:
+        raise BadArgument(f"model_output={which!r} picks a {describe_output(got)} from {model!r}'s "
+                          "output; it must pick the (B, classes) scores tensor")
+    return got
+
+
 def target_indices(
     logits: Tensor, target: Target, labels: Sequence[str] | None = None
 ) -> Tensor | None:
     """Class index per sample as a (B,) long tensor, or ``None`` for a callable target."""
-    batch, classes = logits.shape[0], logits.shape[-1]
     if callable(target):
         return None
+    if not isinstance(logits, Tensor):
+        raise _not_scores(logits)
+    batch, classes = logits.shape[0], logits.shape[-1]
     if isinstance(target, str):
         if target == "top1":
             return logits.detach().reshape(batch, -1).argmax(1)
@@ -65,10 +108,11 @@ def select(logits: Tensor, target: Target, labels: Sequence[str] | None = None) 
     """One score per sample, shape (B,), differentiable w.r.t. ``logits``."""
     if callable(target):
         scores = target(logits)
-        if not isinstance(scores, Tensor) or scores.shape != (logits.shape[0],):
+        batch = logits.shape[0] if isinstance(logits, Tensor) else None
+        if not isinstance(scores, Tensor) or scores.ndim != 1 or (batch is not None and len(scores) != batch):
             got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
             raise BadTarget(
-                f"callable target must return one score per sample, shape ({logits.shape[0]},), got {got}"
+                f"callable target must return one score per sample, shape ({batch or 'B'},), got {got}"
             )
         return scores
     idx = target_indices(logits, target, labels)

@@ -195,11 +195,11 @@ def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, bo
     needs_layer = get_method(method).needs_layer
     result = explain(model, x, method=method, target=targets,
                      layer=layer if needs_layer else "auto", **options)
-    per = faithfulness_scores(model, x, result.values, targets, steps, fast)
+    per = faithfulness_scores(model, x, result.maps, targets, steps, fast)
     if boxes is not None:
-        per["pointing_game"] = pointing_game(result.values, boxes).float().tolist()
-        per["energy"] = box_energy(result.values, boxes).tolist()
-        per["iou"] = localization_iou(result.values, boxes).tolist()
+        per["pointing_game"] = pointing_game(result.maps, boxes).float().tolist()
+        per["energy"] = box_energy(result.maps, boxes).tolist()
+        per["iou"] = localization_iou(result.maps, boxes).tolist()
     check = None
     if sanity_steps:
         check = cascading_randomization(model, x, method, targets,

@@ -26,15 +26,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from ..errors import ConvscopeError
+from ..errors import BadArgument, ConvscopeError
 from ..methods.attribution.base import method_failed
 from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
+from ..model.structured import ModelOutput, prepare
 from ..model.wrapped import Framing
 from ..render import overlay, save_png
 from ..types import Target
-from .inputs import Images, as_images, model_inputs
+from .inputs import Images, as_images, is_model_input, model_inputs
 
 
 @dataclass
@@ -42,12 +43,15 @@ class Explanation:
     """Attribution maps for a batch, with what is needed to read and draw them."""
 
     method: str
-    values: Tensor
-    """(B, C, H, W) at input resolution; C is 1, or the input channels for per-pixel methods."""
-    raw: Tensor
+    values: Tensor | tuple[Tensor, ...]
+    """(B, C, H, W) at input resolution; C is 1, or the input channels for per-pixel methods.
+    For model inputs that are not one image batch: the attributions of each input (a tuple for
+    several inputs), shaped as the method returns them."""
+    raw: Tensor | tuple[Tensor, ...]
     """The method's own output (layer resolution for CAM-family methods)."""
-    images: Tensor
-    """(B, 3, H, W) in [0, 1]: the images as the model saw them (resized)."""
+    images: Tensor | None
+    """(B, 3, H, W) in [0, 1]: the images as the model saw them (resized); ``None`` for
+    inputs that are not images (nothing to draw on)."""
     targets: Tensor | None
     """(B,) class index explained per sample; ``None`` for a callable target."""
     target_labels: list[str] | None
@@ -64,17 +68,30 @@ class Explanation:
     inputs were a ready model-input batch): overlays are drawn on the original."""
 
     def __len__(self) -> int:
-        return self.values.shape[0]
+        return _first(self.values).shape[0]
+
+    @property
+    def maps(self) -> Tensor:
+        """The (B, C, H, W) maps of an image explanation (``values``; refused for model inputs
+        that are not images, whose ``values`` may be a tuple)."""
+        return self._pictures()[1]
+
+    def _pictures(self) -> tuple[Tensor, Tensor]:
+        if self.images is None or not isinstance(self.values, Tensor):
+            raise BadArgument(f"this {self.method} explanation is of model inputs, not images: there is "
+                              "no picture to draw; read .values (one tensor per input)")
+        return self.images, self.values
 
     def overlay(self, index: int = 0, **options: Any) -> Image.Image:
         """Sample ``index``'s map over its image (options as :func:`convscope.render.overlay`):
         over the original photo at its own size when the explanation loaded it, else over the
         model's input."""
+        images, values = self._pictures()
         chosen = self._overlay_options(options)
         if self.framings is None:
-            return overlay(self.images[index], self.values[index], **chosen)
+            return overlay(images[index], values[index], **chosen)
         framing = self.framings[index]
-        return overlay(framing.image, self.values[index], box=framing.box, **chosen)
+        return overlay(framing.image, values[index], box=framing.box, **chosen)
 
     def overlays(self, **options: Any) -> list[Image.Image]:
         """Every sample's map over its image, in batch order."""
@@ -91,7 +108,8 @@ class Explanation:
         The map (channels summed) is thresholded at ``threshold`` times its maximum and the
         largest connected component kept (Zhou et al. 2016 use 20%).
         """
-        maps = self.values.sum(1, keepdim=True) if self.values.shape[1] > 1 else self.values
+        _, values = self._pictures()
+        maps = values.sum(1, keepdim=True) if values.shape[1] > 1 else values
         return localize(maps, threshold=threshold)
 
     def save(self, path: str | Path, **options: Any) -> list[Path]:
@@ -109,14 +127,26 @@ class Explanation:
             "method": self.method,
             "layer": self.layer, "layer_reason": self.layer_reason,
             "seconds": round(self.seconds, 4),
-            "shape": list(self.values.shape),
-            "raw_shape": list(self.raw.shape),
+            "shape": _shapes(self.values),
+            "raw_shape": _shapes(self.raw),
             "targets": self.targets.tolist() if self.targets is not None else None,
             "target_labels": self.target_labels,
             "scores": [round(float(s), 4) for s in self.scores],
             "options": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                         for k, v in self.options.items()},
         }
+
+
+def _first(values: Tensor | tuple[Tensor, ...]) -> Tensor:
+    return values if isinstance(values, Tensor) else values[0]
+
+
+def _shapes(values: Tensor | tuple[Tensor, ...]) -> list[int] | list[list[int]]:
+    return list(values.shape) if isinstance(values, Tensor) else [list(v.shape) for v in values]
+
+
+def _detach(values: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    return values.detach() if isinstance(values, Tensor) else tuple(t.detach() for t in values)
 
 
 def _one_image_many_targets(x: Tensor, target: Target) -> tuple[Tensor, Target]:
@@ -133,6 +163,10 @@ def explain(
     method: str = "gradcam",
     target: Target = "top1",
     layer: str = "auto",
+    *,
+    additional_forward_args: Any = None,
+    forward_kwargs: dict[str, Any] | None = None,
+    model_output: ModelOutput = None,
     **options: Any,
 ) -> Explanation:
     """Explain the model's score for ``target`` on each image with a registered ``method``.
@@ -140,39 +174,52 @@ def explain(
     ``images``: paths, ``sample:NAME``, image tensors, or a (B, C, H, W) model-input batch. One
     image with a list of targets explains each target. Options are the method's keyword options
     (``steps=32`` for integrated gradients, ...); an unknown option raises ``BadArgument``.
+    Models that take other inputs get them as model input: a (B, F) or (B, C, L) tensor or a
+    tuple of tensors, with ``additional_forward_args`` / ``forward_kwargs`` passed to the forward
+    and ``model_output`` picking the scores from a tuple or dict output (see
+    :mod:`convscope.model.structured`); the explanation then holds one map per input.
     """
     info = get_method(method)
-    ready = isinstance(images, Tensor) and images.ndim == 4
-    originals = None if ready else as_images(images)  # type: ignore[arg-type]
-    x, target = _one_image_many_targets(model_inputs(model, originals or images), target)
+    call_options = {"additional_forward_args": additional_forward_args,
+                    "forward_kwargs": forward_kwargs, "model_output": model_output}
+    originals = None if is_model_input(images) else as_images(images)  # type: ignore[arg-type]
+    x = model_inputs(model, images if originals is None else originals)
+    if isinstance(x, Tensor):
+        x, target = _one_image_many_targets(x, target)
     try:
         attributor = _method(model, method, layer, options)
     except ConvscopeError:
         raise
     except Exception as err:  # the model's own code failed: one line naming model and input
-        raise method_failed(method, model, err, layer, x) from err
+        raise method_failed(method, model, err, layer, _first(x)) from err
+    attributor.check_inputs(x)
     start = time.perf_counter()
-    raw = attributor(x, target)
-    if raw.device.type == "cuda":
-        torch.cuda.synchronize(raw.device)
+    raw = attributor(x, target, **call_options)
+    if _first(raw).device.type == "cuda":
+        torch.cuda.synchronize(_first(raw).device)
     seconds = time.perf_counter() - start
-    logits = getattr(attributor, "logits", None)
-    if logits is None:  # the method never ran the model on the inputs as they are
-        try:
-            with guarded(model), torch.no_grad():
-                logits = model(x)
-        except Exception as err:
-            raise method_failed(method, model, err, layer, x) from err
-    idx = target_indices(logits, target, model.labels)
-    scores = select(logits, target if idx is None else idx, model.labels)
+    with guarded(model), torch.no_grad():  # what the method saw: the bound model and its target
+        call = prepare(model, x, target, method=method, **call_options)
+        logits = getattr(attributor, "logits", None)
+        if logits is None:  # the method never ran the model on the inputs as they are
+            try:
+                logits = call.model(call.inputs)
+            except ConvscopeError:
+                raise
+            except Exception as err:
+                raise method_failed(method, model, err, layer, call.inputs) from err
+    idx = target_indices(logits, call.target, model.labels)
+    scores = select(logits, call.target if idx is None else idx, model.labels)
     values = raw
-    if tuple(raw.shape[-2:]) != tuple(x.shape[-2:]):
-        values = F.interpolate(raw, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    batch = x if isinstance(x, Tensor) and x.ndim == 4 else None  # an image batch
+    drawable = batch is not None and batch.shape[1] == model.channels  # pixels preprocess describes
+    if batch is not None and isinstance(raw, Tensor) and tuple(raw.shape[-2:]) != tuple(batch.shape[-2:]):
+        values = F.interpolate(raw, size=batch.shape[-2:], mode="bilinear", align_corners=False)
     return Explanation(
         method=method,
-        values=values.detach(),
-        raw=raw.detach(),
-        images=model.denormalize(x).clamp(0, 1).detach(),
+        values=_detach(values),
+        raw=_detach(raw),
+        images=model.denormalize(batch).clamp(0, 1).detach() if drawable and batch is not None else None,
         targets=idx.cpu() if idx is not None else None,
         target_labels=[model.label(int(i)) for i in idx] if idx is not None else None,
         scores=scores.detach().cpu(),

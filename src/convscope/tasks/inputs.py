@@ -23,12 +23,29 @@ def as_images(images: Images) -> list[Tensor]:
     return [load_image(img) for img in images]
 
 
-def model_inputs(model: Model, images: Images) -> Tensor:
-    """A 4-D tensor is taken as model input already (``model.preprocess`` output); anything
-    else is loaded as images and preprocessed."""
-    if isinstance(images, Tensor) and images.ndim == 4:
+def _looks_like_image(x: object) -> bool:
+    """One image as ``load_image`` gives it: (1 or 3, H, W) with values in [0, 1]."""
+    return (isinstance(x, Tensor) and x.ndim == 3 and x.shape[0] in (1, 3) and x.is_floating_point()
+            and bool(((x >= 0) & (x <= 1)).all()))
+
+
+def is_model_input(images: object) -> bool:
+    """Whether ``images`` is model input already: a (B, C, H, W) batch (``model.preprocess``
+    output), a (B, F) table or (B, C, L) signal, or a tuple of tensors (several inputs); a [0, 1]
+    image tensor (3, H, W) is an image, like paths and ``sample:`` names."""
+    if isinstance(images, tuple) and images and all(isinstance(i, Tensor) for i in images):
+        return True
+    return isinstance(images, Tensor) and images.ndim in (2, 3, 4) and not _looks_like_image(images)
+
+
+def model_inputs(model: Model, images: Images | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    """What the model runs on: model input as it is (:func:`is_model_input`), on the model's
+    device; anything else is loaded as images and preprocessed."""
+    if isinstance(images, tuple) and is_model_input(images):
+        return tuple(i.to(model.device) for i in images)
+    if isinstance(images, Tensor) and is_model_input(images):
         return images.to(model.device)
-    return model.preprocess(as_images(images))
+    return model.preprocess(as_images(images))  # type: ignore[arg-type]
 
 
 def stem(source: ImageSource) -> str:

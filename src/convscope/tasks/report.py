@@ -147,7 +147,7 @@ def report(
                 result.framings = model.framings([image])  # draw on the photo, not the crop
                 done_item = MethodResult(method, family, result)
                 if fast is not None:
-                    scores = faithfulness_scores(model, x, result.values, torch.tensor([index]),
+                    scores = faithfulness_scores(model, x, result.maps, torch.tensor([index]),
                                                  faithfulness_steps, fast)
                     done_item.deletion_auc = scores["deletion_auc"][0]
                     done_item.insertion_auc = scores["insertion_auc"][0]

@@ -5,28 +5,35 @@ and maps a batch to attributions with one verb, ``attribute(inputs, target)``. `
 what every method needs and nobody should write twice: eval mode and frozen parameters for the
 duration of the call (restored even on error), input checks, and the device of the input.
 
-While a method runs, ``__call__`` keeps the logits of the first forward pass of the model on the
-unchanged inputs (:attr:`Attribution.logits`), so a caller such as ``explain()`` reads the target
-and its score from them instead of paying another forward pass.
-
 Output shapes: input-space methods return (B, C, H, W) or (B, 1, H, W) at the input
 resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution.
+
+Beyond one image batch (:mod:`convscope.model.structured`): ``inputs`` may be (B, F) tables,
+(B, C, L) signals or a tuple of tensors, with ``additional_forward_args`` / ``forward_kwargs``
+for the model's forward and ``model_output`` to pick the scores from a tuple, dict or dataclass
+output. Such inputs reach :meth:`Attribution.attribute` packed into one (B, N) tensor (while
+``self.packing`` says how) and the per-element result comes back as one tensor per input
+(a tuple when a tuple went in), each passed through :meth:`Attribution.finish`. Image-only
+methods (``images_only``, and every layer method) refuse them with one line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ...errors import BadImage, ConvscopeError, MethodFailed
+from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError, MethodFailed
 from ...model import Model, guarded, select, target_indices
 from ...model.formats import check_format, format_limits
-from ...model.layers import pick_layer
+from ...model.layers import LayerChoice, pick_layer, unwrap
+from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
+from ...model.tokens import transformer_layer
 from ...types import Target, TargetFn
+from .baselines import make_baseline
 
 
 class Attribution:
@@ -36,6 +43,10 @@ class Attribution:
     needs_layer: ClassVar[bool] = False
     needs_rules: ClassVar[bool] = False
     """Changes backward rules (``model.rules``); refused for formats they cannot act on."""
+    images_only: ClassVar[bool] = False
+    """Whether the method needs (B, C, H, W) images (every layer method does too)."""
+    packing: Packing | None = None
+    """How structured inputs are packed, during a call on them (``None``: an image batch)."""
     logits: Tensor | None = None
     """The model's output (B, classes) on the inputs of the last call as they were, taken from
     the method's own forward pass; ``None`` if it never ran the model on them unchanged. A method
@@ -45,38 +56,51 @@ class Attribution:
         check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer,
                      rules=self.needs_rules, instead=", ".join(methods_for(model)))
         self.model = model
-        try:  # "auto" runs the model
-            choice = pick_layer(model, layer or "auto") if self.needs_layer else None
-        except ConvscopeError:
-            raise
-        except Exception as err:
-            raise method_failed(self.method_name, model, err, layer) from err
+        choice = self._resolve_layer(model, layer or "auto") if self.needs_layer else None
         self.layer = choice.name if choice else None
         self.layer_reason = choice.reason if choice else None
         """Why ``layer`` was read: ``"auto"``'s reason, or that the caller named it."""
+
+    def _resolve_layer(self, model: Model, layer: str) -> LayerChoice:
+        """The layer to read; ``"auto"`` needs a dry run on an image, which other models refuse."""
+        try:
+            if layer == "auto" and (tokens := transformer_layer(unwrap(model))) is not None:
+                return LayerChoice(tokens, "transformer: the first norm of the last attention block, "
+                                   "its tokens read as a grid (model/tokens.py)")
+            return pick_layer(model, layer)
+        except ConvscopeError:
+            raise
+        except Exception as err:
+            raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of "
+                           f"{model.name!r} on a (1, {model.channels}, {model.input_size[0]}, "
+                           f"{model.input_size[1]}) image, which failed ({type(err).__name__}); "
+                           "this method explains image models: name a layer of one, or use a "
+                           "gradient or perturbation method") from err
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """Attributions for model inputs (B, C, H, W); implemented by each method."""
         raise NotImplementedError
 
-    def __call__(self, inputs: Tensor, target: Target = "top1") -> Tensor:
-        if not isinstance(inputs, Tensor) or inputs.ndim != 4:
-            got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
-            raise BadImage(f"inputs of shape {got}: expected a (B, C, H, W) batch from model.preprocess")
-        if not torch.isfinite(inputs).all():
-            raise BadImage("inputs contain NaN or infinite values")
+    def __call__(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1", *,
+                 additional_forward_args: Any = None, forward_kwargs: Mapping[str, Any] | None = None,
+                 model_output: ModelOutput = None) -> Any:
+        """Attributions for ``inputs``: a tensor, or a tuple with one tensor per input tensor."""
         self.logits = None
-        with guarded(self.model), self._keeping_logits(inputs):
-            try:
-                return self.attribute(inputs.detach(), target)
-            except ConvscopeError:
-                raise
-            except Exception as err:
-                raise method_failed(self.method_name, self.model, err, self.layer, inputs) from err
+        with self.running(inputs, target, additional_forward_args=additional_forward_args,
+                          forward_kwargs=forward_kwargs, model_output=model_output) as call:
+            with self._keeping_logits(call.model, call.inputs):
+                try:
+                    out = self.attribute(call.inputs.detach(), call.target)
+                except ConvscopeError:
+                    raise
+                except Exception as err:
+                    raise method_failed(self.method_name, self.model, err, self.layer,
+                                        call.inputs) from err
+            return out if call.packing is None else call.packing.result(out, self.finish)
 
     @contextmanager
-    def _keeping_logits(self, inputs: Tensor) -> Iterator[None]:
-        """Set :attr:`logits` from the first forward of ``self.model`` whose input batch starts
+    def _keeping_logits(self, model: Model, inputs: Tensor) -> Iterator[None]:
+        """Set :attr:`logits` from the first forward of ``model`` whose input batch starts
         with ``inputs`` (methods pass them as they are, or with a baseline appended)."""
         batch = inputs.shape[0]
 
@@ -92,11 +116,93 @@ class Attribution:
                     and torch.equal(x[:batch], inputs)):
                 self.logits = output[:batch].detach()
 
-        handle = self.model.register_forward_hook(keep)
+        handle = model.register_forward_hook(keep)
         try:
             yield
         finally:
             handle.remove()
+
+    @contextmanager
+    def running(self, inputs: Tensor | Sequence[Tensor], target: Target,
+                **call_options: Any) -> Iterator[Call]:
+        """The model guarded and this method (and the methods it wraps) bound to the call's inputs.
+
+        ``call.inputs`` is the batch tensor to hand to :meth:`attribute`, ``call.target`` the target.
+        """
+        with guarded(self.model):
+            self.check_inputs(inputs)
+            call = prepare(self.model, inputs, target, method=self.method_name, **call_options)
+            methods = self._methods()
+            saved = [(m, m.model) for m in methods]
+            try:
+                for m in methods:
+                    m.model, m.packing = call.model, call.packing
+                yield call
+            finally:
+                for m, model in saved:
+                    m.model = model
+                    m.__dict__.pop("packing", None)
+
+    def _methods(self) -> list[Attribution]:
+        """This method and every method it wraps (SmoothGrad's base, Guided Grad-CAM's parts)."""
+        found: dict[int, Attribution] = {}
+        todo: list[Attribution] = [self]
+        while todo:
+            m = todo.pop()
+            if id(m) not in found:
+                found[id(m)] = m
+                todo.extend(v for v in vars(m).values() if isinstance(v, Attribution))
+        return list(found.values())
+
+    def check_inputs(self, inputs: object) -> None:
+        """Refuse inputs other than one image batch, in one line, if this method needs images."""
+        if not any(m.images_only or m.needs_layer for m in self._methods()):
+            return
+        if isinstance(inputs, Tensor) and inputs.ndim == 4:
+            return
+        parts: list[object] = list(inputs) if isinstance(inputs, (tuple, list)) else [inputs]
+        tensors = [p for p in parts if isinstance(p, Tensor)]
+        got = shape_text(tensors) if len(tensors) == len(parts) else type(inputs).__name__
+        raise BadImage(f"{self.method_name} explains one (B, C, H, W) image batch, not inputs of shape "
+                       f"{got}; for tables, signals or several inputs use saliency, gradient_x_input, "
+                       "integrated_gradients, smoothgrad, deeplift, lrp, occlusion or lime")
+
+    def finish(self, part: Tensor) -> Tensor:
+        """One input's share of the per-element attributions of a packed call, as returned."""
+        return part
+
+    def per_input(self, inputs: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn`` (one input tensor -> a tensor broadcastable to it) on each input of the batch."""
+        if self.packing is not None:
+            return self.packing.map(inputs, fn)
+        return fn(inputs).expand_as(inputs)
+
+    def given_tensor(self, given: Tensor | Sequence[Tensor], inputs: Tensor, name: str) -> Tensor:
+        """A user's baseline/reference tensor (one per input for several inputs), as ``inputs``."""
+        if self.packing is not None:
+            return self.packing.like(given, inputs, name)
+        if not isinstance(given, Tensor):
+            raise BadArgument(f"{name}: give a tensor broadcastable to the inputs {tuple(inputs.shape)}")
+        try:
+            shape = torch.broadcast_shapes(given.shape, inputs.shape)
+        except RuntimeError:
+            shape = None
+        if shape != inputs.shape:
+            raise BadArgument(f"{name} of shape {tuple(given.shape)} does not broadcast to the "
+                              f"inputs {tuple(inputs.shape)}")
+        return given.to(inputs).expand_as(inputs)
+
+    def baseline_for(self, inputs: Tensor, baseline: Any, *, sigma: float = 10.0, seed: int = 0,
+                     name: str = "baseline") -> Tensor:
+        """The baseline of every input of the call, shaped as ``inputs`` (the one vocabulary of
+        :mod:`.baselines`): a word is made for each input tensor, a user's tensor (one per input
+        for several inputs) is checked against its input."""
+        if isinstance(baseline, (tuple, list)) or (isinstance(baseline, Tensor) and self.packing is not None):
+            return self.given_tensor(baseline, inputs, name)
+        if isinstance(baseline, Tensor):
+            return make_baseline(self.model, inputs, baseline, name=name)
+        return self.per_input(inputs, lambda x: make_baseline(self.model, x, baseline, sigma=sigma,
+                                                              seed=seed, name=name))
 
     def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
         """The target as class indices (B,) read on the unperturbed inputs (callables unchanged).
@@ -148,6 +254,17 @@ def input_gradient(model: Model, inputs: Tensor, target: Target) -> tuple[Tensor
     scores = select(model(x), target, model.labels)
     (grad,) = torch.autograd.grad(scores.sum(), x)
     return grad, scores.detach()
+
+
+def rows_view(values: Tensor, like: Tensor) -> Tensor:
+    """One value per row (n,) shaped to broadcast against rows of ``like`` (n, ...)."""
+    return values.view(-1, *[1] * (like.ndim - 1))
+
+
+def total_per_sample(attributions: Tensor | Sequence[Tensor]) -> Tensor:
+    """Sum of the attributions of each sample over every element (and input), (B,)."""
+    parts = [attributions] if isinstance(attributions, Tensor) else list(attributions)
+    return torch.stack([p.flatten(1).sum(1) for p in parts]).sum(0)
 
 
 def repeat_target(target: Tensor | TargetFn, repeats: int) -> Tensor | TargetFn:

@@ -23,8 +23,11 @@ a tensor
 ``"zeros"`` used to mean black pixels in occlusion and RISE but the mean colour in DeepLIFT and
 LIME; it is refused with a message naming the two words that replace it.
 
-Shapes: any batched input, (B, C, H, W), (B, C, L) or (B, F). "black" and "uniform" need the
-model's per-channel mean and std to fit the channel count; "blur" needs a spatial axis.
+Shapes: any batched input, (B, C, H, W), (B, C, L) or (B, F). "black" and "uniform" are
+normalized with the model's per-channel mean and std where they fit the channel count; inputs
+that are not the model's images (tables, signals, other channel counts) have no pixel
+normalization, so there pixel values are model-input values (black is 0). "blur" needs a spatial
+axis.
 """
 
 from __future__ import annotations
@@ -58,6 +61,10 @@ def check_baseline(name: str, value: object, words: tuple[str, ...] = get_args(B
         if not torch.isfinite(value).all():
             raise BadArgument(f"{name} tensor contains NaN or infinite values")
         return value
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, Tensor) for v in value):
+        if not all(torch.isfinite(v).all() for v in value):
+            raise BadArgument(f"{name} tensors contain NaN or infinite values")
+        return tuple(value)  # one per input tensor of a call with several inputs
     if isinstance(value, str) and value in RETIRED:
         raise BadArgument(f"{name}={value!r} {RETIRED[value]}")
     word = ALIASES.get(value, value) if isinstance(value, str) else value
@@ -104,9 +111,8 @@ def _normalize(model: object, pixels: Tensor, what: str) -> Tensor:
     mean = torch.tensor(spec.mean, dtype=pixels.dtype, device=pixels.device)
     std = torch.tensor(spec.std, dtype=pixels.dtype, device=pixels.device)
     channels = pixels.shape[1] if pixels.ndim > 1 else 1
-    if mean.numel() not in (1, channels):
-        raise BadArgument(f"{what} is a pixel colour, but the inputs have {channels} channels and the "
-                          f"model's preprocess {mean.numel()}; use 'mean' or a tensor")
+    if mean.numel() not in (1, channels):  # not the model's images (a table, a signal, extra
+        return pixels                        # bands): no pixel normalization applies to them
     view = (1, -1) + (1,) * (pixels.ndim - 2)
     return (pixels - mean.view(view)) / std.view(view)
 

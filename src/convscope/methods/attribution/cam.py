@@ -48,7 +48,8 @@ from torch import Tensor
 from ...errors import BadLayer, BadModel
 from ...model import Model, capture
 from ...model.formats import type_name
-from ...model.layers import list_layers, unwrap
+from ...model.layers import get_layer, list_layers, unwrap
+from ...model.tokens import GridReshape, channels_last, to_grid
 from ...types import Target
 from ..registry import register
 from .base import Attribution
@@ -74,10 +75,18 @@ class ChannelCAM(Attribution):
     uses_gradient: ClassVar[bool] = True
     """Whether :meth:`channel_weights` needs ``d score / d activation`` (CAM does not)."""
 
-    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True) -> None:
-        """``relu``: keep only the positive evidence (Grad-CAM Eq. 2); ``False`` gives the signed map."""
+    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True,
+                 reshape: GridReshape = None) -> None:
+        """``relu``: keep only the positive evidence (Grad-CAM Eq. 2); ``False`` gives the signed map.
+        ``reshape``: how a transformer layer's tokens form a map (:mod:`convscope.model.tokens`)."""
         super().__init__(model, layer=layer)
-        self.relu = relu
+        self.relu, self.reshape = relu, reshape
+
+    def grid(self, acts: Tensor) -> Tensor:
+        """The layer's output as a (B, K, h, w) map (transformer tokens reshaped)."""
+        assert self.layer is not None
+        last = channels_last(get_layer(self.model, self.layer), unwrap(self.model))
+        return to_grid(acts, self.layer, self.reshape, last=last)
 
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         """Channel weights (B, K, 1, 1) for the target's score; one per variant."""
@@ -95,7 +104,8 @@ class ChannelCAM(Attribution):
                 (grads,) = torch.autograd.grad(self.scores(logits, target).sum(), acts,
                                                allow_unused=True)
                 grads = torch.zeros_like(acts) if grads is None else grads
-        return LayerSignal(acts.detach(), grads, logits.detach())
+        return LayerSignal(self.grid(acts.detach()), None if grads is None else self.grid(grads),
+                           logits.detach())
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """(B, 1, h, w) map at the layer's resolution (``explain`` upsamples it for display)."""

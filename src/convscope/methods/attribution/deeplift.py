@@ -50,7 +50,7 @@ inputs. Shapes: (B, C, H, W) -> (B, C, H, W), signed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -58,13 +58,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import check_positive
-from ...model import Model, guarded, select, target_indices
+from ...model import Model, select, target_indices
 from ...model.rules import ActivationCall, BackwardRule, backward_rule
 from ...model.watch import Gap, gap_report
 from ...types import Target
 from ..registry import register
-from .base import Attribution
-from .baselines import BaselineName, check_baseline, make_baseline
+from .base import Attribution, total_per_sample
+from .baselines import BaselineName, check_baseline
 
 GAP_TOLERANCE = 0.01
 """Relative summation-to-delta gap above which :class:`DeepLift` warns (float error is ~1e-5)."""
@@ -194,7 +194,7 @@ class DeepLift(Attribution):
 
     needs_rules = True
 
-    def __init__(self, model: Model, *, reference: BaselineName | Tensor = "black",
+    def __init__(self, model: Model, *, reference: BaselineName | Tensor | tuple[Tensor, ...] = "black",
                  sigma: float = 10.0) -> None:
         super().__init__(model)
         reference = check_baseline("reference", reference)  # type: ignore[assignment]
@@ -202,8 +202,8 @@ class DeepLift(Attribution):
         self.reference, self.sigma = reference, sigma
 
     def references(self, inputs: Tensor) -> Tensor:
-        """The reference x_ref for each input, (B, C, H, W) in model-input space."""
-        return make_baseline(self.model, inputs, self.reference, sigma=self.sigma, name="reference")
+        """The reference x_ref for each input, shaped as the inputs, in model-input space."""
+        return self.baseline_for(inputs, self.reference, sigma=self.sigma, name="reference")
 
     def _pair_scores(self, logits: Tensor, batch: int, target: Target) -> tuple[Tensor, Tensor]:
         """Scores (B,) of input and reference for the target read on the input half."""
@@ -247,15 +247,17 @@ class DeepLift(Attribution):
         warnings.warn(f"DeepLIFT contributions miss t(x) - t(x_ref) by {100 * worst:.1f}%: {why}",
                       stacklevel=4)
 
-    def score_change(self, inputs: Tensor, target: Target = "top1") -> Tensor:
+    def score_change(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1",
+                     **call_options: Any) -> Tensor:
         """t(x) - t(x_ref) per sample for the target read on the inputs, (B,)."""
-        with guarded(self.model), torch.no_grad():
-            logits = self.model(torch.cat([inputs, self.references(inputs)]))
-            scores, ref_scores = self._pair_scores(logits, len(inputs), target)
+        with self.running(inputs, target, **call_options) as call, torch.no_grad():
+            x = call.inputs
+            logits = self.model(torch.cat([x, self.references(x)]))
+            scores, ref_scores = self._pair_scores(logits, len(x), call.target)
         return scores - ref_scores
 
-    def completeness_gap(self, inputs: Tensor, attributions: Tensor, target: Target = "top1") -> Tensor:
+    def completeness_gap(self, inputs: Tensor | Sequence[Tensor], attributions: Tensor | Sequence[Tensor],
+                         target: Target = "top1", **call_options: Any) -> Tensor:
         """sum(attributions) - (t(x) - t(x_ref)) per sample, (B,): zero up to float error when
         every nonlinearity of the network is a routed rectifier."""
-        return attributions.flatten(1).sum(1) - self.score_change(inputs, target)
-
+        return total_per_sample(attributions) - self.score_change(inputs, target, **call_options)

@@ -9,7 +9,7 @@ Saliency -- Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional Netwo
 Gradient x input -- Shrikumar et al. 2016, "Not Just a Black Box" (and Sec. 3 of DeepLIFT,
     Shrikumar et al. 2017): x * dS_c/dx, per channel, (B, C, H, W) -> (B, C, H, W), signed.
     The product is taken in model-input space, so its implicit reference is the normalized zero,
-    i.e. the dataset mean colour, not a black image.
+    i.e. the dataset mean colour, not a black image. Any input shape: (B, ...) -> (B, ...).
 
 Integrated gradients -- Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep
     Networks", Eq. 1:  IG_i(x) = (x_i - x'_i) * int_0^1 dF(x' + a (x - x'))/dx_i da,
@@ -26,18 +26,18 @@ accumulates the weighted gradients per sample, so peak memory is that of one chu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from ...errors import check_choice, check_positive
-from ...model import Model, fast_forward, guarded
+from ...model import Model, fast_forward
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
-from .base import Attribution, input_gradient, repeat_target
-from .baselines import BaselineName, check_baseline, make_baseline
+from .base import Attribution, input_gradient, repeat_target, rows_view, total_per_sample
+from .baselines import BaselineName, check_baseline
 from .quadrature import QuadratureRule, equidistributed_nodes, probe_count, quadrature
 
 Magnitude = Literal["abs", "square"]
@@ -59,7 +59,13 @@ class Saliency(Attribution):
         with torch.enable_grad():
             grad, _ = input_gradient(self.model, inputs, target)
         size = grad.abs() if self.magnitude == "abs" else grad.square()
-        return size.amax(1, keepdim=True) if self.reduce == "max" else size.mean(1, keepdim=True)
+        return size if self.packing is not None else self.finish(size)
+
+    def finish(self, part: Tensor) -> Tensor:
+        """Channels (dim 1) reduced for (B, C, ...) inputs; a (B, F) table keeps each feature."""
+        if part.ndim < 3:
+            return part
+        return part.amax(1, keepdim=True) if self.reduce == "max" else part.mean(1, keepdim=True)
 
 
 @register("gradient_x_input", family="gradient", signed=True)
@@ -89,7 +95,7 @@ class IntegratedGradients(Attribution):
         self,
         model: Model,
         *,
-        baseline: BaselineName | Tensor = "black",
+        baseline: BaselineName | Tensor | tuple[Tensor, ...] = "black",
         steps: int = 50,
         rule: QuadratureRule = "adaptive",
         batch_size: int = 16,
@@ -108,8 +114,8 @@ class IntegratedGradients(Attribution):
         self.batch_size, self.sigma, self.seed, self.progress = int(batch_size), sigma, seed, progress
 
     def baselines(self, inputs: Tensor) -> Tensor:
-        """The baseline x' for each input, (B, C, H, W) in model-input space."""
-        return make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
+        """The baseline x' for each input, shaped as the inputs, in model-input space."""
+        return self.baseline_for(inputs, self.baseline, sigma=self.sigma, seed=self.seed)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         target = self.fixed_target(inputs, target)
@@ -123,11 +129,11 @@ class IntegratedGradients(Attribution):
             stop = min(start + self.batch_size, rows_total)
             rows = torch.arange(start, stop, device=inputs.device)
             b, k = rows // n, rows % n
-            path = baseline[b] + alphas[b, k].view(-1, 1, 1, 1) * diff[b]
+            path = baseline[b] + rows_view(alphas[b, k], diff) * diff[b]
             chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
             with torch.enable_grad():
                 grad, _ = input_gradient(self.model, path, chunk_target)
-            total.index_add_(0, b, grad * weights[b, k].view(-1, 1, 1, 1))
+            total.index_add_(0, b, grad * rows_view(weights[b, k], grad))
             if self.progress is not None:
                 self.progress(stop, rows_total)
         return diff * total
@@ -146,23 +152,27 @@ class IntegratedGradients(Attribution):
             for start in range(0, rows, self.batch_size):
                 r = torch.arange(start, min(start + self.batch_size, rows), device=baseline.device)
                 i, j = r // (cells + 1), r % (cells + 1)
-                yield baseline[i] + grid[j].view(-1, 1, 1, 1) * diff[i]
+                yield baseline[i] + rows_view(grid[j], diff) * diff[i]
 
         scores = fast_forward(self.model).scores(probes(), repeat_target(target, cells + 1), total=rows)
         return equidistributed_nodes(scores.view(b, cells + 1), self.steps)
 
-    def completeness_gap(self, inputs: Tensor, attributions: Tensor, target: Target = "top1") -> Tensor:
+    def completeness_gap(self, inputs: Tensor | Sequence[Tensor], attributions: Tensor | Sequence[Tensor],
+                         target: Target = "top1", **call_options: Any) -> Tensor:
         """sum(attributions) - (F(x) - F(x')) per sample, (B,): zero for exact integration.
 
         Divide by ``F(x) - F(x')`` (see :meth:`score_change`) for a relative error; it shrinks as
-        ``steps`` grows and is the usual check that ``steps`` is large enough.
+        ``steps`` grows and is the usual check that ``steps`` is large enough. Several inputs: the
+        sum runs over all of them; ``call_options`` are those the attributions were made with.
         """
-        return attributions.flatten(1).sum(1) - self.score_change(inputs, target)
+        return total_per_sample(attributions) - self.score_change(inputs, target, **call_options)
 
-    def score_change(self, inputs: Tensor, target: Target = "top1") -> Tensor:
+    def score_change(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1",
+                     **call_options: Any) -> Tensor:
         """F(x) - F(x') per sample for the target read on the inputs, (B,)."""
-        with guarded(self.model), torch.no_grad():
-            fixed = self.fixed_target(inputs, target)
-            both = torch.cat([inputs, self.baselines(inputs)])
+        with self.running(inputs, target, **call_options) as call, torch.no_grad():
+            x = call.inputs
+            fixed = self.fixed_target(x, call.target)
+            both = torch.cat([x, self.baselines(x)])
             scores = self.scores(self.model(both), fixed if callable(fixed) else fixed.repeat(2))
-        return scores[: len(inputs)] - scores[len(inputs):]
+        return scores[: len(x)] - scores[len(x):]

@@ -20,6 +20,13 @@ and pi_x(z) = exp(-D(x, z)^2 / sigma^2) (Sec. 3.3). As in the ``lime`` package (
 * f is the target's softmax probability (``score="probability"``, what lime explains) or its
   logit. A callable target receives probabilities when ``score="probability"``.
 
+Beyond images (tables, signals, several inputs; see :mod:`convscope.model.structured`) the
+superpixels are feature groups (``groups``, default per
+:func:`~convscope.methods.attribution.perturbation.feature_groups`: every table feature, blocks
+of a signal), an off group shows the baseline ("segment_mean", the default, means "mean" there:
+model-input 0, since a table feature's own mean would hide nothing), and each element gets its
+group's weight.
+
 Shapes: inputs (B, C, H, W) -> map (B, 1, H, W), each pixel carrying its superpixel's weight;
 :meth:`Lime.explain_superpixels` gives per-superpixel weights (B, S) and the segments (B, H, W).
 The B * N perturbed images are built on the fly, ``batch_size`` per forward pass, from the
@@ -38,10 +45,12 @@ from torch import Tensor
 
 from ...errors import BadArgument, BadImage, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, fast_forward, guarded, target_indices
+from ...model.structured import as_pixels, check_not_scores_only
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution, repeat_target
-from .baselines import SegmentBaseline, check_baseline, make_baseline
+from .baselines import SegmentBaseline, check_baseline
+from .perturbation import feature_groups
 
 Segmentation = Literal["slic", "quickshift", "felzenszwalb"]
 Score = Literal["probability", "logit"]
@@ -174,6 +183,8 @@ class Lime(Attribution):
         alpha: float = 1.0,
         score: Score = "probability",
         sigma: float = 10.0,
+        groups: Tensor | tuple[Tensor, ...] | None = None,
+        window: int | tuple[int, ...] | None = None,
         batch_size: int | None = None,
         seed: int = 0,
         progress: ProgressFn | None = None,
@@ -193,9 +204,13 @@ class Lime(Attribution):
         self.segmentation, self.baseline, self.score = segmentation, baseline, score
         self.kernel_width, self.alpha, self.sigma = float(kernel_width), float(alpha), float(sigma)
         self.batch_size, self.seed, self.progress = batch_size, int(seed), progress
+        self.groups, self.window = groups, window
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        return self._explain(inputs, target, None).pixel_map().to(inputs.dtype)
+        result = self._explain(inputs, target, None)
+        if self.packing is not None:  # each element carries its group's weight, (B, N)
+            return result.weights.gather(1, result.segments).to(inputs.dtype)
+        return result.pixel_map().to(inputs.dtype)
 
     def explain_superpixels(self, inputs: Tensor, target: Target = "top1", *,
                             segments: Tensor | None = None) -> LimeResult:
@@ -206,8 +221,11 @@ class Lime(Attribution):
             return self._explain(inputs.detach(), target, segments)
 
     def _segments(self, inputs: Tensor, given: Tensor | None) -> Tensor:
+        if self.packing is not None:  # feature groups, the same for every sample, (B, N)
+            groups = feature_groups(self.packing, inputs, self.groups, self.window)
+            return groups.expand(inputs.shape[0], -1)
         if given is None:
-            return superpixels(self.model.denormalize(inputs), method=self.segmentation,
+            return superpixels(as_pixels(self.model, inputs), method=self.segmentation,
                                segments=self.segments, compactness=self.compactness, seed=self.seed)
         b, _, h, w = inputs.shape
         if given.is_floating_point() or given.is_complex() or given.shape[-2:] != (h, w) or \
@@ -218,15 +236,26 @@ class Lime(Attribution):
 
     def hidden(self, inputs: Tensor, segments: Tensor, counts: Tensor) -> Tensor:
         """What an off superpixel shows, (B, C, H, W) in model-input space."""
-        if self.baseline != "segment_mean":
-            return make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
+        baseline = self.baseline
+        if baseline == "segment_mean" and self.packing is not None:
+            baseline = "mean"  # a table's feature is its own group: its own mean would hide nothing
+        if baseline != "segment_mean":
+            return self.baseline_for(inputs, baseline, sigma=self.sigma, seed=self.seed)
         # per-superpixel mean: the affine normalization commutes with averaging
-        b, c, h, w = inputs.shape
-        index = segments.flatten(1)[:, None].expand(b, c, h * w)
-        sums = inputs.new_zeros(b, c, int(counts.max())).scatter_add_(2, index, inputs.flatten(2))
-        sizes = torch.zeros(b, 1, sums.shape[2], dtype=inputs.dtype, device=inputs.device)
-        sizes.scatter_add_(2, index[:, :1], torch.ones_like(inputs[:, :1].flatten(2)))
-        return (sums / sizes.clamp(min=1)).gather(2, index).view(b, c, h, w)
+        return self._group_mean(inputs, segments[:, None])
+
+    @staticmethod
+    def _group_mean(inputs: Tensor, segments: Tensor) -> Tensor:
+        """Each element replaced by the per-channel mean of its segment: (B, C, *S) and (B, 1, *S)."""
+        b, c = inputs.shape[:2]
+        shape = inputs.shape
+        inputs, segments = inputs.flatten(2), segments.flatten(2)
+        index = segments.expand(b, c, -1)
+        counts = int(segments.max()) + 1
+        sums = inputs.new_zeros(b, c, counts).scatter_add_(2, index, inputs)
+        sizes = torch.zeros(b, 1, counts, dtype=inputs.dtype, device=inputs.device)
+        sizes.scatter_add_(2, index[:, :1], torch.ones_like(inputs[:, :1]))
+        return (sums / sizes.clamp(min=1)).gather(2, index).view(shape)
 
     def draw(self, counts: Tensor, device: torch.device) -> Tensor:
         """Bits (B, N, S) bool, first row all-on; bits past an image's count are off."""
@@ -239,6 +268,8 @@ class Lime(Attribution):
         return bits.to(device)
 
     def _explain(self, inputs: Tensor, target: Target, given: Tensor | None) -> LimeResult:
+        if self.score == "probability":
+            check_not_scores_only(self.model, "lime", "score='probability'")
         fast = fast_forward(self.model)  # one folded copy per call, for every forward pass below
         fixed = target if callable(target) else target_indices(fast(inputs), target, self.model.labels)
         assert fixed is not None  # the class of the original image (also for "top1")
@@ -258,8 +289,8 @@ class Lime(Attribution):
         Runs on the shared inference fast path (a BatchNorm-folded copy of the model, made once
         per call); the composed chunks are generated lazily, so only one chunk lives at a time.
         """
-        b, _, h, w = inputs.shape
-        n = bits.shape[1]
+        b, n = inputs.shape[0], bits.shape[1]
+        keep_shape = (-1, 1, *inputs.shape[2:]) if self.packing is None else (-1, inputs.shape[1])
         size = self.batch_size or default_batch_size(inputs.device)
         flat = segments.flatten(1)
 
@@ -267,7 +298,7 @@ class Lime(Attribution):
             for start in range(0, b * n, size):
                 rows = torch.arange(start, min(start + size, b * n), device=inputs.device)
                 img, k = rows // n, rows % n
-                keep = bits[img, k].gather(1, flat[img]).view(-1, 1, h, w)
+                keep = bits[img, k].gather(1, flat[img]).view(keep_shape)
                 if b == 1:  # broadcast instead of copying the image per row
                     yield torch.where(keep, inputs, hidden)
                 else:

@@ -31,7 +31,7 @@ Both run B x (windows or masks) perturbed images through :class:`convscope.model
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -40,10 +40,11 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
+from ...model.structured import Packing, check_not_scores_only
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution
-from .baselines import BaselineName, check_baseline, make_baseline
+from .baselines import BaselineName, check_baseline
 
 Output = Literal["probability", "logit"]
 
@@ -53,6 +54,55 @@ def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
         raise BadArgument(f"{name}={value!r}: a positive integer or a (height, width) pair of them")
     return pair  # type: ignore[return-value]
+
+
+def feature_groups(packing: Packing, inputs: Tensor, given: Tensor | Sequence[Tensor] | None,
+                   window: int | Sequence[int] | None) -> Tensor:
+    """Group ids (N,) long, 0 .. G-1, of the packed elements: what is hidden together.
+
+    ``given``: integer ids per input (one tensor per input, its sample shape or broadcastable to
+    it); ids of different inputs never merge. Default: each feature of a table (or blocks of
+    ``window`` features), and for (C, *spatial) inputs blocks of ``window`` positions (default
+    1/8 of each side) across all channels.
+    """
+    parts: list[Tensor] = []
+    offset = 0
+    givens = [given] if isinstance(given, Tensor) else list(given) if given is not None else None
+    if givens is not None and (len(givens) != len(packing.shapes) or not all(
+            isinstance(g, Tensor) and not g.is_floating_point() for g in givens)):
+        raise BadArgument(f"groups: give one integer tensor per input ({len(packing.shapes)} inputs "
+                          f"of shapes {', '.join(map(str, packing.shapes))})")
+    for i, shape in enumerate(packing.shapes):
+        if givens is not None:
+            try:
+                ids = givens[i].to(inputs.device).long().expand(shape)
+            except RuntimeError:
+                raise BadArgument(f"groups for input {i} have shape {tuple(givens[i].shape)}, which "
+                                  f"does not broadcast to the input's {shape}") from None
+        else:
+            ids = _block_ids(shape, window, inputs.device)
+        ids = torch.unique(ids.reshape(-1), return_inverse=True)[1]
+        parts.append(ids + offset)
+        offset += int(ids.max()) + 1
+    return torch.cat(parts)
+
+
+def _block_ids(shape: tuple[int, ...], window: int | Sequence[int] | None, device: torch.device) -> Tensor:
+    """Block ids over one input's sample shape: features for (F,), positions for (C, *spatial)."""
+    spatial = shape if len(shape) == 1 else shape[1:]
+    sizes = [window] * len(spatial) if window is None or isinstance(window, int) else list(window)
+    if len(sizes) != len(spatial):
+        raise BadArgument(f"window={window!r} does not fit inputs of shape {shape}: give one int, or "
+                          f"one per dimension of {tuple(spatial)}")
+    ids = torch.zeros((), dtype=torch.long, device=device)
+    for dim, (size, w) in enumerate(zip(spatial, sizes)):
+        w = w if w is not None else (1 if len(shape) == 1 else max(1, math.ceil(size / 8)))
+        check_positive("window", w, integer=True)
+        blocks = torch.arange(size, device=device) // int(w)
+        view = [1] * len(spatial)
+        view[dim] = size
+        ids = ids * (math.ceil(size / int(w))) + blocks.view(view)
+    return ids.expand(spatial) if len(shape) == 1 else ids.expand(shape)
 
 
 def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | TargetFn:
@@ -80,6 +130,11 @@ class _Perturbation(Attribution):
     def chunk(self, inputs: Tensor) -> int:
         return int(self.batch_size or default_batch_size(inputs.device))
 
+    def fill(self, inputs: Tensor) -> Tensor:
+        """What hidden elements become (the method's ``baseline``, see :mod:`.baselines`)."""
+        return self.baseline_for(inputs, getattr(self, "baseline", "black"),
+                                 sigma=getattr(self, "sigma", 10.0), seed=getattr(self, "seed", 0))
+
 
 @register("occlusion", family="perturbation", signed=True)
 class Occlusion(_Perturbation):
@@ -88,6 +143,11 @@ class Occlusion(_Perturbation):
     Options: ``window`` (pixels, int or (h, w); default about 1/7 of the input's shorter side,
     32 at 224), ``stride`` (default half the window), ``baseline`` "mean" / "black" / "blur" /
     "uniform" / tensor (see :mod:`.baselines`), ``sigma`` for "blur", ``batch_size`` images per pass.
+
+    Inputs that are not one image batch (tables, signals, several inputs) get feature ablation
+    (Captum's ``FeatureAblation``): each group of elements (``groups``, default per
+    :func:`feature_groups`: every table feature, ``window``-sized blocks of a signal) is hidden
+    at once, and every element of the group gets the score drop.
     """
 
     def __init__(
@@ -98,10 +158,12 @@ class Occlusion(_Perturbation):
         stride: int | tuple[int, int] | None = None,
         baseline: BaselineName | Tensor = "mean",
         sigma: float = 10.0,
+        groups: Tensor | tuple[Tensor, ...] | None = None,
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
         super().__init__(model, batch_size=batch_size, progress=progress)
+        self.groups, self.window_option = groups, window
         side = min(model.input_size)
         self.window = _pair("window", window if window is not None else max(1, math.ceil(side / 7)))
         self.stride = _pair("stride", stride if stride is not None
@@ -133,14 +195,40 @@ class Occlusion(_Perturbation):
             mask = ys[w // xs.shape[0]][:, :, None] & xs[w % xs.shape[0]][:, None, :]
             yield torch.where(mask[:, None], fill[image], inputs[image])
 
+    def ablate(self, inputs: Tensor, target: Target) -> Tensor:
+        """Feature ablation on packed inputs (B, N): each element gets its group's score drop."""
+        assert self.packing is not None
+        groups = feature_groups(self.packing, inputs, self.groups, self.window_option)
+        count, batch = int(groups.max()) + 1, inputs.shape[0]
+        fast = FastForward(self.model)
+        logits = fast(inputs)
+        target = resolve_target(self.model, logits, target)
+        clean = select(logits, target).float()
+        fill = self.fill(inputs)
+        samples = torch.arange(batch, device=inputs.device).repeat_interleave(count)
+
+        def chunks() -> Iterator[Tensor]:
+            step = self.chunk(inputs)
+            for start in range(0, batch * count, step):
+                rows = torch.arange(start, min(start + step, batch * count), device=inputs.device)
+                hide = groups[None] == (rows % count)[:, None]
+                yield torch.where(hide, fill[rows // count], inputs[rows // count])
+
+        hidden = fast.scores(chunks(), _rows_target(target, samples), total=batch * count,
+                             progress=self.progress)
+        drops = (clean[samples] - hidden).view(batch, count)
+        return drops.gather(1, groups.expand(batch, -1)).to(inputs.dtype)
+
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        if self.packing is not None:
+            return self.ablate(inputs, target)
         batch, _, height, width = inputs.shape
         ys, xs = (t.to(inputs.device) for t in self.grid(height, width))
         fast = FastForward(self.model)
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         clean = select(logits, target).float()
-        fill = make_baseline(self.model, inputs, self.baseline, sigma=self.sigma)
+        fill = self.fill(inputs)
         windows = ys.shape[0] * xs.shape[0]
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
         occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
@@ -159,6 +247,8 @@ class RISE(_Perturbation):
     probability, ``baseline`` "black" (the paper) / "mean" / "blur" / "uniform" / tensor, ``output``
     "probability" (the paper) or "logit", ``seed``, ``batch_size`` images per pass.
     """
+
+    images_only = True
 
     def __init__(
         self,
@@ -205,12 +295,14 @@ class RISE(_Perturbation):
         return up[n, 0, rows[:, :, None], cols[:, None, :]][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        if self.output == "probability":
+            check_not_scores_only(self.model, "rise", "output='probability'")
         batch, _, height, width = inputs.shape
         grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
         fast = FastForward(self.model)
         target = resolve_target(self.model, fast(inputs), target)
-        fill = make_baseline(self.model, inputs, self.baseline, sigma=self.sigma, seed=self.seed)
-        saliency = torch.zeros(batch, 1, height, width, device=inputs.device)
+        fill = self.fill(inputs)
+        saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)
         total, step = batch * self.masks, self.chunk(inputs)
         for start in range(0, total, step):
             rows = torch.arange(start, min(start + step, total), device=inputs.device)

@@ -84,7 +84,8 @@ class ScoreCAM(Attribution):
                 target: Tensor | object, step: int) -> Tensor:
         """Target score of every (image, channel) masked copy, (n,)."""
         fast = FastForward(self.model)
-        pixels = self.model.denormalize(inputs)
+        described = inputs.shape[1] == self.model.channels  # else masked in model-input space
+        pixels = self.model.denormalize(inputs) if described else inputs
         total, out = image.numel(), []
         for start in range(0, total, step):
             b, k = image[start:start + step], channel[start:start + step]
@@ -92,7 +93,7 @@ class ScoreCAM(Attribution):
                                align_corners=False)
             low, high = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
             mask = ((up - low) / (high - low).clamp_min(1e-12)).to(inputs.dtype)
-            masked = self.model.normalize(pixels[b] * mask)
+            masked = self.model.normalize(pixels[b] * mask) if described else pixels[b] * mask
             rows_target = target[b] if isinstance(target, Tensor) else target
             out.append(fast.scores(masked, rows_target, batch_size=b.numel()))  # type: ignore[arg-type]
             if self.progress is not None:

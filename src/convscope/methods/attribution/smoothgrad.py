@@ -28,7 +28,7 @@ from ...errors import BadArgument, check_positive
 from ...model import Model
 from ...types import ProgressFn, Target
 from ..registry import REGISTRY, build_method, register
-from .base import Attribution, repeat_target
+from .base import Attribution, repeat_target, rows_view
 
 
 @register("smoothgrad", family="gradient", signed=False)
@@ -82,24 +82,33 @@ class SmoothGrad(Attribution):
         layer = options.pop("layer", None)
         return build_method(method, model, layer, **options)
 
-    def noisy_copies(self, inputs: Tensor, gen: torch.Generator, rows: Tensor) -> Tensor:
+    def spans(self, inputs: Tensor) -> Tensor:
+        """Each sample's value range (x_max - x_min), per input tensor for several inputs."""
+        return self.per_input(inputs, lambda x: rows_view(x.flatten(1).amax(1) - x.flatten(1).amin(1), x))
+
+    def noisy_copies(self, inputs: Tensor, gen: torch.Generator, rows: Tensor,
+                     spans: Tensor | None = None) -> Tensor:
         """Copies ``inputs[rows // samples] + noise``, one fresh noise draw per row, in order."""
         b = rows // self.samples
-        span = (inputs.flatten(1).amax(1) - inputs.flatten(1).amin(1))[b]
+        span = (self.spans(inputs) if spans is None else spans)[b]
         eps = torch.stack([torch.randn(inputs.shape[1:], generator=gen, dtype=inputs.dtype)
                            for _ in range(len(rows))]).to(inputs.device)
-        return inputs[b] + (self.noise * span).view(-1, 1, 1, 1) * eps
+        return inputs[b] + self.noise * span * eps
+
+    def finish(self, part: Tensor) -> Tensor:
+        return self.wrapped.finish(part)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         targets = repeat_target(self.wrapped.fixed_target(inputs, target), self.samples)
         gen = torch.Generator().manual_seed(self.seed)
         total: Tensor | None = None
         rows_total = inputs.shape[0] * self.samples
+        spans = self.spans(inputs)
         for start in range(0, rows_total, self.batch_size):
             stop = min(start + self.batch_size, rows_total)
             rows = torch.arange(start, stop, device=inputs.device)
             chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
-            maps = self.wrapped.attribute(self.noisy_copies(inputs, gen, rows), chunk_target)
+            maps = self.wrapped.attribute(self.noisy_copies(inputs, gen, rows, spans), chunk_target)
             if self.squared:
                 maps = maps.square()
             if total is None:

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from ....errors import BadModel
 from ....model import Model, backward_rule
 from ....model.fold import fold_batchnorm
+from ....model.structured import pixel_bounds, run_net
 from ....model.watch import Gap, gap_report
 from ....types import Target
 from ...registry import register
@@ -104,9 +105,12 @@ class LRP(Attribution):
         return self._folded[1]
 
     def bounds(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """Lowest and highest model input, (1, C, 1, 1): pixel values 0 and 1 normalized."""
-        zeros = torch.zeros(1, self.model.channels, 1, 1, dtype=like.dtype, device=like.device)
-        return self.model.normalize(zeros), self.model.normalize(zeros + 1)
+        """Lowest and highest model input: pixel values 0 and 1 normalized (other inputs: their
+        batch's range; see :func:`~convscope.model.structured.pixel_bounds`)."""
+        if self.packing is not None:  # the first layer reads the first input (z^B is for it)
+            first = self.packing.unpack(like)[0]
+            return tuple(b.expand_as(first) for b in pixel_bounds(self.model, first))  # type: ignore[return-value]
+        return pixel_bounds(self.model, like)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         net = self.folded()
@@ -115,7 +119,7 @@ class LRP(Attribution):
         x = inputs.detach().requires_grad_(True)
         with torch.enable_grad():
             with backward_rule(RelevancePass(len(x)), overrides=prop.overrides(), net=net) as block:
-                logits = net(x)
+                logits = run_net(self.model, net, x)
             self.logits = logits.detach()  # the folded copy's forward: explain() reads it
             if prop.layers == 0:
                 raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
