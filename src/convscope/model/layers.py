@@ -288,7 +288,8 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
 
 
 def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvNd)
+    """A convolution, also as an exported program's unflattened submodule (by its type name)."""
+    return isinstance(module, nn.modules.conv._ConvNd) or type_name(module).startswith("Conv")
 
 
 def choose_layer(model: nn.Module) -> LayerChoice:

@@ -1,10 +1,11 @@
 """Attribution methods; importing this package registers every one of them."""
 
+# the gradient methods register first: registration order is the order users see them listed
+from .gradients import GradientXInput, IntegratedGradients, Saliency  # isort: skip
 from .base import Attribution
 from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from .cam_retrofit import Retrofit, fit_cam_head
 from .deeplift import DeepLift
-from .gradients import GradientXInput, IntegratedGradients, Saliency
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
 from .lime import Lime, LimeResult, top_superpixel_mask
 from .lrp import LRP
