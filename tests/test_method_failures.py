@@ -50,7 +50,7 @@ def test_a_forward_that_always_raises_gives_one_line_naming_the_model() -> None:
 
 @pytest.mark.parametrize("method", method_names())
 def test_a_forward_that_raises_inside_the_method_names_the_method(method: str) -> None:
-    broken = model(1)  # explain's own forward passes, every later one raises
+    broken = model(0)  # explain runs no forward of its own: the method's first one raises
     layer = "conv2" if get_method(method).needs_layer else "auto"
     options = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}}.get(method, {})
     before = snapshot(broken)

@@ -109,9 +109,9 @@ def test_explain_reuses_the_method_object_of_the_last_model(tiny: Model) -> None
 
     x = tiny.preprocess(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
     explain(tiny, x, "lrp")
-    assert module._recent is not None
-    first = dict(module._recent.methods)
+    assert module._local.recent is not None
+    first = dict(module._local.recent.methods)
     explain(tiny, x, "lrp")
-    assert module._recent.methods == first and len(first) == 1
+    assert module._local.recent.methods == first and len(first) == 1
     explain(tiny, x, "lrp", epsilon=0.1)
-    assert len(module._recent.methods) == 2
+    assert len(module._local.recent.methods) == 2

@@ -24,7 +24,7 @@ def test_report_holds_each_methods_explanation_scores_and_errors(tiny: Model, im
                             faithfulness_steps=3, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4) and len(page.images) == 2
     first = page.images[0]
-    assert first.target == 2 and first.target_label == "two" and first.image.shape == (3, 16, 16)
+    assert first.target == 2 and first.target_label == "two" and first.image.shape == (3, 20, 24)  # the photo overlays are drawn on
     assert [m.method for m in first.methods] == ["saliency", "gradcam"]
     for m in first.methods:
         assert m.error is None and m.explanation is not None
@@ -43,7 +43,8 @@ def test_evaluate_scales_boxes_and_scores_every_method(tiny: Model, images) -> N
     with torch.no_grad():
         top = tiny(tiny.preprocess(images)).argmax(1)
     assert result.targets.tolist() == top.tolist()
-    assert result.boxes.tolist() == [[0, 0, 16, 16], [4, 4, 12, 12]]  # type: ignore[union-attr]
+    # boxes in photo pixels -> the centre crop the model saw (cols 2-22 of 24, scale 16/20)
+    assert result.boxes.tolist() == [[0, 0, 16, 16], [4, 3, 12, 13]]  # type: ignore[union-attr]
     cam = result.methods[1].per_image
     assert cam["pointing_game"][0] == 1.0 and cam["energy"][0] == pytest.approx(1.0)
     summary = result.summary()

@@ -99,7 +99,8 @@ def build(arch: Arch, calibrated: bool = True) -> Model:
     """The architecture with seeded random weights (and calibrated batch norms), in eval mode."""
     torch.manual_seed(0)
     net = get_model(arch.name, weights=None, **dict(arch.options))
-    model = Model(net, preprocess=Preprocess(input_size=(arch.side, arch.side)),
+    # stretched, not centre-cropped: the photos' full content, as the suite's numbers were set
+    model = Model(net, preprocess=Preprocess(input_size=(arch.side, arch.side), resize="stretch"),
                   labels=imagenet_labels(), name=arch.name)
     if calibrated:
         calibrate(model)

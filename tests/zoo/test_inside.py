@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from convscope import visualize
 from convscope.methods.dataset import embed, scan
-from convscope.methods.features import activation_mask, feature_maps, filter_tiles
+from convscope.methods.features import activation_mask, channel, feature_maps, filter_tiles, logit
 from convscope.model import Model, forward_until, guarded
 from tests.model_safety import assert_unharmed, snapshot
 from tests.zoo.conftest import Arch, finite_nonzero
@@ -58,7 +58,7 @@ def test_filters_of_the_first_and_a_deep_convolution(zoo_model: Model, zoo_arch:
 
 
 def test_visualize_a_channel_and_a_logit(zoo_model: Model, zoo_arch: Arch) -> None:
-    for objective in (f"channel:{zoo_arch.layer}:0", "logit:1"):
+    for objective in (channel(zoo_arch.layer, 0), logit(1)):
         with unharmed(zoo_model):
             result = visualize(zoo_model, objective, steps=3)
         assert result.images.shape == (1, 3, zoo_arch.side, zoo_arch.side)

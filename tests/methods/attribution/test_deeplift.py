@@ -259,7 +259,7 @@ def test_published_relu_example() -> None:
             return (2 * F.relu(x[:, 0]) + 2 * F.relu(x[:, 1] - 1.5)).flatten(1)
 
     model = Model(TwoRelus(), preprocess=Preprocess((1, 1), (0.0,) * 3, (1.0,) * 3))
-    maps = DeepLift(model, reference="zeros")(torch.tensor([1.0, 2.0, 5.0]).view(1, 3, 1, 1), 0)
+    maps = DeepLift(model, reference="mean")(torch.tensor([1.0, 2.0, 5.0]).view(1, 3, 1, 1), 0)
     assert maps.flatten().tolist() == [2.0, 1.0, 0.0]
 
 
@@ -273,7 +273,7 @@ def test_saturated_sigmoid_gets_its_change_not_its_gradient() -> None:
 
     model = Model(Saturated(), preprocess=Preprocess((1, 2), (0.0,), (1.0,), channels=1))
     x = torch.ones(1, 1, 1, 2, dtype=torch.float64)
-    maps = DeepLift(model, reference="zeros")(x, 0)
+    maps = DeepLift(model, reference="mean")(x, 0)
     delta = torch.sigmoid(torch.tensor(20.0, dtype=torch.float64)) - 0.5
     torch.testing.assert_close(maps.flatten(), torch.stack([delta, delta]) / 2, rtol=1e-12, atol=0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 
 import pytest
 import torch
@@ -99,6 +100,42 @@ def test_integrated_gradients_of_a_linear_model_is_exact() -> None:
     weight = model.net.fc.weight[2].view(1, 3, 8, 8)
     torch.testing.assert_close(attributions, (x - baseline) * weight)
     torch.testing.assert_close(ig.completeness_gap(x, attributions, 2), torch.zeros(3, dtype=torch.float64))
+
+
+class SteepNet(nn.Module):
+    """A score that jumps: sigmoid(40 * w.x), nearly a step along any path crossing w.x = 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(40 * self.fc(x.flatten(1)))
+
+
+@pytest.mark.parametrize("rule", ["adaptive", "riemann_middle"])
+def test_integrated_gradients_warns_with_its_gap_when_steps_are_too_few(rule: str) -> None:
+    """DESIGN convention 12: the gap is measured at run time (from the adaptive rule's own probes,
+    or two scored ends) and a coarse quadrature says how far it missed; enough steps are silent."""
+    torch.manual_seed(0)
+    model = Model(SteepNet().double(), preprocess=Preprocess(input_size=(8, 8)))
+    x = inputs(2, size=8, dtype=torch.float64)
+    with torch.no_grad():  # put the jump of class 0 in the middle of each path
+        black = model.normalize(torch.zeros_like(x))
+        mid = (black + x) / 2
+        model.net.fc.bias[0] = -(model.net.fc.weight[0] @ mid.flatten(1).T).mean()
+    coarse = IntegratedGradients(model, steps=4, rule=rule)  # type: ignore[arg-type]
+    with pytest.warns(UserWarning, match=r"integrated gradients misses F\(x\) - F\(x'\) by [0-9.]+% "
+                                         r"with steps=4") as caught:
+        attributions = coarse(x, 0)
+    measured = coarse.completeness_gap(x, attributions, 0).abs() / coarse.score_change(x, 0).abs()
+    said = float(str(caught[0].message).split(" by ")[1].split("%")[0])
+    assert said == pytest.approx(100 * float(measured.max()), rel=0.05, abs=0.2)
+    fine = IntegratedGradients(model, steps=2048, rule="riemann_middle", batch_size=512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attributions = fine(x, 0)
+    assert (fine.completeness_gap(x, attributions, 0).abs() <= 0.05 * fine.score_change(x, 0).abs()).all()
 
 
 def test_integrated_gradients_completeness_on_tiny(tiny: Model) -> None:

@@ -129,9 +129,10 @@ def test_only_the_objectives_layers_are_hooked_and_the_forward_stops_early(
         head.remove()
     reads_logits = objective.reads_logits
     assert set(hooked) == (set() if reads_logits else {"_blocks.5", "_blocks.2"})
-    # 3 steps + the final evaluation; without logits only the first forward runs to the end,
-    # which shows each hooked block runs once, so later ones stop right after the deepest
-    assert len(head_calls) == (4 if reads_logits else 1)
+    # 3 steps + the final evaluation; without logits at most the first forward runs to the end
+    # (none does when an earlier call on this model already showed each hooked block runs once):
+    # later ones stop right after the deepest
+    assert len(head_calls) == 4 if reads_logits else len(head_calls) <= 1
     assert all(not m._forward_hooks for m in lite0.modules())
 
 
