@@ -44,9 +44,10 @@ def top1(model: Model, x: Tensor) -> Tensor:
         return model(x).argmax(1)
 
 
-IG_NEEDS_MORE_STEPS = {"inception_v3": 256}
-"""Where 64 adaptive steps miss the 5% bound on this random init: IG warns with the gap, and this
-many steps are complete. A known weakness of the 64-node quadrature there, not a pass."""
+IG_NEEDS_MORE_STEPS = {"squeezenet1_1": 256, "inception_v3": 1024}
+"""Where 64 adaptive steps miss the 5% bound on these random inits (6% and 16% measured):
+IG warns with the gap, and this many steps are complete. A known weakness of the 64-node
+quadrature there, not a pass."""
 
 
 def test_integrated_gradients_complete_at_64_steps(zoo_initial_model: Model, zoo_arch: Arch,
@@ -64,8 +65,12 @@ def test_integrated_gradients_complete_at_64_steps(zoo_initial_model: Model, zoo
         change = method.score_change(zoo_inputs, target)
         gap = method.completeness_gap(zoo_inputs, attributions, target)
     assert torch.isfinite(attributions).all()
-    if (change == 0).all():  # the output does not depend on the input (GoogLeNet's dead init)
-        assert float(gap.abs().max()) < 1e-6
+    with torch.no_grad():
+        level = select(model(zoo_inputs), target).abs()
+    if (change.abs() <= 1e-4 * level).all():
+        # the output does not measurably depend on the input: GoogLeNet's dead init (change 0),
+        # ShuffleNet's (change ~4e-5 of the score, float32 rounding); there is nothing to complete
+        assert (gap.abs() <= 1e-4 * level + 1e-6).all()
         return
     finite_nonzero(attributions, f"IG on {zoo_arch.name}")
     relative = float((gap.abs() / change.abs()).max())
