@@ -24,7 +24,8 @@ def test_report_holds_each_methods_explanation_scores_and_errors(tiny: Model, im
                             faithfulness_steps=3, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (4, 4) and len(page.images) == 2
     first = page.images[0]
-    assert first.target == 2 and first.target_label == "two" and first.image.shape == (3, 20, 24)  # the photo overlays are drawn on
+    assert first.target == 2 and first.target_label == "two"
+    assert first.image.shape == (3, 20, 24)  # the photo itself: overlays are drawn on it
     assert [m.method for m in first.methods] == ["saliency", "gradcam"]
     for m in first.methods:
         assert m.error is None and m.explanation is not None
