@@ -33,7 +33,7 @@ from ...model.layers import LayerChoice, pick_layer, unwrap
 from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
 from ...model.tokens import transformer_layer
 from ...types import Target, TargetFn
-from .baselines import make_baseline
+from .baselines import broadcast_to_inputs, make_baseline
 
 
 class Attribution:
@@ -183,14 +183,7 @@ class Attribution:
             return self.packing.like(given, inputs, name)
         if not isinstance(given, Tensor):
             raise BadArgument(f"{name}: give a tensor broadcastable to the inputs {tuple(inputs.shape)}")
-        try:
-            shape = torch.broadcast_shapes(given.shape, inputs.shape)
-        except RuntimeError:
-            shape = None
-        if shape != inputs.shape:
-            raise BadArgument(f"{name} of shape {tuple(given.shape)} does not broadcast to the "
-                              f"inputs {tuple(inputs.shape)}")
-        return given.to(inputs).expand_as(inputs)
+        return broadcast_to_inputs(given, inputs, name)
 
     def baseline_for(self, inputs: Tensor, baseline: Any, *, sigma: float = 10.0, seed: int = 0,
                      name: str = "baseline") -> Tensor:

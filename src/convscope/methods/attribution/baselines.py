@@ -81,14 +81,7 @@ def make_baseline(model: object, inputs: Tensor, baseline: str | Tensor, *, sigm
     so pixels are its inputs). "segment_mean" is LIME's own and is built there.
     """
     if isinstance(baseline, Tensor):
-        try:
-            shape = torch.broadcast_shapes(baseline.shape, inputs.shape)
-        except RuntimeError:
-            shape = None
-        if shape != inputs.shape:
-            raise BadArgument(f"{name} of shape {tuple(baseline.shape)} does not broadcast to the "
-                              f"inputs {tuple(inputs.shape)}")
-        return baseline.to(inputs).expand_as(inputs)
+        return broadcast_to_inputs(baseline, inputs, name)
     word = cast(str, check_baseline(name, baseline))
     if word == "mean":
         return torch.zeros_like(inputs)
@@ -101,6 +94,18 @@ def make_baseline(model: object, inputs: Tensor, baseline: str | Tensor, *, sigm
     else:
         pixels = torch.zeros_like(inputs)
     return _normalize(model, pixels, f"{name}={word!r}")
+
+
+def broadcast_to_inputs(given: Tensor, inputs: Tensor, name: str) -> Tensor:
+    """A user's tensor expanded to the inputs' shape, or one line saying it does not fit."""
+    try:
+        shape = torch.broadcast_shapes(given.shape, inputs.shape)
+    except RuntimeError:
+        shape = None
+    if shape != inputs.shape:
+        raise BadArgument(f"{name} of shape {tuple(given.shape)} does not broadcast to the "
+                          f"inputs {tuple(inputs.shape)}")
+    return given.to(inputs).expand_as(inputs)
 
 
 def _normalize(model: object, pixels: Tensor, what: str) -> Tensor:
