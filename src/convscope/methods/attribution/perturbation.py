@@ -119,12 +119,17 @@ def _rows_target(target: Tensor | TargetFn, images: Tensor) -> Tensor | TargetFn
 
 
 class _Perturbation(Attribution):
-    """Shared options of the perturbation family: chunk size and progress."""
+    """Shared options of the perturbation family: what hidden elements become, chunk size and
+    progress."""
 
-    def __init__(self, model: Model, *, batch_size: int | None, progress: ProgressFn | None) -> None:
+    def __init__(self, model: Model, *, baseline: BaselineName | Tensor, sigma: float, seed: int = 0,
+                 batch_size: int | None, progress: ProgressFn | None) -> None:
         super().__init__(model)
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
+        check_positive("sigma", sigma)
+        self.baseline = check_baseline("baseline", baseline)
+        self.sigma, self.seed = sigma, seed
         self.batch_size, self.progress = batch_size, progress
 
     def chunk(self, inputs: Tensor) -> int:
@@ -132,8 +137,7 @@ class _Perturbation(Attribution):
 
     def fill(self, inputs: Tensor) -> Tensor:
         """What hidden elements become (the method's ``baseline``, see :mod:`.baselines`)."""
-        return self.baseline_for(inputs, getattr(self, "baseline", "black"),
-                                 sigma=getattr(self, "sigma", 10.0), seed=getattr(self, "seed", 0))
+        return self.baseline_for(inputs, self.baseline, sigma=self.sigma, seed=self.seed)
 
 
 @register("occlusion", family="perturbation", signed=True)
@@ -162,7 +166,7 @@ class Occlusion(_Perturbation):
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        super().__init__(model, batch_size=batch_size, progress=progress)
+        super().__init__(model, baseline=baseline, sigma=sigma, batch_size=batch_size, progress=progress)
         self.groups, self.window_option = groups, window
         side = min(model.input_size)
         self.window = _pair("window", window if window is not None else max(1, math.ceil(side / 7)))
@@ -171,9 +175,6 @@ class Occlusion(_Perturbation):
         if any(s > w for s, w in zip(self.stride, self.window)):
             raise BadArgument(f"stride={self.stride} is larger than window={self.window}: "
                               "some pixels would never be occluded")
-        baseline = check_baseline("baseline", baseline)  # type: ignore[assignment]
-        check_positive("sigma", sigma)
-        self.baseline, self.sigma = baseline, sigma
 
     def grid(self, height: int, width: int) -> tuple[Tensor, Tensor]:
         """Cover indicators (ny, H) and (nx, W): row ``k`` marks the pixels of window ``k``."""
@@ -264,16 +265,15 @@ class RISE(_Perturbation):
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
     ) -> None:
-        super().__init__(model, batch_size=batch_size, progress=progress)
+        super().__init__(model, baseline=baseline, sigma=sigma, seed=seed, batch_size=batch_size,
+                         progress=progress)
         check_positive("masks", masks, integer=True)
         check_positive("cells", cells, integer=True)
         if not 0 < p < 1:
             raise BadArgument(f"p={p!r}: the probability of keeping a cell, strictly between 0 and 1")
-        baseline = check_baseline("baseline", baseline)  # type: ignore[assignment]
         check_choice("output", output, Output)
-        check_positive("sigma", sigma)
         self.masks, self.cells, self.p = int(masks), int(cells), float(p)
-        self.baseline, self.output, self.sigma, self.seed = baseline, output, sigma, seed
+        self.output = output
 
     def sample(self, height: int, width: int) -> tuple[Tensor, Tensor]:
         """Low-res binary grids (N, 1, cells, cells) and crop shifts (N, 2), from ``seed``."""
