@@ -55,28 +55,30 @@ def exclusive(module: nn.Module) -> Iterator[nn.Module]:
 def evaluating(module: nn.Module) -> Iterator[nn.Module]:
     """Put every submodule in eval mode for the block, then restore each one's own flag."""
     with exclusive(module):
-        flags = [(m, m.training) for m in module.modules()]
+        # only the modules in train mode are touched (most models arrive in eval mode: then this
+        # costs one walk of the tree); flags are set directly: exported programs refuse eval()
+        changed = [m for m in module.modules() if m.training]
         try:
-            for m, _ in flags:  # set flags directly: some modules (exported programs) refuse eval()
+            for m in changed:
                 m.training = False
             yield module
         finally:
-            for m, flag in flags:
-                m.training = flag
+            for m in changed:
+                m.training = True
 
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[nn.Module]:
     """Stop gradients into parameters (methods want input gradients only), then restore flags."""
     with exclusive(module):
-        flags = [(p, p.requires_grad) for p in module.parameters()]
+        changed = [p for p in module.parameters() if p.requires_grad]  # only these are touched
         try:
-            for p, _ in flags:
+            for p in changed:
                 p.requires_grad_(False)
             yield module
         finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+            for p in changed:
+                p.requires_grad_(True)
 
 
 @contextmanager

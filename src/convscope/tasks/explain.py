@@ -198,18 +198,23 @@ def explain(
     if _first(raw).device.type == "cuda":
         torch.cuda.synchronize(_first(raw).device)
     seconds = time.perf_counter() - start
-    with guarded(model), torch.no_grad():  # what the method saw: the bound model and its target
-        call = prepare(model, x, target, method=method, **call_options)
-        logits = getattr(attributor, "logits", None)
-        if logits is None:  # the method never ran the model on the inputs as they are
-            try:
-                logits = call.model(call.inputs)
-            except ConvscopeError:
-                raise
-            except Exception as err:
-                raise method_failed(method, model, err, layer, call.inputs) from err
-    idx = target_indices(logits, call.target, model.labels)
-    scores = select(logits, call.target if idx is None else idx, model.labels)
+    logits = getattr(attributor, "logits", None)
+    plain = isinstance(x, Tensor) and not callable(target) and all(v is None for v in call_options.values())
+    if logits is not None and plain:  # the usual case: nothing left to run or bind
+        call_target = target
+    else:
+        with guarded(model), torch.no_grad():  # what the method saw: the bound model and its target
+            call = prepare(model, x, target, method=method, **call_options)
+            call_target = call.target
+            if logits is None:  # the method never ran the model on the inputs as they are
+                try:
+                    logits = call.model(call.inputs)
+                except ConvscopeError:
+                    raise
+                except Exception as err:
+                    raise method_failed(method, model, err, layer, call.inputs) from err
+    idx = target_indices(logits, call_target, model.labels)
+    scores = select(logits, call_target if idx is None else idx, model.labels)
     values = raw
     batch = x if isinstance(x, Tensor) and x.ndim == 4 else None  # an image batch
     drawable = batch is not None and batch.shape[1] == model.channels  # pixels preprocess describes
