@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -115,3 +117,32 @@ def test_explain_reuses_the_method_object_of_the_last_model(tiny: Model) -> None
     assert module._local.recent.methods == first and len(first) == 1
     explain(tiny, x, "lrp", epsilon=0.1)
     assert len(module._local.recent.methods) == 2
+
+
+def test_explain_drops_its_method_objects_when_the_weights_or_modules_change(tiny: Model) -> None:
+    """Never a stale explanation: an in-place weight update (an optimizer step), a loaded state
+    dict or a swapped module makes the next call build its method objects afresh, and the map
+    is the one a fresh method gives on the new weights."""
+    from convscope.methods.registry import build_method
+    from convscope.tasks import explain as module
+
+    net = copy.deepcopy(tiny)
+    x = net.preprocess(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    explain(net, x, "saliency")
+    first = module._local.recent
+    explain(net, x, "saliency")
+    assert module._local.recent is first
+    with torch.no_grad():
+        next(net.parameters()).mul_(2.0)
+    result = explain(net, x, "saliency", target=1)
+    assert module._local.recent is not first
+    torch.testing.assert_close(result.raw, build_method("saliency", net)(x, 1))
+    second = module._local.recent
+    net.load_state_dict(tiny.state_dict())
+    explain(net, x, "saliency")
+    assert module._local.recent is not second
+    third = module._local.recent
+    name, child = next(iter(net.net.named_children()))
+    setattr(net.net, name, copy.deepcopy(child))
+    explain(net, x, "saliency")
+    assert module._local.recent is not third

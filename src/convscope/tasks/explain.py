@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import BadArgument, ConvscopeError
 from ..methods.attribution.base import method_failed
@@ -242,16 +242,16 @@ Key = tuple[object, ...]
 @dataclass
 class _Recent:
     """Method objects of the model ``explain()`` was last called with (in this thread), reused
-    while its structure and weights stay the same: a method keeps what it prepared (LRP's folded
-    copy, the ``"auto"`` layer found by a dry forward pass) for the next call, as a method object
-    held by the user does. Any change of a parameter or buffer (an optimizer step, a loaded state
-    dict, a swapped tensor) bumps its version or identity and drops the cache: a method never
-    explains stale weights. Only the last model is held, so a model the user drops is freed at
-    the next call with another; each thread has its own, so threads never share a method object."""
+    while its structure and weights stay the same (:func:`_state_key`): a method keeps what it
+    prepared (LRP's folded copy, the ``"auto"`` layer found by a dry forward pass) for the next
+    call, as a method object held by the user does. Any change of a parameter or buffer (an
+    optimizer step, a loaded state dict, a swapped tensor) bumps its version or identity and drops
+    the cache: a method never explains stale weights. Only the last model is held, so a model the
+    user drops is freed at the next call with another; each thread has its own, so threads never
+    share a method object."""
 
     model: weakref.ReferenceType[Model]
-    structure: Key
-    weights: Key
+    state: Key
     methods: dict[Key, Any] = field(default_factory=dict)
 
 
@@ -259,20 +259,29 @@ _local = threading.local()
 _PLAIN = (int, float, str, bool, type(None))
 
 
-def _weights_key(model: Model) -> Key:
-    """Identity and in-place version of every parameter and buffer (cheap: no data is read)."""
-    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+def _state_key(model: Model) -> Key:
+    """What a reused method object depends on: the input size, every submodule (identity and
+    type, in tree order) and every parameter and buffer (identity and in-place version). One walk
+    of the ``_modules`` dicts, no data read and no names built: it runs on every call."""
+    key: list[object] = [model.spec]
+    stack: list[nn.Module] = [model]
+    while stack:
+        module = stack.pop()
+        key += (id(module), type(module))
+        for tensor in (*module._parameters.values(), *module._buffers.values()):
+            if tensor is not None:
+                key += (id(tensor), tensor._version)
+        stack.extend(m for m in reversed(module._modules.values()) if m is not None)
+    return tuple(key)
 
 
 def _method(model: Model, name: str, layer: str, options: dict[str, Any]) -> Any:
-    """The method object for this call: the one from the last call with the same model, weights,
+    """The method object for this call: the one from the last call with the same model, state,
     method, layer and options when there is one (options of plain values only), else a new one."""
-    structure = (tuple(model.input_size), tuple((n, type(m)) for n, m in model.named_modules()))
-    weights = _weights_key(model)
+    state = _state_key(model)
     recent: _Recent | None = getattr(_local, "recent", None)
-    if (recent is None or recent.model() is not model or recent.structure != structure
-            or recent.weights != weights):
-        recent = _local.recent = _Recent(weakref.ref(model), structure, weights)
+    if recent is None or recent.model() is not model or recent.state != state:
+        recent = _local.recent = _Recent(weakref.ref(model), state)
     if not all(isinstance(v, _PLAIN) for v in options.values()):
         return build_method(name, model, layer, **options)
     key = (name, layer, tuple(sorted((k, type(v), v) for k, v in options.items())))
