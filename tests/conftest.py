@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from convscope.methods.features import Context
 from convscope.model import Model, load_model
 
 
@@ -50,3 +51,13 @@ def one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ctx() -> Context:
+    """What an objective reads, seeded: images, two layers' activations, logits and class names
+    (the objective tests of the library and of the CLI's spelling share it)."""
+    g = torch.Generator().manual_seed(0)
+    acts = {"a": torch.randn(3, 5, 4, 6, generator=g), "b": torch.randn(3, 2, 3, 3, generator=g)}
+    return Context(torch.rand(3, 3, 8, 8, generator=g), acts, torch.randn(3, 4, generator=g),
+                   ["zero", "one", "two", "three"])

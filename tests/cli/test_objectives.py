@@ -10,14 +10,6 @@ from convscope.errors import BadArgument
 from convscope.methods.features import Context
 
 
-@pytest.fixture
-def ctx() -> Context:
-    g = torch.Generator().manual_seed(0)
-    acts = {"a": torch.randn(3, 5, 4, 6, generator=g), "b": torch.randn(3, 2, 3, 3, generator=g)}
-    return Context(torch.rand(3, 3, 8, 8, generator=g), acts, torch.randn(3, 4, generator=g),
-                   ["zero", "one", "two", "three"])
-
-
 @pytest.mark.parametrize(("text", "name", "layers", "batch"), [
     ("channel:_blocks.8:3", "channel(_blocks.8:3)", ("_blocks.8",), None),
     ("channel:_blocks.8:3,7,9", "channel(_blocks.8:[3,7,9])", ("_blocks.8",), 3),

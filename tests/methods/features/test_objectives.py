@@ -20,14 +20,6 @@ from convscope.methods.features import (
 )
 
 
-@pytest.fixture
-def ctx() -> Context:
-    g = torch.Generator().manual_seed(0)
-    acts = {"a": torch.randn(3, 5, 4, 6, generator=g), "b": torch.randn(3, 2, 3, 3, generator=g)}
-    return Context(torch.rand(3, 3, 8, 8, generator=g), acts, torch.randn(3, 4, generator=g),
-                   ["zero", "one", "two", "three"])
-
-
 def test_units_match_their_formulas(ctx: Context) -> None:
     a, logits = ctx.acts["a"], ctx.logits
     assert torch.allclose(channel("a", 2)(ctx), a[:, 2].mean((1, 2)))
