@@ -73,7 +73,7 @@ from torch import Tensor, nn
 
 from ..errors import BadTarget, check_positive
 from ..types import ProgressFn, Target
-from .device import device_of as _device_of
+from .device import device_of
 from .fold import (
     FoldInfo,
     Recording,
@@ -126,7 +126,7 @@ def inference_net(model: nn.Module, *, fold: bool = True, keep: Iterable[nn.Modu
     if example is None:  # nothing to check a variant against: the plain copy is always right
         return plain
     if channels_last is None:
-        channels_last = CHANNELS_LAST.get(_device_of(model).type, False)
+        channels_last = CHANNELS_LAST.get(device_of(model).type, False)
     try:
         return choose(plain, example, fold=fold, channels_last=channels_last,
                       keep=kept_names(model, keep)).net
@@ -244,7 +244,7 @@ class FastForward:
 
     def __init__(self, model: nn.Module, *, fold: bool = True,
                  channels_last: bool | None = None, freeze: bool | None = None) -> None:
-        self.device = _device_of(model)
+        self.device = device_of(model)
         self.model = model
         try:
             self.plain: nn.Module | None = inference_copy(model)

@@ -155,7 +155,7 @@ class IntegratedGradients(Attribution):
             alphas, weights = equidistributed_nodes(scores, self.steps)
             ends = scores[:, [0, -1]]
         else:
-            alphas, weights = self.nodes(baseline, diff, target)
+            alphas, weights = (t.expand(baseline.shape[0], -1) for t in quadrature(self.rule, self.steps))
             both = torch.cat([baseline, baseline + diff])
             fixed = target if callable(target) else target.repeat(2)
             ends = fast_forward(self.model).scores(both, fixed).view(2, -1).T
@@ -175,14 +175,6 @@ class IntegratedGradients(Attribution):
                           f"steps={self.steps} (rule {self.rule!r}): the path's score moves faster "
                           "than the nodes can follow; raise steps (the gap shrinks as steps grow)",
                           stacklevel=4)
-
-    def nodes(self, baseline: Tensor, diff: Tensor, target: Tensor | TargetFn) -> tuple[Tensor, Tensor]:
-        """Quadrature nodes and weights per sample, (B, steps) each, float64."""
-        b = baseline.shape[0]
-        if self.rule != "adaptive":
-            alphas, weights = quadrature(self.rule, self.steps)
-            return alphas.expand(b, -1), weights.expand(b, -1)
-        return equidistributed_nodes(self._probe_scores(baseline, diff, target), self.steps)
 
     def _probe_scores(self, baseline: Tensor, diff: Tensor, target: Tensor | TargetFn) -> Tensor:
         """F on a uniform grid of the path, (B, probe_count + 1), forward passes only."""
