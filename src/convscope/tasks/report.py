@@ -19,6 +19,7 @@ from ..errors import ConvscopeError
 from ..methods.registry import get_method
 from ..model import FastForward, Model
 from ..render import Card, Section, html_report, to_pil
+from ..render.notebook import page_iframe
 from ..render.report import FAITHFULNESS_NOTE
 from ..types import ProgressFn, Target
 from .evaluate import faithfulness_scores, method_list
@@ -100,6 +101,10 @@ class Report:
         scored = any(m.deletion_auc is not None for item in self.images for m in item.methods)
         return html_report("convscope report", sections, meta,
                            notes=[FAITHFULNESS_NOTE] if scored else None)
+
+    def _repr_html_(self) -> str:
+        """The page in a frame of its own, so its stylesheet leaves the notebook alone."""
+        return page_iframe(self.html(), height=720)
 
 
 def _name(source: ImageSource, i: int) -> str:
