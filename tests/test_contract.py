@@ -152,8 +152,14 @@ def _evaluate(model: Model, x: Tensor) -> None:
     evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
 
 
+def _layer_table(model: Model, x: Tensor) -> None:
+    from convscope.tasks.layers import layer_table
+
+    layer_table(model)
+
+
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
-          "task_evaluate": _task(_evaluate)}
+          "task_evaluate": _task(_evaluate), "task_layer_table": _task(_layer_table)}
 
 
 class Explode(RuntimeError):
