@@ -26,10 +26,6 @@ the CLI is above all of them (``convscope serve`` starts the web app)."""
 EXCEPTIONS: dict[str, set[str]] = {"render": {"model"}}
 """Lower units that a unit still may not import: drawing never needs a model."""
 
-LAZY: dict[str, set[str]] = {"__init__": {"web"}}
-"""Higher units that a unit may import inside a function only, never when it is itself imported:
-the package's face hands out ``convscope.show_app`` without ``import convscope`` importing FastAPI."""
-
 
 def allowed(unit: str) -> set[str]:
     """The units ``unit`` may import (itself included); empty for a unit with no rank."""
@@ -45,21 +41,10 @@ def unit_of(relative: Path) -> str:
     return relative.parts[0] if len(relative.parts) > 1 else relative.stem
 
 
-def _nodes(tree: ast.AST, nested: bool) -> list[ast.AST]:
-    """Every node of ``tree``; with ``nested=False`` none inside a function body."""
-    out, stack = [], [tree]
-    while stack:
-        node = stack.pop()
-        out.append(node)
-        stack.extend(child for child in ast.iter_child_nodes(node)
-                     if nested or not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    return out
-
-
-def imported_units(relative: Path, source: str, units: set[str], *, nested: bool = True) -> set[str]:
+def imported_units(relative: Path, source: str, units: set[str]) -> set[str]:
     """The units of ``convscope`` that a module imports, absolute or relative, anywhere in it
-    (imports inside functions too, unless ``nested=False``). A name imported from the package
-    itself that is no unit (``from convscope import explain``) is taken from ``__init__``."""
+    (imports inside functions too). A name imported from the package itself that is no unit
+    (``from convscope import explain``) is taken from ``__init__``."""
     package = list(relative.parts[:-1])
     found: set[str] = set()
 
@@ -70,7 +55,7 @@ def imported_units(relative: Path, source: str, units: set[str], *, nested: bool
         else:  # ``from convscope import x`` / ``from .. import x``: submodules or façade names
             found.update(n if n in units else "__init__" for n in names)
 
-    for node in _nodes(ast.parse(source), nested):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             names = [a.name for a in node.names]
             if node.level:
@@ -103,9 +88,6 @@ def layering_violations(modules: dict[Path, str]) -> list[str]:
             problems.append(f"{path}: '{unit}' has no rank in RANKS; place it there")
             continue
         bad = imported_units(path, source, units) - ok
-        lazy = LAZY.get(unit, set())
-        if bad & lazy and not imported_units(path, source, units, nested=False) & lazy:
-            bad -= lazy
         if bad:
             problems.append(f"{path} ({unit}) imports {sorted(bad)}")
     return problems
@@ -130,16 +112,12 @@ def test_layering_check_catches_a_planted_violation() -> None:
         Path("newthing.py"): "x = 1\n",
         Path("model/good.py"): "from ..errors import BadModel\nfrom . import fold\n",
         Path("cli/good.py"): "from .. import __version__\nfrom ..tasks import explain\n",
-        Path("__init__.py"): "def later():\n    from .web import app\nfrom .web import config\n",
     }
     found = layering_violations(planted)
     assert [line.split(":")[0].split(" ")[0] for line in found] == [
-        "__init__.py", "data/bad.py", "methods/bad.py", "model/bad.py", "newthing.py",
-        "render/bad.py", "tasks/bad.py"]
-    assert "['tasks']" in found[3] and "['__init__']" in found[1] and "no rank" in found[4]
-    assert "['web']" in found[0]  # the façade imports the web app at import time
-    lazy_only = {Path("__init__.py"): "def later():\n    from .web import app\n"}
-    assert layering_violations(lazy_only) == []
+        "data/bad.py", "methods/bad.py", "model/bad.py", "newthing.py", "render/bad.py",
+        "tasks/bad.py"]
+    assert "['tasks']" in found[2] and "['__init__']" in found[0] and "no rank" in found[3]
 
 
 def test_core_never_imports_torchvision_or_timm() -> None:

@@ -12,8 +12,6 @@ opens the web app in a notebook; it is imported on first use, so ``import convsc
 import FastAPI.
 """
 
-from typing import Any
-
 from .data import list_samples, load_folder, load_image, load_images
 from .data.atlas import Atlas
 from .data.datasets import open_dataset
@@ -101,7 +99,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """``show_app`` comes from the web package, imported only when it is first asked for."""
     if name == "show_app":
         from .web.notebook import show_app

@@ -8,7 +8,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadLayer
+from ..errors import BadLayer, BadModel, ConvscopeError
 from ..model import LayerInfo, Model, list_layers
 from ..model.layers import LayerChoice, choose_layer
 
@@ -29,8 +29,17 @@ class LayerTable:
 
 
 def layer_table(model: Model) -> LayerTable:
-    """The rows from one dry forward pass, and the ``"auto"`` layer."""
-    rows = list_layers(model)
+    """The rows from one dry forward pass, and the ``"auto"`` layer. A model whose forward
+    fails on an input of its preprocessing size raises ``BadModel`` naming the error."""
+    try:
+        rows = list_layers(model)
+    except ConvscopeError:
+        raise
+    except Exception as err:  # the model's own code failed: one line, the cause kept for --debug
+        size = "x".join(map(str, (model.channels, *model.input_size)))
+        detail = (str(err).strip().splitlines() or [""])[0][:300]
+        raise BadModel(f"model {model.name!r} failed on a {size} input: {type(err).__name__}: {detail}; "
+                       "check that it runs on inputs of its preprocess input_size") from err
     auto = None
     with suppress(BadLayer):  # a model without a conv has no auto layer; the table stands alone
         auto = choose_layer(model)
