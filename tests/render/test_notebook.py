@@ -194,3 +194,22 @@ def test_embedding_map_draws_the_scatter() -> None:
     html = made._repr_html_()
     assert "pca map of 30 images at layer4" in html and "5-NN label accuracy" in html
     assert html_pictures(html)[0].shape == png.shape
+
+
+def test_a_large_photo_is_drawn_shrunk_like_the_full_overlay(tiny: Model) -> None:
+    """The grid draws on the photo shrunk first (fast for large photos): the same picture as the
+    full-size overlay shrunk afterwards, with the crop the model saw in the same place."""
+    ys, xs = torch.meshgrid(torch.linspace(0, 3, 90), torch.linspace(0, 5, 150), indexing="ij")
+    photo = torch.stack([ys.sin(), xs.cos(), (xs + ys).sin()]) * 0.4 + 0.5  # smooth: resampling agrees
+    result = explain(tiny, [photo], "gradcam", target=1)
+    full = result.overlay(0).resize((60, 36), Image.Resampling.BOX)
+    small = result.overlay(0, max_side=60)
+    assert small.size == (60, 36)
+    diff = np.abs(np.asarray(small, dtype=float) - np.asarray(full, dtype=float))
+    assert diff.mean() < 3 and np.percentile(diff, 90) < 8
+    # the model saw the centre 90x90 (columns 12-48 of 60): outside it the photo is shaded to half
+    shrunk = torch.nn.functional.interpolate(photo[None], size=(36, 60), mode="bilinear", antialias=True)
+    shaded = (shrunk[0].permute(1, 2, 0).numpy() * 0.5 * 255)
+    edges = np.r_[0:11, 49:60]
+    assert np.abs(np.asarray(small, dtype=float)[:, edges] - shaded[:, edges]).max() <= 2
+    assert np.abs(np.asarray(small, dtype=float)[:, 20:40] - shaded[:, 20:40]).mean() > 20
