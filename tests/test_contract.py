@@ -152,8 +152,38 @@ def _evaluate(model: Model, x: Tensor) -> None:
     evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
 
 
+def _layer_table(model: Model, x: Tensor) -> None:
+    from convscope.tasks.layers import layer_table
+
+    layer_table(model)
+
+
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
-          "task_evaluate": _task(_evaluate)}
+          "task_evaluate": _task(_evaluate), "task_layer_table": _task(_layer_table)}
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])
+def test_show_app_leaves_the_model_unharmed(raises: bool, tmp_path: Any) -> None:
+    """The notebook app serves the user's own model object: its pages run the model on the
+    server's worker thread, and stopping the app leaves the model as it was (also after a
+    forward that raised, which the page answers with a 400)."""
+    import httpx
+
+    from convscope.web.notebook import show_app
+
+    net = make_model(False)
+    model = Model(net, preprocess=Preprocess(input_size=(12, 12)), name="contract")
+    next(m for m in net.modules() if isinstance(m, Trap)).armed = raises
+    before = snapshot(model)
+    app = show_app(model, cache_dir=tmp_path)
+    try:
+        answer = httpx.get(app.url + "api/model/layers", timeout=30)
+        page = httpx.get(app.url, headers={"accept": "text/html"}, timeout=30)
+    finally:
+        app.stop()
+    expected = 400 if raises else 200
+    assert (answer.status_code, page.status_code) == (expected, expected), answer.text
+    assert_unharmed(model, before)
 
 
 class Explode(RuntimeError):

@@ -7,7 +7,9 @@
     result.save("cat_gradcam.png")
 
 The jobs behind every command are plain functions of :mod:`convscope.tasks` (``report``,
-``evaluate``, ``inversion`` ...); the most used are exported here.
+``evaluate``, ``inversion`` ...); the most used are exported here. ``convscope.show_app(model)``
+opens the web app in a notebook; it is imported on first use, so ``import convscope`` does not
+import FastAPI.
 """
 
 from .data import list_samples, load_folder, load_image, load_images
@@ -87,6 +89,7 @@ __all__ = [
     "save_cam_head",
     "scan_dataset",
     "select",
+    "show_app",
     "stylize",
     "synthesize_texture",
     "top_patches",
@@ -94,3 +97,17 @@ __all__ = [
     "transfer_style",
     "visualize",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``show_app`` comes from the web package, imported only when it is first asked for."""
+    if name == "show_app":
+        from .web.notebook import show_app
+
+        globals()["show_app"] = show_app
+        return show_app
+    raise AttributeError(f"module 'convscope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"show_app"})

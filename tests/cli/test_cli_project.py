@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convscope.cli import project as project_cli
+from convscope.tasks import project as project_task
 from tests.cli.runner import run
 
 FACTORY = """
@@ -61,13 +61,13 @@ def test_atlas_map_skips_unreadable_images(capsys: pytest.CaptureFixture[str], t
     assert code == 0, err
     out = tmp_path / "atlas_map.png"
     seen: dict = {}
-    draw = project_cli.embedding_scatter
+    draw = project_task.embedding_scatter
 
     def spy(coords, labels, **options):  # type: ignore[no-untyped-def]
         seen.update(options, labels=labels)
         return draw(coords, labels, **options)
 
-    monkeypatch.setattr(project_cli, "embedding_scatter", spy)
+    monkeypatch.setattr(project_task, "embedding_scatter", spy)
     code, stdout, err = run(capsys, "project", "--atlas", str(atlas), "--method", "pca",
                             "--color", "prediction", "--out", str(out), "--json")
     assert code == 0, err

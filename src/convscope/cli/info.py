@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from contextlib import suppress
 
 from ..data import list_samples
-from ..errors import BadLayer
-from ..model import list_layers
-from ..model.layers import choose_layer
+from ..tasks.layers import layer_table
 from ..tasks.predict import predict
 from .common import add_model_options, model_from_args, print_json
 
@@ -58,16 +55,16 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_layers(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    layers = list_layers(model)
+    table = layer_table(model)
     if args.json:
-        print_json([info.as_dict() for info in layers])
+        print_json(table.as_json())
         return 0
+    layers = table.rows
     width = max(len(i.name) for i in layers)
     print(f"{'name':<{width}}  {'type':<18} {'params':>9}  output shape")
     for i in layers:
         shape = "x".join(map(str, i.output_shape)) if i.output_shape else "-"
         print(f"{i.name:<{width}}  {i.type:<18} {i.params:>9}  {shape}")
-    with suppress(BadLayer):  # a model without a conv has no auto layer; the table stands alone
-        choice = choose_layer(model)
-        print(f"\nlayer 'auto' = {choice.name}: {choice.reason}")
+    if table.auto is not None:
+        print(f"\nlayer 'auto' = {table.auto.name}: {table.auto.reason}")
     return 0

@@ -13,12 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import BadArgument
 from ..methods.dataset.projection import PROJECTIONS
 from ..render import save_png
-from ..render.plots import embedding_scatter
 from ..tasks.project import Points, atlas_points, dataset_points, embedding_map
 from .common import add_model_options, model_from_args, print_json
 from .options import parse_options
@@ -59,18 +55,7 @@ def run_project(args: argparse.Namespace) -> int:
             points = dataset_points(model, args.dataset, args.layer or "auto", limit=args.limit,
                                     batch_size=args.batch_size, progress=progress)
     made = embedding_map(points, args.method, seed=args.seed, **options)
-    coords = made.coords
-    if args.color == "prediction" and not (points.predictions >= 0).any():
-        raise BadArgument("--color prediction: there are no predictions (the atlas has none)")
-    labels, names = points.labels, points.class_names
-    if args.color == "prediction" and points.model_labels != points.class_names:
-        # predictions index the model's classes, not the dataset's: name them by the model and
-        # do not mark "misclassified" points by comparing indices of two different lists
-        labels, names = np.full_like(points.labels, -1), points.model_labels
-    picture = embedding_scatter(
-        coords, labels, predictions=points.predictions, color_by=args.color,
-        class_names=names, thumbnails=points.thumbnails, max_thumbnails=args.thumbnails,
-        title=f"{args.method} of {points.layer} ({len(points.sources)} images)")
+    picture = made.picture(args.color, max_thumbnails=args.thumbnails)
     out = save_png(picture, args.out)
     knn = made.knn_accuracy
     summary = {"out": str(out), "method": args.method, "layer": points.layer,
@@ -82,9 +67,7 @@ def run_project(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        extra = f"; 5-NN label accuracy in the map {knn:.1%}" if knn is not None else ""
-        print(f"wrote {out}: {args.method} map of {summary['points']} images at {points.layer} "
-              f"({points.skipped} skipped){extra}")
+        print(f"wrote {out}: {made.headline()}")
     return 0
 
 

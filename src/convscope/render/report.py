@@ -49,11 +49,12 @@ SHOWN_MAX = 448
 their aspect ratio, so a page of overlays on large photos stays small."""
 
 
-def data_uri(image: Image.Image) -> str:
+def data_uri(image: Image.Image, max_side: int = SHOWN_MAX) -> str:
+    """The picture as a PNG data URI, shrunk to at most ``max_side`` pixels on its longer side."""
     buffer = io.BytesIO()
-    if max(image.size) > SHOWN_MAX:
+    if max(image.size) > max_side:
         image = image.copy()
-        image.thumbnail((SHOWN_MAX, SHOWN_MAX))
+        image.thumbnail((max_side, max_side))
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

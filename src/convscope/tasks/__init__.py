@@ -5,7 +5,7 @@ argparse and no printing; long jobs report progress through an optional callback
 Python API (``convscope.explain`` ...) and the web app all call these, so every surface gives the
 same answer.
 
-One module per job (``explain``, ``report``, ``evaluate``, ``predict``, ``retrofit``, ``inside``,
+One module per job (``explain``, ``report``, ``evaluate``, ``predict``, ``layers``, ``retrofit``, ``inside``,
 ``visualize``, ``synthesis``, ``adversarial``, ``fast_style``, ``scan``, ``atlas``, ``project``)
 and ``inputs``, what every task accepts as images. Nothing is re-exported here, so that no
 function hides the module of the same name (``convscope.tasks.report`` is the module); the

@@ -31,6 +31,7 @@ from ..methods.evaluation.faithfulness import (
 from ..methods.evaluation.sanity import SanityResult, cascading_randomization
 from ..methods.registry import get_method, method_names
 from ..model import FastForward, Model, target_indices
+from ..render.notebook import table_html
 from ..types import ProgressFn, Target
 from .explain import explain
 from .inputs import Images, as_images
@@ -89,6 +90,27 @@ class Evaluation:
                 "target_labels": self.target_labels,
                 "boxes": self.boxes.tolist() if self.boxes is not None else None,
                 "methods": [m.summary() for m in self.methods]}
+
+    def _repr_html_(self) -> str:
+        """One row per method: the mean of each metric, the sanity check, or the error."""
+        metrics = list(dict.fromkeys(k for m in self.methods for k in m.per_image))
+        sanity = any(m.sanity is not None for m in self.methods)
+        header = ["method", "layer", "seconds", *(f"{k} (mean)" for k in metrics)]
+        header += ["lowest Spearman", "flagged"] if sanity else []
+        rows: list[list[object]] = []
+        for m in self.methods:
+            if m.error is not None:
+                rows.append([m.method, f"error: {m.error}"])
+                continue
+            means = m.means()
+            row: list[object] = [m.method, m.layer, round(m.seconds, 3), *(means.get(k) for k in metrics)]
+            if sanity:
+                row += [None, None] if m.sanity is None else [round(m.sanity.lowest, 4), m.sanity.flagged]
+            rows.append(row)
+        targets = ", ".join(dict.fromkeys(self.target_labels))
+        caption = (f"{self.model}: {len(self.targets)} images ({targets}), {self.steps} steps; "
+                   "deletion AUC lower and insertion AUC higher is more faithful")
+        return table_html(header, rows, caption)
 
 
 def check_box(box: Sequence[float], image: Tensor, name: str = "box") -> Box:

@@ -34,6 +34,7 @@ from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
 from ..model.wrapped import Framing
 from ..render import overlay, save_png
+from ..render.notebook import MAX_SAMPLES, TILE, figure_html, png_bytes, sample_grid, table_html
 from ..types import Target
 from .inputs import Images, as_images, is_model_input, model_inputs
 
@@ -82,16 +83,26 @@ class Explanation:
                               "no picture to draw; read .values (one tensor per input)")
         return self.images, self.values
 
-    def overlay(self, index: int = 0, **options: Any) -> Image.Image:
+    def overlay(self, index: int = 0, *, max_side: int | None = None, **options: Any) -> Image.Image:
         """Sample ``index``'s map over its image (options as :func:`convscope.render.overlay`):
-        over the original photo at its own size when the explanation loaded it, else over the
+        over the original photo at its own size when the explanation loaded it (shrunk to at
+        most ``max_side`` pixels when given: much faster for a large photo), else over the
         model's input."""
         images, values = self._pictures()
         chosen = self._overlay_options(options)
         if self.framings is None:
             return overlay(images[index], values[index], **chosen)
         framing = self.framings[index]
-        return overlay(framing.image, values[index], box=framing.box, **chosen)
+        image, box = framing.image, framing.box
+        height, width = image.shape[-2:]
+        if max_side is not None and max(height, width) > max_side:
+            scale = max_side / max(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
+                                  align_corners=False)[0].clamp(0, 1)
+            sy, sx = size[0] / height, size[1] / width
+            box = (box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx)
+        return overlay(image, values[index], box=box, **chosen)
 
     def overlays(self, **options: Any) -> list[Image.Image]:
         """Every sample's map over its image, in batch order."""
@@ -120,6 +131,39 @@ class Explanation:
             return [save_png(pictures[0], path)]
         return [save_png(p, path.with_name(f"{path.stem}_{i}{path.suffix or '.png'}"))
                 for i, p in enumerate(pictures)]
+
+    def picture(self, max_samples: int = MAX_SAMPLES, **options: Any) -> Image.Image:
+        """The overlays of the first ``max_samples`` samples in one grid, each captioned with its
+        target and score, titled with the method and layer (what a notebook shows)."""
+        self._pictures()
+        count = min(len(self), max_samples)
+        captions = []
+        for i in range(count):
+            target = ("callable target" if self.targets is None or self.target_labels is None
+                      else f"{self.target_labels[i]} (class {int(self.targets[i])})")
+            captions.append(f"{target}, score {float(self.scores[i]):.3g}")
+        pictures = [self.overlay(i, max_side=TILE, **options) for i in range(count)]
+        return sample_grid(pictures, captions, self._headline(), total=len(self))
+
+    def _headline(self) -> str:
+        layer = f", layer {self.layer}" if self.layer else ""
+        return f"{self.method}{layer}, {self.seconds:.2f} s"
+
+    def _drawable(self) -> bool:
+        return self.images is not None and isinstance(self.values, Tensor)
+
+    def _repr_png_(self) -> bytes | None:
+        return png_bytes(self.picture()) if self._drawable() else None
+
+    def _repr_html_(self) -> str:
+        if self._drawable():
+            reason = f"layer {self.layer}: {self.layer_reason}" if self.layer and self.layer_reason else ""
+            return figure_html(self.picture(), reason, alt=self._headline())
+        rows = [[i, None if self.target_labels is None else self.target_labels[i],
+                 float(self.scores[i])] for i in range(min(len(self), MAX_SAMPLES))]
+        shapes = _shapes(self.values)
+        return table_html(["sample", "target", "score"], rows,
+                          f"{self._headline()}: attributions of shape {shapes} (not images)")
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description (no maps)."""

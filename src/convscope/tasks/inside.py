@@ -17,6 +17,7 @@ from ..methods.features.activations import activation_mask, feature_maps
 from ..methods.features.filters import filter_tiles
 from ..model import Model
 from ..render.features import feature_map_grid, filter_grid, mask_panel
+from ..render.notebook import figure_html, png_bytes
 from .inputs import ImageSource, as_images
 
 
@@ -30,6 +31,12 @@ class View:
     """JSON-ready (no tensors): the layer, the channels shown and their numbers."""
     result: Any
     """The method's own dataclass (tiles, maps or mask tensors)."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.picture)
+
+    def _repr_html_(self) -> str:  # the title is drawn on the picture already
+        return figure_html(self.picture, alt=self.title)
 
 
 def _pixels(model: Model, source: ImageSource) -> tuple[Tensor, Tensor]:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from ..data.atlas import Atlas
 from ..data.datasets import open_dataset
 from ..errors import BadArgument, BadImage, check_positive
 from ..methods.dataset.projection import knn_accuracy, project
 from ..model import Model, capture, evaluating, resolve_layer
+from ..render.notebook import figure_html, png_bytes
+from ..render.plots import embedding_scatter
 from ..types import ProgressFn
 from .atlas import atlas_model
 
@@ -62,6 +65,40 @@ class EmbeddingMap:
                  "prediction": int(pred) if pred >= 0 else None, "source": src}
                 for row, lab, pred, src in zip(self.coords.tolist(), self.points.labels,
                                                self.points.predictions, self.points.sources)]
+
+    def picture(self, color_by: Literal["label", "prediction"] = "label", *,
+                max_thumbnails: int = 150, size: tuple[int, int] = (1200, 1000)) -> Image.Image:
+        """The map as a scatter coloured by label or prediction, with thumbnails (a 3-D map shows
+        its first two axes)."""
+        points = self.points
+        if color_by == "prediction" and not (points.predictions >= 0).any():
+            raise BadArgument("color_by='prediction': there are no predictions (the atlas has none)")
+        labels, names = points.labels, points.class_names
+        if color_by == "prediction" and points.model_labels != points.class_names:
+            # predictions index the model's classes, not the dataset's: name them by the model and
+            # do not mark "misclassified" points by comparing indices of two different lists
+            labels, names = np.full_like(points.labels, -1), points.model_labels
+        axes = "" if self.coords.shape[1] == 2 else ", first two axes"
+        return embedding_scatter(
+            self.coords[:, :2], labels, predictions=points.predictions, color_by=color_by,
+            class_names=names, thumbnails=points.thumbnails, max_thumbnails=max_thumbnails,
+            size=size, title=f"{self.method} of {points.layer} ({len(points.sources)} images{axes})")
+
+    def headline(self) -> str:
+        """One line: the method, layer, point count and the 5-NN accuracy in the map."""
+        knn = "" if self.knn_accuracy is None else f"; 5-NN label accuracy in the map {self.knn_accuracy:.1%}"
+        return (f"{self.method} map of {len(self.points.sources)} images at {self.points.layer} "
+                f"({self.points.skipped} skipped){knn}")
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.picture(size=NOTEBOOK_SIZE))
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.picture(size=NOTEBOOK_SIZE), self.headline())
+
+
+NOTEBOOK_SIZE = (900, 720)
+"""A map shown in a notebook: small enough to fit the cell, large enough for its thumbnails."""
 
 
 def embedding_map(points: Points, method: str = "tsne", *, dims: int = 2, seed: int = 0,

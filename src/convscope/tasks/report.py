@@ -19,7 +19,8 @@ from ..errors import ConvscopeError
 from ..methods.registry import get_method
 from ..model import FastForward, Model
 from ..render import Card, Section, html_report, to_pil
-from ..render.report import FAITHFULNESS_NOTE
+from ..render.notebook import page_iframe
+from ..render.report import FAITHFULNESS_NOTE, SHOWN_MAX
 from ..types import ProgressFn, Target
 from .evaluate import faithfulness_scores, method_list
 from .explain import Explanation, explain
@@ -90,7 +91,7 @@ class Report:
                 if m.deletion_auc is not None:
                     lines.append(f"deletion AUC {m.deletion_auc:.3f} ↓ · "
                                  f"insertion AUC {m.insertion_auc:.3f} ↑")
-                cards.append(Card(m.method, m.explanation.overlay(0), lines))
+                cards.append(Card(m.method, m.explanation.overlay(0, max_side=SHOWN_MAX), lines))
             rows = [[str(p.rank), p.label, str(p.index), f"{p.probability:.1%}"]
                     for p in item.predictions]
             title = f"{item.name} — explaining {item.target_label} (class {item.target})"
@@ -100,6 +101,10 @@ class Report:
         scored = any(m.deletion_auc is not None for item in self.images for m in item.methods)
         return html_report("convscope report", sections, meta,
                            notes=[FAITHFULNESS_NOTE] if scored else None)
+
+    def _repr_html_(self) -> str:
+        """The page in a frame of its own, so its stylesheet leaves the notebook alone."""
+        return page_iframe(self.html(), height=720)
 
 
 def _name(source: ImageSource, i: int) -> str:

@@ -25,6 +25,7 @@ from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
 from ..model import Model
 from ..render import image_grid
+from ..render.notebook import figure_html, png_bytes
 from ..types import ProgressFn
 from .inputs import ImageSource
 
@@ -41,6 +42,12 @@ class Synthesis:
     headline: str
     extra: dict[str, Tensor] = field(default_factory=dict)
     """Other pictures by name (the adversarial perturbation, amplified)."""
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.picture)
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.picture, self.headline)
 
 
 def sized(model: Model, image: Tensor, size: int | None) -> Tensor:

@@ -16,6 +16,7 @@ from ..data import load_image
 from ..methods.features import Objective, visualize
 from ..model import Model
 from ..render import image_grid
+from ..render.notebook import figure_html, png_bytes
 from ..types import ProgressFn
 from .inputs import ImageSource
 
@@ -28,6 +29,12 @@ class Visualization:
     """:class:`~convscope.methods.features.optimize.Visualization`: images, values, seconds."""
     summary: dict[str, Any]
     headline: str
+
+    def _repr_png_(self) -> bytes:
+        return png_bytes(self.picture)
+
+    def _repr_html_(self) -> str:
+        return figure_html(self.picture, self.headline, alt=self.summary["objective"])
 
 
 def captions(objective: Objective, n: int) -> list[str]:

@@ -1,7 +1,123 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""The model page ``/``: the layer tree (type, output shape, parameters, a link to each layer's
+page), a search box over layer names (``?q=``) and a model picker (``?model=``).
+
+The rows are :func:`convscope.tasks.layers.layer_table`, the table ``convscope layers``
+prints; ``/api/model/layers`` answers exactly what ``convscope layers --json`` prints.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import weakref
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..model import LayerInfo, Model
+from ..tasks.layers import LayerTable, layer_table
+from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
+
+_tables: weakref.WeakKeyDictionary[Model, LayerTable] = weakref.WeakKeyDictionary()
+"""One dry forward pass per served model: its layers do not change while it is served."""
+
+
+@dataclass
+class TreeRow:
+    """One layer as a row of the tree."""
+
+    info: LayerInfo
+    depth: int
+    parent: str | None
+    """The name of the row this one is nested under (``None`` at the top)."""
+    has_children: bool
+    href: str
+    shown: bool
+    """Whether the row passes the search (it or a row nested under it matches)."""
+    match: bool
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cs
+    return state
+
+
+def table_of(state: AppState, entry: ModelEntry) -> LayerTable:
+    """The model's layer table, computed once on the worker that owns the model."""
+    table = _tables.get(entry.model)
+    if table is None:
+        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model))
+    return table
+
+
+def layer_href(name: str, model: str | None) -> str:
+    """The layer page's address (``?model=`` only for a model other than the default)."""
+    query = f"?{urlencode({'model': model})}" if model else ""
+    return f"/layers/{quote(name, safe=':')}{query}"
+
+
+def matches(name: str, query: str) -> bool:
+    """The search rule (``model.js`` applies the same one): a case-insensitive substring."""
+    return query.strip().lower() in name.lower()
+
+
+def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[TreeRow]:
+    """The rows in tree order with their nesting (from the dotted names; the calls ``name:0``,
+    ``name:1`` of a module that runs several times nest what is inside it under its first call)
+    and whether each is shown for ``query``: a match, or the parent of one."""
+    first_row: dict[str, str] = {}
+    parents: dict[str, str | None] = {}
+    for info in table.rows:
+        base = info.name.split(":")[0]
+        first_row.setdefault(base, info.name)
+        parent = None
+        prefix = base
+        while "." in prefix and parent is None:  # the nearest ancestor that is a row
+            prefix = prefix.rsplit(".", 1)[0]
+            parent = first_row.get(prefix)
+        parents[info.name] = parent
+    depth: dict[str, int] = {}
+    children: set[str] = set()
+    for name, parent in parents.items():
+        depth[name] = 0 if parent is None else depth[parent] + 1
+        if parent is not None:
+            children.add(parent)
+    hit = {info.name for info in table.rows if matches(info.name, query)}
+    shown = set(hit)
+    for name in hit:
+        parent = parents[name]
+        while parent is not None and parent not in shown:
+            shown.add(parent)
+            parent = parents[parent]
+    searching = bool(query.strip())
+    return [TreeRow(info, depth[info.name], parents[info.name], info.name in children,
+                    layer_href(info.name, model), info.name in shown, searching and info.name in hit)
+            for info in table.rows]
+
+
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    return "×".join(map(str, shape)) if shape else "–"
+
+
+@router.get("/")
+def model_page(request: Request, model: str | None = None, q: str = "") -> Response:
+    state = _state(request)
+    entry = state.model(model)
+    table = table_of(state, entry)
+    link_model = None if entry is state.default_model else entry.name
+    rows = tree(table, q, link_model)
+    return render(request, "model.html", title=entry.name, entry=entry, table=table, rows=rows, q=q,
+                  shown=sum(r.shown for r in rows), shape_text=shape_text,
+                  auto_href=layer_href(table.auto.name, link_model) if table.auto else None,
+                  input_size="×".join(map(str, entry.model.input_size)),
+                  classes=len(entry.model.labels) if entry.model.labels else None)
+
+
+@router.get("/api/model/layers")
+def api_layers(request: Request, model: str | None = None) -> list[dict[str, object]]:
+    """What ``convscope layers --json`` prints for the model."""
+    state = _state(request)
+    return table_of(state, state.model(model)).as_json()
