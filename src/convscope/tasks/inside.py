@@ -1,5 +1,6 @@
 """Inside the network: a layer's ``filters``, ``featuremaps`` for an image, and the ``mask`` of
-where one channel fires, each as a picture with its numbers (:class:`View`).
+where one channel fires, each as a picture with its numbers (:class:`View`); ``unit_classes``,
+the classes one channel supports most (numbers only).
 
 The tensors come from :mod:`convscope.methods.features`; the pictures are drawn by
 :mod:`convscope.render.features`.
@@ -10,10 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from PIL import Image
 from torch import Tensor
 
+from ..errors import BadArgument
 from ..methods.features.activations import activation_mask, feature_maps
+from ..methods.features.classes import channel_effect
 from ..methods.features.filters import filter_tiles
 from ..model import Model
 from ..render.features import feature_map_grid, filter_grid, mask_panel
@@ -95,3 +99,48 @@ def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
     summary = {"layer": am.layer, "channel": am.channel, "image": name, "quantile": am.quantile,
                "threshold": t, "fraction": frac}
     return View(picture, title, summary, am)
+
+
+@dataclass
+class UnitClasses:
+    """The classes a unit supports most: per class the logit's change per unit of the channel's
+    mean, from the weights above (``method='weights'``) or gradients at an image."""
+
+    layer: str
+    channel: int
+    method: Literal["weights", "gradient"]
+    reason: str
+    classes: list[dict[str, Any]]
+    """Top ``k`` by score, largest first: ``{"index", "label", "score"}``."""
+    opposed: list[dict[str, Any]]
+    """The ``k`` most negative, most negative first (classes the unit argues against)."""
+
+
+def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
+                 image: ImageSource | None = None) -> UnitClasses:
+    """The ``k`` classes that ``channel`` of ``layer`` supports most (and opposes most).
+
+    When the layers above are affine (global pooling -> Linear) the scores are their weights
+    and the image does not matter; otherwise they are gradients at ``image`` (default: a
+    mid-gray image, which says little: pass the image being looked at).
+    """
+    if k < 1:
+        raise BadArgument(f"k={k}; ask for at least one class")
+    if image is None:
+        x = model.normalize(torch.full((1, 3, *model.input_size), 0.5, device=model.device))
+    else:
+        x = _pixels(model, image)[1]
+    effect = channel_effect(model, x, layer, channel)
+    scores = effect.scores.float().cpu()
+    k = min(k, scores.numel())
+
+    def rows(order: Tensor) -> list[dict[str, Any]]:
+        return [{"index": i, "label": model.label(i), "score": round(float(scores[i]), 6)}
+                for i in order[:k].tolist()]
+
+    method: Literal["weights", "gradient"] = "weights" if effect.linear else "gradient"
+    reason = effect.reason if effect.linear else (
+        f"gradient at {'a gray image' if image is None else 'the image'}: {effect.reason}")
+    return UnitClasses(effect.layer, channel, method, reason,
+                       rows(scores.argsort(descending=True, stable=True)),
+                       rows(scores.argsort(stable=True)))
