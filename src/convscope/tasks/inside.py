@@ -8,18 +8,19 @@ The tensors come from :mod:`convscope.methods.features`; the pictures are drawn 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from ..errors import BadArgument
-from ..methods.features.activations import activation_mask, feature_maps
+from ..errors import BadArgument, BadLayer
+from ..methods.features.activations import FeatureMaps, activation_mask, feature_maps
 from ..methods.features.classes import channel_effect
 from ..methods.features.filters import filter_tiles
-from ..model import Model
+from ..model import LayerInfo, Model, get_layer, list_layers
+from ..model.layers import LayerRef, ambiguous_call, parse_layer
 from ..render.features import feature_map_grid, filter_grid, mask_panel
 from .inputs import ImageSource, as_images
 
@@ -78,6 +79,12 @@ def featuremaps(model: Model, image: ImageSource, layer: str, *, sort: str = "me
                             for c, m, mx in zip(fm.channels.tolist(), fm.mean[0].tolist(),
                                                 fm.max[0].tolist())]}
     return View(picture, title, summary, fm)
+
+
+def activations(model: Model, image: ImageSource, layer: str) -> FeatureMaps:
+    """Every channel's map of ``layer`` for one image, in channel order, with their statistics
+    and no picture (for pages that lay the maps out themselves)."""
+    return feature_maps(model, _pixels(model, image)[1], layer)
 
 
 def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
@@ -144,3 +151,25 @@ def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
     return UnitClasses(effect.layer, channel, method, reason,
                        rows(scores.argsort(descending=True, stable=True)),
                        rows(scores.argsort(stable=True)))
+
+
+def find_layer(model: Model, name: str, rows: list[LayerInfo] | None = None) -> LayerInfo:
+    """The row of layer ``name`` in ``rows`` (default: ``list_layers(model)``, a dry forward
+    pass): its type, parameters and output shape; ``name+relu`` gets its module's row under its
+    own name. An unknown name raises :class:`BadLayer` with the closest names, a bare name of a
+    module that runs several times one that lists its calls."""
+    rows = list_layers(model) if rows is None else rows
+    ref = parse_layer(name)
+    row = next((r for r in rows if r.name == LayerRef(ref.module, ref.call).name), None)
+    if row is not None:
+        return replace(row, name=name) if ref.relu else row
+    get_layer(model, name)  # an unknown module: "did you mean ..."
+    calls = next((r.calls for r in rows if parse_layer(r.name).module == ref.module), 0)
+    if ref.call is None and calls > 1:
+        raise ambiguous_call(ref.module, calls)
+    if ref.call is not None and calls:
+        only = f"use {ref.module!r}" if calls == 1 else f"calls are 0..{calls - 1}"
+        raise BadLayer(f"layer {name!r}: module {ref.module!r} runs {calls} time(s) per forward "
+                       f"pass; {only}")
+    raise BadLayer(f"layer {name!r} does not run in the model's forward pass, so it has no "
+                   "output to show")
