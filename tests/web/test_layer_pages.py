@@ -13,9 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from convscope.web.app import create_app
-from convscope.web.config import ServeConfig
-from convscope.web.images import resolve_image
 from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
@@ -24,6 +21,9 @@ from convscope.methods.features import feature_maps
 from convscope.model import Model, Preprocess
 from convscope.tasks.inside import _pixels
 from convscope.tasks.scan import scan_dataset
+from convscope.web.app import create_app
+from convscope.web.config import ServeConfig
+from convscope.web.images import resolve_image
 
 HTML = {"accept": "text/html"}
 
