@@ -15,10 +15,10 @@ const csLayer = (() => {
     const url = `/api/layers/${grid.dataset.layer}/${tile.dataset.channel}/visualization?${params}`;
     const show = (job) => {
       if (job.status === "done" && job.files["visualization.png"]) {
+        img.addEventListener("load", () => { tile.dataset.state = "done"; }, { once: true });
+        img.addEventListener("error", () => { tile.dataset.state = "failed"; }, { once: true });
         img.src = job.files["visualization.png"];
-        tile.dataset.state = "done";
-        const box = tile.querySelector(".cs-job");
-        if (box) box.remove();
+        tile.querySelector(".cs-job")?.remove();
       } else {
         tile.dataset.state = job.status;
       }
