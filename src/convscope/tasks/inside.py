@@ -146,8 +146,8 @@ def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
                 for i in order[:k].tolist()]
 
     method: Literal["weights", "gradient"] = "weights" if effect.linear else "gradient"
-    reason = effect.reason if effect.linear else (
-        f"gradient at {'a gray image' if image is None else 'the image'}: {effect.reason}")
+    reason = effect.reason if effect.linear or image is not None else (
+        f"{effect.reason}; gradients at a mid-gray image")
     return UnitClasses(effect.layer, channel, method, reason,
                        rows(scores.argsort(descending=True, stable=True)),
                        rows(scores.argsort(stable=True)))

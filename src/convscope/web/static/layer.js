@@ -66,7 +66,7 @@ const csLayer = (() => {
       const scale = Math.max(...d.classes.map((r) => Math.abs(r.score)), ...d.opposed.map((r) => Math.abs(r.score)));
       const how = d.method === "weights"
         ? "From the weights above the layer (the same for every image): "
-        : "From gradients at the current image (the layers above are not linear): ";
+        : "From gradients at the current image, since the layers above are not linear: ";
       el.append(cs.el("p", { class: "muted method", "data-method": d.method, text: how + d.reason + ". Score: the logit's change per unit rise of the channel's mean." }),
         cs.el("div", { class: "supports" }, cs.el("strong", { text: "Supports most" }), classRows(d.classes, scale, false)),
         cs.el("div", { class: "opposes" }, cs.el("strong", { text: "Opposes most" }), classRows(d.opposed, scale, true)));
