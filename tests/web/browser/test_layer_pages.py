@@ -59,3 +59,16 @@ def test_the_unit_page_shows_its_mask_and_classes(live_server: str, page: Any) -
     page.wait_for_selector('#visualizations .vis[data-seed="3"][data-state="done"]', timeout=30_000)
     assert image_drawn(page, "#visualizations .vis img")
     assert not page.console_errors
+
+
+def test_visualization_tiles_are_asked_for_only_when_scrolled_into_view(live_server: str,
+                                                                        page: Any) -> None:
+    page.goto(f"{live_server}/layers/block3?image=sample:coffee&{STEPS}")
+    page.wait_for_function("document.readyState === 'complete'")
+    states = page.eval_on_selector_all("#visualizations .vis", "els => els.map(e => e.dataset.state || '')")
+    assert len(states) == 64 and set(states) == {""}  # below the fold: nothing asked yet
+    last = '#visualizations .vis[data-channel="63"]'
+    page.locator(last).scroll_into_view_if_needed()
+    page.wait_for_selector(f'{last}[data-state="done"]', timeout=30_000)
+    assert image_drawn(page, f"{last} img")
+    assert not page.console_errors

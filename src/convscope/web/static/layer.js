@@ -1,10 +1,33 @@
 // Layer and unit pages: lazy feature-visualization tiles, the unit's classes, its top images.
 "use strict";
 const csLayer = (() => {
+  // Tiles in view wait here and are asked for at most ACTIVE at a time: the server has one
+  // worker, so more jobs in flight would not finish sooner, and each followed job holds one of
+  // the browser's six connections to the server (its progress stream). A tile that scrolls out
+  // of view before its turn leaves the queue; the jobs still running when the page is left are
+  // cancelled, so the worker is free for the next page.
+  const ACTIVE = 3;
+  const waiting = [];
+  const running = new Map();  // job id -> tile
+  let active = 0;
+
+  function pump() {
+    while (active < ACTIVE && waiting.length) {
+      const [grid, tile] = waiting.shift();
+      active += 1;
+      fill(grid, tile, () => { active -= 1; pump(); });
+    }
+  }
+
+  window.addEventListener("pagehide", () => {
+    for (const id of running.keys()) navigator.sendBeacon(`/api/jobs/${id}/cancel`);
+    running.clear();
+  });
+
   // A tile's visualization: ask the server (a cached result answers at once), else follow the
   // job and fill the tile in when it is done. Settings come from the grid's data attributes,
   // overridden by ?steps=&size=&seed= in the page's address.
-  function fill(grid, tile) {
+  function fill(grid, tile, finished) {
     const q = cs.query();
     const params = new URLSearchParams({ model: grid.dataset.model });
     for (const name of ["seed", "size", "steps"]) {
@@ -14,8 +37,11 @@ const csLayer = (() => {
     const img = tile.querySelector("img");
     const url = `/api/layers/${grid.dataset.layer}/${tile.dataset.channel}/visualization?${params}`;
     const show = (job) => {
+      running.delete(job.id);
+      finished();
       if (job.status === "done" && job.files["visualization.png"]) {
-        img.addEventListener("load", () => { tile.dataset.state = "done"; }, { once: true });
+        img.addEventListener("load", () => { img.alt = img.dataset.alt || ""; tile.dataset.state = "done"; },
+                             { once: true });
         img.addEventListener("error", () => { tile.dataset.state = "failed"; }, { once: true });
         img.src = job.files["visualization.png"];
         tile.querySelector(".cs-job")?.remove();
@@ -25,21 +51,33 @@ const csLayer = (() => {
     };
     tile.dataset.state = "asked";
     cs.api(url).then((job) => {
-      if (job.status === "done") show(job);
-      else cs.job(job, tile, show);
-    }).catch((e) => { tile.dataset.state = "failed"; cs.showError(tile.querySelector("figcaption"), e.message); });
+      if (job.status === "done") { show(job); return; }
+      running.set(job.id, tile);
+      tile.dataset.state = "running";
+      cs.job(job, tile, show);
+    }).catch((e) => {
+      finished();
+      tile.dataset.state = "failed";
+      cs.showError(tile.querySelector("figcaption"), e.message);
+    });
   }
 
   function visualizations(grid) {
     if (!grid) return;
-    const tiles = grid.querySelectorAll(".vis");
-    if (!("IntersectionObserver" in window)) { tiles.forEach((t) => fill(grid, t)); return; }
+    const tiles = [...grid.querySelectorAll(".vis")];
+    const want = (tile) => { tile.dataset.state = "waiting"; waiting.push([grid, tile]); };
+    if (!("IntersectionObserver" in window)) { tiles.forEach(want); pump(); return; }
     const seen = new IntersectionObserver((entries) => {
       for (const entry of entries) {
-        if (!entry.isIntersecting) continue;
-        seen.unobserve(entry.target);
-        fill(grid, entry.target);
+        const tile = entry.target;
+        if (entry.isIntersecting && !tile.dataset.state) want(tile);
+        else if (!entry.isIntersecting && tile.dataset.state === "waiting") {
+          const at = waiting.findIndex(([, t]) => t === tile);
+          if (at >= 0) waiting.splice(at, 1);
+          tile.dataset.state = "";
+        }
       }
+      pump();
     }, { rootMargin: "200px" });
     tiles.forEach((t) => seen.observe(t));
   }
