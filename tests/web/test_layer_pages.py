@@ -112,6 +112,12 @@ def test_a_visualization_is_a_job_then_a_cached_file(client: TestClient) -> None
     took = time.perf_counter() - start
     assert again["status"] == "done" and again["message"] == "cached" and took < 0.05, took
     assert picture.content == client.get(job["files"]["visualization.png"]).content
+    page = client.get("/layers/block2?steps=6&seed=3", headers=HTML).text  # a second visit:
+    assert re.search(r'data-channel="7" data-state="done">\s*<a href="[^"]*steps=6[^"]*">'  # drawn
+                     rf'<img alt="[^"]*" src="{job["files"]["visualization.png"]}"', page)
+    assert page.count('data-state="done"') == 1
+    unit = client.get("/layers/block2/7?steps=6", headers=HTML).text
+    assert unit.count(job["files"]["visualization.png"]) == 1  # seed 3 of the unit page's four
     other = client.get("/api/layers/block2/7/visualization?steps=6&seed=4").json()
     assert other["key"] != job["key"]  # keyed by the settings
     _wait(client, other)
@@ -120,6 +126,8 @@ def test_a_visualization_is_a_job_then_a_cached_file(client: TestClient) -> None
 def test_bad_visualization_settings_are_refused(client: TestClient) -> None:
     answer = client.get("/api/layers/block2/7/visualization?steps=0")
     assert answer.status_code == 400 and "steps=0" in answer.json()["error"]
+    page = client.get("/layers/block2?size=4", headers=HTML)
+    assert page.status_code == 400 and "size=4; use 8..512" in page.text
 
 
 @pytest.mark.parametrize("url", ["/layers/blok2", "/api/layers/blok2/featuremaps",

@@ -141,14 +141,37 @@ def _first_sample() -> str:
     return next(iter(list_samples()))
 
 
-def _links(row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, str]:
-    """The layer's name as a path segment and the query every link of the page carries."""
+def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, str]:
+    """The layer's name as a path segment and the query every link of the page carries (the
+    image, the model and visualization settings given in the address)."""
+    carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
     return {"layer_path": quote(row.name, safe=""),
-            "query": urlencode({"image": ref, "model": entry.name})}
+            "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
 
-def _vis_defaults(entry: ModelEntry) -> dict[str, int]:
-    return {"steps": STEPS, "size": min(SIZE, max(entry.model.input_size)), "seed": 0}
+def _vis_settings(entry: ModelEntry, seed: int | None = None, size: int | None = None,
+                  steps: int | None = None) -> dict[str, int]:
+    """The visualization settings from the URL, checked; the defaults suit a CPU."""
+    defaults = {"steps": STEPS, "size": min(SIZE, max(entry.model.input_size)), "seed": 0}
+    return {k: _setting(k, v, defaults[k]) for k, v in
+            (("seed", seed), ("size", size), ("steps", steps))}
+
+
+def _vis_key(state: AppState, entry: ModelEntry, layer: str, unit: int,
+             settings: dict[str, int]) -> str:
+    return state.cache.key("visualization", entry.key, layer, unit, settings)
+
+
+def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
+                     units: list[tuple[int, dict[str, int]]]) -> dict[str, str]:
+    """``"channel/seed"`` -> the cached picture's address, for the tiles already computed: the
+    page puts them in directly, so a second visit asks the server nothing more."""
+    found = {}
+    for unit, settings in units:
+        key = _vis_key(state, entry, layer, unit, settings)
+        if (state.cache.folder(key) / "data.json").is_file():
+            found[f"{unit}/{settings['seed']}"] = f"/api/results/{key}/visualization.png"
+    return found
 
 
 # -- the activations of the current image -----------------------------------------------------
@@ -181,10 +204,12 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 # -- pages ------------------------------------------------------------------------------------
 @router.get("/layers/{name}")
 def layer_page(request: Request, name: str, image: str | None = None, model: str | None = None,
-               sort: str = "mean") -> Response:
+               sort: str = "mean", seed: int | None = None, size: int | None = None,
+               steps: int | None = None) -> Response:
     state = app_state(request)
     entry = state.model(model)
     row = _layer(state, entry, name)
+    vis = _vis_settings(entry, seed, size, steps)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
     ref = _image_ref(state, image)
@@ -203,23 +228,30 @@ def layer_page(request: Request, name: str, image: str | None = None, model: str
     return render(request, "layer.html", title=f"{row.name} · layer", layer=row, image=ref,
                   model=entry.name, sort=sort, sorts=SORTS, maps=maps, maps_error=maps_error,
                   channels=_channels(row) if row.output_shape else 0, filters=filter_view,
-                  images=list_images(state), vis=_vis_defaults(entry), **_links(row, ref, entry))
+                  images=list_images(state), vis=vis, **_links(request, row, ref, entry),
+                  cached=_cached_pictures(state, entry, row.name,
+                                          [(c, vis) for c in range(_channels(row))]
+                                          if row.output_shape else []))
 
 
 @router.get("/layers/{name}/{channel}")
 def unit_page(request: Request, name: str, channel: str, image: str | None = None,
-              model: str | None = None) -> Response:
+              model: str | None = None, size: int | None = None,
+              steps: int | None = None) -> Response:
     state = app_state(request)
     entry = state.model(model)
     row = _layer(state, entry, name)
     unit = _channel(row, channel)
+    vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(state, image)
     atlases = [a for a in state.atlases.values() if _atlas_fits(a, entry, row.name)]
     return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
                   images=list_images(state),
-                  seeds=SEEDS, vis=_vis_defaults(entry), atlases=[a.id for a in atlases],
-                  spatial=_spatial(row), **_links(row, ref, entry))
+                  seeds=SEEDS, vis=vis, atlases=[a.id for a in atlases],
+                  spatial=_spatial(row), **_links(request, row, ref, entry),
+                  cached=_cached_pictures(state, entry, row.name,
+                                          [(unit, {**vis, "seed": s}) for s in SEEDS]))
 
 
 def _atlas_fits(entry: Any, model: ModelEntry, layer: str) -> bool:
@@ -297,10 +329,8 @@ def visualization_job(request: Request, name: str, channel: str, model: str | No
     entry = state.model(model)
     row = _layer(state, entry, name)
     unit = _channel(row, channel)
-    defaults = _vis_defaults(entry)
-    settings = {k: _setting(k, v, defaults[k]) for k, v in
-                (("seed", seed), ("size", size), ("steps", steps))}
-    key = state.cache.key("visualization", entry.key, row.name, unit, settings)
+    settings = _vis_settings(entry, seed, size, steps)
+    key = _vis_key(state, entry, row.name, unit, settings)
 
     def run(progress: Any) -> JobResult:
         made = channel_visualization(entry.model, row.name, unit, progress=progress, **settings)

@@ -25,13 +25,12 @@ const csLayer = (() => {
   });
 
   // A tile's visualization: ask the server (a cached result answers at once), else follow the
-  // job and fill the tile in when it is done. Settings come from the grid's data attributes,
-  // overridden by ?steps=&size=&seed= in the page's address.
+  // job and fill the tile in when it is done. Settings: the tile's seed, else the grid's (the
+  // page's ?steps=&size=&seed=, checked by the server). Tiles already cached arrive drawn.
   function fill(grid, tile, finished) {
-    const q = cs.query();
     const params = new URLSearchParams({ model: grid.dataset.model });
     for (const name of ["seed", "size", "steps"]) {
-      const value = tile.dataset[name] || q.get(name) || grid.dataset[name];
+      const value = tile.dataset[name] || grid.dataset[name];
       if (value !== undefined && value !== "") params.set(name, value);
     }
     const img = tile.querySelector("img");
