@@ -161,8 +161,19 @@ def _unit_classes(model: Model, x: Tensor) -> None:
     unit_classes(model, "conv3", 1, k=2, image=x[0].sigmoid())
 
 
+def _layer_page_tasks(model: Model, x: Tensor) -> None:
+    """What the web's layer pages call: a layer's row, all its maps, one channel's picture."""
+    from convscope.tasks.inside import activations, find_layer
+    from convscope.tasks.visualize import channel_visualization
+
+    find_layer(model, "conv3")
+    activations(model, x[0].sigmoid(), "conv3")
+    channel_visualization(model, "conv3", 1, steps=2, size=12)
+
+
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
-          "task_evaluate": _task(_evaluate), "task_unit_classes": _task(_unit_classes)}
+          "task_evaluate": _task(_evaluate), "task_unit_classes": _task(_unit_classes),
+          "task_layer_pages": _task(_layer_page_tasks)}
 
 
 class Explode(RuntimeError):
