@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from PIL import Image
 
+from ..data import list_samples
 from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo, list_layers
 from ..render import to_pil
@@ -131,14 +132,9 @@ def _setting(name: str, value: int | None, default: int) -> int:
     return value
 
 
-def _image_ref(state: AppState, image: str | None) -> str:
-    return image or "sample:" + _first_sample()
-
-
-def _first_sample() -> str:
-    from ..data import list_samples
-
-    return next(iter(list_samples()))
+def _image_ref(image: str | None) -> str:
+    """The image of the page: the one in the address, else the first sample."""
+    return image or "sample:" + next(iter(list_samples()))
 
 
 def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, str]:
@@ -212,7 +208,7 @@ def layer_page(request: Request, name: str, image: str | None = None, model: str
     vis = _vis_settings(entry, seed, size, steps)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
-    ref = _image_ref(state, image)
+    ref = _image_ref(image)
     maps: list[dict[str, Any]] = []
     maps_error = None
     if _spatial(row):
@@ -243,7 +239,7 @@ def unit_page(request: Request, name: str, channel: str, image: str | None = Non
     row = _layer(state, entry, name)
     unit = _channel(row, channel)
     vis = _vis_settings(entry, None, size, steps)
-    ref = _image_ref(state, image)
+    ref = _image_ref(image)
     atlases = [a for a in state.atlases.values() if _atlas_fits(a, entry, row.name)]
     return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
@@ -273,7 +269,7 @@ def featuremap_list(request: Request, name: str, image: str | None = None,
     row = _layer(state, entry, name)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
-    ref = _image_ref(state, image)
+    ref = _image_ref(image)
     maps = _activations(state, entry, ref, row.name)
     return {"layer": row.name, "image": ref, "shape": [maps.total_channels, *maps.maps.shape[-2:]],
             "sort": sort, "channels": _order(maps, sort)}
@@ -287,7 +283,7 @@ def featuremap_tile(request: Request, name: str, channel: str, image: str | None
     entry = state.model(model)
     row = _layer(state, entry, name)
     unit = _channel(row, channel)
-    maps = _activations(state, entry, _image_ref(state, image), row.name).maps[0]
+    maps = _activations(state, entry, _image_ref(image), row.name).maps[0]
     return _png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
 
@@ -312,7 +308,7 @@ def mask_picture(request: Request, name: str, channel: str, image: str | None = 
     entry = state.model(model)
     row = _layer(state, entry, name)
     unit = _channel(row, channel)
-    ref = _image_ref(state, image)
+    ref = _image_ref(image)
     picture = resolve_image(state, ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
     return _png_response(view.picture)
@@ -351,7 +347,7 @@ def classes_job(request: Request, name: str, channel: str, image: str | None = N
     unit = _channel(row, channel)
     if not 1 <= k <= 100:
         raise BadArgument(f"k={k}; use 1..100")
-    ref = _image_ref(state, image)
+    ref = _image_ref(image)
     picture = resolve_image(state, ref)
     key = state.cache.key("unit-classes", entry.key, row.name, unit, ref, k)
 
