@@ -135,6 +135,25 @@ def _task(run: Callable[[Model, Tensor], object]) -> Case:
     return case
 
 
+def _unit_classes(model: Model, x: Tensor) -> None:
+    from convscope.tasks.inside import unit_classes
+
+    unit_classes(model, "conv3", 1, k=2, image=x[0].sigmoid())
+
+
+def _layer_page_tasks(model: Model, x: Tensor) -> None:
+    """What the web's layer pages call: a layer's row, all its maps, one channel's picture."""
+    from convscope.tasks.inside import activations, find_layer
+    from convscope.tasks.visualize import channel_visualization
+
+    find_layer(model, "conv3")
+    activations(model, x[0].sigmoid(), "conv3")
+    channel_visualization(model, "conv3", 1, steps=2, size=12)
+
+
+CASES |= {"task_unit_classes": _task(_unit_classes), "task_layer_pages": _task(_layer_page_tasks)}
+
+
 def _explain_twice(model: Model, x: Tensor) -> None:
     """The second call reuses the first call's method object (and its logits hook)."""
     from convscope.tasks.explain import explain
@@ -155,25 +174,8 @@ def _evaluate(model: Model, x: Tensor) -> None:
     evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
 
 
-def _unit_classes(model: Model, x: Tensor) -> None:
-    from convscope.tasks.inside import unit_classes
-
-    unit_classes(model, "conv3", 1, k=2, image=x[0].sigmoid())
-
-
-def _layer_page_tasks(model: Model, x: Tensor) -> None:
-    """What the web's layer pages call: a layer's row, all its maps, one channel's picture."""
-    from convscope.tasks.inside import activations, find_layer
-    from convscope.tasks.visualize import channel_visualization
-
-    find_layer(model, "conv3")
-    activations(model, x[0].sigmoid(), "conv3")
-    channel_visualization(model, "conv3", 1, steps=2, size=12)
-
-
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
-          "task_evaluate": _task(_evaluate), "task_unit_classes": _task(_unit_classes),
-          "task_layer_pages": _task(_layer_page_tasks)}
+          "task_evaluate": _task(_evaluate)}
 
 
 class Explode(RuntimeError):
