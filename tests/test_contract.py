@@ -22,6 +22,7 @@ from convscope.errors import ConvscopeError
 from convscope.methods.attribution.baselines import make_baseline
 from convscope.methods.dataset import crop_patches, embed, scan
 from convscope.methods.features import activation_mask, channel, feature_maps, filter_tiles, logit, visualize
+from convscope.methods.features.classes import channel_effect
 from convscope.methods.synthesis import (
     fgsm,
     fool,
@@ -95,6 +96,8 @@ CASES: dict[str, Case] = {
     "filter_tiles": lambda m, x: filter_tiles(m, "conv2") and None,
     "feature_maps": lambda m, x: feature_maps(m, x, "conv3", sort="max", top=4) and None,
     "activation_mask": lambda m, x: activation_mask(m, x, "conv3", 1, quantile=0.9) and None,
+    "channel_effect_gradient": lambda m, x: channel_effect(m, x, "conv3", 1) and None,
+    "channel_effect_weights": lambda m, x: channel_effect(m, x, "relu3", 1) and None,
     "visualize_channel": lambda m, x: visualize(m, channel("conv3", 0), steps=2, size=12) and None,
     "visualize_logit_regularized": lambda m, x: visualize(
         m, logit(1), param="pixel", steps=3, size=12, l2=1.0, tv=1.0, blur_every=2, batch=2) and None,
@@ -130,6 +133,25 @@ def _task(run: Callable[[Model, Tensor], object]) -> Case:
         run(model, x)
 
     return case
+
+
+def _unit_classes(model: Model, x: Tensor) -> None:
+    from convscope.tasks.inside import unit_classes
+
+    unit_classes(model, "conv3", 1, k=2, image=x[0].sigmoid())
+
+
+def _layer_page_tasks(model: Model, x: Tensor) -> None:
+    """What the web's layer pages call: a layer's row, all its maps, one channel's picture."""
+    from convscope.tasks.inside import activations, find_layer
+    from convscope.tasks.visualize import channel_visualization
+
+    find_layer(model, "conv3")
+    activations(model, x[0].sigmoid(), "conv3")
+    channel_visualization(model, "conv3", 1, steps=2, size=12)
+
+
+CASES |= {"task_unit_classes": _task(_unit_classes), "task_layer_pages": _task(_layer_page_tasks)}
 
 
 def _explain_twice(model: Model, x: Tensor) -> None:

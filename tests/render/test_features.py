@@ -12,7 +12,7 @@ from PIL import ImageFont
 from convscope.errors import BadArgument
 from convscope.methods.features import feature_maps
 from convscope.model import Model
-from convscope.render.features import FRAME, feature_map_grid, filter_grid, mask_panel
+from convscope.render.features import FRAME, feature_map_grid, feature_map_tiles, filter_grid, mask_panel
 from convscope.render.grid import _wrap
 
 
@@ -82,3 +82,16 @@ def test_feature_map_captions_keep_mean_and_max_apart_on_one_line(tiny: Model) -
         _, stats = caption.split("\n")
         assert re.fullmatch(r"mean -?\d+\.\d\d · max -?\d+\.\d", stats), stats
         assert _wrap(stats, font, 112, 2) == [stats]  # fits a default 112-px tile on one line
+
+
+def test_feature_map_tiles_one_crisp_picture_per_map_on_its_own_scale() -> None:
+    import matplotlib
+
+    maps = torch.stack([torch.arange(12.0).reshape(3, 4), 100 + 5 * torch.arange(12.0).reshape(3, 4)])
+    tiles = feature_map_tiles(maps, tile_px=40, cmap="viridis")
+    assert len(tiles) == 2 and tiles[0].size == (40, 30)  # k = min(40 // 3, 40 // 4) = 10
+    lo, hi = (np.round(255 * np.array(matplotlib.colormaps["viridis"](v)[:3])) for v in (0.0, 1.0))
+    for tile in tiles:  # each map from its own min (first cell) to its max (last cell)
+        px = np.asarray(tile).astype(float)
+        assert np.abs(px[0, 0] - lo).max() <= 1 and np.abs(px[-1, -1] - hi).max() <= 1
+        assert (px[:10, :10] == px[0, 0]).all()  # one cell = a 10x10 block

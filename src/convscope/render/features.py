@@ -94,6 +94,35 @@ def filter_grid(
                       pad=3, caption_lines=1)
 
 
+def feature_map_tiles(
+    maps: Tensor,
+    *,
+    scale: Literal["channel", "shared"] = "channel",
+    cmap: str = "viridis",
+    tile_px: int = 112,
+) -> list[Image.Image]:
+    """One colour-mapped picture per feature map ``(N, h, w)`` (or ``(N, 1, h, w)``), enlarged
+    by an integer nearest-neighbour factor up to ``tile_px`` (see :func:`feature_map_grid`)."""
+    m = maps.detach().float().cpu()
+    if m.dim() == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.dim() != 3 or m.shape[0] == 0:
+        raise BadArgument(f"feature maps of shape {tuple(maps.shape)}; use (N, h, w)")
+    if not torch.isfinite(m).all():
+        raise BadArgument("feature maps contain NaN or infinite values")
+    if scale == "channel":
+        lo, hi = m.amin((1, 2), keepdim=True), m.amax((1, 2), keepdim=True)
+    elif scale == "shared":
+        lo, hi = m.amin().expand(len(m), 1, 1), m.amax().expand(len(m), 1, 1)
+    else:
+        raise BadArgument(f"scale={scale!r}; use 'channel' or 'shared'")
+    unit = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-30), torch.zeros_like(m))
+    h, w = m.shape[-2:]
+    k = max(1, min(tile_px // h, tile_px // w))
+    return [colorize(u, cmap, as_pil=True).resize((w * k, h * k), Image.Resampling.NEAREST)
+            for u in unit]
+
+
 def feature_map_grid(
     maps: Tensor,
     captions: Sequence[str] | None = None,
@@ -114,29 +143,11 @@ def feature_map_grid(
     look weak. Maps are enlarged by an integer nearest-neighbour factor up to ``tile_px``.
     ``reference`` (the input image) is shown first, at the maps' display size, for comparison.
     """
-    m = maps.detach().float().cpu()
-    if m.dim() == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.dim() != 3 or m.shape[0] == 0:
-        raise BadArgument(f"feature maps of shape {tuple(maps.shape)}; use (N, h, w)")
-    if not torch.isfinite(m).all():
-        raise BadArgument("feature maps contain NaN or infinite values")
-    if scale == "channel":
-        lo, hi = m.amin((1, 2), keepdim=True), m.amax((1, 2), keepdim=True)
-    elif scale == "shared":
-        lo, hi = m.amin().expand(len(m), 1, 1), m.amax().expand(len(m), 1, 1)
-    else:
-        raise BadArgument(f"scale={scale!r}; use 'channel' or 'shared'")
-    unit = torch.where(hi > lo, (m - lo) / (hi - lo).clamp_min(1e-30), torch.zeros_like(m))
-    h, w = m.shape[-2:]
-    k = max(1, min(tile_px // h, tile_px // w))
-    tiles: list[ImageLike] = [
-        colorize(u, cmap, as_pil=True).resize((w * k, h * k), Image.Resampling.NEAREST)  # type: ignore[union-attr]
-        for u in unit
-    ]
+    tiles: list[ImageLike] = list(feature_map_tiles(maps, scale=scale, cmap=cmap, tile_px=tile_px))
+    h, w = tiles[0].height, tiles[0].width  # type: ignore[union-attr]
     labels = list(captions) if captions is not None else None
     if reference is not None:
-        ref = to_pil(reference).convert("RGB").resize((w * k, h * k), Image.Resampling.LANCZOS)
+        ref = to_pil(reference).convert("RGB").resize((w, h), Image.Resampling.LANCZOS)
         tiles.insert(0, ref)
         labels = [reference_caption, *labels] if labels is not None else None
     return image_grid(tiles, captions=labels, ncols=ncols or math.ceil(math.sqrt(len(tiles))),

@@ -1,5 +1,6 @@
 """Inside the network: a layer's ``filters``, ``featuremaps`` for an image, and the ``mask`` of
-where one channel fires, each as a picture with its numbers (:class:`View`).
+where one channel fires, each as a picture with its numbers (:class:`View`); ``unit_classes``,
+the classes one channel supports most (numbers only).
 
 The tensors come from :mod:`convscope.methods.features`; the pictures are drawn by
 :mod:`convscope.render.features`.
@@ -7,15 +8,19 @@ The tensors come from :mod:`convscope.methods.features`; the pictures are drawn 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import torch
 from PIL import Image
 from torch import Tensor
 
-from ..methods.features.activations import activation_mask, feature_maps
+from ..errors import BadArgument, BadLayer
+from ..methods.features.activations import FeatureMaps, activation_mask, feature_maps
+from ..methods.features.classes import channel_effect
 from ..methods.features.filters import filter_tiles
-from ..model import Model
+from ..model import LayerInfo, Model, get_layer, list_layers
+from ..model.layers import LayerRef, ambiguous_call, parse_layer
 from ..render.features import feature_map_grid, filter_grid, mask_panel
 from ..render.notebook import figure_html, png_bytes
 from .inputs import ImageSource, as_images
@@ -83,6 +88,12 @@ def featuremaps(model: Model, image: ImageSource, layer: str, *, sort: str = "me
     return View(picture, title, summary, fm)
 
 
+def activations(model: Model, image: ImageSource, layer: str) -> FeatureMaps:
+    """Every channel's map of ``layer`` for one image, in channel order, with their statistics
+    and no picture (for pages that lay the maps out themselves)."""
+    return feature_maps(model, _pixels(model, image)[1], layer)
+
+
 def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
          quantile: float | None = None, threshold: float | None = None,
          name: str | None = None) -> View:
@@ -102,3 +113,70 @@ def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
     summary = {"layer": am.layer, "channel": am.channel, "image": name, "quantile": am.quantile,
                "threshold": t, "fraction": frac}
     return View(picture, title, summary, am)
+
+
+@dataclass
+class UnitClasses:
+    """The classes a unit supports most: per class the logit's change per unit of the channel's
+    mean, from the weights above (``method='weights'``) or gradients at an image."""
+
+    layer: str
+    channel: int
+    method: Literal["weights", "gradient"]
+    reason: str
+    classes: list[dict[str, Any]]
+    """Top ``k`` by score, largest first: ``{"index", "label", "score"}``."""
+    opposed: list[dict[str, Any]]
+    """The ``k`` most negative, most negative first (classes the unit argues against)."""
+
+
+def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
+                 image: ImageSource | None = None) -> UnitClasses:
+    """The ``k`` classes that ``channel`` of ``layer`` supports most (and opposes most).
+
+    When the layers above are affine (global pooling -> Linear) the scores are their weights
+    and the image does not matter; otherwise they are gradients at ``image`` (default: a
+    mid-gray image, which says little: pass the image being looked at).
+    """
+    if k < 1:
+        raise BadArgument(f"k={k}; ask for at least one class")
+    if image is None:
+        x = model.normalize(torch.full((1, 3, *model.input_size), 0.5, device=model.device))
+    else:
+        x = _pixels(model, image)[1]
+    effect = channel_effect(model, x, layer, channel)
+    scores = effect.scores.float().cpu()
+    k = min(k, scores.numel())
+
+    def rows(order: Tensor) -> list[dict[str, Any]]:
+        return [{"index": i, "label": model.label(i), "score": round(float(scores[i]), 6)}
+                for i in order[:k].tolist()]
+
+    method: Literal["weights", "gradient"] = "weights" if effect.linear else "gradient"
+    reason = effect.reason if effect.linear or image is not None else (
+        f"{effect.reason}; gradients at a mid-gray image")
+    return UnitClasses(effect.layer, channel, method, reason,
+                       rows(scores.argsort(descending=True, stable=True)),
+                       rows(scores.argsort(stable=True)))
+
+
+def find_layer(model: Model, name: str, rows: list[LayerInfo] | None = None) -> LayerInfo:
+    """The row of layer ``name`` in ``rows`` (default: ``list_layers(model)``, a dry forward
+    pass): its type, parameters and output shape; ``name+relu`` gets its module's row under its
+    own name. An unknown name raises :class:`BadLayer` with the closest names, a bare name of a
+    module that runs several times one that lists its calls."""
+    rows = list_layers(model) if rows is None else rows
+    ref = parse_layer(name)
+    row = next((r for r in rows if r.name == LayerRef(ref.module, ref.call).name), None)
+    if row is not None:
+        return replace(row, name=name) if ref.relu else row
+    get_layer(model, name)  # an unknown module: "did you mean ..."
+    calls = next((r.calls for r in rows if parse_layer(r.name).module == ref.module), 0)
+    if ref.call is None and calls > 1:
+        raise ambiguous_call(ref.module, calls)
+    if ref.call is not None and calls:
+        only = f"use {ref.module!r}" if calls == 1 else f"calls are 0..{calls - 1}"
+        raise BadLayer(f"layer {name!r}: module {ref.module!r} runs {calls} time(s) per forward "
+                       f"pass; {only}")
+    raise BadLayer(f"layer {name!r} does not run in the model's forward pass, so it has no "
+                   "output to show")

@@ -13,7 +13,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..data import load_image
-from ..methods.features import Objective, visualize
+from ..methods.features import Objective, channel, visualize
 from ..model import Model
 from ..render import image_grid
 from ..render.notebook import figure_html, png_bytes
@@ -64,3 +64,11 @@ def visualization(model: Model, objective: Objective, *, start: str | ImageSourc
     shown = ", ".join(f"{v:.3g}" for v in values[:8]) + (" ..." if len(values) > 8 else "")
     return Visualization(picture, result, summary,
                          f"objective {shown}; {result.seconds:.1f}s")
+
+
+def channel_visualization(model: Model, layer: str, unit: int, *, seed: int = 0, size: int | None = None,
+                          steps: int = 64, progress: ProgressFn | None = None) -> Visualization:
+    """One channel's feature visualization with the library's defaults (Fourier image, standard
+    transforms): what the web app's layer and unit pages draw, one cached job per setting."""
+    return visualization(model, channel(layer, unit), seed=seed, size=size, steps=steps,
+                         progress=progress)
