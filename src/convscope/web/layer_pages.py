@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..data import list_samples
 from ..errors import BadArgument, ConvscopeError
-from ..model import LayerInfo, list_layers
+from ..model import LayerInfo
 from ..render import to_pil
 from ..render.features import feature_map_tiles
 from ..render.report import data_uri
@@ -36,6 +36,7 @@ from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
 from .images import list_images, resolve_image
+from .model_page import table_of
 from .pages import render
 from .state import AppState, ModelEntry
 
@@ -59,10 +60,9 @@ _KEEP_MAPS = 8
 
 
 class _Memory:
-    """What this app keeps between requests: layer tables per model, recent activations."""
+    """What this app keeps between requests: recent activations."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[LayerInfo]] = {}
         self.maps: OrderedDict[tuple[str, str, str], FeatureMaps] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -96,13 +96,7 @@ def _png_response(picture: Image.Image | Any) -> Response:
 # -- checking what the URL names --------------------------------------------------------------
 def _layer(state: AppState, entry: ModelEntry, name: str) -> LayerInfo:
     """The layer's row (type, output shape); unknown names are a 404 with the closest names."""
-    memory = _memory(state)
-    rows = memory.rows.get(entry.key)
-    if rows is None:
-        rows = state.jobs.run(lambda: list_layers(entry.model))
-        with memory.lock:
-            memory.rows[entry.key] = rows
-    return find_layer(entry.model, name, rows)
+    return find_layer(entry.model, name, table_of(state, entry).rows)
 
 
 def _channels(row: LayerInfo) -> int:
@@ -137,7 +131,7 @@ def _image_ref(image: str | None) -> str:
     return image or "sample:" + next(iter(list_samples()))
 
 
-def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, str]:
+def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, Any]:
     """The layer's name as a path segment and the query every link of the page carries (the
     image, the model and visualization settings given in the address)."""
     carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
