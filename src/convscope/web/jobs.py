@@ -37,6 +37,8 @@ Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED = ("done", "failed", "cancelled")
 T = TypeVar("T")
 log = logging.getLogger("convscope.web")
+_FIRST, _LATER = 0, 1
+"""Queue priorities: pages' short calls (``run``) first, then jobs in the order submitted."""
 _KEEP = 1000
 """Finished jobs remembered (their cached results stay on disk regardless)."""
 
@@ -105,7 +107,8 @@ class JobManager:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._by_key: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.PriorityQueue[tuple[int, int, Job | None]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._ids = itertools.count(1)
         self._prefix = format(int(time.time() * 1000) % 0xFFFFFF, "x")
         self._worker = threading.Thread(target=self._work, name="convscope-worker", daemon=True)
@@ -131,7 +134,7 @@ class JobManager:
             self._remember(job)
             if key is not None:
                 self._by_key[key] = job
-        self._queue.put(job)
+        self._put(job, _LATER)
         return job
 
     def run(self, fn: Callable[[], T], timeout: float | None = None) -> T:
@@ -140,7 +143,7 @@ class JobManager:
                   hidden=True)
         with self._lock:
             self._remember(job)
-        self._queue.put(job)
+        self._put(job, _FIRST)  # a page's quick call goes before queued jobs, not behind them
         if not job.wait(timeout):
             self.cancel(job.id)
             raise ConvscopeError("the server is busy; try again when the running jobs have finished")
@@ -178,7 +181,7 @@ class JobManager:
     def close(self) -> None:
         for job in list(self._jobs.values()):
             job.cancel_event.set()
-        self._queue.put(None)
+        self._put(None, _FIRST)
         self._worker.join(timeout=10)
 
     # -- the worker --------------------------------------------------------------------------
@@ -193,9 +196,12 @@ class JobManager:
                 break
             self._jobs.popitem(last=False)
 
+    def _put(self, job: Job | None, priority: int) -> None:
+        self._queue.put((priority, next(self._order), job))
+
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
+            _, _, job = self._queue.get()
             if job is None:
                 return
             self._run(job)
