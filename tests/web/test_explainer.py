@@ -191,8 +191,9 @@ def test_bad_requests_get_the_clis_line(client: TestClient, capsys: pytest.Captu
 
 
 def test_a_label_typo_gets_a_did_you_mean(client: TestClient) -> None:
-    message = refused(client.post("/api/explain", json={"image": "sample:cat", "method": "gradcam",
-                                                         "model": "efficientnet_lite0", "target": "egyptian kat"}))
+    body = {"image": "sample:cat", "method": "gradcam", "model": "efficientnet_lite0",
+            "target": "egyptian kat"}
+    message = refused(client.post("/api/explain", json=body))
     assert "did you mean 'Egyptian cat'" in message
 
 
@@ -257,7 +258,8 @@ def png_claiming(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def test_uploads_are_refused_with_the_clis_line(make_app: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_uploads_are_refused_with_the_clis_line(make_app: Any, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Empty, bomb and non-image files get the line ``convscope predict FILE`` prints for the same
     file (the app's pixel limit set to the CLI's, PIL's default, so even the numbers agree)."""
@@ -270,7 +272,8 @@ def test_uploads_are_refused_with_the_clis_line(make_app: Any, tmp_path: Path, c
             message = refused(c.post("/api/upload", files={"file": (name, data, "image/png")}), 400)
             Path(name).write_bytes(data)
             assert message == cli_error(capsys, ["predict", name, "--model", DIGITS])
-        assert "decompression" in refused(c.post("/api/upload", files={"file": ("bomb.png", files["bomb.png"])}))
+        bomb = c.post("/api/upload", files={"file": ("bomb.png", files["bomb.png"])})
+        assert "decompression" in refused(bomb)
         over = refused(c.post("/api/upload", files={"file": ("big.png", b"\0" * 5000)}), 413)
         assert "4000" in over
         huge = refused(c.post("/api/upload", files={"file": ("huge.png", b"\0" * 200_000)}), 413)
@@ -278,4 +281,5 @@ def test_uploads_are_refused_with_the_clis_line(make_app: Any, tmp_path: Path, c
         picture = io.BytesIO()
         Image.fromarray(np.full((20, 20), 90, np.uint8)).save(picture, "PNG")
         ref = c.post("/api/upload", files={"file": ("ok.png", picture.getvalue())}).json()["image"]
-        assert c.post("/api/explain", json={"image": ref, "method": "saliency", "wait": True}).json()["status"] == "done"
+        job = c.post("/api/explain", json={"image": ref, "method": "saliency", "wait": True}).json()
+        assert job["status"] == "done"
