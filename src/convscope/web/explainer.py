@@ -27,7 +27,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from ..errors import BadArgument, BadTarget
+from ..errors import BadArgument, BadTarget, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer, list_layers
@@ -49,6 +49,7 @@ FAITHFULNESS_STEPS = 100
 match the CLI's."""
 MAX_TOP_K = 100
 PREVIEW_SIDE = 448
+LAYERS_WAIT_SECONDS = 5.0
 WAIT_SECONDS = 600.0
 """How long a ``"wait": true`` request waits for its job before answering with it unfinished."""
 
@@ -250,11 +251,14 @@ _LAYERS_LOCK = threading.Lock()
 
 def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
     """The layers with a spatial output (where a CAM can be read), from one dry forward pass on
-    the worker, remembered per model content."""
+    the worker, remembered per model content (only ``"auto"`` while a long job holds the worker)."""
     with _LAYERS_LOCK:
         known = _LAYERS.get(entry.key)
     if known is None:
-        rows = state.jobs.run(lambda: list_layers(entry.model))
+        try:
+            rows = state.jobs.run(lambda: list_layers(entry.model), timeout=LAYERS_WAIT_SECONDS)
+        except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
+            return []
         known = [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
                  if r.output_shape is not None and len(r.output_shape) == 3
                  and r.output_shape[1] * r.output_shape[2] > 1]
