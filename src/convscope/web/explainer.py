@@ -38,6 +38,8 @@ from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
 from .images import list_images, resolve_image
+from .job_routes import app_state
+from .jobs import Job
 from .pages import render
 from .state import AppState, ModelEntry
 
@@ -70,11 +72,6 @@ class ExplainRequest(BaseModel):
     wait: bool = False
 
 
-def app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
-
-
 # -- checks of what a request names -------------------------------------------------------------
 
 def check_target(model: Model, target: object) -> int | str:
@@ -95,12 +92,18 @@ def check_target(model: Model, target: object) -> int | str:
     return target
 
 
-def check_layer(model: Model, method: str, layer: str | None) -> str:
-    """A named layer must exist (did-you-mean 404 otherwise); methods without a layer ignore it,
-    so one layer choice can go with every method of the page."""
+def named_layer(model: Model, layer: str | None) -> str:
+    """``"auto"``, or a layer of the model (a did-you-mean 404 otherwise)."""
     layer = (layer or "auto").strip() or "auto"
     if layer != "auto":
         get_layer(model, layer)
+    return layer
+
+
+def check_layer(model: Model, method: str, layer: str | None) -> str:
+    """A named layer must exist; methods without a layer ignore it, so one layer choice can go
+    with every method of the page."""
+    layer = named_layer(model, layer)
     return layer if get_method(method).needs_layer else "auto"
 
 
@@ -189,7 +192,7 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
     return run
 
 
-def submit_explain(state: AppState, body: ExplainRequest) -> Any:
+def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     """Check everything the request names, then queue (or find cached) its job."""
     entry = state.model(body.model)
     picture = resolve_image(state, body.image)
@@ -279,9 +282,7 @@ def explain_page(request: Request, image: str | None = None, model: str | None =
     resolve_image(state, ref)
     chosen = method_list(methods)
     options = url_options(dict(request.query_params), chosen)
-    layer = (layer or "auto").strip() or "auto"
-    if layer != "auto":
-        get_layer(entry.model, layer)
+    layer = named_layer(entry.model, layer)
     page_target = check_target(entry.model, target) if target else None
     setup = {
         "image": ref, "model": entry.name, "target": page_target, "methods": chosen,
