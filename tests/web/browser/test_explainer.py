@@ -57,3 +57,21 @@ def test_an_upload_that_is_not_an_image_shows_the_message(live_server: str, page
     error.wait_for(state="visible")
     assert error.inner_text().startswith("image file 'notes.png' is not an image format PIL can read")
     assert "image=sample%3Acat" in page.url or "image=sample:cat" in page.url  # stayed on the page
+
+
+def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_server: str, page: Any) -> None:
+    """Occlusion of EfficientNet-Lite0 with a fine stride (729 windows) reports progress per
+    chunk; the card's cancel button stops it and the card says so."""
+    page.goto(f"{live_server}/explain?image=sample:cat&model=efficientnet_lite0&methods=occlusion"
+              "&occlusion.window=16&occlusion.stride=8&occlusion.batch_size=16&target=285")
+    status = page.locator('#ex-maps .ex-map[data-method="occlusion"] .cs-job-status')
+    page.wait_for_function("""() => { const s = document.querySelector(
+        '#ex-maps .ex-map[data-method="occlusion"] .cs-job-status');
+        return s && /running \\d+\\/\\d+/.test(s.textContent); }""")
+    assert "running" in status.inner_text()
+    page.locator('#ex-maps .ex-map[data-method="occlusion"] button.cs-cancel').click()
+    page.wait_for_function("""() => document.querySelector(
+        '#ex-maps .ex-map[data-method="occlusion"] .cs-job').dataset.status === 'cancelled'""")
+    card = page.locator('#ex-maps .ex-map[data-method="occlusion"]')
+    assert "cancelled" in card.locator(".cs-error").inner_text()
+    assert card.locator("img.ex-overlay").is_hidden()
