@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from tests.web.pictures import image_drawn
 
@@ -57,6 +58,13 @@ def test_an_upload_that_is_not_an_image_shows_the_message(live_server: str, page
     error.wait_for(state="visible")
     assert error.inner_text().startswith("image file 'notes.png' is not an image format PIL can read")
     assert "image=sample%3Acat" in page.url or "image=sample:cat" in page.url  # stayed on the page
+    picture = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))).save(picture, "PNG")
+    page.set_input_files("#ex-upload", files=[{"name": "ramp.png", "mimeType": "image/png",
+                                               "buffer": picture.getvalue()}])
+    page.wait_for_url("**image=upload%3A**")  # a good upload becomes the page's image
+    page.locator("#ex-classes button").first.wait_for()
+    assert image_drawn(page, "#ex-image")
 
 
 def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_server: str, page: Any) -> None:
