@@ -132,6 +132,16 @@ def _task(run: Callable[[Model, Tensor], object]) -> Case:
     return case
 
 
+def _web_explain_job(model: Model, x: Tensor) -> None:
+    """What the web app's worker runs for ``POST /api/explain``: map, overlay, faithfulness."""
+    from convscope.web.explainer import explain_job
+
+    explain_job(model, x[0].sigmoid(), "gradcam", 1, "auto", {}, True)(lambda done, total: None)
+
+
+CASES["web_explain_job"] = _task(_web_explain_job)
+
+
 def _explain_twice(model: Model, x: Tensor) -> None:
     """The second call reuses the first call's method object (and its logits hook)."""
     from convscope.tasks.explain import explain
@@ -152,16 +162,8 @@ def _evaluate(model: Model, x: Tensor) -> None:
     evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
 
 
-def _web_explain_job(model: Model, x: Tensor) -> None:
-    """What the web app's worker runs for ``POST /api/explain``: map, overlay, faithfulness."""
-    from convscope.web.explainer import explain_job
-
-    explain_job(model, x[0].sigmoid(), "gradcam", 1, "auto", {}, True)(lambda done, total: None)
-
-
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
           "task_evaluate": _task(_evaluate)}
-CASES["web_explain_job"] = _task(_web_explain_job)
 
 
 class Explode(RuntimeError):
