@@ -37,7 +37,7 @@ from ..tasks.explain import explain
 from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
-from .images import list_images, resolve_image
+from .images import ImageChoice, list_images, resolve_image
 from .job_routes import app_state
 from .jobs import Job
 from .pages import render
@@ -290,6 +290,9 @@ def explain_page(request: Request, image: str | None = None, model: str | None =
         "catalog": [describe(n) for n in method_names()],
         "defaults": {n: {s.name: s.default for s in option_specs(n)} for n in method_names()},
     }
-    return render(request, "explain.html", title="Explain", setup=setup, images=choices,
+    groups: dict[str, list[ImageChoice]] = {}
+    for choice in choices:  # samples first, then each folder, in the order they were given
+        groups.setdefault(choice.group, []).append(choice)
+    return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
                   models=list(state.models), model=entry.name, image=ref,
                   layers=spatial_layers(state, entry), layer=layer)
