@@ -182,14 +182,17 @@
                    faithfulness: byId("ex-faithfulness").checked };
     try {
       const job = await cs.api("/api/explain", { json: body });
-      cs.job(job, parts.job, (j) => showResult(parts, j));
+      following.push(cs.job(job, parts.job, (j) => showResult(parts, j)));
     } catch (error) {
       parts.job.replaceChildren();
       cs.showError(parts.error, error.message);
     }
   }
 
+  let following = [];  // the job streams of the maps on show
   function explainAll() {
+    for (const f of following) f.close();  // earlier jobs run on (their results are cached)
+    following = [];
     const pageError = byId("ex-error");
     cs.clearError(pageError);
     const methods = chosenMethods();
