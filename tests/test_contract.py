@@ -132,6 +132,14 @@ def _task(run: Callable[[Model, Tensor], object]) -> Case:
     return case
 
 
+def _explain_twice(model: Model, x: Tensor) -> None:
+    """The second call reuses the first call's method object (and its logits hook)."""
+    from convscope.tasks.explain import explain
+
+    for method in ("gradcam", "gradcam", "occlusion"):
+        explain(model, x, method=method, target=1, **({"window": 4} if method == "occlusion" else {}))
+
+
 def _web_explain_job(model: Model, x: Tensor) -> None:
     """What the web app's worker runs for ``POST /api/explain``: map, overlay, faithfulness."""
     from convscope.web.explainer import explain_job
@@ -140,14 +148,6 @@ def _web_explain_job(model: Model, x: Tensor) -> None:
 
 
 CASES["web_explain_job"] = _task(_web_explain_job)
-
-
-def _explain_twice(model: Model, x: Tensor) -> None:
-    """The second call reuses the first call's method object (and its logits hook)."""
-    from convscope.tasks.explain import explain
-
-    for method in ("gradcam", "gradcam", "occlusion"):
-        explain(model, x, method=method, target=1, **({"window": 4} if method == "occlusion" else {}))
 
 
 def _report(model: Model, x: Tensor) -> None:

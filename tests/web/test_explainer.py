@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -283,3 +284,16 @@ def test_uploads_are_refused_with_the_clis_line(make_app: Any, tmp_path: Path,
         ref = c.post("/api/upload", files={"file": ("ok.png", picture.getvalue())}).json()["image"]
         job = c.post("/api/explain", json={"image": ref, "method": "saliency", "wait": True}).json()
         assert job["status"] == "done"
+
+
+def test_a_large_photo_is_drawn_shrunk(client: TestClient, web_models: dict[str, Any]) -> None:
+    """The overlay of a photo larger than MAP_MAX_SIDE is drawn on the photo shrunk (a 12 MP
+    upload took 20 s at full size); the map itself stays at input resolution."""
+    from convscope.data import load_image as load
+    from convscope.web.explainer import MAP_MAX_SIDE, explain_job
+
+    photo = torch.nn.functional.interpolate(load("sample:cat")[None], size=(1200, 1804))[0]
+    result = explain_job(web_models[DIGITS], photo, "gradcam", 3, "auto", {}, False)(lambda d, n: None)
+    picture = Image.open(io.BytesIO(result.files["map.png"]))
+    assert picture.size == (MAP_MAX_SIDE, round(1200 * MAP_MAX_SIDE / 1804))
+    assert np.load(io.BytesIO(result.files["map.npy"])).shape == (28, 28)

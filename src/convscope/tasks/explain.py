@@ -84,16 +84,26 @@ class Explanation:
                               "no picture to draw; read .values (one tensor per input)")
         return self.images, self.values
 
-    def overlay(self, index: int = 0, **options: Any) -> Image.Image:
+    def overlay(self, index: int = 0, *, max_side: int | None = None, **options: Any) -> Image.Image:
         """Sample ``index``'s map over its image (options as :func:`convscope.render.overlay`):
-        over the original photo at its own size when the explanation loaded it, else over the
+        over the original photo at its own size when the explanation loaded it (shrunk to at
+        most ``max_side`` pixels when given: much faster for a large photo), else over the
         model's input."""
         images, values = self._pictures()
         chosen = self._overlay_options(options)
         if self.framings is None:
             return overlay(images[index], values[index], **chosen)
         framing = self.framings[index]
-        return overlay(framing.image, values[index], box=framing.box, **chosen)
+        image, box = framing.image, framing.box
+        height, width = image.shape[-2:]
+        if max_side is not None and max(height, width) > max_side:
+            scale = max_side / max(height, width)
+            size = (max(1, round(height * scale)), max(1, round(width * scale)))
+            image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
+                                  align_corners=False)[0].clamp(0, 1)
+            sy, sx = size[0] / height, size[1] / width
+            box = (box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx)
+        return overlay(image, values[index], box=box, **chosen)
 
     def overlays(self, **options: Any) -> list[Image.Image]:
         """Every sample's map over its image, in batch order."""
