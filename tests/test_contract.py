@@ -162,6 +162,16 @@ def _explain_twice(model: Model, x: Tensor) -> None:
         explain(model, x, method=method, target=1, **({"window": 4} if method == "occlusion" else {}))
 
 
+def _web_explain_job(model: Model, x: Tensor) -> None:
+    """What the web app's worker runs for ``POST /api/explain``: map, overlay, faithfulness."""
+    from convscope.web.explainer import explain_job
+
+    explain_job(model, x[0].sigmoid(), "gradcam", 1, "auto", {}, True)(lambda done, total: None)
+
+
+CASES["web_explain_job"] = _task(_web_explain_job)
+
+
 def _report(model: Model, x: Tensor) -> None:
     from convscope.tasks.report import report
 

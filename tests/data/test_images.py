@@ -334,3 +334,23 @@ def test_bomb_forged_header(tmp_path: Path, side: int) -> None:
 
 def test_zero_sized_pil_image() -> None:
     _refused(Image.new("RGB", (0, 5)), "PIL image", "no pixels")
+
+
+@pytest.mark.parametrize("data", [b"", b"this is not a picture\n", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0"])
+def test_file_contents_are_refused_as_the_file_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  data: bytes) -> None:
+    """An upload's bytes and its name get the very line the file at that path gets."""
+    from convscope.data.images import load_file_bytes
+
+    monkeypatch.chdir(tmp_path)
+    Path("upload.png").write_bytes(data)
+    with pytest.raises(BadImage) as info:
+        load_file_bytes(data, "upload.png")
+    assert str(info.value) == _refused("upload.png", "image file 'upload.png'")
+    assert torch.equal(load_file_bytes(_png_bytes(), "ok.png"), load_image(_png_bytes()))
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..methods.registry import method_names
 from ..render import draw_boxes, save_png
 from ..tasks.explain import explain
@@ -52,12 +50,8 @@ def run_explain(args: argparse.Namespace) -> int:
     png = save_png(picture, out)
     summary["png"] = str(png)
     if args.raw:
-        raw = result.values[0].float().cpu().numpy()
-        raw = raw[0] if raw.shape[0] == 1 else raw
-        raw_path = Path(args.raw)
-        raw_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(raw_path, raw.astype(np.float32))
-        summary["raw"] = str(raw_path)
+        result.save_array(0, args.raw)
+        summary["raw"] = str(args.raw)
     if args.json:
         print_json(summary)
     else:

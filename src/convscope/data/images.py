@@ -123,9 +123,15 @@ def _load_path(shown: str, max_pixels: int | None) -> torch.Tensor:
     except OSError as err:
         raise BadImage(f"cannot read image file '{shown}' ({_one_line(err)}); check its "
                        "permissions") from None
+    return load_file_bytes(data, shown, max_pixels=max_pixels)
+
+
+def load_file_bytes(data: bytes, name: str, *, max_pixels: int | None = None) -> torch.Tensor:
+    """The contents of an image file called ``name`` (an upload), refused exactly as
+    :func:`load_image` refuses the file at that path, with the same one-line message."""
     if not data:
-        raise BadImage(f"image file '{shown}' is empty (0 bytes); re-save or re-download it")
-    return _decode_bytes(data, f"image file '{shown}'", max_pixels)
+        raise BadImage(f"image file '{name}' is empty (0 bytes); re-save or re-download it")
+    return _decode_bytes(data, f"image file '{name}'", max_pixels)
 
 
 def _load_filelike(stream: Any, max_pixels: int | None) -> torch.Tensor:

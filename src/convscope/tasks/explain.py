@@ -13,6 +13,7 @@ forward, among its hundreds. Method objects are reused from one call to the next
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import weakref
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -112,6 +114,22 @@ class Explanation:
         """Signed maps diverge around zero and sum their channels; unsigned ones take the max."""
         mode = "signed" if self.signed else "unsigned"
         return {"mode": mode, "reduce": "sum" if self.signed else "max", **options}
+
+    def map_array(self, index: int = 0) -> np.ndarray:
+        """Sample ``index``'s map at input resolution as float32 numpy, what ``--raw`` and the web
+        app's ``map.npy`` hold: (H, W) for a one-channel map, (C, H, W) for per-pixel methods."""
+        _, values = self._pictures()
+        array = values[index].float().cpu().numpy()
+        return (array[0] if array.shape[0] == 1 else array).astype(np.float32)
+
+    def save_array(self, index: int = 0, path: str | Path | None = None) -> bytes:
+        """:meth:`map_array` as ``.npy`` bytes, also written to ``path`` when given."""
+        buffer = io.BytesIO()
+        np.save(buffer, self.map_array(index))
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(buffer.getvalue())
+        return buffer.getvalue()
 
     def localize(self, threshold: float = 0.2) -> Localization:
         """Weakly supervised localization: mask and (top, left, bottom, right) box per sample.

@@ -1,7 +1,301 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""The image explainer (the successor of Captum Insights): top classes, methods side by side.
+
+``/explain?image=REF&model=&target=&methods=gradcam,occlusion&layer=&occlusion.window=16``
+is the page; everything it shows is in its address. The page asks ``/api/predict`` for the top
+classes, and ``POST /api/explain`` once per method; each explanation is a job (cached on disk by
+model, image content, method, target, layer and options) whose files are ``map.png`` (the overlay
+that :meth:`Explanation.overlay` draws) and ``map.npy`` (what ``convscope explain --raw`` writes).
+
+Everything a request names is checked here, before any work is queued, with the library's own
+checks and messages: the image through :mod:`convscope.web.images` (the CLI's image loader), the
+method by the registry, option values by their types (:mod:`convscope.methods.option_specs`),
+the layer by name and the target against the model's labels. A bad request is a 4xx with one
+line; what only the method itself can refuse (a value out of its range) fails the job with the
+same line, raised again as a 4xx when the request waited for it.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import io
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor
+
+from ..errors import BadArgument, BadTarget, ConvscopeError
+from ..methods.option_specs import check_options, describe, option_specs
+from ..methods.registry import get_method, method_names
+from ..model import Model, get_layer, list_layers
+from ..render import to_pil
+from ..tasks.evaluate import faithfulness_scores
+from ..tasks.explain import explain
+from ..tasks.predict import predict
+from ..types import ProgressFn
+from .cache import JobResult
+from .images import ImageChoice, list_images, resolve_image
+from .job_routes import app_state
+from .jobs import Job
+from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
+
+DEFAULT_METHODS = ("gradcam", "saliency")
+FAITHFULNESS_STEPS = 100
+"""Deletion and insertion curve steps: the default of ``convscope evaluate``, so the numbers
+match the CLI's."""
+MAP_MAX_SIDE = 1600
+"""The overlay is drawn on the photo shrunk to this many pixels on its longer side: for a 12 MP
+upload, drawing and encoding took 20 s at full size (``map.npy`` keeps the input resolution)."""
+MAX_TOP_K = 100
+PREVIEW_SIDE = 448
+LAYERS_WAIT_SECONDS = 5.0
+WAIT_SECONDS = 600.0
+"""How long a ``"wait": true`` request waits for its job before answering with it unfinished."""
+
+
+class ExplainRequest(BaseModel):
+    """The body of ``POST /api/explain`` (the explain API of the web app's notes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str
+    method: str
+    target: Any = "top1"
+    """A class index, a label or ``"top1"`` (checked by :func:`check_target`)."""
+    layer: str | None = "auto"
+    options: dict[str, Any] = {}
+    model: str | None = None
+    faithfulness: bool = False
+    wait: bool = False
+
+
+# -- checks of what a request names -------------------------------------------------------------
+
+def check_target(model: Model, target: object) -> int | str:
+    """``"top1"``, a class index or a label -> ``"top1"`` or a class index, checked against the
+    model's labels (messages as :func:`convscope.model.targets.target_indices` words them)."""
+    if target is None or target == "" or target == "top1":
+        return "top1"
+    if isinstance(target, str):
+        text = target.strip()
+        target = int(text) if text.lstrip("-").isdigit() else model.class_index(text)
+    if not isinstance(target, int) or isinstance(target, bool):
+        raise BadTarget(f"target {target!r} is not understood; give a class index, a label or 'top1'")
+    if target < 0:
+        raise BadTarget(f"target class {target} is out of range: class indices start at 0")
+    classes = len(model.labels) if model.labels else None
+    if classes is not None and target >= classes:
+        raise BadTarget(f"target class {target} is out of range: the model has {classes} classes")
+    return target
+
+
+def named_layer(model: Model, layer: str | None) -> str:
+    """``"auto"``, or a layer of the model (a did-you-mean 404 otherwise)."""
+    layer = (layer or "auto").strip() or "auto"
+    if layer != "auto":
+        get_layer(model, layer)
+    return layer
+
+
+def check_layer(model: Model, method: str, layer: str | None) -> str:
+    """A named layer must exist; methods without a layer ignore it, so one layer choice can go
+    with every method of the page."""
+    layer = named_layer(model, layer)
+    return layer if get_method(method).needs_layer else "auto"
+
+
+def method_list(text: str | None) -> list[str]:
+    """``"gradcam,occlusion"`` -> checked names (unknown ones: did-you-mean 400)."""
+    names = [m.strip() for m in (text or "").split(",") if m.strip()]
+    for name in names:
+        get_method(name)
+    return names or list(DEFAULT_METHODS)
+
+
+def parse_text(text: str) -> Any:
+    """An option value from a URL: true/false, none, an integer, a number, else the text."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("", "none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``occlusion.window=16`` query parameters -> ``{"occlusion": {"window": 16}}``, checked."""
+    found: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for key, value in query.items():
+        method, dot, option = key.partition(".")
+        if not dot:
+            continue
+        if method not in found:
+            get_method(method)  # a typo gets its did-you-mean
+            raise BadArgument(f"option {key!r} is for method {method!r}, which is not among the "
+                              f"methods {','.join(methods)}; add it to methods=")
+        found[method][option] = parse_text(value)
+    return {m: check_options(m, opts) for m, opts in found.items()}
+
+
+def image_key(picture: Tensor) -> str:
+    """A content hash of the image: a cached map never belongs to other pixels (a folder file may
+    change between two visits)."""
+    digest = hashlib.sha256(str(tuple(picture.shape)).encode())
+    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def png(picture: Any) -> bytes:
+    """PNG bytes, compressed fast: zlib level 1 encodes an overlay about six times faster than
+    PIL's default level 6 (as long as Grad-CAM itself takes) for files about 10% larger."""
+    buffer = io.BytesIO()
+    to_pil(picture).convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
+                options: dict[str, Any], faithfulness: bool) -> Callable[[ProgressFn], JobResult]:
+    """The job function: one :func:`convscope.explain` call; the overlay, the map, the numbers."""
+    takes_progress = "progress" in get_method(method).options()
+
+    def run(progress: ProgressFn) -> JobResult:
+        progress(0, 1)
+        extra = {"progress": progress} if takes_progress else {}
+        result = explain(model, picture, method=method, target=target, layer=layer, **options, **extra)
+        assert result.targets is not None and result.target_labels is not None
+        data: dict[str, Any] = {
+            "method": method, "seconds": round(result.seconds, 4), "layer": result.layer,
+            "layer_reason": result.layer_reason, "target": int(result.targets[0]),
+            "label": result.target_labels[0], "score": round(float(result.scores[0]), 6),
+            "signed": result.signed, "options": options}
+        if faithfulness:
+            x = model.preprocess([picture])
+            scores = faithfulness_scores(model, x, result.maps, result.targets.to(x.device),
+                                         FAITHFULNESS_STEPS)
+            data |= {"deletion": round(scores["deletion_auc"][0], 4),
+                     "insertion": round(scores["insertion_auc"][0], 4),
+                     "faithfulness_steps": FAITHFULNESS_STEPS}
+        files = {"map.png": png(result.overlay(0, max_side=MAP_MAX_SIDE)), "map.npy": result.save_array(0)}
+        progress(1, 1)
+        return JobResult(data, files)
+
+    return run
+
+
+def submit_explain(state: AppState, body: ExplainRequest) -> Job:
+    """Check everything the request names, then queue (or find cached) its job."""
+    entry = state.model(body.model)
+    picture = resolve_image(state, body.image)
+    method = get_method(body.method).name
+    defaults = {s.name: s.default for s in option_specs(method)}
+    options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
+    layer = check_layer(entry.model, method, body.layer)
+    target = check_target(entry.model, body.target)
+    key = state.cache.key("explain", entry.key, image_key(picture), method, target, layer, options,
+                          body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)
+    title = f"{method} of {body.image} ({entry.name}, target {target})"
+    return state.jobs.submit("explain", title, explain_job(entry.model, picture, method, target, layer,
+                                                           options, body.faithfulness), key=key)
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+@router.post("/api/explain")
+def explain_route(request: Request, body: ExplainRequest) -> dict[str, Any]:
+    """Queue one explanation; with ``"wait": true`` answer once it has finished (its error as a
+    4xx)."""
+    state = app_state(request)
+    job = submit_explain(state, body)
+    if body.wait and job.wait(WAIT_SECONDS) and job.status != "done":
+        state.jobs.value(job)  # raises the job's error
+    answer: dict[str, Any] = job.as_json()
+    return answer
+
+
+@router.get("/api/methods")
+def methods_route() -> dict[str, Any]:
+    """Every registered method with its family, layer need, signedness and typed options."""
+    return {"methods": [describe(name) for name in method_names()]}
+
+
+@router.get("/api/predict")
+def predict_route(request: Request, image: str, k: int = 5, model: str | None = None) -> dict[str, Any]:
+    """The top ``k`` classes of an image (run on the worker that owns the model)."""
+    state = app_state(request)
+    if not 1 <= k <= MAX_TOP_K:
+        raise BadArgument(f"k={k}: ask for 1 to {MAX_TOP_K} classes")
+    entry = state.model(model)
+    picture = resolve_image(state, image)
+    rows = state.jobs.run(lambda: predict(entry.model, picture, top=k))[0]
+    return {"image": image, "model": entry.name, "predictions": [p.as_dict() for p in rows]}
+
+
+@router.get("/api/explain/image.png")
+def image_route(request: Request, image: str) -> Response:
+    """The image a reference names, at most :data:`PREVIEW_SIDE` pixels on its longer side."""
+    picture = to_pil(resolve_image(app_state(request), image)).convert("RGB")
+    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    return Response(png(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+_LAYERS: dict[str, list[dict[str, Any]]] = {}
+_LAYERS_LOCK = threading.Lock()
+
+
+def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
+    """The layers with a spatial output (where a CAM can be read), from one dry forward pass on
+    the worker, remembered per model content (only ``"auto"`` while a long job holds the worker)."""
+    with _LAYERS_LOCK:
+        known = _LAYERS.get(entry.key)
+    if known is None:
+        try:
+            rows = state.jobs.run(lambda: list_layers(entry.model), timeout=LAYERS_WAIT_SECONDS)
+        except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
+            return []
+        known = [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
+                 if r.output_shape is not None and len(r.output_shape) == 3
+                 and r.output_shape[1] * r.output_shape[2] > 1]
+        with _LAYERS_LOCK:
+            _LAYERS[entry.key] = known
+    return known
+
+
+@router.get("/explain")
+def explain_page(request: Request, image: str | None = None, model: str | None = None,
+                 target: str | None = None, methods: str | None = None, layer: str | None = None,
+                 faithfulness: str | None = None) -> Response:
+    """The page; its state is its address, checked like an API request (bad parts: 4xx page)."""
+    state = app_state(request)
+    entry = state.model(model)
+    choices = list_images(state)
+    ref = image or (choices[0].ref if choices else "sample:cat")
+    resolve_image(state, ref)
+    chosen = method_list(methods)
+    options = url_options(dict(request.query_params), chosen)
+    layer = named_layer(entry.model, layer)
+    page_target = check_target(entry.model, target) if target else None
+    setup = {
+        "image": ref, "model": entry.name, "target": page_target, "methods": chosen,
+        "layer": layer, "options": options, "faithfulness": faithfulness in ("1", "true", "on"),
+        "catalog": [describe(n) for n in method_names()],
+        "defaults": {n: {s.name: s.default for s in option_specs(n)} for n in method_names()},
+    }
+    groups: dict[str, list[ImageChoice]] = {}
+    for choice in choices:  # samples first, then each folder, in the order they were given
+        groups.setdefault(choice.group, []).append(choice)
+    return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
+                  models=list(state.models), model=entry.name, image=ref,
+                  layers=spatial_layers(state, entry), layer=layer)

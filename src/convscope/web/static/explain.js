@@ -1,0 +1,213 @@
+// The image explainer page: top classes, a form per method, maps side by side (hand-written).
+// The page's state lives in its address: image, model, target, methods, layer, faithfulness and
+// METHOD.OPTION=value for options that differ from their defaults.
+"use strict";
+(() => {
+  const setup = JSON.parse(document.getElementById("ex-setup").textContent);
+  const byId = (id) => document.getElementById(id);
+  const catalog = Object.fromEntries(setup.catalog.map((m) => [m.name, m]));
+  let target = setup.target;  // null until a class is chosen; "top1" or a class index
+
+  // -- choosing the image and the model: navigate, so the address holds the choice -------------
+  function go(changes) {
+    const q = address();
+    for (const [k, v] of Object.entries(changes)) { if (v === null) q.delete(k); else q.set(k, v); }
+    window.location.search = q.toString();
+  }
+  byId("ex-image-choice").addEventListener("change", (e) => go({ image: e.target.value, target: null }));
+  byId("ex-model").addEventListener("change", (e) => go({ model: e.target.value, target: null, layer: null }));
+  byId("ex-upload").addEventListener("change", async (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    const err = byId("ex-upload-error");
+    cs.clearError(err);
+    const form = new FormData();
+    form.append("file", file, file.name);
+    try {
+      const answer = await cs.api("/api/upload", { method: "POST", body: form });
+      go({ image: answer.image, target: null });
+    } catch (error) {
+      cs.showError(err, error.message);
+      e.target.value = "";
+    }
+  });
+
+  // -- a small form per method, from the registry's option types -------------------------------
+  function optionInput(method, spec, value) {
+    const name = `${method}.${spec.name}`;
+    let input;
+    if (spec.type === "choice") {
+      input = cs.el("select", { name });
+      for (const c of spec.choices) input.append(cs.el("option", { value: c, text: c }));
+      input.value = value;
+    } else if (spec.type === "bool") {
+      input = cs.el("input", { type: "checkbox", name });
+      input.checked = Boolean(value);
+    } else if (spec.type === "text") {
+      input = cs.el("input", { type: "text", name, value: value ?? "" });
+    } else {
+      input = cs.el("input", { type: "number", name, step: spec.type === "int" ? "1" : "any",
+                               value: value ?? "", placeholder: spec.nullable ? "auto" : "" });
+    }
+    input.dataset.option = spec.name;
+    input.dataset.kind = spec.type;
+    return cs.el("label", {}, spec.name, input);
+  }
+
+  function methodRow(info) {
+    const chosen = setup.methods.includes(info.name);
+    const box = cs.el("input", { type: "checkbox", value: info.name, class: "ex-use" });
+    box.checked = chosen;
+    const given = setup.options[info.name] || {};
+    const row = cs.el("div", { class: "ex-method", "data-method": info.name, title: info.summary },
+      cs.el("label", {}, box, " " + info.name + " ", cs.el("span", { class: "family", text: info.family + (info.needs_layer ? ", layer" : "") })));
+    if (info.options.length) {
+      const details = cs.el("details", {}, cs.el("summary", { text: "options" }));
+      for (const spec of info.options) {
+        details.append(optionInput(info.name, spec, spec.name in given ? given[spec.name] : spec.default));
+      }
+      if (Object.keys(given).length) details.open = true;
+      row.append(details);
+    }
+    return row;
+  }
+  const list = byId("ex-method-list");
+  for (const info of setup.catalog) list.append(methodRow(info));
+  byId("ex-faithfulness").checked = setup.faithfulness;
+
+  function chosenMethods() {
+    return [...list.querySelectorAll("input.ex-use:checked")].map((b) => b.value);
+  }
+
+  // Options of a method as JSON values, only those that differ from the default.
+  function optionsOf(method) {
+    const out = {};
+    const defaults = setup.defaults[method] || {};
+    for (const input of list.querySelectorAll(`.ex-method[data-method="${method}"] [data-option]`)) {
+      const kind = input.dataset.kind;
+      let value;
+      if (kind === "bool") value = input.checked;
+      else if (kind === "int" || kind === "float") value = input.value.trim() === "" ? null : Number(input.value);
+      else value = input.value;
+      if (value !== defaults[input.dataset.option]) out[input.dataset.option] = value;
+    }
+    return out;
+  }
+
+  function address() {
+    const q = new URLSearchParams();
+    q.set("image", setup.image);
+    q.set("model", setup.model);
+    if (target !== null && target !== undefined) q.set("target", String(target));
+    const methods = chosenMethods();
+    q.set("methods", methods.join(","));
+    q.set("layer", byId("ex-layer").value);
+    if (byId("ex-faithfulness").checked) q.set("faithfulness", "1");
+    for (const m of methods) {
+      for (const [k, v] of Object.entries(optionsOf(m))) q.set(`${m}.${k}`, v === null ? "none" : String(v));
+    }
+    return q;
+  }
+
+  // -- top classes -------------------------------------------------------------------------------
+  async function showClasses() {
+    const ol = byId("ex-classes");
+    try {
+      const q = new URLSearchParams({ image: setup.image, model: setup.model, k: "5" });
+      const answer = await cs.api(`/api/predict?${q}`);
+      ol.replaceChildren();
+      for (const p of answer.predictions) {
+        const button = cs.el("button", { type: "button", "data-class": String(p.index) },
+          cs.el("span", { text: `${p.rank}. ${p.label}` }),
+          cs.el("span", { class: "prob", text: (100 * p.probability).toFixed(1) + "%" }));
+        button.addEventListener("click", () => { target = p.index; markClass(); explainAll(); });
+        ol.append(cs.el("li", {}, button));
+      }
+      if (target === "top1" && answer.predictions.length) target = answer.predictions[0].index;
+      markClass();
+    } catch (error) {
+      ol.replaceChildren();
+      cs.showError(byId("ex-predict-error"), error.message);
+    }
+  }
+  function markClass() {
+    for (const b of byId("ex-classes").querySelectorAll("button")) {
+      b.classList.toggle("active", String(target) === b.dataset.class);
+    }
+  }
+
+  // -- maps: one job per method, side by side ---------------------------------------------------
+  function card(method) {
+    const parts = {
+      title: cs.el("h3", { text: method }),
+      job: cs.el("div", { class: "job" }),
+      img: cs.el("img", { class: "ex-overlay", alt: `${method} map` }),
+      numbers: cs.el("div", { class: "numbers" }),
+      export: cs.el("div", { class: "export" }),
+      error: cs.el("p", { class: "cs-error" }),
+    };
+    parts.img.hidden = true;
+    parts.error.hidden = true;
+    parts.root = cs.el("div", { class: "card ex-map", "data-method": method },
+      parts.title, parts.job, parts.img, parts.numbers, parts.export, parts.error);
+    return parts;
+  }
+
+  function fmt(x, digits = 3) { return typeof x === "number" ? x.toFixed(digits) : "–"; }
+
+  function showResult(parts, job) {
+    if (job.status !== "done") {
+      cs.showError(parts.error, job.error || `the job was ${job.status}`);
+      return;
+    }
+    const d = job.data;
+    parts.job.replaceChildren();
+    parts.img.src = job.files["map.png"];
+    parts.img.hidden = false;
+    parts.title.textContent = `${d.method}: ${d.label}`;
+    const bits = [`${fmt(d.seconds)} s`];
+    if (d.layer) bits.push(`layer ${d.layer}`);
+    if ("deletion" in d) bits.push(`deletion ${fmt(d.deletion)}`, `insertion ${fmt(d.insertion)}`);
+    parts.numbers.textContent = bits.join(" · ");
+    if (d.layer_reason) parts.numbers.title = d.layer_reason;
+    const stem = `${setup.image.replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
+    parts.export.replaceChildren(
+      cs.el("a", { href: job.files["map.png"], download: `${stem}.png`, class: "export-png", text: "PNG" }),
+      cs.el("a", { href: job.files["map.npy"], download: `${stem}.npy`, class: "export-npy", text: ".npy" }));
+  }
+
+  async function explainOne(method, parts) {
+    const body = { image: setup.image, model: setup.model, method, target: target ?? "top1",
+                   layer: byId("ex-layer").value, options: optionsOf(method),
+                   faithfulness: byId("ex-faithfulness").checked };
+    try {
+      const job = await cs.api("/api/explain", { json: body });
+      following.push(cs.job(job, parts.job, (j) => showResult(parts, j)));
+    } catch (error) {
+      parts.job.replaceChildren();
+      cs.showError(parts.error, error.message);
+    }
+  }
+
+  let following = [];  // the job streams of the maps on show
+  function explainAll() {
+    for (const f of following) f.close();  // earlier jobs run on (their results are cached)
+    following = [];
+    const pageError = byId("ex-error");
+    cs.clearError(pageError);
+    const methods = chosenMethods();
+    if (!methods.length) { cs.showError(pageError, "choose at least one method"); return; }
+    history.replaceState(null, "", `/explain?${address()}`);
+    const maps = byId("ex-maps");
+    maps.replaceChildren();
+    for (const method of methods) {
+      const parts = card(method);
+      maps.append(parts.root);
+      explainOne(method, parts);
+    }
+  }
+  byId("ex-run").addEventListener("click", () => { if (target === null) target = "top1"; explainAll(); });
+
+  showClasses();
+  if (target !== null && target !== undefined) explainAll();  // an address with a target shows its maps
+})();

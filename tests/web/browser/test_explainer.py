@@ -1,0 +1,85 @@
+"""The image explainer in Chromium: choose a sample, click a class, three maps side by side,
+export, reopen the address, and an upload that is not an image."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tests.web.pictures import image_drawn
+
+MAPS = "#ex-maps .ex-map img.ex-overlay"
+
+
+def test_explain_three_methods_and_export(live_server: str, page: Any) -> None:
+    page.goto(f"{live_server}/explain")
+    page.select_option("#ex-image-choice", "sample:coffee")  # navigates: the choice is in the address
+    page.wait_for_url("**image=sample%3Acoffee**")
+    assert image_drawn(page, "#ex-image")
+    page.locator("#ex-classes button").first.wait_for()
+    for method in ("gradcam", "saliency", "occlusion"):
+        page.locator(f'.ex-method[data-method="{method}"] input.ex-use').check()
+    page.locator('.ex-method[data-method="occlusion"] summary').click()
+    page.fill('input[name="occlusion.window"]', "7")  # a coarse window: 16 positions on 28x28
+    page.fill('input[name="occlusion.stride"]', "7")
+    second = page.locator("#ex-classes button").nth(1)
+    chosen = second.get_attribute("data-class")
+    second.click()
+    page.wait_for_function(f"""() => {{ const imgs = [...document.querySelectorAll('{MAPS}')];
+        return imgs.length === 3 && imgs.every(i => !i.hidden && i.complete && i.naturalWidth > 0); }}""")
+    assert image_drawn(page, MAPS)
+    cards = page.locator("#ex-maps .ex-map")
+    assert sorted(cards.nth(i).get_attribute("data-method") for i in range(3)) == [
+        "gradcam", "occlusion", "saliency"]
+    for i in range(3):
+        card = cards.nth(i)
+        assert " s" in card.locator(".numbers").inner_text()
+        png = page.request.get(live_server + card.locator("a.export-png").get_attribute("href"))
+        raw = page.request.get(live_server + card.locator("a.export-npy").get_attribute("href"))
+        assert png.status == 200 and png.body().startswith(b"\x89PNG")
+        assert raw.status == 200 and np.load(io.BytesIO(raw.body())).shape == (28, 28)
+    # the address now holds the whole state: reopening it draws the same maps (from the cache)
+    assert f"target={chosen}" in page.url and "occlusion.window=7" in page.url
+    page.reload()
+    page.wait_for_function(f"""() => {{ const imgs = [...document.querySelectorAll('{MAPS}')];
+        return imgs.length === 3 && imgs.every(i => !i.hidden && i.complete && i.naturalWidth > 0); }}""")
+    assert page.locator(f'#ex-classes button.active[data-class="{chosen}"]').count() == 1
+    assert not [e for e in page.console_errors if "status of 4" not in e]
+
+
+def test_an_upload_that_is_not_an_image_shows_the_message(live_server: str, page: Any) -> None:
+    page.goto(f"{live_server}/explain?image=sample:cat")
+    page.set_input_files("#ex-upload", files=[{"name": "notes.png", "mimeType": "image/png",
+                                               "buffer": b"these are not pixels\n" * 4}])
+    error = page.locator("#ex-upload-error")
+    error.wait_for(state="visible")
+    assert error.inner_text().startswith("image file 'notes.png' is not an image format PIL can read")
+    assert "image=sample%3Acat" in page.url or "image=sample:cat" in page.url  # stayed on the page
+    picture = io.BytesIO()
+    Image.fromarray(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1))).save(picture, "PNG")
+    page.set_input_files("#ex-upload", files=[{"name": "ramp.png", "mimeType": "image/png",
+                                               "buffer": picture.getvalue()}])
+    page.wait_for_url("**image=upload%3A**")  # a good upload becomes the page's image
+    page.locator("#ex-classes button").first.wait_for()
+    assert image_drawn(page, "#ex-image")
+
+
+def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_server: str, page: Any) -> None:
+    """Occlusion of EfficientNet-Lite0 with a fine stride (729 windows) reports progress per
+    chunk; the card's cancel button stops it and the card says so."""
+    page.goto(f"{live_server}/explain?image=sample:cat&model=efficientnet_lite0&methods=occlusion"
+              "&occlusion.window=16&occlusion.stride=8&occlusion.batch_size=16&target=285")
+    status = page.locator('#ex-maps .ex-map[data-method="occlusion"] .cs-job-status')
+    page.wait_for_function("""() => { const s = document.querySelector(
+        '#ex-maps .ex-map[data-method="occlusion"] .cs-job-status');
+        return s && /running \\d+\\/\\d+/.test(s.textContent); }""")
+    assert "running" in status.inner_text()
+    page.locator('#ex-maps .ex-map[data-method="occlusion"] button.cs-cancel').click()
+    page.wait_for_function("""() => document.querySelector(
+        '#ex-maps .ex-map[data-method="occlusion"] .cs-job').dataset.status === 'cancelled'""")
+    card = page.locator('#ex-maps .ex-map[data-method="occlusion"]')
+    assert "cancelled" in card.locator(".cs-error").inner_text()
+    assert card.locator("img.ex-overlay").is_hidden()
