@@ -17,8 +17,6 @@ same line, raised again as a 4xx when the request waited for it.
 from __future__ import annotations
 
 import hashlib
-import io
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +28,9 @@ from torch import Tensor
 from ..errors import BadArgument, BadTarget, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
-from ..model import Model, get_layer, list_layers
+from ..model import Model, get_layer
 from ..render import to_pil
+from ..render.notebook import png_bytes
 from ..tasks.evaluate import faithfulness_scores
 from ..tasks.explain import explain
 from ..tasks.predict import predict
@@ -40,6 +39,7 @@ from .cache import JobResult
 from .images import ImageChoice, list_images, resolve_image
 from .job_routes import app_state
 from .jobs import Job
+from .model_page import table_of
 from .pages import render
 from .state import AppState, ModelEntry
 
@@ -156,14 +156,6 @@ def image_key(picture: Tensor) -> str:
     return digest.hexdigest()[:32]
 
 
-def png(picture: Any) -> bytes:
-    """PNG bytes, compressed fast: zlib level 1 encodes an overlay about six times faster than
-    PIL's default level 6 (as long as Grad-CAM itself takes) for files about 10% larger."""
-    buffer = io.BytesIO()
-    to_pil(picture).convert("RGB").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
 # -- the job ------------------------------------------------------------------------------------
 
 def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
@@ -173,7 +165,7 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
 
     def run(progress: ProgressFn) -> JobResult:
         progress(0, 1)
-        extra = {"progress": progress} if takes_progress else {}
+        extra: dict[str, Any] = {"progress": progress} if takes_progress else {}
         result = explain(model, picture, method=method, target=target, layer=layer, **options, **extra)
         assert result.targets is not None and result.target_labels is not None
         data: dict[str, Any] = {
@@ -188,7 +180,8 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
             data |= {"deletion": round(scores["deletion_auc"][0], 4),
                      "insertion": round(scores["insertion_auc"][0], 4),
                      "faithfulness_steps": FAITHFULNESS_STEPS}
-        files = {"map.png": png(result.overlay(0, max_side=MAP_MAX_SIDE)), "map.npy": result.save_array(0)}
+        files = {"map.png": png_bytes(result.overlay(0, max_side=MAP_MAX_SIDE)),
+                 "map.npy": result.save_array(0)}
         progress(1, 1)
         return JobResult(data, files)
 
@@ -248,29 +241,19 @@ def image_route(request: Request, image: str) -> Response:
     """The image a reference names, at most :data:`PREVIEW_SIDE` pixels on its longer side."""
     picture = to_pil(resolve_image(app_state(request), image)).convert("RGB")
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return Response(png(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
-
-
-_LAYERS: dict[str, list[dict[str, Any]]] = {}
-_LAYERS_LOCK = threading.Lock()
+    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
     """The layers with a spatial output (where a CAM can be read), from one dry forward pass on
     the worker, remembered per model content (only ``"auto"`` while a long job holds the worker)."""
-    with _LAYERS_LOCK:
-        known = _LAYERS.get(entry.key)
-    if known is None:
-        try:
-            rows = state.jobs.run(lambda: list_layers(entry.model), timeout=LAYERS_WAIT_SECONDS)
-        except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
-            return []
-        known = [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
-                 if r.output_shape is not None and len(r.output_shape) == 3
-                 and r.output_shape[1] * r.output_shape[2] > 1]
-        with _LAYERS_LOCK:
-            _LAYERS[entry.key] = known
-    return known
+    try:
+        rows = table_of(state, entry, timeout=LAYERS_WAIT_SECONDS).rows
+    except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
+        return []
+    return [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
+            if r.output_shape is not None and len(r.output_shape) == 3
+            and r.output_shape[1] * r.output_shape[2] > 1]
 
 
 @router.get("/explain")

@@ -14,7 +14,6 @@ kept in a small in-memory cache, so the tile of each channel only colours a map.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo
 from ..render import to_pil
 from ..render.features import feature_map_tiles
+from ..render.notebook import png_bytes
 from ..render.report import data_uri
 from ..tasks.atlas import top_patches
 from ..tasks.inside import activations, filters, find_layer, mask, unit_classes
@@ -83,14 +83,8 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-def _png(picture: Image.Image | Any) -> bytes:
-    out = io.BytesIO()
-    to_pil(picture).save(out, format="PNG")
-    return out.getvalue()
-
-
 def _png_response(picture: Image.Image | Any) -> Response:
-    return Response(_png(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 # -- checking what the URL names --------------------------------------------------------------
@@ -325,7 +319,7 @@ def visualization_job(request: Request, name: str, channel: str, model: str | No
     def run(progress: Any) -> JobResult:
         made = channel_visualization(entry.model, row.name, unit, progress=progress, **settings)
         return JobResult(data={**made.summary, "layer": row.name, "channel": unit, **settings},
-                         files={"visualization.png": _png(made.picture)})
+                         files={"visualization.png": png_bytes(made.picture)})
 
     title = f"visualize {row.name} ch {unit} (seed {settings['seed']})"
     return state.jobs.submit("visualization", title, run, key=key).as_json()

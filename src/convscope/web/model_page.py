@@ -45,11 +45,12 @@ def _state(request: Request) -> AppState:
     return state
 
 
-def table_of(state: AppState, entry: ModelEntry) -> LayerTable:
-    """The model's layer table, computed once on the worker that owns the model."""
+def table_of(state: AppState, entry: ModelEntry, timeout: float | None = None) -> LayerTable:
+    """The model's layer table, computed once on the worker that owns the model (a
+    ConvscopeError when the worker stays busy past ``timeout`` seconds)."""
     table = _tables.get(entry.model)
     if table is None:
-        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model))
+        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model), timeout)
     return table
 
 
