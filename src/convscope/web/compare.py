@@ -1,8 +1,8 @@
 """Two models side by side: one image explained by both, and two atlases on aligned maps.
 
 ``convscope serve --model A --model B`` serves two models. ``/compare`` explains one image with
-each (each model's own top class unless a target is given) as two cached jobs, and shows each
-model's predictions beside its map. ``/compare/atlas`` puts the map pages of two atlases of the
+each (each model's own top class unless a target is given) as two cached jobs on the model worker,
+each with the model's top classes beside its map. ``/compare/atlas`` puts the map pages of two atlases of the
 same dataset next to each other, the second aligned onto the first (``align_to``: a Procrustes
 fit by the images both share, computed by the atlas API), for instance a fine-tuned model
 against its base.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -22,9 +23,10 @@ from torch import Tensor
 from ..cli.options import parse_target
 from ..errors import BadArgument
 from ..methods.registry import get_method, method_names
+from ..model import Model
 from ..tasks.explain import explain
 from ..tasks.predict import predict
-from ..types import Target
+from ..types import ProgressFn, Target
 from .cache import JobResult
 from .images import list_images, resolve_image
 from .neighbors import atlas_layer
@@ -55,19 +57,23 @@ def _image_key(picture: Tensor) -> str:
     return digest.hexdigest()
 
 
-def explain_job(model: Any, picture: Tensor, method: str, target: Target) -> Any:
-    """The job function: explain ``picture`` with ``method``; the overlay as ``map.png``."""
+def explain_job(model: Model, picture: Tensor, method: str, target: Target) -> Callable[..., JobResult]:
+    """The job: the model's top classes for ``picture`` and its ``method`` map (``map.png``, the
+    overlay on the image) of ``target``."""
 
-    def run(progress: Any) -> JobResult:
-        progress(0, 1)
+    def run(progress: ProgressFn) -> JobResult:
+        progress(0, 2)
+        top = predict(model, [picture], top=TOP)[0]
+        progress(1, 2)
         found = explain(model, [picture], method, target)
         buffer = io.BytesIO()
         found.overlay(0).save(buffer, format="PNG")
-        progress(1, 1)
+        progress(2, 2)
         assert found.targets is not None and found.target_labels is not None
         return JobResult(data={"seconds": round(found.seconds, 4), "layer": found.layer,
                                "target": int(found.targets[0]), "label": found.target_labels[0],
-                               "score": float(found.scores[0])},
+                               "score": float(found.scores[0]),
+                               "predictions": [p.as_dict() for p in top]},
                          files={"map.png": buffer.getvalue()})
 
     return run
@@ -86,18 +92,16 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
         picture = resolve_image(state, image)
         content = _image_key(picture)
         for entry in (first, second):
-            model = entry.model
-            top = state.jobs.run(lambda m=model: predict(m, [picture], top=TOP))[0]
             if isinstance(chosen, str) and chosen != "top1":
-                model.class_index(chosen)  # an unknown label: refused before any job
+                entry.model.class_index(chosen)  # an unknown label: refused before any job
             key = state.cache.key("compare-explain", entry.key, content, method, repr(chosen))
             job = state.jobs.submit("explain", f"{method} of {image} by {entry.name}",
-                                    explain_job(model, picture, method, chosen), key=key)
-            columns.append({"model": entry.name, "job": job.id,
-                            "predictions": [p.as_dict() for p in top]})
-    return render(request, "compare.html", image=image, method=method, target=target,
-                  a=first.name, b=second.name, columns=columns, methods=method_names(),
-                  models=list(state.models), images=list_images(state))
+                                    explain_job(entry.model, picture, method, chosen), key=key)
+            columns.append({"model": entry.name, "job": job.id})
+    return render(request, "compare.html", title=f"Compare {first.name} and {second.name}",
+                  image=image, method=method, target=target, a=first.name, b=second.name,
+                  columns=columns, methods=method_names(), models=list(state.models),
+                  images=list_images(state))
 
 
 def _atlas_ref(state: Any, name: str, text: str) -> tuple[str, str, Any]:
@@ -135,7 +139,8 @@ def compare_atlas_page(request: Request, a: str, b: str, method: str = "tsne") -
     same_dataset(atlas_a, atlas_b, id_a, id_b)
     left = map_url(id_a, layer_a, method, None)
     right = map_url(id_b, layer_b, method, a)
-    return render(request, "compare_atlas.html", a=a, b=b, method=method, methods=PROJECTIONS,
+    return render(request, "compare_atlas.html", title=f"Compare {a} and {b}", a=a, b=b,
+                  method=method, methods=PROJECTIONS,
                   sides=[{"ref": a, "model": atlas_a.model_name, "url": left},
                          {"ref": b, "model": atlas_b.model_name, "url": right}],
                   size=atlas_a.size)

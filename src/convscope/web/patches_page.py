@@ -51,7 +51,8 @@ def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = No
     atlas = atlas_layer(state, atlas_id, layer)
     entry = served_model(state, atlas, required=True)
     count = parse_int("k", k, 1, MAX_K) if k is not None else min(atlas.k, 8)
-    return render(request, "patches.html", atlas_id=atlas_id, layer=layer, k=count,
+    return render(request, "patches.html", title=f"{layer} top patches · {atlas_id}",
+                  atlas_id=atlas_id, layer=layer, k=count,
                   channels=atlas.channels[layer], model=entry.name, atlas_size=atlas.size)
 
 

@@ -1,0 +1,47 @@
+"""The compare pages in Chromium: two models' maps of one image, two atlases' maps, side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.pictures import image_drawn
+
+COLOURS = """img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
+    c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+    const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set();
+    for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    return seen.size; }"""
+"""How many colours an <img> holds once drawn (a heat map over an image has hundreds)."""
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
+    return make_digit_atlases(tmp_path_factory.mktemp("compare_browser"))
+
+
+@pytest.fixture(scope="module")
+def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
+    return make_app(**digits.config())
+
+
+def test_two_models_explain_one_image_side_by_side(live_server: str, page: Any) -> None:
+    page.goto(f"{live_server}/compare?image=folder:queries/q0.png&method=gradcam")
+    page.wait_for_function("""() => [...document.querySelectorAll('.cs-side img.cs-map')]
+                              .every(i => !i.hidden && i.complete && i.naturalWidth > 0)""")
+    assert image_drawn(page, ".cs-side img.cs-map")
+    sides = page.locator(".cs-side")
+    assert sides.count() == 2
+    boxes = [sides.nth(i).locator("img.cs-map").bounding_box() for i in range(2)]
+    assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"]  # side by side, left to right
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 5
+    for i, model in enumerate(["digits_cnn", "efficientnet_lite0"]):
+        side = sides.nth(i)
+        assert side.locator("h2").inner_text() == model
+        assert side.locator("img.cs-map").evaluate(COLOURS) > 50
+        assert side.locator("table.cs-predictions tr.cs-explained").count() == 1  # its own top class
+        assert side.locator("table.cs-predictions tr").count() == 6  # header + top 5
+    assert not page.console_errors
