@@ -21,6 +21,7 @@ from fastapi.responses import HTMLResponse
 from torch import Tensor
 
 from ..cli.options import parse_target
+from ..data.atlas import Atlas
 from ..errors import BadArgument
 from ..methods.registry import get_method, method_names
 from ..model import Model
@@ -31,6 +32,7 @@ from .cache import JobResult
 from .images import list_images, resolve_image
 from .neighbors import atlas_layer
 from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
 
@@ -38,7 +40,7 @@ PROJECTIONS = ("pca", "tsne", "umap")
 TOP = 5
 
 
-def two_models(state: Any, a: str | None, b: str | None) -> tuple[Any, Any]:
+def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntry, ModelEntry]:
     """The two served models to compare: the named ones, else the first two started."""
     names = list(state.models)
     if len(names) < 2 and (a is None or b is None):
@@ -83,7 +85,7 @@ def explain_job(model: Model, picture: Tensor, method: str, target: Target) -> C
 def compare_page(request: Request, image: str | None = None, method: str = "gradcam",
                  target: str = "", a: str | None = None, b: str | None = None) -> Any:
     """Both models' predictions for one image and their maps of it, side by side."""
-    state = request.app.state.cs
+    state: AppState = request.app.state.cs
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
     chosen: Target = parse_target(target) if target.strip() else "top1"
@@ -104,7 +106,7 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
                   images=list_images(state))
 
 
-def _atlas_ref(state: Any, name: str, text: str) -> tuple[str, str, Any]:
+def _atlas_ref(state: AppState, name: str, text: str) -> tuple[str, str, Atlas]:
     """``ATLAS:LAYER`` -> (atlas id, layer, Atlas), both checked (404 when unknown)."""
     atlas_id, sep, layer = text.rpartition(":")
     if not sep or not atlas_id or not layer:
@@ -112,7 +114,7 @@ def _atlas_ref(state: Any, name: str, text: str) -> tuple[str, str, Any]:
     return atlas_id, layer, atlas_layer(state, atlas_id, layer)
 
 
-def same_dataset(first: Any, second: Any, a: str, b: str) -> None:
+def same_dataset(first: Atlas, second: Atlas, a: str, b: str) -> None:
     """Refuse two atlases that did not scan the same images (their maps cannot be aligned)."""
     same = (first.dataset == second.dataset and first.size == second.size
             and (first.dataset is not None or first.sources() == second.sources()))
@@ -131,7 +133,7 @@ def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str
 @router.get("/compare/atlas", response_class=HTMLResponse)
 def compare_atlas_page(request: Request, a: str, b: str, method: str = "tsne") -> Any:
     """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a``."""
-    state = request.app.state.cs
+    state: AppState = request.app.state.cs
     if method not in PROJECTIONS:
         raise BadArgument(f"method={method!r}: use {', '.join(PROJECTIONS)}")
     id_a, layer_a, atlas_a = _atlas_ref(state, "a", a)

@@ -9,15 +9,19 @@ model, so it runs on the worker that owns the model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 
 from ..data.atlas import Atlas
 from ..errors import BadArgument
+from ..methods.dataset.neighbors import Metric
 from ..tasks.atlas import Neighbor, find_neighbors
 from .errors import NotFound
 from .images import resolve_image
+from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
 
@@ -37,22 +41,36 @@ def parse_int(name: str, text: str, low: int, high: int) -> int:
     return value
 
 
-def atlas_layer(state: Any, atlas_id: str, layer: str) -> Atlas:
+def atlas_layer(state: AppState, atlas_id: str, layer: str) -> Atlas:
     """The open atlas ``atlas_id`` after checking that it scanned ``layer`` (404 otherwise)."""
-    atlas: Atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id).atlas
     if layer not in atlas.channels:
         raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
     return atlas
 
 
-def served_model(state: Any, atlas: Atlas, *, required: bool) -> Any:
-    """The served model an atlas was made with (by name), or None; ``required``: refuse when
-    the server does not serve it."""
-    entry = state.models.get(atlas.model_name)
-    if entry is None and required:
+def served_model(state: AppState, atlas: Atlas) -> ModelEntry | None:
+    """The served model the atlas was made with (by its name or its model's name), if any."""
+    for entry in state.models.values():
+        if atlas.model_name in (entry.name, entry.model.name):
+            return entry
+    return None
+
+
+def atlas_model(state: AppState, atlas: Atlas) -> ModelEntry:
+    """The served model the atlas was made with; refused when the server does not serve it (its
+    embeddings would not be comparable)."""
+    entry = served_model(state, atlas)
+    if entry is None:
         raise BadArgument(f"atlas '{atlas.path.name}' was made with model {atlas.model_name!r}, "
                           f"which this server does not serve; start it with --model {atlas.model_name}")
     return entry
+
+
+def parse_metric(text: str) -> Metric:
+    if text not in METRICS:
+        raise BadArgument(f"metric={text!r}: use cosine or l2")
+    return cast(Metric, text)
 
 
 def _names(names: list[str] | None, i: int) -> str | None:
@@ -81,25 +99,39 @@ def neighbor_rows(atlas: Atlas, found: list[Neighbor], model_labels: list[str] |
 def neighbors(request: Request, atlas_id: str, layer: str, index: str | None = None,
               image: str | None = None, k: str = "10", metric: str = "cosine") -> dict[str, Any]:
     """``{"neighbors": [{index, distance, source, label, prediction, ...}]}`` nearest first."""
-    state = request.app.state.cs
+    state: AppState = request.app.state.cs
     atlas = atlas_layer(state, atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
-    if metric not in METRICS:
-        raise BadArgument(f"metric={metric!r}: use cosine or l2")
+    distance = parse_metric(metric)
     if (index is None) == (image is None):
         raise BadArgument("give index=I (an atlas image) or image=REF (any image), one of them")
-    entry = served_model(state, atlas, required=image is not None)
     if index is not None:
+        entry = served_model(state, atlas)
         i = parse_int("index", index, 0, atlas.size - 1)
-        found = find_neighbors(atlas, i, layer=layer, k=count, metric=metric)  # type: ignore[arg-type]
+        found = find_neighbors(atlas, i, layer=layer, k=count, metric=distance)
         query: dict[str, Any] = {"index": i, "source": atlas.sources()[i]}
     else:
-        assert entry is not None and image is not None
+        assert image is not None
+        entry = atlas_model(state, atlas)
         picture = resolve_image(state, image)
         model = entry.model
         found = state.jobs.run(lambda: find_neighbors(atlas, picture, model=model, layer=layer,
-                                                      k=count, metric=metric))  # type: ignore[arg-type]
+                                                      k=count, metric=distance))
         query = {"image": image}
     labels = entry.model.labels if entry is not None else None
     return {"atlas": atlas_id, "layer": layer, "metric": metric, "k": count, "query": query,
             "neighbors": neighbor_rows(atlas, found, labels)}
+
+
+@router.get("/atlas/{atlas_id}/{layer}/neighbors", response_class=HTMLResponse)
+def neighbors_page(request: Request, atlas_id: str, layer: str, k: str = "10",
+                   metric: str = "cosine") -> Any:
+    """The neighbours panel on a page of its own: query by index, a chosen image or an upload
+    (the query itself is read from the URL by the page's script and checked by the API)."""
+    state = request.app.state.cs
+    atlas = atlas_layer(state, atlas_id, layer)
+    count = parse_int("k", k, 1, MAX_K)
+    parse_metric(metric)
+    return render(request, "neighbors.html", title=f"Neighbours · {atlas_id} {layer}",
+                  atlas_id=atlas_id, layer=layer, size=atlas.size, model=atlas.model_name, k=count,
+                  max_k=MAX_K, metric=metric, metrics=METRICS)

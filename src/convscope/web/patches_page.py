@@ -16,11 +16,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
+from ..data.atlas import Atlas
+from ..model import Model
 from ..render.grid import image_grid
 from ..tasks.atlas import top_patches
 from .cache import JobResult
-from .neighbors import atlas_layer, parse_int, served_model
+from .neighbors import atlas_layer, atlas_model, parse_int
 from .pages import render
+from .state import AppState
 
 router = APIRouter()
 
@@ -30,7 +33,7 @@ MAX_K = 16
 NAME = "patches.png"
 
 
-def patches_png(model: Any, atlas: Any, layer: str, channel: int, k: int) -> bytes:
+def patches_png(model: Model, atlas: Atlas, layer: str, channel: int, k: int) -> bytes:
     """One row of a channel's top-``k`` patches, each captioned with its activation."""
     patches = top_patches(atlas, model, layer, channel, k)
     if not patches:
@@ -47,9 +50,9 @@ def patches_png(model: Any, atlas: Any, layer: str, channel: int, k: int) -> byt
 @router.get("/atlas/{atlas_id}/{layer}/patches", response_class=HTMLResponse)
 def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = None) -> Any:
     """The grid page: one lazily loaded tile per channel, each linking to its unit page."""
-    state = request.app.state.cs
+    state: AppState = request.app.state.cs
     atlas = atlas_layer(state, atlas_id, layer)
-    entry = served_model(state, atlas, required=True)
+    entry = atlas_model(state, atlas)
     count = parse_int("k", k, 1, MAX_K) if k is not None else min(atlas.k, 8)
     return render(request, "patches.html", title=f"{layer} top patches · {atlas_id}",
                   atlas_id=atlas_id, layer=layer, k=count,
@@ -59,11 +62,11 @@ def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = No
 @router.get("/api/atlas/{atlas_id}/{layer}/patches/{channel}.png")
 def patches_tile(request: Request, atlas_id: str, layer: str, channel: str, k: str = "8") -> Response:
     """A channel's top patches as PNG (cached on disk by model, atlas, layer, channel and k)."""
-    state = request.app.state.cs
+    state: AppState = request.app.state.cs
     atlas = atlas_layer(state, atlas_id, layer)
     c = parse_int("channel", channel, 0, atlas.channels[layer] - 1)
     count = parse_int("k", k, 1, MAX_K)
-    entry = served_model(state, atlas, required=True)
+    entry = atlas_model(state, atlas)
     key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
     if state.cache.get(key) is not None:
         png = state.cache.file(key, NAME).read_bytes()

@@ -2,6 +2,7 @@
 // with distances, labels, predictions and a one-click link into the image explainer.
 //
 //   csNeighbors.show(panelEl, atlasId, layer, {index: 12} | {image: "upload:..."}, {k, metric})
+//   csNeighbors.queryForm(hostEl, onQuery)   (an index, a chosen image or an upload)
 //
 // The map page calls it when a point is clicked. Clicking a thumbnail dispatches a
 // "cs-neighbor" event ({detail: {index}}) on the panel, so the page can highlight that point.
@@ -64,7 +65,7 @@
     const params = new URLSearchParams({k: opts.k, metric: opts.metric});
     if (query && query.index !== undefined && query.index !== null) params.set("index", query.index);
     else if (query && query.image) params.set("image", query.image);
-    panel.replaceChildren(el("p", {class: "cs-muted"}, "finding neighbours\u2026"));
+    panel.replaceChildren(el("p", {class: "muted"}, "finding neighbours\u2026"));
     let data;
     try {
       data = await cs.api(`/api/atlas/${enc(atlasId)}/${enc(layer)}/neighbors?${params}`);
@@ -79,9 +80,14 @@
                              title: data.query.source, width: 64, height: 64, class: "cs-query"}));
       head.append(el("a", {href: explainUrl(atlasId, data.query.index)}, "explain this image"));
     } else {
-      head.append(el("span", {}, `query ${data.query.image}`));
+      const preview = el("img", {src: `/api/explain/image.png?image=${enc(data.query.image)}`,
+                                 alt: data.query.image, title: data.query.image, height: 64,
+                                 class: "cs-query"});
+      preview.addEventListener("error", () => preview.remove());  // no preview route: name only
+      head.append(preview, el("span", {}, `query ${data.query.image}`));
+      head.append(el("a", {href: `/explain?image=${enc(data.query.image)}`}, "explain this image"));
     }
-    head.append(el("span", {class: "cs-muted"},
+    head.append(el("span", {class: "muted"},
                    ` ${data.neighbors.length} nearest at ${data.layer} (${data.metric} distance)`));
     const grid = el("div", {class: "cs-neighbors"});
     for (const row of data.neighbors) grid.append(card(panel, atlasId, row));
@@ -89,5 +95,47 @@
     return data;
   }
 
-  window.csNeighbors = {show};
+  // A query form: an atlas index, an image of the served folders or samples, or an upload.
+  // Each choice calls onQuery({index} | {image}); the page puts it in its URL and calls show().
+  async function queryForm(host, onQuery) {
+    const form = el("form", {class: "inline cs-neighbors-query"});
+    const index = el("input", {type: "number", min: 0, name: "index", placeholder: "index", size: 6});
+    const choose = el("select", {name: "image"});
+    choose.append(el("option", {value: ""}, "choose an image…"));
+    const upload = el("input", {type: "file", name: "file", accept: "image/*"});
+    const error = el("p", {class: "cs-error", hidden: ""});
+    const label = (text, input) => { const l = el("label", {}, text); l.append(input); return l; };
+    const go = el("button", {type: "submit"}, "Find");
+    form.append(label("atlas image", index), go, label("or an image", choose),
+                label("or upload", upload));
+    host.replaceChildren(form, error);
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (index.value !== "") onQuery({index: Number(index.value)});
+    });
+    choose.addEventListener("change", () => { if (choose.value) onQuery({image: choose.value}); });
+    upload.addEventListener("change", async () => {
+      const file = upload.files[0];
+      if (!file) return;
+      cs.clearError(error);
+      const body = new FormData();
+      body.append("file", file, file.name);
+      try {
+        onQuery({image: (await cs.api("/api/upload", {method: "POST", body})).image});
+      } catch (err) {
+        cs.showError(error, err.message);
+        upload.value = "";
+      }
+    });
+    try {
+      for (const c of (await cs.api("/api/images")).images) {
+        choose.append(el("option", {value: c.ref}, `${c.group}: ${c.name}`));
+      }
+    } catch (err) {
+      cs.showError(error, err.message);
+    }
+    return form;
+  }
+
+  window.csNeighbors = {show, queryForm};
 })();
