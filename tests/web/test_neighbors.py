@@ -111,3 +111,34 @@ def test_bad_queries_get_a_clear_4xx(client: TestClient, url: str, params: dict,
     assert (400 <= got.status_code < 500) if status is None else got.status_code == status, got.text
     message = got.json()["error"]
     assert words in message and "\n" not in message and "Traceback" not in message
+
+
+def test_the_neighbours_page_loads_the_panel_script(client: TestClient) -> None:
+    page = client.get("/atlas/digits/block4/neighbors", params={"k": 6, "metric": "l2"})
+    assert page.status_code == 200, page.text
+    assert '<script src="/static/neighbors.js"></script>' in page.text
+    assert 'value="6"' in page.text and "<option selected>l2</option>" in page.text
+    script = client.get("/static/neighbors.js")
+    assert script.status_code == 200 and "window.csNeighbors = {show, queryForm}" in script.text
+
+
+@pytest.mark.parametrize(("url", "status", "words"), [
+    ("/atlas/nope/block4/neighbors", 404, "nope"),
+    ("/atlas/digits/fc/neighbors", 404, "fc"),
+    ("/atlas/digits/block4/neighbors?k=0", 400, "k=0"),
+    ("/atlas/digits/block4/neighbors?metric=dot", 400, "metric"),
+])
+def test_the_neighbours_page_refuses_bad_parameters(client: TestClient, url: str, status: int,
+                                                    words: str) -> None:
+    got = client.get(url, headers={"accept": "text/html"})
+    assert got.status_code == status and words in got.text and "Traceback" not in got.text
+
+
+def test_an_image_query_needs_the_atlas_model_served(make_app: Callable[..., Any],
+                                                     digits: DigitAtlases) -> None:
+    with TestClient(make_app(models=("efficientnet_lite0",), **digits.config())) as other:
+        by_image = other.get(URL.format(layer="block4"), params={"image": "folder:queries/q0.png"})
+        by_index = other.get(URL.format(layer="block4"), params={"index": 3, "k": 2})
+    assert by_image.status_code == 400 and "--model digits_cnn" in by_image.json()["error"]
+    assert by_index.status_code == 200 and len(by_index.json()["neighbors"]) == 2  # stored embeddings
+    assert all(r["prediction"] == str(r["prediction_index"]) for r in by_index.json()["neighbors"])
