@@ -45,3 +45,40 @@ def test_two_models_explain_one_image_side_by_side(live_server: str, page: Any) 
         assert side.locator("table.cs-predictions tr.cs-explained").count() == 1  # its own top class
         assert side.locator("table.cs-predictions tr").count() == 6  # header + top 5
     assert not page.console_errors
+
+
+def map_frame(page: Any, atlas: str) -> Any:
+    """The iframe's page that shows atlas ``atlas``, once its map is drawn."""
+    frame = next(f for f in page.frames if f"/atlas/{atlas}/" in f.url)
+    frame.wait_for_function("document.querySelector('#atlas-map').dataset.state === 'ready'",
+                            timeout=60_000)
+    return frame
+
+
+def test_two_atlases_of_one_dataset_are_drawn_side_by_side_on_aligned_maps(
+        live_server: str, page: Any) -> None:
+    page.goto(f"{live_server}/compare/atlas?a=digits:block4&b=digits_b:block4&method=pca")
+    frames = page.locator(".cs-compare-maps iframe")
+    assert frames.count() == 2
+    left, right = frames.nth(0).bounding_box(), frames.nth(1).bounding_box()
+    assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 5
+    a, b = map_frame(page, "digits"), map_frame(page, "digits_b")
+    align = "document.querySelector('#atlas-map').dataset.alignTo"
+    assert a.evaluate(align) == "" and b.evaluate(align) == "digits:block4"
+    for frame in (a, b):
+        assert frame.evaluate("!!document.querySelector('.cs-nav')") is False  # embedded: no nav
+        url = frame.evaluate("document.querySelector('.map-points').toDataURL('image/png')")
+        shown = frame.evaluate("""async url => { const img = new Image(); img.src = url; await img.decode();
+            const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+            const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data; const seen = new Set();
+            for (let i = 0; i < d.length; i += 4) seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]);
+            return seen.size; }""", url)
+        assert shown > 3  # background and points of several classes
+    # the same model and layer in both atlases: aligned, every image sits at the same place
+    # (the fit itself is the atlas API's, tested with it)
+    n = a.evaluate("csMap.n")
+    xy_a = a.evaluate("n => Array.from({length: n}, (_, i) => csMap.pointOnScreen(i))", n)
+    xy_b = b.evaluate("n => Array.from({length: n}, (_, i) => csMap.pointOnScreen(i))", n)
+    assert n == 40 and max(abs(p - q) for u, v in zip(xy_a, xy_b) for p, q in zip(u, v)) < 2
+    assert not page.console_errors
