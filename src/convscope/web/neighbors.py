@@ -50,9 +50,9 @@ def atlas_layer(state: AppState, atlas_id: str, layer: str) -> Atlas:
 
 
 def served_model(state: AppState, atlas: Atlas) -> ModelEntry | None:
-    """The served model the atlas was made with (by its name or its model's name), if any."""
+    """The served model the atlas was made with (by its served name, spec or model name), if any."""
     for entry in state.models.values():
-        if atlas.model_name in (entry.name, entry.model.name):
+        if atlas.model_name in (entry.name, entry.spec, entry.model.name):
             return entry
     return None
 
