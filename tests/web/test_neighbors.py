@@ -94,6 +94,8 @@ def test_uploaded_image_query_is_the_cli_answer(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize(("url", "params", "status", "words"), [
     ("/api/atlas/nope/block4/neighbors", {"index": 1}, 404, "nope"),
+    ("/api/atlas/..%2F..%2Fetc/block4/neighbors", {"index": 1}, 404, "no page"),
+    ("/api/atlas/%2Ftmp/block4/neighbors", {"index": 1}, 404, "no page"),
     ("/api/atlas/digits/fc/neighbors", {"index": 1}, 404, "fc"),
     ("/api/atlas/digits/block4/neighbors", {"index": 40}, 400, "index=40"),
     ("/api/atlas/digits/block4/neighbors", {"index": -1}, 400, "index=-1"),
