@@ -20,7 +20,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from torch import Tensor
 
-from ..cli.options import parse_target
 from ..data.atlas import Atlas
 from ..errors import BadArgument
 from ..methods.registry import get_method, method_names
@@ -50,6 +49,12 @@ def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntr
     if first.name == second.name:
         raise BadArgument(f"a={first.name!r} and b={second.name!r} are the same model; name two")
     return first, second
+
+
+def parse_target(text: str) -> int | str:
+    """The ``target`` parameter: a class index, a label, or (empty) each model's top class."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else (text or "top1")
 
 
 def _image_key(picture: Tensor) -> str:
@@ -88,7 +93,7 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
     state: AppState = request.app.state.cs
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
-    chosen: Target = parse_target(target) if target.strip() else "top1"
+    chosen = parse_target(target)
     columns = []
     if image is not None:
         picture = resolve_image(state, image)
