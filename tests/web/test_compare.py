@@ -37,12 +37,23 @@ def test_atlases_of_one_dataset_are_shown_side_by_side_aligned(client: TestClien
                       "/atlas/digits_b/block4?embed=1&amp;method=pca&amp;align_to=digits%3Ablock4"]
 
 
+def test_without_atlases_the_page_offers_every_atlas_layer(client: TestClient) -> None:
+    page = client.get("/compare/atlas")
+    assert page.status_code == 200 and "<iframe" not in page.text
+    for name in ("a", "b"):
+        options = re.search(rf'<select name="{name}">(.*?)</select>', page.text, re.S)
+        assert options is not None
+        assert re.findall(r"<option\s*>([^<]+)</option>", options.group(1)) == [
+            "digits:block3", "digits:block4", "digits_b:block4", "others:block4"]
+
+
 @pytest.mark.parametrize(("params", "status", "words"), [
     ({"a": "digits:block4", "b": "others:block4"}, 400, "different datasets"),
     ({"a": "digits:block4", "b": "nope:block4"}, 404, "nope"),
     ({"a": "digits:fc", "b": "digits_b:block4"}, 404, "fc"),
     ({"a": "digits", "b": "digits_b:block4"}, 400, "ATLAS:LAYER"),
     ({"a": "digits:block4", "b": "digits_b:block4", "method": "mds"}, 400, "method"),
+    ({"a": "digits:block4"}, 400, "two atlas layers"),
 ])
 def test_bad_atlas_pairs_get_a_clear_4xx(client: TestClient, params: dict, status: int,
                                          words: str) -> None:

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse
 from torch import Tensor
 
 from ..data.atlas import Atlas
-from ..errors import BadArgument
+from ..errors import BadArgument, ConvscopeError
 from ..methods.registry import get_method, method_names
 from ..model import Model
 from ..tasks.explain import explain
@@ -135,19 +135,37 @@ def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str
     return f"/atlas/{quote(atlas_id)}/{quote(layer)}?{urlencode(query)}"
 
 
+def atlas_layer_refs(state: AppState) -> list[str]:
+    """Every ``ATLAS:LAYER`` the server can show (atlases that do not open are left out; their
+    own pages say why)."""
+    refs = []
+    for atlas_id, entry in state.atlases.items():
+        try:
+            layers = entry.atlas.layers
+        except ConvscopeError:
+            continue
+        refs += [f"{atlas_id}:{layer}" for layer in layers]
+    return refs
+
+
 @router.get("/compare/atlas", response_class=HTMLResponse)
-def compare_atlas_page(request: Request, a: str, b: str, method: str = "tsne") -> Any:
-    """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a``."""
+def compare_atlas_page(request: Request, a: str | None = None, b: str | None = None,
+                       method: str = "tsne") -> Any:
+    """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a`` (without both:
+    the form to choose them)."""
     state: AppState = request.app.state.cs
     if method not in PROJECTIONS:
         raise BadArgument(f"method={method!r}: use {', '.join(PROJECTIONS)}")
-    id_a, layer_a, atlas_a = _atlas_ref(state, "a", a)
-    id_b, layer_b, atlas_b = _atlas_ref(state, "b", b)
-    same_dataset(atlas_a, atlas_b, id_a, id_b)
-    left = map_url(id_a, layer_a, method, None)
-    right = map_url(id_b, layer_b, method, a)
-    return render(request, "compare_atlas.html", title=f"Compare {a} and {b}", a=a, b=b,
-                  method=method, methods=PROJECTIONS,
-                  sides=[{"ref": a, "model": atlas_a.model_name, "url": left},
-                         {"ref": b, "model": atlas_b.model_name, "url": right}],
-                  size=atlas_a.size)
+    sides, size = [], 0
+    if a is not None or b is not None:
+        if a is None or b is None:
+            raise BadArgument("give two atlas layers, a=ATLAS:LAYER and b=ATLAS:LAYER")
+        id_a, layer_a, atlas_a = _atlas_ref(state, "a", a)
+        id_b, layer_b, atlas_b = _atlas_ref(state, "b", b)
+        same_dataset(atlas_a, atlas_b, id_a, id_b)
+        sides = [{"ref": a, "model": atlas_a.model_name, "url": map_url(id_a, layer_a, method, None)},
+                 {"ref": b, "model": atlas_b.model_name, "url": map_url(id_b, layer_b, method, a)}]
+        size = atlas_a.size
+    return render(request, "compare_atlas.html", title=f"Compare {a} and {b}" if sides else "Compare atlases",
+                  a=a, b=b, method=method, methods=PROJECTIONS, sides=sides, size=size,
+                  refs=atlas_layer_refs(state))
