@@ -1,7 +1,8 @@
 // The neighbours panel: an atlas image's (or any image's) nearest atlas images, as thumbnails
 // with distances, labels, predictions and a one-click link into the image explainer.
 //
-//   csNeighbors.show(panelEl, atlasId, layer, {index: 12} | {image: "upload:..."}, {k, metric})
+//   csNeighbors.show(panelEl, atlasId, layer, {index: 12} | {image: "upload:..."}, {k, metric, head})
+//     (head: false leaves out the query line, for a page that shows the query itself)
 //   csNeighbors.queryForm(hostEl, onQuery)   (an index, a chosen image or an upload)
 //
 // The map page calls it when a point is clicked. Clicking a thumbnail dispatches a
@@ -91,7 +92,7 @@
                    ` ${data.neighbors.length} nearest at ${data.layer} (${data.metric} distance)`));
     const grid = el("div", {class: "cs-neighbors"});
     for (const row of data.neighbors) grid.append(card(panel, atlasId, row));
-    panel.replaceChildren(head, grid);
+    panel.replaceChildren(...(opts.head === false ? [] : [head]), grid);
     return data;
   }
 
