@@ -121,3 +121,16 @@ def test_one_model_is_refused_with_what_to_do(make_app: Callable[..., Any]) -> N
     with TestClient(make_app(models=("digits_cnn",))) as one:
         got = one.get("/compare", params={"image": "sample:cat"})
     assert got.status_code == 400 and "--model A --model B" in got.json()["error"]
+
+
+def test_a_slow_method_streams_progress_and_can_be_cancelled(client: TestClient,
+                                                             web_models: dict[str, Model]) -> None:
+    page = client.get("/compare", params={"image": "folder:queries/q1.png", "method": "occlusion"})
+    (small, _), (large, _) = re.findall(r'data-job="([^"]+)" data-model="([^"]+)"', page.text)
+    done = finished(client, small)
+    assert done["status"] == "done" and done["total"] > 1  # occlusion's own progress, not 0/1
+    assert client.post(f"/api/jobs/{large}/cancel").status_code == 200
+    assert finished(client, large)["status"] == "cancelled"
+    lite0 = web_models["efficientnet_lite0"]
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in lite0.modules())
+    assert not lite0.training and all(not p.requires_grad or p.grad is None for p in lite0.parameters())

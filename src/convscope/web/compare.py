@@ -66,16 +66,17 @@ def _image_key(picture: Tensor) -> str:
 
 def explain_job(model: Model, picture: Tensor, method: str, target: Target) -> Callable[..., JobResult]:
     """The job: the model's top classes for ``picture`` and its ``method`` map (``map.png``, the
-    overlay on the image) of ``target``."""
+    overlay on the image) of ``target``; a method that reports progress streams it."""
+    takes_progress = "progress" in get_method(method).options()
 
     def run(progress: ProgressFn) -> JobResult:
-        progress(0, 2)
+        steps = {"progress": progress} if takes_progress else {}
         top = predict(model, [picture], top=TOP)[0]
-        progress(1, 2)
-        found = explain(model, [picture], method, target)
+        found = explain(model, [picture], method, target, **steps)
         buffer = io.BytesIO()
         found.overlay(0).save(buffer, format="PNG")
-        progress(2, 2)
+        if not takes_progress:
+            progress(1, 1)
         assert found.targets is not None and found.target_labels is not None
         return JobResult(data={"seconds": round(found.seconds, 4), "layer": found.layer,
                                "target": int(found.targets[0]), "label": found.target_labels[0],
