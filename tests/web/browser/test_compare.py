@@ -48,6 +48,19 @@ def test_two_models_explain_one_image_side_by_side(live_server: str, page: Any) 
     assert not page.console_errors
 
 
+def test_an_uploaded_image_is_compared_too(live_server: str, page: Any, digits: DigitAtlases) -> None:
+    page.goto(f"{live_server}/compare?method=gradcam")
+    page.locator("#cmp-upload").set_input_files(str(digits.images / "q2.png"))
+    page.wait_for_function("() => location.search.includes('image=upload')")
+    page.wait_for_function("""() => [...document.querySelectorAll('.cs-side img.cs-map')]
+                              .every(i => !i.hidden && i.complete && i.naturalWidth > 0)""")
+    assert image_drawn(page, ".cs-side img.cs-map") and "method=gradcam" in page.url
+    page.locator("#cmp-upload").set_input_files(files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                                        "buffer": b"not an image"}])
+    page.locator("#cmp-upload-error:not([hidden])").wait_for()
+    assert "notes.txt" in page.inner_text("#cmp-upload-error")
+
+
 def map_frame(page: Any, atlas: str) -> Any:
     """The iframe's page that shows atlas ``atlas``, once its map is drawn."""
     frame = next(f for f in page.frames if f"/atlas/{atlas}/" in f.url)
