@@ -1,7 +1,172 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""Two models side by side: one image explained by both, and two atlases on aligned maps.
+
+``convscope serve --model A --model B`` serves two models. ``/compare`` explains one image with
+each (each model's own top class unless a target is given) as two cached jobs on the model worker,
+each with the model's top classes beside its map. ``/compare/atlas`` puts the map pages of two atlases of the
+same dataset next to each other, the second aligned onto the first (``align_to``: a Procrustes
+fit by the images both share, computed by the atlas API), for instance a fine-tuned model
+against its base.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import io
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from torch import Tensor
+
+from ..data.atlas import Atlas
+from ..errors import BadArgument, ConvscopeError
+from ..methods.registry import get_method, method_names
+from ..model import Model
+from ..tasks.explain import explain
+from ..tasks.predict import predict
+from ..types import ProgressFn, Target
+from .cache import JobResult
+from .images import list_images, resolve_image
+from .neighbors import atlas_layer
+from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
+
+PROJECTIONS = ("pca", "tsne", "umap")
+TOP = 5
+
+
+def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntry, ModelEntry]:
+    """The two served models to compare: the named ones, else the first two started."""
+    names = list(state.models)
+    if len(names) < 2 and (a is None or b is None):
+        raise BadArgument("comparing needs two models: start the server with two --model values "
+                          "(convscope serve --model A --model B)")
+    first, second = state.model(a or names[0]), state.model(b or names[1])
+    if first.name == second.name:
+        raise BadArgument(f"a={first.name!r} and b={second.name!r} are the same model; name two")
+    return first, second
+
+
+def parse_target(text: str) -> int | str:
+    """The ``target`` parameter: a class index, a label, or (empty) each model's top class."""
+    text = text.strip()
+    return int(text) if text.lstrip("-").isdigit() else (text or "top1")
+
+
+def _image_key(picture: Tensor) -> str:
+    """A content hash of the image, so a cached map never belongs to other pixels."""
+    digest = hashlib.sha1(str(tuple(picture.shape)).encode())
+    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def explain_job(model: Model, picture: Tensor, method: str, target: Target) -> Callable[..., JobResult]:
+    """The job: the model's top classes for ``picture`` and its ``method`` map (``map.png``, the
+    overlay on the image) of ``target``; a method that reports progress streams it."""
+    takes_progress = "progress" in get_method(method).options()
+
+    def run(progress: ProgressFn) -> JobResult:
+        steps = {"progress": progress} if takes_progress else {}
+        top = predict(model, [picture], top=TOP)[0]
+        found = explain(model, [picture], method, target, **steps)
+        buffer = io.BytesIO()
+        found.overlay(0).save(buffer, format="PNG")
+        if not takes_progress:
+            progress(1, 1)
+        assert found.targets is not None and found.target_labels is not None
+        return JobResult(data={"seconds": round(found.seconds, 4), "layer": found.layer,
+                               "target": int(found.targets[0]), "label": found.target_labels[0],
+                               "score": float(found.scores[0]),
+                               "predictions": [p.as_dict() for p in top]},
+                         files={"map.png": buffer.getvalue()})
+
+    return run
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, image: str | None = None, method: str = "gradcam",
+                 target: str = "", a: str | None = None, b: str | None = None) -> Any:
+    """Both models' predictions for one image and their maps of it, side by side."""
+    state: AppState = request.app.state.cs
+    first, second = two_models(state, a, b)
+    get_method(method)  # an unknown method: one line naming the known ones
+    chosen = parse_target(target)
+    columns = []
+    if image is not None:
+        picture = resolve_image(state, image)
+        content = _image_key(picture)
+        for entry in (first, second):
+            if isinstance(chosen, str) and chosen != "top1":
+                entry.model.class_index(chosen)  # an unknown label: refused before any job
+            key = state.cache.key("compare-explain", entry.key, content, method, repr(chosen))
+            job = state.jobs.submit("explain", f"{method} of {image} by {entry.name}",
+                                    explain_job(entry.model, picture, method, chosen), key=key)
+            columns.append({"model": entry.name, "job": job.id})
+    return render(request, "compare.html", title=f"Compare {first.name} and {second.name}",
+                  image=image, method=method, target=target, a=first.name, b=second.name,
+                  columns=columns, methods=method_names(), models=list(state.models),
+                  images=list_images(state))
+
+
+def _atlas_ref(state: AppState, name: str, text: str) -> tuple[str, str, Atlas]:
+    """``ATLAS:LAYER`` -> (atlas id, layer, Atlas), both checked (404 when unknown)."""
+    atlas_id, sep, layer = text.rpartition(":")
+    if not sep or not atlas_id or not layer:
+        raise BadArgument(f"{name}={text!r}: give ATLAS:LAYER (an atlas id and one of its layers)")
+    return atlas_id, layer, atlas_layer(state, atlas_id, layer)
+
+
+def same_dataset(first: Atlas, second: Atlas, a: str, b: str) -> None:
+    """Refuse two atlases that did not scan the same images (their maps cannot be aligned)."""
+    same = (first.dataset == second.dataset and first.size == second.size
+            and (first.dataset is not None or first.sources() == second.sources()))
+    if not same:
+        raise BadArgument(f"atlases {a!r} ({first.dataset or 'in-memory'}, {first.size} images) and "
+                          f"{b!r} ({second.dataset or 'in-memory'}, {second.size} images) are of "
+                          "different datasets; compare two scans of the same dataset")
+
+
+def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str:
+    """The embeddable map page of one atlas layer (``align_to``: ``ATLAS:LAYER`` to fit onto)."""
+    query = {"embed": 1, "method": method, **({"align_to": align_to} if align_to else {})}
+    return f"/atlas/{quote(atlas_id)}/{quote(layer)}?{urlencode(query)}"
+
+
+def atlas_layer_refs(state: AppState) -> list[str]:
+    """Every ``ATLAS:LAYER`` the server can show (atlases that do not open are left out; their
+    own pages say why)."""
+    refs = []
+    for atlas_id, entry in state.atlases.items():
+        try:
+            layers = entry.atlas.layers
+        except ConvscopeError:
+            continue
+        refs += [f"{atlas_id}:{layer}" for layer in layers]
+    return refs
+
+
+@router.get("/compare/atlas", response_class=HTMLResponse)
+def compare_atlas_page(request: Request, a: str | None = None, b: str | None = None,
+                       method: str = "tsne") -> Any:
+    """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a`` (without both:
+    the form to choose them)."""
+    state: AppState = request.app.state.cs
+    if method not in PROJECTIONS:
+        raise BadArgument(f"method={method!r}: use {', '.join(PROJECTIONS)}")
+    sides, size = [], 0
+    if a is not None or b is not None:
+        if a is None or b is None:
+            raise BadArgument("give two atlas layers, a=ATLAS:LAYER and b=ATLAS:LAYER")
+        id_a, layer_a, atlas_a = _atlas_ref(state, "a", a)
+        id_b, layer_b, atlas_b = _atlas_ref(state, "b", b)
+        same_dataset(atlas_a, atlas_b, id_a, id_b)
+        sides = [{"ref": a, "model": atlas_a.model_name, "url": map_url(id_a, layer_a, method, None)},
+                 {"ref": b, "model": atlas_b.model_name, "url": map_url(id_b, layer_b, method, a)}]
+        size = atlas_a.size
+    return render(request, "compare_atlas.html", title=f"Compare {a} and {b}" if sides else "Compare atlases",
+                  a=a, b=b, method=method, methods=PROJECTIONS, sides=sides, size=size,
+                  refs=atlas_layer_refs(state))

@@ -1,7 +1,76 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""Every channel's top patches of an atlas layer on one page, loaded lazily as it scrolls.
+
+The page holds an empty tile per channel; the browser requests a tile's picture
+(``/api/atlas/{id}/{layer}/patches/{channel}.png``) when it scrolls into view. A tile is the
+channel's top-k images cropped to the receptive field of the unit where each peaked
+(:func:`convscope.tasks.atlas.top_patches`, as ``convscope top`` draws them), computed on the
+model's worker once and then served from the disk cache.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import io
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+from PIL import Image
+
+from ..data.atlas import Atlas
+from ..model import Model
+from ..render.grid import image_grid
+from ..tasks.atlas import top_patches
+from .cache import JobResult
+from .neighbors import atlas_layer, atlas_model, parse_int
+from .pages import render
+from .state import AppState
 
 router = APIRouter()
+
+TILE_PX = 48
+"""Each patch is drawn in a box this size (small fields enlarged by whole pixels)."""
+MAX_K = 16
+NAME = "patches.png"
+
+
+def patches_png(model: Model, atlas: Atlas, layer: str, channel: int, k: int) -> bytes:
+    """One row of a channel's top-``k`` patches, each captioned with its activation."""
+    patches = top_patches(atlas, model, layer, channel, k)
+    if not patches:
+        picture = Image.new("RGB", (TILE_PX, TILE_PX), "lightgray")  # no image activated it
+    else:
+        picture = image_grid([p.crop for p in patches], captions=[f"{p.record.value:.3g}" for p in patches],
+                             ncols=len(patches), tile_size=TILE_PX, upscale="auto", pad=2,
+                             font_size=10, caption_lines=1)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@router.get("/atlas/{atlas_id}/{layer}/patches", response_class=HTMLResponse)
+def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = None) -> Any:
+    """The grid page: one lazily loaded tile per channel, each linking to its unit page."""
+    state: AppState = request.app.state.cs
+    atlas = atlas_layer(state, atlas_id, layer)
+    entry = atlas_model(state, atlas)
+    count = parse_int("k", k, 1, MAX_K) if k is not None else min(atlas.k, 8)
+    return render(request, "patches.html", title=f"{layer} top patches · {atlas_id}",
+                  atlas_id=atlas_id, layer=layer, k=count,
+                  channels=atlas.channels[layer], model=entry.name, atlas_size=atlas.size)
+
+
+@router.get("/api/atlas/{atlas_id}/{layer}/patches/{channel}.png")
+def patches_tile(request: Request, atlas_id: str, layer: str, channel: str, k: str = "8") -> Response:
+    """A channel's top patches as PNG (cached on disk by model, atlas, layer, channel and k)."""
+    state: AppState = request.app.state.cs
+    atlas = atlas_layer(state, atlas_id, layer)
+    c = parse_int("channel", channel, 0, atlas.channels[layer] - 1)
+    count = parse_int("k", k, 1, MAX_K)
+    entry = atlas_model(state, atlas)
+    key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
+    if state.cache.get(key) is not None:
+        png = state.cache.file(key, NAME).read_bytes()
+    else:
+        png = state.jobs.run(lambda: patches_png(entry.model, atlas, layer, c, count))
+        state.cache.put(key, JobResult(files={NAME: png}))
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
