@@ -10,24 +10,18 @@ against its base.
 
 from __future__ import annotations
 
-import hashlib
-import io
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from torch import Tensor
 
 from ..data.atlas import Atlas
 from ..errors import BadArgument, ConvscopeError
 from ..methods.registry import get_method, method_names
-from ..model import Model
-from ..tasks.explain import explain
 from ..tasks.predict import predict
-from ..types import ProgressFn, Target
-from .cache import JobResult
+from .explainer import ExplainRequest, submit_explain
 from .images import list_images, resolve_image
 from .neighbors import atlas_layer
 from .pages import render
@@ -51,42 +45,6 @@ def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntr
     return first, second
 
 
-def parse_target(text: str) -> int | str:
-    """The ``target`` parameter: a class index, a label, or (empty) each model's top class."""
-    text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else (text or "top1")
-
-
-def _image_key(picture: Tensor) -> str:
-    """A content hash of the image, so a cached map never belongs to other pixels."""
-    digest = hashlib.sha1(str(tuple(picture.shape)).encode())
-    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def explain_job(model: Model, picture: Tensor, method: str, target: Target) -> Callable[..., JobResult]:
-    """The job: the model's top classes for ``picture`` and its ``method`` map (``map.png``, the
-    overlay on the image) of ``target``; a method that reports progress streams it."""
-    takes_progress = "progress" in get_method(method).options()
-
-    def run(progress: ProgressFn) -> JobResult:
-        steps = {"progress": progress} if takes_progress else {}
-        top = predict(model, [picture], top=TOP)[0]
-        found = explain(model, [picture], method, target, **steps)
-        buffer = io.BytesIO()
-        found.overlay(0).save(buffer, format="PNG")
-        if not takes_progress:
-            progress(1, 1)
-        assert found.targets is not None and found.target_labels is not None
-        return JobResult(data={"seconds": round(found.seconds, 4), "layer": found.layer,
-                               "target": int(found.targets[0]), "label": found.target_labels[0],
-                               "score": float(found.scores[0]),
-                               "predictions": [p.as_dict() for p in top]},
-                         files={"map.png": buffer.getvalue()})
-
-    return run
-
-
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, image: str | None = None, method: str = "gradcam",
                  target: str = "", a: str | None = None, b: str | None = None) -> Any:
@@ -94,18 +52,16 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
     state: AppState = request.app.state.cs
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
-    chosen = parse_target(target)
     columns = []
     if image is not None:
         picture = resolve_image(state, image)
-        content = _image_key(picture)
-        for entry in (first, second):
-            if isinstance(chosen, str) and chosen != "top1":
-                entry.model.class_index(chosen)  # an unknown label: refused before any job
-            key = state.cache.key("compare-explain", entry.key, content, method, repr(chosen))
-            job = state.jobs.submit("explain", f"{method} of {image} by {entry.name}",
-                                    explain_job(entry.model, picture, method, chosen), key=key)
-            columns.append({"model": entry.name, "job": job.id})
+        tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP))[0]
+                for entry in (first, second)]
+        for entry, top in zip((first, second), tops):
+            # the explainer's own job (same checks, cache and files) for each model
+            job = submit_explain(state, ExplainRequest(image=image, method=method, target=target or "top1",
+                                                       model=entry.name))
+            columns.append({"model": entry.name, "job": job.id, "predictions": [p.as_dict() for p in top]})
     return render(request, "compare.html", title=f"Compare {first.name} and {second.name}",
                   image=image, method=method, target=target, a=first.name, b=second.name,
                   columns=columns, methods=method_names(), models=list(state.models),

@@ -182,7 +182,8 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
                      "faithfulness_steps": FAITHFULNESS_STEPS}
         files = {"map.png": png_bytes(result.overlay(0, max_side=MAP_MAX_SIDE)),
                  "map.npy": result.save_array(0)}
-        progress(1, 1)
+        if not takes_progress:  # a method's own count stays what the page shows at the end
+            progress(1, 1)
         return JobResult(data, files)
 
     return run
