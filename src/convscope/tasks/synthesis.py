@@ -23,7 +23,7 @@ from ..methods.synthesis import invert, synthesize_texture, transfer_style
 from ..methods.synthesis.inversion import Inversion
 from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
-from ..model import Model
+from ..model import Model, get_layer
 from ..render import image_grid
 from ..types import ProgressFn
 from .inputs import ImageSource
@@ -60,6 +60,19 @@ def shorter_side(image: Tensor, size: int) -> Tensor:
     new = (max(8, round(h * scale)), max(8, round(w * scale)))
     return F.interpolate(image[None].float(), size=new, mode="bilinear", antialias=True,
                          align_corners=False).clamp(0, 1)
+
+
+def layer_list(model: Model, text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]`` (None stays None: the method's default layers), each name
+    checked against ``model`` first, so a typo is refused before the optimization starts."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BadArgument("give at least one layer name")
+    for name in names:
+        get_layer(model, name)
+    return names
 
 
 def _image(source: ImageSource) -> Tensor:
