@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..data import load_folder, load_image
 from ..data.samples import SAMPLES
 from ..errors import check_positive
-from ..methods.synthesis.fast_style import FastStyleNet, stylize, train_fast_style
+from ..methods.synthesis.fast_style import FastStyleNet, load_fast_style, stylize, train_fast_style
 from ..types import ProgressFn
 
 DEFAULT_WIDTH, DEFAULT_BLOCKS = 16, 3
@@ -54,11 +54,15 @@ def longer_side(image: Tensor, size: int | None) -> Tensor:
                          align_corners=False)[0].clamp(0, 1)
 
 
-def apply_style(net: FastStyleNet, sources: Sequence[str | Path | Tensor], *,
-                size: int | None = None, batch_size: int = 4) -> list[Tensor]:
-    """Each image stylized in one forward pass of ``net`` (after resizing to ``size``)."""
+def apply_style(net: FastStyleNet | str | Path, sources: Sequence[str | Path | Tensor], *,
+                size: int | None = None, batch_size: int = 4,
+                device: str | torch.device | None = None) -> list[Tensor]:
+    """Each image stylized in one forward pass of ``net`` (a network, or a file written by
+    training, loaded onto ``device``) after resizing so its longer side is ``size``."""
     if size is not None:
         check_positive("size", size, integer=True)
+    if not isinstance(net, FastStyleNet):
+        net = load_fast_style(net, device=device)
     images = [longer_side(src if isinstance(src, Tensor) else load_image(src), size)
               for src in sources]
     with torch.no_grad():

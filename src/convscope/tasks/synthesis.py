@@ -21,6 +21,7 @@ from ..data import load_image
 from ..errors import BadArgument, check_positive
 from ..methods.synthesis import invert, synthesize_texture, transfer_style
 from ..methods.synthesis.inversion import Inversion
+from ..methods.synthesis.losses import default_style_layers
 from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
 from ..model import Model, get_layer
@@ -73,6 +74,13 @@ def layer_list(model: Model, text: str | None) -> list[str] | None:
     for name in names:
         get_layer(model, name)
     return names
+
+
+def check_style_layers(model: Model, *given: Sequence[str] | str | None) -> None:
+    """Refuse up front (not after loading the images) when a layer is left to the default and
+    ``model`` has no default style/content layers (only EfficientNet-Lite0 and VGG have them)."""
+    if any(layers is None for layers in given):
+        default_style_layers(model)
 
 
 def _image(source: ImageSource) -> Tensor:
