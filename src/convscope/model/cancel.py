@@ -11,6 +11,7 @@ job.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,9 @@ class _CheckCancel(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
-        if self.event.is_set():
+        # not while an exception unwinds (the Cancelled itself, or the progress callback's): the
+        # torch calls of the ``finally`` blocks (restoring ``requires_grad``, weights) must run
+        if self.event.is_set() and sys.exc_info()[1] is None:
             raise Cancelled("cancelled")
         return func(*args, **(kwargs or {}))
 

@@ -34,7 +34,7 @@ class ModelEntry:
         with torch.no_grad():
             for name, tensor in list(self.model.state_dict().items()):
                 digest.update(name.encode())
-                t = tensor.detach().cpu().contiguous()
+                t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
                 digest.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
                 digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return digest.hexdigest()[:16]
