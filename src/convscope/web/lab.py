@@ -433,8 +433,9 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
     settings = kind.parse(params)
     key = state.cache.key("lab", kind.name, entry.key, settings)
     fn = kind.start(state, entry, settings, key)
-    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if v not in (None, "") and k in (
-        "image", "target", "eps", "layers", "content", "style", "net", "steps"))
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+                      if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
+                                                      "style", "net", "steps"))
     return state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}", fn, key=key)
 
 

@@ -41,6 +41,9 @@
     });
   }
 
+  // numbers with 4 significant digits (integers as they are); anything else as text
+  function number(v) { return typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v); }
+
   function percent(p) { return (100 * p).toFixed(1) + "%"; }
 
   function classTable(caption, rows) {
@@ -58,8 +61,8 @@
     const table = cs.el("table", { class: "cs-table lab-summary" });
     for (const [key, value] of Object.entries(data)) {
       if (skip.has(key) || value === null || typeof value === "object" && !Array.isArray(value)) continue;
-      table.append(cs.el("tr", {}, cs.el("th", { text: key }),
-                         cs.el("td", { text: Array.isArray(value) ? value.join(", ") : String(value) })));
+      const shown = Array.isArray(value) ? value.map(number).join(", ") : number(value);
+      table.append(cs.el("tr", {}, cs.el("th", { text: key }), cs.el("td", { text: shown })));
     }
     return table;
   }
