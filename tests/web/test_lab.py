@@ -106,6 +106,10 @@ def test_fast_style_trains_a_network_and_applies_it_again_by_reference(client: T
     applied = run(client, "fast_style", image="sample:cat", net=data["net"], apply_size=48,
                   model="efficientnet_lite0")
     assert same_file(client, applied, trained, "result.png")
+    other_training = client.post("/api/lab/fast_style", json={"image": "sample:cat", "net": data["net"],
+                                                               "apply_size": 48, "steps": 7,
+                                                               "model": "efficientnet_lite0"}).json()
+    assert other_training["key"] == applied["key"] and other_training["message"] == "cached"
 
 
 def test_fast_style_applies_a_network_file_from_an_images_folder(client: TestClient, image_folder: Path,

@@ -31,6 +31,7 @@ from ..types import ProgressFn
 from .cache import JobResult
 from .errors import NotFound
 from .images import inside, list_images, resolve_image
+from .jobs import Job
 from .pages import render
 from .state import AppState, ModelEntry
 
@@ -427,11 +428,14 @@ def kind_of(name: str) -> Kind:
     return kind
 
 
-def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None):  # type: ignore[no-untyped-def]
+def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:
     """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
     entry = state.model(model)
     settings = kind.parse(params)
-    key = state.cache.key("lab", kind.name, entry.key, settings)
+    keyed = settings
+    if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
+        keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
+    key = state.cache.key("lab", kind.name, entry.key, keyed)
     fn = kind.start(state, entry, settings, key)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
                       if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
