@@ -34,9 +34,9 @@ class ModelEntry:
         with torch.no_grad():
             for name, tensor in list(self.model.state_dict().items()):
                 digest.update(name.encode())
-                t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
+                t = tensor.detach().cpu().contiguous()
                 digest.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-                digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return digest.hexdigest()[:16]
 
 
