@@ -171,6 +171,7 @@ def test_the_page_keeps_its_settings_in_the_address_and_checks_them(client: Test
     bad = client.get("/lab?kind=adversarial&eps=-1", headers={"accept": "text/html"})
     assert bad.status_code == 400 and "eps" in bad.text
     assert client.get("/lab?kind=nope", headers={"accept": "text/html"}).status_code == 404
+    assert client.get("/lab?kind=style&embed=1", headers={"accept": "text/html"}).status_code == 200
     assert client.get("/lab?model=nope", headers={"accept": "text/html"}).status_code == 404
 
 

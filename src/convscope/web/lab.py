@@ -39,7 +39,7 @@ router = APIRouter()
 
 FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
-_NOT_SETTINGS = {"kind", "model", "run", "wait", "token"}
+_NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
 """Query/body keys that are not settings of a kind (everything else must be one)."""
 _MAX_TEXT = 2000
 
