@@ -76,6 +76,7 @@ def test_the_same_settings_are_answered_from_the_cache(client: TestClient) -> No
     assert again["data"] == first["data"]
     other = client.post("/api/lab/adversarial", json={**settings, "model": "efficientnet_lite0"}).json()
     assert other["key"] != first["key"]
+    client.post(f"/api/jobs/{other['id']}/cancel")  # not needed: do not hold up the next tests
 
 
 @pytest.mark.parametrize("kind, settings, picture", [
