@@ -263,6 +263,21 @@ def make_model(wrapped: bool) -> nn.Module:
     return Model(net, preprocess=Preprocess(input_size=(12, 12))) if wrapped else net
 
 
+def _lab_tasks(model: Model, x: Tensor) -> None:
+    """What the web lab's jobs run: the adversarial task with its saved-PNG verdict, fooling,
+    inversion and texture (fast style's training is the method case fast_style_train)."""
+    from convscope.tasks.adversarial import adversarial, fooling
+    from convscope.tasks.synthesis import inversion, texture
+
+    adversarial(model, x[0].sigmoid(), eps=0.1, target=1, steps=2)
+    fooling(model, 1, steps=2, size=12)
+    inversion(model, x[0].sigmoid(), ["conv3"], steps=2, optimizer="adam")
+    texture(model, x[0].sigmoid(), layers=["conv2"], source_size=12, size=10, steps=2)
+
+
+CASES["web_lab_tasks"] = _task(_lab_tasks)
+
+
 @pytest.fixture
 def x() -> Tensor:
     return torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))

@@ -10,30 +10,15 @@ original the budget is measured against. ``fool --target T`` optimizes noise int
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgument
-from ..tasks.adversarial import adversarial, fooling
+from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, fooling, parse_budget
 from .common import add_model_options, model_from_args
 from .options import add_run_options, parse_target
 from .output import write_synthesis
 from .progress import progress_bar
-
-DEFAULT_MARGIN = 0.5
-"""A stop at "koala 15.8% against 15.3%" convinces nobody; the target must lead by 50 points."""
-
-
-def parse_eps(text: str) -> float:
-    """``4/255``, ``0.0157`` or ``1e-2`` -> float; pixel units of images in [0, 1]."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise BadArgument(f"--eps {text!r}: give a number or a fraction such as 4/255") from None
-    if not value > 0:
-        raise BadArgument(f"--eps {text!r}: the budget must be > 0")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,11 +62,11 @@ def _size(args: argparse.Namespace) -> None:
 
 
 def run_adversarial(args: argparse.Namespace) -> int:
-    eps = parse_eps(args.eps)
+    eps = parse_budget(args.eps, "--eps")
     _size(args)
     model = model_from_args(args)
     target: Any = parse_target(args.target) if args.target is not None else None
-    step = parse_eps(args.step_size) if args.step_size else None
+    step = parse_budget(args.step_size, "--step-size") if args.step_size else None
     with progress_bar(args.steps, "adversarial") as progress:
         made = adversarial(model, args.image, eps=eps, target=target, norm=args.norm,
                            method=args.method, steps=args.steps, step_size=step,

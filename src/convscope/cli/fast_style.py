@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..data import load_image
 from ..errors import BadArgument
-from ..methods.synthesis.fast_style import load_fast_style, train_fast_style
+from ..methods.synthesis.fast_style import load_fast_style
 from ..render import save_png
-from ..tasks.fast_style import apply_style, content_images
+from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
 from .common import add_model_options, model_from_args, pick_device, print_json
 from .progress import progress_bar
 
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--tv-weight", type=float, default=0.0, help="total variation weight (default 0)")
     t.add_argument("--style-size", type=int, help="style image's shorter side (default 2 x --size)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--width", type=int, help="base channels of the network (default 16)")
-    t.add_argument("--blocks", type=int, help="residual blocks (default 3)")
+    t.add_argument("--width", type=int, help=f"base channels of the network (default {DEFAULT_WIDTH})")
+    t.add_argument("--blocks", type=int, help=f"residual blocks (default {DEFAULT_BLOCKS})")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
                    help="also save NET every K steps (default: only at the end)")
@@ -70,31 +70,20 @@ def run_train(args: argparse.Namespace) -> int:
     style = load_image(args.style)
     contents = content_images(args.images)
     model = model_from_args(args)
-    losses: list[float] = []
-    start = time.perf_counter()
-    width = args.width if args.width is not None or args.resume else 16
-    blocks = args.blocks if args.blocks is not None or args.resume else 3
     with progress_bar(args.steps, "fast-style train") as progress:
-        net = train_fast_style(
-            style, contents, model=model, style_weight=args.style_weight,
-            content_weight=args.content_weight, tv_weight=args.tv_weight, steps=args.steps,
-            batch_size=args.batch, size=args.size, style_size=args.style_size, lr=args.lr,
-            width=width, blocks=blocks, seed=args.seed, checkpoint_every=args.checkpoint_every,
-            checkpoint_path=args.out, resume_from=args.out if args.resume else None,
-            progress=progress, callback=lambda _step, loss: losses.append(float(loss.mean())))
-    seconds = time.perf_counter() - start
-    first, last = losses[:1], losses[-10:]
-    summary = {"net": str(args.out), "style": args.style, "content_images": len(contents),
-               "steps": args.steps, "steps_run": len(losses), **net.config,
-               "loss_first": round(first[0], 5) if first else None,
-               "loss_last10": round(sum(last) / len(last), 5) if last else None,
-               "seconds": round(seconds, 2)}
+        made = train(model, style, contents, steps=args.steps, size=args.size, batch=args.batch,
+                     style_weight=args.style_weight, content_weight=args.content_weight,
+                     tv_weight=args.tv_weight, style_size=args.style_size, lr=args.lr,
+                     width=args.width, blocks=args.blocks, seed=args.seed,
+                     checkpoint_every=args.checkpoint_every, out=args.out, resume=args.resume,
+                     progress=progress)
+    summary = {"net": str(args.out), "style": args.style, **made.summary}
     if args.json:
         print_json(summary)
     else:
         change = (f"; loss {summary['loss_first']:.4g} -> {summary['loss_last10']:.4g}"
-                  if losses else "; nothing left to train")
-        print(f"{args.out}: {len(losses)} steps in {seconds:.1f}s{change}")
+                  if summary["steps_run"] else "; nothing left to train")
+        print(f"{args.out}: {summary['steps_run']} steps in {summary['seconds']:.1f}s{change}")
     return 0
 
 

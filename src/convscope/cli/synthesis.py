@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import BadArgument
-from ..tasks.synthesis import inversion, style, texture
+from ..tasks.synthesis import inversion, layer_list, style, texture
 from .common import add_model_options, model_from_args
 from .options import add_run_options
 from .output import write_synthesis
@@ -73,21 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     sty.set_defaults(func=run_style)
 
 
-def _layers(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise BadArgument("give at least one layer name")
-    return names
-
-
 def run_invert(args: argparse.Namespace) -> int:
     _steps(args)
     _size(args)
     model = model_from_args(args)
     with progress_bar(args.steps, "invert") as progress:
-        made = inversion(model, args.image, _layers(args.layers) or [], size=args.size,
+        made = inversion(model, args.image, layer_list(model, args.layers) or [], size=args.size,
                          steps=args.steps, tv=args.tv, l2=args.l2, param=args.param,
                          optimizer=args.optimizer, seed=args.seed, progress=progress)
     return write_synthesis(args, Path(args.out or "inversion.png"), made)
@@ -97,7 +88,7 @@ def run_texture(args: argparse.Namespace) -> int:
     _steps(args)
     model = model_from_args(args)
     with progress_bar(args.steps, "texture") as progress:
-        made = texture(model, args.image, layers=_layers(args.layers), source_size=args.source_size,
+        made = texture(model, args.image, layers=layer_list(model, args.layers), source_size=args.source_size,
                        size=args.size or 224, steps=args.steps, param=args.param,
                        optimizer=args.optimizer, seed=args.seed, compare=args.compare,
                        progress=progress)
@@ -109,7 +100,7 @@ def run_style(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     with progress_bar(args.steps, "style") as progress:
         made = style(model, args.content, args.style, size=args.size or 224,
-                     content_layer=args.content_layer, style_layers=_layers(args.style_layers),
+                     content_layer=args.content_layer, style_layers=layer_list(model, args.style_layers),
                      content_weight=args.content_weight, style_weight=args.style_weight, tv=args.tv,
                      optimizer=args.optimizer, start=args.start, steps=args.steps,
                      preserve_colors=args.preserve_colors, seed=args.seed, compare=args.compare,

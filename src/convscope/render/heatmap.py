@@ -11,6 +11,7 @@ Shapes: images are float ``(3,H,W)`` / ``(1,3,H,W)`` in [0,1] (or PIL images); m
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, overload
@@ -284,6 +285,13 @@ def save_png(image: ImageLike, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     to_pil(image).save(p, format="PNG")
     return p
+
+
+def png_bytes(image: ImageLike) -> bytes:
+    """An image (PIL or tensor) encoded as PNG, for answers that are not files (the web app)."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def text_color(background: Color) -> str:

@@ -21,9 +21,10 @@ from ..data import load_image
 from ..errors import BadArgument, check_positive
 from ..methods.synthesis import invert, synthesize_texture, transfer_style
 from ..methods.synthesis.inversion import Inversion
+from ..methods.synthesis.losses import default_style_layers
 from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
-from ..model import Model
+from ..model import Model, get_layer
 from ..render import image_grid
 from ..render.notebook import figure_html, png_bytes
 from ..types import ProgressFn
@@ -67,6 +68,26 @@ def shorter_side(image: Tensor, size: int) -> Tensor:
     new = (max(8, round(h * scale)), max(8, round(w * scale)))
     return F.interpolate(image[None].float(), size=new, mode="bilinear", antialias=True,
                          align_corners=False).clamp(0, 1)
+
+
+def layer_list(model: Model, text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]`` (None stays None: the method's default layers), each name
+    checked against ``model`` first, so a typo is refused before the optimization starts."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BadArgument("give at least one layer name")
+    for name in names:
+        get_layer(model, name)
+    return names
+
+
+def check_style_layers(model: Model, *given: Sequence[str] | str | None) -> None:
+    """Refuse up front (not after loading the images) when a layer is left to the default and
+    ``model`` has no default style/content layers (only EfficientNet-Lite0 and VGG have them)."""
+    if any(layers is None for layers in given):
+        default_style_layers(model)
 
 
 def _image(source: ImageSource) -> Tensor:

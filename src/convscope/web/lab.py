@@ -1,7 +1,474 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""The synthesis lab (``/lab``): adversarial examples, fooling images, inversion, texture, style
+and fast style, each a form with the settings of its CLI command, run as a cached job.
+
+A :class:`Kind` is a list of :class:`Field` s (name, type, the task's or the CLI's default, the
+limits the CLI enforces) and a ``start`` function that checks the settings against the model
+(classes, layers, images) before anything runs, and returns the job's function, which calls the
+task of :mod:`convscope.tasks` with the job's progress callback. The settings live in the URL, so
+``/lab?kind=adversarial&target=3&eps=8/255`` is a stable address, and ``run=1`` in it starts the
+job (answered at once from the disk cache when the same model and settings ran before).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import inspect
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import Response
+
+from ..errors import BadArgument
+from ..render import png_bytes
+from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, class_of, fooling, parse_budget
+from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
+from ..tasks.synthesis import Synthesis, check_style_layers, inversion, layer_list, style, texture
+from ..types import ProgressFn
+from .cache import JobResult
+from .errors import NotFound
+from .images import inside, list_images, resolve_image
+from .jobs import Job
+from .pages import render
+from .state import AppState, ModelEntry
 
 router = APIRouter()
+
+FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
+_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
+_NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
+"""Query/body keys that are not settings of a kind (everything else must be one)."""
+_MAX_TEXT = 2000
+
+
+def _default(fn: Callable[..., Any], name: str) -> Any:
+    """The default of ``fn``'s keyword ``name``: the web offers what the task does."""
+    return inspect.signature(fn).parameters[name].default
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: how to read it from a form/URL/JSON value, and what is allowed."""
+
+    name: str
+    type: FieldType
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    strict: bool = False
+    """Bounds exclude ``low``/``high`` themselves (``lr > 0``, ``0 < threshold < 1``)."""
+    required: bool = False
+
+    @property
+    def shown_default(self) -> str:
+        if self.default is None:
+            return ""
+        if isinstance(self.default, bool):
+            return "1" if self.default else "0"
+        return str(self.default)
+
+    def parse(self, raw: object) -> Any:
+        """The typed value of ``raw`` (text from a form or URL, or a JSON value); absent (None) or
+        empty: the default (a required setting may be absent only when it has one)."""
+        text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw).strip())
+        if len(text) > _MAX_TEXT:
+            raise BadArgument(f"{self.name}: at most {_MAX_TEXT} characters")
+        if text == "":
+            if self.required and (raw is not None or self.default is None):
+                raise BadArgument(f"{self.name} is required: {self.help}")
+            default = self.default
+            return self.parse(default) if isinstance(default, str) and default else default
+        if self.type == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise BadArgument(f"{self.name}={text!r}: use 1 or 0")
+            return text.lower() in _TRUE
+        if self.type == "choice":
+            if text not in self.choices:
+                raise BadArgument(f"{self.name}={text!r}: choose from {', '.join(self.choices)}")
+            return text
+        if self.type == "budget":
+            return self._bounded(parse_budget(text, self.name), text)
+        if self.type in ("int", "float"):
+            try:
+                value: float = int(text) if self.type == "int" else float(text)
+            except ValueError:
+                kind = "a whole number" if self.type == "int" else "a number"
+                raise BadArgument(f"{self.name}={text!r}: give {kind}") from None
+            if not math.isfinite(value):
+                raise BadArgument(f"{self.name}={text!r}: give a finite number")
+            return self._bounded(value, text)
+        return text
+
+    def _bounded(self, value: float, text: str) -> float:
+        low_bad = self.low is not None and (value <= self.low if self.strict else value < self.low)
+        high_bad = self.high is not None and (value >= self.high if self.strict else value > self.high)
+        if low_bad or high_bad:
+            relation = ">" if self.strict else ">="
+            limits = [f"{relation} {self.low:g}" if self.low is not None else "",
+                      f"{'<' if self.strict else '<='} {self.high:g}" if self.high is not None else ""]
+            raise BadArgument(f"{self.name}={text}: must be {' and '.join(x for x in limits if x)}")
+        return value
+
+
+Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Callable[[ProgressFn], JobResult]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One synthesis method of the lab: its CLI command, settings and how to start its job."""
+
+    name: str
+    title: str
+    command: str
+    about: str
+    fields: tuple[Field, ...]
+    start: Start
+
+    def parse(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+        """Typed settings from a query or JSON body (absent: the default); an unknown name is
+        refused, since a typo would otherwise silently run the default. ``partial``: check only
+        the settings given (a form opened without them is not an error)."""
+        names = [f.name for f in self.fields]
+        unknown = sorted(set(params) - set(names) - _NOT_SETTINGS)
+        if unknown:
+            raise BadArgument(f"{self.name} has no setting {unknown[0]!r}; its settings: {', '.join(names)}")
+        return {f.name: f.parse(params.get(f.name)) for f in self.fields if not partial or f.name in params}
+
+
+# -- what each kind does ------------------------------------------------------------------------
+def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> JobResult:
+    """The task's summary and headline as data; each (file, caption, picture) as a PNG."""
+    files = {name: png_bytes(picture) for name, _caption, picture in pictures}
+    shown = [{"file": name, "caption": caption} for name, caption, _picture in pictures]
+    return JobResult(data={**made.summary, "headline": made.headline, "pictures": shown}, files=files)
+
+
+def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
+    return {"steps": s["steps"], "seed": s["seed"], "size": s["size"]}
+
+
+def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
+                       ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    image = resolve_image(state, s["image"])
+    target = class_of(model, s["target"]) if s["target"] else None
+
+    def run(progress: ProgressFn) -> JobResult:
+        made = adversarial(model, image, eps=s["eps"], target=target, norm=s["norm"], method=s["method"],
+                           step_size=s["step_size"], random_start=s["random_start"],
+                           early_stop=s["early_stop"], quantize=s["quantize"], margin=s["margin"],
+                           progress=progress, **_seed_size_steps(s))
+        gain = made.summary["perturbation_amplified"]
+        return _synthesis_result(made, [
+            ("original.png", "original", made.result.originals[0]),
+            ("adversarial.png", "adversarial", made.picture),
+            ("perturbation.png", f"perturbation x{gain}" if gain else "perturbation (none)",
+             made.extra["perturbation"])])
+
+    return run
+
+
+def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
+                   ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    target = class_of(model, s["target"])
+    begin: Any = s["start"] if s["start"] in ("noise", "zeros") else resolve_image(state, s["start"])
+
+    def run(progress: ProgressFn) -> JobResult:
+        made = fooling(model, target, threshold=s["threshold"], start=begin, lr=s["lr"], progress=progress,
+                       **_seed_size_steps(s))
+        return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
+
+    return run
+
+
+def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
+                     ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    image = resolve_image(state, s["image"])
+    layers = layer_list(model, s["layers"]) or []
+
+    def run(progress: ProgressFn) -> JobResult:
+        made = inversion(model, image, layers, tv=s["tv"], l2=s["l2"], param=s["param"],
+                         optimizer=s["optimizer"], progress=progress, **_seed_size_steps(s))
+        return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
+
+    return run
+
+
+def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
+                   ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    image = resolve_image(state, s["image"])
+    layers = layer_list(model, s["layers"])
+    check_style_layers(model, layers)
+
+    def run(progress: ProgressFn) -> JobResult:
+        made = texture(model, image, layers=layers, source_size=s["source_size"], size=s["size"],
+                       steps=s["steps"], param=s["param"], optimizer=s["optimizer"], seed=s["seed"],
+                       compare=s["compare"], progress=progress)
+        return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
+
+    return run
+
+
+def _one_layer(entry: ModelEntry, name: str, text: str | None) -> str | None:
+    layers = layer_list(entry.model, text)
+    if layers is not None and len(layers) != 1:
+        raise BadArgument(f"{name}={text!r}: give one layer")
+    return layers[0] if layers else None
+
+
+def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
+                 ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    content, style_image = resolve_image(state, s["content"]), resolve_image(state, s["style"])
+    content_layer = _one_layer(entry, "content_layer", s["content_layer"])
+    style_layers = layer_list(model, s["style_layers"])
+    check_style_layers(model, content_layer, style_layers)
+
+    def run(progress: ProgressFn) -> JobResult:
+        made = style(model, content, style_image, size=s["size"], content_layer=content_layer,
+                     style_layers=style_layers, content_weight=s["content_weight"],
+                     style_weight=s["style_weight"], tv=s["tv"], optimizer=s["optimizer"],
+                     start=s["start"], steps=s["steps"], preserve_colors=s["preserve_colors"],
+                     seed=s["seed"], compare=s["compare"], progress=progress)
+        return _synthesis_result(made, [("result.png", "stylized", made.picture)])
+
+    return run
+
+
+NET_FILE = "net.pt"
+
+
+def net_path(state: AppState, ref: str) -> Path:
+    """The fast-style network a reference names: ``lab:<key>`` (a network trained in the lab, kept
+    in the cache) or ``folder:<folder id>/<file>.pt`` (a file written by `convscope fast-style
+    train` inside one of the ``--images`` folders); nothing else is ever read."""
+    kind, _, rest = ref.partition(":")
+    if kind == "lab":
+        return state.cache.file(rest, NET_FILE)
+    if kind == "folder":
+        folder_id, _, relative = rest.partition("/")
+        root = state.image_folders.get(folder_id)
+        if root is None:
+            raise NotFound(f"net {ref!r}: no image folder {folder_id!r}")
+        path = inside(root, relative, "net")
+        if path.suffix != ".pt" or not path.is_file():
+            raise NotFound(f"net {ref!r}: no .pt file there; train one in the lab or with "
+                           "`convscope fast-style train`")
+        return path
+    raise BadArgument(f"net {ref!r}: use lab:KEY (a network trained here) or folder:FOLDER/FILE.pt")
+
+
+def _contents(state: AppState, text: str) -> list[Any]:
+    images: list[Any] = []
+    for ref in (r.strip() for r in text.split(",")):
+        if ref == "samples":
+            images += content_images(["samples"])
+        elif ref:
+            images.append(resolve_image(state, ref))
+    if not images:
+        raise BadArgument("content: give image references or 'samples'")
+    return images
+
+
+def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str
+                      ) -> Callable[[ProgressFn], JobResult]:
+    model = entry.model
+    image = resolve_image(state, s["image"])
+    if s["net"]:
+        path = net_path(state, s["net"])
+
+        def apply_only(progress: ProgressFn) -> JobResult:
+            styled = apply_style(path, [image], size=s["apply_size"], device=model.device)[0]
+            return JobResult(
+                data={"net": s["net"], "headline": f"stylized with {s['net']}", "pictures": [
+                    {"file": "original.png", "caption": "image"},
+                    {"file": "result.png", "caption": "stylized"}]},
+                files={"original.png": png_bytes(image), "result.png": png_bytes(styled)})
+
+        return apply_only
+    style_image = resolve_image(state, s["style"])
+    contents = _contents(state, s["content"])
+    check_style_layers(model, None)
+
+    def run(progress: ProgressFn) -> JobResult:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / NET_FILE
+            made = train(model, style_image, contents, steps=s["steps"], size=s["size"], batch=s["batch"],
+                         style_weight=s["style_weight"], content_weight=s["content_weight"],
+                         tv_weight=s["tv_weight"], style_size=s["style_size"], lr=s["lr"],
+                         width=s["width"], blocks=s["blocks"], seed=s["seed"], out=out,
+                         progress=progress)
+            blob = out.read_bytes()
+        styled = apply_style(made.net, [image], size=s["apply_size"])[0]
+        headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
+                    f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
+        return JobResult(
+            data={**made.summary, "net": f"lab:{key}", "headline": headline, "pictures": [
+                {"file": "style.png", "caption": "style"}, {"file": "original.png", "caption": "image"},
+                {"file": "result.png", "caption": "stylized"}]},
+            files={"style.png": png_bytes(style_image), "original.png": png_bytes(image),
+                   "result.png": png_bytes(styled), NET_FILE: blob})
+
+    return run
+
+
+# -- the kinds and their settings (defaults: the task's, or the CLI's where it differs) -----------
+def _common(fn: Callable[..., Any], *, size_help: str, size_default: int | None = None) -> tuple[Field, ...]:
+    """``--steps --size --seed`` of every optimizing command (``add_run_options``)."""
+    return (Field("steps", "int", _default(fn, "steps"), "optimizer steps", low=1),
+            Field("size", "int", size_default, size_help, low=8),
+            Field("seed", "int", _default(fn, "seed"), "random seed"))
+
+
+_OPTIMIZERS = ("lbfgs", "adam")
+_PARAMS = ("fourier", "pixel")
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("adversarial", "Adversarial example", "convscope adversarial",
+         "Change the image by at most eps per pixel (linf) or in total (l2) so the network predicts "
+         "the target (or anything else).", (
+             Field("image", "image", "sample:cat", "the image to attack", required=True),
+             Field("target", "target", None, "class index or label to reach (empty: untargeted)"),
+             Field("eps", "budget", "4/255", "budget in [0,1] pixel units, e.g. 4/255"),
+             Field("norm", "choice", _default(adversarial, "norm"), "budget norm", ("linf", "l2")),
+             Field("method", "choice", _default(adversarial, "method"), "attack", ("pgd", "fgsm")),
+             Field("step_size", "budget", None, "PGD step, e.g. 1/255 (empty: max(2.5 eps/steps, eps/4))"),
+             Field("random_start", "bool", _default(adversarial, "random_start"),
+                   "PGD from a random point in the ball"),
+             Field("margin", "float", DEFAULT_MARGIN, "the target's probability must beat every other "
+                   "class by this much (0: any change of the prediction)", low=0, high=1),
+             Field("early_stop", "bool", _default(adversarial, "early_stop"), "stop once it succeeds"),
+             Field("quantize", "bool", _default(adversarial, "quantize"), "round the result to 8 bits"),
+             *_common(adversarial, size_help="resize the image to S pixels first (empty: the model's input)"),
+         ), _start_adversarial),
+    Kind("fooling", "Fooling image", "convscope fool",
+         "Optimize an image from noise until the network gives the target at least the threshold "
+         "(Nguyen et al. 2015).", (
+             Field("target", "target", None, "class index or label", required=True),
+             Field("threshold", "float", _default(fooling, "threshold"), "confidence to reach",
+                   low=0, high=1, strict=True),
+             Field("start", "text", _default(fooling, "start"), "noise, zeros, or an image reference"),
+             Field("lr", "float", _default(fooling, "lr"), "Adam learning rate", low=0, strict=True),
+             *_common(fooling, size_help="image size in pixels (empty: the model's input)"),
+         ), _start_fooling),
+    Kind("inversion", "Feature inversion", "convscope invert",
+         "Reconstruct the image from its features at each layer (Mahendran & Vedaldi 2015).", (
+             Field("image", "image", "sample:cat", "the image to reconstruct", required=True),
+             Field("layers", "layers", None, "comma-separated layer names", required=True),
+             Field("tv", "float", _default(inversion, "tv"), "total-variation weight", low=0),
+             Field("optimizer", "choice", _default(inversion, "optimizer"), "optimizer", _OPTIMIZERS),
+             Field("l2", "float", _default(inversion, "l2"), "L2 prior weight", low=0),
+             Field("param", "choice", _default(inversion, "param"), "image parameterization", _PARAMS),
+             *_common(inversion, size_help="resize the image to S pixels (empty: the model's input)"),
+         ), _start_inversion),
+    Kind("texture", "Texture synthesis", "convscope texture",
+         "A new texture with the Gram statistics of the image (Gatys et al. 2015).", (
+             Field("image", "image", "sample:brick", "the texture image", required=True),
+             Field("layers", "layers", None, "comma-separated style layers (empty: the model's)"),
+             Field("source_size", "int", _default(texture, "source_size"),
+                   "texture resized to this shorter side", low=8),
+             Field("param", "choice", _default(texture, "param"), "image parameterization", _PARAMS),
+             Field("optimizer", "choice", _default(texture, "optimizer"), "optimizer", _OPTIMIZERS),
+             Field("compare", "bool", _default(texture, "compare"), "source and result side by side"),
+             *_common(texture, size_help="output size in pixels", size_default=_default(texture, "size")),
+         ), _start_texture),
+    Kind("style", "Style transfer", "convscope style",
+         "Paint the content image in the style of the style image by optimization (Gatys et al. 2016).", (
+             Field("content", "image", "sample:cat", "content image", required=True),
+             Field("style", "image", "sample:brick", "style image", required=True),
+             Field("optimizer", "choice", _default(style, "optimizer"), "optimizer", _OPTIMIZERS),
+             Field("start", "choice", _default(style, "start"), "start from", ("content", "noise")),
+             Field("content_layer", "layers", None, "one layer (empty: the model's content layer)"),
+             Field("style_layers", "layers", None, "comma-separated (empty: the model's style layers)"),
+             Field("style_weight", "float", _default(style, "style_weight"), "style weight", low=0),
+             Field("content_weight", "float", _default(style, "content_weight"), "content weight", low=0),
+             Field("tv", "float", _default(style, "tv"), "total-variation weight", low=0),
+             Field("preserve_colors", "bool", _default(style, "preserve_colors"), "luminance-only transfer"),
+             Field("compare", "bool", _default(style, "compare"), "content, style and result side by side"),
+             *_common(style, size_help="content's shorter side in pixels",
+                      size_default=_default(style, "size")),
+         ), _start_style),
+    Kind("fast_style", "Fast style transfer", "convscope fast-style train | apply",
+         "Train a feed-forward network for one style (Johnson et al. 2016; the model is the frozen "
+         "feature network) and stylize the image with it, or apply a trained network (net).", (
+             Field("image", "image", "sample:cat", "the image to stylize", required=True),
+             Field("net", "text", None, "a trained network: lab:KEY or folder:FOLDER/FILE.pt "
+                   "(empty: train one with the settings below)"),
+             Field("apply_size", "int", None, "resize the image so its longer side is this first", low=1),
+             Field("style", "image", "sample:brick", "style image (training)"),
+             Field("content", "text", "samples", "content images for training: image references "
+                   "(comma-separated) or 'samples' (every sample photo)"),
+             Field("steps", "int", _default(train, "steps"), "training steps", low=1),
+             Field("size", "int", _default(train, "size"), "crop size in pixels", low=8),
+             Field("batch", "int", _default(train, "batch"), "crops per step", low=1),
+             Field("style_weight", "float", _default(train, "style_weight"), "style weight", low=0),
+             Field("content_weight", "float", _default(train, "content_weight"), "content weight", low=0),
+             Field("tv_weight", "float", _default(train, "tv_weight"), "total variation weight", low=0),
+             Field("style_size", "int", None, "style image's shorter side (empty: 2 x size)", low=8),
+             Field("lr", "float", _default(train, "lr"), "Adam learning rate", low=0, strict=True),
+             Field("width", "int", DEFAULT_WIDTH, "base channels of the network", low=1),
+             Field("blocks", "int", DEFAULT_BLOCKS, "residual blocks", low=0),
+             Field("seed", "int", _default(train, "seed"), "random seed"),
+         ), _start_fast_style),
+)}
+
+
+def kind_of(name: str) -> Kind:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise NotFound(f"no lab kind {name!r}; kinds: {', '.join(KINDS)}")
+    return kind
+
+
+def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:
+    """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
+    entry = state.model(model)
+    settings = kind.parse(params)
+    keyed = settings
+    if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
+        keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
+    key = state.cache.key("lab", kind.name, entry.key, keyed)
+    fn = kind.start(state, entry, settings, key)
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+                      if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
+                                                      "style", "net", "steps"))
+    return state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}", fn, key=key)
+
+
+# -- routes ------------------------------------------------------------------------------------
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cs
+    return state
+
+
+@router.get("/lab")
+def lab_page(request: Request, kind: str = "adversarial", model: str | None = None) -> Response:
+    """The form of one kind, filled from the URL (checked: a bad setting is a 400 page)."""
+    state = _state(request)
+    entry = state.model(model)
+    chosen = kind_of(kind)
+    chosen.parse(request.query_params, partial=True)
+    values = {f.name: request.query_params.get(f.name, f.shown_default) for f in chosen.fields}
+    return render(request, "lab.html", title="Lab", kinds=list(KINDS.values()), kind=chosen, values=values,
+                  model=entry.name, models=list(state.models), images=list_images(state),
+                  autorun=request.query_params.get("run") == "1")
+
+
+@router.post("/api/lab/{kind}")
+def lab_run(request: Request, kind: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
+            ) -> dict[str, Any]:
+    """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON."""
+    state = _state(request)
+    chosen = kind_of(kind)
+    job = submit(state, chosen, body, body.get("model") or None)
+    if body.get("wait"):
+        job.wait()
+    return job.as_json()

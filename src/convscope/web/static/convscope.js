@@ -61,10 +61,11 @@ const cs = (() => {
       cancel.disabled = true;
       label.textContent = j.status + (j.error ? ": " + j.error : "");
       box.dataset.status = j.status;
-      if (j.status === "done") bar.value = 1;
+      if (j.status === "done") bar.value = bar.max;
       if (onDone) onDone(j);
     };
     const update = (j) => {
+      if (finished) return;  // a late answer (the cancel request's "running") must not undo the end
       box.dataset.status = j.status;
       if (j.total > 0) { bar.max = j.total; bar.value = j.done; }
       label.textContent = j.status + (j.total > 0 ? ` ${j.done}/${j.total}` : "");
