@@ -19,10 +19,10 @@ from PIL import Image
 from convscope import evaluate, explain, report
 from convscope.methods.features import channel
 from convscope.model import Model
+from convscope.render import png_bytes
 from convscope.render.notebook import (
     figure_html,
     page_iframe,
-    png_bytes,
     sample_grid,
     table_html,
 )

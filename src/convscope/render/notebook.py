@@ -13,7 +13,6 @@ HTML fragments are written to sit inside the notebook page: inline styles only, 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from html import escape
 
@@ -36,18 +35,6 @@ _FIGURE = "margin:0;display:inline-block;font-family:system-ui,sans-serif"
 _CAPTION = "font-size:13px;color:#444;margin-top:4px;max-width:{w}px"
 _TABLE = "border-collapse:collapse;font-size:13px;font-family:system-ui,sans-serif"
 _CELL = "padding:2px 10px;text-align:{align};border-bottom:1px solid #e4e4e4"
-
-
-def png_bytes(image: ImageLike) -> bytes:
-    """The picture encoded as PNG (what ``_repr_png_`` returns, and what the web serves), compressed
-    fast: zlib level 1 encodes an overlay about six times faster than PIL's default level 6 (as
-    long as Grad-CAM itself takes) for files about 10% larger."""
-    buffer = io.BytesIO()
-    picture = to_pil(image)
-    if picture.mode not in ("L", "RGB", "RGBA"):
-        picture = picture.convert("RGB")
-    picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def figure_html(image: ImageLike, caption: str = "", *, alt: str = "") -> str:

@@ -35,8 +35,8 @@ from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
 from ..model.wrapped import Framing
-from ..render import overlay, save_png
-from ..render.notebook import MAX_SAMPLES, TILE, figure_html, png_bytes, sample_grid, table_html
+from ..render import overlay, png_bytes, save_png
+from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
 from ..types import Target
 from .inputs import Images, as_images, is_model_input, model_inputs
 

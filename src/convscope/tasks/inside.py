@@ -21,8 +21,9 @@ from ..methods.features.classes import channel_effect
 from ..methods.features.filters import filter_tiles
 from ..model import LayerInfo, Model, get_layer, list_layers
 from ..model.layers import LayerRef, ambiguous_call, parse_layer
+from ..render import png_bytes
 from ..render.features import feature_map_grid, filter_grid, mask_panel
-from ..render.notebook import figure_html, png_bytes
+from ..render.notebook import figure_html
 from .inputs import ImageSource, as_images
 
 

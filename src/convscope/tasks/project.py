@@ -21,7 +21,8 @@ from ..data.datasets import open_dataset
 from ..errors import BadArgument, BadImage, check_positive
 from ..methods.dataset.projection import knn_accuracy, project
 from ..model import Model, capture, evaluating, resolve_layer
-from ..render.notebook import figure_html, png_bytes
+from ..render import png_bytes
+from ..render.notebook import figure_html
 from ..render.plots import embedding_scatter
 from ..types import ProgressFn
 from .atlas import atlas_model

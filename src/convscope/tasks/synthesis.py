@@ -25,8 +25,8 @@ from ..methods.synthesis.losses import default_style_layers
 from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
 from ..model import Model, get_layer
-from ..render import image_grid
-from ..render.notebook import figure_html, png_bytes
+from ..render import image_grid, png_bytes
+from ..render.notebook import figure_html
 from ..types import ProgressFn
 from .inputs import ImageSource
 

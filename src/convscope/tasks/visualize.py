@@ -15,8 +15,8 @@ from torch import Tensor
 from ..data import load_image
 from ..methods.features import Objective, channel, visualize
 from ..model import Model
-from ..render import image_grid
-from ..render.notebook import figure_html, png_bytes
+from ..render import image_grid, png_bytes
+from ..render.notebook import figure_html
 from ..types import ProgressFn
 from .inputs import ImageSource
 

@@ -29,8 +29,7 @@ from ..errors import BadArgument, BadTarget, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer
-from ..render import to_pil
-from ..render.notebook import png_bytes
+from ..render import png_bytes, to_pil
 from ..tasks.evaluate import faithfulness_scores
 from ..tasks.explain import explain
 from ..tasks.predict import predict

@@ -26,9 +26,8 @@ from PIL import Image
 from ..data import list_samples
 from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo
-from ..render import to_pil
+from ..render import png_bytes, to_pil
 from ..render.features import feature_map_tiles
-from ..render.notebook import png_bytes
 from ..render.report import data_uri
 from ..tasks.atlas import top_patches
 from ..tasks.inside import activations, filters, find_layer, mask, unit_classes
