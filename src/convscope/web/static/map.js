@@ -663,7 +663,8 @@
   };
   AtlasMap.prototype.hideTip = function () { this.tip.hidden = true; };
   AtlasMap.prototype.thumbFromTile = function (i, scale) {
-    // The thumbnail cut out of its tile with CSS: the same tile image serves every hover in it.
+    // The thumbnail cut out of its tile with CSS: one tile image serves every thumbnail in it
+    // (hover, selection grid), so a selection of hundreds costs a few requests.
     var at = this.tileOf(i), side = this.tileSide * this.thumb;
     var img = el("img", {src: this.base + "/tiles/" + at.t + ".png", alt: "image " + i, class: "tile-img"});
     img.style.width = img.style.height = side * scale + "px";
@@ -767,8 +768,7 @@
         var label = typeof row.label === "number" ? self.className(row.label) : (row.label === null ? "unknown" : row.label);
         var pred = typeof row.prediction === "number" ? self.className(row.prediction) : row.prediction;
         var cell = el("figure", {class: "sel-item" + (label === pred ? "" : " wrong"), "data-index": row.index, title: row.source},
-          [el("img", {src: self.base + "/thumbs/" + row.index + ".png", alt: "image " + row.index, loading: "lazy"}),
-           el("figcaption", {text: label + " → " + pred})]);
+          [self.thumbFromTile(row.index, 52 / self.thumb), el("figcaption", {text: label + " → " + pred})]);
         cell.addEventListener("click", function () { self.openPoint(row.index); });
         grid.appendChild(cell);
       });
@@ -859,7 +859,7 @@
     var body = $(".point-body", panel);
     body.textContent = "";
     var file = el("div", {class: "point-file", text: "…"});
-    var explain = el("a", {class: "button explain-link", href: "/explain?image=" + encodeURIComponent("atlas:" + this.id + "/" + i), text: "explain"});
+    var explain = el("a", {class: "button explain-link", href: "/explain?image=atlas:" + encodeURIComponent(this.id) + "/" + i, text: "explain"});
     body.appendChild(el("div", {class: "point-head"}, [
       el("img", {class: "point-thumb", src: this.base + "/thumbs/" + i + ".png", alt: "image " + i}),
       el("div", {}, [el("div", {class: "point-title", text: "#" + i}), el("div", {text: this.describe(i)}), file, explain])]));
