@@ -11,7 +11,7 @@ from the page.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,10 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
+
+from convscope.types import ProgressFn
+from convscope.web.cache import JobResult
+from convscope.web.pages import render
 
 PALETTE = np.array([[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
                     [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207]],
@@ -88,12 +92,14 @@ def make_fake_atlas(n: int, *, seed: int = 0, wrong: float = 0.1) -> FakeAtlas:
                      [str(c) for c in range(10)])
 
 
-def fake_router(atlases: dict[str, FakeAtlas], render: Callable[..., Any]) -> APIRouter:
-    """The atlas page and API routes over ``atlases``; ``render(request, template, **context)``
-    renders the page template (the web core's ``pages.render``)."""
+def fake_router(atlases: dict[str, FakeAtlas], projection_seconds: float = 0.6) -> APIRouter:
+    """The atlas page and API routes over ``atlases``. A projection is a real job on the app's
+    worker (``projection_seconds`` long, with progress) the first time, cached after."""
     router = APIRouter()
     exports: list[dict[str, Any]] = []
+    projected: list[str] = []
     router.exports = exports  # type: ignore[attr-defined]  # what the page posted, for the tests
+    router.projected = projected  # type: ignore[attr-defined]
 
     def get(atlas_id: str) -> FakeAtlas:
         if atlas_id not in atlases:
@@ -106,9 +112,9 @@ def fake_router(atlases: dict[str, FakeAtlas], render: Callable[..., Any]) -> AP
 
     @router.get("/atlas/{atlas_id}/{layer}")
     def page(request: Request, atlas_id: str, layer: str, method: str = "pca", color: str = "label",
-             embed: int = 0, align_to: str | None = None) -> Any:
+             align_to: str | None = None) -> Any:
         return render(request, "atlas_map.html", atlas=atlas_id, layer=layer, info=info(get(atlas_id)),
-                      method=method, color=color, embed=bool(embed), align_to=align_to)
+                      method=method, color=color, align_to=align_to)
 
     @router.get("/api/atlas/{atlas_id}/info")
     def atlas_info(atlas_id: str) -> dict[str, Any]:
@@ -142,7 +148,19 @@ def fake_router(atlases: dict[str, FakeAtlas], render: Callable[..., Any]) -> AP
         body = await request.json()
         if body.get("method") not in get(atlas_id).coords:
             raise HTTPException(400, f"unknown method {body.get('method')!r}")
-        return {"id": f"proj-{atlas_id}-{layer}", "status": "done", "data": {}, "files": {}}
+
+        def work(progress: ProgressFn) -> JobResult:
+            for step in range(6):
+                progress(step, 6)
+                time.sleep(projection_seconds / 6)
+            progress(6, 6)
+            return JobResult({"method": body["method"]})
+
+        state = request.app.state.cs
+        key = state.cache.key("fake-projection", id(router), atlas_id, layer, body["method"])
+        job = state.jobs.submit("projection", f"{body['method']} of {atlas_id}", work, key=key)
+        projected.append(job.status)
+        return job.as_json()
 
     @router.get("/api/atlas/{atlas_id}/{layer}/projection/{method}/coords")
     def coords(atlas_id: str, layer: str, method: str) -> Response:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from convscope.web.server import start_in_thread
 from tests.web.browser.fake_atlas import PALETTE, FakeAtlas, fake_router, make_fake_atlas
 
 SMALL, BIG = "small", "big"
@@ -45,9 +46,14 @@ def atlases() -> dict[str, FakeAtlas]:
 
 
 @pytest.fixture(scope="module")
-def fake(atlases: dict[str, FakeAtlas], make_server: Any, fake_render: Any) -> Iterator[tuple[str, Any]]:
-    router = fake_router(atlases, fake_render)
-    yield make_server(router), router
+def fake(atlases: dict[str, FakeAtlas], make_app: Any) -> Iterator[tuple[str, Any]]:
+    """The app (one small model, for its job worker and pages) with the fake atlas routes first."""
+    app = make_app(models=("digits_cnn",))
+    router = fake_router(atlases)
+    app.router.routes[:0] = router.routes
+    running = start_in_thread(app)
+    yield running.url.rstrip("/"), router
+    running.stop()
 
 
 def open_map(page: Any, base: str, atlas: str = SMALL, query: str = "") -> None:
@@ -360,9 +366,10 @@ def test_click_opens_the_point_with_neighbours_and_explain_link(page: Any, fake:
 def test_embed_hides_the_nav(page: Any, fake: Any) -> None:
     base, _ = fake
     open_map(page, base)
-    assert page.locator("nav").first.is_visible()
+    assert page.locator(".cs-nav").is_visible()
     open_map(page, base, query="?embed=1")
-    assert not page.locator("nav").first.is_visible()
+    assert page.locator(".cs-nav").count() == 0
+    assert page.get_attribute("#atlas-map", "class") == "atlas-map embedded"
     assert (np.abs(canvas_pixels(page).astype(int) - BG).sum(-1) > 0).any()
 
 
@@ -384,3 +391,16 @@ def test_a_refused_projection_shows_the_servers_message(page: Any, fake: Any) ->
     page.goto(f"{base}/atlas/{SMALL}/{LAYER}?method=nosuch")
     page.wait_for_selector("#atlas-map[data-state=error]")
     assert "unknown method 'nosuch'" in page.inner_text(".map-status")
+
+
+def test_the_projection_job_shows_progress_then_is_cached(page: Any, fake: Any) -> None:
+    base, router = fake
+    page.goto(f"{base}/atlas/{SMALL}/classifier.1?method=umap")   # a projection no test asked for
+    page.wait_for_selector(".map-progress .cs-job progress")
+    page.wait_for_selector("#atlas-map[data-state=ready]", timeout=20_000)
+    assert router.projected[-1] in ("queued", "running")
+    assert page.is_hidden(".map-progress")
+    assert page.get_attribute(".map-progress .cs-job", "data-status") == "done"
+    page.goto(f"{base}/atlas/{SMALL}/classifier.1?method=umap")
+    page.wait_for_selector("#atlas-map[data-state=ready]")
+    assert router.projected[-1] == "done"   # answered from the cache at once

@@ -23,19 +23,12 @@
   var THUMB_MAX_VISIBLE = 600;   // at most this many points in view -> thumbnails in place of dots
   var GRID_ITEMS = 240;          // thumbnails shown in the selection grid
   var PICK_RADIUS = 10;          // CSS px around the pointer that count as "on a point"
-  var FINISHED = ["done", "finished", "succeeded", "success", "complete", "completed"];
 
   // ---- small helpers -------------------------------------------------------------------------
   function $(sel, root) { return (root || document).querySelector(sel); }
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") node.textContent = attrs[k];
-      else if (k === "class") node.className = attrs[k];
-      else node.setAttribute(k, attrs[k]);
-    });
-    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
-    return node;
+  function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+  function el(tag, attrs, children) {   // cs.el, with the children as a list (empty ones left out)
+    return cs.el.apply(null, [tag, attrs || {}].concat((children || []).filter(Boolean)));
   }
   function hex(h) { return [parseInt(h.slice(0, 2), 16), parseInt(h.slice(2, 4), 16), parseInt(h.slice(4, 6), 16)]; }
   function css(rgb) { return "rgb(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + ")"; }
@@ -55,25 +48,7 @@
     var i = Math.min(RAMP.length - 2, Math.floor(t)), f = t - i, a = RAMP[i], b = RAMP[i + 1];
     return [Math.round(a[0] + f * (b[0] - a[0])), Math.round(a[1] + f * (b[1] - a[1])), Math.round(a[2] + f * (b[2] - a[2]))];
   }
-  function showError(where, message) {
-    if (window.cs && cs.showError) cs.showError(where, message);
-    else { where.textContent = message; where.classList.add("cs-error"); }
-  }
-  function api(url, opts) {
-    opts = opts || {};
-    if (opts.json !== undefined) {
-      opts = {method: opts.method || "POST", body: JSON.stringify(opts.json),
-              headers: {"Content-Type": "application/json"}};
-    }
-    return fetch(url, opts).then(function (r) {
-      return r.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!r.ok) throw new Error((data && (data.error || data.detail)) || (r.status + " " + r.statusText + " (" + url + ")"));
-        return data;
-      });
-    });
-  }
+  var api = cs.api, showError = cs.showError;
   function binary(url) {
     return fetch(url).then(function (r) {
       if (r.ok) return r.arrayBuffer();
@@ -163,25 +138,18 @@
   // The projection is a (cached) job on the server: POST it, follow its progress, then fetch the
   // coordinates as raw float32 pairs.
   AtlasMap.prototype.projection = function () {
-    var self = this;
+    var self = this, progress = $(".map-progress", this.root);
     var layerBase = this.base + "/" + encodeURIComponent(this.layer);
     var coordsUrl = layerBase + "/projection/" + encodeURIComponent(this.method) + "/coords" +
       (this.alignTo ? "?align_to=" + encodeURIComponent(this.alignTo) : "");
     this.say("Computing the " + this.method.toUpperCase() + " projection…");
-    return api(layerBase + "/projection", {json: {method: this.method, align_to: this.alignTo || null}})
+    progress.hidden = false;
+    return cs.run(layerBase + "/projection", {method: this.method, align_to: this.alignTo || null}, progress)
       .then(function (job) {
-        if (FINISHED.indexOf(job.status) >= 0) return binary(coordsUrl);
-        if (job.status === "failed" || job.status === "cancelled" || job.status === "error")
-          throw new Error(job.error || job.message || "the projection job " + job.status);
-        return new Promise(function (resolve, reject) {
-          var progress = $(".map-progress", self.root);
-          progress.hidden = false;
-          cs.job(job.id, progress, function (done) {
-            progress.hidden = true;
-            if (FINISHED.indexOf(done.status) >= 0) resolve(binary(coordsUrl));
-            else reject(new Error(done.error || done.message || "the projection job " + done.status));
-          });
-        });
+        self.jobStatus = job.status;
+        if (job.status !== "done") throw new Error(job.error || "the projection was " + job.status);
+        progress.hidden = true;
+        return binary(coordsUrl);
       });
   };
 
@@ -846,8 +814,6 @@
       self.setHighlight(d.indices, "true " + (names[t] || t) + " predicted " + (names[p] || p));
     }).catch(function (err) { showError($(".confusion-body", self.root), err.message); });
   };
-  function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
-
   // ---- one point: details, explain link, neighbours --------------------------------------------
   AtlasMap.prototype.openPoint = function (i) {
     if (!(i >= 0 && i < this.n)) return;
