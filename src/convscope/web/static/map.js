@@ -239,9 +239,9 @@
     this.view.cy += before[1] - after[1];
     this.requestRender();
   };
-  AtlasMap.prototype.pointSize = function () {
-    var z = this.view.scale / this.fitScale;
-    return Math.max(2, Math.min(7, 2.5 + Math.log2(Math.max(1, z)) * 0.8));
+  AtlasMap.prototype.pointSize = function () {   // larger for small atlases and when zoomed in
+    var z = this.view.scale / this.fitScale, base = Math.max(2, Math.min(5, 7 - Math.log10(this.n)));
+    return Math.min(9, base + Math.log2(Math.max(1, z)) * 0.8);
   };
 
   // ---- colours -------------------------------------------------------------------------------
@@ -525,11 +525,13 @@
       for (var k = 0; k < vis.length; k++) {
         var i = vis[k], p = this.pointOnScreen(i), at = this.tileOf(i), tile = this.tile(at.t);
         if (!tile.ready) continue;
+        ctx.globalAlpha = hl && !hl.flags[i] ? 0.25 : 1;   // a search or confusion cell dims the rest
         ctx.drawImage(tile.img, at.sx, at.sy, this.thumb, this.thumb, p[0] - half, p[1] - half, size, size);
         ctx.lineWidth = hl && hl.flags[i] ? 3 : 1.5;
         ctx.strokeStyle = "rgb(" + this.rgba[4 * i] + "," + this.rgba[4 * i + 1] + "," + this.rgba[4 * i + 2] + ")";
         ctx.strokeRect(p[0] - half, p[1] - half, size, size);
       }
+      ctx.globalAlpha = 1;
     }
     if (this.hover >= 0) {
       var h = this.pointOnScreen(this.hover);
@@ -574,6 +576,7 @@
       o.setPointerCapture(e.pointerId);
       var tool = e.shiftKey && self.tool === "pan" ? "box" : self.tool;
       self.drag = {tool: tool, start: p, last: p, moved: false, path: tool === "pan" ? null : [p]};
+      self.hover = -1;
       self.hideTip();
     });
     o.addEventListener("pointermove", function (e) {
