@@ -292,7 +292,12 @@ def test_click_opens_the_point_with_neighbours_and_explain_link(page: Any, fake:
     assert page.inner_text(".neighbors-panel") == f"neighbours of {i}"
     assert page.get_attribute(".explain-link", "href") == f"/explain?image=atlas:{SMALL}/{i}"
     assert f"point={i}" in page.url
-    page.reload()   # the opened point is part of the address
+    # a neighbour clicked in the panel (neighbors.js sends "cs-neighbor") becomes the opened point
+    page.evaluate("document.querySelector('.neighbors-panel').dispatchEvent("
+                  "new CustomEvent('cs-neighbor', {detail: {index: 7}, bubbles: true}))")
+    assert page.get_attribute("#atlas-map", "data-point") == "7"
+    assert page.evaluate("csNeighbors.calls.length") == 2 and "point=7" in page.url
+    page.goto(page.url.replace("point=7", f"point={i}"))
     page.wait_for_selector(".map-point:not([hidden])")
     assert page.evaluate("csNeighbors.calls") == [[SMALL, LAYER, {"index": i}]]
 

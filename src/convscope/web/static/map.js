@@ -511,6 +511,7 @@
     }
     return entry;
   };
+  AtlasMap.prototype.thumbPx = function () { return Math.max(20, Math.min(64, this.thumb * 1.5)); };
   AtlasMap.prototype.drawOverlay = function (s, dpr) {
     var ctx = this.overlay.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -520,7 +521,7 @@
     this.mode = vis.length <= THUMB_MAX_VISIBLE && this.view.scale > this.fitScale * 1.5 ? "thumbs" : "dots";
     this.root.dataset.mode = this.mode;
     if (this.mode === "thumbs") {
-      var size = Math.max(20, Math.min(64, this.thumb * 1.5)), half = size / 2, hl = this.highlight;
+      var size = this.thumbPx(), half = size / 2, hl = this.highlight;
       ctx.imageSmoothingEnabled = false;
       for (var k = 0; k < vis.length; k++) {
         var i = vis[k], p = this.pointOnScreen(i), at = this.tileOf(i), tile = this.tile(at.t);
@@ -554,8 +555,9 @@
   };
 
   // ---- pointer: pan, zoom, hover, click, box and lasso ----------------------------------------
-  AtlasMap.prototype.nearest = function (sx, sy) {
-    var r = PICK_RADIUS / this.view.scale, c = this.toData(sx, sy), best = -1, bestD = r * r, xy = this.xy;
+  AtlasMap.prototype.nearest = function (sx, sy) {   // in thumbnail mode, anywhere on a thumbnail
+    var px = this.mode === "thumbs" ? Math.max(PICK_RADIUS, this.thumbPx() / 2) : PICK_RADIUS;
+    var r = px / this.view.scale, c = this.toData(sx, sy), best = -1, bestD = r * r, xy = this.xy;
     this.eachIn(c[0] - r, c[1] - r, c[0] + r, c[1] + r, function (i) {
       var dx = xy[2 * i] - c[0], dy = xy[2 * i + 1] - c[1], dd = dx * dx + dy * dy;
       if (dd <= bestD) { bestD = dd; best = i; }
@@ -835,6 +837,7 @@
     this.source(i).then(function (src) { file.textContent = src; });
     var nb = el("div", {class: "neighbors-panel"});
     body.appendChild(nb);
+    nb.addEventListener("cs-neighbor", function (e) { self.openPoint(e.detail.index); });   // walk on
     if (window.csNeighbors) window.csNeighbors.show(nb, this.id, this.layer, {index: i});
     else nb.appendChild(el("p", {class: "muted", text: "Neighbours are not available in this build."}));
     self.requestRender();
