@@ -77,8 +77,10 @@ def png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_fake_atlas(n: int, *, seed: int = 0, wrong: float = 0.1) -> FakeAtlas:
-    """``n`` points in ten clusters; a fraction ``wrong`` of them mispredicted (as the next class)."""
+def make_fake_atlas(n: int, *, seed: int = 0, wrong: float = 0.1, skipped: int = 0) -> FakeAtlas:
+    """``n`` points in ten clusters; a fraction ``wrong`` of them mispredicted (as the next class);
+    every ``skipped``-th item unreadable, as a scan records it (no label, prediction, confidence
+    or coordinates)."""
     rng = np.random.default_rng(seed)
     labels = (np.arange(n) % 10).astype(np.int32)
     flip = rng.random(n) < wrong
@@ -88,6 +90,10 @@ def make_fake_atlas(n: int, *, seed: int = 0, wrong: float = 0.1) -> FakeAtlas:
     centres = np.stack([np.cos(angle), np.sin(angle)], 1) * 10
     pca = (centres + rng.normal(0, 1.2, (n, 2))).astype(np.float32)
     tsne = (centres * 3 + rng.normal(0, 2.0, (n, 2))).astype(np.float32)
+    if skipped:
+        gone = slice(0, n, skipped)
+        labels[gone], predictions[gone], confidence[gone] = -1, -1, np.nan
+        pca[gone], tsne[gone] = np.nan, np.nan
     return FakeAtlas(labels, predictions, confidence, {"pca": pca, "tsne": tsne, "umap": pca[:, ::-1].copy()},
                      [str(c) for c in range(10)])
 
@@ -197,8 +203,8 @@ def fake_router(atlases: dict[str, FakeAtlas], projection_seconds: float = 0.6) 
     @router.get("/api/atlas/{atlas_id}/confusion")
     def confusion(atlas_id: str) -> dict[str, Any]:
         a = get(atlas_id)
-        m = np.zeros((10, 10), int)
-        np.add.at(m, (a.labels, a.predictions), 1)
+        m, ok = np.zeros((10, 10), int), (a.labels >= 0) & (a.predictions >= 0)
+        np.add.at(m, (a.labels[ok], a.predictions[ok]), 1)
         return {"class_names": a.class_names, "matrix": m.tolist()}
 
     @router.get("/api/atlas/{atlas_id}/confusion/{true}/{pred}")

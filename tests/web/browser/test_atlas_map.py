@@ -39,14 +39,15 @@ from tests.web.browser.map_page import (
     settle,
 )
 
-SMALL, BIG = "small", "big"
+SMALL, BIG, GAPS = "small", "big", "gaps"
 LAYER = "features.4"
 ZOOM_AT = "c => { const s = csMap.toScreen(c[0], c[1]); csMap.zoomAt(s[0], s[1], 12); }"
 
 
 @pytest.fixture(scope="module")
 def atlases() -> dict[str, FakeAtlas]:
-    return {SMALL: make_fake_atlas(2000, seed=1), BIG: make_fake_atlas(100_000, seed=2)}
+    return {SMALL: make_fake_atlas(2000, seed=1), BIG: make_fake_atlas(100_000, seed=2),
+            GAPS: make_fake_atlas(500, seed=3, skipped=7)}
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +271,7 @@ def test_confusion_cell_highlights_its_images(page: Any, fake: Any, atlases: Any
     expected = np.flatnonzero((a.labels == 3) & (a.predictions == 4))
     assert sorted(page.evaluate("Array.from(csMap.highlight.list)")) == expected.tolist()
     # highlighted points are drawn larger on top; the others are dimmed (no pure class colour but 3's)
+    settle(page)
     counts = colour_counts(canvas_pixels(page), PALETTE)
     assert counts[3] > 0 and counts[[0, 1, 2, 4, 5, 6, 7, 8, 9]].sum() == 0
 
@@ -343,3 +345,21 @@ def test_the_projection_job_shows_progress_then_is_cached(page: Any, fake: Any) 
     page.goto(f"{base}/atlas/{SMALL}/classifier.1?method=umap")
     page.wait_for_selector("#atlas-map[data-state=ready]")
     assert router.projected[-1] == "done"   # answered from the cache at once
+
+
+def test_skipped_images_are_left_off_the_map(page: Any, fake: Any, atlases: Any) -> None:
+    """A scan's unreadable items have no coordinates: not drawn, never hovered or selected."""
+    base, _ = fake
+    a = atlases[GAPS]
+    for renderer in ("canvas", "webgl"):
+        open_map(page, base, GAPS, f"?renderer={renderer}")
+        counts = colour_counts(canvas_pixels(page), PALETTE)
+        assert (counts > 50).all(), counts
+        assert (canvas_pixels(page)[0] == BG).all()   # NaN must not land on the first row
+    assert f"unknown\n{(a.labels < 0).sum()}" in page.inner_text(".map-legend")
+    box = page.locator(".map-overlay").bounding_box()
+    drag(page, [(box["x"] + 2, box["y"] + 2), (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2),
+                (box["x"] + box["width"] - 2, box["y"] + box["height"] - 2)], shift=True)
+    page.wait_for_selector(".selection-grid figure")
+    selected = page.evaluate("Array.from(csMap.selection)")
+    assert selected == np.flatnonzero(a.labels >= 0).tolist()

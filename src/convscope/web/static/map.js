@@ -101,7 +101,6 @@
     this.visible = 0;
     this.hover = -1;
     this.status = $(".map-status", root);
-    this.readyPromise = new Promise(function (resolve, reject) { this._ready = resolve; this._fail = reject; }.bind(this));
   }
 
   AtlasMap.prototype.start = function () {
@@ -125,11 +124,9 @@
       var q = new URL(window.location.href).searchParams;
       if (q.get("q")) { $(".map-search input", self.root).value = q.get("q"); self.search(q.get("q")); }
       if (q.get("point") !== null && q.get("point") !== "") self.openPoint(parseInt(q.get("point"), 10));
-      self._ready(self);
     }).catch(function (err) {
       self.root.dataset.state = "error";
       showError(self.status, err.message);
-      self._fail(err);
     });
   };
 
@@ -179,6 +176,7 @@
   };
 
   // A uniform grid (counting sort of the points by cell) for nearest-point and region queries.
+  // Points without coordinates (NaN: images the scan skipped) are in no cell.
   AtlasMap.prototype.buildGrid = function () {
     var b = this.bounds, n = this.n;
     var side = Math.max(1, Math.min(512, Math.ceil(Math.sqrt(n / 4))));
@@ -187,12 +185,13 @@
     for (var i = 0; i < n; i++) {
       var gx = Math.min(side - 1, Math.floor((this.xy[2 * i] - b.minX) / cw));
       var gy = Math.min(side - 1, Math.floor((this.xy[2 * i + 1] - b.minY) / ch));
+      if (!(gx >= 0 && gy >= 0)) { cellOf[i] = -1; continue; }
       var c = gy * side + gx;
       cellOf[i] = c; start[c + 1]++;
     }
     for (var k = 0; k < side * side; k++) start[k + 1] += start[k];
-    var fill = start.slice(0, side * side), items = new Int32Array(n);
-    for (var j = 0; j < n; j++) items[fill[cellOf[j]]++] = j;
+    var fill = start.slice(0, side * side), items = new Int32Array(start[side * side]);
+    for (var j = 0; j < n; j++) if (cellOf[j] >= 0) items[fill[cellOf[j]]++] = j;
     this.grid = {side: side, cw: cw, ch: ch, start: start, items: items};
   };
 
@@ -408,7 +407,7 @@
       for (var j = 0; j < count; j++) {
         var i = indices ? indices[j] : j;
         var x = Math.round(xy[2 * i] * k + ox) - half, y = Math.round(oy - xy[2 * i + 1] * k) - half;
-        if (x < -s || y < -s || x >= W || y >= H) continue;
+        if (!(x >= -s && y >= -s && x < W && y < H)) continue;   // off screen, or no coordinates
         var x0 = Math.max(0, x), x1 = Math.min(W, x + s), y1 = Math.min(H, y + s), col = packed[i];
         for (var yy = Math.max(0, y); yy < y1; yy++) words.fill(col, yy * W + x0, yy * W + x1);
       }
