@@ -284,7 +284,9 @@ NEIGHBOURS_STUB = """window.csNeighbors = {calls: [], show(panel, atlas, layer, 
 def test_click_opens_the_point_with_neighbours_and_explain_link(page: Any, fake: Any, atlases: Any) -> None:
     base, _ = fake
     a = atlases[SMALL]
-    page.add_init_script(NEIGHBOURS_STUB)   # neighbors.js is helper nbrs'; here only its call is checked
+    # neighbors.js (helper nbrs') is replaced by a stub: here only the map's call of it is checked
+    page.route("**/static/neighbors.js", lambda route: route.fulfill(body=NEIGHBOURS_STUB,
+                                                                     content_type="text/javascript"))
     open_map(page, base)
     i = isolated_point(page, a.n)
     page.mouse.click(*page_xy(page, i))
