@@ -88,6 +88,10 @@ def test_every_point_is_drawn_in_its_class_colour(page: Any, fake: Any, atlases:
     assert (counts > 200).all(), counts  # each of the ten classes is on the canvas
     drawn = (np.abs(pixels.astype(int) - BG).sum(-1) > 0).mean()
     assert 0.005 < drawn < 0.6
+    # a class clicked in the legend is highlighted
+    page.click(".map-legend .legend-row[data-class='3']")
+    assert page.get_attribute("#atlas-map", "data-highlighted") == str((atlases[SMALL].labels == 3).sum())
+    page.click(".map-highlight button")
     # colour by correct/wrong: the fake mispredicts ~10%, so red is on the canvas but much less than green
     page.select_option("select[name=color]", "correct")
     settle(page)
@@ -373,3 +377,22 @@ def test_skipped_images_are_left_off_the_map(page: Any, fake: Any, atlases: Any)
     page.wait_for_selector(".selection-grid figure")
     selected = page.evaluate("Array.from(csMap.selection)")
     assert selected == np.flatnonzero(a.labels >= 0).tolist()
+
+
+def test_double_click_zooms_and_escape_drops_a_lasso(page: Any, fake: Any) -> None:
+    base, _ = fake
+    open_map(page, base)
+    box = page.locator(".map-overlay").bounding_box()
+    x, y = box["x"] + 20, box["y"] + 20   # a corner without points
+    scale = page.evaluate("csMap.view.scale")
+    page.mouse.dblclick(x, y)
+    assert page.evaluate("csMap.view.scale") == pytest.approx(2 * scale)
+    page.click("button[data-tool=lasso]")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for dx, dy in ((400, 0), (400, 400), (0, 400)):
+        page.mouse.move(x + dx, y + dy)
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    settle(page)
+    assert page.get_attribute("#atlas-map", "data-selected") is None and page.is_hidden(".map-selection")

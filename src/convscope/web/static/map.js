@@ -299,7 +299,18 @@
     for (var j = 0; j < this.n; j++) counts.set(column[j], (counts.get(column[j]) || 0) + 1);
     var keys = Array.from(counts.keys()).sort(function (a, b) { return a - b; });
     box.appendChild(el("div", {class: "legend-title", text: this.colorBy === "prediction" ? "prediction" : "label"}));
-    keys.slice(0, 30).forEach(function (k) { box.appendChild(self.legendRow(classColor(k), self.className(k), counts.get(k))); });
+    keys.slice(0, 30).forEach(function (k) {   // a class in the legend, clicked: its points highlighted
+      var row = self.legendRow(classColor(k), self.className(k), counts.get(k));
+      row.dataset.class = String(k);
+      row.classList.add("clickable");
+      row.title = "show these on the map";
+      row.addEventListener("click", function () {
+        var hits = [];
+        for (var i = 0; i < self.n; i++) if (column[i] === k) hits.push(i);
+        self.setHighlight(hits, self.colorBy + " " + self.className(k));
+      });
+      box.appendChild(row);
+    });
     if (keys.length > 30) box.appendChild(el("div", {class: "legend-more", text: "+" + (keys.length - 30) + " more classes"}));
   };
   AtlasMap.prototype.legendRow = function (rgb, name, count) {
@@ -606,6 +617,10 @@
       if (e && e.type === "pointerup") self.hoverAt(local(e));
     }
     o.addEventListener("pointerup", end);
+    o.addEventListener("dblclick", function (e) { var p = local(e); self.zoomAt(p[0], p[1], e.shiftKey ? 0.5 : 2); });
+    document.addEventListener("keydown", function (e) {   // Escape drops a lasso or box being drawn
+      if (e.key === "Escape" && self.drag) { self.drag = null; self.requestRender(); }
+    });
     o.addEventListener("pointercancel", function () { self.drag = null; self.requestRender(); });
     o.addEventListener("pointerleave", function () { if (!self.drag) { self.hover = -1; self.hideTip(); self.requestRender(); } });
   };
