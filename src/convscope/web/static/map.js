@@ -1,7 +1,7 @@
 /* The dataset map of an atlas layer (/atlas/{id}/{layer}).
  *
- * Every point of the atlas is drawn: WebGL points when the browser has WebGL, otherwise (or with
- * ?renderer=canvas) a Canvas2D fallback that writes the dots straight into an ImageData. A second
+ * Every point of the atlas is drawn: WebGL points when the browser has (hardware) WebGL,
+ * otherwise, or with ?renderer=canvas, a Canvas2D fallback (both in static/map_draw.js). A second
  * 2D canvas on top carries what changes with the pointer: thumbnails (when zoomed in far enough),
  * the hover ring and the selection outline. A uniform grid over the data coordinates answers
  * "which points are near here / inside this box" without scanning all points.
@@ -12,14 +12,9 @@
 (function () {
   "use strict";
 
-  var BG = [250, 250, 250];
-  var UNKNOWN = [170, 170, 170];
-  var PALETTE = [
-    "1f77b4", "ff7f0e", "2ca02c", "d62728", "9467bd", "8c564b", "e377c2", "7f7f7f", "bcbd22",
-    "17becf", "aec7e8", "ffbb78", "98df8a", "ff9896", "c5b0d5", "c49c94", "f7b6d2", "c7c7c7",
-    "dbdb8d", "9edae5"];
-  var RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-  var CORRECT = [44, 160, 44], WRONG = [214, 39, 40];
+  var D = window.csMapDraw;   // static/map_draw.js
+  var BG = D.BG, UNKNOWN = D.UNKNOWN, CORRECT = D.CORRECT, WRONG = D.WRONG, RAMP = D.RAMP, css = D.css;
+  var classColor = D.classColor, rampColor = D.rampColor;
   var THUMB_MAX_VISIBLE = 600;   // at most this many points in view -> thumbnails in place of dots
   var GRID_ITEMS = 240;          // thumbnails shown in the selection grid
   var PICK_RADIUS = 10;          // CSS px around the pointer that count as "on a point"
@@ -29,24 +24,6 @@
   function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
   function el(tag, attrs, children) {   // cs.el, with the children as a list (empty ones left out)
     return cs.el.apply(null, [tag, attrs || {}].concat((children || []).filter(Boolean)));
-  }
-  function hex(h) { return [parseInt(h.slice(0, 2), 16), parseInt(h.slice(2, 4), 16), parseInt(h.slice(4, 6), 16)]; }
-  function css(rgb) { return "rgb(" + rgb[0] + "," + rgb[1] + "," + rgb[2] + ")"; }
-  function hsl(h, s, l) {
-    var a = s * Math.min(l, 1 - l);
-    function f(n) { var k = (n + h / 30) % 12; return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)))); }
-    return [f(0), f(8), f(4)];
-  }
-  function classColor(c) {
-    if (c < 0) return UNKNOWN;
-    if (c < PALETTE.length) return hex(PALETTE[c]);
-    return hsl((c * 137.508) % 360, 0.6, 0.5);
-  }
-  function rampColor(t) {
-    if (!(t >= 0)) return UNKNOWN;   // NaN
-    t = Math.min(1, t) * (RAMP.length - 1);
-    var i = Math.min(RAMP.length - 2, Math.floor(t)), f = t - i, a = RAMP[i], b = RAMP[i + 1];
-    return [Math.round(a[0] + f * (b[0] - a[0])), Math.round(a[1] + f * (b[1] - a[1])), Math.round(a[2] + f * (b[2] - a[2]))];
   }
   var api = cs.api, showError = cs.showError;
   function binary(url) {
@@ -153,7 +130,9 @@
   AtlasMap.prototype.columns = function () {
     var b = this.base + "/columns/";
     return Promise.all([binary(b + "labels"), binary(b + "predictions"), binary(b + "confidence")])
-      .then(function (c) { return {labels: new Int32Array(c[0]), predictions: new Int32Array(c[1]), confidence: new Float32Array(c[2])}; });
+      .then(function (c) {
+        return {labels: new Int32Array(c[0]), predictions: new Int32Array(c[1]), confidence: new Float32Array(c[2])};
+      });
   };
 
   AtlasMap.prototype.setData = function (xy, cols) {
@@ -267,7 +246,8 @@
     this.drawLegend();
     this.requestRender();
   };
-  AtlasMap.prototype.className = function (c) {
+  AtlasMap.prototype.className = function (c) {   // a class index (or a name already) -> its name
+    if (typeof c === "string") return c;
     if (c === null || c === undefined || c < 0) return "unknown";
     return this.classNames && this.classNames[c] !== undefined ? this.classNames[c] : String(c);
   };
@@ -320,137 +300,15 @@
       el("span", {class: "legend-count", text: count.toLocaleString()})]);
   };
 
-  // ---- renderers -----------------------------------------------------------------------------
-  function GLRenderer(canvas) {
-    var gl = canvas.getContext("webgl", {preserveDrawingBuffer: true, antialias: false, premultipliedAlpha: false});
-    if (!gl) throw new Error("no WebGL");
-    this.name = "webgl";
-    this.canvas = canvas;
-    this.gl = gl;
-    var vs = "attribute vec2 p; attribute vec4 c; uniform vec2 center; uniform vec2 scale; uniform float size;" +
-      "varying vec4 vc; void main(){ gl_Position = vec4((p - center) * scale, 0.0, 1.0); gl_PointSize = size; vc = c; }";
-    var fs = "precision mediump float; varying vec4 vc; void main(){ vec2 d = gl_PointCoord - 0.5;" +
-      " if (dot(d, d) > 0.25) discard; gl_FragColor = vc; }";
-    var prog = gl.createProgram();
-    [[gl.VERTEX_SHADER, vs], [gl.FRAGMENT_SHADER, fs]].forEach(function (s) {
-      var sh = gl.createShader(s[0]);
-      gl.shaderSource(sh, s[1]); gl.compileShader(sh);
-      if (!gl.getShaderParameter(sh, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(sh));
-      gl.attachShader(prog, sh);
-    });
-    gl.linkProgram(prog);
-    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
-    this.prog = prog;
-    this.loc = {p: gl.getAttribLocation(prog, "p"), c: gl.getAttribLocation(prog, "c"),
-                center: gl.getUniformLocation(prog, "center"), scale: gl.getUniformLocation(prog, "scale"),
-                size: gl.getUniformLocation(prog, "size")};
-    var range = gl.getParameter(gl.ALIASED_POINT_SIZE_RANGE);
-    this.maxSize = range ? range[1] : 64;
-    this.buf = {pos: gl.createBuffer(), col: gl.createBuffer(), hpos: gl.createBuffer(), hcol: gl.createBuffer()};
-    this.count = 0; this.hcount = 0;
-  }
-  GLRenderer.prototype.setPositions = function (xy) {
-    var gl = this.gl;
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.buf.pos);
-    gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
-    this.xy = xy; this.count = xy.length / 2;
-  };
-  GLRenderer.prototype.setColors = function (rgba, list) {
-    var gl = this.gl;
-    gl.bindBuffer(gl.ARRAY_BUFFER, this.buf.col);
-    gl.bufferData(gl.ARRAY_BUFFER, rgba, gl.STATIC_DRAW);
-    this.hcount = list ? list.length : 0;
-    if (list && list.length) {   // highlighted points again, on top and larger
-      var p = new Float32Array(2 * list.length), c = new Uint8Array(4 * list.length);
-      for (var k = 0; k < list.length; k++) {
-        var i = list[k];
-        p[2 * k] = this.xy[2 * i]; p[2 * k + 1] = this.xy[2 * i + 1];
-        c.set(rgba.subarray(4 * i, 4 * i + 4), 4 * k);
-      }
-      gl.bindBuffer(gl.ARRAY_BUFFER, this.buf.hpos); gl.bufferData(gl.ARRAY_BUFFER, p, gl.STATIC_DRAW);
-      gl.bindBuffer(gl.ARRAY_BUFFER, this.buf.hcol); gl.bufferData(gl.ARRAY_BUFFER, c, gl.STATIC_DRAW);
-    }
-  };
-  GLRenderer.prototype.draw = function (map, w, h, dpr) {
-    var gl = this.gl, v = map.view, L = this.loc;
-    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
-    gl.clearColor(BG[0] / 255, BG[1] / 255, BG[2] / 255, 1);
-    gl.clear(gl.COLOR_BUFFER_BIT);
-    gl.useProgram(this.prog);
-    gl.uniform2f(L.center, v.cx, v.cy);
-    gl.uniform2f(L.scale, 2 * v.scale / w, 2 * v.scale / h);
-    var size = map.pointSize() * dpr;
-    var passes = [[this.buf.pos, this.buf.col, this.count, size]];
-    if (this.hcount) passes.push([this.buf.hpos, this.buf.hcol, this.hcount, size * 1.8]);
-    passes.forEach(function (pass) {
-      gl.bindBuffer(gl.ARRAY_BUFFER, pass[0]);
-      gl.enableVertexAttribArray(L.p); gl.vertexAttribPointer(L.p, 2, gl.FLOAT, false, 0, 0);
-      gl.bindBuffer(gl.ARRAY_BUFFER, pass[1]);
-      gl.enableVertexAttribArray(L.c); gl.vertexAttribPointer(L.c, 4, gl.UNSIGNED_BYTE, true, 0, 0);
-      gl.uniform1f(L.size, Math.min(this.maxSize, pass[3]));
-      gl.drawArrays(gl.POINTS, 0, pass[2]);
-    }, this);
-  };
-
-  // Canvas2D fallback: square dots written into one ImageData (fast on software rendering).
-  function CanvasRenderer(canvas) {
-    this.name = "canvas";
-    this.canvas = canvas;
-    this.ctx = canvas.getContext("2d");
-    this.image = null;
-  }
-  CanvasRenderer.prototype.setPositions = function (xy) { this.xy = xy; this.count = xy.length / 2; };
-  CanvasRenderer.prototype.setColors = function (rgba, list) {
-    var packed = new Uint32Array(rgba.buffer.slice(0));   // RGBA bytes read as one little-endian word
-    this.packed = packed; this.list = list;
-  };
-  CanvasRenderer.prototype.draw = function (map, w, h, dpr) {
-    var W = this.canvas.width, H = this.canvas.height;
-    if (!this.image || this.image.width !== W || this.image.height !== H) {
-      this.image = this.ctx.createImageData(W, H);
-      this.words = new Uint32Array(this.image.data.buffer);
-    }
-    var words = this.words, xy = this.xy, packed = this.packed, v = map.view;
-    words.fill((255 << 24) | (BG[2] << 16) | (BG[1] << 8) | BG[0]);
-    var k = v.scale * dpr, ox = W / 2 - v.cx * k, oy = H / 2 + v.cy * k;
-    function dots(indices, count, s) {
-      var half = s >> 1;
-      for (var j = 0; j < count; j++) {
-        var i = indices ? indices[j] : j;
-        var x = Math.round(xy[2 * i] * k + ox) - half, y = Math.round(oy - xy[2 * i + 1] * k) - half;
-        if (!(x >= -s && y >= -s && x < W && y < H)) continue;   // off screen, or no coordinates
-        var x0 = Math.max(0, x), x1 = Math.min(W, x + s), y1 = Math.min(H, y + s), col = packed[i];
-        for (var yy = Math.max(0, y); yy < y1; yy++) words.fill(col, yy * W + x0, yy * W + x1);
-      }
-    }
-    var size = Math.max(2, Math.round(map.pointSize() * dpr * 0.85));
-    dots(null, this.count, size);
-    if (this.list && this.list.length) dots(this.list, this.list.length, Math.round(size * 1.8));
-    this.ctx.putImageData(this.image, 0, 0);
-  };
-
-  // WebGL on a software rasterizer (SwiftShader, llvmpipe: headless Chromium, VMs without a GPU)
-  // draws 100k points about 8x slower than the ImageData fallback (110 ms against 13 ms a frame,
-  // measured in headless Chromium), so "auto" takes Canvas2D there; ?renderer=webgl forces WebGL.
-  function softwareGL() {
-    var probe = document.createElement("canvas").getContext("webgl");
-    if (!probe) return false;
-    var ext = probe.getExtension("WEBGL_debug_renderer_info");
-    var name = String(probe.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : probe.RENDERER));
-    var lose = probe.getExtension("WEBGL_lose_context");
-    if (lose) lose.loseContext();
-    return /swiftshader|llvmpipe|softpipe|software/i.test(name);
-  }
-
   AtlasMap.prototype.setupRenderer = function () {
     var canvas = $(".map-points", this.root);
     var r = null, want = this.wantRenderer;
-    if (want === "auto" && softwareGL()) {
+    if (want === "auto" && D.softwareGL()) {
       want = "canvas";
       this.root.dataset.rendererReason = "software WebGL";
     }
     if (want !== "canvas") {
-      try { r = new GLRenderer(canvas); } catch (e) {
+      try { r = new D.GLRenderer(canvas); } catch (e) {
         r = null;
         if (want === "webgl") this.notice("WebGL is not available here (" + e.message + "); drawing with Canvas2D");
       }
@@ -458,7 +316,7 @@
     if (!r) {   // a canvas that gave out a WebGL context cannot give a 2D one: swap in a fresh one
       var fresh = el("canvas", {class: "map-points"});
       canvas.replaceWith(fresh);
-      r = new CanvasRenderer(fresh);
+      r = new D.CanvasRenderer(fresh);
     }
     r.setPositions(this.xy);
     this.renderer = r;
@@ -496,7 +354,8 @@
   AtlasMap.prototype.renderNow = function () {
     var t0 = performance.now();
     this.render();
-    if (this.renderer.gl) this.renderer.gl.readPixels(0, 0, 1, 1, this.renderer.gl.RGBA, this.renderer.gl.UNSIGNED_BYTE, new Uint8Array(4));
+    var gl = this.renderer.gl;
+    if (gl) gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
     return performance.now() - t0;
   };
 
@@ -629,13 +488,16 @@
   AtlasMap.prototype.inside = function (path) {
     var poly = path.map(function (p) { return this.toData(p[0], p[1]); }, this);
     var x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-    poly.forEach(function (p) { x0 = Math.min(x0, p[0]); x1 = Math.max(x1, p[0]); y0 = Math.min(y0, p[1]); y1 = Math.max(y1, p[1]); });
+    poly.forEach(function (p) {
+      x0 = Math.min(x0, p[0]); x1 = Math.max(x1, p[0]); y0 = Math.min(y0, p[1]); y1 = Math.max(y1, p[1]);
+    });
     var xy = this.xy, out = [], m = poly.length;
     this.eachIn(x0, y0, x1, y1, function (i) {
       var x = xy[2 * i], y = xy[2 * i + 1], inPoly = false;
       for (var a = 0, b = m - 1; a < m; b = a++) {
         var pa = poly[a], pb = poly[b];
-        if ((pa[1] > y) !== (pb[1] > y) && x < (pb[0] - pa[0]) * (y - pa[1]) / (pb[1] - pa[1]) + pa[0]) inPoly = !inPoly;
+        var crosses = (pa[1] > y) !== (pb[1] > y);   // even-odd rule
+        if (crosses && x < (pb[0] - pa[0]) * (y - pa[1]) / (pb[1] - pa[1]) + pa[0]) inPoly = !inPoly;
       }
       if (inPoly) out.push(i);
     });
@@ -752,9 +614,9 @@
       body.appendChild(el("p", {class: "muted", text: "showing the first " + GRID_ITEMS + " of " + indices.length.toLocaleString()}));
     return this.items(shown).then(function (rows) {
       rows.forEach(function (row) {
-        var label = typeof row.label === "number" ? self.className(row.label) : (row.label === null ? "unknown" : row.label);
-        var pred = typeof row.prediction === "number" ? self.className(row.prediction) : row.prediction;
-        var cell = el("figure", {class: "sel-item" + (label === pred ? "" : " wrong"), "data-index": row.index, title: row.source},
+        var label = self.className(row.label), pred = self.className(row.prediction);
+        var cell = el("figure", {class: "sel-item" + (label === pred ? "" : " wrong"), "data-index": row.index,
+                                 title: row.source},
           [self.thumbFromTile(row.index, 52 / self.thumb), el("figcaption", {text: label + " → " + pred})]);
         cell.addEventListener("click", function () { self.openPoint(row.index); });
         grid.appendChild(cell);
@@ -812,7 +674,8 @@
         row.forEach(function (v, p) {
           var td = el("td", {text: String(v), "data-true": t, "data-pred": p, class: t === p ? "diag" : "off"});
           var a = max ? v / max : 0;
-          td.style.background = t === p ? "rgba(44,160,44," + (0.1 + 0.8 * a) + ")" : (v ? "rgba(214,39,40," + (0.15 + 0.85 * Math.sqrt(a)) + ")" : "");
+          if (t === p) td.style.background = "rgba(44,160,44," + (0.1 + 0.8 * a) + ")";
+          else if (v) td.style.background = "rgba(214,39,40," + (0.15 + 0.85 * Math.sqrt(a)) + ")";
           if (v) td.addEventListener("click", function () { self.confusionCell(t, p, names); });
           else td.classList.add("empty");
           tr.appendChild(td);
@@ -844,7 +707,8 @@
     var body = $(".point-body", panel);
     body.textContent = "";
     var file = el("div", {class: "point-file", text: "…"});
-    var explain = el("a", {class: "button explain-link", href: "/explain?image=atlas:" + encodeURIComponent(this.id) + "/" + i, text: "explain"});
+    var explain = el("a", {class: "button explain-link", text: "explain",
+                           href: "/explain?image=atlas:" + encodeURIComponent(this.id) + "/" + i});
     body.appendChild(el("div", {class: "point-head"}, [
       el("img", {class: "point-thumb", src: this.base + "/thumbs/" + i + ".png", alt: "image " + i}),
       el("div", {}, [el("div", {class: "point-title", text: "#" + i}), el("div", {text: this.describe(i)}), file, explain])]));
