@@ -58,11 +58,13 @@ class FakeAtlas:
 
     def tile_png(self, t: int) -> bytes:
         if t not in self._tiles:
+            # row-major, and only as many rows as the tile fills (as the real tiles are)
             per, s, side = self.tile_side ** 2, self.thumb_size, self.tile_side
             idx = np.arange(t * per, min(self.n, (t + 1) * per))
-            sheet = np.zeros((per, s, s, 3), np.uint8)
+            rows = -(-len(idx) // side)
+            sheet = np.zeros((rows * side, s, s, 3), np.uint8)
             sheet[:len(idx)] = self.thumbnails(idx)
-            sheet = sheet.reshape(side, side, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(side * s, side * s, 3)
+            sheet = sheet.reshape(rows, side, s, s, 3).transpose(0, 2, 1, 3, 4).reshape(rows * s, side * s, 3)
             self._tiles[t] = png(sheet)
         return self._tiles[t]
 

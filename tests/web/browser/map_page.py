@@ -86,3 +86,12 @@ def read_counts(page: Any, column: str) -> dict[int, int]:
     rows = page.eval_on_selector_all(f"table.counts[data-column={column}] tbody tr",
                                      "rows => rows.map(r => [r.dataset.class, r.cells[1].textContent])")
     return {int(k): int(v) for k, v in rows}
+
+
+def assert_shows(shown: np.ndarray, thumbnail: np.ndarray) -> None:
+    """``shown`` (a screenshot of a .thumb-crop: a thumbnail cut from its tile, upscaled with
+    pixelated rendering) is ``thumbnail`` (t, t, 3): each upscaled pixel's centre has its colour."""
+    t = thumbnail.shape[0]
+    step = shown.shape[0] / t
+    centres = (np.arange(t) * step + step / 2).astype(int)
+    np.testing.assert_array_equal(shown[np.ix_(centres, centres)], thumbnail)

@@ -27,6 +27,7 @@ from convscope.web.server import start_in_thread
 from tests.web.browser.fake_atlas import PALETTE, FakeAtlas, fake_router, make_fake_atlas
 from tests.web.browser.map_page import (
     BG,
+    assert_shows,
     canvas_pixels,
     colour_counts,
     drag,
@@ -65,15 +66,6 @@ def open_map(page: Any, base: str, atlas: str = SMALL, query: str = "") -> None:
     page.goto(f"{base}/atlas/{atlas}/{LAYER}{query}")
     page.wait_for_selector("#atlas-map[data-state=ready]", timeout=20_000)
     settle(page)
-
-
-def assert_shows_thumbnail(shown: np.ndarray, atlas: FakeAtlas, index: int) -> None:
-    """``shown`` (a screenshot of a .thumb-crop, upscaled with pixelated rendering) is the fake's
-    thumbnail of ``index``: the centre of each upscaled pixel has its colour."""
-    t = atlas.thumb_size
-    step = shown.shape[0] / t
-    centres = (np.arange(t) * step + step / 2).astype(int)
-    np.testing.assert_array_equal(shown[np.ix_(centres, centres)], atlas.thumbnails(np.array([index]))[0])
 
 
 # ---- drawing ------------------------------------------------------------------------------------
@@ -161,7 +153,7 @@ def test_hover_shows_the_thumbnail_cut_from_its_tile(page: Any, fake: Any, atlas
     base, _ = fake
     a = atlases[SMALL]
     open_map(page, base)
-    i = isolated_point(page, a.n, start=300)   # in the second tile (256 thumbnails a tile)
+    i = isolated_point(page, a.n, start=1800)   # in the last tile, which has 13 of 16 rows
     page.mouse.move(*page_xy(page, i))
     page.wait_for_function(loaded(".map-tip img"))
     tip = page.inner_text(".map-tip")
@@ -170,7 +162,7 @@ def test_hover_shows_the_thumbnail_cut_from_its_tile(page: Any, fake: Any, atlas
     src = page.get_attribute(".map-tip img", "src")
     assert src.endswith(f"/tiles/{i // 256}.png")
     # the crop box shows exactly the fake's thumbnail of i (upscaled with pixelated rendering)
-    assert_shows_thumbnail(element_pixels(page, ".map-tip .thumb-crop"), a, i)
+    assert_shows(element_pixels(page, ".map-tip .thumb-crop"), a.thumbnails(np.array([i]))[0])
 
 
 def test_zooming_in_draws_thumbnails_from_the_visible_tiles_only(page: Any, fake: Any, atlases: Any) -> None:
@@ -254,7 +246,7 @@ def test_selection_grid_counts_and_export(page: Any, fake: Any, atlases: Any, to
     first = page.eval_on_selector_all(".sel-item", "f => f.map(e => [+e.dataset.index, e.innerText])")
     assert [f[0] for f in first] == expected[:n_grid].tolist()
     assert first[0][1] == f"{a.labels[expected[0]]} → {a.predictions[expected[0]]}"
-    assert_shows_thumbnail(element_pixels(page, ".sel-item .thumb-crop"), a, int(expected[0]))
+    assert_shows(element_pixels(page, ".sel-item .thumb-crop"), a.thumbnails(expected[:1])[0])
     # exports: the download holds a row per selected image with its coordinates
     with page.expect_download() as got:
         page.click(".map-export[data-format=csv]")

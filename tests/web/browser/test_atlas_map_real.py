@@ -26,7 +26,17 @@ from convscope.data.atlas import Atlas
 from convscope.data.datasets import load_mnist5k
 from convscope.tasks.scan import scan_dataset
 from convscope.web.server import start_in_thread
-from tests.web.browser.map_page import BG, canvas_pixels, drag, isolated_point, loaded, page_xy, settle
+from tests.web.browser.map_page import (
+    BG,
+    assert_shows,
+    canvas_pixels,
+    drag,
+    element_pixels,
+    isolated_point,
+    loaded,
+    page_xy,
+    settle,
+)
 
 EVERY = 16   # every 16th of the 5,000 digits: 313 images, all ten classes
 
@@ -69,6 +79,7 @@ def test_walk_the_map_of_a_scanned_atlas(page: Any, server: str, scanned: Atlas)
     page.wait_for_function(loaded(".map-tip img"))
     tip = page.inner_text(".map-tip")
     assert f"label {names[labels[i]]}" in tip and f"predicted {names[predictions[i]]}" in tip
+    assert_shows(element_pixels(page, ".map-tip .thumb-crop"), scanned.thumbnails([i])[0])
     file_name = Path(scanned.sources()[i]).name
     page.wait_for_function(f"document.querySelector('.tip-file').textContent.includes('{file_name}')")
 
@@ -99,4 +110,5 @@ def test_walk_the_map_of_a_scanned_atlas(page: Any, server: str, scanned: Atlas)
         page.click(".explain-link")
     assert nav.value.status == 200
     assert page.url.endswith(f"/explain?image=atlas:digits/{i}")
+    page.wait_for_function(loaded("#ex-image"))   # the explainer's picture of the image (explain.html)
     assert page.console_errors == []

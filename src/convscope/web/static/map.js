@@ -516,7 +516,7 @@
     // (hover, selection grid), so a selection of hundreds costs a few requests.
     var at = this.tileOf(i), side = this.tileSide * this.thumb;
     var img = el("img", {src: this.base + "/tiles/" + at.t + ".png", alt: "image " + i, class: "tile-img"});
-    img.style.width = img.style.height = side * scale + "px";
+    img.style.width = side * scale + "px";   // the height follows: a tile has only the rows it fills
     img.style.left = -at.sx * scale + "px";
     img.style.top = -at.sy * scale + "px";
     var box = el("div", {class: "thumb-crop"}, [img]);
