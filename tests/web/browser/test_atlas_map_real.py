@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import convscope
 from convscope.data.atlas import Atlas
 from convscope.data.datasets import load_mnist5k
+from convscope.model import Model
 from convscope.tasks.scan import scan_dataset
 from convscope.web.server import start_in_thread
 from tests.web.browser.map_page import (
@@ -42,7 +42,7 @@ EVERY = 16   # every 16th of the 5,000 digits: 313 images, all ten classes
 
 
 @pytest.fixture(scope="module")
-def scanned(tmp_path_factory: pytest.TempPathFactory) -> Atlas:
+def scanned(web_models: dict[str, Model], tmp_path_factory: pytest.TempPathFactory) -> Atlas:
     images, labels = load_mnist5k()
     folder = tmp_path_factory.mktemp("digits")
     for i in range(0, len(labels), EVERY):
@@ -51,7 +51,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory) -> Atlas:
         pixels = (images[i, 0].numpy() * 255).round().astype(np.uint8)
         Image.fromarray(pixels).save(sub / f"digit_{i:04d}.png")
     atlas = tmp_path_factory.mktemp("atlases") / "digits"
-    return scan_dataset(convscope.load_model("digits_cnn"), folder, atlas)
+    return scan_dataset(web_models["digits_cnn"], folder, atlas)
 
 
 @pytest.fixture(scope="module")
