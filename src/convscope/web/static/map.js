@@ -537,7 +537,12 @@
       tip.appendChild(el("div", {class: "tip-text", text: "#" + i + " · " + this.describe(i)}));
       var file = el("div", {class: "tip-file", text: "…"});
       tip.appendChild(file);
-      this.source(i).then(function (src) { if (tip.dataset.index === String(i)) file.textContent = src; });
+      var self = this;   // the file name is asked for once the pointer rests on the point
+      clearTimeout(this.tipTimer);
+      this.tipTimer = setTimeout(function () {
+        if (tip.dataset.index !== String(i)) return;
+        self.source(i).then(function (src) { if (tip.dataset.index === String(i)) file.textContent = src; });
+      }, 120);
     }
     tip.hidden = false;
     var s = this.size(), w = tip.offsetWidth, h = tip.offsetHeight;
