@@ -7,6 +7,12 @@ thread-local ``TorchFunctionMode`` that checks a flag before each torch function
 blocks (hooks removed, flags restored: :mod:`convscope.model.guard`), exactly as a failure would.
 No hook or attribute is added to the model, and the mode lives only on the thread that runs the
 job.
+
+Two rules make that unwinding complete (the cancelled-job cases of ``tests/test_contract.py``):
+the mode raises ONCE, so the ``finally`` blocks that restore the model with torch calls
+(``requires_grad_``) run to the end instead of raising again; and :class:`Cancelled` is a
+``BaseException``, so the ``except Exception`` of a method (which turns a model's error into
+``MethodFailed``) or of the fast path (which falls back to the eager copy) lets it through.
 """
 
 from __future__ import annotations
@@ -19,18 +25,21 @@ from typing import Any
 from torch.overrides import TorchFunctionMode
 
 
-class Cancelled(Exception):
-    """The computation was cancelled on request (not a user error: the job system catches it)."""
+class Cancelled(BaseException):
+    """The computation was cancelled on request (not a user error: the job system catches it).
+    Not an ``Exception``, so that no ``except Exception`` on the way out takes it for a failure."""
 
 
 class _CheckCancel(TorchFunctionMode):
     def __init__(self, event: threading.Event) -> None:
         super().__init__()
         self.event = event
+        self.fired = False
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
-        if self.event.is_set():
+        if self.event.is_set() and not self.fired:
+            self.fired = True  # once: the cleanup on the way out runs torch calls too
             raise Cancelled("cancelled")
         return func(*args, **(kwargs or {}))
 
