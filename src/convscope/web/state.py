@@ -36,7 +36,7 @@ class ModelEntry:
                 digest.update(name.encode())
                 t = tensor.detach().cpu().contiguous()
                 digest.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+                digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return digest.hexdigest()[:16]
 
 
