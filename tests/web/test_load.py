@@ -51,7 +51,7 @@ RECIPES: list[tuple[str, str, dict[str, Any]]] = [
     (DIGITS, "occlusion", {"window": 7, "stride": 7}),
     (DIGITS, "deconvnet", {}),
     (LITE0, "gradcam", {}),
-    (DIGITS, "integrated_gradients", {"steps": 32}),
+    (DIGITS, "deeplift", {}),
     (LITE0, "occlusion", {"window": 112, "stride": 112}),
 ]
 
