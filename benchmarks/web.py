@@ -71,9 +71,10 @@ def turns(fns: list[tuple[Callable[[], object] | None, Callable[[], object]]],
 
 
 def files(result: Any) -> tuple[bytes, bytes]:
-    """What the explain job adds to the task call: the overlay as PNG and the map as ``.npy``."""
+    """What the explain job adds to the task call: the overlay as PNG (zlib level 1, as the
+    explainer encodes it) and the map as ``.npy``."""
     picture, array = io.BytesIO(), io.BytesIO()
-    result.overlay(0).convert("RGB").save(picture, format="PNG")
+    result.overlay(0).convert("RGB").save(picture, format="PNG", compress_level=1)
     raw = result.values[0].float().cpu().numpy()
     np.save(array, raw[0] if raw.shape[0] == 1 else raw)
     return picture.getvalue(), array.getvalue()
