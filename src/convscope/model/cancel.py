@@ -9,14 +9,16 @@ No hook or attribute is added to the model, and the mode lives only on the threa
 job.
 
 Two rules make that unwinding complete (the cancelled-job cases of ``tests/test_contract.py``):
-the mode raises ONCE, so the ``finally`` blocks that restore the model with torch calls
-(``requires_grad_``) run to the end instead of raising again; and :class:`Cancelled` is a
+the mode raises ONCE, and never while an exception unwinds (a job's progress callback raises
+:class:`Cancelled` itself, before the mode has fired), so the ``finally`` blocks that restore the
+model with torch calls (``requires_grad_``) run to the end; and :class:`Cancelled` is a
 ``BaseException``, so the ``except Exception`` of a method (which turns a model's error into
 ``MethodFailed``) or of the fast path (which falls back to the eager copy) lets it through.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +40,7 @@ class _CheckCancel(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:
-        if self.event.is_set() and not self.fired:
+        if self.event.is_set() and not self.fired and sys.exc_info()[1] is None:
             self.fired = True  # once: the cleanup on the way out runs torch calls too
             raise Cancelled("cancelled")
         return func(*args, **(kwargs or {}))
