@@ -10,7 +10,9 @@ forward pass raises halfway (the ``Trap`` module). New methods join by adding on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +45,9 @@ from convscope.model import (
 )
 from convscope.model.receptive import field_geometry, receptive_field
 from convscope.model.rules import DECONV, GUIDED, BackwardRule, backward_rule
+from convscope.types import ProgressFn
+from convscope.web.cache import DiskCache, JobResult
+from convscope.web.jobs import JobManager
 from tests.model_safety import assert_unharmed, snapshot
 
 Case = Callable[[nn.Module, Tensor], None]
@@ -424,4 +429,94 @@ def test_structured_inputs_leave_the_model_unharmed(name: str, raises: bool, raw
     else:
         out = method(inputs, target, **call)
         assert [o.shape[0] for o in out] == [3, 3]
+    assert_unharmed(model, before)
+
+
+# Web jobs cancelled mid-forward (issue 15, item 6): a method or task runs as a job of the web
+# app's JobManager on the contract network, whose forward is held at a gate until the test has
+# cancelled the job; the cancel then lands inside the forward (the job's TorchFunctionMode raises
+# at the next torch call), and the model must come out as from any failure.
+GATE_TIMEOUT_S = 60.0
+
+
+class Gate(nn.Module):
+    """Takes the trap's place and holds the forward pass there until released. The events live on
+    the class, so the copies the fast path makes of the model (deepcopy) hold at the same gate."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not Gate.release.is_set():
+            Gate.entered.set()
+            Gate.release.wait(GATE_TIMEOUT_S)
+        return x
+
+
+JobCase = Callable[[Model, Tensor, ProgressFn], object]
+
+
+def _visualization_job(model: Model, x: Tensor, progress: ProgressFn) -> object:
+    from convscope.tasks.visualize import visualization
+
+    return visualization(model, channel("conv3", 0), steps=3, size=12, progress=progress)
+
+
+def _inversion_job(model: Model, x: Tensor, progress: ProgressFn) -> object:
+    from convscope.tasks.synthesis import inversion
+
+    return inversion(model, x[0].sigmoid(), ["conv2", "conv3"], steps=3, size=12, progress=progress)
+
+
+def _method_job(name: str) -> JobCase:
+    return lambda model, x, progress: _registered_method(name)(model, x)
+
+
+JOB_CASES: dict[str, JobCase] = {
+    **{f"method_{name}": _method_job(name) for name in _method_names()},
+    "task_visualization": _visualization_job,
+    "task_inversion": _inversion_job,
+}
+
+
+@pytest.fixture
+def jobs(tmp_path: Path) -> Iterator[JobManager]:
+    manager = JobManager(DiskCache(tmp_path / "cache"))
+    yield manager
+    manager.close()
+
+
+def _job(case: JobCase, model: Model, x: Tensor) -> Callable[[ProgressFn], JobResult]:
+    def fn(progress: ProgressFn) -> JobResult:
+        case(model, x, progress)
+        return JobResult({"ran": True})
+
+    return fn
+
+
+@pytest.mark.parametrize("name", list(JOB_CASES))
+def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, x: Tensor,
+                                                             jobs: JobManager) -> None:
+    model = make_model(True)
+    assert isinstance(model, Model)
+    model.net.trap = Gate()
+    Gate.entered.clear()
+    Gate.release.clear()
+    modes = jobs.run(torch._C._len_torch_function_stack)  # the worker's own, inside a job
+    before = snapshot(model)
+    job = jobs.submit("contract", name, _job(JOB_CASES[name], model, x))
+    try:
+        assert Gate.entered.wait(GATE_TIMEOUT_S), "the job never reached the model's forward"
+        assert job.status == "running"
+        jobs.cancel(job.id)
+    finally:
+        Gate.release.set()
+    assert job.wait(GATE_TIMEOUT_S), "the cancelled job did not stop"
+    assert (job.status, job.error) == ("cancelled", None)
+    assert_unharmed(model, before)
+    assert jobs.run(torch._C._len_torch_function_stack) == modes, "a torch mode stayed on the worker"
+    # the worker takes the next job, on the same model, and finishes it
+    after = jobs.submit("contract", name, _job(JOB_CASES[name], model, x))
+    assert after.wait(GATE_TIMEOUT_S)
+    assert (after.status, after.error, after.result.data) == ("done", None, {"ran": True})
     assert_unharmed(model, before)
