@@ -27,6 +27,8 @@ def test_main_suite_on_213_and_the_zoo_in_its_own_venv() -> None:
     command = readme_test_command()
     main, zoo = command.split(" && python3 -m venv .venv-zoo && ")
     assert "torch==2.13.0" in main and "torchvision" not in main
+    # the browser tests drive Debian's chromium: installed when missing and run as root
+    assert main.startswith("(command -v chromium >/dev/null") and "apt-get install -y -qq chromium" in main
     assert "torch==2.14.1 torchvision==0.29.1" in zoo and zoo.endswith("tests/zoo")
     config = (ROOT / "pyproject.toml").read_text()  # (tomllib needs Python 3.11)
     assert re.search(r'^addopts = ".*--ignore=tests/zoo.*"$', config, re.M)

@@ -14,12 +14,14 @@ RANKS: list[set[str]] = [
     {"model"},
     {"methods", "data", "render"},
     {"tasks"},
+    {"web"},
     {"__init__"},
-    {"cli", "web"},
+    {"cli"},
 ]
 """Every top-level module and subpackage of ``convscope``, lowest first. A module may import its
 own unit and any unit of a lower rank, never one of its own rank or above. ``__init__`` is the
-package's public face (``convscope.explain``), made from the tasks."""
+package's public face (``convscope.explain``), made from the tasks (and the web app, for notebooks);
+the CLI is above all of them (``convscope serve`` starts the web app)."""
 
 EXCEPTIONS: dict[str, set[str]] = {"render": {"model"}}
 """Lower units that a unit still may not import: drawing never needs a model."""

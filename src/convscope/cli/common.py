@@ -15,9 +15,11 @@ from ..model import DEFAULT_MODEL, Model, load_model
 from ..tasks.retrofit import load_cam_head
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """The model options; with ``several``, ``--model`` may be given more than once (a list)."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
+    group.add_argument("--model", default=None if several else DEFAULT_MODEL,
+                       action="append" if several else "store",
                        help="zoo name, checkpoint path (.pt2 torch.export, TorchScript, state dict), "
                             "path/to/net.py:factory, package.module:factory (importable: installed "
                             f"or on PYTHONPATH), torchvision:NAME or timm:NAME (default: {DEFAULT_MODEL})")

@@ -28,12 +28,13 @@ from . import (
     report,
     retrofit,
     scan,
+    serve,
     synthesis,
     visualize,
 )
 
 COMMAND_MODULES = (info, explain, report, evaluate, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis)
+                   atlas_views, fast_style, project, adversarial, synthesis, serve)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -87,6 +87,20 @@ def atlas_images(atlas: Atlas, model: Model, indices: list[int]) -> Tensor:
                          align_corners=False)
 
 
+def atlas_image(atlas: Atlas, index: int) -> Tensor:
+    """Image ``index`` of the atlas as a (3, H, W) tensor in [0, 1] at its own size: reloaded from
+    the dataset when it is still there and unchanged, else the stored thumbnail."""
+    if not 0 <= index < atlas.size:
+        raise BadArgument(f"index {index} is out of range; atlas '{atlas.path}' has {atlas.size} images "
+                          f"(0 to {atlas.size - 1})")
+    ds = _dataset(atlas)
+    if ds is not None and ds.sources()[index] == atlas.sources()[index]:
+        got = ds.load_batch([index])
+        if not got.failed:
+            return got.images[0]
+    return _thumbnails(atlas, [index])[0]
+
+
 def top_patches(atlas: Atlas, model: Model, layer: str, channel: int, k: int | None = None
                 ) -> list[Patch]:
     """The ``k`` top images of ``channel`` with the receptive field of their peak unit."""

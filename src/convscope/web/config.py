@@ -1,0 +1,80 @@
+"""What ``convscope serve`` was started with: models, folders, address and limits."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BadArgument
+from ..model import DEFAULT_MODEL
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def default_cache_dir() -> Path:
+    """``$CONVSCOPE_CACHE``, else ``$XDG_CACHE_HOME/convscope/web``, else ``~/.cache/...``."""
+    if os.environ.get("CONVSCOPE_CACHE"):
+        return Path(os.environ["CONVSCOPE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    try:
+        return Path(base) / "convscope" / "web"
+    except RuntimeError:  # no home directory
+        return Path(tempfile.gettempdir()) / "convscope-web"
+
+
+@dataclass
+class ServeConfig:
+    """Everything the app needs to start; the CLI builds one from its options."""
+
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    """Model specs as ``--model`` takes them; the first is the default model of every page."""
+    images: list[Path] = field(default_factory=list)
+    """Folders whose images can be chosen (and nothing outside them is read)."""
+    atlases: list[Path] = field(default_factory=list)
+    """Atlas folders written by ``convscope scan``."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    """Required on every request when set (always set when the host is not loopback)."""
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    device: str = "auto"
+    model_options: dict[str, object] = field(default_factory=dict)
+    """Extra ``load_model`` keywords for every spec (weights, preprocess, labels, ...)."""
+
+    def __post_init__(self) -> None:
+        self.images = [Path(p) for p in self.images]
+        self.atlases = [Path(p) for p in self.atlases]
+        self.cache_dir = Path(self.cache_dir)
+        if not self.models:
+            raise BadArgument("serve needs at least one --model")
+        for kind, folders in (("--images", self.images), ("--atlas", self.atlases)):
+            for folder in folders:
+                if not folder.is_dir():
+                    raise BadArgument(f"{kind} {str(folder)!r} is not a folder; give an existing folder")
+        if self.max_upload_bytes < 1:
+            raise BadArgument("max_upload_bytes must be positive")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK
+
+    def secure(self, *, allow_remote: bool) -> ServeConfig:
+        """Check the address: another host needs ``allow_remote`` and then gets a random token."""
+        if not self.loopback:
+            if not allow_remote:
+                raise BadArgument(f"--host {self.host!r} would expose the app beyond this machine; "
+                                  "add --allow-remote to do it on purpose (a random token is then required)")
+            if not self.token:
+                self.token = secrets.token_urlsafe(24)
+        return self
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}/"
+        return f"{base}?token={self.token}" if self.token else base

@@ -1,0 +1,134 @@
+"""Core routes: the jobs page, job status, its progress stream, cancel, result files, image list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+from .cache import JobResult, check_file_name
+from .errors import NotFound
+from .images import list_images, resolve_image, save_upload
+from .pages import STATIC, render
+from .state import AppState
+
+router = APIRouter()
+POLL_SECONDS = 0.05
+KEEPALIVE_SECONDS = 15.0
+_MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "application/json",
+          ".csv": "text/csv", ".html": "text/html", ".bin": "application/octet-stream"}
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.cs
+    return state
+
+
+@router.get("/jobs")
+def jobs_page(request: Request) -> Response:
+    jobs = [j.as_json() for j in app_state(request).jobs.list()]
+    return render(request, "jobs.html", title="Jobs", jobs=jobs)
+
+
+@router.get("/api/jobs")
+def list_jobs(request: Request) -> dict[str, object]:
+    return {"jobs": [j.as_json() for j in app_state(request).jobs.list()]}
+
+
+@router.get("/api/jobs/{job_id}")
+def job_status(request: Request, job_id: str) -> dict[str, object]:
+    return app_state(request).jobs.get(job_id).as_json()
+
+
+@router.post("/api/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: str) -> dict[str, object]:
+    return app_state(request).jobs.cancel(job_id).as_json()
+
+
+@router.get("/api/jobs/{job_id}/events")
+async def job_events(request: Request, job_id: str) -> StreamingResponse:
+    """Server-sent events: one JSON message per change of the job, the last when it finishes."""
+    job = app_state(request).jobs.get(job_id)
+
+    async def stream() -> AsyncIterator[str]:
+        seen, quiet = -1, 0.0
+        while True:
+            if job.version != seen:
+                seen = job.version
+                quiet = 0.0
+                yield f"data: {json.dumps(job.as_json())}\n\n"
+                if job.finished_:
+                    return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(POLL_SECONDS)
+            quiet += POLL_SECONDS
+            if quiet >= KEEPALIVE_SECONDS:
+                quiet = 0.0
+                yield ": keepalive\n\n"
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def file_response(name: str, blob: bytes | None = None, path: object = None) -> Response:
+    suffix = name[name.rfind("."):] if "." in name else ""
+    media = _MEDIA.get(suffix, "application/octet-stream")
+    headers = {"Cache-Control": "max-age=31536000, immutable"} if path is not None else {}
+    if path is not None:
+        return FileResponse(str(path), media_type=media, headers=headers)
+    return Response(blob or b"", media_type=media)
+
+
+@router.get("/api/jobs/{job_id}/files/{name}")
+def job_file(request: Request, job_id: str, name: str) -> Response:
+    state = app_state(request)
+    job = state.jobs.get(job_id)
+    check_file_name(name)
+    if job.key:
+        return file_response(name, path=state.cache.file(job.key, name))
+    result = job.result
+    if not isinstance(result, JobResult) or name not in result.files:
+        raise NotFound(f"job {job_id} has no file {name!r} (yet)")
+    return file_response(name, result.files[name])
+
+
+@router.get("/api/results/{key}/{name}")
+def cached_file(request: Request, key: str, name: str) -> Response:
+    """A cached result's file by its key: a stable address that survives restarts."""
+    return file_response(name, path=app_state(request).cache.file(key, name))
+
+
+@router.get("/api/images")
+def images(request: Request) -> dict[str, object]:
+    return {"images": [c.__dict__ for c in list_images(app_state(request))]}
+
+
+@router.get("/api/images/check")
+def check_image(request: Request, image: str) -> dict[str, object]:
+    """Whether ``image`` names a readable image (and its size): pages check a reference first."""
+    tensor = resolve_image(app_state(request), image)
+    return {"image": image, "height": int(tensor.shape[-2]), "width": int(tensor.shape[-1])}
+
+
+@router.post("/api/upload")
+async def upload(request: Request, file: UploadFile) -> JSONResponse:
+    """Store an uploaded image (size limit, the CLI's image checks); answer its reference."""
+    state = app_state(request)
+    limit = state.config.max_upload_bytes
+    data = await file.read(limit + 1)
+    ref = save_upload(state, data, file.filename or "upload")
+    return JSONResponse({"image": ref})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    return FileResponse(str(STATIC / "favicon.svg"), media_type="image/svg+xml")
+
+
+@router.get("/healthz")
+def health() -> dict[str, str]:
+    return {"status": "ok"}

@@ -1,0 +1,240 @@
+"""Jobs: anything longer than about a second runs on one worker thread that owns the models.
+
+One worker means one thread ever runs a model, so a page's quick call and a long job never race
+(the model's own lock in :mod:`convscope.model.guard` would serialize them anyway, but a single
+queue also keeps their order fair and their progress visible). A job is a function
+``fn(progress) -> JobResult``; ``progress(done, total)`` is the task's ``ProgressFn``.
+
+Cancelling sets an event: ``progress`` raises :class:`JobCancelled` at the next call, and the job
+runs inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation,
+so a cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
+comes out unharmed, as from any failure.
+
+With a ``key``, a finished result goes to the disk cache; the same key later is answered at once
+(and while a job with that key is queued or running, submitting it again returns that job).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from ..errors import ConvscopeError
+from ..model.cancel import Cancelled, cancellable
+from ..types import ProgressFn
+from .cache import DiskCache, JobResult
+from .errors import NotFound, one_line, status_of
+
+JobCancelled = Cancelled
+Status = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED = ("done", "failed", "cancelled")
+T = TypeVar("T")
+log = logging.getLogger("convscope.web")
+_KEEP = 1000
+"""Finished jobs remembered (their cached results stay on disk regardless)."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    title: str
+    fn: Callable[[ProgressFn], Any] | None
+    key: str | None = None
+    hidden: bool = False
+    status: Status = "queued"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str | None = None
+    error_status: int | None = None
+    exception: ConvscopeError | None = None
+    result: Any = None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    version: int = 0
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def finished_(self) -> bool:
+        return self.status in FINISHED
+
+    def update(self, **fields: Any) -> None:
+        with self.changed:
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.version += 1
+            self.changed.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished (``False`` on timeout)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.finished_, timeout)
+
+    def file_url(self, name: str) -> str:
+        if self.key:
+            return f"/api/results/{self.key}/{name}"
+        return f"/api/jobs/{self.id}/files/{name}"
+
+    def as_json(self) -> dict[str, Any]:
+        result = self.result if isinstance(self.result, JobResult) else None
+        return {
+            "id": self.id, "kind": self.kind, "title": self.title, "status": self.status,
+            "done": self.done, "total": self.total, "message": self.message, "error": self.error,
+            "key": self.key,
+            "seconds": round((self.finished or time.time()) - self.started, 3) if self.started else None,
+            "data": result.data if result else None,
+            "files": {n: self.file_url(n) for n in sorted(result.files)} if result else {},
+        }
+
+
+class JobManager:
+    """A queue of jobs and the one worker thread that runs them."""
+
+    def __init__(self, cache: DiskCache) -> None:
+        self.cache = cache
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._by_key: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._prefix = format(int(time.time() * 1000) % 0xFFFFFF, "x")
+        self._worker = threading.Thread(target=self._work, name="convscope-worker", daemon=True)
+        self._worker.start()
+
+    # -- submitting --------------------------------------------------------------------------
+    def submit(self, kind: str, title: str, fn: Callable[[ProgressFn], JobResult], *,
+               key: str | None = None) -> Job:
+        """Queue ``fn``; with ``key``, a cached or in-flight result with that key is reused."""
+        with self._lock:
+            if key is not None:
+                running = self._by_key.get(key)
+                if running is not None and running.status in ("queued", "running"):
+                    return running
+                cached = self.cache.get(key)
+                if cached is not None:
+                    now = time.time()
+                    job = Job(self._new_id(), kind, title, None, key=key, status="done", result=cached,
+                              started=now, finished=now, message="cached")
+                    self._remember(job)
+                    return job
+            job = Job(self._new_id(), kind, title, fn, key=key)
+            self._remember(job)
+            if key is not None:
+                self._by_key[key] = job
+        self._queue.put(job)
+        return job
+
+    def run(self, fn: Callable[[], T], timeout: float | None = None) -> T:
+        """Run a short call on the worker and return its value (its ConvscopeError is raised here)."""
+        job = Job(self._new_id(), "call", getattr(fn, "__name__", "call"), lambda progress: fn(),
+                  hidden=True)
+        with self._lock:
+            self._remember(job)
+        self._queue.put(job)
+        if not job.wait(timeout):
+            self.cancel(job.id)
+            raise ConvscopeError("the server is busy; try again when the running jobs have finished")
+        return self.value(job)
+
+    def value(self, job: Job) -> Any:
+        """A finished job's result; its user error is raised again (the handler turns it into a 4xx)."""
+        if job.status == "done":
+            return job.result
+        if job.exception is not None:
+            raise job.exception
+        if job.status == "cancelled":
+            raise ConvscopeError(f"job {job.id} was cancelled")
+        raise ConvscopeError(job.error or f"job {job.id} failed")
+
+    # -- looking up and cancelling -----------------------------------------------------------
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
+        return job
+
+    def list(self) -> list[Job]:
+        return [j for j in reversed(self._jobs.values()) if not j.hidden]
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if not job.finished_:
+            job.cancel_event.set()
+            if job.status == "queued":  # the worker skips it when it gets there
+                job.update(status="cancelled", message="cancelled before it started", finished=time.time())
+                self._forget_key(job)
+        return job
+
+    def close(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel_event.set()
+        self._queue.put(None)
+        self._worker.join(timeout=10)
+
+    # -- the worker --------------------------------------------------------------------------
+    def _new_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        while len(self._jobs) > _KEEP:
+            oldest = next(iter(self._jobs.values()))
+            if not oldest.finished_:
+                break
+            self._jobs.popitem(last=False)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        if job.finished_:  # cancelled while queued
+            return
+        if job.cancel_event.is_set():
+            job.update(status="cancelled", message="cancelled before it started", finished=time.time())
+            self._forget_key(job)
+            return
+        job.update(status="running", started=time.time(), message="running")
+
+        def progress(done: int, total: int) -> None:
+            if job.cancel_event.is_set():
+                raise JobCancelled("cancelled")
+            job.update(done=int(done), total=int(total))
+
+        assert job.fn is not None
+        try:
+            with cancellable(job.cancel_event):
+                result = job.fn(progress)
+            if job.key is not None and isinstance(result, JobResult):
+                self.cache.put(job.key, result)
+            job.update(status="done", result=result, message="done", finished=time.time())
+        except Cancelled:
+            job.update(status="cancelled", message="cancelled", finished=time.time())
+        except ConvscopeError as err:
+            job.update(status="failed", error=one_line(str(err)), exception=err,
+                       error_status=status_of(err), message="failed", finished=time.time())
+        except Exception as err:  # a bug, not the user's fault: logged with its traceback
+            log.exception("job %s (%s) failed", job.id, job.kind)
+            job.update(status="failed", error=one_line(f"internal error ({type(err).__name__}: {err})"),
+                       error_status=500, message="failed", finished=time.time())
+        finally:
+            job.fn = None  # free what the closure holds
+            self._forget_key(job)
+
+    def _forget_key(self, job: Job) -> None:
+        with self._lock:
+            if job.key is not None and self._by_key.get(job.key) is job:
+                del self._by_key[job.key]
