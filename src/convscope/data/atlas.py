@@ -220,6 +220,11 @@ class Atlas:
         from disk, so a reader that needs a few rows (or one chunk at a time) never loads all."""
         return np.load(_layer_file(self.path, self._layer(layer)), mmap_mode="r")
 
+    def stamp(self, layer: str) -> str:
+        """Text that changes whenever ``layer``'s embeddings are rewritten (keys of cached maps)."""
+        info = _layer_file(self.path, self._layer(layer)).stat()
+        return f"{self.meta.get('model_fingerprint', '')}:{self.size}:{info.st_size}:{info.st_mtime_ns}"
+
     def valid_embeddings(self, layer: str, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, embeddings)`` of the scanned images with finite embeddings at ``layer``,
         read ``chunk_rows`` at a time: one (n_valid, C) float32 array is all that is held."""
