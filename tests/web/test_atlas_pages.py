@@ -127,6 +127,7 @@ def test_columns_tiles_and_thumbnails_are_the_stored_ones(client: TestClient, at
     assert len(conf) == 41 and np.isnan(conf[BROKEN]) and np.nanmin(conf) > 0
     tile = client.get("/api/atlas/digits/tiles/0.png")
     assert tile.headers["content-type"] == "image/png"
+    assert client.get("/api/atlas/digits/tiles/0.png").content == tile.content  # from the disk cache
     with Image.open(io.BytesIO(tile.content)) as img:
         expected = np.asarray(thumbnail_tile(atlas.thumbnails(), 36))
         assert np.array_equal(np.asarray(img.convert("RGB")), expected)
@@ -294,7 +295,7 @@ def test_no_path_outside_the_configured_atlases_is_read(app: Any, root: Path) ->
     answers = []
     try:
         _AUDIT.update(on=True, paths=[])
-        for verb, path in [*TRAVERSALS, ("GET", "/api/atlas/digits/tiles/0.png")]:
+        for verb, path in [*TRAVERSALS, ("GET", "/api/atlas/digits/thumbs/5.png")]:
             con = http.client.HTTPConnection(host, port, timeout=30)
             con.request(verb, path, body=body if verb == "POST" else None,
                         headers={"content-type": "application/json"})

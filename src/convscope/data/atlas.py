@@ -220,9 +220,11 @@ class Atlas:
         from disk, so a reader that needs a few rows (or one chunk at a time) never loads all."""
         return np.load(_layer_file(self.path, self._layer(layer)), mmap_mode="r")
 
-    def stamp(self, layer: str) -> str:
-        """Text that changes whenever ``layer``'s embeddings are rewritten (keys of cached maps)."""
-        info = _layer_file(self.path, self._layer(layer)).stat()
+    def stamp(self, layer: str | None = None) -> str:
+        """Text that changes whenever ``layer``'s embeddings (None: the thumbnails) are rewritten,
+        for the keys of results cached from them."""
+        path = self.path / THUMBNAILS if layer is None else _layer_file(self.path, self._layer(layer))
+        info = path.stat()
         return f"{self.meta.get('model_fingerprint', '')}:{self.size}:{info.st_size}:{info.st_mtime_ns}"
 
     def valid_embeddings(self, layer: str, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:

@@ -137,11 +137,16 @@ def tile_count(atlas: Atlas) -> int:
     return math.ceil(atlas.size / tile_side(atlas) ** 2)
 
 
-def tile_thumbnails(atlas: Atlas, tile: int) -> np.ndarray:
-    """(k, t, t, 3) uint8 thumbnails of tile ``tile``: images ``tile * side²`` onwards, in order."""
+def check_tile(atlas: Atlas, tile: int) -> int:
     count = tile_count(atlas)
     if not 0 <= tile < count:
         raise BadArgument(f"tile {tile} is outside atlas '{atlas.path.name}' (0..{count - 1})")
+    return tile
+
+
+def tile_thumbnails(atlas: Atlas, tile: int) -> np.ndarray:
+    """(k, t, t, 3) uint8 thumbnails of tile ``tile``: images ``tile * side²`` onwards, in order."""
+    check_tile(atlas, tile)
     per = tile_side(atlas) ** 2
     return atlas.thumbnails(np.arange(tile * per, min((tile + 1) * per, atlas.size)))
 

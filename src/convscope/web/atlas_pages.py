@@ -32,6 +32,7 @@ SEED = 0
 COLORS = ("label", "prediction", "correct", "confidence")
 """How the map page colours its points."""
 COORDS_FILE = "coords.bin"
+TILE_FILE = "tile.png"
 _WAIT_SECONDS = 3600.0
 _TILE_CACHE = {"Cache-Control": "max-age=3600"}
 
@@ -184,13 +185,18 @@ def info(request: Request, atlas_id: str) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")
 def tile(request: Request, atlas_id: str, tile: int) -> Response:
-    atlas = _atlas(_state(request), atlas_id)
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
     try:
-        thumbs = atlas_map.tile_thumbnails(atlas, tile)
+        atlas_map.check_tile(atlas, tile)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    picture = thumbnail_tile(thumbs, atlas_map.tile_side(atlas))
-    return Response(png_bytes(picture), media_type="image/png", headers=_TILE_CACHE)
+    key = state.cache.key("atlas-tile", atlas.stamp(), atlas_map.tile_side(atlas), tile)
+    if state.cache.get(key) is None:  # encoded once, then served from the disk cache
+        thumbs = atlas_map.tile_thumbnails(atlas, tile)
+        picture = png_bytes(thumbnail_tile(thumbs, atlas_map.tile_side(atlas)))
+        state.cache.put(key, JobResult({}, {TILE_FILE: picture}))
+    return FileResponse(str(state.cache.file(key, TILE_FILE)), media_type="image/png", headers=_TILE_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")
