@@ -17,8 +17,10 @@ ground, mild noise), labels, and predictions that are 90% right. It then measure
 * **opening the map** of the largest atlas in ``convscope serve`` (uvicorn in a subprocess, a
   loopback HTTP client here): after the PCA projection job has run once (its time is reported)
   the server is restarted on the same cache, then the requests a map page makes are timed one
-  after another: ``/api/atlas/{id}/info``, the three columns, the coordinates and the first four
-  thumbnail tiles (plus the page's HTML when the map template is there). Goal: under 3 s.
+  after another: the page's HTML (when the map template is there), ``/api/atlas/{id}/info``, the
+  projection POST (answered from the cache), the coordinates, the three columns and the first
+  four thumbnail tiles. Goal: under 3 s. ``first`` is the first opening after the restart (the
+  tiles are encoded then, and cached on disk), ``again`` the median of three more.
 * **server memory**: the server's peak resident memory (``VmHWM``, reset through
   ``/proc/PID/clear_refs`` once it has started) minus its resident memory before the page,
   against the size of the layer's embeddings. Goal: far below the embeddings (pages and tiles
@@ -179,6 +181,9 @@ def open_map(server: Server, atlas_id: str, method: str = "pca", tiles: int = 4)
     if (TEMPLATES / "atlas_map.html").is_file():  # the map template (another module's) is there
         sizes["page"] = len(get(f"/atlas/{atlas_id}/{LAYER}?method={method}").raise_for_status().content)
     info = get(f"/api/atlas/{atlas_id}/info").raise_for_status().json()
+    job = server.client.post(f"/api/atlas/{atlas_id}/{LAYER}/projection", json={"method": method})
+    if job.raise_for_status().json()["status"] != "done":
+        raise SystemExit("the projection was not cached")
     for column in ("labels", "predictions", "confidence"):
         sizes[column] = len(get(f"/api/atlas/{atlas_id}/columns/{column}").raise_for_status().content)
     coords = get(f"/api/atlas/{atlas_id}/{LAYER}/projection/{method}/coords").raise_for_status()

@@ -93,6 +93,7 @@ GROUPS: dict[str, Callable[[Model, torch.device], None]] = {
     "synthesis": _group("synthesis_bench", "synthesis_rows"),
     "scan": _group("scan_bench", "scan_table"),
     "projection": _group("projection_bench", "projection_table"),
+    "atlas_map": _group("atlas_map", "atlas_map_table"),
 }
 """Benchmark groups in the order they run; ``--only`` picks some."""
 
