@@ -29,9 +29,8 @@ def thumbnail_tile(thumbnails: np.ndarray, side: int) -> Image.Image:
     return Image.fromarray(grid)
 
 
-def png_bytes(image: Image.Image | np.ndarray, *, compress_level: int = 1) -> bytes:
-    """A picture as PNG bytes; level 1 by default: tiles are made on request, speed beats size."""
-    picture = Image.fromarray(image) if isinstance(image, np.ndarray) else image
+def png_bytes(image: Image.Image) -> bytes:
+    """A picture as PNG bytes at zlib level 1: tiles are encoded on request, speed beats size."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=compress_level)
+    image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()

@@ -206,7 +206,7 @@ def thumb(request: Request, atlas_id: str, index: int) -> Response:
         picture = atlas_map.thumbnail(atlas, index)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    return Response(png_bytes(picture), media_type="image/png", headers=_TILE_CACHE)
+    return Response(png_bytes(thumbnail_tile(picture[None], 1)), media_type="image/png", headers=_TILE_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/columns/{name}")
