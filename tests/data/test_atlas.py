@@ -84,6 +84,7 @@ def test_partial_reads_memory_map_chunks_rows_and_source_search(tmp_path: Path) 
     assert opened.find_sources("IMG_1").tolist() == [1, *range(10, 20)]
     assert opened.find_sources("2%").tolist() == [2, 12, 22]  # % is a character, not a wildcard
     assert opened.find_sources("img%").tolist() == [] and opened.find_sources("g_").tolist() == list(range(n))
+    assert opened.find_sources("dir").tolist() == []  # the folder is not the file name
 
 
 def test_refusals(tmp_path: Path) -> None:

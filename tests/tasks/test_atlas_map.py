@@ -53,6 +53,22 @@ def test_tsne_map_is_the_library_projection_of_the_valid_rows(atlas: Atlas) -> N
     expected = project(emb, "tsne", seed=3, **quick).numpy()
     np.testing.assert_array_equal(made.coords[keep], expected)
     assert np.isnan(made.coords[BROKEN]).all()
+    calls: list[tuple[int, int]] = []
+    reported = am.map_coords(atlas, "block3", "tsne", seed=3, progress=lambda d, t: calls.append((d, t)),
+                             **quick)
+    assert np.array_equal(reported.coords, made.coords, equal_nan=True)  # reporting changes nothing
+    assert calls[0] == (0, 72) and calls[-1] == (72, 72) and len(calls) == 2 + 70 // am.TSNE_EVERY + 1
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+    class Stop(Exception):
+        pass
+
+    def cancel_at_first_iterations(done: int, total: int) -> None:
+        if done > 1:
+            raise Stop
+
+    with pytest.raises(Stop):  # a cancel lands inside the optimization
+        am.map_coords(atlas, "block3", "tsne", progress=cancel_at_first_iterations, **quick)
     with pytest.raises(BadArgument, match="use one of pca, tsne, umap"):
         am.map_coords(atlas, "block3", "mds")
     with pytest.raises(BadArgument, match="not in atlas"):

@@ -299,10 +299,13 @@ class Atlas:
         return [found[i] for i in wanted]
 
     def find_sources(self, text: str) -> np.ndarray:
-        """(n,) int64 indices whose source contains ``text`` (case-insensitive for ASCII)."""
+        """(n,) int64 indices whose file name (a source's last path part) contains ``text``,
+        case-insensitive for ASCII: the folders above, the same for every image, never match."""
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        path = "replace(source, '\\', '/')"
+        name = f"replace({path}, rtrim({path}, replace({path}, '/', '')), '')"  # after the last /
         with self._db() as con:
-            rows = con.execute("SELECT idx FROM images WHERE source LIKE ? ESCAPE '\\' ORDER BY idx",
+            rows = con.execute(f"SELECT idx FROM images WHERE {name} LIKE ? ESCAPE '\\' ORDER BY idx",
                                (f"%{escaped}%",)).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 

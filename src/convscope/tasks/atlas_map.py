@@ -34,6 +34,8 @@ TILE_PIXELS = 1024
 """A thumbnail tile is at most this many pixels wide: ``tile_side`` thumbnails a row and column."""
 COLUMNS = ("labels", "predictions", "confidence")
 """Per-point columns served as raw little-endian arrays (int32, int32, float32)."""
+TSNE_EVERY = 25
+"""t-SNE iterations between two progress reports."""
 EXPORT_FORMATS = ("csv", "json")
 EXPORT_COLUMNS = ("index", "path", "label", "label_name", "prediction", "prediction_name",
                   "confidence", "x", "y")
@@ -77,19 +79,38 @@ def map_coords(atlas: Atlas, layer: str, method: str = "pca", *, seed: int = 0,
     """Project every scanned image of ``layer`` (no sampling) with ``method``; options go to
     :func:`~convscope.methods.dataset.projection.project`."""
     check_method(method)
+    iterations = 0
+    if progress is not None and method == "tsne" and "callbacks" not in options:
+        iterations, ticks = _tsne_ticks(progress, options)
+        options = {**options, **ticks}
+    steps = 2 + iterations
     if progress is not None:
-        progress(0, 2)
+        progress(0, steps)
     indices, embeddings = atlas.valid_embeddings(layer)
     if progress is not None:
-        progress(1, 2)
+        progress(1, steps)
     start = time.perf_counter()
     xy = project(torch.from_numpy(embeddings), method, dims=2, seed=seed, **options)  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
     coords = np.full((atlas.size, 2), np.nan, dtype=np.float32)
     coords[indices] = xy.numpy()
     if progress is not None:
-        progress(2, 2)
+        progress(steps, steps)
     return MapCoords(coords, method, layer, len(indices), seconds)
+
+
+def _tsne_ticks(progress: ProgressFn, options: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """openTSNE options that report every ``TSNE_EVERY`` iterations through ``progress`` (which
+    may raise to cancel: a t-SNE of minutes stops mid-optimization, not at its end)."""
+    total = int(options.get("early_exaggeration_iter", 250)) + int(options.get("n_iter", 500))
+    done = [0]
+
+    def tick(iteration: int, error: float, embedding: Any) -> bool:
+        done[0] = min(done[0] + TSNE_EVERY, total)
+        progress(1 + done[0], 2 + total)
+        return False
+
+    return total, {"callbacks": tick, "callbacks_every_iters": TSNE_EVERY}
 
 
 def shared_points(atlas: Atlas, reference: Atlas) -> tuple[np.ndarray, np.ndarray]:
@@ -193,8 +214,8 @@ def check_indices(atlas: Atlas, indices: Sequence[Any]) -> np.ndarray:
 
 
 def search(atlas: Atlas, query: str) -> np.ndarray:
-    """Indices of images whose label name equals ``query`` (case-insensitive) or whose source
-    (file name or dataset item) contains it, in index order."""
+    """Indices of images whose label name equals ``query`` (case-insensitive) or whose file name
+    (or dataset item, e.g. ``mnist5k:12``) contains it, in index order."""
     text = query.strip()
     if not text:
         raise BadArgument("search: give a label name or part of a file name")
