@@ -94,6 +94,7 @@ GROUPS: dict[str, Callable[[Model, torch.device], None]] = {
     "scan": _group("scan_bench", "scan_table"),
     "projection": _group("projection_bench", "projection_table"),
     "web": _group("web", "web_rows"),
+    "atlas_map": _group("atlas_map", "atlas_map_table"),
 }
 """Benchmark groups in the order they run; ``--only`` picks some."""
 

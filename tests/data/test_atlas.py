@@ -56,6 +56,37 @@ def test_create_commit_finish_and_read(tmp_path: Path) -> None:
         opened.top("a", 2)
 
 
+def test_partial_reads_memory_map_chunks_rows_and_source_search(tmp_path: Path) -> None:
+    n = 23
+    sources = [f"dir/img_{i}%.png" for i in range(n)]
+    atlas = Atlas.create(tmp_path / "at", {**CONFIG, "layers": ["a"]}, sources, [i % 2 for i in range(n)],
+                         {"a": 3}, 2)
+    emb = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    emb[5, 1] = np.nan  # a row the scan left unfinished: not valid even if its status said ok
+    atlas.write_arrays(list(range(n)), {"a": emb}, np.zeros((n, 2, 2, 3), np.uint8))
+    rows = [ImageRow(i, None, i % 3, 0.5, "ok") for i in range(n)]
+    rows[9] = ImageRow(9, None, -1, float("nan"), "skipped", "bad")
+    atlas.commit_chunk(1, rows, pack_state({}))
+    atlas.finish({})
+    opened = Atlas.open(tmp_path / "at")
+    mapped = opened.embedding_rows("a")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    assert np.array_equal(mapped, emb, equal_nan=True)
+    keep = np.array([i not in (5, 9) for i in range(n)])
+    for chunk in (1, 4, 7, 100):  # chunk borders on, before and after the bad rows
+        idx, values = opened.valid_embeddings("a", chunk_rows=chunk)
+        assert idx.tolist() == np.flatnonzero(keep).tolist() and np.array_equal(values, emb[keep])
+    got = opened.rows([9, 0, 9])
+    assert got[1] == (0, "dir/img_0%.png", 0, 0, 0.5, "ok") and got[0] == got[2]
+    assert got[0][:4] == (9, "dir/img_9%.png", 1, -1) and np.isnan(got[0][4]) and got[0][5] == "skipped"
+    with pytest.raises(BadArgument, match="index 23 is outside"):
+        opened.rows([1, 23])
+    assert opened.find_sources("IMG_1").tolist() == [1, *range(10, 20)]
+    assert opened.find_sources("2%").tolist() == [2, 12, 22]  # % is a character, not a wildcard
+    assert opened.find_sources("img%").tolist() == [] and opened.find_sources("g_").tolist() == list(range(n))
+    assert opened.find_sources("dir").tolist() == []  # the folder is not the file name
+
+
 def test_refusals(tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("keep me")

@@ -213,7 +213,37 @@ class Atlas:
 
     def embeddings(self, layer: str) -> np.ndarray:
         """(N, C) float32 spatial-mean embeddings; rows of skipped images are NaN (see valid)."""
-        return np.array(np.load(_layer_file(self.path, self._layer(layer)), mmap_mode="r"))
+        return np.array(self.embedding_rows(layer))
+
+    def embedding_rows(self, layer: str) -> np.ndarray:
+        """(N, C) float32 embeddings as a read-only memory map: only the rows indexed are read
+        from disk, so a reader that needs a few rows (or one chunk at a time) never loads all."""
+        return np.load(_layer_file(self.path, self._layer(layer)), mmap_mode="r")
+
+    def stamp(self, layer: str | None = None) -> str:
+        """Text that changes whenever ``layer``'s embeddings (None: the thumbnails) are rewritten,
+        for the keys of results cached from them."""
+        path = self.path / THUMBNAILS if layer is None else _layer_file(self.path, self._layer(layer))
+        info = path.stat()
+        return f"{self.meta.get('model_fingerprint', '')}:{self.size}:{info.st_size}:{info.st_mtime_ns}"
+
+    def valid_embeddings(self, layer: str, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, embeddings)`` of the scanned images with finite embeddings at ``layer``,
+        read ``chunk_rows`` at a time: one (n_valid, C) float32 array is all that is held."""
+        rows = self.embedding_rows(layer)
+        ok = self.valid()
+        out = np.empty(rows.shape, dtype=np.float32)
+        kept: list[np.ndarray] = []
+        count = 0
+        for start in range(0, rows.shape[0], chunk_rows):
+            block = rows[start:start + chunk_rows]
+            keep = ok[start:start + len(block)] & np.isfinite(block).all(1)
+            picked = np.flatnonzero(keep)
+            out[count:count + len(picked)] = block[picked]
+            kept.append(picked + start)
+            count += len(picked)
+        indices = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+        return indices.astype(np.int64), out[:count]
 
     def labels(self) -> np.ndarray:
         """(N,) int64 class indices, -1 where unlabelled."""
@@ -248,6 +278,36 @@ class Atlas:
         """(n, t, t, 3) uint8 thumbnails of ``indices`` (all images when None)."""
         arr = np.load(self.path / THUMBNAILS, mmap_mode="r")
         return np.array(arr if indices is None else arr[np.asarray(indices, dtype=np.int64)])
+
+    def rows(self, indices: Sequence[int]) -> list[tuple[int, str, int, int, float, str]]:
+        """``(index, source, label, prediction, prob, status)`` of ``indices``, in their order
+        (label and prediction -1, prob NaN where unknown); only these rows are read."""
+        wanted = [int(i) for i in indices]
+        found: dict[int, tuple[int, str, int, int, float, str]] = {}
+        with self._db() as con:
+            for start in range(0, len(wanted), 50_000):
+                part = json.dumps(sorted(set(wanted[start:start + 50_000])))
+                for i, s, lab, pred, prob, status in con.execute(
+                        "SELECT idx, source, label, prediction, prob, status FROM images "
+                        "WHERE idx IN (SELECT value FROM json_each(?))", (part,)):
+                    found[int(i)] = (int(i), str(s), -1 if lab is None else int(lab),
+                                     -1 if pred is None else int(pred),
+                                     float("nan") if prob is None else float(prob), str(status))
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise BadArgument(f"index {missing[0]} is outside atlas '{self.path}' (0..{self.size - 1})")
+        return [found[i] for i in wanted]
+
+    def find_sources(self, text: str) -> np.ndarray:
+        """(n,) int64 indices whose file name (a source's last path part) contains ``text``,
+        case-insensitive for ASCII: the folders above, the same for every image, never match."""
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        path = "replace(source, '\\', '/')"
+        name = f"replace({path}, rtrim({path}, replace({path}, '/', '')), '')"  # after the last /
+        with self._db() as con:
+            rows = con.execute(f"SELECT idx FROM images WHERE {name} LIKE ? ESCAPE '\\' ORDER BY idx",
+                               (f"%{escaped}%",)).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
 
     def top(self, layer: str, channel: int, k: int | None = None) -> list[TopRecord]:
         """The ``k`` (default all stored) top images of a channel, best first."""

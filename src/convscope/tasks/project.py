@@ -122,18 +122,15 @@ def atlas_points(atlas: str | Path | Atlas, layer: str | None = None) -> Points:
     """The embeddings of a finished atlas at ``layer`` (default its first), skipped rows left out."""
     atlas = atlas if isinstance(atlas, Atlas) else Atlas.open(atlas)
     layer = layer or atlas.layers[0]
-    emb = atlas.embeddings(layer)
-    keep = atlas.valid() & np.isfinite(emb).all(1)
-    idx = np.flatnonzero(keep)
+    idx, emb = atlas.valid_embeddings(layer)
     sources = atlas.sources()
     try:
         model_labels = atlas_model(atlas).labels
     except BadArgument:  # a model that cannot be reloaded by name: predictions stay numbers
         model_labels = None
-    return Points(torch.from_numpy(np.ascontiguousarray(emb[idx], dtype=np.float32)),
-                  atlas.labels()[idx], atlas.predictions()[idx], atlas.thumbnails(idx),
-                  [sources[i] for i in idx], atlas.class_names, layer, int((~keep).sum()),
-                  model_labels)
+    return Points(torch.from_numpy(emb), atlas.labels()[idx], atlas.predictions()[idx],
+                  atlas.thumbnails(idx), [sources[i] for i in idx], atlas.class_names, layer,
+                  atlas.size - len(idx), model_labels)
 
 
 def dataset_points(model: Model, dataset: Any, layer: str = "auto", *, limit: int | None = None,

@@ -1,7 +1,296 @@
-"""Routes of this page (see the table in the web core's notes); filled in by its owner."""
+"""The dataset map's server side: the atlas list page, the map page's route, and ``/api/atlas``.
+
+Every request names an atlas by id (its folder's name, looked up in the app's table: nothing
+from the URL ever becomes a path), a layer of it, an index or tile inside it. Pages and tiles
+read only what they need from the atlas store (memory-mapped thumbnails, SQL columns); the
+projection is a job (:func:`convscope.tasks.atlas_map.map_coords`) whose ``(N, 2)`` float32
+coordinates are cached on disk, keyed by the atlas layer's stamp, the method and the seed, and
+served as raw bytes from there. None of these handlers touches a model, so they run in the
+server's thread pool and a long projection on the worker never stalls a map being browsed.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel
+
+from ..data.atlas import Atlas
+from ..errors import BadArgument
+from ..render import png_bytes
+from ..render.tiles import thumbnail_tile
+from ..tasks import atlas_map
+from .cache import JobResult
+from .errors import NotFound
+from .pages import render
+from .state import AppState
 
 router = APIRouter()
+SEED = 0
+COLORS = ("label", "prediction", "correct", "confidence")
+"""How the map page colours its points."""
+COORDS_FILE = "coords.bin"
+TILE_FILE = "tile.png"
+_WAIT_SECONDS = 3600.0
+_TILE_CACHE = {"Cache-Control": "max-age=3600"}
+
+
+class ProjectionRequest(BaseModel):
+    method: str = "pca"
+    align_to: str | None = None
+    wait: bool = False
+
+
+class Selection(BaseModel):
+    indices: list[Any]
+    method: str = "pca"
+    align_to: str | None = None
+
+
+# ---- lookups: every URL part checked against the app's own tables ----------------------------
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.cs
+    return state
+
+
+def _atlas(state: AppState, atlas_id: str) -> Atlas:
+    return state.atlas(atlas_id).atlas
+
+
+def _layer(atlas: Atlas, atlas_id: str, layer: str) -> str:
+    if layer not in atlas.channels:
+        raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
+    return layer
+
+
+def _align_target(state: AppState, align_to: str | None) -> tuple[str, Atlas, str] | None:
+    """``"ATLAS:LAYER"`` -> (atlas id, atlas, layer); empty -> None."""
+    if not align_to:
+        return None
+    atlas_id, sep, layer = align_to.partition(":")
+    if not sep or not atlas_id or not layer:
+        raise BadArgument(f"align_to {align_to!r}: write it as ATLAS:LAYER (e.g. base-model:block4)")
+    atlas = _atlas(state, atlas_id)
+    return atlas_id, atlas, _layer(atlas, atlas_id, layer)
+
+
+def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
+    """The class names of the model the atlas was made with, when that model is served."""
+    for entry in state.models.values():
+        if atlas.model_name in (entry.model.name, entry.spec, entry.name):
+            return list(entry.model.labels) if entry.model.labels else None
+    return None
+
+
+# ---- projections: cached on disk, computed by a job ------------------------------------------
+def _key(state: AppState, atlas: Atlas, layer: str, method: str) -> str:
+    return state.cache.key("atlas-map", atlas.stamp(layer), layer, method, SEED)
+
+
+def _coords_key(state: AppState, atlas: Atlas, layer: str, method: str,
+                target: tuple[str, Atlas, str] | None) -> str:
+    own = _key(state, atlas, layer, method)
+    if target is None:
+        return own
+    return state.cache.key("atlas-map-aligned", own, _key(state, target[1], target[2], method))
+
+
+def _cached_coords(state: AppState, key: str) -> np.ndarray | None:
+    if state.cache.get(key) is None:
+        return None
+    return np.fromfile(state.cache.file(key, COORDS_FILE), dtype="<f4").reshape(-1, 2)
+
+
+def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress: Any
+               ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Coordinates from the cache, else computed now and cached (on the worker)."""
+    key = _key(state, atlas, layer, method)
+    cached = _cached_coords(state, key)
+    if cached is not None:
+        result = state.cache.get(key)
+        return cached, dict(result.data) if result else {}
+    made = atlas_map.map_coords(atlas, layer, method, seed=SEED, progress=progress)
+    data = {"method": method, "layer": layer, "n": atlas.size, "projected": made.projected,
+            "seconds": round(made.seconds, 3)}
+    state.cache.put(key, JobResult(data, {COORDS_FILE: made.coords.astype("<f4").tobytes()}))
+    return made.coords, data
+
+
+def _submit_projection(state: AppState, atlas_id: str, atlas: Atlas, layer: str, method: str,
+                       target: tuple[str, Atlas, str] | None) -> Any:
+    key = _coords_key(state, atlas, layer, method, target)
+    title = f"{method} map of {atlas_id}:{layer}" + (f" aligned to {target[0]}:{target[2]}" if target else "")
+
+    def run(progress: Any) -> JobResult:
+        coords, data = _projected(state, atlas, layer, method, progress)
+        data = {**data, "atlas": atlas_id, "align_to": None}
+        if target is not None:
+            reference, _ = _projected(state, target[1], target[2], method, progress)
+            aligned = atlas_map.align_coords(coords, reference, *atlas_map.shared_points(atlas, target[1]))
+            coords = aligned.coords
+            data.update(align_to=f"{target[0]}:{target[2]}", shared=aligned.shared,
+                        rms=round(aligned.rms, 6), scale=round(aligned.scale, 6))
+        return JobResult(data, {COORDS_FILE: coords.astype("<f4").tobytes()})
+
+    return state.jobs.submit("projection", title, run, key=key)
+
+
+# ---- pages -------------------------------------------------------------------------------------
+def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
+    try:
+        atlas = _atlas(state, atlas_id)
+    except BadArgument as err:  # not an atlas, or an unfinished scan: listed with the reason
+        return {"id": atlas_id, "error": str(err)}
+    return {"id": atlas_id, "n": atlas.size, "layers": atlas.layers, "model": atlas.model_name,
+            "dataset": atlas.dataset, "skipped": int(atlas.meta.get("skipped", 0)),
+            "class_names": atlas.class_names}
+
+
+@router.get("/atlas")
+def atlases_page(request: Request) -> Response:
+    state = _state(request)
+    return render(request, "atlases.html", title="Atlases",
+                  atlases=[_summary(atlas_id, state) for atlas_id in state.atlases])
+
+
+@router.get("/atlas/{atlas_id}/{layer}")
+def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", color: str = "label",
+             align_to: str | None = None) -> Response:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    _layer(atlas, atlas_id, layer)
+    atlas_map.check_method(method)
+    if color not in COLORS:
+        raise BadArgument(f"color {color!r}: use one of {', '.join(COLORS)}")
+    _align_target(state, align_to)
+    # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
+    return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
+                  info={"id": atlas_id, **atlas_map.map_info(atlas)}, method=method, color=color,
+                  align_to=align_to or None)
+
+
+# ---- API: the atlas, its points and pictures ---------------------------------------------------
+@router.get("/api/atlas")
+def list_atlases(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    return {"atlases": [_summary(atlas_id, state) for atlas_id in state.atlases]}
+
+
+@router.get("/api/atlas/{atlas_id}/info")
+def info(request: Request, atlas_id: str) -> dict[str, Any]:
+    return {"id": atlas_id, **atlas_map.map_info(_atlas(_state(request), atlas_id))}
+
+
+@router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")
+def tile(request: Request, atlas_id: str, tile: int) -> Response:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    try:
+        atlas_map.check_tile(atlas, tile)
+    except BadArgument as err:  # outside the atlas: a picture that does not exist
+        raise NotFound(str(err)) from err
+    key = state.cache.key("atlas-tile", atlas.stamp(), atlas_map.tile_side(atlas), tile)
+    if state.cache.get(key) is None:  # encoded once, then served from the disk cache
+        thumbs = atlas_map.tile_thumbnails(atlas, tile)
+        picture = png_bytes(thumbnail_tile(thumbs, atlas_map.tile_side(atlas)))
+        state.cache.put(key, JobResult({}, {TILE_FILE: picture}))
+    return FileResponse(str(state.cache.file(key, TILE_FILE)), media_type="image/png", headers=_TILE_CACHE)
+
+
+@router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")
+def thumb(request: Request, atlas_id: str, index: int) -> Response:
+    atlas = _atlas(_state(request), atlas_id)
+    try:
+        picture = atlas_map.thumbnail(atlas, index)
+    except BadArgument as err:  # outside the atlas: a picture that does not exist
+        raise NotFound(str(err)) from err
+    return Response(png_bytes(thumbnail_tile(picture[None], 1)), media_type="image/png", headers=_TILE_CACHE)
+
+
+@router.get("/api/atlas/{atlas_id}/columns/{name}")
+def column(request: Request, atlas_id: str, name: str) -> Response:
+    if name not in atlas_map.COLUMNS:
+        raise NotFound(f"no column {name!r}; columns: {', '.join(atlas_map.COLUMNS)}")
+    atlas = _atlas(_state(request), atlas_id)
+    return Response(atlas_map.column_bytes(atlas, name), media_type="application/octet-stream")
+
+
+@router.get("/api/atlas/{atlas_id}/search")
+def search(request: Request, atlas_id: str, q: str = "") -> dict[str, Any]:
+    return {"indices": atlas_map.search(_atlas(_state(request), atlas_id), q).tolist()}
+
+
+@router.post("/api/atlas/{atlas_id}/items")
+def items(request: Request, atlas_id: str, selection: Selection) -> dict[str, Any]:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    return {"rows": atlas_map.item_rows(atlas, selection.indices, _prediction_names(state, atlas))}
+
+
+@router.get("/api/atlas/{atlas_id}/confusion")
+def confusion(request: Request, atlas_id: str) -> dict[str, Any]:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    matrix = atlas_map.confusion(atlas)
+    names = list(atlas.class_names or [])
+    names += [str(i) for i in range(len(names), matrix.shape[0])]
+    return {"class_names": names, "prediction_names": _prediction_names(state, atlas),
+            "matrix": matrix.tolist()}
+
+
+@router.get("/api/atlas/{atlas_id}/confusion/{true}/{predicted}")
+def confusion_cell(request: Request, atlas_id: str, true: int, predicted: int) -> dict[str, Any]:
+    atlas = _atlas(_state(request), atlas_id)
+    return {"indices": atlas_map.confusion_cell(atlas, true, predicted).tolist()}
+
+
+# ---- API: projections and exports --------------------------------------------------------------
+@router.post("/api/atlas/{atlas_id}/{layer}/projection")
+def projection(request: Request, atlas_id: str, layer: str, body: ProjectionRequest) -> dict[str, Any]:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    _layer(atlas, atlas_id, layer)
+    method = atlas_map.check_method(body.method)
+    job = _submit_projection(state, atlas_id, atlas, layer, method, _align_target(state, body.align_to))
+    if body.wait:
+        job.wait(_WAIT_SECONDS)
+    return job.as_json()
+
+
+@router.get("/api/atlas/{atlas_id}/{layer}/projection/{method}/coords")
+def coords(request: Request, atlas_id: str, layer: str, method: str, align_to: str | None = None
+           ) -> Response:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    _layer(atlas, atlas_id, layer)
+    atlas_map.check_method(method)
+    key = _coords_key(state, atlas, layer, method, _align_target(state, align_to))
+    if state.cache.get(key) is None:
+        aligned = f" aligned to {align_to}" if align_to else ""
+        raise NotFound(f"the {method} map of {atlas_id}:{layer}{aligned} is not computed yet; "
+                       f"POST /api/atlas/{atlas_id}/{layer}/projection to compute it")
+    return FileResponse(str(state.cache.file(key, COORDS_FILE)), media_type="application/octet-stream")
+
+
+@router.post("/api/atlas/{atlas_id}/{layer}/export")
+def export(request: Request, atlas_id: str, layer: str, selection: Selection, format: str = "csv"
+           ) -> Response:
+    state = _state(request)
+    atlas = _atlas(state, atlas_id)
+    _layer(atlas, atlas_id, layer)
+    method = atlas_map.check_method(selection.method)
+    if format not in atlas_map.EXPORT_FORMATS:
+        raise BadArgument(f"export format {format!r}: use one of {', '.join(atlas_map.EXPORT_FORMATS)}")
+    target = _align_target(state, selection.align_to)
+    found = _cached_coords(state, _coords_key(state, atlas, layer, method, target))
+    if found is None:
+        raise NotFound(f"the {method} map of {atlas_id}:{layer} is not computed yet; compute it "
+                       "before exporting its coordinates")
+    blob = atlas_map.export_selection(atlas, selection.indices, found, format,
+                                      _prediction_names(state, atlas))
+    media = "text/csv" if format == "csv" else "application/json"
+    name = f"{atlas_id}-{layer}-{method}-selection.{format}"
+    return Response(blob, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
