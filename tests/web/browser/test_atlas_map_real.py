@@ -3,7 +3,8 @@
 A few hundred MNIST-5k digits (written as PNGs in one folder per class, so sources are real file
 paths) are scanned with digits_cnn by ``tasks.scan_dataset``; the app serves that atlas. The walk:
 open the map, hover (the thumbnail is drawn), lasso-select (the grid's counts are the atlas's),
-open a point's neighbours, open the explainer from it.
+open a point's neighbours, open the explainer from it, then run an adversarial job on that digit in
+the lab and cancel another.
 
 Besides this page's client it exercises other modules' routes: the atlas API and the map route
 (``web/atlas_pages.py``), the neighbours API and ``static/neighbors.js`` (``web/neighbors.py``),
@@ -111,4 +112,22 @@ def test_walk_the_map_of_a_scanned_atlas(page: Any, server: str, scanned: Atlas)
     assert nav.value.status == 200
     assert page.url.endswith(f"/explain?image=atlas:digits/{i}")
     page.wait_for_function(loaded("#ex-image"))   # the explainer's picture of the image (explain.html)
+
+    # the lab on that digit: an adversarial job runs to its end; a second one is cancelled
+    page.goto(f"{server}/lab?kind=adversarial&image=atlas:digits/{i}&eps=0.3&steps=60&early_stop=0"
+              f"&target={(int(labels[i]) + 1) % 10}")
+    page.click("#lab-run")
+    page.wait_for_function("() => document.querySelector('#lab-jobs .cs-job')?.dataset.status === 'done'",
+                           timeout=60_000)
+    page.wait_for_function(loaded("#lab-result figure img"))
+    assert page.locator("#lab-result figure img").count() == 3
+    assert "saved 8-bit PNG" in page.locator("#lab-result .verdict").inner_text()
+    page.fill("input[name=steps]", "100000")
+    page.click("#lab-run")
+    page.wait_for_function("() => document.querySelectorAll('#lab-jobs .cs-job').length === 2")
+    page.wait_for_function("""() => /running [1-9]/.test(
+        document.querySelector('#lab-jobs .cs-job .cs-job-status').textContent)""", timeout=60_000)
+    page.locator("#lab-jobs .cs-job").first.locator("button.cs-cancel").click()
+    page.wait_for_function("() => document.querySelector('#lab-jobs .cs-job').dataset.status === 'cancelled'",
+                           timeout=60_000)
     assert page.console_errors == []
