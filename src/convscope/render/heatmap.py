@@ -12,6 +12,7 @@ Shapes: images are float ``(3,H,W)`` / ``(1,3,H,W)`` in [0,1] (or PIL images); m
 from __future__ import annotations
 
 import functools
+import math
 import struct
 import zlib
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ def _finite(t: Tensor, what: str) -> Tensor:
     if not torch.is_tensor(t):
         t = torch.as_tensor(np.asarray(t))
     t = t.detach().float()
-    if not torch.isfinite(t).all():
+    if t.numel() and not all(math.isfinite(v) for v in torch.aminmax(t)):  # one pass: NaN, inf show
         raise BadArgument(f"{what} contains NaN or infinite values; fix the computation upstream")
     return t
 
