@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, resolve_image, save_upload
+from .jobs import FINISHED
 from .pages import STATIC, render
 from .state import AppState
 
@@ -60,10 +61,13 @@ async def job_events(request: Request, job_id: str) -> StreamingResponse:
         seen, quiet = -1, 0.0
         while True:
             if job.version != seen:
-                seen = job.version
                 quiet = 0.0
-                yield f"data: {json.dumps(job.as_json())}\n\n"
-                if job.finished_:
+                with job.changed:  # one consistent state (update() sets its fields under this lock)
+                    seen, snapshot = job.version, job.as_json()
+                # the finish test reads the snapshot, not the job, which may finish while this
+                # message is on its way: its last message would be lost
+                yield f"data: {json.dumps(snapshot)}\n\n"
+                if snapshot["status"] in FINISHED:
                     return
             if await request.is_disconnected():
                 return
