@@ -30,13 +30,20 @@ def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:
     assert image_digest(first) == _digest_of(first)
 
 
-def test_a_tensor_changed_in_place_is_decoded_again(app: Any) -> None:
-    shared = resolve_image(app.state.cs, "sample:cat")
+def test_a_tensor_changed_in_place_is_decoded_again() -> None:
+    cache = DecodedImages()  # not the process's: no other test sees the damage done here
+    loads = []
+
+    def load() -> torch.Tensor:
+        loads.append(1)
+        return load_image("sample:cat")
+
+    shared = cache.get("cat", load)
+    assert cache.get("cat", load) is shared and len(loads) == 1
     shared.mul_(0.5)  # what no caller may do; the cache notices it
-    fresh = resolve_image(app.state.cs, "sample:cat")
-    assert fresh is not shared and torch.equal(fresh, load_image("sample:cat"))
-    assert image_digest(fresh) == _digest_of(fresh)
-    assert image_digest(shared) == _digest_of(shared)  # the changed one is hashed as it is now
+    fresh = cache.get("cat", load)
+    assert fresh is not shared and len(loads) == 2 and torch.equal(fresh, load_image("sample:cat"))
+    assert cache.entry_of(shared) is None and cache.entry_of(fresh) is not None
 
 
 def test_a_folder_file_changed_on_disk_is_decoded_again(make_app: Any, tmp_path: Path) -> None:
