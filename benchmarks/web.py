@@ -10,8 +10,9 @@ timed in alternating turns, so they share the machine's noise:
 * ``task``: ``convscope.explain(model, "sample:cat", method, **options)``, the call the web job
   makes, in this thread (loading the image included, as the server loads it);
 * ``+files``: the same plus the files the job adds: the overlay PNG and the ``.npy``;
-* ``web``: ``POST /api/explain`` with ``"wait": true``, then ``GET`` of ``map.npy``, with the
-  disk cache emptied before each turn (untimed), so every request runs its job;
+* ``web``: ``POST /api/explain`` with ``"wait": true``, then ``GET`` of ``map.png`` (the map the
+  explainer page shows), with the disk cache emptied before each turn (untimed), so every request
+  runs its job;
 * ``cached``: the same request once its result is cached.
 
 ``web/task`` is the ratio the issue bounds (goal at most 1.1x), a ratio of medians that this
@@ -20,7 +21,7 @@ the cost is also split inside the same web requests, which the noise cannot move
 the method's own time (the job's ``data["seconds"]``), ``job`` the job from start to finish on the
 worker (the server's ``seconds``); ``files`` = job - method (``explain()`` around the method, the overlay
 drawn and encoded, the cache written), ``http`` = web - job (HTTP, the request's checks, the
-queue, the ``.npy`` download). ``1+added/method`` = web / method over the same requests.
+queue, the ``map.png`` download). ``1+added/method`` = web / method over the same requests.
 
 Last, a cached feature visualization (``GET /api/layers/{layer}/{channel}/visualization``, its
 job JSON, then its picture) with the layer page's default settings; goal under 50 ms.
@@ -29,7 +30,6 @@ job JSON, then its picture) with the layer page's default settings; goal under 5
 from __future__ import annotations
 
 import argparse
-import io
 import platform
 import shutil
 import statistics
@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import torch
 
 from convscope.model import Model
@@ -71,13 +70,12 @@ def turns(fns: list[tuple[Callable[[], object] | None, Callable[[], object]]],
 
 
 def files(result: Any) -> tuple[bytes, bytes]:
-    """What the explain job adds to the task call: the overlay as PNG (zlib level 1, as the
-    explainer encodes it) and the map as ``.npy``."""
-    picture, array = io.BytesIO(), io.BytesIO()
-    result.overlay(0).convert("RGB").save(picture, format="PNG", compress_level=1)
-    raw = result.values[0].float().cpu().numpy()
-    np.save(array, raw[0] if raw.shape[0] == 1 else raw)
-    return picture.getvalue(), array.getvalue()
+    """What the explain job adds to the task call: the overlay as PNG and the map as ``.npy``,
+    drawn and encoded as the explainer does."""
+    from convscope.render import png_bytes
+    from convscope.web.explainer import MAP_MAX_SIDE
+
+    return png_bytes(result.overlay(0, max_side=MAP_MAX_SIDE)), result.save_array(0)
 
 
 class WebClient:
@@ -103,9 +101,9 @@ class WebClient:
         self.last = reply.json()
         if self.last["status"] != "done":
             raise RuntimeError(f"the explain job ended {self.last['status']}: {self.last.get('error')}")
-        npy = self.http.get(self.last["files"]["map.npy"])
-        npy.raise_for_status()
-        return npy.content
+        picture = self.http.get(self.last["files"]["map.png"])
+        picture.raise_for_status()
+        return picture.content
 
     def empty_cache(self) -> None:
         shutil.rmtree(self.cache / "results", ignore_errors=True)

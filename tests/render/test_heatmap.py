@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 import numpy as np
 import pytest
@@ -302,3 +304,135 @@ def test_overlay_with_a_crop_box_colours_only_the_seen_part() -> None:
     assert torch.allclose(pixels[:, :, :10], torch.full((3, 10, 10), 0.4), atol=1 / 255)  # unseen
     assert torch.allclose(pixels[:, :, 20:], torch.full((3, 10, 10), 0.4), atol=1 / 255)
     assert not torch.allclose(pixels[:, :, 10:20], torch.full((3, 10, 10), 0.8), atol=0.05)
+
+
+# ---------------------------------------------------------------- the fast overlay against the float path
+
+
+def _overlay_by_matplotlib(image: torch.Tensor, heat: torch.Tensor, *, alpha: float, cmap: str, mode: str,
+                           reduce: str | None = None, box: tuple[float, ...] | None = None,
+                           unseen: float = 0.5, normalize: bool = True) -> np.ndarray:
+    """The overlay as drawn before its lookup-table path: matplotlib's colormap called on the
+    float map, the blend in float, rounded to 8 bits at the end. (H, W, 3) ints."""
+    from convscope.render.heatmap import place_map
+
+    img = image.clamp(0, 1)
+    size = (img.shape[-2], img.shape[-1])
+    seen = torch.ones(size, dtype=torch.bool)
+    h = heat if heat.dim() == 3 else heat[None]
+    if box is None:
+        h = torch.nn.functional.interpolate(h[None], size=size, mode="bilinear", align_corners=False)[0]
+    if normalize:
+        h = normalize_map(h, mode=mode, reduce=reduce)  # type: ignore[arg-type]
+    if box is not None:
+        h, seen = place_map(h, size, box)
+    h = h.reshape(size).clamp(0, 1)
+    rgb = torch.from_numpy(matplotlib.colormaps[cmap](h.numpy())[..., :3]).float().permute(2, 0, 1)
+    ramp = (2 * (2 * h - 1).abs()).clamp(max=1) if mode == "signed" else torch.ones_like(h)
+    a = alpha * ramp * seen
+    shade = torch.where(seen, 1.0, unseen)
+    blended = img * shade * (1 - a) + rgb * a
+    return (blended.clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(int)
+
+
+def _photos() -> list[torch.Tensor]:
+    from convscope.data import list_samples
+    from convscope.data.images import load_image
+
+    photos = [load_image(f"sample:{name}") for name in list(list_samples())[:3]]
+    return [*photos, torch.rand(3, 37, 53, generator=torch.Generator().manual_seed(4))]
+
+
+def _maps(photo: torch.Tensor) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    g = torch.Generator().manual_seed(int(photo.shape[-1]))
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 1, 7, 7, generator=g), size=(56, 56),
+                                             mode="bilinear", align_corners=False)[0]
+    signed = torch.randn(1, 24, 24, generator=g)
+    pixels = torch.randn(3, 32, 32, generator=g)
+    height, width = photo.shape[-2:]
+    crop = (height * 0.1, width * 0.2, height * 0.9, width * 0.7)  # a centre crop the model saw
+    letterbox = (-height * 0.2, 0.0, height * 1.2, float(width))  # around the image
+    return [
+        (smooth, {"mode": "unsigned", "cmap": "inferno", "alpha": 0.5}),
+        (smooth, {"mode": "unsigned", "cmap": "inferno", "alpha": 0.5, "box": crop}),
+        (smooth, {"mode": "abs", "cmap": "viridis", "alpha": 0.35, "box": letterbox, "unseen": 0.3}),
+        (signed, {"mode": "signed", "cmap": "bwr", "alpha": 0.7}),
+        (signed, {"mode": "signed", "cmap": "bwr", "alpha": 0.7, "box": crop}),
+        (pixels, {"mode": "signed", "cmap": "RdBu_r", "alpha": 0.7, "reduce": "sum"}),
+        (pixels, {"mode": "unsigned", "cmap": "inferno", "alpha": 0.5, "reduce": "max", "box": crop}),
+        (smooth.clamp(0, 1), {"mode": "unsigned", "cmap": "gray", "alpha": 1.0, "normalize": False}),
+    ]
+
+
+def test_overlay_equals_the_matplotlib_float_path_within_rounding() -> None:
+    cases = 0
+    for photo in _photos():
+        for heat, options in _maps(photo):
+            want = _overlay_by_matplotlib(photo, heat, **options)
+            got = _px(overlay(photo, heat, **options))
+            assert got.shape == want.shape
+            assert np.abs(got - want).max() <= 1, options  # 1/255 per channel at most
+            assert (got != want).mean() < 0.002, options  # and only where the float sat on a .5
+            cases += 1
+    assert cases == 32
+
+
+def test_overlay_changes_neither_its_image_nor_its_map() -> None:
+    photo = _photos()[0]
+    heat = torch.rand(1, 12, 12)
+    kept_photo, kept_heat = photo.clone(), heat.clone()
+    for mode in ("unsigned", "signed"):
+        overlay(photo, heat, mode=mode)  # type: ignore[arg-type]
+        overlay(photo, heat, mode=mode, normalize=False, box=(0, 0, 50, 60))  # type: ignore[arg-type]
+    assert torch.equal(photo, kept_photo) and torch.equal(heat, kept_heat)
+
+
+def test_colorize_is_matplotlib_exactly_at_the_table_edges() -> None:
+    for cmap in ("inferno", "bwr", "viridis", "gray", "RdBu_r"):
+        n = matplotlib.colormaps[cmap].N
+        edges = torch.arange(n + 1, dtype=torch.float32) / n  # every index boundary, and 1.0
+        values = torch.cat([edges, edges - 1e-7, torch.rand(500, generator=torch.Generator().manual_seed(3))])
+        values = values.clamp(0, 1).reshape(1, -1)
+        want = matplotlib.colormaps[cmap](values.numpy())[..., :3].astype(np.float32)
+        assert np.array_equal(colorize(values, cmap).permute(1, 2, 0).numpy(), want), cmap
+
+
+# ---------------------------------------------------------------- png_bytes
+
+
+@pytest.mark.parametrize("shape", [(30, 45, 3), (30, 45), (17, 9, 4), (1, 1, 3), (64, 1), (1, 70, 3)])
+def test_png_bytes_decode_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+    import io
+
+    from convscope.render import png_bytes
+
+    rng = np.random.default_rng(sum(shape))
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    pixels[: shape[0] // 2] = 255  # a flat area too (runs of zeros after the filter)
+    picture = Image.fromarray(pixels)
+    blob = png_bytes(picture)
+    with Image.open(io.BytesIO(blob)) as decoded:
+        decoded.load()
+        assert decoded.format == "PNG" and decoded.mode == picture.mode
+        assert np.array_equal(np.asarray(decoded), pixels)
+
+
+def test_png_bytes_of_tensors_and_other_modes_and_their_size() -> None:
+    import io
+
+    from convscope.render import png_bytes
+
+    photo = _photos()[0]
+    drawn = overlay(photo, torch.rand(1, 7, 7))
+    blob = png_bytes(drawn)
+    with Image.open(io.BytesIO(blob)) as decoded:
+        assert np.array_equal(np.asarray(decoded), np.asarray(drawn))
+    by_pil = io.BytesIO()
+    drawn.save(by_pil, format="PNG", compress_level=1)
+    assert len(blob) < 1.1 * len(by_pil.getvalue())  # no larger than PIL's fast setting
+    with Image.open(io.BytesIO(png_bytes(photo))) as decoded:  # a tensor
+        assert np.array_equal(np.asarray(decoded), np.asarray(to_pil(photo)))
+    palette = drawn.convert("P")
+    with Image.open(io.BytesIO(png_bytes(palette))) as decoded:
+        assert decoded.mode == "RGB"
+        assert np.array_equal(np.asarray(decoded), np.asarray(palette.convert("RGB")))

