@@ -68,6 +68,20 @@ def test_adversarial_shows_the_images_and_the_served_png_is_what_it_judged(
     assert data["target"] == "3 (3)" and data["eps"] == pytest.approx(24 / 255)
 
 
+def test_a_folder_image_that_changed_gets_a_new_result(client: TestClient, app: Any, folder: str) -> None:
+    """Results are keyed by the image's pixels, not only its reference."""
+    path = app.state.cs.image_folders[folder] / "changing.png"
+    Image.new("RGB", (28, 28), (10, 10, 10)).save(path)
+    try:
+        settings = {"image": f"folder:{folder}/changing.png", "eps": "2/255", "steps": 2}
+        first = run(client, "adversarial", **settings)
+        Image.new("RGB", (30, 28), (240, 240, 240)).save(path)  # another size: a new mtime and size
+        second = run(client, "adversarial", **settings)
+        assert second["key"] != first["key"] and second["message"] != "cached"
+    finally:
+        path.unlink()
+
+
 def test_the_same_settings_are_answered_from_the_cache(client: TestClient) -> None:
     settings = {"image": "sample:cat", "eps": "2/255", "steps": 2}
     first = run(client, "adversarial", **settings)

@@ -30,7 +30,7 @@ from ..tasks.synthesis import Synthesis, check_style_layers, inversion, layer_li
 from ..types import ProgressFn
 from .cache import JobResult
 from .errors import NotFound
-from .images import inside, list_images, resolve_image
+from .images import image_digest, inside, list_images, resolve_image
 from .jobs import Job
 from .pages import render
 from .state import AppState, ModelEntry
@@ -435,7 +435,11 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
     keyed = settings
     if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
         keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
-    key = state.cache.key("lab", kind.name, entry.key, keyed)
+    # an image is keyed by its pixels too: a folder file that changed never gets the old result
+    pixels = {f.name: image_digest(resolve_image(state, settings[f.name])) for f in kind.fields
+              if f.type == "image" and f.name in keyed
+              and settings[f.name] not in (None, "", "noise", "zeros")}
+    key = state.cache.key("lab", kind.name, entry.key, keyed, pixels)
     fn = kind.start(state, entry, settings, key)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
                       if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
