@@ -26,7 +26,7 @@ from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
 from .pages import render
-from .state import AppState
+from .state import AppState, app_state
 
 router = APIRouter()
 SEED = 0
@@ -51,10 +51,6 @@ class Selection(BaseModel):
 
 
 # ---- lookups: every URL part checked against the app's own tables ----------------------------
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
-
 
 def _atlas(state: AppState, atlas_id: str) -> Atlas:
     return state.atlas(atlas_id).atlas
@@ -151,7 +147,7 @@ def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
 
 @router.get("/atlas")
 def atlases_page(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     return render(request, "atlases.html", title="Atlases",
                   atlases=[_summary(atlas_id, state) for atlas_id in state.atlases])
 
@@ -159,7 +155,7 @@ def atlases_page(request: Request) -> Response:
 @router.get("/atlas/{atlas_id}/{layer}")
 def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", color: str = "label",
              align_to: str | None = None) -> Response:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     _layer(atlas, atlas_id, layer)
     atlas_map.check_method(method)
@@ -175,18 +171,18 @@ def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", c
 # ---- API: the atlas, its points and pictures ---------------------------------------------------
 @router.get("/api/atlas")
 def list_atlases(request: Request) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     return {"atlases": [_summary(atlas_id, state) for atlas_id in state.atlases]}
 
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(request: Request, atlas_id: str) -> dict[str, Any]:
-    return {"id": atlas_id, **atlas_map.map_info(_atlas(_state(request), atlas_id))}
+    return {"id": atlas_id, **atlas_map.map_info(_atlas(app_state(request), atlas_id))}
 
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")
 def tile(request: Request, atlas_id: str, tile: int) -> Response:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     try:
         atlas_map.check_tile(atlas, tile)
@@ -202,7 +198,7 @@ def tile(request: Request, atlas_id: str, tile: int) -> Response:
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")
 def thumb(request: Request, atlas_id: str, index: int) -> Response:
-    atlas = _atlas(_state(request), atlas_id)
+    atlas = _atlas(app_state(request), atlas_id)
     try:
         picture = atlas_map.thumbnail(atlas, index)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
@@ -214,25 +210,25 @@ def thumb(request: Request, atlas_id: str, index: int) -> Response:
 def column(request: Request, atlas_id: str, name: str) -> Response:
     if name not in atlas_map.COLUMNS:
         raise NotFound(f"no column {name!r}; columns: {', '.join(atlas_map.COLUMNS)}")
-    atlas = _atlas(_state(request), atlas_id)
+    atlas = _atlas(app_state(request), atlas_id)
     return Response(atlas_map.column_bytes(atlas, name), media_type="application/octet-stream")
 
 
 @router.get("/api/atlas/{atlas_id}/search")
 def search(request: Request, atlas_id: str, q: str = "") -> dict[str, Any]:
-    return {"indices": atlas_map.search(_atlas(_state(request), atlas_id), q).tolist()}
+    return {"indices": atlas_map.search(_atlas(app_state(request), atlas_id), q).tolist()}
 
 
 @router.post("/api/atlas/{atlas_id}/items")
 def items(request: Request, atlas_id: str, selection: Selection) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     return {"rows": atlas_map.item_rows(atlas, selection.indices, _prediction_names(state, atlas))}
 
 
 @router.get("/api/atlas/{atlas_id}/confusion")
 def confusion(request: Request, atlas_id: str) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     matrix = atlas_map.confusion(atlas)
     names = list(atlas.class_names or [])
@@ -243,14 +239,14 @@ def confusion(request: Request, atlas_id: str) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/confusion/{true}/{predicted}")
 def confusion_cell(request: Request, atlas_id: str, true: int, predicted: int) -> dict[str, Any]:
-    atlas = _atlas(_state(request), atlas_id)
+    atlas = _atlas(app_state(request), atlas_id)
     return {"indices": atlas_map.confusion_cell(atlas, true, predicted).tolist()}
 
 
 # ---- API: projections and exports --------------------------------------------------------------
 @router.post("/api/atlas/{atlas_id}/{layer}/projection")
 def projection(request: Request, atlas_id: str, layer: str, body: ProjectionRequest) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     _layer(atlas, atlas_id, layer)
     method = atlas_map.check_method(body.method)
@@ -263,7 +259,7 @@ def projection(request: Request, atlas_id: str, layer: str, body: ProjectionRequ
 @router.get("/api/atlas/{atlas_id}/{layer}/projection/{method}/coords")
 def coords(request: Request, atlas_id: str, layer: str, method: str, align_to: str | None = None
            ) -> Response:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     _layer(atlas, atlas_id, layer)
     atlas_map.check_method(method)
@@ -278,7 +274,7 @@ def coords(request: Request, atlas_id: str, layer: str, method: str, align_to: s
 @router.post("/api/atlas/{atlas_id}/{layer}/export")
 def export(request: Request, atlas_id: str, layer: str, selection: Selection, format: str = "csv"
            ) -> Response:
-    state = _state(request)
+    state = app_state(request)
     atlas = _atlas(state, atlas_id)
     _layer(atlas, atlas_id, layer)
     method = atlas_map.check_method(selection.method)

@@ -25,7 +25,7 @@ from .explainer import ExplainRequest, submit_explain
 from .images import list_images, resolve_image
 from .neighbors import atlas_layer
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 router = APIRouter()
 
@@ -49,7 +49,7 @@ def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntr
 def compare_page(request: Request, image: str | None = None, method: str = "gradcam",
                  target: str = "", a: str | None = None, b: str | None = None) -> Any:
     """Both models' predictions for one image and their maps of it, side by side."""
-    state: AppState = request.app.state.cs
+    state = app_state(request)
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
     columns = []
@@ -110,7 +110,7 @@ def compare_atlas_page(request: Request, a: str | None = None, b: str | None = N
                        method: str = "tsne") -> Any:
     """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a`` (without both:
     the form to choose them)."""
-    state: AppState = request.app.state.cs
+    state = app_state(request)
     if method not in PROJECTIONS:
         raise BadArgument(f"method={method!r}: use {', '.join(PROJECTIONS)}")
     sides, size = [], 0

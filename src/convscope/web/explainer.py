@@ -35,11 +35,10 @@ from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
 from .images import ImageChoice, image_digest, list_images, resolve_image
-from .job_routes import app_state
 from .jobs import Job
 from .model_page import table_of
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 router = APIRouter()
 

@@ -15,7 +15,7 @@ from .errors import NotFound
 from .images import list_images, resolve_image, save_upload
 from .jobs import FINISHED
 from .pages import STATIC, render
-from .state import AppState
+from .state import app_state
 
 router = APIRouter()
 POLL_SECONDS = 0.05
@@ -25,10 +25,6 @@ READ_WHOLE_BYTES = 4 * 2**20
 _MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "application/json",
           ".csv": "text/csv", ".html": "text/html", ".bin": "application/octet-stream"}
 
-
-def app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
 
 
 @router.get("/jobs")

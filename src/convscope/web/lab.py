@@ -33,7 +33,7 @@ from .errors import NotFound
 from .images import image_digest, inside, list_images, resolve_image
 from .jobs import Job
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 router = APIRouter()
 
@@ -448,15 +448,11 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
 
 
 # -- routes ------------------------------------------------------------------------------------
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
-
 
 @router.get("/lab")
 def lab_page(request: Request, kind: str = "adversarial", model: str | None = None) -> Response:
     """The form of one kind, filled from the URL (checked: a bad setting is a 400 page)."""
-    state = _state(request)
+    state = app_state(request)
     entry = state.model(model)
     chosen = kind_of(kind)
     chosen.parse(request.query_params, partial=True)
@@ -470,7 +466,7 @@ def lab_page(request: Request, kind: str = "adversarial", model: str | None = No
 def lab_run(request: Request, kind: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
             ) -> dict[str, Any]:
     """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON."""
-    state = _state(request)
+    state = app_state(request)
     chosen = kind_of(kind)
     job = submit(state, chosen, body, body.get("model") or None)
     if body.get("wait"):

@@ -37,7 +37,7 @@ from .errors import NotFound
 from .images import list_images, resolve_image
 from .model_page import table_of
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 if TYPE_CHECKING:
     from ..methods.features import FeatureMaps
@@ -76,10 +76,6 @@ def _memory(state: AppState) -> _Memory:
 
 _MEMORY_LOCK = threading.Lock()
 
-
-def app_state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
 
 
 def _png_response(picture: Image.Image | Any) -> Response:

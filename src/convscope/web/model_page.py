@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from ..model import LayerInfo, Model
 from ..tasks.layers import LayerTable, layer_table
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 router = APIRouter()
 
@@ -39,10 +39,6 @@ class TreeRow:
     """Whether the row passes the search (it or a row nested under it matches)."""
     match: bool
 
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.cs
-    return state
 
 
 def table_of(state: AppState, entry: ModelEntry, timeout: float | None = None) -> LayerTable:
@@ -105,7 +101,7 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 
 @router.get("/")
 def model_page(request: Request, model: str | None = None, q: str = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     entry = state.model(model)
     table = table_of(state, entry)
     link_model = None if entry is state.default_model else entry.name
@@ -120,5 +116,5 @@ def model_page(request: Request, model: str | None = None, q: str = "") -> Respo
 @router.get("/api/model/layers")
 def api_layers(request: Request, model: str | None = None) -> list[dict[str, object]]:
     """What ``convscope layers --json`` prints for the model."""
-    state = _state(request)
+    state = app_state(request)
     return table_of(state, state.model(model)).as_json()

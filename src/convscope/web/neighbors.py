@@ -21,7 +21,7 @@ from ..tasks.atlas import Neighbor, find_neighbors
 from .errors import NotFound
 from .images import resolve_image
 from .pages import render
-from .state import AppState, ModelEntry
+from .state import AppState, ModelEntry, app_state
 
 router = APIRouter()
 
@@ -99,7 +99,7 @@ def neighbor_rows(atlas: Atlas, found: list[Neighbor], model_labels: list[str] |
 def neighbors(request: Request, atlas_id: str, layer: str, index: str | None = None,
               image: str | None = None, k: str = "10", metric: str = "cosine") -> dict[str, Any]:
     """``{"neighbors": [{index, distance, source, label, prediction, ...}]}`` nearest first."""
-    state: AppState = request.app.state.cs
+    state = app_state(request)
     atlas = atlas_layer(state, atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
     distance = parse_metric(metric)
@@ -128,7 +128,7 @@ def neighbors_page(request: Request, atlas_id: str, layer: str, k: str = "10",
                    metric: str = "cosine") -> Any:
     """The neighbours panel on a page of its own: query by index, a chosen image or an upload
     (the query itself is read from the URL by the page's script and checked by the API)."""
-    state = request.app.state.cs
+    state = app_state(request)
     atlas = atlas_layer(state, atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
     parse_metric(metric)

@@ -23,7 +23,7 @@ from ..tasks.atlas import top_patches
 from .cache import JobResult
 from .neighbors import atlas_layer, atlas_model, parse_int
 from .pages import render
-from .state import AppState
+from .state import app_state
 
 router = APIRouter()
 
@@ -50,7 +50,7 @@ def patches_png(model: Model, atlas: Atlas, layer: str, channel: int, k: int) ->
 @router.get("/atlas/{atlas_id}/{layer}/patches", response_class=HTMLResponse)
 def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = None) -> Any:
     """The grid page: one lazily loaded tile per channel, each linking to its unit page."""
-    state: AppState = request.app.state.cs
+    state = app_state(request)
     atlas = atlas_layer(state, atlas_id, layer)
     entry = atlas_model(state, atlas)
     count = parse_int("k", k, 1, MAX_K) if k is not None else min(atlas.k, 8)
@@ -62,7 +62,7 @@ def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = No
 @router.get("/api/atlas/{atlas_id}/{layer}/patches/{channel}.png")
 def patches_tile(request: Request, atlas_id: str, layer: str, channel: str, k: str = "8") -> Response:
     """A channel's top patches as PNG (cached on disk by model, atlas, layer, channel and k)."""
-    state: AppState = request.app.state.cs
+    state = app_state(request)
     atlas = atlas_layer(state, atlas_id, layer)
     c = parse_int("channel", channel, 0, atlas.channels[layer] - 1)
     count = parse_int("k", k, 1, MAX_K)

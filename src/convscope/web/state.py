@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+from fastapi import Request
 
 from ..data.atlas import Atlas
 from ..model import Model, load_model
@@ -106,3 +107,9 @@ class AppState:
 
     def close(self) -> None:
         self.jobs.close()
+
+
+def app_state(request: Request) -> AppState:
+    """The app's state, typed (every handler's way to it)."""
+    state: AppState = request.app.state.cs
+    return state
