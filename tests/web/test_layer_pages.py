@@ -249,3 +249,19 @@ def test_the_unit_page_shows_the_atlas_top_images_with_their_patches(atlas_clien
     assert refused.status_code == 404 and "block2" in refused.json()["error"]
 
 
+
+
+def test_a_folder_image_that_changed_gets_its_new_feature_maps(client: TestClient, app: Any,
+                                                               image_folder: Path) -> None:
+    """Activations are remembered by the image's pixels, not only its reference."""
+    path = image_folder / "changing.png"
+    ref = f"folder:{image_folder.name}/changing.png"
+    Image.new("L", (28, 28), 0).save(path)
+    try:
+        dark = client.get("/api/layers/block2/featuremaps", params={"image": ref, "sort": "index"}).json()
+        rng = np.random.default_rng(1)
+        Image.fromarray(rng.integers(0, 255, (30, 28), dtype=np.uint8)).save(path)
+        noisy = client.get("/api/layers/block2/featuremaps", params={"image": ref, "sort": "index"}).json()
+        assert [c["mean"] for c in dark["channels"]] != [c["mean"] for c in noisy["channels"]]
+    finally:
+        path.unlink()

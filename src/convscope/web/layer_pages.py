@@ -34,7 +34,7 @@ from ..tasks.inside import activations, filters, find_layer, mask, unit_classes
 from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
-from .images import list_images, resolve_image
+from .images import image_digest, list_images, resolve_image
 from .model_page import table_of
 from .pages import render
 from .state import AppState, ModelEntry, app_state
@@ -86,6 +86,13 @@ def _png_response(picture: Image.Image | Any) -> Response:
 def _layer(state: AppState, entry: ModelEntry, name: str) -> LayerInfo:
     """The layer's row (type, output shape); unknown names are a 404 with the closest names."""
     return find_layer(entry.model, name, table_of(state, entry).rows)
+
+
+def _lookup(request: Request, model: str | None, name: str) -> tuple[AppState, ModelEntry, LayerInfo]:
+    """What every route of these pages starts from: the app, the model and the layer the URL names."""
+    state = app_state(request)
+    entry = state.model(model)
+    return state, entry, _layer(state, entry, name)
 
 
 def _channels(row: LayerInfo) -> int:
@@ -156,13 +163,13 @@ def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
 # -- the activations of the current image -----------------------------------------------------
 def _activations(state: AppState, entry: ModelEntry, ref: str, layer: str) -> FeatureMaps:
     """The whole layer's maps for one image (channels in index order), computed once."""
-    memory, key = _memory(state), (entry.key, ref, layer)
+    image = resolve_image(state, ref)  # decoded once (web.images keeps recent images)
+    memory, key = _memory(state), (entry.key, image_digest(image), layer)
     with memory.lock:
         found = memory.maps.get(key)
         if found is not None:
             memory.maps.move_to_end(key)
             return found
-    image = resolve_image(state, ref)
     maps = state.jobs.run(lambda: activations(entry.model, image, layer))
     with memory.lock:
         memory.maps[key] = maps
@@ -185,9 +192,7 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 def layer_page(request: Request, name: str, image: str | None = None, model: str | None = None,
                sort: str = "mean", seed: int | None = None, size: int | None = None,
                steps: int | None = None) -> Response:
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     vis = _vis_settings(entry, seed, size, steps)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
@@ -217,9 +222,7 @@ def layer_page(request: Request, name: str, image: str | None = None, model: str
 def unit_page(request: Request, name: str, channel: str, image: str | None = None,
               model: str | None = None, size: int | None = None,
               steps: int | None = None) -> Response:
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(image)
@@ -247,9 +250,7 @@ def _atlas_fits(entry: Any, model: ModelEntry, layer: str) -> bool:
 def featuremap_list(request: Request, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
     ref = _image_ref(image)
@@ -262,9 +263,7 @@ def featuremap_list(request: Request, name: str, image: str | None = None,
 def featuremap_tile(request: Request, name: str, channel: str, image: str | None = None,
                     model: str | None = None) -> Response:
     """One channel's map for the image, on its own colour scale."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     maps = _activations(state, entry, _image_ref(image), row.name).maps[0]
     return _png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
@@ -273,9 +272,7 @@ def featuremap_tile(request: Request, name: str, channel: str, image: str | None
 @router.get("/api/layers/{name}/filters.png")
 def filter_picture(request: Request, name: str, model: str | None = None, page: int = 0) -> Response:
     """The layer's filters (a Conv2d's weights); other layers answer 404 saying why."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    _, entry, row = _lookup(request, model, name)
     try:
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
@@ -287,9 +284,7 @@ def filter_picture(request: Request, name: str, model: str | None = None, page: 
 def mask_picture(request: Request, name: str, channel: str, image: str | None = None,
                  model: str | None = None) -> Response:
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     ref = _image_ref(image)
     picture = resolve_image(state, ref)
@@ -304,9 +299,7 @@ def visualization_job(request: Request, name: str, channel: str, model: str | No
                       steps: int | None = None) -> dict[str, Any]:
     """Submit (or find cached) the channel's feature visualization; answers the job JSON, whose
     ``files["visualization.png"]`` is the picture once it is done."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     settings = _vis_settings(entry, seed, size, steps)
     key = _vis_key(state, entry, row.name, unit, settings)
@@ -324,15 +317,13 @@ def visualization_job(request: Request, name: str, channel: str, model: str | No
 def classes_job(request: Request, name: str, channel: str, image: str | None = None,
                 model: str | None = None, k: int = 5) -> dict[str, Any]:
     """The classes the channel supports most (and opposes most), as a cached job."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     if not 1 <= k <= 100:
         raise BadArgument(f"k={k}; use 1..100")
     ref = _image_ref(image)
     picture = resolve_image(state, ref)
-    key = state.cache.key("unit-classes", entry.key, row.name, unit, ref, k)
+    key = state.cache.key("unit-classes", entry.key, row.name, unit, image_digest(picture), k)
 
     def run(progress: Any) -> JobResult:
         found = unit_classes(entry.model, row.name, unit, k, image=picture)
@@ -348,9 +339,7 @@ def classes_job(request: Request, name: str, channel: str, image: str | None = N
 def top_images(request: Request, name: str, channel: str, atlas: str, model: str | None = None,
                k: int = 8) -> dict[str, Any]:
     """The atlas's top-k images of the channel, each with its receptive-field patch (data URIs)."""
-    state = app_state(request)
-    entry = state.model(model)
-    row = _layer(state, entry, name)
+    state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     found = state.atlas(atlas)
     if not _atlas_fits(found, entry, row.name):
