@@ -24,6 +24,7 @@ from ..methods.dataset.patches import unit_boxes
 from ..methods.dataset.scan import scan
 from ..model import Model, load_model
 from ..model.receptive import Box
+from .atlas_map import check_indices
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,7 @@ def atlas_images(atlas: Atlas, model: Model, indices: list[int]) -> Tensor:
 def atlas_image(atlas: Atlas, index: int) -> Tensor:
     """Image ``index`` of the atlas as a (3, H, W) tensor in [0, 1] at its own size: reloaded from
     the dataset when it is still there and unchanged, else the stored thumbnail."""
-    if not 0 <= index < atlas.size:
-        raise BadArgument(f"index {index} is out of range; atlas '{atlas.path}' has {atlas.size} images "
-                          f"(0 to {atlas.size - 1})")
+    check_indices(atlas, [index])
     ds = _dataset(atlas)
     if ds is not None and ds.sources()[index] == atlas.sources()[index]:
         got = ds.load_batch([index])

@@ -145,12 +145,6 @@ def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str
     return {m: check_options(m, opts) for m, opts in found.items()}
 
 
-def image_key(picture: Tensor) -> str:
-    """A content hash of the image: a cached map never belongs to other pixels (a folder file may
-    change between two visits); remembered with a cached decoded image."""
-    return image_digest(picture)
-
-
 # -- the job ------------------------------------------------------------------------------------
 
 def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
@@ -193,7 +187,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
     layer = check_layer(entry.model, method, body.layer)
     target = check_target(entry.model, body.target)
-    key = state.cache.key("explain", entry.key, image_key(picture), method, target, layer, options,
+    key = state.cache.key("explain", entry.key, image_digest(picture), method, target, layer, options,
                           body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)
     title = f"{method} of {body.image} ({entry.name}, target {target})"
     return state.jobs.submit("explain", title, explain_job(entry.model, picture, method, target, layer,
