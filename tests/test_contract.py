@@ -1,4 +1,4 @@
-"""The model-safety contract (DESIGN.md convention 1): nothing convscope runs may harm the model.
+"""The model-safety contract (docs/architecture.md, convention 1): nothing convscope runs may harm the model.
 
 Each entry of ``CASES`` uses one part of the library the way a method does, on a tiny seeded
 network in *train* mode with some parameters frozen and a user hook of its own, wrapped in a

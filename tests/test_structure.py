@@ -1,4 +1,4 @@
-"""Package structure: the public API and the one-way flow of imports (DESIGN.md section 1)."""
+"""Package structure: the public API and the one-way flow of imports (docs/architecture.md, section 1)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_every_command_module_is_registered() -> None:
 STABLE_METHODS = ["saliency", "gradient_x_input", "smoothgrad", "integrated_gradients",
                   "guided_backprop", "deconvnet", "cam", "gradcam", "gradcam_pp", "guided_gradcam",
                   "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp"]
-"""The stable method names of DESIGN.md section 5: scripts and saved reports name them."""
+"""The stable method names of docs/architecture.md, section 5: scripts and saved reports name them."""
 
 
 def test_stable_method_names_are_all_registered() -> None:

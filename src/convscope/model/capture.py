@@ -1,7 +1,7 @@
 """Record the outputs of chosen layers during a forward pass (and their gradients on demand).
 
 ``capture(model, layers)`` is the one way convscope reads activations. Hooks are registered
-inside the ``with`` block and removed in ``finally`` (DESIGN.md convention 2), only on the layers
+inside the ``with`` block and removed in ``finally`` (docs/architecture.md, convention 2), only on the layers
 asked for.
 
 In-place clobbering: a conv followed by ``ReLU(inplace=True)`` overwrites the conv's output, so a

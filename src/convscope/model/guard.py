@@ -1,4 +1,4 @@
-"""Temporary changes to a user's model that are always undone (DESIGN.md convention 1).
+"""Temporary changes to a user's model that are always undone (docs/architecture.md, convention 1).
 
 Methods need eval mode and frozen parameters while they run, but the user's module must come out
 exactly as it went in, also when the method raises. Each context manager here records what it

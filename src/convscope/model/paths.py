@@ -7,7 +7,7 @@ what the forward pass really does, not from the module tree: a torch-function mo
 tensor computed from the layer's output and notes the first operation that is not affine in it
 (a ReLU, a max-pool, a product of two such tensors...). Functional calls inside the model's own
 ``forward`` (``F.relu(x)``) are seen as well as modules. The mode is thread-local and popped on
-exit; the hook is removed (DESIGN.md convention 1).
+exit; the hook is removed (docs/architecture.md, convention 1).
 """
 
 from __future__ import annotations

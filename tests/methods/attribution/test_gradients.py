@@ -115,8 +115,9 @@ class SteepNet(nn.Module):
 
 @pytest.mark.parametrize("rule", ["adaptive", "riemann_middle"])
 def test_integrated_gradients_warns_with_its_gap_when_steps_are_too_few(rule: str) -> None:
-    """DESIGN convention 12: the gap is measured at run time (from the adaptive rule's own probes,
-    or two scored ends) and a coarse quadrature says how far it missed; enough steps are silent."""
+    """Convention 12 (docs/architecture.md): the gap is measured at run time (from the adaptive
+    rule's own probes, or two scored ends) and a coarse quadrature says how far it missed; enough
+    steps are silent."""
     torch.manual_seed(0)
     model = Model(SteepNet().double(), preprocess=Preprocess(input_size=(8, 8)))
     x = inputs(2, size=8, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The base class every attribution method derives from (DESIGN.md section 2).
+"""The base class every attribution method derives from (docs/architecture.md, section 2).
 
 A method is bound to a model (and a layer, for layer methods) with its options at construction,
 and maps a batch to attributions with one verb, ``attribute(inputs, target)``. ``__call__`` adds

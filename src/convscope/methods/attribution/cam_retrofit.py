@@ -18,7 +18,7 @@ softmax layer") is followed here without touching the user's network:
 Shapes: images (N, 3, H, W) in [0, 1] (or a list of (3, H, W) of any sizes), labels (N,) long.
 A labelled image folder (one subfolder per class, named by it) becomes these tensors with
 ``convscope.data.load_folder`` per subfolder; that reading happens above ``methods/``, which
-never imports ``data/`` (DESIGN.md section 1).
+never imports ``data/`` (docs/architecture.md, section 1).
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class IntegratedGradients(Attribution):
 
     def _check_completeness(self, attributions: Tensor, ends: Tensor) -> None:
         """Warn when the attributions miss F(x) - F(x') by more than :data:`COMPLETENESS_TOLERANCE`
-        (DESIGN convention 12): the quadrature was too coarse for this path; more steps fix it.
+        (docs/architecture.md, convention 12): the quadrature was too coarse for this path; more steps fix it.
         The ends come from the forward-only fast path, so float rounding alone stays far below."""
         ends = ends.double()
         delta = ends[:, 1] - ends[:, 0]

@@ -6,7 +6,7 @@ fraction of the input's range, sigma / (x_max - x_min) (10-20% works best there)
 SmoothGrad^2 (Hooker et al. 2019, "A Benchmark for Interpretability Methods") averages
 the squared maps instead.
 
-A wrapper, not a flag on each method (DESIGN.md section 2): it smooths any registered method or
+A wrapper, not a flag on each method (docs/architecture.md, section 2): it smooths any registered method or
 :class:`~convscope.methods.attribution.base.Attribution` instance. Shapes follow the wrapped
 method: (B, C, H, W) -> whatever it returns per sample, averaged over ``samples`` copies.
 
