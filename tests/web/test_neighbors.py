@@ -138,7 +138,8 @@ def test_the_neighbours_page_refuses_bad_parameters(client: TestClient, url: str
 
 def test_an_image_query_needs_the_atlas_model_served(make_app: Callable[..., Any],
                                                      digits: DigitAtlases) -> None:
-    with TestClient(make_app(models=("efficientnet_lite0",), **digits.config())) as other:
+    with TestClient(make_app(models=("efficientnet_lite0",), **digits.config()),
+                    base_url="http://127.0.0.1") as other:
         by_image = other.get(URL.format(layer="block4"), params={"image": "folder:queries/q0.png"})
         by_index = other.get(URL.format(layer="block4"), params={"index": 3, "k": 2})
     assert by_image.status_code == 400 and "--model digits_cnn" in by_image.json()["error"]

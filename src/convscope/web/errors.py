@@ -33,7 +33,13 @@ class Forbidden(ConvscopeError):
     """A request without the access token, or for a path outside the served folders."""
 
 
+class MisdirectedRequest(ConvscopeError):
+    """A request whose ``Host`` is not an address the server was started on (DNS rebinding)."""
+
+
 def status_of(err: ConvscopeError) -> int:
+    if isinstance(err, MisdirectedRequest):
+        return 421
     if isinstance(err, (NotFound, BadLayer)):
         return 404
     if isinstance(err, TooLarge):
