@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from ..data.atlas import Atlas
-from ..errors import BadArgument, ConvscopeError
+from ..errors import BadArgument
 from ..methods.registry import get_method, method_names
 from ..tasks import atlas_map
 from ..tasks.predict import predict
@@ -82,19 +82,6 @@ def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str
     return f"/atlas/{quote(atlas_id)}/{quote(layer, safe='')}?{urlencode(query)}"
 
 
-def atlas_layer_refs(state: AppState) -> list[str]:
-    """Every ``ATLAS:LAYER`` the server can show (atlases that do not open are left out; their
-    own pages say why)."""
-    refs = []
-    for atlas_id, entry in state.atlases.items():
-        try:
-            layers = entry.atlas.layers
-        except ConvscopeError:
-            continue
-        refs += [f"{atlas_id}:{layer}" for layer in layers]
-    return refs
-
-
 @router.get("/compare/atlas", response_class=HTMLResponse)
 def compare_atlas_page(request: Request, state: Service, a: str | None = None, b: str | None = None,
                        method: str = "tsne") -> Any:
@@ -113,4 +100,4 @@ def compare_atlas_page(request: Request, state: Service, a: str | None = None, b
         size = atlas_a.size
     return render(request, "compare_atlas.html", title=f"Compare {a} and {b}" if sides else "Compare atlases",
                   a=a, b=b, method=method, methods=atlas_map.PROJECTIONS, sides=sides, size=size,
-                  refs=atlas_layer_refs(state))
+                  refs=[f"{i}:{layer}" for i, atlas in state.open_atlases() for layer in atlas.layers])

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BadArgument, BadImage, BadLayer, BadModel, BadTarget, ConvscopeError
+from ..errors import BadLayer, ConvscopeError
 
 log = logging.getLogger("convscope.web")
 
@@ -46,9 +46,7 @@ def status_of(err: ConvscopeError) -> int:
         return 413
     if isinstance(err, Forbidden):
         return 403
-    if isinstance(err, (BadArgument, BadImage, BadModel, BadTarget, ConvscopeError)):
-        return 400
-    return 400
+    return 400  # BadArgument, BadImage, BadModel, BadTarget: any other bad input
 
 
 def one_line(message: str) -> str:

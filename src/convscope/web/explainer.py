@@ -74,19 +74,13 @@ class ExplainRequest(BaseModel):
 
 # -- checks of what a request names -------------------------------------------------------------
 
-def named_layer(model: Model, layer: str | None) -> str:
-    """``"auto"``, or a layer of the model (a did-you-mean 404 otherwise)."""
+def check_layer(model: Model, layer: str | None, method: str | None = None) -> str:
+    """``"auto"`` or a layer of the model (a did-you-mean 404 otherwise); methods without a
+    layer ignore it, so one layer choice can go with every method of the page."""
     layer = (layer or "auto").strip() or "auto"
     if layer != "auto":
         get_layer(model, layer)
-    return layer
-
-
-def check_layer(model: Model, method: str, layer: str | None) -> str:
-    """A named layer must exist; methods without a layer ignore it, so one layer choice can go
-    with every method of the page."""
-    layer = named_layer(model, layer)
-    return layer if get_method(method).needs_layer else "auto"
+    return layer if method is None or get_method(method).needs_layer else "auto"
 
 
 def method_list(text: str | None) -> list[str]:
@@ -159,7 +153,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     method = get_method(body.method).name
     defaults = {s.name: s.default for s in option_specs(method)}
     options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
-    layer = check_layer(entry.model, method, body.layer)
+    layer = check_layer(entry.model, body.layer, method)
     target = check_class(body.target, entry.model.labels)
     check_budget(entry.model, method, options)
     key = state.cache.key("explain", entry.key, state.digest(picture), method, target, layer, options,
@@ -225,7 +219,7 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
     state.image(ref)
     chosen = method_list(methods)
     options = url_options(dict(request.query_params), chosen)
-    layer = named_layer(entry.model, layer)
+    layer = check_layer(entry.model, layer)
     page_target = check_class(target, entry.model.labels) if target else None
     setup = {
         "image": ref, "model": entry.name, "target": page_target, "methods": chosen,

@@ -164,6 +164,21 @@ def inside(root: Path, relative: str, what: str) -> Path:
     return path
 
 
+def folder_file(state: AppState, ref: str, what: str, suffix: str | None = None) -> Path:
+    """The file ``folder:<folder id>/<rel path>`` names inside an ``--images`` folder (with
+    ``suffix``, only such a file); nothing outside the folder is ever named."""
+    folder_id, _, relative = ref.partition(":")[2].partition("/")
+    root = state.image_folders.get(folder_id)
+    if root is None:
+        raise NotFound(f"{what} {ref!r}: no image folder {folder_id!r}; folders: "
+                       f"{', '.join(state.image_folders) or 'none (start with --images DIR)'}")
+    path = inside(root, relative, what)
+    if not path.is_file() or (suffix is not None and path.suffix != suffix):
+        kind = f"{suffix} file" if suffix else "file"
+        raise NotFound(f"{what} {ref!r}: no such {kind} in folder {folder_id!r}")
+    return path
+
+
 def resolve_image(state: AppState, ref: str) -> Tensor:
     """The (3, H, W) image in [0, 1] that ``ref`` names (4xx errors for anything else)."""
     kind, sep, rest = (ref or "").partition(":")
@@ -176,14 +191,7 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
             raise NotFound(f"image {ref!r}: no sample {rest!r}; samples: {', '.join(list_samples())}")
         return state.decoded.get(("sample", rest), lambda: load_image(ref))
     if kind == "folder":
-        folder_id, _, relative = rest.partition("/")
-        root = state.image_folders.get(folder_id)
-        if root is None:
-            raise NotFound(f"image {ref!r}: no image folder {folder_id!r}; folders: "
-                           f"{', '.join(state.image_folders) or 'none (start with --images DIR)'}")
-        path = inside(root, relative, "image")
-        if not path.is_file():
-            raise NotFound(f"image {ref!r}: no such file in folder {folder_id!r}")
+        path = folder_file(state, ref, "image")
         stat = path.stat()  # a file changed in place gets a new key: its size or mtime moved
         key = ("folder", str(path), stat.st_size, stat.st_mtime_ns, limit)
         return state.decoded.get(key, lambda: load_image(path, max_pixels=limit))

@@ -29,7 +29,7 @@ from ..tasks.synthesis import Synthesis, check_style_layers, inversion, layer_li
 from ..types import ProgressFn
 from .cache import JobResult
 from .errors import NotFound
-from .images import inside, list_images
+from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
 from .params import Field, check_memory, parse_settings
@@ -49,7 +49,8 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
     return inspect.signature(fn).parameters[name].default
 
 
-Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Callable[[ProgressFn], JobResult]]
+Run = Callable[[ProgressFn], JobResult]
+Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Run]
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,7 @@ def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
     return {"steps": s["steps"], "seed": s["seed"], "size": s["size"]}
 
 
-def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                       ) -> Callable[[ProgressFn], JobResult]:
+def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     image = state.image(s["image"])
     target = class_of(model, s["target"]) if s["target"] else None
@@ -107,8 +107,7 @@ def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _k
     return run
 
 
-def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                   ) -> Callable[[ProgressFn], JobResult]:
+def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     target = class_of(model, s["target"])
     begin: Any = s["start"] if s["start"] in ("noise", "zeros") else state.image(s["start"])
@@ -121,8 +120,7 @@ def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: 
     return run
 
 
-def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                     ) -> Callable[[ProgressFn], JobResult]:
+def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     image = state.image(s["image"])
     layers = layer_list(model, s["layers"]) or []
@@ -135,8 +133,7 @@ def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key
     return run
 
 
-def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                   ) -> Callable[[ProgressFn], JobResult]:
+def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     image = state.image(s["image"])
     layers = layer_list(model, s["layers"])
@@ -158,8 +155,7 @@ def _one_layer(entry: ModelEntry, name: str, text: str | None) -> str | None:
     return layers[0] if layers else None
 
 
-def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                 ) -> Callable[[ProgressFn], JobResult]:
+def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     content, style_image = state.image(s["content"]), state.image(s["style"])
     content_layer = _one_layer(entry, "content_layer", s["content_layer"])
@@ -188,15 +184,7 @@ def net_path(state: AppState, ref: str) -> Path:
     if kind == "lab":
         return state.cache.file(rest, NET_FILE)
     if kind == "folder":
-        folder_id, _, relative = rest.partition("/")
-        root = state.image_folders.get(folder_id)
-        if root is None:
-            raise NotFound(f"net {ref!r}: no image folder {folder_id!r}")
-        path = inside(root, relative, "net")
-        if path.suffix != ".pt" or not path.is_file():
-            raise NotFound(f"net {ref!r}: no .pt file there; train one in the lab or with "
-                           "`convscope fast-style train`")
-        return path
+        return folder_file(state, ref, "net", ".pt")
     raise BadArgument(f"net {ref!r}: use lab:KEY (a network trained here) or folder:FOLDER/FILE.pt")
 
 
@@ -212,8 +200,7 @@ def _contents(state: AppState, text: str) -> list[Any]:
     return images
 
 
-def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str
-                      ) -> Callable[[ProgressFn], JobResult]:
+def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str) -> Run:
     model = entry.model
     image = state.image(s["image"])
     if s["net"]:

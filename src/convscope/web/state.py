@@ -8,7 +8,6 @@ Handlers receive it through FastAPI's ``Depends`` (:data:`Service`) and stay thi
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -18,7 +17,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-import torch
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from torch import Tensor
@@ -27,6 +25,7 @@ from ..data.atlas import Atlas
 from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo, Model, load_model
 from ..model.device import pick_device
+from ..model.digest import weights_digest
 from ..tasks.explain import state_key
 from ..tasks.inside import activations, find_layer
 from ..tasks.layers import LayerTable, layer_table
@@ -86,19 +85,8 @@ class ModelEntry:
         state = state_key(self.model)
         with self._lock:
             if self._key is None or self._key[0] != state:
-                self._key = (state, self._hash())
+                self._key = (state, weights_digest(self.model, self.spec, repr(self.model.spec))[:16])
             return self._key[1]
-
-    def _hash(self) -> str:
-        digest = hashlib.sha256(self.spec.encode())
-        digest.update(repr(self.model.spec).encode())
-        with torch.no_grad():
-            for name, tensor in list(self.model.state_dict().items()):
-                digest.update(name.encode())
-                t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
-                digest.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-                digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return digest.hexdigest()[:16]
 
     def made(self, atlas: Atlas) -> bool:
         """Whether this model made ``atlas`` (by the name it was scanned with)."""
@@ -223,16 +211,20 @@ class AppState:
                               f"which this server does not serve; start it with --model {atlas.model_name}")
         return entry
 
-    def atlases_of(self, entry: ModelEntry, layer: str) -> list[str]:
-        """The atlases this model made that hold ``layer`` (atlases that do not open are left out)."""
+    def open_atlases(self) -> list[tuple[str, Atlas]]:
+        """Every atlas that opens (one that does not is left out: its own page says why)."""
         found = []
-        for atlas_id, atlas in self.atlases.items():
+        for atlas_id, entry in self.atlases.items():
             try:
-                if layer in atlas.atlas.layers and entry.made(atlas.atlas):
-                    found.append(atlas_id)
+                found.append((atlas_id, entry.atlas))
             except ConvscopeError:
                 continue
         return found
+
+    def atlases_of(self, entry: ModelEntry, layer: str) -> list[str]:
+        """The atlases this model made that hold ``layer``."""
+        return [atlas_id for atlas_id, atlas in self.open_atlases()
+                if layer in atlas.layers and entry.made(atlas)]
 
     # -- jobs -------------------------------------------------------------------------------
     def answer(self, job: Job, wait: bool) -> JSONResponse:
