@@ -25,6 +25,7 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
+from .job_routes import png_response
 from .pages import render
 from .params import parse_choice
 from .state import AppState, Service
@@ -182,7 +183,7 @@ def thumb(state: Service, atlas_id: str, index: int) -> Response:
         picture = atlas_map.thumbnail(atlas, index)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    return Response(png_bytes(thumbnail_tile(picture[None], 1)), media_type="image/png", headers=_TILE_CACHE)
+    return png_response(thumbnail_tile(picture[None], 1), _TILE_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/columns/{name}")

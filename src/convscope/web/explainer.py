@@ -37,6 +37,7 @@ from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
 from .images import ImageChoice, list_images
+from .job_routes import png_response
 from .jobs import Job
 from .pages import render
 from .params import check_memory, parse_int, parse_text
@@ -193,7 +194,7 @@ def image_route(state: Service, image: str) -> Response:
     """The image a reference names, at most :data:`PREVIEW_SIDE` pixels on its longer side."""
     picture = to_pil(state.image(image)).convert("RGB")
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return png_response(picture)
 
 
 def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:

@@ -6,10 +6,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from ..render import png_bytes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, save_upload
@@ -18,6 +20,7 @@ from .pages import STATIC, render
 from .state import Service
 
 router = APIRouter()
+NO_CACHE = {"Cache-Control": "no-cache"}
 POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
 READ_WHOLE_BYTES = 4 * 2**20
@@ -86,6 +89,11 @@ def file_response(name: str, blob: bytes | None = None, path: Path | None = None
             return FileResponse(str(path), media_type=media, headers=headers)
         blob = path.read_bytes()  # a map or a picture: one read beats FileResponse's thread hops
     return Response(blob or b"", media_type=media, headers=headers)
+
+
+def png_response(picture: Any, headers: dict[str, str] | None = None) -> Response:
+    """A picture (PIL or tensor) as a PNG answer, not cached by default."""
+    return Response(png_bytes(picture), media_type="image/png", headers=headers or NO_CACHE)
 
 
 @router.get("/api/jobs/{job_id}/files/{name}")

@@ -76,11 +76,16 @@ class Kind:
 
 
 # -- what each kind does ------------------------------------------------------------------------
+def _result(data: dict[str, Any], pictures: list[tuple[str, str, Any]], **files: bytes) -> JobResult:
+    """``data`` with the list of pictures; each (file, caption, picture) as a PNG; ``files`` as they are."""
+    shown = [{"file": name, "caption": caption} for name, caption, _picture in pictures]
+    return JobResult(data={**data, "pictures": shown},
+                     files={**{name: png_bytes(picture) for name, _caption, picture in pictures}, **files})
+
+
 def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> JobResult:
     """The task's summary and headline as data; each (file, caption, picture) as a PNG."""
-    files = {name: png_bytes(picture) for name, _caption, picture in pictures}
-    shown = [{"file": name, "caption": caption} for name, caption, _picture in pictures]
-    return JobResult(data={**made.summary, "headline": made.headline, "pictures": shown}, files=files)
+    return _result({**made.summary, "headline": made.headline}, pictures)
 
 
 def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
@@ -208,11 +213,8 @@ def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key
 
         def apply_only(progress: ProgressFn) -> JobResult:
             styled = apply_style(path, [image], size=s["apply_size"], device=model.device)[0]
-            return JobResult(
-                data={"net": s["net"], "headline": f"stylized with {s['net']}", "pictures": [
-                    {"file": "original.png", "caption": "image"},
-                    {"file": "result.png", "caption": "stylized"}]},
-                files={"original.png": png_bytes(image), "result.png": png_bytes(styled)})
+            return _result({"net": s["net"], "headline": f"stylized with {s['net']}"},
+                           [("original.png", "image", image), ("result.png", "stylized", styled)])
 
         return apply_only
     style_image = state.image(s["style"])
@@ -231,12 +233,9 @@ def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key
         styled = apply_style(made.net, [image], size=s["apply_size"])[0]
         headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
                     f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
-        return JobResult(
-            data={**made.summary, "net": f"lab:{key}", "headline": headline, "pictures": [
-                {"file": "style.png", "caption": "style"}, {"file": "original.png", "caption": "image"},
-                {"file": "result.png", "caption": "stylized"}]},
-            files={"style.png": png_bytes(style_image), "original.png": png_bytes(image),
-                   "result.png": png_bytes(styled), NET_FILE: blob})
+        return _result({**made.summary, "net": f"lab:{key}", "headline": headline},
+                       [("style.png", "style", style_image), ("original.png", "image", image),
+                        ("result.png", "stylized", styled)], **{NET_FILE: blob})
 
     return run
 

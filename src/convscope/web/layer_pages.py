@@ -19,7 +19,6 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from PIL import Image
 
 from ..data import list_samples
 from ..errors import ConvscopeError
@@ -33,6 +32,7 @@ from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
 from .images import list_images
+from .job_routes import png_response
 from .pages import render
 from .params import parse_choice, parse_int
 from .state import AppState, ModelEntry, Service
@@ -55,10 +55,6 @@ LIMITS = {"steps": (1, 2048), "size": (8, 512), "seed": (0, 2**31 - 1)}
 TILE_PX = 96
 MAX_TOP = 64
 MAX_CLASSES = 100
-
-
-def _png_response(picture: Image.Image | Any) -> Response:
-    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 # -- checking what the URL names --------------------------------------------------------------
@@ -202,7 +198,7 @@ def featuremap_tile(state: Service, name: str, channel: str, image: str | None =
     state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     maps = state.feature_maps(entry, state.image(_image_ref(image)), row.name).maps[0]
-    return _png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
+    return png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
 
 @router.get("/api/layers/{name}/filters.png")
@@ -213,7 +209,7 @@ def filter_picture(state: Service, name: str, model: str | None = None, page: in
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
         raise NotFound(f"filters cannot be shown: {err}") from None
-    return _png_response(view.picture)
+    return png_response(view.picture)
 
 
 @router.get("/api/layers/{name}/{channel}/mask.png")
@@ -225,7 +221,7 @@ def mask_picture(state: Service, name: str, channel: str, image: str | None = No
     ref = _image_ref(image)
     picture = state.image(ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
-    return _png_response(view.picture)
+    return png_response(view.picture)
 
 
 # -- API: jobs --------------------------------------------------------------------------------
