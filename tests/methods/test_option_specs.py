@@ -32,7 +32,8 @@ def test_kinds_come_from_the_type_hints() -> None:
     assert saliency["magnitude"].choices == typing.get_args(hint)
     described = describe("gradcam")
     assert described["needs_layer"] and described["options"] == [
-        {"name": "relu", "type": "bool", "default": True, "nullable": False, "choices": []}]
+        {"name": "relu", "type": "bool", "default": True, "nullable": False, "choices": [],
+         "low": None, "high": None}]
 
 
 def test_json_values_become_option_values() -> None:
@@ -59,3 +60,14 @@ def test_bad_values_get_one_line_naming_the_option(method: str, options: dict, n
     with pytest.raises(BadArgument) as err:
         check_options(method, options)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_default_lies_within_its_bound_and_huge_values_are_refused() -> None:
+    for name in method_names():
+        for spec in option_specs(name):
+            if spec.default is not None and spec.kind in ("int", "float"):
+                assert check_options(name, {spec.name: spec.default}) == {spec.name: spec.default}
+    for method, option, value in (("rise", "masks", 10**12), ("occlusion", "window", -5),
+                                  ("integrated_gradients", "steps", 10**400), ("smoothgrad", "noise", 1e400)):
+        with pytest.raises(BadArgument, match=f"option {option}="):
+            check_options(method, {option: value})

@@ -54,3 +54,19 @@ def test_bad_targets(target, message) -> None:
 def test_label_without_labels() -> None:
     with pytest.raises(BadTarget, match="no labels"):
         select(LOGITS, "cat", None)
+
+
+def test_one_target_parser_for_the_cli_the_web_and_the_tasks() -> None:
+    from convscope.model.targets import check_class, parse_target
+
+    assert parse_target(" 285 ") == 285 and parse_target("top1") == "top1" and parse_target("cat") == "cat"
+    with pytest.raises(BadTarget, match="5000 digits"):
+        parse_target("9" * 5000)  # int() itself would raise a ValueError past 4300 digits
+    labels = ["zero", "one", "two"]
+    assert check_class("", labels) == "top1" and check_class("Two", labels) == 2
+    assert check_class(1, labels) == 1
+    for bad in ("3", -1, True, "9" * 50):
+        with pytest.raises(BadTarget):
+            check_class(bad, labels)
+    with pytest.raises(BadTarget, match="class index or a label"):
+        check_class(None, labels, top1=False)

@@ -53,7 +53,7 @@ def test_parse_budget_refuses_with_the_name(text: str) -> None:
 
 def test_class_of(digits: Model) -> None:
     assert class_of(digits, "7") == 7
-    with pytest.raises(BadTarget, match="0 to 9"):
+    with pytest.raises(BadTarget, match="the model has 10 classes"):
         class_of(digits, "10")
     with pytest.raises(BadTarget, match="not a class label"):
         class_of(digits, "cat")

@@ -210,7 +210,7 @@ BAD_REQUESTS = [
     ("GET", "/atlas/nope/flatten", None, 404, "no atlas 'nope'"),
     ("GET", "/atlas/digits/fc", None, 404, "layer 'fc' is not in atlas 'digits'"),
     ("GET", "/atlas/digits/flatten?method=mds", None, 400, "use one of pca, tsne, umap"),
-    ("GET", "/atlas/digits/flatten?color=rainbow", None, 400, "color 'rainbow'"),
+    ("GET", "/atlas/digits/flatten?color=rainbow", None, 400, "color=rainbow: choose from"),
     ("GET", "/atlas/digits/flatten?align_to=digits-b", None, 400, "write it as ATLAS:LAYER"),
     ("GET", "/atlas/digits/flatten?align_to=digits-b:block3", None, 404, "not in atlas 'digits-b'"),
     ("GET", "/api/atlas/digits/tiles/1.png", None, 404, "tile 1 is outside atlas 'digits' (0..0)"),

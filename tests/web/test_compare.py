@@ -121,7 +121,7 @@ def test_bad_compare_requests_get_a_clear_4xx(client: TestClient, params: dict, 
 
 
 def test_one_model_is_refused_with_what_to_do(make_app: Callable[..., Any]) -> None:
-    with TestClient(make_app(models=("digits_cnn",))) as one:
+    with TestClient(make_app(models=("digits_cnn",)), base_url="http://127.0.0.1") as one:
         got = one.get("/compare", params={"image": "sample:cat"})
     assert got.status_code == 400 and "--model A --model B" in got.json()["error"]
 

@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from convscope.data.images import load_image
-from convscope.web.images import DECODED, DecodedImages, image_digest, resolve_image
+from convscope.web.images import DecodedImages, resolve_image
 
 
 def _digest_of(picture: torch.Tensor) -> str:
     """The content hash computed afresh, on a copy no cache knows."""
-    return image_digest(picture.clone())
+    return DecodedImages().digest(picture.clone())
 
 
 def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:
@@ -27,11 +27,11 @@ def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:
     again = resolve_image(app.state.cs, "sample:cat")
     assert again is first
     assert torch.equal(first, load_image("sample:cat"))
-    assert image_digest(first) == _digest_of(first)
+    assert app.state.cs.digest(first) == _digest_of(first)
 
 
 def test_a_tensor_changed_in_place_is_decoded_again() -> None:
-    cache = DecodedImages()  # not the process's: no other test sees the damage done here
+    cache = DecodedImages()  # not the app's: no other test sees the damage done here
     loads = []
 
     def load() -> torch.Tensor:
@@ -60,7 +60,7 @@ def test_a_folder_file_changed_on_disk_is_decoded_again(make_app: Any, tmp_path:
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a new mtime even on a coarse clock
     after = resolve_image(app.state.cs, ref)
     assert float(after.min()) == 1.0
-    assert image_digest(after) != image_digest(before)
+    assert app.state.cs.digest(after) != app.state.cs.digest(before)
 
 
 def test_an_upload_is_cached_by_its_hash(make_app: Any) -> None:
@@ -100,7 +100,7 @@ def test_the_lru_keeps_its_bounds() -> None:
 
 
 def test_threads_resolving_at_once_get_the_same_pixels(app: Any) -> None:
-    DECODED.clear()
+    app.state.cs.decoded.clear()
     got: list[torch.Tensor] = []
     lock = threading.Lock()
 

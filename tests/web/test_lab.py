@@ -142,7 +142,7 @@ def test_fast_style_applies_a_network_file_from_an_images_folder(client: TestCli
     ("adversarial", {"eps": "four"}, 400, "eps"),
     ("adversarial", {"steps": 0}, 400, "steps"),
     ("adversarial", {"target": "cat"}, 400, "not a class label"),
-    ("adversarial", {"target": "10"}, 400, "0 to 9"),
+    ("adversarial", {"target": "10"}, 400, "the model has 10 classes"),
     ("adversarial", {"norm": "l3"}, 400, "norm"),
     ("adversarial", {"size": 4}, 400, "size"),
     ("adversarial", {"budget": "1/255"}, 400, "no setting 'budget'"),

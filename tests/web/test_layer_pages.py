@@ -127,7 +127,7 @@ def test_bad_visualization_settings_are_refused(client: TestClient) -> None:
     answer = client.get("/api/layers/block2/7/visualization?steps=0")
     assert answer.status_code == 400 and "steps=0" in answer.json()["error"]
     page = client.get("/layers/block2?size=4", headers=HTML)
-    assert page.status_code == 400 and "size=4; use 8..512" in page.text
+    assert page.status_code == 400 and "size=4: must be &gt;= 8 and &lt;= 512" in page.text
 
 
 @pytest.mark.parametrize("url", ["/layers/blok2", "/api/layers/blok2/featuremaps",

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgument
+from ..model.targets import parse_target
 from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, fooling, parse_budget
 from .common import add_model_options, model_from_args
-from .options import add_run_options, parse_target
+from .options import add_run_options
 from .output import write_synthesis
 from .progress import progress_bar
 

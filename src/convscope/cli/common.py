@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import BadArgument
 from ..model import DEFAULT_MODEL, Model, load_model
+from ..model.device import pick_device
 from ..tasks.retrofit import load_cam_head
 
 
@@ -42,17 +41,6 @@ def add_model_options(parser: argparse.ArgumentParser, *, several: bool = False)
     group.add_argument("--labels", metavar="FILE",
                        help="class names: a text file with one per line or a JSON list (or 'imagenet')")
 
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise BadArgument(f"--device {name!r} is not a device; use cpu, cuda or auto") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadArgument(f"--device {name!r}: CUDA is not available here; use cpu or auto")
-    return device
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -20,9 +20,10 @@ from typing import Any
 
 from ..errors import BadArgument
 from ..methods.registry import method_names
+from ..model.targets import parse_target
 from ..tasks.evaluate import evaluate
 from .common import add_model_options, model_from_args, print_json
-from .options import add_json, add_layer, add_method_options, add_target, parse_options, parse_target
+from .options import add_json, add_layer, add_method_options, add_target, parse_options
 from .progress import progress_bar
 
 

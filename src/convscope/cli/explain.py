@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from ..methods.registry import method_names
+from ..model.targets import parse_target
 from ..render import draw_boxes, save_png
 from ..tasks.explain import explain
 from ..tasks.inputs import stem
 from .common import add_model_options, model_from_args, print_json
-from .options import add_json, add_layer, add_method_options, add_target, parse_options, parse_target
+from .options import add_json, add_layer, add_method_options, add_target, parse_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:

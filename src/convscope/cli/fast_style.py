@@ -16,9 +16,10 @@ from pathlib import Path
 from ..data import load_image
 from ..errors import BadArgument
 from ..methods.synthesis.fast_style import load_fast_style
+from ..model.device import pick_device
 from ..render import save_png
 from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
-from .common import add_model_options, model_from_args, pick_device, print_json
+from .common import add_model_options, model_from_args, print_json
 from .progress import progress_bar
 
 

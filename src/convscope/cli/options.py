@@ -7,13 +7,6 @@ import ast
 from typing import Any
 
 from ..errors import BadArgument
-from ..types import Target
-
-
-def parse_target(text: str) -> Target:
-    """``285`` -> class index, ``top1`` stays, anything else is a label (``"Egyptian cat"``)."""
-    text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..model.targets import parse_target
 from ..tasks.evaluate import method_list
 from ..tasks.report import report
 from .common import add_model_options, model_from_args
-from .options import add_layer, add_target, parse_target
+from .options import add_layer, add_target
 from .progress import progress_bar
 
 

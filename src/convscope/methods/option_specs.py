@@ -23,9 +23,22 @@ from ..errors import BadArgument
 from .registry import MethodInfo, get_method
 
 Kind = Literal["int", "float", "bool", "choice", "text"]
+Number = int | float
 CALLER_OPTIONS = frozenset({"progress"})
 """Options that the caller of a method fills in itself (a job passes its own progress)."""
 _PLAIN: dict[type, Kind] = {bool: "bool", int: "int", float: "float", str: "text"}
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "steps": (1, 10_000), "samples": (1, 100_000), "masks": (1, 100_000), "cells": (1, 256),
+    "segments": (1, 10_000), "window": (1, 4096), "stride": (1, 4096), "batch_size": (1, 4096),
+    "max_channels": (1, 100_000), "seed": (0, 2**63 - 1), "p": (0, 1), "noise": (0, 100),
+    "sigma": (0, 1000), "kernel_width": (0, 1000), "compactness": (0, 10_000), "alpha": (0, 1000),
+    "beta": (0, 1000), "gamma": (0, 1000), "epsilon": (0, 1000), "stabilizer": (0, 1000),
+}
+"""Bounds of numeric options by name (the same name means the same thing in every method): a
+value outside is refused before any work, so one form field cannot exhaust the machine."""
+MAX_DIGITS = 30
+"""Longer number text is refused as too large: no option needs more digits, and Python's
+``int()`` refuses thousands of them with a ValueError of its own."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +51,13 @@ class OptionSpec:
     nullable: bool = False
     """``None`` is accepted (the method then picks a value itself, e.g. occlusion's window)."""
     choices: tuple[str, ...] = field(default_factory=tuple)
+    low: float | None = None
+    high: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.kind, "default": self.default,
-                "nullable": self.nullable, "choices": list(self.choices)}
+                "nullable": self.nullable, "choices": list(self.choices), "low": self.low,
+                "high": self.high}
 
 
 def _parts(hint: Any) -> list[Any]:
@@ -61,7 +77,8 @@ def _spec(name: str, hint: Any, default: Any) -> OptionSpec | None:
     if kind is None:
         return None
     plain = default is None or isinstance(default, (bool, int, float, str))
-    return OptionSpec(name, kind, default if plain else None, nullable or not plain, choices)
+    low, high = BOUNDS.get(name, (None, None)) if kind in ("int", "float") else (None, None)
+    return OptionSpec(name, kind, default if plain else None, nullable or not plain, choices, low, high)
 
 
 def option_specs(method: str | MethodInfo) -> list[OptionSpec]:
@@ -108,7 +125,7 @@ def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _value(method: str, spec: OptionSpec, value: Any) -> Any:
-    where = f"option {spec.name}={value!r} of method {method!r}"
+    where = f"option {spec.name}={shown(value)} of method {method!r}"
     if value is None:
         if spec.nullable:
             return None
@@ -120,16 +137,51 @@ def _value(method: str, spec: OptionSpec, value: Any) -> Any:
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
-        raise BadArgument(f"{where}: must be true or false")
+        raise BadArgument(f"{where}: {WANTED['bool']}")
     if spec.kind == "text":
         if isinstance(value, str) and value:
             return value
-        raise BadArgument(f"{where}: must be a non-empty text")
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if spec.kind == "int":
-        if number and float(value).is_integer():
-            return int(value)
-        raise BadArgument(f"{where}: must be an integer")
-    if number and math.isfinite(value):
-        return float(value)
-    raise BadArgument(f"{where}: must be a finite number")
+        raise BadArgument(f"{where}: {WANTED['text']}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadArgument(f"{where}: {WANTED[spec.kind]}")
+    return check_number(where, value, "int" if spec.kind == "int" else "float", spec.low, spec.high)
+
+
+def shown(value: Any) -> str:
+    """A value as a message quotes it: its repr, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+
+
+WANTED = {"int": "must be an integer", "float": "must be a number", "bool": "must be true or false",
+          "text": "must be a non-empty text"}
+"""The one wording of each kind of mistake, for the web's every parameter."""
+
+
+def parse_number(name: str, text: str, kind: Literal["int", "float"]) -> Number:
+    """Number text from a URL or a form -> int or float (``name=text: give ...`` otherwise;
+    thousands of digits are a clear error, not Python's ValueError)."""
+    text = text.strip()
+    if len(text) > MAX_DIGITS:
+        raise BadArgument(f"{name}={shown(text)}: too long; {WANTED[kind]}")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise BadArgument(f"{name}={text!r}: {WANTED[kind]}") from None
+
+
+def check_number(where: str, value: Number, kind: Literal["int", "float"], low: float | None = None,
+                 high: float | None = None, *, strict: bool = False) -> Number:
+    """``value`` as ``kind`` within [low, high] (``strict``: excluding both), finite; ``where``
+    starts every message (``steps=0`` or ``option steps=0 of method 'ig'``)."""
+    if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+        raise BadArgument(f"{where}: {WANTED['int']}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadArgument(f"{where}: must be a finite number")
+    low_bad = low is not None and (value <= low if strict else value < low)
+    high_bad = high is not None and (value >= high if strict else value > high)
+    if low_bad or high_bad:
+        parts = [f"{'>' if strict else '>='} {low:g}" if low is not None else "",
+                 f"{'<' if strict else '<='} {high:g}" if high is not None else ""]
+        raise BadArgument(f"{where}: must be {' and '.join(p for p in parts if p)}")
+    return int(value) if kind == "int" else float(value)

@@ -13,11 +13,28 @@ from torch import Tensor
 from ..errors import BadArgument, BadTarget
 from ..types import Target
 
+MAX_CLASS_DIGITS = 9
+"""A class index has at most this many digits: a longer one names no class of any model, and
+``int()`` of thousands of digits is refused by Python itself."""
+
+
+def parse_target(text: str) -> int | str:
+    """Target text (``--target``, a URL, a form): ``285`` -> class index, ``top1`` stays,
+    anything else is a label (``"Egyptian cat"``). The one parser of the CLI, the web and the tasks."""
+    text = text.strip()
+    if not text.lstrip("-").isdigit():
+        return text
+    if len(text.lstrip("-")) > MAX_CLASS_DIGITS:
+        raise BadTarget(f"target {text[:12]}... ({len(text)} digits) is not a class index; "
+                        "give a class index or a label")
+    return int(text)
+
 
 def class_index(label: str, labels: Sequence[str] | None) -> int:
     """Index of a class label (case-insensitive; digits are taken as an index)."""
-    if label.strip().isdigit():
-        return int(label)
+    parsed = parse_target(label)
+    if isinstance(parsed, int):
+        return parsed
     if not labels:
         raise BadTarget(f"target {label!r} is a label but this model has no labels; give a class index")
     wanted = label.strip().lower()
@@ -27,6 +44,24 @@ def class_index(label: str, labels: Sequence[str] | None) -> int:
     close = difflib.get_close_matches(wanted, lowered, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(repr(labels[lowered.index(c)]) for c in close)}?" if close else ""
     raise BadTarget(f"target {label!r} is not a class label of this model{hint}")
+
+
+def check_class(target: object, labels: Sequence[str] | None, *, top1: bool = True) -> int | str:
+    """A user's target (text or a whole number) checked before any work: ``"top1"`` (when
+    ``top1``; also for an empty one) or a class index within the model's labels."""
+    if top1 and target in (None, "", "top1"):
+        return "top1"
+    if isinstance(target, str):
+        parsed = parse_target(target)
+        target = class_index(parsed, labels) if isinstance(parsed, str) else parsed
+    if not isinstance(target, int) or isinstance(target, bool):
+        kinds = "a class index, a label or 'top1'" if top1 else "a class index or a label"
+        raise BadTarget(f"target {target!r} is not understood; give {kinds}")
+    if target < 0:
+        raise BadTarget(f"target class {target} is out of range: class indices start at 0")
+    if labels and target >= len(labels):
+        raise BadTarget(f"target class {target} is out of range: the model has {len(labels)} classes")
+    return target
 
 
 def describe_output(out: Any) -> str:

@@ -15,10 +15,11 @@ import torch
 from torch import Tensor
 
 from ..data import load_image
-from ..errors import BadArgument, BadTarget
+from ..errors import BadArgument
 from ..methods.predict import top_k
 from ..methods.synthesis import fgsm, fool, on_grid, pgd
 from ..model import Model
+from ..model.targets import check_class
 from ..render import png_bytes
 from ..types import ProgressFn, Target
 from .inputs import ImageSource
@@ -29,12 +30,18 @@ DEFAULT_MARGIN = 0.5
 convinces nobody, so the target must lead every other class by 50 points."""
 
 
+MAX_BUDGET_TEXT = 100
+"""Longer budget text is refused: no budget needs more characters."""
+
+
 def parse_budget(text: str, name: str = "--eps") -> float:
     """``4/255``, ``0.0157`` or ``1e-2`` -> float; pixel units of images in [0, 1], > 0."""
     try:
+        if len(str(text)) > MAX_BUDGET_TEXT:
+            raise ValueError(text)
         value = float(Fraction(str(text).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise BadArgument(f"{name} {text!r}: give a number or a fraction such as 4/255") from None
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise BadArgument(f"{name} {str(text)[:40]!r}: give a number or a fraction such as 4/255") from None
     if not value > 0:
         raise BadArgument(f"{name} {text!r}: the budget must be > 0")
     return value
@@ -43,9 +50,8 @@ def parse_budget(text: str, name: str = "--eps") -> float:
 def class_of(model: Model, text: str) -> int:
     """The class index that ``text`` (an index or one of the model's labels) names; refused
     before any work when the model has no such class."""
-    index = model.class_index(str(text))
-    if model.labels and index >= len(model.labels):
-        raise BadTarget(f"target {text!r}: this model's classes are 0 to {len(model.labels) - 1}")
+    index = check_class(text, model.labels, top1=False)
+    assert isinstance(index, int)
     return index
 
 

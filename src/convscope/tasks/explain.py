@@ -304,7 +304,7 @@ Key = tuple[object, ...]
 @dataclass
 class _Recent:
     """Method objects of the model ``explain()`` was last called with (in this thread), reused
-    while its structure and weights stay the same (:func:`_state_key`): a method keeps what it
+    while its structure and weights stay the same (:func:`state_key`): a method keeps what it
     prepared (LRP's folded copy, the ``"auto"`` layer found by a dry forward pass) for the next
     call, as a method object held by the user does. Any change of a parameter or buffer (an
     optimizer step, a loaded state dict, a swapped tensor) bumps its version or identity and drops
@@ -321,7 +321,7 @@ _local = threading.local()
 _PLAIN = (int, float, str, bool, type(None))
 
 
-def _state_key(model: Model) -> Key:
+def state_key(model: Model) -> Key:
     """What a reused method object depends on: the input size, every submodule (identity and
     type, in tree order) and every parameter and buffer (identity and in-place version). One walk
     of the ``_modules`` dicts, no data read and no names built: it runs on every call."""
@@ -340,7 +340,7 @@ def _state_key(model: Model) -> Key:
 def _method(model: Model, name: str, layer: str, options: dict[str, Any]) -> Any:
     """The method object for this call: the one from the last call with the same model, state,
     method, layer and options when there is one (options of plain values only), else a new one."""
-    state = _state_key(model)
+    state = state_key(model)
     recent: _Recent | None = getattr(_local, "recent", None)
     if recent is None or recent.model() is not model or recent.state != state:
         recent = _local.recent = _Recent(weakref.ref(model), state)

@@ -14,7 +14,6 @@ and reported in one warning at the end.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from ..methods.dataset import distributed as dist
 from ..methods.dataset.scan import Scanner, scan_batch_size
 from ..methods.dataset.topk import TopK
 from ..model import Model, list_layers
+from ..model.digest import weights_digest
 from ..model.layers import AFTER_RELU
 from ..types import ProgressFn
 
@@ -40,15 +40,6 @@ DEFAULT_CHUNK = 512
 """Fewest images per committed chunk by default (a kill loses at most one chunk of work); the
 default is ``max(DEFAULT_CHUNK, 8 * batch_size)`` so a commit (two fsyncs) stays rare."""
 MAX_THUMB = 64
-
-
-def _fingerprint(model: Model) -> str:
-    """A hash of the weights, so a resume with a different model is refused."""
-    digest = hashlib.sha1()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _dataset_spec(dataset: Any) -> str | None:
@@ -217,7 +208,7 @@ def scan_dataset(
     rows = {n: n.removesuffix(AFTER_RELU) for n in scanner.layers}  # relu keeps the shape
     channels = {n: int(shape[0]) if (shape := shapes.get(r)) else 0 for n, r in rows.items()}
     thumb = min(MAX_THUMB, max(model.input_size))
-    config = {"model": model.name, "model_fingerprint": _fingerprint(model), "layers": scanner.layers,
+    config = {"model": model.name, "model_fingerprint": weights_digest(model)[:40], "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,
               "batch_size": batch, "class_names": ds.class_names}
     path = Path(atlas).expanduser()

@@ -25,8 +25,10 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
+from .job_routes import png_response
 from .pages import render
-from .state import AppState, app_state
+from .params import parse_choice
+from .state import AppState, Service
 
 router = APIRouter()
 SEED = 0
@@ -34,7 +36,6 @@ COLORS = ("label", "prediction", "correct", "confidence")
 """How the map page colours its points."""
 COORDS_FILE = "coords.bin"
 TILE_FILE = "tile.png"
-_WAIT_SECONDS = 3600.0
 _TILE_CACHE = {"Cache-Control": "max-age=3600"}
 
 
@@ -52,33 +53,18 @@ class Selection(BaseModel):
 
 # ---- lookups: every URL part checked against the app's own tables ----------------------------
 
-def _atlas(state: AppState, atlas_id: str) -> Atlas:
-    return state.atlas(atlas_id).atlas
-
-
-def _layer(atlas: Atlas, atlas_id: str, layer: str) -> str:
-    if layer not in atlas.channels:
-        raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
-    return layer
-
-
 def _align_target(state: AppState, align_to: str | None) -> tuple[str, Atlas, str] | None:
     """``"ATLAS:LAYER"`` -> (atlas id, atlas, layer); empty -> None."""
     if not align_to:
         return None
-    atlas_id, sep, layer = align_to.partition(":")
-    if not sep or not atlas_id or not layer:
-        raise BadArgument(f"align_to {align_to!r}: write it as ATLAS:LAYER (e.g. base-model:block4)")
-    atlas = _atlas(state, atlas_id)
-    return atlas_id, atlas, _layer(atlas, atlas_id, layer)
+    atlas_id, layer, atlas = state.atlas_ref("align_to", align_to)
+    return atlas_id, atlas, layer
 
 
 def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
     """The class names of the model the atlas was made with, when that model is served."""
-    for entry in state.models.values():
-        if atlas.model_name in (entry.model.name, entry.spec, entry.name):
-            return list(entry.model.labels) if entry.model.labels else None
-    return None
+    entry = state.atlas_model(atlas)
+    return list(entry.model.labels) if entry is not None and entry.model.labels else None
 
 
 # ---- projections: cached on disk, computed by a job ------------------------------------------
@@ -137,7 +123,7 @@ def _submit_projection(state: AppState, atlas_id: str, atlas: Atlas, layer: str,
 # ---- pages -------------------------------------------------------------------------------------
 def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
     try:
-        atlas = _atlas(state, atlas_id)
+        atlas = state.atlas(atlas_id).atlas
     except BadArgument as err:  # not an atlas, or an unfinished scan: listed with the reason
         return {"id": atlas_id, "error": str(err)}
     return {"id": atlas_id, "n": atlas.size, "layers": atlas.layers, "model": atlas.model_name,
@@ -146,21 +132,17 @@ def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
 
 
 @router.get("/atlas")
-def atlases_page(request: Request) -> Response:
-    state = app_state(request)
+def atlases_page(request: Request, state: Service) -> Response:
     return render(request, "atlases.html", title="Atlases",
                   atlases=[_summary(atlas_id, state) for atlas_id in state.atlases])
 
 
 @router.get("/atlas/{atlas_id}/{layer}")
-def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", color: str = "label",
-             align_to: str | None = None) -> Response:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
-    _layer(atlas, atlas_id, layer)
+def map_page(request: Request, state: Service, atlas_id: str, layer: str, method: str = "pca",
+             color: str = "label", align_to: str | None = None) -> Response:
+    atlas = state.atlas_layer(atlas_id, layer)
     atlas_map.check_method(method)
-    if color not in COLORS:
-        raise BadArgument(f"color {color!r}: use one of {', '.join(COLORS)}")
+    parse_choice("color", color, COLORS)
     _align_target(state, align_to)
     # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
     return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
@@ -170,20 +152,18 @@ def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", c
 
 # ---- API: the atlas, its points and pictures ---------------------------------------------------
 @router.get("/api/atlas")
-def list_atlases(request: Request) -> dict[str, Any]:
-    state = app_state(request)
+def list_atlases(state: Service) -> dict[str, Any]:
     return {"atlases": [_summary(atlas_id, state) for atlas_id in state.atlases]}
 
 
 @router.get("/api/atlas/{atlas_id}/info")
-def info(request: Request, atlas_id: str) -> dict[str, Any]:
-    return {"id": atlas_id, **atlas_map.map_info(_atlas(app_state(request), atlas_id))}
+def info(state: Service, atlas_id: str) -> dict[str, Any]:
+    return {"id": atlas_id, **atlas_map.map_info(state.atlas(atlas_id).atlas)}
 
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")
-def tile(request: Request, atlas_id: str, tile: int) -> Response:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
+def tile(state: Service, atlas_id: str, tile: int) -> Response:
+    atlas = state.atlas(atlas_id).atlas
     try:
         atlas_map.check_tile(atlas, tile)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
@@ -197,39 +177,37 @@ def tile(request: Request, atlas_id: str, tile: int) -> Response:
 
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")
-def thumb(request: Request, atlas_id: str, index: int) -> Response:
-    atlas = _atlas(app_state(request), atlas_id)
+def thumb(state: Service, atlas_id: str, index: int) -> Response:
+    atlas = state.atlas(atlas_id).atlas
     try:
         picture = atlas_map.thumbnail(atlas, index)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    return Response(png_bytes(thumbnail_tile(picture[None], 1)), media_type="image/png", headers=_TILE_CACHE)
+    return png_response(thumbnail_tile(picture[None], 1), _TILE_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/columns/{name}")
-def column(request: Request, atlas_id: str, name: str) -> Response:
+def column(state: Service, atlas_id: str, name: str) -> Response:
     if name not in atlas_map.COLUMNS:
         raise NotFound(f"no column {name!r}; columns: {', '.join(atlas_map.COLUMNS)}")
-    atlas = _atlas(app_state(request), atlas_id)
+    atlas = state.atlas(atlas_id).atlas
     return Response(atlas_map.column_bytes(atlas, name), media_type="application/octet-stream")
 
 
 @router.get("/api/atlas/{atlas_id}/search")
-def search(request: Request, atlas_id: str, q: str = "") -> dict[str, Any]:
-    return {"indices": atlas_map.search(_atlas(app_state(request), atlas_id), q).tolist()}
+def search(state: Service, atlas_id: str, q: str = "") -> dict[str, Any]:
+    return {"indices": atlas_map.search(state.atlas(atlas_id).atlas, q).tolist()}
 
 
 @router.post("/api/atlas/{atlas_id}/items")
-def items(request: Request, atlas_id: str, selection: Selection) -> dict[str, Any]:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
+def items(state: Service, atlas_id: str, selection: Selection) -> dict[str, Any]:
+    atlas = state.atlas(atlas_id).atlas
     return {"rows": atlas_map.item_rows(atlas, selection.indices, _prediction_names(state, atlas))}
 
 
 @router.get("/api/atlas/{atlas_id}/confusion")
-def confusion(request: Request, atlas_id: str) -> dict[str, Any]:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
+def confusion(state: Service, atlas_id: str) -> dict[str, Any]:
+    atlas = state.atlas(atlas_id).atlas
     matrix = atlas_map.confusion(atlas)
     names = list(atlas.class_names or [])
     names += [str(i) for i in range(len(names), matrix.shape[0])]
@@ -238,30 +216,24 @@ def confusion(request: Request, atlas_id: str) -> dict[str, Any]:
 
 
 @router.get("/api/atlas/{atlas_id}/confusion/{true}/{predicted}")
-def confusion_cell(request: Request, atlas_id: str, true: int, predicted: int) -> dict[str, Any]:
-    atlas = _atlas(app_state(request), atlas_id)
+def confusion_cell(state: Service, atlas_id: str, true: int, predicted: int) -> dict[str, Any]:
+    atlas = state.atlas(atlas_id).atlas
     return {"indices": atlas_map.confusion_cell(atlas, true, predicted).tolist()}
 
 
 # ---- API: projections and exports --------------------------------------------------------------
 @router.post("/api/atlas/{atlas_id}/{layer}/projection")
-def projection(request: Request, atlas_id: str, layer: str, body: ProjectionRequest) -> dict[str, Any]:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
-    _layer(atlas, atlas_id, layer)
+def projection(state: Service, atlas_id: str, layer: str, body: ProjectionRequest) -> Response:
+    atlas = state.atlas_layer(atlas_id, layer)
     method = atlas_map.check_method(body.method)
     job = _submit_projection(state, atlas_id, atlas, layer, method, _align_target(state, body.align_to))
-    if body.wait:
-        job.wait(_WAIT_SECONDS)
-    return job.as_json()
+    return state.answer(job, body.wait)
 
 
 @router.get("/api/atlas/{atlas_id}/{layer}/projection/{method}/coords")
-def coords(request: Request, atlas_id: str, layer: str, method: str, align_to: str | None = None
+def coords(state: Service, atlas_id: str, layer: str, method: str, align_to: str | None = None
            ) -> Response:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
-    _layer(atlas, atlas_id, layer)
+    atlas = state.atlas_layer(atlas_id, layer)
     atlas_map.check_method(method)
     key = _coords_key(state, atlas, layer, method, _align_target(state, align_to))
     if state.cache.get(key) is None:
@@ -272,11 +244,9 @@ def coords(request: Request, atlas_id: str, layer: str, method: str, align_to: s
 
 
 @router.post("/api/atlas/{atlas_id}/{layer}/export")
-def export(request: Request, atlas_id: str, layer: str, selection: Selection, format: str = "csv"
+def export(state: Service, atlas_id: str, layer: str, selection: Selection, format: str = "csv"
            ) -> Response:
-    state = app_state(request)
-    atlas = _atlas(state, atlas_id)
-    _layer(atlas, atlas_id, layer)
+    atlas = state.atlas_layer(atlas_id, layer)
     method = atlas_map.check_method(selection.method)
     if format not in atlas_map.EXPORT_FORMATS:
         raise BadArgument(f"export format {format!r}: use one of {', '.join(atlas_map.EXPORT_FORMATS)}")

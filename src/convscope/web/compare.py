@@ -18,18 +18,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from ..data.atlas import Atlas
-from ..errors import BadArgument, ConvscopeError
+from ..errors import BadArgument
 from ..methods.registry import get_method, method_names
+from ..tasks import atlas_map
 from ..tasks.predict import predict
 from .explainer import ExplainRequest, submit_explain
-from .images import list_images, resolve_image
-from .neighbors import atlas_layer
+from .images import list_images
 from .pages import render
-from .state import AppState, ModelEntry, app_state
+from .state import AppState, ModelEntry, Service
 
 router = APIRouter()
 
-PROJECTIONS = ("pca", "tsne", "umap")
 TOP = 5
 
 
@@ -46,15 +45,14 @@ def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntr
 
 
 @router.get("/compare", response_class=HTMLResponse)
-def compare_page(request: Request, image: str | None = None, method: str = "gradcam",
+def compare_page(request: Request, state: Service, image: str | None = None, method: str = "gradcam",
                  target: str = "", a: str | None = None, b: str | None = None) -> Any:
     """Both models' predictions for one image and their maps of it, side by side."""
-    state = app_state(request)
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
     columns = []
     if image is not None:
-        picture = resolve_image(state, image)
+        picture = state.image(image)
         tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP))[0]
                 for entry in (first, second)]
         for entry, top in zip((first, second), tops):
@@ -66,14 +64,6 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
                   image=image, method=method, target=target, a=first.name, b=second.name,
                   columns=columns, methods=method_names(), models=list(state.models),
                   images=list_images(state))
-
-
-def _atlas_ref(state: AppState, name: str, text: str) -> tuple[str, str, Atlas]:
-    """``ATLAS:LAYER`` -> (atlas id, layer, Atlas), both checked (404 when unknown)."""
-    atlas_id, sep, layer = text.rpartition(":")
-    if not sep or not atlas_id or not layer:
-        raise BadArgument(f"{name}={text!r}: give ATLAS:LAYER (an atlas id and one of its layers)")
-    return atlas_id, layer, atlas_layer(state, atlas_id, layer)
 
 
 def same_dataset(first: Atlas, second: Atlas, a: str, b: str) -> None:
@@ -89,40 +79,25 @@ def same_dataset(first: Atlas, second: Atlas, a: str, b: str) -> None:
 def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str:
     """The embeddable map page of one atlas layer (``align_to``: ``ATLAS:LAYER`` to fit onto)."""
     query = {"embed": 1, "method": method, **({"align_to": align_to} if align_to else {})}
-    return f"/atlas/{quote(atlas_id)}/{quote(layer)}?{urlencode(query)}"
-
-
-def atlas_layer_refs(state: AppState) -> list[str]:
-    """Every ``ATLAS:LAYER`` the server can show (atlases that do not open are left out; their
-    own pages say why)."""
-    refs = []
-    for atlas_id, entry in state.atlases.items():
-        try:
-            layers = entry.atlas.layers
-        except ConvscopeError:
-            continue
-        refs += [f"{atlas_id}:{layer}" for layer in layers]
-    return refs
+    return f"/atlas/{quote(atlas_id)}/{quote(layer, safe='')}?{urlencode(query)}"
 
 
 @router.get("/compare/atlas", response_class=HTMLResponse)
-def compare_atlas_page(request: Request, a: str | None = None, b: str | None = None,
+def compare_atlas_page(request: Request, state: Service, a: str | None = None, b: str | None = None,
                        method: str = "tsne") -> Any:
     """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a`` (without both:
     the form to choose them)."""
-    state = app_state(request)
-    if method not in PROJECTIONS:
-        raise BadArgument(f"method={method!r}: use {', '.join(PROJECTIONS)}")
+    method = atlas_map.check_method(method)
     sides, size = [], 0
     if a is not None or b is not None:
         if a is None or b is None:
             raise BadArgument("give two atlas layers, a=ATLAS:LAYER and b=ATLAS:LAYER")
-        id_a, layer_a, atlas_a = _atlas_ref(state, "a", a)
-        id_b, layer_b, atlas_b = _atlas_ref(state, "b", b)
+        id_a, layer_a, atlas_a = state.atlas_ref("a", a)
+        id_b, layer_b, atlas_b = state.atlas_ref("b", b)
         same_dataset(atlas_a, atlas_b, id_a, id_b)
         sides = [{"ref": a, "model": atlas_a.model_name, "url": map_url(id_a, layer_a, method, None)},
                  {"ref": b, "model": atlas_b.model_name, "url": map_url(id_b, layer_b, method, a)}]
         size = atlas_a.size
     return render(request, "compare_atlas.html", title=f"Compare {a} and {b}" if sides else "Compare atlases",
-                  a=a, b=b, method=method, methods=PROJECTIONS, sides=sides, size=size,
-                  refs=atlas_layer_refs(state))
+                  a=a, b=b, method=method, methods=atlas_map.PROJECTIONS, sides=sides, size=size,
+                  refs=[f"{i}:{layer}" for i, atlas in state.open_atlases() for layer in atlas.layers])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +13,23 @@ from ..errors import BadArgument
 from ..model import DEFAULT_MODEL
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WILDCARD = {"0.0.0.0", "::", ""}
+SELF_ONLY = ("'self'",)
+NOTEBOOK_FRAMERS = ("'self'", "http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*",
+                    "https://localhost:*", "https://127.0.0.1:*", "vscode-webview:", "https://*.vscode-cdn.net")
+"""Who may show the app in a frame: only its own pages, or (``show_app``) a notebook front end
+on this machine (Jupyter, JupyterLab, VS Code's webviews)."""
 
 
 def default_cache_dir() -> Path:
     """``$CONVSCOPE_CACHE``, else ``$XDG_CACHE_HOME/convscope/web``, else ``~/.cache/...``."""
     if os.environ.get("CONVSCOPE_CACHE"):
         return Path(os.environ["CONVSCOPE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
     try:
-        return Path(base) / "convscope" / "web"
-    except RuntimeError:  # no home directory
+        base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    except RuntimeError:  # no home directory (Path.home() cannot tell)
         return Path(tempfile.gettempdir()) / "convscope-web"
+    return Path(base) / "convscope" / "web"
 
 
 @dataclass
@@ -45,6 +52,7 @@ class ServeConfig:
     device: str = "auto"
     model_options: dict[str, object] = field(default_factory=dict)
     """Extra ``load_model`` keywords for every spec (weights, preprocess, labels, ...)."""
+    frame_ancestors: tuple[str, ...] = SELF_ONLY
 
     def __post_init__(self) -> None:
         self.images = [Path(p) for p in self.images]
@@ -74,7 +82,27 @@ class ServeConfig:
         return self
 
     @property
+    def allowed_hosts(self) -> set[str] | None:
+        """The names a request's ``Host`` may carry (DNS rebinding gets a 4xx); ``None`` (any)
+        with a token, which a rebinding page does not have."""
+        if self.token or self.host in WILDCARD:
+            return None
+        return LOOPBACK | {self.host} if self.loopback else {self.host}
+
+    @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The address to print: one that can be opened (a wildcard bind names this machine)."""
+        host = public_address() if self.host in WILDCARD else self.host
+        host = f"[{host}]" if ":" in host else host
         base = f"http://{host}:{self.port}/"
         return f"{base}?token={self.token}" if self.token else base
+
+
+def public_address() -> str:
+    """This machine's address on its default route (no packet is sent), else its host name."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
+            return str(probe.getsockname()[0])
+        except OSError:
+            return socket.gethostname()

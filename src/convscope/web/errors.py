@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BadArgument, BadImage, BadLayer, BadModel, BadTarget, ConvscopeError
+from ..errors import BadLayer, ConvscopeError
 
 log = logging.getLogger("convscope.web")
 
@@ -33,16 +33,20 @@ class Forbidden(ConvscopeError):
     """A request without the access token, or for a path outside the served folders."""
 
 
+class MisdirectedRequest(ConvscopeError):
+    """A request whose ``Host`` is not an address the server was started on (DNS rebinding)."""
+
+
 def status_of(err: ConvscopeError) -> int:
+    if isinstance(err, MisdirectedRequest):
+        return 421
     if isinstance(err, (NotFound, BadLayer)):
         return 404
     if isinstance(err, TooLarge):
         return 413
     if isinstance(err, Forbidden):
         return 403
-    if isinstance(err, (BadArgument, BadImage, BadModel, BadTarget, ConvscopeError)):
-        return 400
-    return 400
+    return 400  # BadArgument, BadImage, BadModel, BadTarget: any other bad input
 
 
 def one_line(message: str) -> str:

@@ -16,6 +16,7 @@ same line, raised again as a 4xx when the request waited for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -24,21 +25,23 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from ..errors import BadArgument, BadTarget, ConvscopeError
+from ..errors import BadArgument, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer
+from ..model.targets import check_class
 from ..render import png_bytes, to_pil
 from ..tasks.evaluate import faithfulness_scores
 from ..tasks.explain import explain
 from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
-from .images import ImageChoice, image_digest, list_images, resolve_image
+from .images import ImageChoice, list_images
+from .job_routes import png_response
 from .jobs import Job
-from .model_page import table_of
 from .pages import render
-from .state import AppState, ModelEntry, app_state
+from .params import check_memory, parse_int, parse_text
+from .state import AppState, ModelEntry, Service
 
 router = APIRouter()
 
@@ -52,8 +55,6 @@ upload, drawing and encoding took 20 s at full size (``map.npy`` keeps the input
 MAX_TOP_K = 100
 PREVIEW_SIDE = 448
 LAYERS_WAIT_SECONDS = 5.0
-WAIT_SECONDS = 600.0
-"""How long a ``"wait": true`` request waits for its job before answering with it unfinished."""
 
 
 class ExplainRequest(BaseModel):
@@ -64,7 +65,7 @@ class ExplainRequest(BaseModel):
     image: str
     method: str
     target: Any = "top1"
-    """A class index, a label or ``"top1"`` (checked by :func:`check_target`)."""
+    """A class index, a label or ``"top1"`` (checked by :func:`~convscope.model.targets.check_class`)."""
     layer: str | None = "auto"
     options: dict[str, Any] = {}
     model: str | None = None
@@ -74,37 +75,13 @@ class ExplainRequest(BaseModel):
 
 # -- checks of what a request names -------------------------------------------------------------
 
-def check_target(model: Model, target: object) -> int | str:
-    """``"top1"``, a class index or a label -> ``"top1"`` or a class index, checked against the
-    model's labels (messages as :func:`convscope.model.targets.target_indices` words them)."""
-    if target is None or target == "" or target == "top1":
-        return "top1"
-    if isinstance(target, str):
-        text = target.strip()
-        target = int(text) if text.lstrip("-").isdigit() else model.class_index(text)
-    if not isinstance(target, int) or isinstance(target, bool):
-        raise BadTarget(f"target {target!r} is not understood; give a class index, a label or 'top1'")
-    if target < 0:
-        raise BadTarget(f"target class {target} is out of range: class indices start at 0")
-    classes = len(model.labels) if model.labels else None
-    if classes is not None and target >= classes:
-        raise BadTarget(f"target class {target} is out of range: the model has {classes} classes")
-    return target
-
-
-def named_layer(model: Model, layer: str | None) -> str:
-    """``"auto"``, or a layer of the model (a did-you-mean 404 otherwise)."""
+def check_layer(model: Model, layer: str | None, method: str | None = None) -> str:
+    """``"auto"`` or a layer of the model (a did-you-mean 404 otherwise); methods without a
+    layer ignore it, so one layer choice can go with every method of the page."""
     layer = (layer or "auto").strip() or "auto"
     if layer != "auto":
         get_layer(model, layer)
-    return layer
-
-
-def check_layer(model: Model, method: str, layer: str | None) -> str:
-    """A named layer must exist; methods without a layer ignore it, so one layer choice can go
-    with every method of the page."""
-    layer = named_layer(model, layer)
-    return layer if get_method(method).needs_layer else "auto"
+    return layer if method is None or get_method(method).needs_layer else "auto"
 
 
 def method_list(text: str | None) -> list[str]:
@@ -113,21 +90,6 @@ def method_list(text: str | None) -> list[str]:
     for name in names:
         get_method(name)
     return names or list(DEFAULT_METHODS)
-
-
-def parse_text(text: str) -> Any:
-    """An option value from a URL: true/false, none, an integer, a number, else the text."""
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("", "none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text.strip()
 
 
 def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -141,8 +103,15 @@ def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str
             get_method(method)  # a typo gets its did-you-mean
             raise BadArgument(f"option {key!r} is for method {method!r}, which is not among the "
                               f"methods {','.join(methods)}; add it to methods=")
-        found[method][option] = parse_text(value)
+        found[method][option] = parse_text(key, value)
     return {m: check_options(m, opts) for m, opts in found.items()}
+
+
+def check_budget(model: Model, method: str, options: dict[str, Any]) -> None:
+    """The job's memory: ``batch_size`` perturbed or interpolated inputs at the model's size."""
+    batch = options.get("batch_size") or 1
+    pixels = math.prod(model.input_size) if model.input_size else 224 * 224
+    check_memory(f"{method} with batch_size={batch}", batch * pixels)
 
 
 # -- the job ------------------------------------------------------------------------------------
@@ -181,13 +150,14 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
 def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     """Check everything the request names, then queue (or find cached) its job."""
     entry = state.model(body.model)
-    picture = resolve_image(state, body.image)
+    picture = state.image(body.image)
     method = get_method(body.method).name
     defaults = {s.name: s.default for s in option_specs(method)}
     options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
-    layer = check_layer(entry.model, method, body.layer)
-    target = check_target(entry.model, body.target)
-    key = state.cache.key("explain", entry.key, image_digest(picture), method, target, layer, options,
+    layer = check_layer(entry.model, body.layer, method)
+    target = check_class(body.target, entry.model.labels)
+    check_budget(entry.model, method, options)
+    key = state.cache.key("explain", entry.key, state.digest(picture), method, target, layer, options,
                           body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)
     title = f"{method} of {body.image} ({entry.name}, target {target})"
     return state.jobs.submit("explain", title, explain_job(entry.model, picture, method, target, layer,
@@ -197,15 +167,10 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
 # -- routes -------------------------------------------------------------------------------------
 
 @router.post("/api/explain")
-def explain_route(request: Request, body: ExplainRequest) -> dict[str, Any]:
-    """Queue one explanation; with ``"wait": true`` answer once it has finished (its error as a
-    4xx)."""
-    state = app_state(request)
-    job = submit_explain(state, body)
-    if body.wait and job.wait(WAIT_SECONDS) and job.status != "done":
-        state.jobs.value(job)  # raises the job's error
-    answer: dict[str, Any] = job.as_json()
-    return answer
+def explain_route(state: Service, body: ExplainRequest) -> Response:
+    """Queue one explanation; with ``"wait": true`` answer once it has finished (the one
+    waiting policy, :meth:`AppState.answer`)."""
+    return state.answer(submit_explain(state, body), body.wait)
 
 
 @router.get("/api/methods")
@@ -215,30 +180,28 @@ def methods_route() -> dict[str, Any]:
 
 
 @router.get("/api/predict")
-def predict_route(request: Request, image: str, k: int = 5, model: str | None = None) -> dict[str, Any]:
+def predict_route(state: Service, image: str, k: str = "5", model: str | None = None) -> dict[str, Any]:
     """The top ``k`` classes of an image (run on the worker that owns the model)."""
-    state = app_state(request)
-    if not 1 <= k <= MAX_TOP_K:
-        raise BadArgument(f"k={k}: ask for 1 to {MAX_TOP_K} classes")
+    top = parse_int("k", k, 1, MAX_TOP_K)
     entry = state.model(model)
-    picture = resolve_image(state, image)
-    rows = state.jobs.run(lambda: predict(entry.model, picture, top=k))[0]
+    picture = state.image(image)
+    rows = state.jobs.run(lambda: predict(entry.model, picture, top=top))[0]
     return {"image": image, "model": entry.name, "predictions": [p.as_dict() for p in rows]}
 
 
 @router.get("/api/explain/image.png")
-def image_route(request: Request, image: str) -> Response:
+def image_route(state: Service, image: str) -> Response:
     """The image a reference names, at most :data:`PREVIEW_SIDE` pixels on its longer side."""
-    picture = to_pil(resolve_image(app_state(request), image)).convert("RGB")
+    picture = to_pil(state.image(image)).convert("RGB")
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return png_response(picture)
 
 
 def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
     """The layers with a spatial output (where a CAM can be read), from one dry forward pass on
     the worker, remembered per model content (only ``"auto"`` while a long job holds the worker)."""
     try:
-        rows = table_of(state, entry, timeout=LAYERS_WAIT_SECONDS).rows
+        rows = state.layer_table(entry, timeout=LAYERS_WAIT_SECONDS).rows
     except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
         return []
     return [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
@@ -247,19 +210,18 @@ def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
 
 
 @router.get("/explain")
-def explain_page(request: Request, image: str | None = None, model: str | None = None,
+def explain_page(request: Request, state: Service, image: str | None = None, model: str | None = None,
                  target: str | None = None, methods: str | None = None, layer: str | None = None,
                  faithfulness: str | None = None) -> Response:
     """The page; its state is its address, checked like an API request (bad parts: 4xx page)."""
-    state = app_state(request)
     entry = state.model(model)
     choices = list_images(state)
     ref = image or (choices[0].ref if choices else "sample:cat")
-    resolve_image(state, ref)
+    state.image(ref)
     chosen = method_list(methods)
     options = url_options(dict(request.query_params), chosen)
-    layer = named_layer(entry.model, layer)
-    page_target = check_target(entry.model, target) if target else None
+    layer = check_layer(entry.model, layer)
+    page_target = check_class(target, entry.model.labels) if target else None
     setup = {
         "image": ref, "model": entry.name, "target": page_target, "methods": chosen,
         "layer": layer, "options": options, "faithfulness": faithfulness in ("1", "true", "on"),

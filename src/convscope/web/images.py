@@ -11,7 +11,7 @@ A reference is text that fits in a query string and means the same after a resta
 Every image goes through :func:`convscope.data.images.load_image`, so the web refuses exactly
 what the CLI refuses, with the same one-line message.
 
-Decoded images are kept in a small LRU (:class:`DecodedImages`): each page and API call names its
+Decoded images are kept in a small LRU (:class:`DecodedImages`, one per app): each page and API call names its
 image again, and decoding a photo costs as much as a Grad-CAM of it. A reference is cached only
 under a key that changes with its content (see :func:`resolve_image`); ``atlas:`` images are not
 cached, since an atlas reloads them from its dataset's files, which carry no stamp. The tensors
@@ -22,7 +22,9 @@ tensor's version counter, and the image is decoded again next time).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -64,20 +66,6 @@ class _Decoded:
     digest: str | None = None
 
 
-def image_digest(picture: Tensor) -> str:
-    """A content hash of the pixels (shape included), remembered for a cached decoded image: a
-    result cached under it never belongs to other pixels."""
-    entry = DECODED.entry_of(picture)
-    if entry is not None and entry.digest is not None:
-        return entry.digest
-    digest = hashlib.sha256(str(tuple(picture.shape)).encode())
-    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
-    text = digest.hexdigest()[:32]
-    if entry is not None:
-        entry.digest = text
-    return text
-
-
 class DecodedImages:
     """A thread-safe LRU of decoded images, bounded by count and bytes.
 
@@ -116,6 +104,18 @@ class DecodedImages:
                 self._drop(next(iter(self._entries)))
         return tensor
 
+    def digest(self, picture: Tensor) -> str:
+        """A content hash of the pixels (shape included), remembered for a cached decoded image."""
+        entry = self.entry_of(picture)
+        if entry is not None and entry.digest is not None:
+            return entry.digest
+        digest = hashlib.sha256(str(tuple(picture.shape)).encode())
+        digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
+        text = digest.hexdigest()[:32]
+        if entry is not None:
+            entry.digest = text
+        return text
+
     def entry_of(self, tensor: Tensor) -> _Decoded | None:
         """The unmodified cached entry holding this very tensor, if any."""
         with self._lock:
@@ -137,11 +137,6 @@ class DecodedImages:
         entry = self._entries.pop(key)
         self._by_id.pop(id(entry.tensor), None)
         self._bytes -= entry.tensor.numel() * entry.tensor.element_size()
-
-
-DECODED = DecodedImages()
-"""The process's decoded images; keys hold everything the decoded pixels depend on (the pixel
-limit included), so apps with different settings can share it."""
 
 
 def folder_ids(folders: list[Path]) -> dict[str, Path]:
@@ -169,6 +164,21 @@ def inside(root: Path, relative: str, what: str) -> Path:
     return path
 
 
+def folder_file(state: AppState, ref: str, what: str, suffix: str | None = None) -> Path:
+    """The file ``folder:<folder id>/<rel path>`` names inside an ``--images`` folder (with
+    ``suffix``, only such a file); nothing outside the folder is ever named."""
+    folder_id, _, relative = ref.partition(":")[2].partition("/")
+    root = state.image_folders.get(folder_id)
+    if root is None:
+        raise NotFound(f"{what} {ref!r}: no image folder {folder_id!r}; folders: "
+                       f"{', '.join(state.image_folders) or 'none (start with --images DIR)'}")
+    path = inside(root, relative, what)
+    if not path.is_file() or (suffix is not None and path.suffix != suffix):
+        kind = f"{suffix} file" if suffix else "file"
+        raise NotFound(f"{what} {ref!r}: no such {kind} in folder {folder_id!r}")
+    return path
+
+
 def resolve_image(state: AppState, ref: str) -> Tensor:
     """The (3, H, W) image in [0, 1] that ``ref`` names (4xx errors for anything else)."""
     kind, sep, rest = (ref or "").partition(":")
@@ -179,19 +189,12 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
     if kind == "sample":
         if rest not in list_samples():
             raise NotFound(f"image {ref!r}: no sample {rest!r}; samples: {', '.join(list_samples())}")
-        return DECODED.get(("sample", rest), lambda: load_image(ref))
+        return state.decoded.get(("sample", rest), lambda: load_image(ref))
     if kind == "folder":
-        folder_id, _, relative = rest.partition("/")
-        root = state.image_folders.get(folder_id)
-        if root is None:
-            raise NotFound(f"image {ref!r}: no image folder {folder_id!r}; folders: "
-                           f"{', '.join(state.image_folders) or 'none (start with --images DIR)'}")
-        path = inside(root, relative, "image")
-        if not path.is_file():
-            raise NotFound(f"image {ref!r}: no such file in folder {folder_id!r}")
+        path = folder_file(state, ref, "image")
         stat = path.stat()  # a file changed in place gets a new key: its size or mtime moved
         key = ("folder", str(path), stat.st_size, stat.st_mtime_ns, limit)
-        return DECODED.get(key, lambda: load_image(path, max_pixels=limit))
+        return state.decoded.get(key, lambda: load_image(path, max_pixels=limit))
     if kind == "upload":
         if not _HEX.match(rest):
             raise BadArgument(f"image {ref!r}: an upload reference is upload: and 64 hex digits")
@@ -200,7 +203,8 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
             raise NotFound(f"image {ref!r}: no such upload (uploads live in the server's cache); "
                            "upload it again")
         # content-addressed: the hash is the key
-        return DECODED.get(("upload", rest, limit), lambda: load_image(path.read_bytes(), max_pixels=limit))
+        return state.decoded.get(("upload", rest, limit),
+                                 lambda: load_image(path.read_bytes(), max_pixels=limit))
     if kind == "atlas":
         atlas_id, _, index = rest.partition("/")
         entry = state.atlas(atlas_id)
@@ -219,10 +223,11 @@ def save_upload(state: AppState, data: bytes, filename: str = "upload") -> str:
     load_file_bytes(data, filename or "upload", max_pixels=state.config.max_pixels)
     digest = hashlib.sha256(data).hexdigest()
     path = state.cache.blob_path("uploads", digest)
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+    if not path.exists():  # a unique temporary name: concurrent uploads never share one
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:8]}-", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
     return f"upload:{digest}"
 
 

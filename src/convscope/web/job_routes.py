@@ -6,18 +6,21 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from ..render import png_bytes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
-from .images import list_images, resolve_image, save_upload
+from .images import list_images, save_upload
 from .jobs import FINISHED
 from .pages import STATIC, render
-from .state import app_state
+from .state import Service
 
 router = APIRouter()
+NO_CACHE = {"Cache-Control": "no-cache"}
 POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
 READ_WHOLE_BYTES = 4 * 2**20
@@ -28,30 +31,30 @@ _MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "app
 
 
 @router.get("/jobs")
-def jobs_page(request: Request) -> Response:
-    jobs = [j.as_json() for j in app_state(request).jobs.list()]
+def jobs_page(request: Request, state: Service) -> Response:
+    jobs = [j.as_json() for j in state.jobs.list()]
     return render(request, "jobs.html", title="Jobs", jobs=jobs)
 
 
 @router.get("/api/jobs")
-def list_jobs(request: Request) -> dict[str, object]:
-    return {"jobs": [j.as_json() for j in app_state(request).jobs.list()]}
+def list_jobs(state: Service) -> dict[str, object]:
+    return {"jobs": [j.as_json() for j in state.jobs.list()]}
 
 
 @router.get("/api/jobs/{job_id}")
-def job_status(request: Request, job_id: str) -> dict[str, object]:
-    return app_state(request).jobs.get(job_id).as_json()
+def job_status(state: Service, job_id: str) -> dict[str, object]:
+    return state.jobs.get(job_id).as_json()
 
 
 @router.post("/api/jobs/{job_id}/cancel")
-def cancel_job(request: Request, job_id: str) -> dict[str, object]:
-    return app_state(request).jobs.cancel(job_id).as_json()
+def cancel_job(state: Service, job_id: str) -> dict[str, object]:
+    return state.jobs.cancel(job_id).as_json()
 
 
 @router.get("/api/jobs/{job_id}/events")
-async def job_events(request: Request, job_id: str) -> StreamingResponse:
+async def job_events(request: Request, state: Service, job_id: str) -> StreamingResponse:
     """Server-sent events: one JSON message per change of the job, the last when it finishes."""
-    job = app_state(request).jobs.get(job_id)
+    job = state.jobs.get(job_id)
 
     async def stream() -> AsyncIterator[str]:
         seen, quiet = -1, 0.0
@@ -88,9 +91,13 @@ def file_response(name: str, blob: bytes | None = None, path: Path | None = None
     return Response(blob or b"", media_type=media, headers=headers)
 
 
+def png_response(picture: Any, headers: dict[str, str] | None = None) -> Response:
+    """A picture (PIL or tensor) as a PNG answer, not cached by default."""
+    return Response(png_bytes(picture), media_type="image/png", headers=headers or NO_CACHE)
+
+
 @router.get("/api/jobs/{job_id}/files/{name}")
-def job_file(request: Request, job_id: str, name: str) -> Response:
-    state = app_state(request)
+def job_file(state: Service, job_id: str, name: str) -> Response:
     job = state.jobs.get(job_id)
     check_file_name(name)
     if job.key:
@@ -102,31 +109,30 @@ def job_file(request: Request, job_id: str, name: str) -> Response:
 
 
 @router.get("/api/results/{key}/{name}")
-def cached_file(request: Request, key: str, name: str) -> Response:
+def cached_file(state: Service, key: str, name: str) -> Response:
     """A cached result's file by its key: a stable address that survives restarts."""
-    return file_response(name, path=app_state(request).cache.file(key, name))
+    return file_response(name, path=state.cache.file(key, name))
 
 
 @router.get("/api/images")
-def images(request: Request) -> dict[str, object]:
-    return {"images": [c.__dict__ for c in list_images(app_state(request))]}
+def images(state: Service) -> dict[str, object]:
+    return {"images": [c.__dict__ for c in list_images(state)]}
 
 
 @router.get("/api/images/check")
-def check_image(request: Request, image: str) -> dict[str, object]:
+def check_image(state: Service, image: str) -> dict[str, object]:
     """Whether ``image`` names a readable image (and its size): pages check a reference first."""
-    tensor = resolve_image(app_state(request), image)
+    tensor = state.image(image)
     return {"image": image, "height": int(tensor.shape[-2]), "width": int(tensor.shape[-1])}
 
 
 @router.post("/api/upload")
-async def upload(request: Request, file: UploadFile) -> JSONResponse:
-    """Store an uploaded image (size limit, the CLI's image checks); answer its reference."""
-    state = app_state(request)
-    limit = state.config.max_upload_bytes
-    data = await file.read(limit + 1)
-    ref = save_upload(state, data, file.filename or "upload")
-    return JSONResponse({"image": ref})
+def upload(state: Service, file: UploadFile) -> JSONResponse:
+    """Store an uploaded image (size limit, the CLI's image checks); answer its reference.
+    A plain ``def``: FastAPI runs it in its thread pool, so decoding a large upload holds up
+    no other request (``async`` would decode on the event loop)."""
+    data = file.file.read(state.config.max_upload_bytes + 1)
+    return JSONResponse({"image": save_upload(state, data, file.filename or "upload")})
 
 
 @router.get("/favicon.ico", include_in_schema=False)

@@ -161,25 +161,33 @@ class JobManager:
 
     # -- looking up and cancelling -----------------------------------------------------------
     def get(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
+        with self._lock:
+            job = self._jobs.get(job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
         return job
 
     def list(self) -> list[Job]:
-        return [j for j in reversed(self._jobs.values()) if not j.hidden]
+        with self._lock:
+            return [j for j in reversed(self._jobs.values()) if not j.hidden]
 
     def cancel(self, job_id: str) -> Job:
-        job = self.get(job_id)
-        if not job.finished_:
-            job.cancel_event.set()
-            if job.status == "queued":  # the worker skips it when it gets there
-                job.update(status="cancelled", message="cancelled before it started", finished=time.time())
-                self._forget_key(job)
+        """Cancel a job: a queued one ends at once, a running one at its next torch call. Under
+        the lock the worker takes to start a job, so the two never act on a stale status."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
+            if not job.finished_:
+                job.cancel_event.set()
+                if job.status == "queued":  # the worker skips it when it gets there
+                    self._end_unstarted(job)
         return job
 
     def close(self) -> None:
-        for job in list(self._jobs.values()):
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
             job.cancel_event.set()
         self._put(None, _FIRST)
         self._worker.join(timeout=10)
@@ -189,6 +197,7 @@ class JobManager:
         return f"{self._prefix}-{next(self._ids)}"
 
     def _remember(self, job: Job) -> None:
+        """Add a job to the table (the caller holds the lock, as every reader of the table does)."""
         self._jobs[job.id] = job
         while len(self._jobs) > _KEEP:
             oldest = next(iter(self._jobs.values()))
@@ -206,14 +215,20 @@ class JobManager:
                 return
             self._run(job)
 
+    def _end_unstarted(self, job: Job) -> None:
+        """Cancelled before it started (the caller holds the lock)."""
+        job.update(status="cancelled", message="cancelled before it started", finished=time.time())
+        if job.key is not None and self._by_key.get(job.key) is job:
+            del self._by_key[job.key]
+
     def _run(self, job: Job) -> None:
-        if job.finished_:  # cancelled while queued
-            return
-        if job.cancel_event.is_set():
-            job.update(status="cancelled", message="cancelled before it started", finished=time.time())
-            self._forget_key(job)
-            return
-        job.update(status="running", started=time.time(), message="running")
+        with self._lock:  # a cancel either ends it here, or lands on a running job
+            if job.finished_:  # cancelled while queued
+                return
+            if job.cancel_event.is_set():
+                self._end_unstarted(job)
+                return
+            job.update(status="running", started=time.time(), message="running")
 
         def progress(done: int, total: int) -> None:
             if job.cancel_event.is_set():

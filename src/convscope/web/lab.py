@@ -12,36 +12,36 @@ job (answered at once from the disk cache when the same model and settings ran b
 from __future__ import annotations
 
 import inspect
-import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from ..errors import BadArgument
 from ..render import png_bytes
-from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, class_of, fooling, parse_budget
+from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, class_of, fooling
 from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
 from ..tasks.synthesis import Synthesis, check_style_layers, inversion, layer_list, style, texture
 from ..types import ProgressFn
 from .cache import JobResult
 from .errors import NotFound
-from .images import image_digest, inside, list_images, resolve_image
+from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
-from .state import AppState, ModelEntry, app_state
+from .params import Field, check_memory, parse_settings
+from .state import AppState, ModelEntry, Service
 
 router = APIRouter()
 
-FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
-_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 _NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
 """Query/body keys that are not settings of a kind (everything else must be one)."""
-_MAX_TEXT = 2000
+MAX_SIZE = 2048
+"""Largest image side of any kind (pixels); a job's memory is checked besides."""
+MAX_STEPS = 100_000
 
 
 def _default(fn: Callable[..., Any], name: str) -> Any:
@@ -49,73 +49,8 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
     return inspect.signature(fn).parameters[name].default
 
 
-@dataclass(frozen=True)
-class Field:
-    """One setting: how to read it from a form/URL/JSON value, and what is allowed."""
-
-    name: str
-    type: FieldType
-    default: Any = None
-    help: str = ""
-    choices: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
-    strict: bool = False
-    """Bounds exclude ``low``/``high`` themselves (``lr > 0``, ``0 < threshold < 1``)."""
-    required: bool = False
-
-    @property
-    def shown_default(self) -> str:
-        if self.default is None:
-            return ""
-        if isinstance(self.default, bool):
-            return "1" if self.default else "0"
-        return str(self.default)
-
-    def parse(self, raw: object) -> Any:
-        """The typed value of ``raw`` (text from a form or URL, or a JSON value); absent (None) or
-        empty: the default (a required setting may be absent only when it has one)."""
-        text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw).strip())
-        if len(text) > _MAX_TEXT:
-            raise BadArgument(f"{self.name}: at most {_MAX_TEXT} characters")
-        if text == "":
-            if self.required and (raw is not None or self.default is None):
-                raise BadArgument(f"{self.name} is required: {self.help}")
-            default = self.default
-            return self.parse(default) if isinstance(default, str) and default else default
-        if self.type == "bool":
-            if text.lower() not in _TRUE + _FALSE:
-                raise BadArgument(f"{self.name}={text!r}: use 1 or 0")
-            return text.lower() in _TRUE
-        if self.type == "choice":
-            if text not in self.choices:
-                raise BadArgument(f"{self.name}={text!r}: choose from {', '.join(self.choices)}")
-            return text
-        if self.type == "budget":
-            return self._bounded(parse_budget(text, self.name), text)
-        if self.type in ("int", "float"):
-            try:
-                value: float = int(text) if self.type == "int" else float(text)
-            except ValueError:
-                kind = "a whole number" if self.type == "int" else "a number"
-                raise BadArgument(f"{self.name}={text!r}: give {kind}") from None
-            if not math.isfinite(value):
-                raise BadArgument(f"{self.name}={text!r}: give a finite number")
-            return self._bounded(value, text)
-        return text
-
-    def _bounded(self, value: float, text: str) -> float:
-        low_bad = self.low is not None and (value <= self.low if self.strict else value < self.low)
-        high_bad = self.high is not None and (value >= self.high if self.strict else value > self.high)
-        if low_bad or high_bad:
-            relation = ">" if self.strict else ">="
-            limits = [f"{relation} {self.low:g}" if self.low is not None else "",
-                      f"{'<' if self.strict else '<='} {self.high:g}" if self.high is not None else ""]
-            raise BadArgument(f"{self.name}={text}: must be {' and '.join(x for x in limits if x)}")
-        return value
-
-
-Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Callable[[ProgressFn], JobResult]]
+Run = Callable[[ProgressFn], JobResult]
+Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Run]
 
 
 @dataclass(frozen=True)
@@ -130,32 +65,36 @@ class Kind:
     start: Start
 
     def parse(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        """Typed settings from a query or JSON body (absent: the default); an unknown name is
-        refused, since a typo would otherwise silently run the default. ``partial``: check only
-        the settings given (a form opened without them is not an error)."""
-        names = [f.name for f in self.fields]
-        unknown = sorted(set(params) - set(names) - _NOT_SETTINGS)
-        if unknown:
-            raise BadArgument(f"{self.name} has no setting {unknown[0]!r}; its settings: {', '.join(names)}")
-        return {f.name: f.parse(params.get(f.name)) for f in self.fields if not partial or f.name in params}
+        """Typed settings, checked (:func:`~convscope.web.params.parse_settings`); the whole
+        job's memory too, once every setting is known."""
+        settings = parse_settings(self.fields, params, _NOT_SETTINGS, self.name, partial=partial)
+        if not partial:
+            sides = [settings[n] or 224 for n in ("size", "source_size", "style_size", "apply_size")
+                     if n in settings]
+            check_memory(f"{self.name} at size {max(sides)}", max(sides) ** 2 * settings.get("batch", 1))
+        return settings
 
 
 # -- what each kind does ------------------------------------------------------------------------
+def _result(data: dict[str, Any], pictures: list[tuple[str, str, Any]], **files: bytes) -> JobResult:
+    """``data`` with the list of pictures; each (file, caption, picture) as a PNG; ``files`` as they are."""
+    shown = [{"file": name, "caption": caption} for name, caption, _picture in pictures]
+    return JobResult(data={**data, "pictures": shown},
+                     files={**{name: png_bytes(picture) for name, _caption, picture in pictures}, **files})
+
+
 def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> JobResult:
     """The task's summary and headline as data; each (file, caption, picture) as a PNG."""
-    files = {name: png_bytes(picture) for name, _caption, picture in pictures}
-    shown = [{"file": name, "caption": caption} for name, caption, _picture in pictures]
-    return JobResult(data={**made.summary, "headline": made.headline, "pictures": shown}, files=files)
+    return _result({**made.summary, "headline": made.headline}, pictures)
 
 
 def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
     return {"steps": s["steps"], "seed": s["seed"], "size": s["size"]}
 
 
-def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                       ) -> Callable[[ProgressFn], JobResult]:
+def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
-    image = resolve_image(state, s["image"])
+    image = state.image(s["image"])
     target = class_of(model, s["target"]) if s["target"] else None
 
     def run(progress: ProgressFn) -> JobResult:
@@ -173,11 +112,10 @@ def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _k
     return run
 
 
-def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                   ) -> Callable[[ProgressFn], JobResult]:
+def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
     target = class_of(model, s["target"])
-    begin: Any = s["start"] if s["start"] in ("noise", "zeros") else resolve_image(state, s["start"])
+    begin: Any = s["start"] if s["start"] in ("noise", "zeros") else state.image(s["start"])
 
     def run(progress: ProgressFn) -> JobResult:
         made = fooling(model, target, threshold=s["threshold"], start=begin, lr=s["lr"], progress=progress,
@@ -187,10 +125,9 @@ def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: 
     return run
 
 
-def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                     ) -> Callable[[ProgressFn], JobResult]:
+def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
-    image = resolve_image(state, s["image"])
+    image = state.image(s["image"])
     layers = layer_list(model, s["layers"]) or []
 
     def run(progress: ProgressFn) -> JobResult:
@@ -201,10 +138,9 @@ def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key
     return run
 
 
-def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                   ) -> Callable[[ProgressFn], JobResult]:
+def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
-    image = resolve_image(state, s["image"])
+    image = state.image(s["image"])
     layers = layer_list(model, s["layers"])
     check_style_layers(model, layers)
 
@@ -224,10 +160,9 @@ def _one_layer(entry: ModelEntry, name: str, text: str | None) -> str | None:
     return layers[0] if layers else None
 
 
-def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str
-                 ) -> Callable[[ProgressFn], JobResult]:
+def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
     model = entry.model
-    content, style_image = resolve_image(state, s["content"]), resolve_image(state, s["style"])
+    content, style_image = state.image(s["content"]), state.image(s["style"])
     content_layer = _one_layer(entry, "content_layer", s["content_layer"])
     style_layers = layer_list(model, s["style_layers"])
     check_style_layers(model, content_layer, style_layers)
@@ -254,15 +189,7 @@ def net_path(state: AppState, ref: str) -> Path:
     if kind == "lab":
         return state.cache.file(rest, NET_FILE)
     if kind == "folder":
-        folder_id, _, relative = rest.partition("/")
-        root = state.image_folders.get(folder_id)
-        if root is None:
-            raise NotFound(f"net {ref!r}: no image folder {folder_id!r}")
-        path = inside(root, relative, "net")
-        if path.suffix != ".pt" or not path.is_file():
-            raise NotFound(f"net {ref!r}: no .pt file there; train one in the lab or with "
-                           "`convscope fast-style train`")
-        return path
+        return folder_file(state, ref, "net", ".pt")
     raise BadArgument(f"net {ref!r}: use lab:KEY (a network trained here) or folder:FOLDER/FILE.pt")
 
 
@@ -272,29 +199,25 @@ def _contents(state: AppState, text: str) -> list[Any]:
         if ref == "samples":
             images += content_images(["samples"])
         elif ref:
-            images.append(resolve_image(state, ref))
+            images.append(state.image(ref))
     if not images:
         raise BadArgument("content: give image references or 'samples'")
     return images
 
 
-def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str
-                      ) -> Callable[[ProgressFn], JobResult]:
+def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str) -> Run:
     model = entry.model
-    image = resolve_image(state, s["image"])
+    image = state.image(s["image"])
     if s["net"]:
         path = net_path(state, s["net"])
 
         def apply_only(progress: ProgressFn) -> JobResult:
             styled = apply_style(path, [image], size=s["apply_size"], device=model.device)[0]
-            return JobResult(
-                data={"net": s["net"], "headline": f"stylized with {s['net']}", "pictures": [
-                    {"file": "original.png", "caption": "image"},
-                    {"file": "result.png", "caption": "stylized"}]},
-                files={"original.png": png_bytes(image), "result.png": png_bytes(styled)})
+            return _result({"net": s["net"], "headline": f"stylized with {s['net']}"},
+                           [("original.png", "image", image), ("result.png", "stylized", styled)])
 
         return apply_only
-    style_image = resolve_image(state, s["style"])
+    style_image = state.image(s["style"])
     contents = _contents(state, s["content"])
     check_style_layers(model, None)
 
@@ -310,12 +233,9 @@ def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key
         styled = apply_style(made.net, [image], size=s["apply_size"])[0]
         headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
                     f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
-        return JobResult(
-            data={**made.summary, "net": f"lab:{key}", "headline": headline, "pictures": [
-                {"file": "style.png", "caption": "style"}, {"file": "original.png", "caption": "image"},
-                {"file": "result.png", "caption": "stylized"}]},
-            files={"style.png": png_bytes(style_image), "original.png": png_bytes(image),
-                   "result.png": png_bytes(styled), NET_FILE: blob})
+        return _result({**made.summary, "net": f"lab:{key}", "headline": headline},
+                       [("style.png", "style", style_image), ("original.png", "image", image),
+                        ("result.png", "stylized", styled)], **{NET_FILE: blob})
 
     return run
 
@@ -323,9 +243,9 @@ def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key
 # -- the kinds and their settings (defaults: the task's, or the CLI's where it differs) -----------
 def _common(fn: Callable[..., Any], *, size_help: str, size_default: int | None = None) -> tuple[Field, ...]:
     """``--steps --size --seed`` of every optimizing command (``add_run_options``)."""
-    return (Field("steps", "int", _default(fn, "steps"), "optimizer steps", low=1),
-            Field("size", "int", size_default, size_help, low=8),
-            Field("seed", "int", _default(fn, "seed"), "random seed"))
+    return (Field("steps", "int", _default(fn, "steps"), "optimizer steps", low=1, high=MAX_STEPS),
+            Field("size", "int", size_default, size_help, low=8, high=MAX_SIZE),
+            Field("seed", "int", _default(fn, "seed"), "random seed", low=0, high=2**63 - 1))
 
 
 _OPTIMIZERS = ("lbfgs", "adam")
@@ -337,10 +257,11 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          "the target (or anything else).", (
              Field("image", "image", "sample:cat", "the image to attack", required=True),
              Field("target", "target", None, "class index or label to reach (empty: untargeted)"),
-             Field("eps", "budget", "4/255", "budget in [0,1] pixel units, e.g. 4/255"),
+             Field("eps", "budget", "4/255", "budget in [0,1] pixel units, e.g. 4/255", high=10_000),
              Field("norm", "choice", _default(adversarial, "norm"), "budget norm", ("linf", "l2")),
              Field("method", "choice", _default(adversarial, "method"), "attack", ("pgd", "fgsm")),
-             Field("step_size", "budget", None, "PGD step, e.g. 1/255 (empty: max(2.5 eps/steps, eps/4))"),
+             Field("step_size", "budget", None, "PGD step, e.g. 1/255 (empty: max(2.5 eps/steps, eps/4))",
+                   high=10_000),
              Field("random_start", "bool", _default(adversarial, "random_start"),
                    "PGD from a random point in the ball"),
              Field("margin", "float", DEFAULT_MARGIN, "the target's probability must beat every other "
@@ -374,7 +295,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("image", "image", "sample:brick", "the texture image", required=True),
              Field("layers", "layers", None, "comma-separated style layers (empty: the model's)"),
              Field("source_size", "int", _default(texture, "source_size"),
-                   "texture resized to this shorter side", low=8),
+                   "texture resized to this shorter side", low=8, high=MAX_SIZE),
              Field("param", "choice", _default(texture, "param"), "image parameterization", _PARAMS),
              Field("optimizer", "choice", _default(texture, "optimizer"), "optimizer", _OPTIMIZERS),
              Field("compare", "bool", _default(texture, "compare"), "source and result side by side"),
@@ -402,21 +323,23 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("image", "image", "sample:cat", "the image to stylize", required=True),
              Field("net", "text", None, "a trained network: lab:KEY or folder:FOLDER/FILE.pt "
                    "(empty: train one with the settings below)"),
-             Field("apply_size", "int", None, "resize the image so its longer side is this first", low=1),
+             Field("apply_size", "int", None, "resize the image so its longer side is this first", low=1,
+                   high=MAX_SIZE),
              Field("style", "image", "sample:brick", "style image (training)"),
              Field("content", "text", "samples", "content images for training: image references "
                    "(comma-separated) or 'samples' (every sample photo)"),
-             Field("steps", "int", _default(train, "steps"), "training steps", low=1),
-             Field("size", "int", _default(train, "size"), "crop size in pixels", low=8),
-             Field("batch", "int", _default(train, "batch"), "crops per step", low=1),
+             Field("steps", "int", _default(train, "steps"), "training steps", low=1, high=MAX_STEPS),
+             Field("size", "int", _default(train, "size"), "crop size in pixels", low=8, high=MAX_SIZE),
+             Field("batch", "int", _default(train, "batch"), "crops per step", low=1, high=256),
              Field("style_weight", "float", _default(train, "style_weight"), "style weight", low=0),
              Field("content_weight", "float", _default(train, "content_weight"), "content weight", low=0),
              Field("tv_weight", "float", _default(train, "tv_weight"), "total variation weight", low=0),
-             Field("style_size", "int", None, "style image's shorter side (empty: 2 x size)", low=8),
+             Field("style_size", "int", None, "style image's shorter side (empty: 2 x size)", low=8,
+                   high=MAX_SIZE),
              Field("lr", "float", _default(train, "lr"), "Adam learning rate", low=0, strict=True),
-             Field("width", "int", DEFAULT_WIDTH, "base channels of the network", low=1),
-             Field("blocks", "int", DEFAULT_BLOCKS, "residual blocks", low=0),
-             Field("seed", "int", _default(train, "seed"), "random seed"),
+             Field("width", "int", DEFAULT_WIDTH, "base channels of the network", low=1, high=512),
+             Field("blocks", "int", DEFAULT_BLOCKS, "residual blocks", low=0, high=64),
+             Field("seed", "int", _default(train, "seed"), "random seed", low=0, high=2**63 - 1),
          ), _start_fast_style),
 )}
 
@@ -436,7 +359,7 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
     if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
         keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
     # an image is keyed by its pixels too: a folder file that changed never gets the old result
-    pixels = {f.name: image_digest(resolve_image(state, settings[f.name])) for f in kind.fields
+    pixels = {f.name: state.digest(state.image(settings[f.name])) for f in kind.fields
               if f.type == "image" and f.name in keyed
               and settings[f.name] not in (None, "", "noise", "zeros")}
     key = state.cache.key("lab", kind.name, entry.key, keyed, pixels)
@@ -450,9 +373,9 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
 # -- routes ------------------------------------------------------------------------------------
 
 @router.get("/lab")
-def lab_page(request: Request, kind: str = "adversarial", model: str | None = None) -> Response:
+def lab_page(request: Request, state: Service, kind: str = "adversarial", model: str | None = None
+             ) -> Response:
     """The form of one kind, filled from the URL (checked: a bad setting is a 400 page)."""
-    state = app_state(request)
     entry = state.model(model)
     chosen = kind_of(kind)
     chosen.parse(request.query_params, partial=True)
@@ -463,12 +386,8 @@ def lab_page(request: Request, kind: str = "adversarial", model: str | None = No
 
 
 @router.post("/api/lab/{kind}")
-def lab_run(request: Request, kind: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
-            ) -> dict[str, Any]:
+def lab_run(state: Service, kind: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
+            ) -> Response:
     """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON."""
-    state = app_state(request)
-    chosen = kind_of(kind)
-    job = submit(state, chosen, body, body.get("model") or None)
-    if body.get("wait"):
-        job.wait()
-    return job.as_json()
+    job = submit(state, kind_of(kind), body, body.get("model") or None)
+    return state.answer(job, bool(body.get("wait")))

@@ -9,35 +9,33 @@ Feature visualizations are jobs keyed in the disk cache by the model's content k
 channel and the settings: the page's tiles ask ``/api/layers/{name}/{channel}/visualization``
 as they scroll into view, and a cached one is answered at once with its file's address. The
 activations of the current image are computed once per (model, image, layer) on the worker and
-kept in a small in-memory cache, so the tile of each channel only colours a map.
+kept by the service (:meth:`AppState.feature_maps`), so the tile of each channel only colours a map.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from PIL import Image
 
 from ..data import list_samples
-from ..errors import BadArgument, ConvscopeError
+from ..errors import ConvscopeError
 from ..model import LayerInfo
 from ..render import png_bytes, to_pil
 from ..render.features import feature_map_tiles
 from ..render.report import data_uri
 from ..tasks.atlas import top_patches
-from ..tasks.inside import activations, filters, find_layer, mask, unit_classes
+from ..tasks.inside import filters, mask, unit_classes
 from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
-from .images import image_digest, list_images, resolve_image
-from .model_page import table_of
+from .images import list_images
+from .job_routes import png_response
 from .pages import render
-from .state import AppState, ModelEntry, app_state
+from .params import parse_choice, parse_int
+from .state import AppState, ModelEntry, Service
 
 if TYPE_CHECKING:
     from ..methods.features import FeatureMaps
@@ -53,46 +51,17 @@ SIZE = 96
 SEEDS = (0, 1, 2, 3)
 """Seeds of the unit page's visualizations."""
 LIMITS = {"steps": (1, 2048), "size": (8, 512), "seed": (0, 2**31 - 1)}
+"""Bounds of the visualization settings in the address."""
 TILE_PX = 96
-_KEEP_MAPS = 8
-"""(model, image, layer) activations kept in memory for the feature-map tiles."""
-
-
-class _Memory:
-    """What this app keeps between requests: recent activations."""
-
-    def __init__(self) -> None:
-        self.maps: OrderedDict[tuple[str, str, str], FeatureMaps] = OrderedDict()
-        self.lock = threading.Lock()
-
-
-def _memory(state: AppState) -> _Memory:
-    with _MEMORY_LOCK:
-        memory = state.__dict__.get("layer_pages")
-        if memory is None:
-            memory = state.__dict__["layer_pages"] = _Memory()
-        return memory
-
-
-_MEMORY_LOCK = threading.Lock()
-
-
-
-def _png_response(picture: Image.Image | Any) -> Response:
-    return Response(png_bytes(picture), media_type="image/png", headers={"Cache-Control": "no-cache"})
+MAX_TOP = 64
+MAX_CLASSES = 100
 
 
 # -- checking what the URL names --------------------------------------------------------------
-def _layer(state: AppState, entry: ModelEntry, name: str) -> LayerInfo:
-    """The layer's row (type, output shape); unknown names are a 404 with the closest names."""
-    return find_layer(entry.model, name, table_of(state, entry).rows)
-
-
-def _lookup(request: Request, model: str | None, name: str) -> tuple[AppState, ModelEntry, LayerInfo]:
+def _lookup(state: AppState, model: str | None, name: str) -> tuple[AppState, ModelEntry, LayerInfo]:
     """What every route of these pages starts from: the app, the model and the layer the URL names."""
-    state = app_state(request)
     entry = state.model(model)
-    return state, entry, _layer(state, entry, name)
+    return state, entry, state.layer(entry, name)
 
 
 def _channels(row: LayerInfo) -> int:
@@ -104,7 +73,7 @@ def _channels(row: LayerInfo) -> int:
 def _channel(row: LayerInfo, channel: str) -> int:
     """A channel of the layer from the URL: a whole number in range, else a 404 that says the range."""
     total = _channels(row)
-    if not channel.isdigit() or not 0 <= int(channel) < total:
+    if not channel.isdigit() or len(channel) > 9 or not 0 <= int(channel) < total:
         raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, "
                        f"0..{total - 1}")
     return int(channel)
@@ -112,14 +81,6 @@ def _channel(row: LayerInfo, channel: str) -> int:
 
 def _spatial(row: LayerInfo) -> bool:
     return row.output_shape is not None and len(row.output_shape) == 3
-
-
-def _setting(name: str, value: int | None, default: int) -> int:
-    value = default if value is None else value
-    lo, hi = LIMITS[name]
-    if not lo <= value <= hi:
-        raise BadArgument(f"{name}={value}; use {lo}..{hi}")
-    return value
 
 
 def _image_ref(image: str | None) -> str:
@@ -135,11 +96,11 @@ def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dic
             "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
 
-def _vis_settings(entry: ModelEntry, seed: int | None = None, size: int | None = None,
-                  steps: int | None = None) -> dict[str, int]:
+def _vis_settings(entry: ModelEntry, seed: str | None = None, size: str | None = None,
+                  steps: str | None = None) -> dict[str, int]:
     """The visualization settings from the URL, checked; the defaults suit a CPU."""
     defaults = {"steps": STEPS, "size": min(SIZE, max(entry.model.input_size)), "seed": 0}
-    return {k: _setting(k, v, defaults[k]) for k, v in
+    return {k: parse_int(k, v, *LIMITS[k], default=defaults[k]) for k, v in
             (("seed", seed), ("size", size), ("steps", steps))}
 
 
@@ -160,24 +121,6 @@ def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
     return found
 
 
-# -- the activations of the current image -----------------------------------------------------
-def _activations(state: AppState, entry: ModelEntry, ref: str, layer: str) -> FeatureMaps:
-    """The whole layer's maps for one image (channels in index order), computed once."""
-    image = resolve_image(state, ref)  # decoded once (web.images keeps recent images)
-    memory, key = _memory(state), (entry.key, image_digest(image), layer)
-    with memory.lock:
-        found = memory.maps.get(key)
-        if found is not None:
-            memory.maps.move_to_end(key)
-            return found
-    maps = state.jobs.run(lambda: activations(entry.model, image, layer))
-    with memory.lock:
-        memory.maps[key] = maps
-        while len(memory.maps) > _KEEP_MAPS:
-            memory.maps.popitem(last=False)
-    return maps
-
-
 def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
     """The channels with their mean and max on this image, largest first (``index``: in order)."""
     rows = [{"channel": c, "mean": round(m, 4), "max": round(x, 4)} for c, m, x in
@@ -189,18 +132,17 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 
 # -- pages ------------------------------------------------------------------------------------
 @router.get("/layers/{name}")
-def layer_page(request: Request, name: str, image: str | None = None, model: str | None = None,
-               sort: str = "mean", seed: int | None = None, size: int | None = None,
-               steps: int | None = None) -> Response:
-    state, entry, row = _lookup(request, model, name)
+def layer_page(request: Request, state: Service, name: str, image: str | None = None,
+               model: str | None = None, sort: str = "mean", seed: str | None = None, size: str | None = None,
+               steps: str | None = None) -> Response:
+    state, entry, row = _lookup(state, model, name)
     vis = _vis_settings(entry, seed, size, steps)
-    if sort not in SORTS:
-        raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
+    parse_choice("sort", sort, SORTS)
     ref = _image_ref(image)
     maps: list[dict[str, Any]] = []
     maps_error = None
     if _spatial(row):
-        maps = _order(_activations(state, entry, ref, row.name), sort)
+        maps = _order(state.feature_maps(entry, state.image(ref), row.name), sort)
     else:
         maps_error = (f"Feature maps need a (channels, height, width) output; layer "
                       f"{row.name!r} outputs {list(row.output_shape or [])}.")
@@ -219,87 +161,77 @@ def layer_page(request: Request, name: str, image: str | None = None, model: str
 
 
 @router.get("/layers/{name}/{channel}")
-def unit_page(request: Request, name: str, channel: str, image: str | None = None,
-              model: str | None = None, size: int | None = None,
-              steps: int | None = None) -> Response:
-    state, entry, row = _lookup(request, model, name)
+def unit_page(request: Request, state: Service, name: str, channel: str, image: str | None = None,
+              model: str | None = None, size: str | None = None,
+              steps: str | None = None) -> Response:
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(image)
-    atlases = [a for a in state.atlases.values() if _atlas_fits(a, entry, row.name)]
+    atlases = state.atlases_of(entry, row.name)
     return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
                   images=list_images(state),
-                  seeds=SEEDS, vis=vis, atlases=[a.id for a in atlases],
+                  seeds=SEEDS, vis=vis, atlases=atlases,
                   spatial=_spatial(row), **_links(request, row, ref, entry),
                   cached=_cached_pictures(state, entry, row.name,
                                           [(unit, {**vis, "seed": s}) for s in SEEDS]))
 
 
-def _atlas_fits(entry: Any, model: ModelEntry, layer: str) -> bool:
-    """An open atlas of this model (by the model name it was scanned with) that holds the layer."""
-    try:
-        atlas = entry.atlas
-    except ConvscopeError:
-        return False
-    return layer in atlas.layers and atlas.model_name in (model.name, model.spec, model.model.name)
-
-
 # -- API: feature maps, filters, mask ---------------------------------------------------------
 @router.get("/api/layers/{name}/featuremaps")
-def featuremap_list(request: Request, name: str, image: str | None = None,
+def featuremap_list(state: Service, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
-    state, entry, row = _lookup(request, model, name)
-    if sort not in SORTS:
-        raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
+    state, entry, row = _lookup(state, model, name)
+    parse_choice("sort", sort, SORTS)
     ref = _image_ref(image)
-    maps = _activations(state, entry, ref, row.name)
+    maps = state.feature_maps(entry, state.image(ref), row.name)
     return {"layer": row.name, "image": ref, "shape": [maps.total_channels, *maps.maps.shape[-2:]],
             "sort": sort, "channels": _order(maps, sort)}
 
 
 @router.get("/api/layers/{name}/featuremap/{channel}.png")
-def featuremap_tile(request: Request, name: str, channel: str, image: str | None = None,
+def featuremap_tile(state: Service, name: str, channel: str, image: str | None = None,
                     model: str | None = None) -> Response:
     """One channel's map for the image, on its own colour scale."""
-    state, entry, row = _lookup(request, model, name)
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
-    maps = _activations(state, entry, _image_ref(image), row.name).maps[0]
-    return _png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
+    maps = state.feature_maps(entry, state.image(_image_ref(image)), row.name).maps[0]
+    return png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
 
 @router.get("/api/layers/{name}/filters.png")
-def filter_picture(request: Request, name: str, model: str | None = None, page: int = 0) -> Response:
+def filter_picture(state: Service, name: str, model: str | None = None, page: int = 0) -> Response:
     """The layer's filters (a Conv2d's weights); other layers answer 404 saying why."""
-    _, entry, row = _lookup(request, model, name)
+    _, entry, row = _lookup(state, model, name)
     try:
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
         raise NotFound(f"filters cannot be shown: {err}") from None
-    return _png_response(view.picture)
+    return png_response(view.picture)
 
 
 @router.get("/api/layers/{name}/{channel}/mask.png")
-def mask_picture(request: Request, name: str, channel: str, image: str | None = None,
+def mask_picture(state: Service, name: str, channel: str, image: str | None = None,
                  model: str | None = None) -> Response:
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
-    state, entry, row = _lookup(request, model, name)
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     ref = _image_ref(image)
-    picture = resolve_image(state, ref)
+    picture = state.image(ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
-    return _png_response(view.picture)
+    return png_response(view.picture)
 
 
 # -- API: jobs --------------------------------------------------------------------------------
 @router.get("/api/layers/{name}/{channel}/visualization")
-def visualization_job(request: Request, name: str, channel: str, model: str | None = None,
-                      seed: int | None = None, size: int | None = None,
-                      steps: int | None = None) -> dict[str, Any]:
+def visualization_job(state: Service, name: str, channel: str, model: str | None = None,
+                      seed: str | None = None, size: str | None = None,
+                      steps: str | None = None) -> dict[str, Any]:
     """Submit (or find cached) the channel's feature visualization; answers the job JSON, whose
     ``files["visualization.png"]`` is the picture once it is done."""
-    state, entry, row = _lookup(request, model, name)
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     settings = _vis_settings(entry, seed, size, steps)
     key = _vis_key(state, entry, row.name, unit, settings)
@@ -314,19 +246,17 @@ def visualization_job(request: Request, name: str, channel: str, model: str | No
 
 
 @router.get("/api/layers/{name}/{channel}/classes")
-def classes_job(request: Request, name: str, channel: str, image: str | None = None,
-                model: str | None = None, k: int = 5) -> dict[str, Any]:
+def classes_job(state: Service, name: str, channel: str, image: str | None = None,
+                model: str | None = None, k: str = "5") -> dict[str, Any]:
     """The classes the channel supports most (and opposes most), as a cached job."""
-    state, entry, row = _lookup(request, model, name)
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
-    if not 1 <= k <= 100:
-        raise BadArgument(f"k={k}; use 1..100")
-    ref = _image_ref(image)
-    picture = resolve_image(state, ref)
-    key = state.cache.key("unit-classes", entry.key, row.name, unit, image_digest(picture), k)
+    count = parse_int("k", k, 1, MAX_CLASSES)
+    picture = state.image(_image_ref(image))
+    key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
 
     def run(progress: Any) -> JobResult:
-        found = unit_classes(entry.model, row.name, unit, k, image=picture)
+        found = unit_classes(entry.model, row.name, unit, count, image=picture)
         return JobResult(data={"layer": found.layer, "channel": found.channel,
                                "method": found.method, "reason": found.reason,
                                "classes": found.classes, "opposed": found.opposed})
@@ -336,18 +266,17 @@ def classes_job(request: Request, name: str, channel: str, image: str | None = N
 
 
 @router.get("/api/layers/{name}/{channel}/top")
-def top_images(request: Request, name: str, channel: str, atlas: str, model: str | None = None,
-               k: int = 8) -> dict[str, Any]:
+def top_images(state: Service, name: str, channel: str, atlas: str, model: str | None = None,
+               k: str = "8") -> dict[str, Any]:
     """The atlas's top-k images of the channel, each with its receptive-field patch (data URIs)."""
-    state, entry, row = _lookup(request, model, name)
+    state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     found = state.atlas(atlas)
-    if not _atlas_fits(found, entry, row.name):
+    if atlas not in state.atlases_of(entry, row.name):
         raise NotFound(f"atlas {atlas!r} was not scanned with model {entry.name!r} at layer "
                        f"{row.name!r}")
-    if not 1 <= k <= 64:
-        raise BadArgument(f"k={k}; use 1..64")
-    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, k))
+    count = parse_int("k", k, 1, MAX_TOP)
+    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, count))
     return {"atlas": atlas, "layer": row.name, "channel": unit, "top": [
         {"rank": p.record.rank, "index": p.record.index, "value": round(p.record.value, 4),
          "source": p.record.source, "box": [p.box.top, p.box.left, p.box.bottom, p.box.right],

@@ -7,22 +7,19 @@ prints; ``/api/model/layers`` answers exactly what ``convscope layers --json`` p
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..model import LayerInfo, Model
-from ..tasks.layers import LayerTable, layer_table
+from ..model import LayerInfo
+from ..tasks.layers import LayerTable
 from .pages import render
-from .state import AppState, ModelEntry, app_state
+from .state import Service
 
 router = APIRouter()
 
-_tables: weakref.WeakKeyDictionary[Model, LayerTable] = weakref.WeakKeyDictionary()
-"""One dry forward pass per served model: its layers do not change while it is served."""
 
 
 @dataclass
@@ -39,15 +36,6 @@ class TreeRow:
     """Whether the row passes the search (it or a row nested under it matches)."""
     match: bool
 
-
-
-def table_of(state: AppState, entry: ModelEntry, timeout: float | None = None) -> LayerTable:
-    """The model's layer table, computed once on the worker that owns the model (a
-    ConvscopeError when the worker stays busy past ``timeout`` seconds)."""
-    table = _tables.get(entry.model)
-    if table is None:
-        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model), timeout)
-    return table
 
 
 def layer_href(name: str, model: str | None) -> str:
@@ -100,10 +88,9 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 
 
 @router.get("/")
-def model_page(request: Request, model: str | None = None, q: str = "") -> Response:
-    state = app_state(request)
+def model_page(request: Request, state: Service, model: str | None = None, q: str = "") -> Response:
     entry = state.model(model)
-    table = table_of(state, entry)
+    table = state.layer_table(entry)
     link_model = None if entry is state.default_model else entry.name
     rows = tree(table, q, link_model)
     return render(request, "model.html", title=entry.name, entry=entry, table=table, rows=rows, q=q,
@@ -114,7 +101,6 @@ def model_page(request: Request, model: str | None = None, q: str = "") -> Respo
 
 
 @router.get("/api/model/layers")
-def api_layers(request: Request, model: str | None = None) -> list[dict[str, object]]:
+def api_layers(state: Service, model: str | None = None) -> list[dict[str, object]]:
     """What ``convscope layers --json`` prints for the model."""
-    state = app_state(request)
-    return table_of(state, state.model(model)).as_json()
+    return state.layer_table(state.model(model)).as_json()

@@ -17,8 +17,9 @@ from types import TracebackType
 
 from ..errors import BadArgument
 from ..model import DEFAULT_MODEL, Model, load_model
+from ..model.device import pick_device
 from .app import create_app
-from .config import ServeConfig, default_cache_dir
+from .config import NOTEBOOK_FRAMERS, ServeConfig, default_cache_dir
 from .server import RunningServer, start_in_thread
 
 
@@ -86,11 +87,12 @@ def show_app(
         raise BadArgument("model=[]: give a model, a model spec, or None for the default model")
     specs = [m.name if isinstance(m, Model) else (m or DEFAULT_MODEL) for m in given]
     config = ServeConfig(models=specs, images=_folders(images), atlases=_folders(atlases),
-                         port=port, device=device,
+                         port=port, device=device, frame_ancestors=NOTEBOOK_FRAMERS,
                          cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir())
     models = None
     if any(isinstance(m, Model) for m in given):
-        models = [(spec, m if isinstance(m, Model) else load_model(spec, device=_device(device)))
+        on = pick_device(device, "device")
+        models = [(spec, m if isinstance(m, Model) else load_model(spec, device=on))
                   for spec, m in zip(specs, given)]
     app = create_app(config, models=models)
     try:
@@ -103,9 +105,3 @@ def show_app(
 
 def _folders(value: str | Path | Sequence[str | Path]) -> list[Path]:
     return [Path(value)] if isinstance(value, (str, Path)) else [Path(v) for v in value]
-
-
-def _device(device: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device

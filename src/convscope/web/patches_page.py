@@ -21,9 +21,9 @@ from ..model import Model
 from ..render.grid import image_grid
 from ..tasks.atlas import top_patches
 from .cache import JobResult
-from .neighbors import atlas_layer, atlas_model, parse_int
 from .pages import render
-from .state import app_state
+from .params import parse_int
+from .state import Service
 
 router = APIRouter()
 
@@ -48,25 +48,23 @@ def patches_png(model: Model, atlas: Atlas, layer: str, channel: int, k: int) ->
 
 
 @router.get("/atlas/{atlas_id}/{layer}/patches", response_class=HTMLResponse)
-def patches_page(request: Request, atlas_id: str, layer: str, k: str | None = None) -> Any:
+def patches_page(request: Request, state: Service, atlas_id: str, layer: str, k: str | None = None) -> Any:
     """The grid page: one lazily loaded tile per channel, each linking to its unit page."""
-    state = app_state(request)
-    atlas = atlas_layer(state, atlas_id, layer)
-    entry = atlas_model(state, atlas)
-    count = parse_int("k", k, 1, MAX_K) if k is not None else min(atlas.k, 8)
+    atlas = state.atlas_layer(atlas_id, layer)
+    entry = state.atlas_model_required(atlas)
+    count = parse_int("k", k, 1, MAX_K, default=min(atlas.k, 8))
     return render(request, "patches.html", title=f"{layer} top patches · {atlas_id}",
                   atlas_id=atlas_id, layer=layer, k=count,
                   channels=atlas.channels[layer], model=entry.name, atlas_size=atlas.size)
 
 
 @router.get("/api/atlas/{atlas_id}/{layer}/patches/{channel}.png")
-def patches_tile(request: Request, atlas_id: str, layer: str, channel: str, k: str = "8") -> Response:
+def patches_tile(state: Service, atlas_id: str, layer: str, channel: str, k: str = "8") -> Response:
     """A channel's top patches as PNG (cached on disk by model, atlas, layer, channel and k)."""
-    state = app_state(request)
-    atlas = atlas_layer(state, atlas_id, layer)
+    atlas = state.atlas_layer(atlas_id, layer)
     c = parse_int("channel", channel, 0, atlas.channels[layer] - 1)
     count = parse_int("k", k, 1, MAX_K)
-    entry = atlas_model(state, atlas)
+    entry = state.atlas_model_required(atlas)
     key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
     if state.cache.get(key) is not None:
         png = state.cache.file(key, NAME).read_bytes()

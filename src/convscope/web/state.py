@@ -1,23 +1,72 @@
-"""The running app's state: loaded models, folders, atlases, the job worker and the disk cache."""
+"""The web layer's one service object: it resolves every name a request carries (model, layer,
+atlas, atlas layer, the model that made an atlas, image reference, job), owns every in-memory
+cache (each with its lock beside its data) and the one policy for waiting on a job.
+
+Handlers receive it through FastAPI's ``Depends`` (:data:`Service`) and stay thin: parse, call
+``tasks/``, render.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
-import torch
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from torch import Tensor
 
 from ..data.atlas import Atlas
-from ..model import Model, load_model
+from ..errors import BadArgument, ConvscopeError
+from ..model import LayerInfo, Model, load_model
+from ..model.device import pick_device
+from ..model.digest import weights_digest
+from ..tasks.explain import state_key
+from ..tasks.inside import activations, find_layer
+from ..tasks.layers import LayerTable, layer_table
 from .cache import DiskCache
 from .config import ServeConfig
 from .errors import NotFound
-from .images import folder_ids
-from .jobs import JobManager
+from .images import DecodedImages, folder_ids, resolve_image
+from .jobs import Job, JobManager
+
+if TYPE_CHECKING:
+    from ..methods.features import FeatureMaps
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+WAIT_SECONDS = 600.0
+"""How long a request that asks to wait (``"wait": true``) waits for its job; then it is
+answered 202 with the job's address, which the page keeps watching."""
+KEEP_FEATURE_MAPS = 8
+"""(model, image, layer) activations kept in memory for the feature-map tiles."""
+
+
+class Recent(Generic[K, V]):
+    """A small thread-safe LRU: ``get(key, make)`` returns the value kept under ``key`` or keeps
+    what ``make()`` returns (made outside the lock: a slow one holds up no other request)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = make()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
 @dataclass
@@ -25,20 +74,23 @@ class ModelEntry:
     name: str
     spec: str
     model: Model
+    _key: tuple[Any, str] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @cached_property
+    @property
     def key(self) -> str:
-        """A content hash (spec, preprocessing, every parameter and buffer): cache entries of a
-        model whose weights changed are never reused."""
-        digest = hashlib.sha256(self.spec.encode())
-        digest.update(repr(self.model.spec).encode())
-        with torch.no_grad():
-            for name, tensor in list(self.model.state_dict().items()):
-                digest.update(name.encode())
-                t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
-                digest.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        return digest.hexdigest()[:16]
+        """A content hash (spec, preprocessing, every parameter and buffer), hashed again when
+        any parameter or buffer changed identity or version since (a notebook user who goes on
+        training after ``show_app`` gets new maps): cached results of other weights are never reused."""
+        state = state_key(self.model)
+        with self._lock:
+            if self._key is None or self._key[0] != state:
+                self._key = (state, weights_digest(self.model, self.spec, repr(self.model.spec))[:16])
+            return self._key[1]
+
+    def made(self, atlas: Atlas) -> bool:
+        """Whether this model made ``atlas`` (by the name it was scanned with)."""
+        return atlas.model_name in (self.name, self.spec, self.model.name)
 
 
 @dataclass
@@ -61,7 +113,7 @@ def _model_name(spec: str, taken: set[str]) -> str:
 
 
 class AppState:
-    """Built once by :func:`convscope.web.app.create_app`; handlers read it as ``request.app.state.cs``."""
+    """Built once by :func:`convscope.web.app.create_app`; handlers receive it as :data:`Service`."""
 
     def __init__(self, config: ServeConfig, models: list[tuple[str, Model]] | None = None) -> None:
         """``models``: (spec, model) pairs already loaded (the CLI loads them with its options);
@@ -69,22 +121,22 @@ class AppState:
         self.config = config
         self.cache = DiskCache(config.cache_dir)
         self.jobs = JobManager(self.cache)
+        if not models:
+            device = pick_device(config.device)
+            models = [(spec, load_model(spec, device=device, **config.model_options))  # type: ignore[arg-type]
+                      for spec in config.models]
         self.models: dict[str, ModelEntry] = {}
-        if models:
-            for spec, model in models:
-                name = _model_name(spec, set(self.models))
-                self.models[name] = ModelEntry(name, spec, model)
-        else:
-            auto = "cuda" if torch.cuda.is_available() else "cpu"
-            device = auto if config.device == "auto" else config.device
-            for spec in config.models:
-                name = _model_name(spec, set(self.models))
-                model = load_model(spec, device=device, **config.model_options)  # type: ignore[arg-type]
-                self.models[name] = ModelEntry(name, spec, model)
+        for spec, model in models:
+            name = _model_name(spec, set(self.models))
+            self.models[name] = ModelEntry(name, spec, model)
         self.image_folders = folder_ids(config.images)
         self.atlases: dict[str, AtlasEntry] = {
             atlas_id: AtlasEntry(atlas_id, path) for atlas_id, path in folder_ids(config.atlases).items()}
+        self.decoded = DecodedImages()
+        self._tables: Recent[tuple[str, str], LayerTable] = Recent(len(self.models))
+        self._feature_maps: Recent[tuple[str, str, str], FeatureMaps] = Recent(KEEP_FEATURE_MAPS)
 
+    # -- models and layers ------------------------------------------------------------------
     @property
     def default_model(self) -> ModelEntry:
         return next(iter(self.models.values()))
@@ -98,6 +150,31 @@ class AppState:
             raise NotFound(f"model {name!r} is not served; models: {', '.join(self.models)}")
         return entry
 
+    def layer_table(self, entry: ModelEntry, timeout: float | None = None) -> LayerTable:
+        """The model's layer table, computed once on the worker that owns the model (a
+        ConvscopeError when the worker stays busy past ``timeout`` seconds)."""
+        return self._tables.get((entry.name, entry.spec),
+                                lambda: self.jobs.run(lambda: layer_table(entry.model), timeout))
+
+    def layer(self, entry: ModelEntry, name: str) -> LayerInfo:
+        """The layer's row (``name:i`` picks one call); unknown names are a 404 with the closest."""
+        return find_layer(entry.model, name, self.layer_table(entry).rows)
+
+    def feature_maps(self, entry: ModelEntry, picture: Tensor, layer: str) -> FeatureMaps:
+        """The whole layer's maps for one image (channels in index order), computed once."""
+        return self._feature_maps.get((entry.key, self.digest(picture), layer),
+                                      lambda: self.jobs.run(lambda: activations(entry.model, picture, layer)))
+
+    # -- images -----------------------------------------------------------------------------
+    def image(self, ref: str) -> Tensor:
+        """The (3, H, W) image in [0, 1] that ``ref`` names (4xx errors for anything else)."""
+        return resolve_image(self, ref)
+
+    def digest(self, picture: Tensor) -> str:
+        """A content hash of the pixels: a result cached under it never belongs to other pixels."""
+        return self.decoded.digest(picture)
+
+    # -- atlases ----------------------------------------------------------------------------
     def atlas(self, atlas_id: str) -> AtlasEntry:
         entry = self.atlases.get(atlas_id)
         if entry is None:
@@ -105,11 +182,69 @@ class AppState:
                            f"{', '.join(self.atlases) or 'none (start with --atlas DIR)'}")
         return entry
 
+    def atlas_layer(self, atlas_id: str, layer: str) -> Atlas:
+        """The open atlas ``atlas_id`` after checking that it scanned ``layer`` (404 otherwise)."""
+        atlas = self.atlas(atlas_id).atlas
+        if layer not in atlas.channels:
+            raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
+        return atlas
+
+    def atlas_ref(self, name: str, text: str) -> tuple[str, str, Atlas]:
+        """``ATLAS:LAYER`` -> (atlas id, layer, Atlas), both checked. Atlas ids hold no colon
+        (see :func:`~convscope.web.images.folder_ids`), so the first colon splits: the layer
+        keeps its own ``:i`` call suffix."""
+        atlas_id, sep, layer = text.partition(":")
+        if not sep or not atlas_id or not layer:
+            raise BadArgument(f"{name}={text!r}: write it as ATLAS:LAYER (an atlas id and one of its layers)")
+        return atlas_id, layer, self.atlas_layer(atlas_id, layer)
+
+    def atlas_model(self, atlas: Atlas) -> ModelEntry | None:
+        """The served model the atlas was made with (by its served name, spec or model name)."""
+        return next((entry for entry in self.models.values() if entry.made(atlas)), None)
+
+    def atlas_model_required(self, atlas: Atlas) -> ModelEntry:
+        """The served model the atlas was made with; refused when the server does not serve it
+        (its embeddings would not be comparable)."""
+        entry = self.atlas_model(atlas)
+        if entry is None:
+            raise BadArgument(f"atlas '{atlas.path.name}' was made with model {atlas.model_name!r}, "
+                              f"which this server does not serve; start it with --model {atlas.model_name}")
+        return entry
+
+    def open_atlases(self) -> list[tuple[str, Atlas]]:
+        """Every atlas that opens (one that does not is left out: its own page says why)."""
+        found = []
+        for atlas_id, entry in self.atlases.items():
+            try:
+                found.append((atlas_id, entry.atlas))
+            except ConvscopeError:
+                continue
+        return found
+
+    def atlases_of(self, entry: ModelEntry, layer: str) -> list[str]:
+        """The atlases this model made that hold ``layer``."""
+        return [atlas_id for atlas_id, atlas in self.open_atlases()
+                if layer in atlas.layers and entry.made(atlas)]
+
+    # -- jobs -------------------------------------------------------------------------------
+    def answer(self, job: Job, wait: bool) -> JSONResponse:
+        """The one waiting policy: without ``wait`` the job as it is; with it, the finished job,
+        its failure as its own 4xx, or after :data:`WAIT_SECONDS` a 202 with the job's address."""
+        if wait and not job.wait(WAIT_SECONDS):
+            return JSONResponse(job.as_json(), status_code=202, headers={"Location": f"/api/jobs/{job.id}"})
+        if wait and job.status != "done":
+            self.jobs.value(job)  # raises the job's error
+        return JSONResponse(job.as_json())
+
     def close(self) -> None:
         self.jobs.close()
 
 
 def app_state(request: Request) -> AppState:
-    """The app's state, typed (every handler's way to it)."""
+    """The app's state, typed."""
     state: AppState = request.app.state.cs
     return state
+
+
+Service = Annotated[AppState, Depends(app_state)]
+"""What every handler declares to receive the service: ``def page(state: Service, ...)``."""

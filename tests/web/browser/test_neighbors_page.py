@@ -81,4 +81,4 @@ def test_a_chosen_image_and_an_upload(live_server: str, page: Any, client: TestC
 def test_a_bad_query_shows_the_server_s_message(live_server: str, page: Any) -> None:
     page.goto(f"{live_server}/atlas/digits/block4/neighbors?index=4000")
     page.locator("#nb-panel.cs-error").wait_for()
-    assert "index=4000 is outside 0..39" in page.locator("#nb-panel").inner_text()
+    assert "index=4000: must be >= 0 and <= 39" in page.locator("#nb-panel").inner_text()

@@ -1,0 +1,127 @@
+"""Every value a request carries, checked when it arrives: one parser per kind of value, one
+wording per kind of mistake (the registry's option specs, :mod:`convscope.methods.option_specs`).
+
+A bad value is a 400 with one line before anything is queued: numbers are bounded (no form field
+can ask for a 50000-pixel texture or 10**12 RISE masks), number text too long to mean anything is
+refused before ``int()`` sees it, and a job's estimated memory must fit :data:`JOB_BYTES`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import BadArgument
+from ..methods.option_specs import WANTED, check_number, parse_number, shown
+from ..tasks.adversarial import parse_budget
+
+FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
+_TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
+MAX_TEXT = 2000
+JOB_BYTES = 4 * 2**30
+"""The memory one job may plan to use (estimated by :func:`check_memory`)."""
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
+BYTES_PER_PIXEL = 3 * 4 * 32
+"""An input pixel's float32 RGB value and, generously, the activations a CNN keeps for it."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting: how to read it from a form, a URL or a JSON value, and what is allowed."""
+
+    name: str
+    type: FieldType
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    strict: bool = False
+    """Bounds exclude ``low``/``high`` themselves (``lr > 0``, ``0 < threshold < 1``)."""
+    required: bool = False
+
+    @property
+    def shown_default(self) -> str:
+        if self.default is None:
+            return ""
+        if isinstance(self.default, bool):
+            return "1" if self.default else "0"
+        return str(self.default)
+
+    def parse(self, raw: object) -> Any:
+        """The typed value of ``raw`` (text, or a JSON value); absent (None) or empty: the default
+        (a required setting may be absent only when it has one)."""
+        text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw).strip())
+        if len(text) > MAX_TEXT:
+            raise BadArgument(f"{self.name}: at most {MAX_TEXT} characters")
+        if text == "":
+            if self.required and (raw is not None or self.default is None):
+                raise BadArgument(f"{self.name} is required: {self.help}")
+            default = self.default
+            return self.parse(default) if isinstance(default, str) and default else default
+        where = f"{self.name}={text if len(text) <= 40 else shown(text)}"
+        if self.type == "bool":
+            if text.lower() not in _TRUE + _FALSE:
+                raise BadArgument(f"{where}: {WANTED['bool']}")
+            return text.lower() in _TRUE
+        if self.type == "choice":
+            if text not in self.choices:
+                raise BadArgument(f"{where}: choose from {', '.join(self.choices)}")
+            return text
+        if self.type in ("int", "float", "budget"):
+            kind: Literal["int", "float"] = "int" if self.type == "int" else "float"
+            value = (parse_budget(text, self.name) if self.type == "budget"
+                     else raw if isinstance(raw, (int, float)) and not isinstance(raw, bool)
+                     else parse_number(self.name, text, kind))
+            return check_number(where, value, kind, self.low, self.high, strict=self.strict)
+        return text
+
+
+def parse_int(name: str, text: str | None, low: int, high: int, default: int | None = None) -> int:
+    """A whole number of the URL in [low, high] (``default`` when absent)."""
+    value = Field(name, "int", default, low=low, high=high, required=default is None).parse(text)
+    return int(value)
+
+
+def parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
+    return str(Field(name, "choice", choices=choices).parse(text))
+
+
+def parse_settings(fields: tuple[Field, ...], params: Mapping[str, Any], not_settings: set[str],
+                   owner: str, *, partial: bool = False) -> dict[str, Any]:
+    """Typed settings from a query or JSON body (absent: the default); an unknown name is
+    refused, since a typo would otherwise silently run the default. ``partial``: check only the
+    settings given (a form opened without them is not an error)."""
+    names = [f.name for f in fields]
+    unknown = sorted(set(params) - set(names) - not_settings)
+    if unknown:
+        raise BadArgument(f"{owner} has no setting {unknown[0]!r}; its settings: {', '.join(names)}")
+    return {f.name: f.parse(params.get(f.name)) for f in fields if not partial or f.name in params}
+
+
+def parse_text(name: str, text: str) -> Any:
+    """A method option's value from a URL: true/false, none, an integer, a number, else the text
+    (the option's spec then checks it)."""
+    value = text.strip()
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value.lower() in ("", "none", "null"):
+        return None
+    if _INT.fullmatch(value):
+        return parse_number(name, value, "int")
+    if _FLOAT.fullmatch(value):
+        return parse_number(name, value, "float")
+    return value
+
+
+def check_memory(what: str, pixels: float) -> None:
+    """Refuse a job whose inputs (``pixels`` in all, batches included) would need more than
+    :data:`JOB_BYTES` by the estimate :data:`BYTES_PER_PIXEL`."""
+    need = pixels * BYTES_PER_PIXEL
+    if not math.isfinite(need) or need > JOB_BYTES:
+        raise BadArgument(f"{what} would need about {need / 2**30:.3g} GB of memory; the limit per "
+                          f"job is {JOB_BYTES / 2**30:g} GB: ask for a smaller size or batch")
