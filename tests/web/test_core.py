@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -41,6 +42,40 @@ def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: Test
     assert '"status": "done"' in events and events.startswith("data: ")
     assert any(j["id"] == job.id for j in client.get("/api/jobs").json()["jobs"])
     assert job.id in client.get("/jobs", headers={"accept": "text/html"}).text
+
+
+def test_one_event_stream_follows_several_jobs_to_their_ends(app: Any, client: TestClient) -> None:
+    """``/api/events?jobs=A,B`` carries every change of both jobs and ends when both have ended;
+    B finishes only after A has, so the stream must stay open past A's last message."""
+    a_done = threading.Event()
+
+    def first(progress: Any) -> JobResult:
+        progress(1, 2)
+        progress(2, 2)
+        return JobResult({"job": "a"}, {})
+
+    def second(progress: Any) -> JobResult:
+        a_done.wait(10)
+        progress(1, 1)
+        return JobResult({"job": "b"}, {})
+
+    a = app.state.cs.jobs.submit("test", "first", first)
+    b = app.state.cs.jobs.submit("test", "second", second)
+    threading.Timer(0.3, a_done.set).start()
+    messages = [json.loads(line[len("data: "):]) for line in
+                client.get("/api/events", params={"jobs": f"{a.id},{b.id}"}).text.splitlines()
+                if line.startswith("data: ")]
+    last = {m["id"]: m for m in messages}
+    assert last[a.id]["status"] == "done" and last[a.id]["data"] == {"job": "a"}
+    assert last[b.id]["status"] == "done" and last[b.id]["data"] == {"job": "b"}
+    assert {m["id"] for m in messages} == {a.id, b.id}
+
+
+@pytest.mark.parametrize("jobs, status", [
+    ("", 400), (",".join(f"x{i}" for i in range(201)), 400), ("nope-1", 404)])
+def test_a_bad_list_of_jobs_to_follow_is_a_4xx(client: TestClient, jobs: str, status: int) -> None:
+    got = client.get("/api/events", params={"jobs": jobs})
+    assert got.status_code == status and got.json()["error"]
 
 
 def test_a_keyed_result_is_cached_on_disk_and_reused(app: Any, client: TestClient) -> None:

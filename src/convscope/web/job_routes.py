@@ -10,10 +10,11 @@ from pathlib import Path
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from ..errors import BadArgument
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, resolve_image, save_upload
-from .jobs import FINISHED
+from .jobs import FINISHED, Job
 from .pages import STATIC, render
 from .state import app_state
 
@@ -48,24 +49,45 @@ def cancel_job(request: Request, job_id: str) -> dict[str, object]:
     return app_state(request).jobs.cancel(job_id).as_json()
 
 
+MAX_WATCHED = 200
+"""Jobs one event stream may follow (a page's explainer with every method ticked follows 16)."""
+
+
 @router.get("/api/jobs/{job_id}/events")
 async def job_events(request: Request, job_id: str) -> StreamingResponse:
     """Server-sent events: one JSON message per change of the job, the last when it finishes."""
-    job = app_state(request).jobs.get(job_id)
+    return _event_stream(request, [app_state(request).jobs.get(job_id)])
 
+
+@router.get("/api/events")
+async def jobs_events(request: Request, jobs: str) -> StreamingResponse:
+    """One stream for all the jobs a page follows (``jobs=ID,ID,...``): a JSON message per change
+    of any of them, ended when all have finished. A page holds one connection instead of one per
+    job, so the browser's six connections per host stay free for the maps it downloads."""
+    ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
+    if not ids or len(ids) > MAX_WATCHED:
+        raise BadArgument(f"jobs={jobs[:40]!r}: give 1 to {MAX_WATCHED} job ids separated by commas")
+    manager = app_state(request).jobs
+    return _event_stream(request, [manager.get(i) for i in ids])
+
+
+def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        seen, quiet = -1, 0.0
-        while True:
-            if job.version != seen:
+        seen = {job.id: -1 for job in jobs}
+        open_, quiet = list(jobs), 0.0
+        while open_:
+            for job in list(open_):
+                if job.version == seen[job.id]:
+                    continue
                 quiet = 0.0
                 with job.changed:  # one consistent state (update() sets its fields under this lock)
-                    seen, snapshot = job.version, job.as_json()
+                    seen[job.id], snapshot = job.version, job.as_json()
                 # the finish test reads the snapshot, not the job, which may finish while this
                 # message is on its way: its last message would be lost
                 yield f"data: {json.dumps(snapshot)}\n\n"
                 if snapshot["status"] in FINISHED:
-                    return
-            if await request.is_disconnected():
+                    open_.remove(job)
+            if not open_ or await request.is_disconnected():
                 return
             await asyncio.sleep(POLL_SECONDS)
             quiet += POLL_SECONDS

@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.web.pictures import image_drawn
@@ -83,3 +84,36 @@ def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_serve
     card = page.locator('#ex-maps .ex-map[data-method="occlusion"]')
     assert "cancelled" in card.locator(".cs-error").inner_text()
     assert card.locator("img.ex-overlay").is_hidden()
+
+
+SHOWN_AT = """document.addEventListener("load", (e) => {
+    if (e.target.matches && e.target.matches("img.ex-overlay")) e.target.dataset.shownAt = Date.now();
+  }, true);"""
+"""Records, on each map, the wall-clock time its picture was drawn (load events do not bubble)."""
+
+
+@pytest.mark.timing
+def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_server: str,
+                                                                page: Any) -> None:
+    """All 16 methods ticked: each card's map appears within 1 s of the time the server records
+    for its job's end (one event stream for the page, so the downloads are not held back)."""
+    page.add_init_script(SHOWN_AT)
+    page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn")
+    boxes = page.locator("#ex-method-list input.ex-use")
+    count = boxes.count()
+    assert count == 16
+    for i in range(count):
+        boxes.nth(i).check()
+    page.locator("#ex-run").click()
+    page.wait_for_function(f"""() => {{ const cards = [...document.querySelectorAll('#ex-maps .ex-map')];
+        return cards.length === {count} && cards.every(c => c.querySelector('img.ex-overlay').dataset.shownAt
+                                                            || !c.querySelector('.cs-error').hidden); }}""",
+                           timeout=90_000)
+    assert not page.locator("#ex-maps .cs-error:visible").count()
+    finished = {j.result.data["method"]: j.finished for j in app.state.cs.jobs.list() if j.kind == "explain"}
+    late = {}
+    for card in page.locator("#ex-maps .ex-map").all():
+        method = card.get_attribute("data-method")
+        shown = int(card.locator("img.ex-overlay").get_attribute("data-shown-at")) / 1000
+        late[method] = round(shown - finished[method], 3)
+    assert len(late) == count and max(late.values()) < 1.0, late
