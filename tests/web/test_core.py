@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,7 @@ from convscope.errors import BadArgument
 from convscope.web.cache import JobResult
 from convscope.web.config import ServeConfig
 from convscope.web.images import resolve_image
-
-
-def wait_done(client: TestClient, job: dict[str, Any], seconds: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-        job = client.get(f"/api/jobs/{job['id']}").json()
-    return job
+from tests.web.polling import wait_job
 
 
 def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: TestClient) -> None:
@@ -34,7 +25,7 @@ def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: Test
         return JobResult({"answer": 42}, {"out.txt": b"hello"})
 
     job = app.state.cs.jobs.submit("test", "three steps", fn)
-    done = wait_done(client, job.as_json())
+    done = wait_job(client, job.as_json())
     assert done["status"] == "done" and done["data"] == {"answer": 42}
     assert (done["done"], done["total"]) == (3, 3)
     assert client.get(done["files"]["out.txt"]).content == b"hello"
@@ -86,7 +77,7 @@ def test_a_keyed_result_is_cached_on_disk_and_reused(app: Any, client: TestClien
         return JobResult({"n": len(calls)}, {"a.png": b"\x89PNG"})
 
     key = app.state.cs.cache.key("test-cache", 1)
-    first = wait_done(client, app.state.cs.jobs.submit("t", "cached", fn, key=key).as_json())
+    first = wait_job(client, app.state.cs.jobs.submit("t", "cached", fn, key=key).as_json())
     second = app.state.cs.jobs.submit("t", "cached", fn, key=key)
     assert second.status == "done" and calls == [1] and second.as_json()["data"] == first["data"]
     assert first["files"]["a.png"] == f"/api/results/{key}/a.png"
@@ -107,16 +98,16 @@ def test_cancel_stops_a_running_job_mid_torch_call(app: Any, client: TestClient)
     job = app.state.cs.jobs.submit("t", "forever", fn)
     assert started.wait(10)
     assert client.post(f"/api/jobs/{job.id}/cancel").status_code == 200
-    assert wait_done(client, job.as_json())["status"] == "cancelled"
+    assert wait_job(client, job.as_json())["status"] == "cancelled"
     quick = app.state.cs.jobs.submit("t", "after", lambda progress: JobResult({"ok": True}))
-    assert wait_done(client, quick.as_json())["status"] == "done"
+    assert wait_job(client, quick.as_json())["status"] == "done"
 
 
 def test_a_failed_job_has_a_one_line_message(app: Any, client: TestClient) -> None:
     def fn(progress: Any) -> JobResult:
         raise BadArgument("steps=0: give a positive number")
 
-    done = wait_done(client, app.state.cs.jobs.submit("t", "bad", fn).as_json())
+    done = wait_job(client, app.state.cs.jobs.submit("t", "bad", fn).as_json())
     assert done["status"] == "failed" and done["error"] == "steps=0: give a positive number"
 
 

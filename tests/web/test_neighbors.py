@@ -14,19 +14,13 @@ from fastapi.testclient import TestClient
 from convscope.data.atlas import Atlas
 from convscope.web.images import save_upload
 from tests.cli.runner import run
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 
 URL = "/api/atlas/digits/{layer}/neighbors"
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("nbrs"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def cli_neighbors(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 from tests.web.pictures import image_drawn
 
 SHOWN = """() => [...document.querySelectorAll('#nb-panel .cs-neighbor')].map(f => [
     Number(f.dataset.index), f.querySelector('.cs-distance').textContent])"""
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("neighbors_browser"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def expected(client: TestClient, **query: Any) -> list[list[Any]]:
