@@ -120,3 +120,16 @@ def test_a_slow_method_streams_progress_and_can_be_cancelled(client: TestClient,
     lite0 = web_models["efficientnet_lite0"]
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in lite0.modules())
     assert not lite0.training and all(not p.requires_grad or p.grad is None for p in lite0.parameters())
+
+
+@pytest.mark.parametrize("path, active", [("/", "/"), ("/layers/block3", "/"), ("/compare", "/compare"),
+                                          ("/compare/atlas", "/compare/atlas"), ("/atlas", "/atlas")])
+def test_the_compare_pages_are_in_the_navigation(client: TestClient, path: str, active: str) -> None:
+    page = client.get(path, headers={"accept": "text/html"})
+    assert page.status_code == 200, page.text
+    nav = page.text[page.text.index('<header class="cs-nav">'):page.text.index("</header>")]
+    assert '<a href="/compare">Compare models</a>' in nav or 'href="/compare" class="active"' in nav
+    assert 'href="/compare/atlas"' in nav
+    assert re.findall(r'<a href="([^"]+)" class="active"', nav) == [active]
+    for href in re.findall(r'href="(/[^"]*)"', nav):
+        assert client.get(href, headers={"accept": "text/html"}).status_code == 200, href

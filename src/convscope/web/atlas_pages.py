@@ -25,6 +25,7 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
+from .neighbors import served_model
 from .pages import render
 from .state import AppState, app_state
 
@@ -75,10 +76,8 @@ def _align_target(state: AppState, align_to: str | None) -> tuple[str, Atlas, st
 
 def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
     """The class names of the model the atlas was made with, when that model is served."""
-    for entry in state.models.values():
-        if atlas.model_name in (entry.model.name, entry.spec, entry.name):
-            return list(entry.model.labels) if entry.model.labels else None
-    return None
+    entry = served_model(state, atlas)
+    return list(entry.model.labels) if entry is not None and entry.model.labels else None
 
 
 # ---- projections: cached on disk, computed by a job ------------------------------------------
@@ -164,7 +163,7 @@ def map_page(request: Request, atlas_id: str, layer: str, method: str = "pca", c
     _align_target(state, align_to)
     # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
     return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
-                  info={"id": atlas_id, **atlas_map.map_info(atlas)}, method=method, color=color,
+                  info=_map_info(state, atlas_id, atlas), method=method, color=color,
                   align_to=align_to or None)
 
 
@@ -177,7 +176,15 @@ def list_atlases(request: Request) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(request: Request, atlas_id: str) -> dict[str, Any]:
-    return {"id": atlas_id, **atlas_map.map_info(_atlas(app_state(request), atlas_id))}
+    state = app_state(request)
+    return _map_info(state, atlas_id, _atlas(state, atlas_id))
+
+
+def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
+    """The map's facts, and the served model that made the atlas (``served_model``, its name in
+    this server; None when not served): the map's links open its images with that model."""
+    entry = served_model(state, atlas)
+    return {"id": atlas_id, **atlas_map.map_info(atlas), "served_model": entry.name if entry else None}
 
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")

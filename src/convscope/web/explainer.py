@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
@@ -29,6 +30,7 @@ from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer
 from ..render import png_bytes, to_pil
+from ..render.report import FAITHFULNESS_NOTE, colour_key
 from ..tasks.evaluate import faithfulness_scores
 from ..tasks.explain import explain
 from ..tasks.predict import predict
@@ -271,4 +273,5 @@ def explain_page(request: Request, image: str | None = None, model: str | None =
         groups.setdefault(choice.group, []).append(choice)
     return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
                   models=list(state.models), model=entry.name, image=ref,
-                  layers=spatial_layers(state, entry), layer=layer)
+                  layers=spatial_layers(state, entry), layer=layer, colour_key=Markup(colour_key()),
+                  faithfulness_note=FAITHFULNESS_NOTE)

@@ -120,6 +120,7 @@ def neighbors(request: Request, atlas_id: str, layer: str, index: str | None = N
         query = {"image": image}
     labels = entry.model.labels if entry is not None else None
     return {"atlas": atlas_id, "layer": layer, "metric": metric, "k": count, "query": query,
+            "model": entry.name if entry is not None else None,  # links open the images with it
             "neighbors": neighbor_rows(atlas, found, labels)}
 
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.web.pictures import image_drawn
+from tests.web.polling import wait_job
 
 MAPS = "#ex-maps .ex-map img.ex-overlay"
 
@@ -118,3 +119,40 @@ def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_
         shown = int(card.locator("img.ex-overlay").get_attribute("data-shown-at")) / 1000
         late[method] = round(shown - finished[method], 3)
     assert len(late) == count and max(late.values()) < 1.0, late
+
+
+def test_top_classes_say_which_running_job_they_wait_for(app: Any, client: Any, live_server: str,
+                                                         page: Any) -> None:
+    """The page's quick calls run on the one worker, after the step loop of a running lab job:
+    while they wait, the page names that job (it said only "predicting…" for 26 s), and the
+    classes appear once the job is out of the way (here: cancelled)."""
+    settings = {"image": "sample:cat", "steps": 2000, "early_stop": "0", "size": 96,
+                "model": "efficientnet_lite0"}
+    job = client.post("/api/lab/adversarial", json=settings).json()
+    wait_job(client, job["id"], lambda j: j["done"] >= 1)
+    try:
+        page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn")
+        note = page.locator("#ex-classes .cs-wait")
+        note.wait_for()
+        assert "waiting for the running job" in note.inner_text() and "Adversarial" in note.inner_text()
+        assert page.locator("#ex-classes button").count() == 0
+    finally:
+        client.post(f"/api/jobs/{job['id']}/cancel")
+    page.locator("#ex-classes button").first.wait_for()
+    assert not page.locator("#ex-classes .cs-wait").count()
+
+
+def test_the_colour_key_and_the_metric_arrows_are_shown(live_server: str, page: Any) -> None:
+    """As in the report: the overlays' colour key, and which way each faithfulness AUC is better."""
+    page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn&methods=saliency"
+              "&faithfulness=1&target=3")
+    assert image_drawn(page, ".ex-key .key img")
+    assert page.locator(".ex-key .key img").count() == 2
+    key = page.locator(".ex-key").inner_text()
+    assert "signed maps" in key and "against" in key and "deletion AUC ↓ / insertion AUC ↑" in key
+    metrics = page.locator('#ex-maps .ex-map[data-method="saliency"] .numbers .metric')
+    metrics.nth(1).wait_for()
+    assert metrics.nth(0).inner_text().startswith("deletion ") and metrics.nth(0).inner_text().endswith(" ↓")
+    assert metrics.nth(1).inner_text().startswith("insertion ") and metrics.nth(1).inner_text().endswith(" ↑")
+    assert metrics.nth(0).get_attribute("title") == "deletion AUC: lower is better"
+    assert metrics.nth(1).get_attribute("title") == "insertion AUC: higher is better"

@@ -37,7 +37,8 @@ def test_a_point_s_neighbours_with_thumbnails_labels_and_explain_links(
     assert page.evaluate(SHOWN) == expected(client, index=7, k=6)
     first = page.locator("#nb-panel .cs-neighbor").first
     index = first.get_attribute("data-index")
-    assert first.locator("a.cs-explain").get_attribute("href") == f"/explain?image=atlas%3Adigits%2F{index}"
+    assert first.locator("a.cs-explain").get_attribute("href") == (
+        f"/explain?image=atlas%3Adigits%2F{index}&model=digits_cnn")
     assert "\u2192" in first.locator(".cs-label").inner_text()  # label -> prediction
     page.wait_for_function("""() => [...document.querySelectorAll('#nb-panel img')]
                               .every(i => i.complete && i.naturalWidth > 0)""")

@@ -184,6 +184,37 @@ const cs = (() => {
     });
   }
 
-  return { api, binary, download, upload, job, run, showError, clearError, query, el };
+  // While `promise` (a page's short call, run by the server's one worker) is pending, say in
+  // `host` which running job it waits for: the worker finishes the job's step loop first, so a
+  // quick answer can wait behind a long lab job. The note goes when the promise settles.
+  function waitNote(host, promise) {
+    let done = false, timer = null;
+    const note = el("span", { class: "cs-wait muted" });
+    async function look() {
+      if (done) return;
+      try {
+        const running = (await api("/api/jobs")).jobs.find((j) => j.status === "running");
+        if (done) return;
+        note.textContent = running
+          ? ` waiting for the running job “${running.title}”` +
+            (running.total > 0 ? ` (${running.done}/${running.total})` : "") + ", which has the model now"
+          : "";
+        if (!note.isConnected) host.append(note);
+      } catch (e) { /* the note is a courtesy: the call itself reports its own errors */ }
+      timer = setTimeout(look, 1000);
+    }
+    timer = setTimeout(look, 400);
+    const stop = () => { done = true; clearTimeout(timer); note.remove(); };
+    promise.then(stop, stop);
+    return promise;
+  }
+
+  // The explainer's address of an image with the served model that made it (an atlas's images:
+  // the atlas's model, not the server's first one); no model when the server does not serve it.
+  function explainUrl(image, model) {
+    return `/explain?${new URLSearchParams(model ? { image, model } : { image })}`;
+  }
+
+  return { api, binary, explainUrl, waitNote, download, upload, job, run, showError, clearError, query, el };
 })();
 window.cs = cs;

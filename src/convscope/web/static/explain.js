@@ -114,7 +114,8 @@
     const ol = byId("ex-classes");
     try {
       const q = new URLSearchParams({ image: setup.image, model: setup.model, k: "5" });
-      const answer = await cs.api(`/api/predict?${q}`);
+      const waiting = ol.querySelector("li.muted");
+      const answer = await cs.waitNote(waiting || ol, cs.api(`/api/predict?${q}`));
       ol.replaceChildren();
       for (const p of answer.predictions) {
         const button = cs.el("button", { type: "button", "data-class": String(p.index) },
@@ -167,8 +168,13 @@
     parts.title.textContent = `${d.method}: ${d.label}`;
     const bits = [`${fmt(d.seconds)} s`];
     if (d.layer) bits.push(`layer ${d.layer}`);
-    if ("deletion" in d) bits.push(`deletion ${fmt(d.deletion)}`, `insertion ${fmt(d.insertion)}`);
-    parts.numbers.textContent = bits.join(" · ");
+    parts.numbers.replaceChildren(bits.join(" · "));
+    if ("deletion" in d) {  // the report's arrows: a faithful map has a low deletion, a high insertion AUC
+      parts.numbers.append(" · ",
+        cs.el("span", { class: "metric", title: "deletion AUC: lower is better", text: `deletion ${fmt(d.deletion)} ↓` }),
+        " · ",
+        cs.el("span", { class: "metric", title: "insertion AUC: higher is better", text: `insertion ${fmt(d.insertion)} ↑` }));
+    }
     if (d.layer_reason) parts.numbers.title = d.layer_reason;
     const stem = `${setup.image.replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
     parts.export.replaceChildren(

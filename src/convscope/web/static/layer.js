@@ -118,7 +118,8 @@ const csLayer = (() => {
     cs.api(el.dataset.url).then((d) => {
       if (!d.top.length) { el.append(cs.el("p", { class: "muted", text: "The scan stored no images for this channel." })); return; }
       for (const t of d.top) {
-        const link = cs.el("a", { href: `/explain?image=${encodeURIComponent(t.image)}`, title: t.source },
+        const model = new URL(el.dataset.url, location.href).searchParams.get("model");
+        const link = cs.el("a", { href: cs.explainUrl(t.image, model), title: t.source },
           cs.el("img", { src: t.patch, alt: `patch of image ${t.index}` }));
         el.append(cs.el("figure", { class: "tile", "data-index": String(t.index) }, link,
           cs.el("figcaption", { text: `#${t.rank + 1} · ${t.value.toPrecision(3)} · image ${t.index}` })));

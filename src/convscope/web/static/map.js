@@ -713,7 +713,7 @@
     body.textContent = "";
     var file = el("div", {class: "point-file", text: "…"});
     var explain = el("a", {class: "button explain-link", text: "explain",
-                           href: "/explain?image=atlas:" + encodeURIComponent(this.id) + "/" + i});
+                           href: cs.explainUrl("atlas:" + this.id + "/" + i, this.info && this.info.served_model)});
     body.appendChild(el("div", {class: "point-head"}, [
       el("img", {class: "point-thumb", src: this.base + "/thumbs/" + i + ".png", alt: "image " + i}),
       el("div", {}, [el("div", {class: "point-title", text: "#" + i}), el("div", {text: this.describe(i)}), file, explain])]));

@@ -38,11 +38,8 @@
     return `/api/atlas/${enc(atlasId)}/thumbs/${index}.png`;
   }
 
-  function explainUrl(atlasId, index) {
-    return `/explain?image=${enc(`atlas:${atlasId}/${index}`)}`;
-  }
 
-  function card(panel, atlasId, row) {
+  function card(panel, atlasId, row, model) {
     const item = el("figure", {class: "cs-neighbor", "data-index": row.index});
     const img = el("img", {src: thumbUrl(atlasId, row.index), alt: row.source,
                            title: row.source, width: 64, height: 64});
@@ -55,7 +52,7 @@
     const wrong = row.label !== null && row.prediction !== null && row.label !== row.prediction;
     caption.append(el("span", {class: wrong ? "cs-label cs-wrong" : "cs-label"},
                       `${truth} \u2192 ${guess}`));
-    caption.append(el("a", {href: explainUrl(atlasId, row.index), class: "cs-explain"}, "explain"));
+    caption.append(el("a", {href: cs.explainUrl(`atlas:${atlasId}/${row.index}`, model), class: "cs-explain"}, "explain"));
     item.append(img, caption);
     return item;
   }
@@ -79,19 +76,20 @@
     if (data.query.index !== undefined) {
       head.append(el("img", {src: thumbUrl(atlasId, data.query.index), alt: data.query.source,
                              title: data.query.source, width: 64, height: 64, class: "cs-query"}));
-      head.append(el("a", {href: explainUrl(atlasId, data.query.index)}, "explain this image"));
+      head.append(el("a", {href: cs.explainUrl(`atlas:${atlasId}/${data.query.index}`, data.model)},
+                        "explain this image"));
     } else {
       const preview = el("img", {src: `/api/explain/image.png?image=${enc(data.query.image)}`,
                                  alt: data.query.image, title: data.query.image, height: 64,
                                  class: "cs-query"});
       preview.addEventListener("error", () => preview.remove());  // no preview route: name only
       head.append(preview, el("span", {}, `query ${data.query.image}`));
-      head.append(el("a", {href: `/explain?image=${enc(data.query.image)}`}, "explain this image"));
+      head.append(el("a", {href: cs.explainUrl(data.query.image, data.model)}, "explain this image"));
     }
     head.append(el("span", {class: "muted"},
                    ` ${data.neighbors.length} nearest at ${data.layer} (${data.metric} distance)`));
     const grid = el("div", {class: "cs-neighbors"});
-    for (const row of data.neighbors) grid.append(card(panel, atlasId, row));
+    for (const row of data.neighbors) grid.append(card(panel, atlasId, row, data.model));
     panel.replaceChildren(...(opts.head === false ? [] : [head]), grid);
     return data;
   }
