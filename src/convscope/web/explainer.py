@@ -248,11 +248,16 @@ def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
             and r.output_shape[1] * r.output_shape[2] > 1]
 
 
+MAX_NAME = 120
+"""Characters of an upload's file name shown on the page."""
+
+
 @router.get("/explain")
 def explain_page(request: Request, image: str | None = None, model: str | None = None,
                  target: str | None = None, methods: str | None = None, layer: str | None = None,
-                 faithfulness: str | None = None) -> Response:
-    """The page; its state is its address, checked like an API request (bad parts: 4xx page)."""
+                 faithfulness: str | None = None, name: str | None = None) -> Response:
+    """The page; its state is its address, checked like an API request (bad parts: 4xx page).
+    ``name``: an upload's file name, shown in place of its ``upload:`` reference."""
     state = app_state(request)
     entry = state.model(model)
     choices = list_images(state)
@@ -262,8 +267,9 @@ def explain_page(request: Request, image: str | None = None, model: str | None =
     options = url_options(dict(request.query_params), chosen)
     layer = named_layer(entry.model, layer)
     page_target = check_target(entry.model, target) if target else None
+    image_name = (name or "")[:MAX_NAME] if ref.startswith("upload:") else ""
     setup = {
-        "image": ref, "model": entry.name, "target": page_target, "methods": chosen,
+        "image": ref, "name": image_name, "model": entry.name, "target": page_target, "methods": chosen,
         "layer": layer, "options": options, "faithfulness": faithfulness in ("1", "true", "on"),
         "catalog": [describe(n) for n in method_names()],
         "defaults": {n: {s.name: s.default for s in option_specs(n)} for n in method_names()},
@@ -273,5 +279,6 @@ def explain_page(request: Request, image: str | None = None, model: str | None =
         groups.setdefault(choice.group, []).append(choice)
     return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
                   models=list(state.models), model=entry.name, image=ref,
+                  image_name=image_name,
                   layers=spatial_layers(state, entry), layer=layer, colour_key=Markup(colour_key()),
                   faithfulness_note=FAITHFULNESS_NOTE)

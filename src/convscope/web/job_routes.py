@@ -143,12 +143,13 @@ def check_image(request: Request, image: str) -> dict[str, object]:
 
 @router.post("/api/upload")
 async def upload(request: Request, file: UploadFile) -> JSONResponse:
-    """Store an uploaded image (size limit, the CLI's image checks); answer its reference."""
+    """Store an uploaded image (size limit, the CLI's image checks); answer its reference and the
+    file's name (pages show the name, not the reference's 64 hex digits)."""
     state = app_state(request)
     limit = state.config.max_upload_bytes
     data = await file.read(limit + 1)
     ref = save_upload(state, data, file.filename or "upload")
-    return JSONResponse({"image": ref})
+    return JSONResponse({"image": ref, "name": file.filename or "upload"})
 
 
 @router.get("/favicon.ico", include_in_schema=False)

@@ -67,6 +67,13 @@ def test_an_upload_that_is_not_an_image_shows_the_message(live_server: str, page
     page.wait_for_url("**image=upload%3A**")  # a good upload becomes the page's image
     page.locator("#ex-classes button").first.wait_for()
     assert image_drawn(page, "#ex-image")
+    # shown by its file name, not by the 64 hex digits of its reference
+    assert page.locator(".ex-image figcaption").inner_text() == "ramp.png (upload)"
+    chosen = page.locator("#ex-image-choice option:checked")
+    assert chosen.inner_text() == "ramp.png" and chosen.get_attribute("value").startswith("upload:")
+    page.select_option("#ex-model", "efficientnet_lite0")  # the name stays with the image
+    page.wait_for_url("**model=efficientnet_lite0**")
+    assert page.locator(".ex-image figcaption").inner_text() == "ramp.png (upload)"
 
 
 def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_server: str, page: Any) -> None:

@@ -166,8 +166,8 @@ const cs = (() => {
     setTimeout(() => URL.revokeObjectURL(a.href), 10000);
   }
 
-  // Upload the file chosen in `input` whenever it changes: onImage(reference) with the server's
-  // image reference, or the message in `errorEl` (and the choice cleared) when it is refused.
+  // Upload the file chosen in `input` whenever it changes: onImage(reference, fileName) with the
+  // server's image reference, or the message in `errorEl` (and the choice cleared) when it is refused.
   function upload(input, errorEl, onImage) {
     input.addEventListener("change", async () => {
       const file = input.files[0];
@@ -176,7 +176,8 @@ const cs = (() => {
       const body = new FormData();
       body.append("file", file, file.name);
       try {
-        await onImage((await api("/api/upload", { method: "POST", body })).image);
+        const answer = await api("/api/upload", { method: "POST", body });
+        await onImage(answer.image, answer.name);
       } catch (error) {
         showError(errorEl, error.message);
         input.value = "";

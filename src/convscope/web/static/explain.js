@@ -14,23 +14,9 @@
     for (const [k, v] of Object.entries(changes)) { if (v === null) q.delete(k); else q.set(k, v); }
     window.location.search = q.toString();
   }
-  byId("ex-image-choice").addEventListener("change", (e) => go({ image: e.target.value, target: null }));
+  byId("ex-image-choice").addEventListener("change", (e) => go({ image: e.target.value, name: null, target: null }));
   byId("ex-model").addEventListener("change", (e) => go({ model: e.target.value, target: null, layer: null }));
-  byId("ex-upload").addEventListener("change", async (e) => {
-    const file = e.target.files[0];
-    if (!file) return;
-    const err = byId("ex-upload-error");
-    cs.clearError(err);
-    const form = new FormData();
-    form.append("file", file, file.name);
-    try {
-      const answer = await cs.api("/api/upload", { method: "POST", body: form });
-      go({ image: answer.image, target: null });
-    } catch (error) {
-      cs.showError(err, error.message);
-      e.target.value = "";
-    }
-  });
+  cs.upload(byId("ex-upload"), byId("ex-upload-error"), (image, name) => go({ image, name, target: null }));
 
   // -- a small form per method, from the registry's option types -------------------------------
   function optionInput(method, spec, value) {
@@ -97,6 +83,7 @@
   function address() {
     const q = new URLSearchParams();
     q.set("image", setup.image);
+    if (setup.name) q.set("name", setup.name);  // an upload's file name, shown on the page
     q.set("model", setup.model);
     if (target !== null && target !== undefined) q.set("target", String(target));
     const methods = chosenMethods();
@@ -176,7 +163,7 @@
         cs.el("span", { class: "metric", title: "insertion AUC: higher is better", text: `insertion ${fmt(d.insertion)} ↑` }));
     }
     if (d.layer_reason) parts.numbers.title = d.layer_reason;
-    const stem = `${setup.image.replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
+    const stem = `${(setup.name || setup.image).replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
     parts.export.replaceChildren(
       cs.el("a", { href: job.files["map.png"], download: `${stem}.png`, class: "export-png", text: "PNG" }),
       cs.el("a", { href: job.files["map.npy"], download: `${stem}.npy`, class: "export-npy", text: ".npy" }));

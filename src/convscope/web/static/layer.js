@@ -130,3 +130,7 @@ const csLayer = (() => {
   return { visualizations, classes, top };
 })();
 window.csLayer = csLayer;
+// The layer page and the unit page: whichever of these parts the page has.
+csLayer.visualizations(document.getElementById("visualizations"));
+csLayer.classes(document.getElementById("classes"));
+for (const el of document.querySelectorAll(".top")) csLayer.top(el);

@@ -211,12 +211,15 @@
   };
   AtlasMap.prototype.zoomAt = function (sx, sy, factor) {
     var before = this.toData(sx, sy);
-    this.view.scale = Math.max(this.fitScale / 4, Math.min(this.fitScale * 1e5, this.view.scale * factor));
+    this.view.scale = Math.max(this.fitScale / 4, Math.min(this.fitScale * this.maxZoom(), this.view.scale * factor));
     var after = this.toData(sx, sy);
     this.view.cx += before[0] - after[0];
     this.view.cy += before[1] - after[1];
     this.requestRender();
   };
+  // Zooming further only shows emptier space: at this zoom the points of even a 100k atlas, a
+  // few pixels apart in the fitted view, are hundreds of pixels apart.
+  AtlasMap.prototype.maxZoom = function () { return Math.max(64, 2 * Math.sqrt(this.n)); };
   AtlasMap.prototype.pointSize = function () {   // larger for small atlases and when zoomed in
     var z = this.view.scale / this.fitScale, base = Math.max(2, Math.min(5, 7 - Math.log10(this.n)));
     return Math.min(9, base + Math.log2(Math.max(1, z)) * 0.8);
@@ -440,6 +443,7 @@
       e.preventDefault();
       var p = local(e);
       self.zoomAt(p[0], p[1], Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)));
+      self.hoverAt(p);   // the points moved under the pointer: the tooltip follows (or goes)
     }, {passive: false});
     o.addEventListener("pointerdown", function (e) {
       if (e.button !== 0) return;

@@ -9,15 +9,10 @@
 // "cs-neighbor" event ({detail: {index}}) on the panel, so the page can highlight that point.
 "use strict";
 
-(function () {
+(() => {
   const enc = encodeURIComponent;
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const el = cs.el;
 
   // The panel's own few rules, added once (the page's stylesheets belong to other modules).
   const STYLE = `
@@ -113,19 +108,7 @@
       if (index.value !== "") onQuery({index: Number(index.value)});
     });
     choose.addEventListener("change", () => { if (choose.value) onQuery({image: choose.value}); });
-    upload.addEventListener("change", async () => {
-      const file = upload.files[0];
-      if (!file) return;
-      cs.clearError(error);
-      const body = new FormData();
-      body.append("file", file, file.name);
-      try {
-        onQuery({image: (await cs.api("/api/upload", {method: "POST", body})).image});
-      } catch (err) {
-        cs.showError(error, err.message);
-        upload.value = "";
-      }
-    });
+    cs.upload(upload, error, (image) => onQuery({image}));
     try {
       for (const c of (await cs.api("/api/images")).images) {
         choose.append(el("option", {value: c.ref}, `${c.group}: ${c.name}`));
