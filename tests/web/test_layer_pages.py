@@ -255,3 +255,19 @@ def test_a_folder_image_that_changed_gets_its_new_feature_maps(client: TestClien
         assert [c["mean"] for c in dark["channels"]] != [c["mean"] for c in noisy["channels"]]
     finally:
         path.unlink()
+
+
+def test_the_unit_page_suits_a_one_channel_model(make_app: Any, digits: Any) -> None:
+    """digits_cnn's unit page opened on a cat photo, drew coloured visualizations of a gray model
+    and a mask figure 28 px per panel (captions cut): now a digit of its atlas, gray pictures,
+    panels at least 224 px."""
+    with TestClient(make_app(models=("digits_cnn",), **digits.config()), base_url="http://127.0.0.1") as c:
+        page = c.get("/layers/block3/5", headers=HTML).text
+        assert "image=atlas%3Adigits%2F0" in page and "sample%3Acat" not in page
+        job = wait_job(c, c.get("/api/layers/block3/5/visualization?steps=4").json())
+        assert job["status"] == "done", job
+        png = c.get(job["files"]["visualization.png"]).content
+        picture = np.asarray(_png(png).convert("RGB")).astype(int)
+        assert picture.std() > 0 and (picture == picture[..., :1]).all()  # gray: R = G = B
+        figure = _png(c.get("/api/layers/block3/5/mask.png").content)
+        assert figure.width >= 3 * 224

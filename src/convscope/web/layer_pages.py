@@ -36,6 +36,7 @@ from .cache import JobResult
 from .errors import NotFound
 from .images import image_digest, list_images, resolve_image
 from .model_page import table_of
+from .neighbors import served_model
 from .pages import render
 from .state import AppState, ModelEntry, app_state
 
@@ -122,9 +123,24 @@ def _setting(name: str, value: int | None, default: int) -> int:
     return value
 
 
-def _image_ref(image: str | None) -> str:
-    """The image of the page: the one in the address, else the first sample."""
-    return image or "sample:" + next(iter(list_samples()))
+def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
+    """The image of the page: the one in the address, else the first sample; a one-channel
+    model (digits) gets the first image of an atlas it made, or of the served folders, when the
+    server has one (a cat photo says little to a digit classifier)."""
+    if image:
+        return image
+    if entry.model.channels == 1:
+        for atlas_id, found in state.atlases.items():
+            try:
+                atlas = found.atlas
+            except ConvscopeError:  # an unfinished scan
+                continue
+            if served_model(state, atlas) is entry and atlas.size > 0:
+                return f"atlas:{atlas_id}/0"
+        folder = next((c.ref for c in list_images(state) if c.group != "samples"), None)
+        if folder is not None:
+            return folder
+    return "sample:" + next(iter(list_samples()))
 
 
 def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, Any]:
@@ -196,7 +212,7 @@ def layer_page(request: Request, name: str, image: str | None = None, model: str
     vis = _vis_settings(entry, seed, size, steps)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     maps: list[dict[str, Any]] = []
     maps_error = None
     if _spatial(row):
@@ -225,7 +241,7 @@ def unit_page(request: Request, name: str, channel: str, image: str | None = Non
     state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
     vis = _vis_settings(entry, None, size, steps)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     atlases = [a for a in state.atlases.values() if _atlas_fits(a, entry, row.name)]
     return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
@@ -253,7 +269,7 @@ def featuremap_list(request: Request, name: str, image: str | None = None,
     state, entry, row = _lookup(request, model, name)
     if sort not in SORTS:
         raise BadArgument(f"sort={sort!r}; use one of {', '.join(SORTS)}")
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     maps = _activations(state, entry, ref, row.name)
     return {"layer": row.name, "image": ref, "shape": [maps.total_channels, *maps.maps.shape[-2:]],
             "sort": sort, "channels": _order(maps, sort)}
@@ -265,7 +281,7 @@ def featuremap_tile(request: Request, name: str, channel: str, image: str | None
     """One channel's map for the image, on its own colour scale."""
     state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
-    maps = _activations(state, entry, _image_ref(image), row.name).maps[0]
+    maps = _activations(state, entry, _image_ref(state, entry, image), row.name).maps[0]
     return _png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
 
@@ -286,7 +302,7 @@ def mask_picture(request: Request, name: str, channel: str, image: str | None = 
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
     state, entry, row = _lookup(request, model, name)
     unit = _channel(row, channel)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     picture = resolve_image(state, ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
     return _png_response(view.picture)
@@ -321,7 +337,7 @@ def classes_job(request: Request, name: str, channel: str, image: str | None = N
     unit = _channel(row, channel)
     if not 1 <= k <= 100:
         raise BadArgument(f"k={k}; use 1..100")
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     picture = resolve_image(state, ref)
     key = state.cache.key("unit-classes", entry.key, row.name, unit, image_digest(picture), k)
 

@@ -82,6 +82,7 @@ const csLayer = (() => {
   }
 
   function classRows(rows, scale, negative) {
+    if (!rows.length) return cs.el("p", { class: "muted", text: `none: no class has a ${negative ? "negative" : "positive"} score` });
     const table = cs.el("table", { class: "cs-table classes" });
     for (const r of rows) {
       const width = scale > 0 ? Math.round(100 * Math.abs(r.score) / scale) : 0;
