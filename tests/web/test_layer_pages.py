@@ -157,8 +157,11 @@ def test_classes_come_from_the_weights_above_an_affine_head(client: TestClient,
     job = wait_job(client, client.get("/api/layers/block4/9/classes?k=10").json())
     assert job["status"] == "done" and job["data"]["method"] == "weights"
     weights = web_models["digits_cnn"].net.fc.weight[:, 9].detach()
-    got = {r["index"]: r["score"] for r in job["data"]["classes"]}
-    assert list(got) == weights.argsort(descending=True).tolist()
+    order = weights.argsort(descending=True).tolist()
+    # supported: the positive weights, largest first; opposed: the negative ones, most negative first
+    assert [r["index"] for r in job["data"]["classes"]] == [i for i in order if weights[i] > 0]
+    assert [r["index"] for r in job["data"]["opposed"]] == [i for i in reversed(order) if weights[i] < 0]
+    got = {r["index"]: r["score"] for r in job["data"]["classes"] + job["data"]["opposed"]}
     assert torch.allclose(torch.tensor([got[i] for i in range(10)]), weights, atol=1e-5)
 
 

@@ -137,7 +137,7 @@ const cs = (() => {
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v);
     }
-    node.append(...children);
+    node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));  // left out
     return node;
   }
 

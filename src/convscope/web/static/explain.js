@@ -5,7 +5,6 @@
 (() => {
   const setup = JSON.parse(document.getElementById("ex-setup").textContent);
   const byId = (id) => document.getElementById(id);
-  const catalog = Object.fromEntries(setup.catalog.map((m) => [m.name, m]));
   let target = setup.target;  // null until a class is chosen; "top1" or a class index
 
   // -- choosing the image and the model: navigate, so the address holds the choice -------------
@@ -125,6 +124,7 @@
   }
 
   // -- maps: one job per method, side by side ---------------------------------------------------
+  let following = [];  // the jobs of the maps on show (their messages come over the page's one stream)
   function card(method) {
     const parts = {
       title: cs.el("h3", { text: method }),
@@ -182,7 +182,6 @@
     }
   }
 
-  let following = [];  // the job streams of the maps on show
   function explainAll() {
     for (const f of following) f.close();  // earlier jobs run on (their results are cached)
     following = [];
