@@ -109,6 +109,7 @@ def test_auto_picks_a_renderer_that_draws(page: Any, fake: Any) -> None:
     assert (np.abs(canvas_pixels(page).astype(int) - BG).sum(-1) > 0).mean() > 0.005
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("renderer", ["auto", "webgl"])
 def test_100k_points_open_and_pan_zoom_quickly(page: Any, fake: Any, atlases: Any, renderer: str) -> None:
     base, _ = fake
