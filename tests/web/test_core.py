@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from convscope.errors import BadArgument
@@ -67,6 +69,48 @@ def test_one_event_stream_follows_several_jobs_to_their_ends(app: Any, client: T
 def test_a_bad_list_of_jobs_to_follow_is_a_4xx(client: TestClient, jobs: str, status: int) -> None:
     got = client.get("/api/events", params={"jobs": jobs})
     assert got.status_code == status and got.json()["error"]
+
+
+def test_a_short_call_runs_between_a_jobs_steps_once_its_model_is_at_rest(app: Any) -> None:
+    """A page's short call on a model waits for the running job only while the job has the
+    model in a state of its own (here a forward hook); then it runs between two of the job's
+    steps, on the worker, long before the job ends (top classes waited 26 s behind a lab job)."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    hooked, released, stop = threading.Event(), threading.Event(), threading.Event()
+    jobs = app.state.cs.jobs
+
+    def fn(progress: Any) -> JobResult:
+        handle = net.register_forward_hook(lambda m, i, o: o * 0)  # a job's hook: zeroes outputs
+        hooked.set()
+        try:
+            while not released.is_set():
+                progress(0, 2)
+                time.sleep(0.01)
+        finally:
+            handle.remove()
+        while not stop.is_set():  # the model at rest, the job still running
+            progress(1, 2)
+            time.sleep(0.01)
+        return JobResult({}, {})
+
+    job = jobs.submit("test", "long steps", fn)
+    assert hooked.wait(10)
+    answers: list[Any] = []
+    caller = threading.Thread(target=lambda: answers.append(
+        jobs.run(lambda: net(torch.ones(1, 3)).abs().sum().item(), model=net)))
+    caller.start()
+    try:
+        caller.join(0.3)
+        assert caller.is_alive() and not answers  # the job's hook is on the model: the call waits
+        released.set()
+        caller.join(10)
+        assert answers and answers[0] > 0 and job.status == "running"  # not the hook's zeros
+    finally:
+        released.set()
+        stop.set()
+        caller.join(10)
+    assert job.wait(10) and job.status == "done"
+    assert not net[0]._forward_hooks
 
 
 def test_a_keyed_result_is_cached_on_disk_and_reused(app: Any, client: TestClient) -> None:

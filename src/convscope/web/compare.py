@@ -55,7 +55,7 @@ def compare_page(request: Request, image: str | None = None, method: str = "grad
     columns = []
     if image is not None:
         picture = resolve_image(state, image)
-        tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP))[0]
+        tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP), model=entry.model)[0]
                 for entry in (first, second)]
         for entry, top in zip((first, second), tops):
             # the explainer's own job (same checks, cache and files) for each model

@@ -224,7 +224,7 @@ def predict_route(request: Request, image: str, k: int = 5, model: str | None = 
         raise BadArgument(f"k={k}: ask for 1 to {MAX_TOP_K} classes")
     entry = state.model(model)
     picture = resolve_image(state, image)
-    rows = state.jobs.run(lambda: predict(entry.model, picture, top=k))[0]
+    rows = state.jobs.run(lambda: predict(entry.model, picture, top=k), model=entry.model)[0]
     return {"image": image, "model": entry.name, "predictions": [p.as_dict() for p in rows]}
 
 

@@ -186,7 +186,7 @@ def _activations(state: AppState, entry: ModelEntry, ref: str, layer: str) -> Fe
         if found is not None:
             memory.maps.move_to_end(key)
             return found
-    maps = state.jobs.run(lambda: activations(entry.model, image, layer))
+    maps = state.jobs.run(lambda: activations(entry.model, image, layer), model=entry.model)
     with memory.lock:
         memory.maps[key] = maps
         while len(memory.maps) > _KEEP_MAPS:
@@ -304,7 +304,7 @@ def mask_picture(request: Request, name: str, channel: str, image: str | None = 
     unit = _channel(row, channel)
     ref = _image_ref(state, entry, image)
     picture = resolve_image(state, ref)
-    view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
+    view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref), model=entry.model)
     return _png_response(view.picture)
 
 
@@ -363,7 +363,8 @@ def top_images(request: Request, name: str, channel: str, atlas: str, model: str
                        f"{row.name!r}")
     if not 1 <= k <= 64:
         raise BadArgument(f"k={k}; use 1..64")
-    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, k))
+    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, k),
+                             model=entry.model)
     return {"atlas": atlas, "layer": row.name, "channel": unit, "top": [
         {"rank": p.record.rank, "index": p.record.index, "value": round(p.record.value, 4),
          "source": p.record.source, "box": [p.box.top, p.box.left, p.box.bottom, p.box.right],

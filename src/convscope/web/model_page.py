@@ -46,7 +46,8 @@ def table_of(state: AppState, entry: ModelEntry, timeout: float | None = None) -
     ConvscopeError when the worker stays busy past ``timeout`` seconds)."""
     table = _tables.get(entry.model)
     if table is None:
-        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model), timeout)
+        table = _tables[entry.model] = state.jobs.run(lambda: layer_table(entry.model), timeout,
+                                                          model=entry.model)
     return table
 
 

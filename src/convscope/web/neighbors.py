@@ -116,7 +116,7 @@ def neighbors(request: Request, atlas_id: str, layer: str, index: str | None = N
         picture = resolve_image(state, image)
         model = entry.model
         found = state.jobs.run(lambda: find_neighbors(atlas, picture, model=model, layer=layer,
-                                                      k=count, metric=distance))
+                                                      k=count, metric=distance), model=model)
         query = {"image": image}
     labels = entry.model.labels if entry is not None else None
     return {"atlas": atlas_id, "layer": layer, "metric": metric, "k": count, "query": query,

@@ -128,20 +128,35 @@ def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_
     assert len(late) == count and max(late.values()) < 1.0, late
 
 
-def test_top_classes_say_which_running_job_they_wait_for(app: Any, client: Any, live_server: str,
-                                                         page: Any) -> None:
-    """The page's quick calls run on the one worker, after the step loop of a running lab job:
-    while they wait, the page names that job (it said only "predicting…" for 26 s), and the
-    classes appear once the job is out of the way (here: cancelled)."""
-    settings = {"image": "sample:cat", "steps": 2000, "early_stop": "0", "size": 96,
+def test_top_classes_appear_while_a_lab_job_runs(app: Any, client: Any, live_server: str,
+                                                  page: Any) -> None:
+    """An adversarial attack leaves the model at rest between its steps: the page's top classes
+    run there, on the worker, instead of after the whole job ("predicting…" for 26 s)."""
+    settings = {"image": "sample:cat", "steps": 3000, "early_stop": "0", "size": 96,
                 "model": "efficientnet_lite0"}
     job = client.post("/api/lab/adversarial", json=settings).json()
     wait_job(client, job["id"], lambda j: j["done"] >= 1)
     try:
-        page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn")
+        page.goto(f"{live_server}/explain?image=sample:cat&model=efficientnet_lite0")
+        page.locator("#ex-classes button").first.wait_for()
+        lab = client.get(f"/api/jobs/{job['id']}").json()
+        assert lab["status"] == "running" and lab["done"] < lab["total"], lab
+    finally:
+        client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_top_classes_say_which_running_job_they_wait_for(app: Any, client: Any, live_server: str,
+                                                         page: Any) -> None:
+    """A texture synthesis keeps its hooks on the model for its whole run: then the top classes
+    wait for it, and the page names the job they wait for (it said only "predicting…")."""
+    settings = {"image": "sample:brick", "steps": 3000, "model": "efficientnet_lite0"}
+    job = client.post("/api/lab/texture", json=settings).json()
+    wait_job(client, job["id"], lambda j: j["done"] >= 1)
+    try:
+        page.goto(f"{live_server}/explain?image=sample:coffee&model=efficientnet_lite0")
         note = page.locator("#ex-classes .cs-wait")
         note.wait_for()
-        assert "waiting for the running job" in note.inner_text() and "Adversarial" in note.inner_text()
+        assert "waiting for the running job" in note.inner_text() and "Texture" in note.inner_text()
         assert page.locator("#ex-classes button").count() == 0
     finally:
         client.post(f"/api/jobs/{job['id']}/cancel")
