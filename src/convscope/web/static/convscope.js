@@ -44,12 +44,16 @@ const cs = (() => {
   // streams ended. Following a job reopens the stream with the new list (the server answers each
   // job's current state first, so nothing is missed); a job that finishes is dropped.
   const streams = (() => {
+    const MAX = 150;  // ids per stream (the server takes 200); the others wait for a free place
     const listeners = new Map();  // job id -> Set of functions called with each new state
-    let source = null, timer = null;
+    let source = null, timer = null, covered = new Set();
 
     function deliver(j) {
       for (const fn of [...(listeners.get(j.id) || [])]) fn(j);
-      if (FINISHED.includes(j.status)) listeners.delete(j.id);
+      if (FINISHED.includes(j.status)) {
+        listeners.delete(j.id);
+        if ([...listeners.keys()].some((id) => !covered.has(id))) reopen(20);
+      }
       if (!listeners.size) stop();
     }
     function stop() {
@@ -60,7 +64,8 @@ const cs = (() => {
       timer = null;
       stop();
       if (!listeners.size) return;
-      source = new EventSource(`/api/events?jobs=${[...listeners.keys()].join(",")}`);
+      covered = new Set([...listeners.keys()].slice(0, MAX));
+      source = new EventSource(`/api/events?jobs=${[...covered].join(",")}`);
       source.onmessage = (event) => deliver(JSON.parse(event.data));
       source.onerror = () => {  // the stream broke: ask each job once, then listen again
         stop();
