@@ -138,3 +138,10 @@ def test_an_image_query_needs_the_atlas_model_served(make_app: Callable[..., Any
     assert by_image.status_code == 400 and "--model digits_cnn" in by_image.json()["error"]
     assert by_index.status_code == 200 and len(by_index.json()["neighbors"]) == 2  # stored embeddings
     assert all(r["prediction"] == str(r["prediction_index"]) for r in by_index.json()["neighbors"])
+
+
+def test_answers_name_the_served_model_that_made_the_atlas(client: TestClient) -> None:
+    """The pages link an atlas's images to the explainer with this model (not the server's first)."""
+    assert client.get("/api/atlas/digits/info").json()["served_model"] == "digits_cnn"
+    answer = client.get("/api/atlas/digits/block4/neighbors", params={"index": 3, "k": 2}).json()
+    assert answer["model"] == "digits_cnn"
