@@ -3,7 +3,8 @@
 Models load once per session and are shared (the app never changes them: the contract tests
 prove it). ``make_app`` builds an app with any config (folders, atlases, limits); ``client`` is
 the usual one: digits_cnn first (the default model of every page), then the embedded
-EfficientNet-Lite0, an ``--images`` folder with two small PNGs, a fresh cache per module.
+EfficientNet-Lite0, an ``--images`` folder with two small PNGs, a fresh cache per module. The digit
+atlases are scanned once per session.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from convscope.model import Model
 from convscope.web.app import create_app
 from convscope.web.config import ServeConfig
 from convscope.web.server import RunningServer, start_in_thread
+from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -64,9 +66,20 @@ def make_app(web_models: dict[str, Model], image_folder: Path,
         app.state.cs.close()
 
 
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
+    """The three digit atlases, scanned once per session (serving only reads them)."""
+    return make_digit_atlases(tmp_path_factory.mktemp("digits"))
+
+
 @pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any]) -> Any:
-    return make_app()
+def app(request: pytest.FixtureRequest, make_app: Callable[..., Any]) -> Any:
+    """The usual app; a module with ``SERVE_DIGITS = (model names)`` gets those models and the
+    digit atlases (and their query folder) instead."""
+    models = getattr(request.module, "SERVE_DIGITS", None)
+    if models is None:
+        return make_app()
+    return make_app(models=models, **request.getfixturevalue("digits").config())
 
 
 @pytest.fixture(scope="module")

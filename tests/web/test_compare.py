@@ -6,7 +6,6 @@ import html
 import io
 import json
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,17 +17,10 @@ from convscope.model import Model
 from convscope.tasks.explain import explain
 from convscope.tasks.predict import predict
 from convscope.web.images import resolve_image
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.polling import wait_job
 
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("compare"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(**digits.config())
+SERVE_DIGITS = ("digits_cnn", "efficientnet_lite0")
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def test_atlases_of_one_dataset_are_shown_side_by_side_aligned(client: TestClient) -> None:
@@ -64,15 +56,6 @@ def test_bad_atlas_pairs_get_a_clear_4xx(client: TestClient, params: dict, statu
     assert got.status_code == status and words in got.text and "Traceback" not in got.text
 
 
-def finished(client: TestClient, job_id: str) -> dict:
-    for _ in range(600):
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_one_image_is_explained_by_both_models_with_their_own_top_class(
         client: TestClient, app: Any, web_models: dict[str, Model]) -> None:
     ref = "folder:queries/q0.png"
@@ -82,7 +65,7 @@ def test_one_image_is_explained_by_both_models_with_their_own_top_class(
     assert [m for _, m, _ in sides] == ["digits_cnn", "efficientnet_lite0"]
     picture = resolve_image(app.state.cs, ref)
     for job_id, name, shown in sides:
-        job = finished(client, job_id)
+        job = wait_job(client, job_id)
         assert job["status"] == "done", job
         model = web_models[name]
         top = predict(model, [picture], top=5)[0]
@@ -103,7 +86,7 @@ def test_a_given_target_is_explained_by_both(client: TestClient) -> None:
                                           "target": "3"})
     assert page.status_code == 200, page.text
     for job_id in re.findall(r'data-job="([^"]+)"', page.text):
-        assert finished(client, job_id)["data"]["target"] == 3
+        assert wait_job(client, job_id)["data"]["target"] == 3
 
 
 @pytest.mark.parametrize(("params", "status", "words"), [
@@ -130,10 +113,23 @@ def test_a_slow_method_streams_progress_and_can_be_cancelled(client: TestClient,
                                                              web_models: dict[str, Model]) -> None:
     page = client.get("/compare", params={"image": "folder:queries/q1.png", "method": "occlusion"})
     (small, _), (large, _) = re.findall(r'data-job="([^"]+)" data-model="([^"]+)"', page.text)
-    done = finished(client, small)
+    done = wait_job(client, small)
     assert done["status"] == "done" and done["total"] > 1  # occlusion's own progress, not 0/1
     assert client.post(f"/api/jobs/{large}/cancel").status_code == 200
-    assert finished(client, large)["status"] == "cancelled"
+    assert wait_job(client, large)["status"] == "cancelled"
     lite0 = web_models["efficientnet_lite0"]
     assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in lite0.modules())
     assert not lite0.training and all(not p.requires_grad or p.grad is None for p in lite0.parameters())
+
+
+@pytest.mark.parametrize("path, active", [("/", "/"), ("/layers/block3", "/"), ("/compare", "/compare"),
+                                          ("/compare/atlas", "/compare/atlas"), ("/atlas", "/atlas")])
+def test_the_compare_pages_are_in_the_navigation(client: TestClient, path: str, active: str) -> None:
+    page = client.get(path, headers={"accept": "text/html"})
+    assert page.status_code == 200, page.text
+    nav = page.text[page.text.index('<header class="cs-nav">'):page.text.index("</header>")]
+    assert '<a href="/compare">Compare models</a>' in nav or 'href="/compare" class="active"' in nav
+    assert 'href="/compare/atlas"' in nav
+    assert re.findall(r'<a href="([^"]+)" class="active"', nav) == [active]
+    for href in re.findall(r'href="(/[^"]*)"', nav):
+        assert client.get(href, headers={"accept": "text/html"}).status_code == 200, href

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -9,21 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from convscope.errors import BadArgument
 from convscope.web.cache import JobResult
 from convscope.web.config import ServeConfig
 from convscope.web.images import resolve_image
-
-
-def wait_done(client: TestClient, job: dict[str, Any], seconds: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
-        job = client.get(f"/api/jobs/{job['id']}").json()
-    return job
+from tests.web.polling import wait_job
 
 
 def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: TestClient) -> None:
@@ -33,7 +27,7 @@ def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: Test
         return JobResult({"answer": 42}, {"out.txt": b"hello"})
 
     job = app.state.cs.jobs.submit("test", "three steps", fn)
-    done = wait_done(client, job.as_json())
+    done = wait_job(client, job.as_json())
     assert done["status"] == "done" and done["data"] == {"answer": 42}
     assert (done["done"], done["total"]) == (3, 3)
     assert client.get(done["files"]["out.txt"]).content == b"hello"
@@ -41,6 +35,82 @@ def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: Test
     assert '"status": "done"' in events and events.startswith("data: ")
     assert any(j["id"] == job.id for j in client.get("/api/jobs").json()["jobs"])
     assert job.id in client.get("/jobs", headers={"accept": "text/html"}).text
+
+
+def test_one_event_stream_follows_several_jobs_to_their_ends(app: Any, client: TestClient) -> None:
+    """``/api/events?jobs=A,B`` carries every change of both jobs and ends when both have ended;
+    B finishes only after A has, so the stream must stay open past A's last message."""
+    a_done = threading.Event()
+
+    def first(progress: Any) -> JobResult:
+        progress(1, 2)
+        progress(2, 2)
+        return JobResult({"job": "a"}, {})
+
+    def second(progress: Any) -> JobResult:
+        a_done.wait(10)
+        progress(1, 1)
+        return JobResult({"job": "b"}, {})
+
+    a = app.state.cs.jobs.submit("test", "first", first)
+    b = app.state.cs.jobs.submit("test", "second", second)
+    threading.Timer(0.3, a_done.set).start()
+    messages = [json.loads(line[len("data: "):]) for line in
+                client.get("/api/events", params={"jobs": f"{a.id},{b.id}"}).text.splitlines()
+                if line.startswith("data: ")]
+    last = {m["id"]: m for m in messages}
+    assert last[a.id]["status"] == "done" and last[a.id]["data"] == {"job": "a"}
+    assert last[b.id]["status"] == "done" and last[b.id]["data"] == {"job": "b"}
+    assert {m["id"] for m in messages} == {a.id, b.id}
+
+
+@pytest.mark.parametrize("jobs, status", [
+    ("", 400), (",".join(f"x{i}" for i in range(201)), 400), ("nope-1", 404)])
+def test_a_bad_list_of_jobs_to_follow_is_a_4xx(client: TestClient, jobs: str, status: int) -> None:
+    got = client.get("/api/events", params={"jobs": jobs})
+    assert got.status_code == status and got.json()["error"]
+
+
+def test_a_short_call_runs_between_a_jobs_steps_once_its_model_is_at_rest(app: Any) -> None:
+    """A page's short call on a model waits for the running job only while the job has the
+    model in a state of its own (here a forward hook); then it runs between two of the job's
+    steps, on the worker, long before the job ends (top classes waited 26 s behind a lab job)."""
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    hooked, released, stop = threading.Event(), threading.Event(), threading.Event()
+    jobs = app.state.cs.jobs
+
+    def fn(progress: Any) -> JobResult:
+        handle = net.register_forward_hook(lambda m, i, o: o * 0)  # a job's hook: zeroes outputs
+        hooked.set()
+        try:
+            while not released.is_set():
+                progress(0, 2)
+                time.sleep(0.01)
+        finally:
+            handle.remove()
+        while not stop.is_set():  # the model at rest, the job still running
+            progress(1, 2)
+            time.sleep(0.01)
+        return JobResult({}, {})
+
+    job = jobs.submit("test", "long steps", fn)
+    assert hooked.wait(10)
+    answers: list[Any] = []
+    caller = threading.Thread(target=lambda: answers.append(
+        jobs.run(lambda: net(torch.ones(1, 3)).abs().sum().item(), model=net)))
+    caller.start()
+    try:
+        caller.join(0.3)
+        assert caller.is_alive() and not answers  # the job's hook is on the model: the call waits
+        released.set()
+        caller.join(10)
+        assert answers and answers[0] > 0 and job.status == "running"  # not the hook's zeros
+    finally:
+        released.set()
+        stop.set()
+        caller.join(10)
+    assert job.wait(10) and job.status == "done"
+    assert not net[0]._forward_hooks
 
 
 def test_a_keyed_result_is_cached_on_disk_and_reused(app: Any, client: TestClient) -> None:
@@ -51,7 +121,7 @@ def test_a_keyed_result_is_cached_on_disk_and_reused(app: Any, client: TestClien
         return JobResult({"n": len(calls)}, {"a.png": b"\x89PNG"})
 
     key = app.state.cs.cache.key("test-cache", 1)
-    first = wait_done(client, app.state.cs.jobs.submit("t", "cached", fn, key=key).as_json())
+    first = wait_job(client, app.state.cs.jobs.submit("t", "cached", fn, key=key).as_json())
     second = app.state.cs.jobs.submit("t", "cached", fn, key=key)
     assert second.status == "done" and calls == [1] and second.as_json()["data"] == first["data"]
     assert first["files"]["a.png"] == f"/api/results/{key}/a.png"
@@ -72,16 +142,16 @@ def test_cancel_stops_a_running_job_mid_torch_call(app: Any, client: TestClient)
     job = app.state.cs.jobs.submit("t", "forever", fn)
     assert started.wait(10)
     assert client.post(f"/api/jobs/{job.id}/cancel").status_code == 200
-    assert wait_done(client, job.as_json())["status"] == "cancelled"
+    assert wait_job(client, job.as_json())["status"] == "cancelled"
     quick = app.state.cs.jobs.submit("t", "after", lambda progress: JobResult({"ok": True}))
-    assert wait_done(client, quick.as_json())["status"] == "done"
+    assert wait_job(client, quick.as_json())["status"] == "done"
 
 
 def test_a_failed_job_has_a_one_line_message(app: Any, client: TestClient) -> None:
     def fn(progress: Any) -> JobResult:
         raise BadArgument("steps=0: give a positive number")
 
-    done = wait_done(client, app.state.cs.jobs.submit("t", "bad", fn).as_json())
+    done = wait_job(client, app.state.cs.jobs.submit("t", "bad", fn).as_json())
     assert done["status"] == "failed" and done["error"] == "steps=0: give a positive number"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from convscope.tasks.scan import scan_dataset
 from convscope.web.app import create_app
 from convscope.web.config import ServeConfig
 from convscope.web.images import resolve_image
+from tests.web.polling import wait_job
 
 HTML = {"accept": "text/html"}
 
@@ -37,14 +37,6 @@ def _png(body: bytes) -> Image.Image:
 def _tiles(html: str) -> list[tuple[int, float, float]]:
     return [(int(c), float(m), float(x)) for c, m, x in re.findall(
         r'class="tile fmap" data-channel="(\d+)" data-mean="([-\d.e]+)" data-max="([-\d.e]+)"', html)]
-
-
-def _wait(client: TestClient, job: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    end = time.time() + timeout
-    while job["status"] not in ("done", "failed", "cancelled") and time.time() < end:
-        time.sleep(0.05)
-        job = client.get(f"/api/jobs/{job['id']}").json()
-    return job
 
 
 def test_feature_maps_are_every_channel_in_the_asked_order(client: TestClient, app: Any,
@@ -101,16 +93,14 @@ def test_every_channel_gets_a_lazy_visualization_tile(client: TestClient) -> Non
 
 def test_a_visualization_is_a_job_then_a_cached_file(client: TestClient) -> None:
     url = "/api/layers/block2/7/visualization?steps=6&seed=3"
-    job = _wait(client, client.get(url).json())
+    job = wait_job(client, client.get(url).json())
     assert job["status"] == "done", job
     assert job["data"]["channel"] == 7 and job["data"]["steps"] == 6 and job["data"]["seed"] == 3
     first = _png(client.get(job["files"]["visualization.png"]).content)
     assert first.size == (28, 28)  # the model's own input size (under the 96 px default)
-    start = time.perf_counter()
-    again = client.get(url).json()
+    again = client.get(url).json()  # answered from the cache (its time: benchmarks/web.py)
     picture = client.get(again["files"]["visualization.png"])
-    took = time.perf_counter() - start
-    assert again["status"] == "done" and again["message"] == "cached" and took < 0.05, took
+    assert again["status"] == "done" and again["message"] == "cached", again
     assert picture.content == client.get(job["files"]["visualization.png"]).content
     page = client.get("/layers/block2?steps=6&seed=3", headers=HTML).text  # a second visit:
     assert re.search(r'data-channel="7" data-state="done">\s*<a href="[^"]*steps=6[^"]*">'  # drawn
@@ -120,7 +110,7 @@ def test_a_visualization_is_a_job_then_a_cached_file(client: TestClient) -> None
     assert unit.count(job["files"]["visualization.png"]) == 1  # seed 3 of the unit page's four
     other = client.get("/api/layers/block2/7/visualization?steps=6&seed=4").json()
     assert other["key"] != job["key"]  # keyed by the settings
-    _wait(client, other)
+    wait_job(client, other)
 
 
 def test_bad_visualization_settings_are_refused(client: TestClient) -> None:
@@ -164,16 +154,19 @@ def test_the_unit_page_shows_seeds_mask_and_asks_for_classes(client: TestClient)
 
 def test_classes_come_from_the_weights_above_an_affine_head(client: TestClient,
                                                             web_models: dict[str, Model]) -> None:
-    job = _wait(client, client.get("/api/layers/block4/9/classes?k=10").json())
+    job = wait_job(client, client.get("/api/layers/block4/9/classes?k=10").json())
     assert job["status"] == "done" and job["data"]["method"] == "weights"
     weights = web_models["digits_cnn"].net.fc.weight[:, 9].detach()
-    got = {r["index"]: r["score"] for r in job["data"]["classes"]}
-    assert list(got) == weights.argsort(descending=True).tolist()
+    order = weights.argsort(descending=True).tolist()
+    # supported: the positive weights, largest first; opposed: the negative ones, most negative first
+    assert [r["index"] for r in job["data"]["classes"]] == [i for i in order if weights[i] > 0]
+    assert [r["index"] for r in job["data"]["opposed"]] == [i for i in reversed(order) if weights[i] < 0]
+    got = {r["index"]: r["score"] for r in job["data"]["classes"] + job["data"]["opposed"]}
     assert torch.allclose(torch.tensor([got[i] for i in range(10)]), weights, atol=1e-5)
 
 
 def test_classes_below_a_nonlinear_head_come_from_gradients(client: TestClient) -> None:
-    job = _wait(client, client.get("/api/layers/block2/3/classes?image=sample:coffee&k=3").json())
+    job = wait_job(client, client.get("/api/layers/block2/3/classes?image=sample:coffee&k=3").json())
     assert job["status"] == "done" and job["data"]["method"] == "gradient"
     assert "max_pool2d" in job["data"]["reason"] and len(job["data"]["classes"]) == 3
 
@@ -265,3 +258,19 @@ def test_a_folder_image_that_changed_gets_its_new_feature_maps(client: TestClien
         assert [c["mean"] for c in dark["channels"]] != [c["mean"] for c in noisy["channels"]]
     finally:
         path.unlink()
+
+
+def test_the_unit_page_suits_a_one_channel_model(make_app: Any, digits: Any) -> None:
+    """digits_cnn's unit page opened on a cat photo, drew coloured visualizations of a gray model
+    and a mask figure 28 px per panel (captions cut): now a digit of its atlas, gray pictures,
+    panels at least 224 px."""
+    with TestClient(make_app(models=("digits_cnn",), **digits.config()), base_url="http://127.0.0.1") as c:
+        page = c.get("/layers/block3/5", headers=HTML).text
+        assert "image=atlas%3Adigits%2F0" in page and "sample%3Acat" not in page
+        job = wait_job(c, c.get("/api/layers/block3/5/visualization?steps=4").json())
+        assert job["status"] == "done", job
+        png = c.get(job["files"]["visualization.png"]).content
+        picture = np.asarray(_png(png).convert("RGB")).astype(int)
+        assert picture.std() > 0 and (picture == picture[..., :1]).all()  # gray: R = G = B
+        figure = _png(c.get("/api/layers/block3/5/mask.png").content)
+        assert figure.width >= 3 * 224

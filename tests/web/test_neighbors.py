@@ -14,19 +14,13 @@ from fastapi.testclient import TestClient
 from convscope.data.atlas import Atlas
 from convscope.web.images import save_upload
 from tests.cli.runner import run
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 
 URL = "/api/atlas/digits/{layer}/neighbors"
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("nbrs"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def cli_neighbors(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
@@ -146,3 +140,10 @@ def test_an_image_query_needs_the_atlas_model_served(make_app: Callable[..., Any
     assert by_index.status_code == 200 and len(by_index.json()["neighbors"]) == 2  # stored embeddings
     # the atlas's model is not served: its class names are unknown, its indices are not
     assert all(r["prediction_name"] is None and r["prediction"] >= 0 for r in by_index.json()["neighbors"])
+
+
+def test_answers_name_the_served_model_that_made_the_atlas(client: TestClient) -> None:
+    """The pages link an atlas's images to the explainer with this model (not the server's first)."""
+    assert client.get("/api/atlas/digits/info").json()["served_model"] == "digits_cnn"
+    answer = client.get("/api/atlas/digits/block4/neighbors", params={"index": 3, "k": 2}).json()
+    assert answer["model"] == "digits_cnn"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,17 +16,10 @@ from convscope.model import load_model
 from convscope.tasks.atlas import top_patches
 from convscope.web import patches_page
 from convscope.web.patches_page import TILE_PX, patches_png
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("patches"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def test_the_page_has_a_lazy_tile_and_a_unit_link_per_channel(client: TestClient) -> None:

@@ -24,7 +24,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from .compat import function_mode_stack
 
 
 class Cancelled(BaseException):
@@ -53,3 +56,15 @@ def cancellable(event: threading.Event) -> Iterator[None]:
         raise Cancelled("cancelled before it started")
     with _CheckCancel(event):
         yield
+
+
+def at_rest(module: nn.Module) -> bool:
+    """Whether a short call may run on ``module`` now, between two steps of a cancellable job on
+    this thread: no torch-function mode is active but the cancel checks, and no submodule has a
+    hook or an instance-level ``forward``. The call then sees the network as the user made it
+    (the eval and frozen flags a job sets are those the call sets too); a job that has hooks or a
+    rule mode in place keeps the model until its end."""
+    if any(not isinstance(mode, _CheckCancel) for mode in function_mode_stack()):
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                   or "forward" in vars(m) for m in module.modules())

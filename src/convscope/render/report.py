@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html import escape
 
 import torch
@@ -106,7 +107,9 @@ def colour_bar(mode: str, width: int = 180, height: int = 12) -> Image.Image:
     return colorize(ramp, DEFAULT_CMAP[mode], as_pil=True)
 
 
-def _colour_key() -> str:
+@lru_cache(maxsize=1)
+def colour_key() -> str:
+    """The overlays' colour key as HTML (the report opens with it; the explainer page shows it)."""
     items = []
     for mode, what, low, high in COLOUR_KEY:
         items.append(f'<div>{escape(what)}<img alt="{escape(mode)} colour map" '
@@ -127,7 +130,7 @@ def html_report(title: str, sections: list[Section], meta: str = "", notes: list
     """The whole page as one HTML string; ``notes``: short paragraphs on how to read the cards."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
-             f'<div class="meta">{escape(meta)}</div>', _colour_key()]
+             f'<div class="meta">{escape(meta)}</div>', colour_key()]
     if notes:
         parts.append('<div class="notes">' + "".join(f"<p>{escape(n)}</p>" for n in notes) + "</div>")
     for s in sections:

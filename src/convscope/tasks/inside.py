@@ -95,6 +95,10 @@ def activations(model: Model, image: ImageSource, layer: str) -> FeatureMaps:
     return feature_maps(model, _pixels(model, image)[1], layer)
 
 
+MASK_PANEL = 224
+"""Smallest side of a panel of :func:`mask`'s figure (smaller inputs are enlarged, pixelated)."""
+
+
 def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
          quantile: float | None = None, threshold: float | None = None,
          name: str | None = None) -> View:
@@ -110,7 +114,11 @@ def mask(model: Model, image: ImageSource, layer: str, channel: int, *,
     title = f"{am.layer} channel {am.channel} on {name}: {rule}"
     captions = ("image", f"activation ({h}x{w}, max {float(am.raw.max()):.2f})",
                 f"mask: >= {t:.2f}, {100 * frac:.2f}% of pixels")
-    picture = mask_panel(pixels[0], am.activation[0], am.mask[0], captions=captions, title=title)
+    shown = pixels[0].cpu()
+    if min(shown.shape[-2:]) < MASK_PANEL:  # a 28 px digit: its panels would cut their captions
+        factor = -(-MASK_PANEL // min(shown.shape[-2:]))
+        shown = torch.nn.functional.interpolate(shown[None], scale_factor=factor, mode="nearest")[0]
+    picture = mask_panel(shown, am.activation[0], am.mask[0], captions=captions, title=title)
     summary = {"layer": am.layer, "channel": am.channel, "image": name, "quantile": am.quantile,
                "threshold": t, "fraction": frac}
     return View(picture, title, summary, am)
@@ -126,9 +134,10 @@ class UnitClasses:
     method: Literal["weights", "gradient"]
     reason: str
     classes: list[dict[str, Any]]
-    """Top ``k`` by score, largest first: ``{"index", "label", "score"}``."""
+    """Top ``k`` by score, largest first: ``{"index", "label", "score"}``, positive scores only."""
     opposed: list[dict[str, Any]]
-    """The ``k`` most negative, most negative first (classes the unit argues against)."""
+    """The ``k`` most negative, most negative first (classes the unit argues against); negative
+    scores only."""
 
 
 def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
@@ -149,16 +158,18 @@ def unit_classes(model: Model, layer: str, channel: int, k: int = 5, *,
     scores = effect.scores.float().cpu()
     k = min(k, scores.numel())
 
-    def rows(order: Tensor) -> list[dict[str, Any]]:
-        return [{"index": i, "label": model.label(i), "score": round(float(scores[i]), 6)}
-                for i in order[:k].tolist()]
+    def rows(order: Tensor, sign: int) -> list[dict[str, Any]]:
+        """The first ``k`` of ``order`` whose score has ``sign``: a class the unit raises is
+        never listed among those it opposes, nor the reverse (there may be fewer than k)."""
+        kept = [i for i in order.tolist() if float(scores[i]) * sign > 0][:k]
+        return [{"index": i, "label": model.label(i), "score": round(float(scores[i]), 6)} for i in kept]
 
     method: Literal["weights", "gradient"] = "weights" if effect.linear else "gradient"
     reason = effect.reason if effect.linear or image is not None else (
         f"{effect.reason}; gradients at a mid-gray image")
     return UnitClasses(effect.layer, channel, method, reason,
-                       rows(scores.argsort(descending=True, stable=True)),
-                       rows(scores.argsort(stable=True)))
+                       rows(scores.argsort(descending=True, stable=True), 1),
+                       rows(scores.argsort(stable=True), -1))
 
 
 def find_layer(model: Model, name: str, rows: list[LayerInfo] | None = None) -> LayerInfo:

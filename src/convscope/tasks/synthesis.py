@@ -9,7 +9,7 @@ JSON-ready summary with a one-line headline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -52,13 +52,14 @@ class Synthesis:
 
 
 def sized(model: Model, image: Tensor, size: int | None) -> Tensor:
-    """(1, 3, S, S) in [0, 1]: ``size`` (default the model's input size), antialiased."""
+    """(1, 3, S, S) in [0, 1]: ``size`` (default the model's input size), fitted as the model's
+    own preprocessing fits an image (its centre crop, letterbox or stretch): the lab's image is
+    the one the explainer and ``predict`` show the model, not a squashed copy of it."""
     if size is not None and size < 8:
         raise BadArgument(f"size {size}: use at least 8 pixels")
-    target = (size, size) if size else model.input_size
-    out = F.interpolate(image[None].float(), size=target, mode="bilinear", antialias=True,
-                        align_corners=False)
-    return out.clamp(0, 1).to(model.device)
+    spec = replace(model.spec, input_size=(size, size)) if size else model.spec
+    rgb = image.float().expand(3, -1, -1) if image.shape[0] == 1 else image.float()
+    return spec.fit(rgb)[None].clamp(0, 1).to(model.device)
 
 
 def shorter_side(image: Tensor, size: int) -> Tensor:

@@ -52,6 +52,8 @@ def visualization(model: Model, objective: Objective, *, start: str | ImageSourc
     begin: Any = start if isinstance(start, str) and start in ("noise", "zeros") else load_image(start)
     result = visualize(model, objective, start=begin, progress=progress, **options)
     images = result.images.cpu()
+    if model.channels == 1:  # a gray model sees the mean of the RGB image: show that, not colours it ignores
+        images = images.mean(1, keepdim=True).expand(-1, 3, -1, -1)
     picture: Tensor | Image.Image = images[0]
     param, steps = options.get("param", "fourier"), options.get("steps", 256)
     if images.shape[0] > 1:

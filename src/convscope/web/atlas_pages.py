@@ -146,7 +146,7 @@ def map_page(request: Request, state: Service, atlas_id: str, layer: str, method
     _align_target(state, align_to)
     # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
     return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
-                  info={"id": atlas_id, **atlas_map.map_info(atlas)}, method=method, color=color,
+                  info=_map_info(state, atlas_id, atlas), method=method, color=color,
                   align_to=align_to or None)
 
 
@@ -158,7 +158,14 @@ def list_atlases(state: Service) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(state: Service, atlas_id: str) -> dict[str, Any]:
-    return {"id": atlas_id, **atlas_map.map_info(state.atlas(atlas_id).atlas)}
+    return _map_info(state, atlas_id, state.atlas(atlas_id).atlas)
+
+
+def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
+    """The map's facts, and the served model that made the atlas (``served_model``, its name in
+    this server; None when not served): the map's links open its images with that model."""
+    entry = state.atlas_model(atlas)
+    return {"id": atlas_id, **atlas_map.map_info(atlas), "served_model": entry.name if entry else None}
 
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")

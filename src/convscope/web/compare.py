@@ -53,7 +53,7 @@ def compare_page(request: Request, state: Service, image: str | None = None, met
     columns = []
     if image is not None:
         picture = state.image(image)
-        tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP))[0]
+        tops = [state.jobs.run(partial(predict, entry.model, [picture], top=TOP), model=entry.model)[0]
                 for entry in (first, second)]
         for entry, top in zip((first, second), tops):
             # the explainer's own job (same checks, cache and files) for each model

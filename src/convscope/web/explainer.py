@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
@@ -31,6 +32,7 @@ from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer
 from ..model.targets import check_class
 from ..render import png_bytes, to_pil
+from ..render.report import FAITHFULNESS_NOTE, colour_key
 from ..tasks.evaluate import faithfulness_scores
 from ..tasks.explain import explain
 from ..tasks.predict import predict
@@ -185,7 +187,7 @@ def predict_route(state: Service, image: str, k: str = "5", model: str | None = 
     top = parse_int("k", k, 1, MAX_TOP_K)
     entry = state.model(model)
     picture = state.image(image)
-    rows = state.jobs.run(lambda: predict(entry.model, picture, top=top))[0]
+    rows = state.jobs.run(lambda: predict(entry.model, picture, top=top), model=entry.model)[0]
     return {"image": image, "model": entry.name, "predictions": [p.as_dict() for p in rows]}
 
 
@@ -209,11 +211,16 @@ def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
             and r.output_shape[1] * r.output_shape[2] > 1]
 
 
+MAX_NAME = 120
+"""Characters of an upload's file name shown on the page."""
+
+
 @router.get("/explain")
 def explain_page(request: Request, state: Service, image: str | None = None, model: str | None = None,
                  target: str | None = None, methods: str | None = None, layer: str | None = None,
-                 faithfulness: str | None = None) -> Response:
-    """The page; its state is its address, checked like an API request (bad parts: 4xx page)."""
+                 faithfulness: str | None = None, name: str | None = None) -> Response:
+    """The page; its state is its address, checked like an API request (bad parts: 4xx page).
+    ``name``: an upload's file name, shown in place of its ``upload:`` reference."""
     entry = state.model(model)
     choices = list_images(state)
     ref = image or (choices[0].ref if choices else "sample:cat")
@@ -222,8 +229,9 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
     options = url_options(dict(request.query_params), chosen)
     layer = check_layer(entry.model, layer)
     page_target = check_class(target, entry.model.labels) if target else None
+    image_name = (name or "")[:MAX_NAME] if ref.startswith("upload:") else ""
     setup = {
-        "image": ref, "model": entry.name, "target": page_target, "methods": chosen,
+        "image": ref, "name": image_name, "model": entry.name, "target": page_target, "methods": chosen,
         "layer": layer, "options": options, "faithfulness": faithfulness in ("1", "true", "on"),
         "catalog": [describe(n) for n in method_names()],
         "defaults": {n: {s.name: s.default for s in option_specs(n)} for n in method_names()},
@@ -233,4 +241,6 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
         groups.setdefault(choice.group, []).append(choice)
     return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
                   models=list(state.models), model=entry.name, image=ref,
-                  layers=spatial_layers(state, entry), layer=layer)
+                  image_name=image_name,
+                  layers=spatial_layers(state, entry), layer=layer, colour_key=Markup(colour_key()),
+                  faithfulness_note=FAITHFULNESS_NOTE)

@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from ..errors import BadArgument
 from ..render import png_bytes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, save_upload
-from .jobs import FINISHED
+from .jobs import FINISHED, Job
 from .pages import STATIC, render
 from .state import Service
 
@@ -51,24 +52,44 @@ def cancel_job(state: Service, job_id: str) -> dict[str, object]:
     return state.jobs.cancel(job_id).as_json()
 
 
+MAX_WATCHED = 200
+"""Jobs one event stream may follow (a page's explainer with every method ticked follows 16)."""
+
+
 @router.get("/api/jobs/{job_id}/events")
 async def job_events(request: Request, state: Service, job_id: str) -> StreamingResponse:
     """Server-sent events: one JSON message per change of the job, the last when it finishes."""
-    job = state.jobs.get(job_id)
+    return _event_stream(request, [state.jobs.get(job_id)])
 
+
+@router.get("/api/events")
+async def jobs_events(request: Request, state: Service, jobs: str) -> StreamingResponse:
+    """One stream for all the jobs a page follows (``jobs=ID,ID,...``): a JSON message per change
+    of any of them, ended when all have finished. A page holds one connection instead of one per
+    job, so the browser's six connections per host stay free for the maps it downloads."""
+    ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
+    if not ids or len(ids) > MAX_WATCHED:
+        raise BadArgument(f"jobs={jobs[:40]!r}: give 1 to {MAX_WATCHED} job ids separated by commas")
+    return _event_stream(request, [state.jobs.get(i) for i in ids])
+
+
+def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        seen, quiet = -1, 0.0
-        while True:
-            if job.version != seen:
+        seen = {job.id: -1 for job in jobs}
+        open_, quiet = list(jobs), 0.0
+        while open_:
+            for job in list(open_):
+                if job.version == seen[job.id]:
+                    continue
                 quiet = 0.0
                 with job.changed:  # one consistent state (update() sets its fields under this lock)
-                    seen, snapshot = job.version, job.as_json()
+                    seen[job.id], snapshot = job.version, job.as_json()
                 # the finish test reads the snapshot, not the job, which may finish while this
                 # message is on its way: its last message would be lost
                 yield f"data: {json.dumps(snapshot)}\n\n"
                 if snapshot["status"] in FINISHED:
-                    return
-            if await request.is_disconnected():
+                    open_.remove(job)
+            if not open_ or await request.is_disconnected():
                 return
             await asyncio.sleep(POLL_SECONDS)
             quiet += POLL_SECONDS
@@ -128,11 +149,13 @@ def check_image(state: Service, image: str) -> dict[str, object]:
 
 @router.post("/api/upload")
 def upload(state: Service, file: UploadFile) -> JSONResponse:
-    """Store an uploaded image (size limit, the CLI's image checks); answer its reference.
-    A plain ``def``: FastAPI runs it in its thread pool, so decoding a large upload holds up
-    no other request (``async`` would decode on the event loop)."""
+    """Store an uploaded image (size limit, the CLI's image checks); answer its reference and the
+    file's name (pages show the name, not the reference's 64 hex digits). A plain ``def``:
+    FastAPI runs it in its thread pool, so decoding a large upload holds up no other request
+    (``async`` would decode on the event loop)."""
     data = file.file.read(state.config.max_upload_bytes + 1)
-    return JSONResponse({"image": save_upload(state, data, file.filename or "upload")})
+    name = file.filename or "upload"
+    return JSONResponse({"image": save_upload(state, data, name), "name": name})
 
 
 @router.get("/favicon.ico", include_in_schema=False)

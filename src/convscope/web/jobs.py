@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ..errors import ConvscopeError
-from ..model.cancel import Cancelled, cancellable
+from ..model.cancel import Cancelled, at_rest, cancellable
 from ..types import ProgressFn
 from .cache import DiskCache, JobResult
 from .errors import NotFound, one_line, status_of
@@ -63,6 +63,9 @@ class Job:
     started: float | None = None
     finished: float | None = None
     version: int = 0
+    between_steps_on: Any = None
+    """A short call's model: the call may run between two steps of a running job while that
+    model is at rest (:func:`~convscope.model.cancel.at_rest`)."""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -137,10 +140,12 @@ class JobManager:
         self._put(job, _LATER)
         return job
 
-    def run(self, fn: Callable[[], T], timeout: float | None = None) -> T:
-        """Run a short call on the worker and return its value (its ConvscopeError is raised here)."""
+    def run(self, fn: Callable[[], T], timeout: float | None = None, *, model: Any = None) -> T:
+        """Run a short call on the worker and return its value (its ConvscopeError is raised here).
+        With ``model`` (the one module the call uses), the call does not wait for the end of a
+        running job: the worker runs it between two of the job's steps, once the model is at rest."""
         job = Job(self._new_id(), "call", getattr(fn, "__name__", "call"), lambda progress: fn(),
-                  hidden=True)
+                  hidden=True, between_steps_on=model)
         with self._lock:
             self._remember(job)
         self._put(job, _FIRST)  # a page's quick call goes before queued jobs, not behind them
@@ -234,6 +239,7 @@ class JobManager:
             if job.cancel_event.is_set():
                 raise JobCancelled("cancelled")
             job.update(done=int(done), total=int(total))
+            self._calls_between_steps()
 
         assert job.fn is not None
         try:
@@ -252,8 +258,21 @@ class JobManager:
             job.update(status="failed", error=one_line(f"internal error ({type(err).__name__}: {err})"),
                        error_status=500, message="failed", finished=time.time())
         finally:
-            job.fn = None  # free what the closure holds
+            job.fn = job.between_steps_on = None  # free what the closure holds
             self._forget_key(job)
+
+    def _calls_between_steps(self) -> None:
+        """Run the pages' short calls at the head of the queue now, between two steps of the
+        running job, while the model each one uses is at rest; the first that cannot run yet
+        (its model carries the job's hooks) waits, and the ones behind it with it."""
+        while True:
+            with self._queue.mutex:  # only this thread takes from the queue: the head stays the head
+                head = self._queue.queue[0] if self._queue.queue else None
+            call = head[2] if head is not None and head[0] == _FIRST else None
+            if call is None or call.between_steps_on is None or not at_rest(call.between_steps_on):
+                return
+            self._queue.get_nowait()
+            self._run(call)
 
     def _forget_key(self, job: Job) -> None:
         with self._lock:

@@ -83,9 +83,20 @@ def _spatial(row: LayerInfo) -> bool:
     return row.output_shape is not None and len(row.output_shape) == 3
 
 
-def _image_ref(image: str | None) -> str:
-    """The image of the page: the one in the address, else the first sample."""
-    return image or "sample:" + next(iter(list_samples()))
+def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
+    """The image of the page: the one in the address, else the first sample; a one-channel
+    model (digits) gets the first image of an atlas it made, or of the served folders, when the
+    server has one (a cat photo says little to a digit classifier)."""
+    if image:
+        return image
+    if entry.model.channels == 1:
+        for atlas_id, found in state.open_atlases():
+            if entry.made(found) and found.size > 0:
+                return f"atlas:{atlas_id}/0"
+        folder = next((c.ref for c in list_images(state) if c.group != "samples"), None)
+        if folder is not None:
+            return folder
+    return "sample:" + next(iter(list_samples()))
 
 
 def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, Any]:
@@ -138,7 +149,7 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
     state, entry, row = _lookup(state, model, name)
     vis = _vis_settings(entry, seed, size, steps)
     parse_choice("sort", sort, SORTS)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     maps: list[dict[str, Any]] = []
     maps_error = None
     if _spatial(row):
@@ -167,7 +178,7 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
     state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     vis = _vis_settings(entry, None, size, steps)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     atlases = state.atlases_of(entry, row.name)
     return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
@@ -185,7 +196,7 @@ def featuremap_list(state: Service, name: str, image: str | None = None,
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
     state, entry, row = _lookup(state, model, name)
     parse_choice("sort", sort, SORTS)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     maps = state.feature_maps(entry, state.image(ref), row.name)
     return {"layer": row.name, "image": ref, "shape": [maps.total_channels, *maps.maps.shape[-2:]],
             "sort": sort, "channels": _order(maps, sort)}
@@ -197,7 +208,7 @@ def featuremap_tile(state: Service, name: str, channel: str, image: str | None =
     """One channel's map for the image, on its own colour scale."""
     state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
-    maps = state.feature_maps(entry, state.image(_image_ref(image)), row.name).maps[0]
+    maps = state.feature_maps(entry, state.image(_image_ref(state, entry, image)), row.name).maps[0]
     return png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
 
@@ -218,9 +229,9 @@ def mask_picture(state: Service, name: str, channel: str, image: str | None = No
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
     state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
-    ref = _image_ref(image)
+    ref = _image_ref(state, entry, image)
     picture = state.image(ref)
-    view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref))
+    view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref), model=entry.model)
     return png_response(view.picture)
 
 
@@ -252,7 +263,7 @@ def classes_job(state: Service, name: str, channel: str, image: str | None = Non
     state, entry, row = _lookup(state, model, name)
     unit = _channel(row, channel)
     count = parse_int("k", k, 1, MAX_CLASSES)
-    picture = state.image(_image_ref(image))
+    picture = state.image(_image_ref(state, entry, image))
     key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
 
     def run(progress: Any) -> JobResult:
@@ -276,7 +287,8 @@ def top_images(state: Service, name: str, channel: str, atlas: str, model: str |
         raise NotFound(f"atlas {atlas!r} was not scanned with model {entry.name!r} at layer "
                        f"{row.name!r}")
     count = parse_int("k", k, 1, MAX_TOP)
-    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, count))
+    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, count),
+                             model=entry.model)
     return {"atlas": atlas, "layer": row.name, "channel": unit, "top": [
         {"rank": p.record.rank, "index": p.record.index, "value": round(p.record.value, 4),
          "source": p.record.source, "box": [p.box.top, p.box.left, p.box.bottom, p.box.right],

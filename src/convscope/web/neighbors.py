@@ -63,10 +63,11 @@ def neighbors(state: Service, atlas_id: str, layer: str, index: str | None = Non
         picture = state.image(image)
         model = entry.model
         found = state.jobs.run(lambda: find_neighbors(atlas, picture, model=model, layer=layer,
-                                                      k=count, metric=distance))
+                                                      k=count, metric=distance), model=model)
         query = {"image": image}
     labels = entry.model.labels if entry is not None else None
     return {"atlas": atlas_id, "layer": layer, "metric": metric, "k": count, "query": query,
+            "model": entry.name if entry is not None else None,  # links open the images with it
             "neighbors": neighbor_rows(atlas, found, labels)}
 
 

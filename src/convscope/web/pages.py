@@ -14,7 +14,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
-NAV = [("/", "Model"), ("/explain", "Explain"), ("/lab", "Lab"), ("/atlas", "Atlases"), ("/jobs", "Jobs")]
+NAV = [("/", "Model"), ("/explain", "Explain"), ("/lab", "Lab"), ("/atlas", "Atlases"),
+       ("/compare", "Compare models"), ("/compare/atlas", "Compare atlases"), ("/jobs", "Jobs")]
+
+
+def nav_section(path: str) -> str:
+    """The navigation entry a page belongs to: the longest one its path starts with (layer and
+    unit pages belong to the model page)."""
+    inside = [href for href, _ in NAV if href != "/" and (path == href or path.startswith(href + "/"))]
+    return max(inside, key=len, default="/")
 
 
 @lru_cache(maxsize=1)
@@ -32,8 +40,7 @@ def environment() -> Environment:
 def render(request: Request, template: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
     """``template`` (extending ``base.html``) with ``request``, the app state (``cs``) and ``context``."""
     state = getattr(request.app.state, "cs", None)
-    section = "/" + request.url.path.strip("/").split("/")[0] if request.url.path != "/" else "/"
-    section = {"/layers": "/"}.get(section, section)
+    section = nav_section(request.url.path)
     html = environment().get_template(template).render(
         request=request, cs=state, section=section, embed=request.query_params.get("embed") == "1",
         **context)

@@ -69,6 +69,6 @@ def patches_tile(state: Service, atlas_id: str, layer: str, channel: str, k: str
     if state.cache.get(key) is not None:
         png = state.cache.file(key, NAME).read_bytes()
     else:
-        png = state.jobs.run(lambda: patches_png(entry.model, atlas, layer, c, count))
+        png = state.jobs.run(lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model)
         state.cache.put(key, JobResult(files={NAME: png}))
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})

@@ -154,7 +154,8 @@ class AppState:
         """The model's layer table, computed once on the worker that owns the model (a
         ConvscopeError when the worker stays busy past ``timeout`` seconds)."""
         return self._tables.get((entry.name, entry.spec),
-                                lambda: self.jobs.run(lambda: layer_table(entry.model), timeout))
+                                lambda: self.jobs.run(lambda: layer_table(entry.model), timeout,
+                                                          model=entry.model))
 
     def layer(self, entry: ModelEntry, name: str) -> LayerInfo:
         """The layer's row (``name:i`` picks one call); unknown names are a 404 with the closest."""
@@ -163,7 +164,8 @@ class AppState:
     def feature_maps(self, entry: ModelEntry, picture: Tensor, layer: str) -> FeatureMaps:
         """The whole layer's maps for one image (channels in index order), computed once."""
         return self._feature_maps.get((entry.key, self.digest(picture), layer),
-                                      lambda: self.jobs.run(lambda: activations(entry.model, picture, layer)))
+                                      lambda: self.jobs.run(lambda: activations(entry.model, picture, layer),
+                                                                model=entry.model))
 
     # -- images -----------------------------------------------------------------------------
     def image(self, ref: str) -> Tensor:

@@ -145,3 +145,14 @@ def test_unit_classes_ranks_the_classes_by_the_weights() -> None:
     assert unit_classes(model, "act", 1, k=1, image=image).classes[0]["label"] == "dog"
     with pytest.raises(BadArgument, match="k=0"):
         unit_classes(model, "act", 1, k=0)
+
+
+def test_a_unit_never_opposes_a_class_it_raises_nor_the_reverse() -> None:
+    """Channel 3's weights are (0, 0.5, 5): nothing to oppose, though "opposes most" listed the
+    two smallest (cat 0, dog 0.5); channel 2's (-2, 0, 0) support no class."""
+    model = Model(CamNet().eval(), preprocess=Preprocess(input_size=(8, 8)),
+                  labels=["cat", "dog", "owl"], name="cam")
+    three = unit_classes(model, "act", 3, k=2)
+    assert [r["label"] for r in three.classes] == ["owl", "dog"] and three.opposed == []
+    two = unit_classes(model, "act", 2, k=3)
+    assert two.classes == [] and [r["label"] for r in two.opposed] == ["cat"]

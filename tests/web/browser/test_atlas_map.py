@@ -109,6 +109,7 @@ def test_auto_picks_a_renderer_that_draws(page: Any, fake: Any) -> None:
     assert (np.abs(canvas_pixels(page).astype(int) - BG).sum(-1) > 0).mean() > 0.005
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("renderer", ["auto", "webgl"])
 def test_100k_points_open_and_pan_zoom_quickly(page: Any, fake: Any, atlases: Any, renderer: str) -> None:
     base, _ = fake
@@ -298,7 +299,8 @@ def test_click_opens_the_point_with_neighbours_and_explain_link(page: Any, fake:
     page.wait_for_function("document.querySelector('.point-thumb').naturalWidth > 0")
     assert page.evaluate("csNeighbors.calls") == [[SMALL, LAYER, {"index": i}]]
     assert page.inner_text(".neighbors-panel") == f"neighbours of {i}"
-    assert page.get_attribute(".explain-link", "href") == f"/explain?image=atlas:{SMALL}/{i}"
+    # the fake atlas's model ("fake") is not served: the link names no model
+    assert page.get_attribute(".explain-link", "href") == f"/explain?image=atlas%3A{SMALL}%2F{i}"
     assert f"point={i}" in page.url
     # a neighbour clicked in the panel (neighbors.js sends "cs-neighbor") becomes the opened point
     page.evaluate("document.querySelector('.neighbors-panel').dispatchEvent("
@@ -388,3 +390,26 @@ def test_double_click_zooms_and_escape_drops_a_lasso(page: Any, fake: Any) -> No
     page.mouse.up()
     settle(page)
     assert page.get_attribute("#atlas-map", "data-selected") is None and page.is_hidden(".map-selection")
+
+
+def test_wheel_zoom_is_clamped_and_leaves_no_stale_tooltip(page: Any, fake: Any, atlases: Any) -> None:
+    """The wheel could zoom 10^5x into empty space, and the tooltip kept showing the point that
+    was under the pointer before the zoom moved it away."""
+    base, _ = fake
+    a = atlases[SMALL]
+    open_map(page, base)
+    i = isolated_point(page, a.n)
+    x, y = page_xy(page, i)
+    page.mouse.move(x, y)
+    page.wait_for_function(f"document.querySelector('.map-tip').dataset.index === '{i}'")
+    page.mouse.move(x + 6, y)   # still on the point (pick radius 10 px), off its centre
+    for _ in range(40):
+        page.mouse.wheel(0, -600)
+    settle(page)
+    zoom = page.evaluate("csMap.view.scale / csMap.fitScale")
+    assert zoom == pytest.approx(page.evaluate("csMap.maxZoom()")) and zoom <= 2 * max(32, a.n ** 0.5)
+    shown = page.evaluate("""() => { const t = document.querySelector('.map-tip');
+        return t.hidden ? -1 : Number(t.dataset.index); }""")
+    under = page.evaluate(f"""() => {{ const r = csMap.overlay.getBoundingClientRect();
+        return csMap.nearest({x + 6} - r.left, {y} - r.top); }}""")
+    assert shown == under != i  # zoomed about the pointer, point i moved 6 * zoom px away

@@ -110,7 +110,7 @@ def test_walk_the_map_of_a_scanned_atlas(page: Any, server: str, scanned: Atlas)
     with page.expect_navigation() as nav:
         page.click(".explain-link")
     assert nav.value.status == 200
-    assert page.url.endswith(f"/explain?image=atlas:digits/{i}")
+    assert page.url.endswith(f"/explain?image=atlas%3Adigits%2F{i}&model=digits_cnn")
     page.wait_for_function(loaded("#ex-image"))   # the explainer's picture of the image (explain.html)
 
     # the lab on that digit: an adversarial job runs to its end; a second one is cancelled

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 from tests.web.pictures import image_drawn
 
 COLOURS = """img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
@@ -19,14 +17,8 @@ COLOURS = """img => { const c = document.createElement('canvas'); c.width = img.
 """How many colours an <img> holds once drawn (a heat map over an image has hundreds)."""
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("compare_browser"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(**digits.config())
+SERVE_DIGITS = ("digits_cnn", "efficientnet_lite0")
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def test_two_models_explain_one_image_side_by_side(live_server: str, page: Any) -> None:

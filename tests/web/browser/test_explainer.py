@@ -7,9 +7,11 @@ import io
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.web.pictures import image_drawn
+from tests.web.polling import wait_job
 
 MAPS = "#ex-maps .ex-map img.ex-overlay"
 
@@ -65,6 +67,13 @@ def test_an_upload_that_is_not_an_image_shows_the_message(live_server: str, page
     page.wait_for_url("**image=upload%3A**")  # a good upload becomes the page's image
     page.locator("#ex-classes button").first.wait_for()
     assert image_drawn(page, "#ex-image")
+    # shown by its file name, not by the 64 hex digits of its reference
+    assert page.locator(".ex-image figcaption").inner_text() == "ramp.png (upload)"
+    chosen = page.locator("#ex-image-choice option:checked")
+    assert chosen.inner_text() == "ramp.png" and chosen.get_attribute("value").startswith("upload:")
+    page.select_option("#ex-model", "efficientnet_lite0")  # the name stays with the image
+    page.wait_for_url("**model=efficientnet_lite0**")
+    assert page.locator(".ex-image figcaption").inner_text() == "ramp.png (upload)"
 
 
 def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_server: str, page: Any) -> None:
@@ -83,3 +92,89 @@ def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_serve
     card = page.locator('#ex-maps .ex-map[data-method="occlusion"]')
     assert "cancelled" in card.locator(".cs-error").inner_text()
     assert card.locator("img.ex-overlay").is_hidden()
+
+
+SHOWN_AT = """document.addEventListener("load", (e) => {
+    if (e.target.matches && e.target.matches("img.ex-overlay")) e.target.dataset.shownAt = Date.now();
+  }, true);"""
+"""Records, on each map, the wall-clock time its picture was drawn (load events do not bubble)."""
+
+
+@pytest.mark.timing
+def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_server: str,
+                                                                page: Any) -> None:
+    """All 16 methods ticked: each card's map appears within 1 s of the time the server records
+    for its job's end (one event stream for the page, so the downloads are not held back)."""
+    page.add_init_script(SHOWN_AT)
+    page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn")
+    boxes = page.locator("#ex-method-list input.ex-use")
+    count = boxes.count()
+    assert count == 16
+    for i in range(count):
+        boxes.nth(i).check()
+    page.locator("#ex-run").click()
+    page.wait_for_function(f"""() => {{ const cards = [...document.querySelectorAll('#ex-maps .ex-map')];
+        return cards.length === {count} && cards.every(c => c.querySelector('img.ex-overlay').dataset.shownAt
+                                                            || !c.querySelector('.cs-error').hidden); }}""",
+                           timeout=90_000)
+    assert not page.locator("#ex-maps .cs-error:visible").count()
+    finished = {j.result.data["method"]: j.finished for j in reversed(app.state.cs.jobs.list())
+                if j.kind == "explain" and j.status == "done"}  # the newest job of each method
+    late = {}
+    for card in page.locator("#ex-maps .ex-map").all():
+        method = card.get_attribute("data-method")
+        shown = int(card.locator("img.ex-overlay").get_attribute("data-shown-at")) / 1000
+        late[method] = round(shown - finished[method], 3)
+    assert len(late) == count and max(late.values()) < 1.0, late
+
+
+def test_top_classes_appear_while_a_lab_job_runs(app: Any, client: Any, live_server: str,
+                                                  page: Any) -> None:
+    """An adversarial attack leaves the model at rest between its steps: the page's top classes
+    run there, on the worker, instead of after the whole job ("predicting…" for 26 s)."""
+    settings = {"image": "sample:cat", "steps": 3000, "early_stop": "0", "size": 96,
+                "model": "efficientnet_lite0"}
+    job = client.post("/api/lab/adversarial", json=settings).json()
+    wait_job(client, job["id"], lambda j: j["done"] >= 1)
+    try:
+        page.goto(f"{live_server}/explain?image=sample:cat&model=efficientnet_lite0")
+        page.locator("#ex-classes button").first.wait_for()
+        lab = client.get(f"/api/jobs/{job['id']}").json()
+        assert lab["status"] == "running" and lab["done"] < lab["total"], lab
+    finally:
+        client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_top_classes_say_which_running_job_they_wait_for(app: Any, client: Any, live_server: str,
+                                                         page: Any) -> None:
+    """A texture synthesis keeps its hooks on the model for its whole run: then the top classes
+    wait for it, and the page names the job they wait for (it said only "predicting…")."""
+    settings = {"image": "sample:brick", "steps": 3000, "model": "efficientnet_lite0"}
+    job = client.post("/api/lab/texture", json=settings).json()
+    wait_job(client, job["id"], lambda j: j["done"] >= 1)
+    try:
+        page.goto(f"{live_server}/explain?image=sample:coffee&model=efficientnet_lite0")
+        note = page.locator("#ex-classes .cs-wait")
+        note.wait_for()
+        assert "waiting for the running job" in note.inner_text() and "Texture" in note.inner_text()
+        assert page.locator("#ex-classes button").count() == 0
+    finally:
+        client.post(f"/api/jobs/{job['id']}/cancel")
+    page.locator("#ex-classes button").first.wait_for()
+    assert not page.locator("#ex-classes .cs-wait").count()
+
+
+def test_the_colour_key_and_the_metric_arrows_are_shown(live_server: str, page: Any) -> None:
+    """As in the report: the overlays' colour key, and which way each faithfulness AUC is better."""
+    page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn&methods=saliency"
+              "&faithfulness=1&target=3")
+    assert image_drawn(page, ".ex-key .key img")
+    assert page.locator(".ex-key .key img").count() == 2
+    key = page.locator(".ex-key").inner_text()
+    assert "signed maps" in key and "against" in key and "deletion AUC ↓ / insertion AUC ↑" in key
+    metrics = page.locator('#ex-maps .ex-map[data-method="saliency"] .numbers .metric')
+    metrics.nth(1).wait_for()
+    assert metrics.nth(0).inner_text().startswith("deletion ") and metrics.nth(0).inner_text().endswith(" ↓")
+    assert metrics.nth(1).inner_text().startswith("insertion ") and metrics.nth(1).inner_text().endswith(" ↑")
+    assert metrics.nth(0).get_attribute("title") == "deletion AUC: lower is better"
+    assert metrics.nth(1).get_attribute("title") == "insertion AUC: higher is better"

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
+from tests.web.digits_atlases import DigitAtlases
 from tests.web.pictures import image_drawn
 
 SHOWN = """() => [...document.querySelectorAll('#nb-panel .cs-neighbor')].map(f => [
     Number(f.dataset.index), f.querySelector('.cs-distance').textContent])"""
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("neighbors_browser"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def expected(client: TestClient, **query: Any) -> list[list[Any]]:
@@ -45,7 +37,8 @@ def test_a_point_s_neighbours_with_thumbnails_labels_and_explain_links(
     assert page.evaluate(SHOWN) == expected(client, index=7, k=6)
     first = page.locator("#nb-panel .cs-neighbor").first
     index = first.get_attribute("data-index")
-    assert first.locator("a.cs-explain").get_attribute("href") == f"/explain?image=atlas%3Adigits%2F{index}"
+    assert first.locator("a.cs-explain").get_attribute("href") == (
+        f"/explain?image=atlas%3Adigits%2F{index}&model=digits_cnn")
     assert "\u2192" in first.locator(".cs-label").inner_text()  # label -> prediction
     page.wait_for_function("""() => [...document.querySelectorAll('#nb-panel img')]
                               .every(i => i.complete && i.naturalWidth > 0)""")

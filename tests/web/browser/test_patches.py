@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
 from tests.web.pictures import image_drawn
 
 VARIED = """img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
@@ -17,14 +13,8 @@ VARIED = """img => { const c = document.createElement('canvas'); c.width = img.n
 """How many grey levels an <img> holds once drawn (a blank tile has one or two)."""
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
-    return make_digit_atlases(tmp_path_factory.mktemp("patches_browser"))
-
-
-@pytest.fixture(scope="module")
-def app(make_app: Callable[..., Any], digits: DigitAtlases) -> Any:
-    return make_app(models=("digits_cnn",), **digits.config())
+SERVE_DIGITS = ("digits_cnn",)
+"""The models this module's app serves, with the digit atlases (tests/web/conftest.py)."""
 
 
 def test_the_grid_fills_lazily_as_it_scrolls(live_server: str, page: Any) -> None:

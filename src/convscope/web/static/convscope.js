@@ -37,27 +37,74 @@ const cs = (() => {
     el.textContent = "";
   }
 
-  // Follow a job: draw a progress bar and a cancel button in `el`, call onDone(job) at the end
-  // (whatever the status: done, failed or cancelled). Returns {cancel(), close()}.
-  function job(jobOrId, el, onDone) {
+  const FINISHED = ["done", "failed", "cancelled"];
+
+  // One event stream for every job the page follows. The browser opens at most six connections
+  // per host: a stream per job (16 maps in the explainer) held the map downloads back until
+  // streams ended. Following a job reopens the stream with the new list (the server answers each
+  // job's current state first, so nothing is missed); a job that finishes is dropped.
+  const streams = (() => {
+    const MAX = 150;  // ids per stream (the server takes 200); the others wait for a free place
+    const listeners = new Map();  // job id -> Set of functions called with each new state
+    let source = null, timer = null, covered = new Set();
+
+    function deliver(j) {
+      for (const fn of [...(listeners.get(j.id) || [])]) fn(j);
+      if (FINISHED.includes(j.status)) {
+        listeners.delete(j.id);
+        if ([...listeners.keys()].some((id) => !covered.has(id))) reopen(20);
+      }
+      if (!listeners.size) stop();
+    }
+    function stop() {
+      if (source) source.close();
+      source = null;
+    }
+    function open() {
+      timer = null;
+      stop();
+      if (!listeners.size) return;
+      covered = new Set([...listeners.keys()].slice(0, MAX));
+      source = new EventSource(`/api/events?jobs=${[...covered].join(",")}`);
+      source.onmessage = (event) => deliver(JSON.parse(event.data));
+      source.onerror = () => {  // the stream broke: ask each job once, then listen again
+        stop();
+        for (const id of [...listeners.keys()]) {
+          api(`/api/jobs/${id}`).then(deliver).catch((e) => deliver({ id, status: "failed", error: e.message }));
+        }
+        reopen(500);
+      };
+    }
+    function reopen(delay) {  // several jobs submitted together share one new stream
+      if (timer === null) timer = setTimeout(open, delay);
+    }
+    function follow(id, fn) {
+      if (!listeners.has(id)) { listeners.set(id, new Set()); reopen(20); }
+      listeners.get(id).add(fn);
+      return () => {
+        const set = listeners.get(id);
+        if (set) { set.delete(fn); if (!set.size) listeners.delete(id); }
+        if (!listeners.size) stop();
+      };
+    }
+    return { follow };
+  })();
+
+  // Follow a job: draw a progress bar and a cancel button in `host`, call onDone(job) at the end
+  // (whatever the status: done, failed or cancelled). Returns {element, cancel(), close()}.
+  function job(jobOrId, host, onDone) {
     const id = typeof jobOrId === "string" ? jobOrId : jobOrId.id;
-    const box = document.createElement("div");
-    box.className = "cs-job";
-    box.dataset.job = id;
     const bar = document.createElement("progress");
     bar.max = 1; bar.value = 0;
-    const label = document.createElement("span");
-    label.className = "cs-job-status";
-    label.textContent = "queued";
-    const cancel = document.createElement("button");
-    cancel.type = "button"; cancel.className = "cs-cancel"; cancel.textContent = "Cancel";
-    box.append(bar, label, cancel);
-    if (el) el.append(box);
-    let finished = false, source = null;
+    const label = el("span", { class: "cs-job-status", text: "queued" });
+    const cancel = el("button", { type: "button", class: "cs-cancel", text: "Cancel" });
+    const box = el("div", { class: "cs-job", "data-job": id }, bar, label, cancel);
+    if (host) host.append(box);
+    let finished = false, unfollow = () => {};
     const finish = (j) => {
       if (finished) return;
       finished = true;
-      if (source) source.close();
+      unfollow();
       cancel.disabled = true;
       label.textContent = j.status + (j.error ? ": " + j.error : "");
       box.dataset.status = j.status;
@@ -69,24 +116,15 @@ const cs = (() => {
       box.dataset.status = j.status;
       if (j.total > 0) { bar.max = j.total; bar.value = j.done; }
       label.textContent = j.status + (j.total > 0 ? ` ${j.done}/${j.total}` : "");
-      if (["done", "failed", "cancelled"].includes(j.status)) finish(j);
+      if (FINISHED.includes(j.status)) finish(j);
     };
     cancel.addEventListener("click", async () => {
       cancel.disabled = true;
       try { update(await api(`/api/jobs/${id}/cancel`, { method: "POST" })); } catch (e) { label.textContent = e.message; }
     });
-    if (typeof jobOrId !== "string" && ["done", "failed", "cancelled"].includes(jobOrId.status)) {
-      finish(jobOrId);
-    } else {
-      source = new EventSource(`/api/jobs/${id}/events`);
-      source.onmessage = (event) => update(JSON.parse(event.data));
-      source.onerror = async () => {  // the stream broke: ask once for the final state
-        if (finished) return;
-        source.close();
-        try { const j = await api(`/api/jobs/${id}`); if (["done", "failed", "cancelled"].includes(j.status)) finish(j); else setTimeout(() => job(j, null, finish), 500); } catch (e) { label.textContent = e.message; }
-      };
-    }
-    return { element: box, cancel: () => cancel.click(), close: () => source && source.close() };
+    if (typeof jobOrId !== "string" && FINISHED.includes(jobOrId.status)) finish(jobOrId);
+    else unfollow = streams.follow(id, update);
+    return { element: box, cancel: () => cancel.click(), close: () => unfollow() };
   }
 
   // Submit with api() and follow the job to its end: resolves with the finished job.
@@ -104,10 +142,85 @@ const cs = (() => {
       else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v);
     }
-    node.append(...children);
+    node.append(...children.filter((c) => c !== null && c !== undefined && c !== false));  // left out
     return node;
   }
 
-  return { api, job, run, showError, clearError, query, el };
+  // Fetch binary data (an ArrayBuffer); a 4xx/5xx answer throws the server's one-line message.
+  async function binary(url) {
+    const response = await fetch(url);
+    if (response.ok) return response.arrayBuffer();
+    const text = await response.text();
+    let message = text;
+    try { message = JSON.parse(text).error || text; } catch (e) { /* plain text */ }
+    throw new Error(message || `${response.status} ${url}`);
+  }
+
+  // POST `json` to `url` and save the answer as `filename` (the browser's download).
+  async function download(url, json, filename) {
+    const response = await fetch(url, { method: "POST", body: JSON.stringify(json),
+                                        headers: { "Content-Type": "application/json" } });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.error || response.statusText);
+    }
+    const a = el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+
+  // Upload the file chosen in `input` whenever it changes: onImage(reference, fileName) with the
+  // server's image reference, or the message in `errorEl` (and the choice cleared) when it is refused.
+  function upload(input, errorEl, onImage) {
+    input.addEventListener("change", async () => {
+      const file = input.files[0];
+      if (!file) return;
+      clearError(errorEl);
+      const body = new FormData();
+      body.append("file", file, file.name);
+      try {
+        const answer = await api("/api/upload", { method: "POST", body });
+        await onImage(answer.image, answer.name);
+      } catch (error) {
+        showError(errorEl, error.message);
+        input.value = "";
+      }
+    });
+  }
+
+  // While `promise` (a page's short call, run by the server's one worker) is pending, say in
+  // `host` which running job it waits for: the worker finishes the job's step loop first, so a
+  // quick answer can wait behind a long lab job. The note goes when the promise settles.
+  function waitNote(host, promise) {
+    let done = false, timer = null;
+    const note = el("span", { class: "cs-wait muted" });
+    async function look() {
+      if (done) return;
+      try {
+        const running = (await api("/api/jobs")).jobs.find((j) => j.status === "running");
+        if (done) return;
+        note.textContent = running
+          ? ` waiting for the running job “${running.title}”` +
+            (running.total > 0 ? ` (${running.done}/${running.total})` : "") + ", which has the model now"
+          : "";
+        if (!note.isConnected) host.append(note);
+      } catch (e) { /* the note is a courtesy: the call itself reports its own errors */ }
+      timer = setTimeout(look, 1000);
+    }
+    timer = setTimeout(look, 400);
+    const stop = () => { done = true; clearTimeout(timer); note.remove(); };
+    promise.then(stop, stop);
+    return promise;
+  }
+
+  // The explainer's address of an image with the served model that made it (an atlas's images:
+  // the atlas's model, not the server's first one); no model when the server does not serve it.
+  function explainUrl(image, model) {
+    return `/explain?${new URLSearchParams(model ? { image, model } : { image })}`;
+  }
+
+  return { api, binary, explainUrl, waitNote, download, upload, job, run, showError, clearError, query, el };
 })();
 window.cs = cs;

@@ -5,7 +5,6 @@
 (() => {
   const setup = JSON.parse(document.getElementById("ex-setup").textContent);
   const byId = (id) => document.getElementById(id);
-  const catalog = Object.fromEntries(setup.catalog.map((m) => [m.name, m]));
   let target = setup.target;  // null until a class is chosen; "top1" or a class index
 
   // -- choosing the image and the model: navigate, so the address holds the choice -------------
@@ -14,23 +13,9 @@
     for (const [k, v] of Object.entries(changes)) { if (v === null) q.delete(k); else q.set(k, v); }
     window.location.search = q.toString();
   }
-  byId("ex-image-choice").addEventListener("change", (e) => go({ image: e.target.value, target: null }));
+  byId("ex-image-choice").addEventListener("change", (e) => go({ image: e.target.value, name: null, target: null }));
   byId("ex-model").addEventListener("change", (e) => go({ model: e.target.value, target: null, layer: null }));
-  byId("ex-upload").addEventListener("change", async (e) => {
-    const file = e.target.files[0];
-    if (!file) return;
-    const err = byId("ex-upload-error");
-    cs.clearError(err);
-    const form = new FormData();
-    form.append("file", file, file.name);
-    try {
-      const answer = await cs.api("/api/upload", { method: "POST", body: form });
-      go({ image: answer.image, target: null });
-    } catch (error) {
-      cs.showError(err, error.message);
-      e.target.value = "";
-    }
-  });
+  cs.upload(byId("ex-upload"), byId("ex-upload-error"), (image, name) => go({ image, name, target: null }));
 
   // -- a small form per method, from the registry's option types -------------------------------
   function optionInput(method, spec, value) {
@@ -97,6 +82,7 @@
   function address() {
     const q = new URLSearchParams();
     q.set("image", setup.image);
+    if (setup.name) q.set("name", setup.name);  // an upload's file name, shown on the page
     q.set("model", setup.model);
     if (target !== null && target !== undefined) q.set("target", String(target));
     const methods = chosenMethods();
@@ -114,7 +100,8 @@
     const ol = byId("ex-classes");
     try {
       const q = new URLSearchParams({ image: setup.image, model: setup.model, k: "5" });
-      const answer = await cs.api(`/api/predict?${q}`);
+      const waiting = ol.querySelector("li.muted");
+      const answer = await cs.waitNote(waiting || ol, cs.api(`/api/predict?${q}`));
       ol.replaceChildren();
       for (const p of answer.predictions) {
         const button = cs.el("button", { type: "button", "data-class": String(p.index) },
@@ -137,6 +124,7 @@
   }
 
   // -- maps: one job per method, side by side ---------------------------------------------------
+  let following = [];  // the jobs of the maps on show (their messages come over the page's one stream)
   function card(method) {
     const parts = {
       title: cs.el("h3", { text: method }),
@@ -167,10 +155,15 @@
     parts.title.textContent = `${d.method}: ${d.label}`;
     const bits = [`${fmt(d.seconds)} s`];
     if (d.layer) bits.push(`layer ${d.layer}`);
-    if ("deletion" in d) bits.push(`deletion ${fmt(d.deletion)}`, `insertion ${fmt(d.insertion)}`);
-    parts.numbers.textContent = bits.join(" · ");
+    parts.numbers.replaceChildren(bits.join(" · "));
+    if ("deletion" in d) {  // the report's arrows: a faithful map has a low deletion, a high insertion AUC
+      parts.numbers.append(" · ",
+        cs.el("span", { class: "metric", title: "deletion AUC: lower is better", text: `deletion ${fmt(d.deletion)} ↓` }),
+        " · ",
+        cs.el("span", { class: "metric", title: "insertion AUC: higher is better", text: `insertion ${fmt(d.insertion)} ↑` }));
+    }
     if (d.layer_reason) parts.numbers.title = d.layer_reason;
-    const stem = `${setup.image.replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
+    const stem = `${(setup.name || setup.image).replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
     parts.export.replaceChildren(
       cs.el("a", { href: job.files["map.png"], download: `${stem}.png`, class: "export-png", text: "PNG" }),
       cs.el("a", { href: job.files["map.npy"], download: `${stem}.npy`, class: "export-npy", text: ".npy" }));
@@ -189,7 +182,6 @@
     }
   }
 
-  let following = [];  // the job streams of the maps on show
   function explainAll() {
     for (const f of following) f.close();  // earlier jobs run on (their results are cached)
     following = [];

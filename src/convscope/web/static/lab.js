@@ -96,18 +96,9 @@
 
   const upload = document.getElementById("lab-upload");
   if (upload) {
-    upload.addEventListener("change", async () => {
-      if (!upload.files.length) return;
-      const body = new FormData();
-      body.append("file", upload.files[0]);
-      try {
-        const answer = await cs.api("/api/upload", { method: "POST", body });
-        const field = form.querySelector('input[data-type="image"]');
-        if (field) field.value = answer.image;
-        cs.clearError(errorBox);
-      } catch (e) {
-        cs.showError(errorBox, e.message);
-      }
+    cs.upload(upload, errorBox, (image) => {
+      const field = form.querySelector('input[data-type="image"]');
+      if (field) field.value = image;
     });
   }
 

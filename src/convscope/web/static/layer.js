@@ -82,6 +82,7 @@ const csLayer = (() => {
   }
 
   function classRows(rows, scale, negative) {
+    if (!rows.length) return cs.el("p", { class: "muted", text: `none: no class has a ${negative ? "negative" : "positive"} score` });
     const table = cs.el("table", { class: "cs-table classes" });
     for (const r of rows) {
       const width = scale > 0 ? Math.round(100 * Math.abs(r.score) / scale) : 0;
@@ -118,7 +119,8 @@ const csLayer = (() => {
     cs.api(el.dataset.url).then((d) => {
       if (!d.top.length) { el.append(cs.el("p", { class: "muted", text: "The scan stored no images for this channel." })); return; }
       for (const t of d.top) {
-        const link = cs.el("a", { href: `/explain?image=${encodeURIComponent(t.image)}`, title: t.source },
+        const model = new URL(el.dataset.url, location.href).searchParams.get("model");
+        const link = cs.el("a", { href: cs.explainUrl(t.image, model), title: t.source },
           cs.el("img", { src: t.patch, alt: `patch of image ${t.index}` }));
         el.append(cs.el("figure", { class: "tile", "data-index": String(t.index) }, link,
           cs.el("figcaption", { text: `#${t.rank + 1} · ${t.value.toPrecision(3)} · image ${t.index}` })));
@@ -129,3 +131,7 @@ const csLayer = (() => {
   return { visualizations, classes, top };
 })();
 window.csLayer = csLayer;
+// The layer page and the unit page: whichever of these parts the page has.
+csLayer.visualizations(document.getElementById("visualizations"));
+csLayer.classes(document.getElementById("classes"));
+for (const el of document.querySelectorAll(".top")) csLayer.top(el);

@@ -9,15 +9,10 @@
 // "cs-neighbor" event ({detail: {index}}) on the panel, so the page can highlight that point.
 "use strict";
 
-(function () {
+(() => {
   const enc = encodeURIComponent;
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const el = cs.el;
 
   // The panel's own few rules, added once (the page's stylesheets belong to other modules).
   const STYLE = `
@@ -38,11 +33,8 @@
     return `/api/atlas/${enc(atlasId)}/thumbs/${index}.png`;
   }
 
-  function explainUrl(atlasId, index) {
-    return `/explain?image=${enc(`atlas:${atlasId}/${index}`)}`;
-  }
 
-  function card(panel, atlasId, row) {
+  function card(panel, atlasId, row, model) {
     const item = el("figure", {class: "cs-neighbor", "data-index": row.index});
     const img = el("img", {src: thumbUrl(atlasId, row.index), alt: row.source,
                            title: row.source, width: 64, height: 64});
@@ -50,12 +42,13 @@
       new CustomEvent("cs-neighbor", {detail: {index: row.index}, bubbles: true})));
     const caption = el("figcaption");
     caption.append(el("span", {class: "cs-distance"}, row.distance.toFixed(4)));
-    const truth = row.label === null ? "?" : row.label;
-    const guess = row.prediction === null ? "?" : row.prediction;
+    // label and prediction are class indices; their names come beside them when known
+    const truth = row.label === null ? "?" : (row.label_name ?? row.label);
+    const guess = row.prediction === null ? "?" : (row.prediction_name ?? row.prediction);
     const wrong = row.label !== null && row.prediction !== null && row.label !== row.prediction;
     caption.append(el("span", {class: wrong ? "cs-label cs-wrong" : "cs-label"},
                       `${truth} \u2192 ${guess}`));
-    caption.append(el("a", {href: explainUrl(atlasId, row.index), class: "cs-explain"}, "explain"));
+    caption.append(el("a", {href: cs.explainUrl(`atlas:${atlasId}/${row.index}`, model), class: "cs-explain"}, "explain"));
     item.append(img, caption);
     return item;
   }
@@ -79,19 +72,20 @@
     if (data.query.index !== undefined) {
       head.append(el("img", {src: thumbUrl(atlasId, data.query.index), alt: data.query.source,
                              title: data.query.source, width: 64, height: 64, class: "cs-query"}));
-      head.append(el("a", {href: explainUrl(atlasId, data.query.index)}, "explain this image"));
+      head.append(el("a", {href: cs.explainUrl(`atlas:${atlasId}/${data.query.index}`, data.model)},
+                        "explain this image"));
     } else {
       const preview = el("img", {src: `/api/explain/image.png?image=${enc(data.query.image)}`,
                                  alt: data.query.image, title: data.query.image, height: 64,
                                  class: "cs-query"});
       preview.addEventListener("error", () => preview.remove());  // no preview route: name only
       head.append(preview, el("span", {}, `query ${data.query.image}`));
-      head.append(el("a", {href: `/explain?image=${enc(data.query.image)}`}, "explain this image"));
+      head.append(el("a", {href: cs.explainUrl(data.query.image, data.model)}, "explain this image"));
     }
     head.append(el("span", {class: "muted"},
                    ` ${data.neighbors.length} nearest at ${data.layer} (${data.metric} distance)`));
     const grid = el("div", {class: "cs-neighbors"});
-    for (const row of data.neighbors) grid.append(card(panel, atlasId, row));
+    for (const row of data.neighbors) grid.append(card(panel, atlasId, row, data.model));
     panel.replaceChildren(...(opts.head === false ? [] : [head]), grid);
     return data;
   }
@@ -115,19 +109,7 @@
       if (index.value !== "") onQuery({index: Number(index.value)});
     });
     choose.addEventListener("change", () => { if (choose.value) onQuery({image: choose.value}); });
-    upload.addEventListener("change", async () => {
-      const file = upload.files[0];
-      if (!file) return;
-      cs.clearError(error);
-      const body = new FormData();
-      body.append("file", file, file.name);
-      try {
-        onQuery({image: (await cs.api("/api/upload", {method: "POST", body})).image});
-      } catch (err) {
-        cs.showError(error, err.message);
-        upload.value = "";
-      }
-    });
+    cs.upload(upload, error, (image) => onQuery({image}));
     try {
       for (const c of (await cs.api("/api/images")).images) {
         choose.append(el("option", {value: c.ref}, `${c.group}: ${c.name}`));
