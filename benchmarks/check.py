@@ -405,6 +405,10 @@ def run_child(group: str, args: argparse.Namespace) -> tuple[list[Measured], str
     except subprocess.TimeoutExpired:
         return [], f"timed out after {CHILD_TIMEOUT_S} s"
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if args.verbose:  # the group's own tables (the web's split of a request, say)
+        for line in (proc.stdout + proc.stderr).splitlines():
+            if not line.startswith(RESULT_PREFIX):
+                print(f"    | {line}")
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         return [], f"exit {proc.returncode}: {tail}"
@@ -537,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run these groups only ({', '.join(GROUPS)})")
     parser.add_argument("--plant", help="slow the public calls down: sleep=MS or no-frozen")
     parser.add_argument("--jemalloc", action="store_true", help="run the groups under jemalloc")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each group's own output")
     parser.add_argument("--threads", type=int, help="torch threads in every group (OMP_NUM_THREADS)")
     parser.add_argument("--history", type=Path, default=HISTORY, help="the history file to append to")
     parser.add_argument("--goals", type=Path, help="a Python file with other GOALS (and GROUPS)")

@@ -41,7 +41,8 @@ def test_a_planted_sleep_turns_the_row_red(tmp_path: Path, capsys: pytest.Captur
 
 def test_a_group_that_cannot_run_fails_its_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.py"
-    broken.write_text(TINY.read_text().replace("return [ratio(", "raise RuntimeError('no such library')\n    return [ratio("))
+    failing = "raise RuntimeError('no such library')\n    return [ratio("
+    broken.write_text(TINY.read_text().replace("return [ratio(", failing))
     history = tmp_path / "history.jsonl"
     code = check.main(["--goals", str(broken), "--history", str(history)])
     assert code == 2
