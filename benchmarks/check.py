@@ -74,10 +74,12 @@ class Measured:
 class Context:
     """What a group gets: the mode, the planted slowdown, and the turn timer."""
 
-    def __init__(self, quick: bool, plant: str | None, device: torch.device) -> None:
+    def __init__(self, quick: bool, plant: str | None, device: torch.device,
+                 repeats: int | None = None) -> None:
         self.quick, self.plant, self.device = quick, plant, device
         self.sleep_s = float(plant.split("=", 1)[1]) / 1000 if plant and plant.startswith("sleep=") else 0.0
-        self.repeats = 2 if quick else 5
+        self.repeats = repeats or (2 if quick else 5)
+        """Timed turns of the slow calls; groups give cheap calls a few more."""
 
     def subject(self, fn: Callable[[], object]) -> Callable[[], object]:
         """A public call as the check times it: with the planted sleep, if any."""
@@ -392,6 +394,7 @@ def run_child(group: str, args: argparse.Namespace) -> tuple[list[Measured], str
     command = [sys.executable, "-m", "benchmarks.check", "--child", group]
     command += ["--quick"] * args.quick + (["--plant", args.plant] if args.plant else [])
     command += ["--goals", str(args.goals)] if args.goals else []
+    command += ["--repeats", str(args.repeats)] if args.repeats else []
     env = dict(os.environ)
     if args.threads:  # OpenMP's own setting, so that the CLI's and the script's processes get it too
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -453,7 +456,7 @@ def record(rows: list[Row], args: argparse.Namespace, started: float, history: P
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "src", "benchmarks")),
         "quick": args.quick, "plant": args.plant, "groups": sorted({r.goal.group for r in rows}),
-        "full": not args.quick and not args.plant and not args.only and not args.goals,
+        "full": not (args.quick or args.plant or args.only or args.goals or args.repeats),
         "allocator": "jemalloc" if args.jemalloc else "default malloc",
         "threads": args.threads or torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__,
@@ -521,7 +524,7 @@ def write_readme(history: Path, readme: Path, force: bool = False) -> str:
 
 
 def child(group: str, groups: dict[str, Callable[[Context], list[Measured]]], quick: bool,
-          plant: str | None) -> None:
+          plant: str | None, repeats: int | None) -> None:
     """One group in this (fresh) process; prints its figures as one JSON line."""
     import warnings
 
@@ -530,7 +533,7 @@ def child(group: str, groups: dict[str, Callable[[Context], list[Measured]]], qu
         from convscope.model import fast
 
         fast.FREEZE.clear()
-    measured = groups[group](Context(quick, plant, torch.device("cpu")))
+    measured = groups[group](Context(quick, plant, torch.device("cpu"), repeats))
     print(RESULT_PREFIX + json.dumps([asdict(m) for m in measured]), flush=True)
 
 
@@ -539,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer turns (under 5 minutes on 2 cores)")
     parser.add_argument("--only", nargs="+", metavar="GROUP",
                         help=f"run these groups only ({', '.join(GROUPS)})")
+    parser.add_argument("--repeats", type=int, help="timed turns of the slow calls (quick 2, else 5)")
     parser.add_argument("--plant", help="slow the public calls down: sleep=MS or no-frozen")
     parser.add_argument("--jemalloc", action="store_true", help="run the groups under jemalloc")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each group's own output")
@@ -557,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; groups: {', '.join(groups_known)}")
     if args.child:
-        child(args.child, groups_known, args.quick, args.plant)
+        child(args.child, groups_known, args.quick, args.plant, args.repeats)
         return 0
     if args.write_readme:
         commit = write_readme(args.history, README, args.force)
