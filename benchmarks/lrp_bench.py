@@ -47,7 +47,9 @@ def import_zennit() -> Any | None:
     """The zennit package, or None. A missing torchvision is stubbed for the import only."""
     try:
         import torchvision  # noqa: F401
-    except ImportError:
+    except (ImportError, RuntimeError):  # absent, or built for another torch (its ops fail to load)
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
         stub = {name: types.ModuleType(name) for name in
                 ("torchvision", "torchvision.models", "torchvision.models.resnet")}
         resnet = stub["torchvision.models.resnet"]

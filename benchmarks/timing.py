@@ -68,21 +68,45 @@ def print_table(rows: list[Measurement], floor: Measurement | None = None) -> No
         print(line)
 
 
-def measure_alternating(fns: list[Callable[[], object]], *, images: int, device: torch.device,
-                        repeats: int = 5) -> list[Measurement]:
-    """Median times of several functions timed in turns (a, b, a, b, ...) after one warm-up each.
+@dataclass
+class Turns:
+    """Seconds of several calls timed in alternating turns: ``first[i]`` the first (warm-up)
+    call of ``fns[i]``, ``times[i]`` its timed calls, one per turn."""
+
+    first: list[float]
+    times: list[list[float]]
+
+
+def alternate(fns: list[Callable[[], object]], *, device: torch.device, repeats: int = 5,
+              prepare: list[Callable[[], object] | None] | None = None) -> Turns:
+    """Time several functions in turns (a, b, a, b, ...) after one warm-up call each.
 
     Timing in turns exposes both to the same machine noise, which on shared VMs drifts by tens
-    of percent between minutes; the ratio of the medians is then a fair comparison.
+    of percent between minutes; the ratio of the medians is then a fair comparison. The warm-up
+    calls are timed too: in a fresh process the first one is the first call a user pays.
+    ``prepare[i]`` (emptying a cache, say) runs untimed before every call of ``fns[i]``.
     """
-    for fn in fns:
-        fn()
+    prepares = prepare or [None] * len(fns)
+
+    def timed(i: int) -> float:
+        if prepares[i] is not None:
+            prepares[i]()  # type: ignore[misc]
+        start = time.perf_counter()
+        fns[i]()
+        _sync(device)
+        return time.perf_counter() - start
+
     _sync(device)
+    first = [timed(i) for i in range(len(fns))]
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, record in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            record.append(time.perf_counter() - start)
-    return [Measurement(f"fn{i}", statistics.median(t), images) for i, t in enumerate(times)]
+        for i, record in enumerate(times):
+            record.append(timed(i))
+    return Turns(first, times)
+
+
+def measure_alternating(fns: list[Callable[[], object]], *, images: int, device: torch.device,
+                        repeats: int = 5) -> list[Measurement]:
+    """Median times of several functions timed in turns (:func:`alternate`)."""
+    turns = alternate(fns, device=device, repeats=repeats)
+    return [Measurement(f"fn{i}", statistics.median(t), images) for i, t in enumerate(turns.times)]

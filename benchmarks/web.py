@@ -37,7 +37,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +45,13 @@ import torch
 
 from convscope.model import Model
 
+from .timing import alternate
+
 IMAGE = "sample:cat"
 CASES: list[tuple[str, dict[str, Any]]] = [("gradcam", {}), ("occlusion", {"window": 32, "stride": 16})]
 VIS_LAYER, VIS_CHANNEL = "_blocks.8", 0
 GOAL_CACHED_MS = 50.0
 GOAL_LOOPBACK_MS = 30.0
-
-
-def turns(fns: list[tuple[Callable[[], object] | None, Callable[[], object]]],
-          repeats: int) -> list[list[float]]:
-    """Seconds of each ``fn`` over ``repeats`` alternating turns, after one warm-up each; the
-    ``prepare`` before each (emptying a cache) is not timed."""
-    for prepare, fn in fns:
-        if prepare is not None:
-            prepare()
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for (prepare, fn), record in zip(fns, times):
-            if prepare is not None:
-                prepare()
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    return times
 
 
 def files(result: Any) -> tuple[bytes, bytes]:
@@ -132,8 +114,12 @@ class WebClient:
         self.app.state.cs.close()
 
 
-def method_row(web: WebClient, model: Model, method: str, options: dict[str, Any], repeats: int) -> None:
-    """One method: the task call, the task with its files, the request uncached and cached."""
+def method_row(web: WebClient, model: Model, method: str, options: dict[str, Any],
+               repeats: int) -> dict[str, float]:
+    """One method: the task call, the task with its files, the request uncached and cached.
+    Prints the row and returns its milliseconds (``task``, ``files``, ``web``, ``cached``, the
+    parts ``method``, ``job``, ``http``), with ``first_web`` the first request of the process
+    and ``turns`` the web/task ratio of each turn (its spread shows the noise)."""
     from convscope import explain
 
     inside: list[tuple[float, float, float]] = []  # (web, job, method) seconds of each request
@@ -146,18 +132,37 @@ def method_row(web: WebClient, model: Model, method: str, options: dict[str, Any
         web.explain(method, options)
         inside.append((time.perf_counter() - start, web.last["seconds"], web.last["data"]["seconds"]))
 
-    t_task, t_files, t_web, t_cached = turns(
-        [(None, task), (None, lambda: files(task())), (web.empty_cache, request),
-         (None, lambda: web.explain(method, options))], repeats)
+    timed = alternate([task, lambda: files(task()), request, lambda: web.explain(method, options)],
+                      device=model.device, repeats=repeats, prepare=[None, None, web.empty_cache, None])
+    t_task, t_files, t_web, t_cached = timed.times
     ms = [1000 * statistics.median(t) for t in (t_task, t_files, t_web, t_cached)]
-    timed = inside[1:]  # the warm-up's request excluded
+    requests = inside[1:]  # the warm-up's request excluded
     part = {name: 1000 * statistics.median(values) for name, values in (
-        ("method", [m for _, _, m in timed]), ("files", [j - m for _, j, m in timed]),
-        ("http", [w - j for w, j, _ in timed]))}
-    added = statistics.median([w / m for w, _, m in timed])
+        ("method", [m for _, _, m in requests]), ("files", [j - m for _, j, m in requests]),
+        ("http", [w - j for w, j, _ in requests]))}
+    added = statistics.median([w / m for w, _, m in requests])
     name = " ".join([method, *(f"{k}={v}" for k, v in options.items())])
     print(f"{name:<32} {ms[0]:8.1f} {ms[1]:8.1f} {ms[2]:8.1f} {ms[2] / ms[0]:8.2f} {part['method']:8.1f} "
           f"{part['files']:8.1f} {part['http']:8.1f} {added:8.2f} {ms[3]:8.1f}")
+    return {"task": ms[0], "files": ms[1], "web": ms[2], "cached": ms[3], **part,
+            "first_web": 1000 * timed.first[2], "task_min": 1000 * min(t_task), "web_min": 1000 * min(t_web),
+            "turns": [w / t for w, t in zip(t_web, t_task)]}  # type: ignore[dict-item]
+
+
+def cached_visualization_ms(web: WebClient, repeats: int) -> float | None:
+    """Median ms of a cached feature visualization (its job JSON, then its picture), or None
+    with the reason printed when it could not be computed."""
+    url = f"/api/layers/{VIS_LAYER}/{VIS_CHANNEL}/visualization"
+    try:
+        web.picture(url)  # computed once (a job), then cached on disk
+        ms = 1000 * statistics.median(alternate([lambda: web.picture(url)], device=torch.device("cpu"),
+                                                repeats=max(repeats, 10)).times[0])
+    except (httpx.HTTPStatusError, RuntimeError) as err:
+        print(f"cached visualization {url}: not measured ({err})")
+        return None
+    print(f"cached visualization {url}: {ms:.1f} ms median "
+          f"({'ok' if ms < GOAL_CACHED_MS else 'over'}, goal {GOAL_CACHED_MS:.0f} ms)")
+    return ms
 
 
 def web_rows(model: Model, device: torch.device, repeats: int = 5) -> None:
@@ -172,16 +177,9 @@ def web_rows(model: Model, device: torch.device, repeats: int = 5) -> None:
               f"{'files':>8} {'http':>8} {'1+add/m':>8} {'cached':>8}")
         for method, options in CASES:
             method_row(web, model, method, options, repeats)
-        url = f"/api/layers/{VIS_LAYER}/{VIS_CHANNEL}/visualization"
-        try:
-            web.picture(url)  # computed once (a job), then cached on disk
-            (t_vis,) = turns([(None, lambda: web.picture(url))], repeats=max(repeats, 10))
-            ms_vis = 1000 * statistics.median(t_vis)
-            print(f"cached visualization {url}: {ms_vis:.1f} ms median "
-                  f"({'ok' if ms_vis < GOAL_CACHED_MS else 'over'}, goal {GOAL_CACHED_MS:.0f} ms)")
-        except (httpx.HTTPStatusError, RuntimeError) as err:
-            print(f"cached visualization {url}: not measured ({err})")
-        healthz = turns([(None, lambda: web.http.get("/healthz").raise_for_status())], repeats=10)[0]
+        cached_visualization_ms(web, repeats)
+        healthz = alternate([lambda: web.http.get("/healthz").raise_for_status()],
+                            device=torch.device("cpu"), repeats=10).times[0]
         fastest = 1000 * min(healthz)
         print(f"fastest loopback GET /healthz of 10: {fastest:.1f} ms "
               f"({'ok' if fastest < GOAL_LOOPBACK_MS else 'over'}, goal {GOAL_LOOPBACK_MS:.0f} ms: "

@@ -1,0 +1,89 @@
+"""The speed goals ``python -m benchmarks.check`` holds convscope to, in one table.
+
+Each goal names a public call (``explain()``, the CLI end to end, a web request), the anchor it
+is timed against in turns, and the largest ratio call / anchor it may reach (``max_ratio``:
+0.5 means "at least 2x faster"), or for an absolute goal the most milliseconds (``max_ms``).
+``source`` says where the goal comes from: the README's speed table (the wins it states, which
+this check holds) or an issue. ``group`` is the fresh process that measures it
+(:data:`benchmarks.check.GROUPS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Goal:
+    id: str
+    group: str
+    call: str
+    """The public call, as a user writes it."""
+    anchor: str
+    """What it is timed against (a reference library, the bare model's floor, the task call)."""
+    max_ratio: float | None = None
+    max_ms: float | None = None
+    source: str = ""
+
+    @property
+    def bound(self) -> str:
+        """The goal in words: "<= 0.50x" or "< 50 ms"."""
+        return f"<= {self.max_ratio:.2f}x" if self.max_ratio is not None else f"< {self.max_ms:.0f} ms"
+
+
+EXPLAIN = "explain(model, x, method={})"
+FLOOR_FWD = "floor: the same number of plain forwards"
+
+GOALS: list[Goal] = [
+    # -- forward-only methods: the inference fast path (issue 23 item 1) -----------------------
+    Goal("occlusion-captum", "occlusion", EXPLAIN.format("'occlusion', window=32, stride=16"),
+         "Captum Occlusion, default perturbations_per_eval=1 (169 windows)", max_ratio=0.5,
+         source="issue 23 acceptance: at least 2x faster than Captum's default"),
+    Goal("occlusion-floor", "occlusion", EXPLAIN.format("'occlusion', window=32, stride=16"),
+         "floor: 169 plain forwards at the best batch", max_ratio=0.65,
+         source="README: 0.62x the plain-forward floor"),
+    Goal("rise-floor", "rise", EXPLAIN.format("'rise', masks=512"), FLOOR_FWD, max_ratio=0.62,
+         source="issue 23: back at its figure before issues 12-16 (2.17 s for 512 masks, "
+                "about 0.58x the floor)"),
+    Goal("lime-lime", "lime", EXPLAIN.format("'lime', samples=500"),
+         "lime package, same segments and samples, batch_size=10", max_ratio=0.67,
+         source="README / issue 23: at least 1.5x faster than `lime` (1.67x)"),
+    Goal("lime-floor", "lime", EXPLAIN.format("'lime', samples=500"), FLOOR_FWD, max_ratio=0.62,
+         source="README: 0.58x the floor; issue 23: back at its figure before issues 12-16"),
+    Goal("scorecam-floor", "scorecam", EXPLAIN.format("'scorecam'"),
+         "floor: one plain forward per scored channel", max_ratio=0.75,
+         source="issue 23: Score-CAM keeps its gain (2.55 s, was 5.66 s)"),
+    # -- gradient methods against Captum and the floor -----------------------------------------
+    Goal("gradcam-captum", "gradients", EXPLAIN.format("'gradcam'"), "Captum LayerGradCam, same layer",
+         max_ratio=1.05, source="README: Grad-CAM at or below Captum (5% for timing noise)"),
+    Goal("saliency-captum", "gradients", EXPLAIN.format("'saliency'"), "Captum Saliency",
+         max_ratio=1.10, source="README: gradient methods 0.96-1.10x Captum"),
+    Goal("ig-captum", "gradients", EXPLAIN.format("'integrated_gradients', steps=50, batch_size=16"),
+         "Captum IntegratedGradients, same steps and chunk", max_ratio=1.10,
+         source="README: gradient methods 0.96-1.10x Captum"),
+    Goal("saliency-floor", "gradients", EXPLAIN.format("'saliency'"),
+         "floor: one forward+backward", max_ratio=1.20,
+         source="README: gradient methods 0.86-1.06x a forward+backward per pass (goal 1.2x)"),
+    Goal("explain-overhead", "gradients", EXPLAIN.format("'gradcam'"),
+         "the Grad-CAM method object (1 + explain()'s own time / method)", max_ratio=1.05,
+         source="README: explain() adds at most 5.0% to the method"),
+    Goal("deeplift-captum", "deeplift", EXPLAIN.format("'deeplift'"),
+         "Captum DeepLift on the ReLU-pair rewrite (correct on ReLU6)", max_ratio=0.6,
+         source="README: Captum on a ReLU rewrite 2.2x slower"),
+    Goal("lrp-zennit", "lrp", EXPLAIN.format("'lrp'"), "zennit EpsilonGammaBox, same composite",
+         max_ratio=0.6, source="README: zennit 2.1-2.4x slower"),
+    # -- the command line and the web -----------------------------------------------------------
+    Goal("cli-script", "cli", "convscope explain sample:cat --method gradcam --out map.png",
+         "a fresh `python -c` doing the same: import, explain(), save the overlay", max_ratio=1.10,
+         source="issue 23 item 3: the CLI end to end; bound as the web's (1.1x the task)"),
+    Goal("web-gradcam", "web", "POST /api/explain gradcam (wait) + GET map.png",
+         "the task call explain(model, 'sample:cat', 'gradcam')", max_ratio=1.10,
+         source="issue 23 item 5: at most 1.1x the task call"),
+    Goal("web-occlusion", "web", "POST /api/explain occlusion window=32 stride=16 + GET map.png",
+         "the task call explain(model, 'sample:cat', 'occlusion', ...)", max_ratio=1.10,
+         source="issue 23 item 5: at most 1.1x the task call"),
+    Goal("web-cached", "web", "the Grad-CAM request again, answered from the cache",
+         "absolute", max_ms=50, source="issue 23 item 5: cached answers under 50 ms"),
+    Goal("web-cached-visualization", "web", "GET a cached feature visualization + its picture",
+         "absolute", max_ms=50, source="README: cached feature visualization, goal 50 ms"),
+]
