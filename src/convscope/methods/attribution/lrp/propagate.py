@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from ....model.compat import torch_function_disabled
 from ....model.rules import ActivationCall, BackwardRule
+from ....model.watch import Gap
 from .composites import LayerKind, RuleMap
 from .rules import Flat, LayerCall, LayerRule, signal_scaled, stabilize
 
@@ -118,6 +119,8 @@ class Propagation:
     the mode never saw (TorchScript). ``swallowed`` lists the layers (name, smallest over the batch
     of the largest |output|, stabilizer) whose outputs are not large against an absolute
     stabilizer (below :data:`SWALLOW` times it): there the stabilizer absorbs the relevance.
+    ``absorbed`` has one :class:`~convscope.model.watch.Gap` per conv/dense call: the relevance
+    at its output minus that at its input, per sample (what its bias and stabilizer kept or added).
     """
 
     def __init__(self, rules: RuleMap, net: nn.Module, low: Tensor | None = None,
@@ -128,6 +131,7 @@ class Propagation:
                       if isinstance(getattr(m, "weight", None), Tensor)}
         self.layers = 0
         self.swallowed: list[tuple[str, float, float]] = []
+        self.absorbed: list[Gap] = []
 
     def overrides(self) -> dict[Callable, Callable[..., Any]]:
         table: dict[Callable, Callable[..., Any]] = {}
@@ -164,7 +168,15 @@ class Propagation:
                                   relative=self.relative)
                 out, back = rule.forward(layer)
                 self._check_scale(name, rule, out)
-                return out, lambda r: (back(r),)
+
+                def absorbing(r: Tensor) -> tuple[Tensor]:
+                    given = back(r)
+                    if r.ndim > 1 and given.ndim > 1:
+                        kept = r.flatten(1).sum(1) - given.flatten(1).sum(1)  # to bias and stabilizer
+                        self.absorbed.append(Gap(name, func.__name__, kept))
+                    return (given,)
+
+                return out, absorbing
 
             return _Relevance.apply(run, False, x)
 
