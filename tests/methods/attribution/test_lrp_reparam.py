@@ -103,3 +103,27 @@ def test_the_merge_leaves_a_train_mode_network_alone(block: type[RepBlock]) -> N
     before = snapshot(net)
     _lrp(net, _inputs())
     assert_unharmed(net, before)
+
+
+class Halved(nn.Module):
+    """conv -> ReLU -> times 0.5 -> GAP -> linear, without biases: the constant scales relevance."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.fc = nn.Linear(4, 3, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc((torch.relu(self.conv(x)) * 0.5).mean((2, 3)))
+
+
+def test_lrp_warns_where_an_unwatched_operation_changes_the_sum() -> None:
+    torch.manual_seed(0)
+    net = Halved().eval()
+    x = _inputs()
+    relevance, _, said = _lrp(net, x)
+    with torch.no_grad():
+        logit = net(x)[:, 1]
+    torch.testing.assert_close(relevance.sum((1, 2, 3)), 0.5 * logit)  # half is lost, not absorbed
+    (message,) = [s for s in said if "not watched" in s]
+    assert "(50% of the target score)" in message

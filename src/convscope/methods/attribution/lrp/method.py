@@ -140,6 +140,7 @@ class LRP(Attribution):
         x = inputs.detach().requires_grad_(True)
         with torch.enable_grad():
             with backward_rule(RelevancePass(len(x)), overrides=prop.overrides(), net=net) as block:
+                prop.where = lambda: block.module
                 logits = run_net(self.model, net, x)
             self.logits = logits.detach()  # the folded copy's forward: explain() reads it
             if prop.layers == 0:
@@ -150,23 +151,39 @@ class LRP(Attribution):
             start = pick * out.detach()
             (relevance,) = torch.autograd.grad(logits, x, start)
         self._report(block.gaps, prop.swallowed, start.flatten(1).sum(1))
-        self._report_total(prop.absorbed, relevance.flatten(1).sum(1), start.flatten(1).sum(1))
+        self._report_total(block.gaps, prop.absorbed, relevance.flatten(1).sum(1), start.flatten(1).sum(1))
         return relevance
 
-    def _report_total(self, absorbed: list[Gap], total: Tensor, score: Tensor) -> None:
-        """Warn when the map's sum misses the target score by more than :data:`TOTAL_TOLERANCE`
-        of it (or is not finite), naming the conv/dense layers whose biases and stabilizers
-        absorbed or added the most."""
-        miss = ((total - score).abs() / (score.abs() + 1e-12)).nan_to_num(float("inf"))
+    def _report_total(self, gaps: list[Gap], absorbed: list[Gap], total: Tensor, score: Tensor) -> None:
+        """Account for the map's sum: the target score minus it is what the routed calls kept
+        (biases, constants, stabilizers: ``absorbed``) plus what the watched ones changed
+        (``gaps``) plus what changed elsewhere. Warn when the sum misses the score by more than
+        :data:`TOTAL_TOLERANCE` of it (or is not finite), naming the layers that kept the most,
+        and when the rest exceeds :data:`GAP_TOLERANCE` of it: an operation without a rule that is
+        not watched changed the relevance (a multiplication by a constant, a hand-written
+        ``x @ W``), which is a break no bias explains."""
+        scale = score.abs() + 1e-12
+        missed = score - total
+        miss = (missed.abs() / scale).nan_to_num(float("inf"))
         k = int(miss.argmax())
-        if float(miss[k]) <= TOTAL_TOLERANCE:
-            return
-        layers = gap_report(absorbed, score.abs() + 1e-12, "of the target score", 0.0)
-        warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: the map sums to "
-                      f"{float(total[k]):.3g} where the target score is {float(score[k]):.3g} (off by "
-                      f"{float(miss[k]):.3g} times the score); the layers whose biases and stabilizers "
-                      f"absorb or add the most (relevance at their output minus at their input): "
-                      f"{layers}", stacklevel=4)
+        if float(miss[k]) > TOTAL_TOLERANCE:
+            layers = gap_report(absorbed, scale, "of the target score", 0.0)
+            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: the map sums to "
+                          f"{float(total[k]):.3g} where the target score is {float(score[k]):.3g} (off "
+                          f"by {float(miss[k]):.3g} times the score); the layers whose biases and "
+                          "stabilizers absorb or add the most (relevance at their output minus at "
+                          f"their input): {layers}", stacklevel=4)
+        rest = missed.clone()
+        for g in (*absorbed, *gaps):
+            if g.gap.shape == rest.shape:
+                rest = rest - g.gap.detach()
+        ratio = (rest.abs() / scale).nan_to_num(float("inf"))
+        k = int(ratio.argmax())
+        if float(ratio[k]) > GAP_TOLERANCE and bool(torch.isfinite(total).all()):
+            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: operations that have "
+                          "no LRP rule and are not watched (a multiplication by a constant, a "
+                          f"hand-written x @ W) change its sum by {float(-rest[k]):+.3g} "
+                          f"({100 * float(ratio[k]):.0f}% of the target score)", stacklevel=4)
 
     def _report(self, gaps: list[Gap], swallowed: list[tuple[str, float, float]], score: Tensor) -> None:
         """Warn about layers that break conservation and stabilizers that swallow the signal."""
