@@ -49,6 +49,7 @@ from convscope.types import ProgressFn
 from convscope.web.cache import DiskCache, JobResult
 from convscope.web.jobs import JobManager
 from tests.model_safety import assert_unharmed, snapshot
+from tests.rep_blocks import RepNet
 
 Case = Callable[[nn.Module, Tensor], None]
 
@@ -373,6 +374,29 @@ def test_registered_method_leaves_the_model_unharmed(name: str, wrapped: bool, r
         next(m for m in model.modules() if isinstance(m, Trap)).armed = False
     else:
         _registered_method(name)(model, x)
+    assert_unharmed(model, before)
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "wrapped"])
+def test_lrp_merging_parallel_branches_leaves_the_model_unharmed(wrapped: bool, raises: bool,
+                                                                 x: Tensor) -> None:
+    """LRP merges re-parameterizable branches (RepVGG's ``reparameterize()``) in its own copy for
+    the call: the user's blocks keep their branches, statistics, flags and hooks."""
+    torch.manual_seed(0)
+    trap = Trap()
+    net = nn.Sequential(trap, RepNet()).train()
+    net[1].stem.weight.requires_grad_(False)
+    net[1].blocks[1].register_forward_hook(lambda m, i, o: None)
+    model = Model(net, preprocess=Preprocess(input_size=(12, 12))) if wrapped else net
+    before = snapshot(model)
+    if raises:
+        trap.armed = True
+        with pytest.raises(ConvscopeError) as failure:
+            _registered_method("lrp")(model, x)
+        assert isinstance(failure.value.__cause__, Explode)
+    else:
+        _registered_method("lrp")(model, x)
     assert_unharmed(model, before)
 
 

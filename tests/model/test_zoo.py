@@ -262,3 +262,18 @@ def test_gray_exported_program_takes_one_mean_and_unknown_fields_are_refused(tmp
     assert model.channels == 1 and model.spec.mean == (0.5,) and model.input_size == (12, 12)
     with pytest.raises(BadArgument, match="no field 'size'"):
         load_model(net, preprocess={"size": 8})
+
+
+def test_timm_data_config_becomes_preprocessing() -> None:
+    """timm's resolved data config as Preprocess fields (the zoo suite checks it on timm itself)."""
+    from convscope.model.zoo import timm_preprocess
+
+    config = {"input_size": (3, 256, 240), "interpolation": "bicubic", "mean": (0.0, 0.0, 0.0),
+              "std": (1.0, 1.0, 1.0), "crop_pct": 0.95, "crop_mode": "squash"}
+    fields, unmet = timm_preprocess(config)
+    assert fields == {"input_size": (256, 240), "channels": 3, "mean": (0.0, 0.0, 0.0),
+                      "std": (1.0, 1.0, 1.0), "crop_fraction": 0.95, "resize": "stretch"}
+    assert unmet == "its 'bicubic' interpolation is done bilinearly"
+    fields, unmet = timm_preprocess(config | {"interpolation": "bilinear", "crop_pct": None,
+                                              "crop_mode": "center"})
+    assert (fields["crop_fraction"], fields["resize"], unmet) == (1.0, "crop", "")

@@ -67,4 +67,9 @@ def run_layers(args: argparse.Namespace) -> int:
         print(f"{i.name:<{width}}  {i.type:<18} {i.params:>9}  {shape}")
     if table.auto is not None:
         print(f"\nlayer 'auto' = {table.auto.name}: {table.auto.reason}")
+    spec = model.spec
+    size = "x".join(map(str, spec.input_size))
+    source = model.preprocess_source or "the options given and convscope defaults"
+    print(f"\npreprocessing: {size}, mean {spec.mean}, std {spec.std}, {spec.resize} "
+          f"{spec.crop_fraction:g}, from {source}")
     return 0

@@ -396,6 +396,12 @@ class RuleBlock:
         """Watched calls and their conservation gaps, filled by the backward pass (see module notes)."""
         return self._mode.gaps
 
+    @property
+    def module(self) -> str:
+        """Dotted name of the module whose forward is running now (the network's class name at
+        the top level), for overrides to name the calls they route."""
+        return self._mode.modules[-1] if self._mode.modules else "(top level)"
+
 
 def active_rule() -> BackwardRule | None:
     """The rule of the innermost active :func:`backward_rule` block in this thread, if any."""

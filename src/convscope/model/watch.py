@@ -98,7 +98,7 @@ def gap_report(gaps: list[Gap], scale: Tensor, of: str, tolerance: float, most: 
         size = g.gap.detach().abs()
         if size.shape != scale.shape:
             continue
-        ratio = size / scale
+        ratio = (size / scale).nan_to_num(float("inf"))  # an overflowed gap is the worst
         k = int(ratio.argmax())
         key = (g.layer, g.op)
         if float(ratio[k]) > tolerance and float(ratio[k]) > found.get(key, (0.0, 0.0))[1]:

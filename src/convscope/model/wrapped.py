@@ -195,6 +195,9 @@ class Model(nn.Module):
         self.labels = list(labels) if labels is not None else None
         self.name = name
         self.training = net.training  # mirror the flag only: net's submodules keep their own
+        self.preprocess_source: str | None = None
+        """Where ``spec`` came from when a loader took it from the model's package (timm's data
+        config), for the CLI to say; ``None``: given by the caller or convscope's defaults."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

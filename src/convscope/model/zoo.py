@@ -11,7 +11,8 @@
   ``trust_checkpoint=True``) a pickled module. State dicts load with ``weights_only=True``. What
   TorchScript and exported programs allow: :mod:`convscope.model.formats`.
 * ``"torchvision:NAME"`` / ``"timm:NAME"``: when those packages import, with weights from their
-  local cache only.
+  local cache only, or from ``weights`` (a state dict). A timm model brings its own preprocessing
+  (input size, mean, std, crop) from timm's data config; fields the caller gives override it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import asdict
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +37,7 @@ from torch import nn
 from ..errors import BadArgument, BadModel, MissingDependency
 from .formats import ExportedInput, load_exported, load_torchscript, type_name
 from .labels import imagenet_labels, normalize_labels
-from .wrapped import Model, Preprocess
+from .wrapped import Model, Preprocess, Resize
 
 DEFAULT_MODEL = "efficientnet_lite0"
 
@@ -126,7 +128,7 @@ def load_model(
         if labels is not None:
             model.labels = normalize_labels(labels, _num_classes(model.net))
     elif text.startswith(("torchvision:", "timm:")):
-        model = _hub_package_model(text, _built(given))
+        model = _hub_package_model(text, given, weights)
     elif Path(text).suffix in {".pt", ".pt2", ".pth", ".ckpt", ".bin"} or Path(text).is_file():
         net, arch, fixed = _load_checkpoint(Path(text), trust_checkpoint)
         default_labels: Sequence[str] | str | None = labels
@@ -331,8 +333,32 @@ def _load_weights(net: nn.Module, weights: str | Path) -> None:
         raise BadModel(f"weights file {str(path)!r} does not fit the model: {first}") from err
 
 
-def _hub_package_model(text: str, preprocess: Preprocess | None) -> Model:
-    """torchvision / timm models, imported lazily; weights only from the local cache."""
+_CROP_MODES: dict[str, Resize] = {"center": "crop", "squash": "stretch", "border": "letterbox"}
+"""timm's eval ``crop_mode`` as :class:`Preprocess` ``resize``."""
+
+
+def timm_preprocess(config: Mapping[str, Any]) -> tuple[dict[str, object], str]:
+    """:class:`Preprocess` fields from timm's resolved data config
+    (``timm.data.resolve_data_config``), and what could not be followed."""
+    size = tuple(config["input_size"])
+    fields: dict[str, object] = {
+        "input_size": (int(size[-2]), int(size[-1])), "channels": int(size[0]),
+        "mean": tuple(float(v) for v in config["mean"]),
+        "std": tuple(float(v) for v in config["std"]),
+        "crop_fraction": float(config.get("crop_pct") or 1.0),
+        "resize": _CROP_MODES.get(str(config.get("crop_mode", "center")), "crop"),
+    }
+    unmet = []
+    interpolation = str(config.get("interpolation", "bilinear"))
+    if interpolation != "bilinear":
+        unmet.append(f"its {interpolation!r} interpolation is done bilinearly")
+    return fields, "; ".join(unmet)
+
+
+def _hub_package_model(text: str, given: dict[str, object], weights: str | Path | None) -> Model:
+    """torchvision / timm models, imported lazily; weights from ``weights`` (a state dict) or
+    only from the local cache. A timm model takes its preprocessing from timm's data config
+    (``given`` fields override it); a torchvision one keeps convscope's ImageNet defaults."""
     package, _, name = text.partition(":")
     try:
         lib = importlib.import_module(package)
@@ -344,15 +370,32 @@ def _hub_package_model(text: str, preprocess: Preprocess | None) -> Model:
     hub_dir = Path(torch.hub.get_dir()) / "checkpoints"
     try:
         if package == "torchvision":
-            weights = lib.models.get_model_weights(name).DEFAULT
-            if not (hub_dir / Path(weights.url).name).is_file():
-                raise BadModel(
-                    f"model {text!r}: its weights are not in the local cache {hub_dir}; "
-                    "convscope never downloads; put the file there or pass a checkpoint"
-                )
-            net = lib.models.get_model(name, weights=weights)
+            if weights is not None:
+                net = lib.models.get_model(name, weights=None)
+            else:
+                default = lib.models.get_model_weights(name).DEFAULT
+                if not (hub_dir / Path(default.url).name).is_file():
+                    raise BadModel(
+                        f"model {text!r}: its weights are not in the local cache {hub_dir}; "
+                        "convscope never downloads; put the file there or pass a checkpoint"
+                    )
+                net = lib.models.get_model(name, weights=default)
         else:
-            net = lib.create_model(name, pretrained=True)
+            net = lib.create_model(name, pretrained=weights is None)
     except (KeyError, ValueError, RuntimeError) as err:
         raise BadModel(f"model {text!r} cannot be built by {package} ({err})") from err
-    return _wrap(net.eval(), preprocess, "imagenet", name=text)
+    if weights is not None:
+        _load_weights(net, weights)
+    source = None
+    preprocess = _built(given)
+    if package == "timm":
+        own, unmet = timm_preprocess(lib.data.resolve_data_config({}, model=net))
+        preprocess = Preprocess(**(own | given))  # type: ignore[arg-type]
+        source = f"timm's data config of {name!r}"
+        if given:
+            source += f", with {', '.join(sorted(given))} given"
+        if unmet:
+            source += f" ({unmet})"
+    model = _wrap(net.eval(), preprocess, "imagenet", name=text)
+    model.preprocess_source = source
+    return model

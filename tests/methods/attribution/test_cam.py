@@ -143,6 +143,47 @@ def test_guided_gradcam_moves_with_the_target(lite0: Model, two_objects: Tensor)
     assert left[0] > 0.5 > left[1], left
 
 
+class TwoHeads(nn.Module):
+    """conv -> relu -> GAP -> the mean of two linear heads (LeViT's head and head_dist), with
+    weights small enough that the logits are ~1e-4, as at LeViT's random init."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.head, self.head_dist = nn.Linear(8, 5), nn.Linear(8, 5)
+        with torch.no_grad():
+            for head in (self.head, self.head_dist):
+                head.weight.normal_(0, scale)
+                head.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = self.relu(self.conv(x)).mean((2, 3))
+        return (self.head(pooled) + self.head_dist(pooled)) / 2
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-4])
+def test_cam_refuses_a_head_that_is_not_the_one_making_the_logits(scale: float) -> None:
+    """Neither head alone gives the averaged logits; tiny logits must not hide it."""
+    model = _wrap(TwoHeads(scale))
+    with torch.no_grad():
+        assert (model(_inputs()).abs().max() < 1e-3) == (scale < 1)
+    with pytest.raises(BadModel, match="does not reproduce"):
+        CAM(model, layer="relu")(_inputs(), 0)
+
+
+def test_cam_accepts_its_head_however_small_the_logits() -> None:
+    """A one-head model with logits ~1e-4 is still CAM's: the check is relative, not absolute."""
+    net = TwoHeads(1e-4)
+    net.head_dist = net.head  # the mean of one head twice: the head itself
+    model = _wrap(net)
+    x = _inputs()
+    with torch.no_grad():
+        acts = model.net.relu(model.net.conv(x))
+        reference = torch.einsum("k,bkhw->bhw", net.head.weight[2], acts)[:, None]
+    torch.testing.assert_close(CAM(model, layer="relu", relu=False)(x, 2), reference)
+
+
 @pytest.mark.parametrize("net", [FlattenHead(), MLPHead()], ids=["flatten", "mlp"])
 def test_cam_without_gap_linear_head_says_what_to_do(net: nn.Module) -> None:
     model = _wrap(net)

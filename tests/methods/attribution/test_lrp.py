@@ -217,7 +217,7 @@ def test_batch_norm_fold_leaves_the_model_alone_and_keeps_its_function() -> None
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     assert flags() == before
     assert all(p.grad is None for p in net.parameters())
-    folded = method.folded()
+    folded = method.folded(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     net.eval()
     torch.testing.assert_close(folded(x), net(x), rtol=1e-10, atol=1e-12)  # the same logits

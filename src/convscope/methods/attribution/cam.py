@@ -157,6 +157,21 @@ def _last_spatial_layer(model: Model) -> str | None:
     return max(rows, key=lambda r: r.order or 0).name if rows else None
 
 
+def reproduces(pooled: Tensor, weight: Tensor, bias: Tensor | None, logits: Tensor) -> bool:
+    """Whether ``pooled @ weight.T + bias`` equals the logits up to rounding, unit by unit.
+
+    The tolerance is relative to the magnitude of the terms each logit sums,
+    ``|pooled| @ |weight|.T + |bias|`` (the scale of a dot product's rounding error), not to the
+    logits: a head at random init whose logits are ~1e-4 must not pass by an absolute floor, and
+    a head that is not the one producing the logits (LeViT averages two) misses by a fraction of
+    its terms, far above rounding.
+    """
+    predicted = F.linear(pooled, weight, bias)
+    terms = F.linear(pooled.abs(), weight.abs(), None if bias is None else bias.abs())
+    rel = max(1e-4, 16 * torch.finfo(pooled.dtype).eps)
+    return bool(((predicted - logits).abs() <= rel * (terms + logits.abs())).all())
+
+
 def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor:
     """The weights W (classes, K) with ``W GAP(acts) + b == logits`` on this batch, else ``BadModel``.
 
@@ -174,10 +189,8 @@ def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor
         raise _no_head(model, layer, f"has no linear layer or 1x1 convolution from its {channels} "
                        f"channels to its {classes} outputs")
     pooled = acts.mean((2, 3))
-    tol = 1e-3 * max(1.0, float(logits.abs().max()))
     for weight, bias in reversed(candidates):
-        predicted = F.linear(pooled, weight.to(pooled), None if bias is None else bias.to(pooled))
-        if torch.allclose(predicted, logits, rtol=1e-3, atol=tol):
+        if reproduces(pooled, weight.to(pooled), None if bias is None else bias.to(pooled), logits):
             return weight.detach()
     raise _no_head(model, layer, "computes its logits otherwise (the linear layer or 1x1 convolution "
                    "on the pooled map does not reproduce them)")

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from ....model.compat import torch_function_disabled
 from ....model.rules import ActivationCall, BackwardRule
+from ....model.watch import Gap
 from .composites import LayerKind, RuleMap
 from .rules import Flat, LayerCall, LayerRule, signal_scaled, stabilize
 
@@ -118,6 +119,8 @@ class Propagation:
     the mode never saw (TorchScript). ``swallowed`` lists the layers (name, smallest over the batch
     of the largest |output|, stabilizer) whose outputs are not large against an absolute
     stabilizer (below :data:`SWALLOW` times it): there the stabilizer absorbs the relevance.
+    ``absorbed`` has one :class:`~convscope.model.watch.Gap` per conv/dense call: the relevance
+    at its output minus that at its input, per sample (what its bias and stabilizer kept or added).
     """
 
     def __init__(self, rules: RuleMap, net: nn.Module, low: Tensor | None = None,
@@ -128,6 +131,9 @@ class Propagation:
                       if isinstance(getattr(m, "weight", None), Tensor)}
         self.layers = 0
         self.swallowed: list[tuple[str, float, float]] = []
+        self.absorbed: list[Gap] = []
+        self.where: Callable[[], str] = lambda: "(top level)"
+        """The module running now (the rule block's :attr:`~convscope.model.rules.RuleBlock.module`)."""
 
     def overrides(self) -> dict[Callable, Callable[..., Any]]:
         table: dict[Callable, Callable[..., Any]] = {}
@@ -164,11 +170,28 @@ class Propagation:
                                   relative=self.relative)
                 out, back = rule.forward(layer)
                 self._check_scale(name, rule, out)
-                return out, lambda r: (back(r),)
+
+                def absorbing(r: Tensor) -> tuple[Tensor]:
+                    given = back(r)
+                    self._absorb(name, func.__name__, r, [given])
+                    return (given,)
+
+                return out, absorbing
 
             return _Relevance.apply(run, False, x)
 
         return call
+
+    def _absorb(self, name: str, op: str, out: Tensor, given: list[Tensor | None]) -> None:
+        """Record the relevance a call kept (to biases, constants, stabilizers): its output's
+        minus its inputs', per sample, where every tensor is batch-first."""
+        parts = [g for g in given if g is not None]
+        if out.ndim < 1 or any(g.ndim < 1 or g.shape[0] != out.shape[0] for g in parts):
+            return
+        kept = out.flatten(1).sum(1) if out.ndim > 1 else out.clone()
+        for g in parts:
+            kept = kept - (g.flatten(1).sum(1) if g.ndim > 1 else g)
+        self.absorbed.append(Gap(name, op, kept))
 
     def _check_scale(self, name: str, rule: LayerRule, out: Tensor) -> None:
         """Record the layer when an absolute stabilizer is not small against its outputs."""
@@ -182,8 +205,10 @@ class Propagation:
     def _norm(self, graph_func: Callable[..., Tensor], inplace: Callable | None) -> Callable[..., Tensor]:
         """Proportional split over the tensor operands of a linear map without weights."""
         original = inplace or graph_func
+        op = getattr(original, "__name__", "add").strip("_")
 
         def call(*args: Any, **kwargs: Any) -> Tensor:
+            name = self.where()
             slots = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.is_floating_point()]
             if "out" in kwargs or not any(_tracked(args[i]) for i in slots):
                 return original(*args, **kwargs)
@@ -207,7 +232,9 @@ class Propagation:
 
                 def back(r: Tensor) -> tuple[Tensor | None, ...]:
                     grads = torch.autograd.grad(y, leaves, r * scale, allow_unused=True)
-                    return tuple(None if g is None else leaf.detach() * g for leaf, g in zip(leaves, grads))
+                    parts = tuple(None if g is None else leaf.detach() * g for leaf, g in zip(leaves, grads))
+                    self._absorb(name, op, r, [p for p, t in zip(parts, tensors) if _tracked(t)])
+                    return parts
 
                 return out, back
 
