@@ -6,14 +6,17 @@ where they reproduce the plain copy (fast.py, the fallback rule).
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from convscope import explain
 from convscope.model import FastForward, Model, select
-from convscope.model.fast import as_input_of, inference_net, is_channels_last
+from convscope.model.fast import FREEZE_MIN_ROWS, as_input_of, inference_net, is_channels_last
 from convscope.model.fold import fold_info
+from convscope.model.guard import own_hook
 from tests.model.flat_nets import HOWS, flat_inputs, flat_model, flat_net
 
 
@@ -49,8 +52,75 @@ def test_a_data_dependent_branch_stays_eager() -> None:
         assert (net.conv(flipped).mean((2, 3)).sum() > 0) != (net.conv(x).mean((2, 3)).sum() > 0)
     fast(x)
     assert fast.frozen is None
+    assert fast.dropped == ["frozen graph: untraceable: __bool__ turned a tensor into a Python value in "
+                            "the model's forward in the dry pass (a trace would bake in the path this "
+                            "input took)"]
     with torch.no_grad():
         torch.testing.assert_close(fast(flipped), net(flipped))
+
+
+def _compares_values(_module: nn.Module, args: tuple, _output: Tensor) -> None:
+    torch.equal(args[0], args[0])  # a tensor's value as a Python bool
+
+
+def test_convscopes_own_hooks_do_not_make_a_model_untraceable() -> None:
+    """A hook of convscope's (the logits a method keeps) reads values; the model does not."""
+    net = flat_net("flatten")
+    handle = net.register_forward_hook(own_hook(_compares_values))
+    try:
+        fast = FastForward(net, freeze=True)
+        fast(flat_inputs(2))
+        assert fast.frozen is not None and fast.dropped == []
+    finally:
+        handle.remove()
+
+
+def test_a_users_own_hook_that_reads_values_is_part_of_the_model() -> None:
+    net = flat_net("flatten")
+    net.register_forward_hook(_compares_values)
+    fast = FastForward(net, freeze=True)
+    fast(flat_inputs(2))
+    assert fast.frozen is None
+    assert fast.dropped[0].startswith("frozen graph: untraceable: equal turned a tensor into a Python value")
+
+
+def test_a_call_too_small_to_pay_for_tracing_says_so() -> None:
+    fast = FastForward(flat_net("flatten"))
+    fast.scores(flat_inputs(5), 1)
+    assert fast.frozen is None
+    assert fast.dropped == [f"frozen graph: not built: calls of at most 5 rows (tracing pays from "
+                            f"{FREEZE_MIN_ROWS} rows in one call)"]
+    fast = FastForward(flat_net("flatten"), rows=FREEZE_MIN_ROWS)  # the total of many small calls
+    fast.scores(flat_inputs(5), 1)
+    assert fast.frozen is not None and fast.dropped == []
+
+
+@pytest.mark.parametrize(("method", "options"), [
+    ("occlusion", {"window": 8, "stride": 8}),  # 144 windows
+    ("rise", {"masks": 128}),
+    ("lime", {"samples": 128}),
+])
+def test_forward_only_methods_on_lite0_run_on_the_frozen_graph(
+        lite0: Model, method: str, options: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under explain(), whose logits hook is copied with the model (issue 23): frozen, nothing dropped."""
+    made = _fast_forwards(monkeypatch)
+    x = lite0.normalize(torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    explain(lite0, x, method=method, **options)
+    assert made and all(f.frozen is not None and f.dropped == [] for f in made), \
+        [(f.frozen, f.dropped) for f in made]
+
+
+def _fast_forwards(monkeypatch: pytest.MonkeyPatch) -> list[FastForward]:
+    """Every FastForward made from now on in the test."""
+    made: list[FastForward] = []
+    init = FastForward.__init__
+
+    def recording(self: FastForward, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(FastForward, "__init__", recording)
+    return made
 
 
 def test_freeze_off_keeps_the_eager_copy(lite0: Model) -> None:

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("top", help="a channel's top images from an atlas, cropped to the "
                                    "receptive field of the peak unit")
     p.add_argument("--atlas", required=True, metavar="DIR", help="atlas folder from `convscope scan`")
-    p.add_argument("--layer", required=True, help="a layer the atlas scanned")
+    p.add_argument("--layer", required=True, help="a layer the atlas scanned (auto: its last)")
     p.add_argument("--channel", type=int, required=True, metavar="C", help="channel index")
     p.add_argument("--k", type=int, metavar="K", help="images to show (default: all stored)")
     p.add_argument("--full", action="store_true", help="whole images with the field outlined")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE", help="query image file (or sample:NAME)")
     p.add_argument("--index", type=int, metavar="I", help="query by the atlas image with this index")
     p.add_argument("--atlas", required=True, metavar="DIR", help="atlas folder from `convscope scan`")
-    p.add_argument("--layer", help="embedding layer (default: the atlas's last layer)")
+    p.add_argument("--layer", help="embedding layer (default and auto: the atlas's last layer)")
     p.add_argument("--k", type=int, default=8, metavar="K", help="neighbours (default 8)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "l2"], help="default cosine")
     p.add_argument("--model", help="the atlas's model, when it is not a zoo name (default: its name)")
@@ -57,9 +57,10 @@ def _short(source: str) -> str:
 def run_top(args: argparse.Namespace) -> int:
     atlas = Atlas.open(args.atlas)
     model = atlas_model(atlas, args.model)
-    patches = top_patches(atlas, model, args.layer, args.channel, args.k)
+    layer = atlas.layer_named(args.layer)
+    patches = top_patches(atlas, model, layer, args.channel, args.k)
     if not patches:
-        raise BadArgument(f"channel {args.channel} of {args.layer!r} has no scanned images")
+        raise BadArgument(f"channel {args.channel} of {layer!r} has no scanned images")
     captions = [f"#{p.record.rank + 1} {p.record.value:.3g} {_short(p.record.source)}" for p in patches]
     tiles: list[Image.Image] | list[Tensor]
     if args.full:
@@ -69,12 +70,12 @@ def run_top(args: argparse.Namespace) -> int:
         tiles = [p.crop for p in patches]
     box = patches[0].box
     what = "whole images, field outlined" if args.full else f"fields up to {box.height}x{box.width} px"
-    title = f"{atlas.model_name} {args.layer} channel {args.channel}: top {len(patches)} ({what})"
+    title = f"{atlas.model_name} {layer} channel {args.channel}: top {len(patches)} ({what})"
     grid = image_grid(tiles, captions=captions, upscale="auto", tile_size=96, title=title,
                       ncols=min(8, len(tiles)))
-    out = save_png(grid, args.out or f"top_{args.layer}_c{args.channel}.png")
+    out = save_png(grid, args.out or f"top_{layer}_c{args.channel}.png")
     if args.json:
-        print_json({"layer": args.layer, "channel": args.channel, "png": str(out),
+        print_json({"layer": layer, "channel": args.channel, "png": str(out),
                     "top": [{"rank": p.record.rank, "index": p.record.index, "value": p.record.value,
                              "y": p.record.y, "x": p.record.x, "source": p.record.source,
                              "box": [p.box.top, p.box.left, p.box.bottom, p.box.right]}
@@ -96,7 +97,7 @@ def run_neighbors(args: argparse.Namespace) -> int:
     if (args.image is None) == (args.index is None):
         raise BadArgument("give a query IMAGE or --index I (one of them)")
     atlas = Atlas.open(args.atlas)
-    layer = args.layer or atlas.layers[-1]
+    layer = atlas.layer_named(args.layer or atlas.layers[-1])
     model = None
     if args.index is not None:
         found = find_neighbors(atlas, args.index, layer=layer, k=args.k, metric=args.metric)

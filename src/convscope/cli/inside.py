@@ -16,7 +16,7 @@ from .common import add_model_options, model_from_args, print_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("filters", help="a conv layer's filters (weights) as a tile grid")
-    p.add_argument("--layer", help="Conv2d layer (default: the first one)")
+    p.add_argument("--layer", help="Conv2d layer (default and auto: the first one)")
     p.add_argument("--max", type=int, default=64, metavar="N", help="filters per page (default 64)")
     p.add_argument("--page", type=int, default=0, metavar="P", help="page, from 0 (default 0)")
     p.add_argument("--view", default="auto", choices=["auto", "rgb", "channels", "mean", "depthwise", "gray"],

@@ -30,8 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=PROJECTIONS, default="tsne", help="projection (default tsne)")
     p.add_argument("--color", choices=("label", "prediction"), default="label",
                    help="colour points by true label or by the model's prediction")
-    p.add_argument("--layer", help="layer to map (atlas: one it holds, default its first; "
-                                   "dataset: any layer, default auto)")
+    p.add_argument("--layer", help="layer to map (atlas: one it holds, default its first, auto "
+                                   "its last; dataset: any layer, default auto)")
     p.add_argument("--limit", type=int, metavar="N", help="dataset: use N images evenly spread over it")
     p.add_argument("--batch-size", type=int, default=256, metavar="B", help="dataset: images per forward")
     p.add_argument("--thumbnails", type=int, default=150, metavar="N", help="thumbnails drawn (0: none)")

@@ -205,7 +205,11 @@ class Atlas:
             rows = con.execute(f"SELECT {column} FROM images ORDER BY idx").fetchall()
         return [missing if r[0] is None else r[0] for r in rows]
 
-    def _layer(self, layer: str) -> str:
+    def layer_named(self, layer: str) -> str:
+        """``layer`` as the atlas stores it: ``"auto"`` is its last layer (what a scan left to
+        "auto" stored); any other name must be one it holds."""
+        if layer == "auto" and self.layers:
+            return self.layers[-1]
         if layer not in self.channels:
             raise BadArgument(f"layer {layer!r} is not in atlas '{self.path}'; it has "
                               f"{', '.join(self.layers)}")
@@ -218,12 +222,12 @@ class Atlas:
     def embedding_rows(self, layer: str) -> np.ndarray:
         """(N, C) float32 embeddings as a read-only memory map: only the rows indexed are read
         from disk, so a reader that needs a few rows (or one chunk at a time) never loads all."""
-        return np.load(_layer_file(self.path, self._layer(layer)), mmap_mode="r")
+        return np.load(_layer_file(self.path, self.layer_named(layer)), mmap_mode="r")
 
     def stamp(self, layer: str | None = None) -> str:
         """Text that changes whenever ``layer``'s embeddings (None: the thumbnails) are rewritten,
         for the keys of results cached from them."""
-        path = self.path / THUMBNAILS if layer is None else _layer_file(self.path, self._layer(layer))
+        path = self.path / THUMBNAILS if layer is None else _layer_file(self.path, self.layer_named(layer))
         info = path.stat()
         return f"{self.meta.get('model_fingerprint', '')}:{self.size}:{info.st_size}:{info.st_mtime_ns}"
 
@@ -311,7 +315,7 @@ class Atlas:
 
     def top(self, layer: str, channel: int, k: int | None = None) -> list[TopRecord]:
         """The ``k`` (default all stored) top images of a channel, best first."""
-        self._layer(layer)
+        layer = self.layer_named(layer)
         if not 0 <= channel < self.channels[layer]:
             raise BadArgument(f"channel {channel} is outside layer {layer!r} "
                               f"(0..{self.channels[layer] - 1})")

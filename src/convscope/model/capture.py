@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..errors import BadArgument, BadLayer
 from .formats import check_format
-from .guard import evaluating
+from .guard import evaluating, own_hook
 from .layers import (
     LayerRef,
     ambiguous_call,
@@ -210,9 +210,10 @@ def capture(
 
     handles = []
     try:
-        handles.append(net.register_forward_pre_hook(new_forward))
-        for module_name in refs:
-            handles.append(get_layer(net, module_name).register_forward_hook(make_hook(module_name)))
+        handles.append(net.register_forward_pre_hook(own_hook(new_forward)))
+        for module_name in refs:  # own hooks: another thread's forward is not this block's
+            hook = own_hook(make_hook(module_name))
+            handles.append(get_layer(net, module_name).register_forward_hook(hook))
         yield record
         if record._calls and not stopped:  # the last forward ran to the end: remember its counts
             note_calls(net, {m: record._calls.get(m, 0) for m in refs})

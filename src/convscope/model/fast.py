@@ -243,9 +243,13 @@ class FastForward:
     """
 
     def __init__(self, model: nn.Module, *, fold: bool = True,
-                 channels_last: bool | None = None, freeze: bool | None = None) -> None:
+                 channels_last: bool | None = None, freeze: bool | None = None,
+                 rows: int | None = None) -> None:
         self.device = device_of(model)
         self.model = model
+        self.rows = rows
+        """Rows the method will score in all, when it scores them in several small calls (RISE,
+        Score-CAM): with ``freeze`` left to the device, their sum decides whether tracing pays."""
         try:
             self.plain: nn.Module | None = inference_copy(model)
         except Exception:  # deepcopy refused
@@ -256,19 +260,42 @@ class FastForward:
                                    if channels_last is None else channels_last)
         self.fold_info = FoldInfo()
         self.channels_last = False
-        self.dropped: list[str] = []
-        """What the fallback rule dropped, and why (one line each)."""
+        self._dropped: list[str] = []
+        self._small = 0
+        """Rows of the largest call left eager for its size (``freeze`` left to the device)."""
         self._chosen = self.plain is None
-        self._traceable = False
+        self._untraceable = "not checked yet"
+        """Why a trace would not be the model's function ('' when nothing says so)."""
         self._freeze_auto = freeze is None
         if freeze is None:
             freeze = FREEZE.get(self.device.type, False)
         self._to_freeze = bool(freeze) and self.plain is not None
         self.frozen: torch.jit.ScriptModule | None = None
 
+    @property
+    def dropped(self) -> list[str]:
+        """Why this call does not run the fastest variant it could (one line each): what the
+        fallback rule dropped, why no frozen graph was traced or kept, or that the calls were too
+        small to pay for tracing. Empty when nothing was given up."""
+        if self._to_freeze and self.frozen is None and self._small:
+            return [*self._dropped, f"frozen graph: not built: calls of at most {self._small} rows "
+                                    f"(tracing pays from {FREEZE_MIN_ROWS} rows in one call)"]
+        return list(self._dropped)
+
     def __call__(self, x: Tensor) -> Tensor:
         """Logits for one chunk (computed under ``inference_mode``)."""
-        return self._forward(x, may_freeze=not (self._freeze_auto and x.shape[0] < FREEZE_MIN_ROWS))
+        return self._forward(x, may_freeze=self._pays(x.shape[0]))
+
+    def _pays(self, rows: int | None) -> bool:
+        """Whether a call of ``rows`` (or of the whole call's :attr:`rows`) may freeze (``None``:
+        unknown, it may); notes one that may not."""
+        if not self._freeze_auto or (rows is None and self.rows is None):
+            return True
+        rows = max(rows or 0, self.rows or 0)
+        if rows >= FREEZE_MIN_ROWS:
+            return True
+        self._small = max(self._small, rows)
+        return False
 
     def _forward(self, x: Tensor, may_freeze: bool) -> Tensor:
         out = self._choose(x) if not self._chosen else None
@@ -282,8 +309,12 @@ class FastForward:
         self._chosen = True
         choice = choose(self.plain, x, fold=self.fold, channels_last=self.want_channels_last)
         self._use(choice.net)
-        self.dropped += choice.dropped
-        self._traceable = choice.recording is not None and not choice.recording.converted
+        self._dropped += choice.dropped
+        rec = choice.recording
+        if rec is None:
+            self._untraceable = "the dry pass failed"
+        else:
+            self._untraceable = (rec.conversion or "a tensor became a Python value") if rec.converted else ""
         return choice.output
 
     def _use(self, net: nn.Module) -> None:
@@ -299,14 +330,14 @@ class FastForward:
                 try:
                     return self.frozen(as_input_of(self.net, x))
                 except Exception as err:  # another input than the traced one: eager from now on
-                    self.dropped.append(f"frozen graph: {_why(err)}")
+                    self._dropped.append(f"frozen graph: {_why(err)}")
                     self.frozen = None
             if self.net is self.plain:
                 return self.net(x)
             try:
                 return self.net(as_input_of(self.net, x))
             except Exception as err:  # a variant failing where the first chunk did not
-                self.dropped.append(f"{'fold' if self.fold_info.folded else 'channels-last'} "
+                self._dropped.append(f"{'fold' if self.fold_info.folded else 'channels-last'} "
                                     f"on a later chunk: {_why(err)}")
                 self._use(self.plain)
                 return self.plain(x)
@@ -326,7 +357,10 @@ class FastForward:
         self._to_freeze = False
         if not self._chosen:
             self._choose(example)
-        if not self._traceable or self.plain is None:
+        if self._untraceable or self.plain is None:
+            if self.plain is not None:
+                self._dropped.append(f"frozen graph: untraceable: {self._untraceable} in the dry "
+                                    "pass (a trace would bake in the path this input took)")
             return False
         x = as_input_of(self.net, example)
         other = x[:1] if x.shape[0] > 1 else as_input_of(self.net, torch.cat([x, x]))
@@ -337,12 +371,12 @@ class FastForward:
                 frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
                 same = all(same_output(frozen(t), self.net(t)) for t in (x, other))
         except Exception as err:  # untraceable model: the eager copy is as correct, only slower
-            self.dropped.append(f"frozen graph: {_why(err)}")
+            self._dropped.append(f"frozen graph: {_why(err)}")
             return False
         if same:
             self.frozen = frozen
         else:
-            self.dropped.append("frozen graph: changed the output")
+            self._dropped.append("frozen graph: changed the output")
         return same
 
     def scores(
@@ -375,7 +409,7 @@ class FastForward:
         else:
             chunks = inputs
         # a call too small to pay for tracing stays eager; a later, larger call may still freeze
-        may_freeze = not (self._freeze_auto and total is not None and total < FREEZE_MIN_ROWS)
+        may_freeze = self._pays(total)
         out: list[Tensor] = []
         done = 0
         for chunk in chunks:

@@ -13,6 +13,8 @@ one ``BatchNorm2d`` call (a conv output that is also used elsewhere, e.g. by a s
 unnormalized, so it is left alone). Hooks on a private copy and a mode (torch keeps mode stacks
 per thread) affect nothing outside this pass, so other threads' forwards run undisturbed; the
 ``torch.fx`` symbolic tracing used before patched ``nn.Module.__call__`` for the whole process.
+convscope's own hooks copied with the model (:func:`~convscope.model.guard.own_hook`: the logits a
+method keeps, a capture) are not recorded: what they read is convscope's, not the model's.
 
 Subclasses, modules with hooks of their own and modules called twice are left alone, and so is a
 pair that would change the output of a module in ``keep`` (a scan records the outputs of the
@@ -45,7 +47,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.overrides import TorchFunctionMode
 
-from .guard import exclusive
+from .guard import exclusive, in_own_hook
 
 DEFAULT_SIZE = (224, 224)
 """Input size of the dry pass for a bare module with no ``input_size`` (the default preprocess)."""
@@ -141,6 +143,8 @@ class Recording:
     """Modules on the stack when a tensor became a Python value outside torch's own layers."""
     converted: bool = False
     """Whether any tensor became a Python value or a constant: a graph trace would bake it in."""
+    conversion: str = ""
+    """The first such conversion: the function and the module running it (why no trace)."""
 
     def pairs(self, modules: dict[str, nn.Module]) -> list[tuple[str, str]]:
         """(conv, bn) names whose conv output fed exactly that BN and nothing else, each called once,
@@ -227,18 +231,28 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
+        if in_own_hook():  # convscope's own hook reading the model's tensors, not the model
+            return func(*args, **kwargs)
         top = self.kind[id(self.stack[-1])] if self.stack else "module"
         name = _name_of(func)
         if top not in ("conv", "bn") and name not in _METADATA:  # their own internals read nothing else
             self._spoil((args, kwargs))
         result = func(*args, **kwargs)
         if name in _CONSTANTS:
-            self.rec.converted = True
+            self._converted(f"torch.{name} made a constant")
         elif name == "numpy" or (name not in _METADATA and _python_value(result)):
-            self.rec.converted = True
+            self._converted(f"{name} turned a tensor into a Python value")
             if top != "torch":  # user code may branch on it: the paths it wires may differ
                 self.rec.dependent += [n for n in self._stack_names() if n not in self.rec.dependent]
         return result
+
+
+    def _converted(self, what: str) -> None:
+        if not self.rec.converted:
+            where = self._stack_names()
+            self.rec.conversion = f"{what} in {where[-1]!r}" if where and where[-1] else \
+                f"{what} in the model's forward"
+        self.rec.converted = True
 
 
 def record(net: nn.Module, example: Tensor) -> tuple[Any, Recording]:

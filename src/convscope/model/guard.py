@@ -12,14 +12,23 @@ the first to finish, and calls on different models run in parallel. The lock als
 hooks that convscope registers inside such a block, so a fast path's deep copy taken under it
 (:class:`~convscope.model.fast.FastForward`) never copies another call's hooks. The locks are kept
 in a weak dictionary: nothing is stored on the user's module.
+
+convscope's own hooks (:func:`own_hook`) belong to the call that registered them: they act only on
+forwards run by that call's thread (the lock makes other convscope calls wait, but a user's forward
+in another thread still runs, and a hook registered before the lock was taken sees the forwards of
+the call holding it), so the calls a hook counts are its own call's. While one of them runs, the
+fast path's dry pass (:mod:`~convscope.model.fold`) does not record what it reads: convscope's
+checks never count as data-dependence of the user's model (docs/architecture.md, convention 9).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -27,6 +36,9 @@ _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyD
 _LOCKS_GUARD = threading.Lock()
 _UNREFERENCEABLE = threading.RLock()
 """The lock of every module that cannot be weakly referenced (none of torch's own)."""
+_IN_OWN_HOOK = threading.local()
+
+Hook = TypeVar("Hook", bound=Callable[..., Any])
 
 
 def model_lock(module: nn.Module) -> threading.RLock:
@@ -86,3 +98,28 @@ def guarded(module: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters together: the state every read-only method runs in."""
     with exclusive(module), evaluating(module), frozen(module):
         yield module
+
+
+def own_hook(fn: Hook) -> Hook:
+    """``fn`` as a hook of convscope's own: it runs only for forwards in the thread that made it
+    (other threads' forwards pass it by, returning ``None``: nothing changed), and while it runs
+    :func:`in_own_hook` is true. Wrap every hook convscope registers on a user's module."""
+    thread = threading.get_ident()
+
+    @functools.wraps(fn)
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() != thread:
+            return None
+        depth = getattr(_IN_OWN_HOOK, "depth", 0)
+        _IN_OWN_HOOK.depth = depth + 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _IN_OWN_HOOK.depth = depth
+
+    return hook  # type: ignore[return-value]
+
+
+def in_own_hook() -> bool:
+    """Whether one of convscope's own hooks (:func:`own_hook`) is running in this thread."""
+    return getattr(_IN_OWN_HOOK, "depth", 0) > 0

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from ..errors import BadLayer
 from .device import device_of
 from .formats import format_limits, type_name
-from .guard import evaluating
+from .guard import evaluating, own_hook
 
 CALL = ":"
 AFTER_RELU = "+relu"
@@ -244,19 +244,20 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
         return pre, post
 
     handles = []
-    try:
-        for name, module in net.named_modules():
-            if name:
-                pre, post = make_hooks(name)
-                handles.append(module.register_forward_pre_hook(pre))
-                handles.append(module.register_forward_hook(post))
-        with evaluating(net), torch.no_grad(), mode:
-            out = net(example)
-        trace.output_ndim = out.ndim if isinstance(out, Tensor) else None
-        note_calls(net, {n: trace.counts.get(n, 0) for n, _ in net.named_modules() if n})
-    finally:
-        for h in handles:
-            h.remove()
+    with evaluating(net):  # hooks counting this pass only: this thread's forward, under the lock
+        try:
+            for name, module in net.named_modules():
+                if name:
+                    pre, post = make_hooks(name)
+                    handles.append(module.register_forward_pre_hook(own_hook(pre)))
+                    handles.append(module.register_forward_hook(own_hook(post)))
+            with torch.no_grad(), mode:
+                out = net(example)
+            trace.output_ndim = out.ndim if isinstance(out, Tensor) else None
+            note_calls(net, {n: trace.counts.get(n, 0) for n, _ in net.named_modules() if n})
+        finally:
+            for h in handles:
+                h.remove()
     return trace
 
 

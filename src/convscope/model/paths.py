@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import BadArgument
 from .capture import capture
-from .guard import guarded
+from .guard import guarded, own_hook
 from .layers import AFTER_RELU, get_layer, parse_layer, resolve_layer
 
 _AFFINE = frozenset([
@@ -159,7 +159,7 @@ def rise_response(model: nn.Module, inputs: Tensor, layer: str, channel: int) ->
 
     with guarded(model), torch.no_grad():
         base = model(inputs)
-        handle = module.register_forward_hook(lift)
+        handle = module.register_forward_hook(own_hook(lift))
         try:
             raised = model(inputs)
         finally:

@@ -65,6 +65,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import BadArgument
 from .compat import function_mode_stack, torch_function_disabled
+from .guard import own_hook
 from .watch import Gap, watch_call, watched
 from .watch import call_arg as _arg
 
@@ -445,8 +446,8 @@ def backward_rule(
     if mode.watching:
         if net is not None:
             mode.names = {id(m): name or type(m).__name__ for name, m in net.named_modules()}
-        hooks = [register_module_forward_pre_hook(mode.enter_module),
-                 register_module_forward_hook(mode.exit_module, always_call=True)]
+        hooks = [register_module_forward_pre_hook(own_hook(mode.enter_module)),
+                 register_module_forward_hook(own_hook(mode.exit_module), always_call=True)]
     try:
         with mode:
             yield RuleBlock(mode)

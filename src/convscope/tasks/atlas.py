@@ -103,6 +103,7 @@ def atlas_image(atlas: Atlas, index: int) -> Tensor:
 def top_patches(atlas: Atlas, model: Model, layer: str, channel: int, k: int | None = None
                 ) -> list[Patch]:
     """The ``k`` top images of ``channel`` with the receptive field of their peak unit."""
+    layer = atlas.layer_named(layer)
     records = atlas.top(layer, channel, k)
     if not records:
         return []
@@ -121,7 +122,7 @@ def find_neighbors(
     metric: Metric = "cosine",
 ) -> list[Neighbor]:
     """Nearest atlas images to a dataset index (itself excluded) or to an image (3, H, W)."""
-    layer = layer or atlas.layers[-1]
+    layer = atlas.layer_named(layer or atlas.layers[-1])
     database = torch.from_numpy(atlas.embeddings(layer))
     if isinstance(query, int):
         if not 0 <= query < atlas.size:

@@ -121,7 +121,7 @@ def embedding_map(points: Points, method: str = "tsne", *, dims: int = 2, seed: 
 def atlas_points(atlas: str | Path | Atlas, layer: str | None = None) -> Points:
     """The embeddings of a finished atlas at ``layer`` (default its first), skipped rows left out."""
     atlas = atlas if isinstance(atlas, Atlas) else Atlas.open(atlas)
-    layer = layer or atlas.layers[0]
+    layer = atlas.layer_named(layer or atlas.layers[0])
     idx, emb = atlas.valid_embeddings(layer)
     sources = atlas.sources()
     try:

@@ -24,7 +24,7 @@ from ..methods.synthesis.inversion import Inversion
 from ..methods.synthesis.losses import default_style_layers
 from ..methods.synthesis.style import Stylized
 from ..methods.synthesis.texture import Texture
-from ..model import Model, get_layer
+from ..model import Model, resolve_layer
 from ..render import image_grid, png_bytes
 from ..render.notebook import figure_html
 from ..types import ProgressFn
@@ -73,15 +73,14 @@ def shorter_side(image: Tensor, size: int) -> Tensor:
 
 def layer_list(model: Model, text: str | None) -> list[str] | None:
     """``"a, b"`` -> ``["a", "b"]`` (None stays None: the method's default layers), each name
-    checked against ``model`` first, so a typo is refused before the optimization starts."""
+    checked against ``model`` first, so a typo is refused before the optimization starts;
+    ``"auto"`` becomes the layer it chooses."""
     if text is None:
         return None
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise BadArgument("give at least one layer name")
-    for name in names:
-        get_layer(model, name)
-    return names
+    return [resolve_layer(model, name) for name in names]
 
 
 def check_style_layers(model: Model, *given: Sequence[str] | str | None) -> None:

@@ -29,6 +29,7 @@ from torch import Tensor
 from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError, MethodFailed
 from ...model import Model, guarded, select, target_indices
 from ...model.formats import check_format, format_limits
+from ...model.guard import own_hook
 from ...model.layers import LayerChoice, pick_layer, unwrap
 from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
 from ...model.tokens import transformer_layer
@@ -116,7 +117,7 @@ class Attribution:
                     and torch.equal(x[:batch], inputs)):
                 self.logits = output[:batch].detach()
 
-        handle = model.register_forward_hook(keep)
+        handle = model.register_forward_hook(own_hook(keep))  # the fast path's dry pass skips it
         try:
             yield
         finally:

@@ -299,7 +299,7 @@ class RISE(_Perturbation):
             check_not_scores_only(self.model, "rise", "output='probability'")
         batch, _, height, width = inputs.shape
         grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
-        fast = FastForward(self.model)
+        fast = FastForward(self.model, rows=batch * self.masks)
         target = resolve_target(self.model, fast(inputs), target)
         fill = self.fill(inputs)
         saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)

@@ -83,10 +83,10 @@ class ScoreCAM(Attribution):
     def _scores(self, inputs: Tensor, acts: Tensor, image: Tensor, channel: Tensor,
                 target: Tensor | object, step: int) -> Tensor:
         """Target score of every (image, channel) masked copy, (n,)."""
-        fast = FastForward(self.model)
+        total, out = image.numel(), []
+        fast = FastForward(self.model, rows=total)
         described = inputs.shape[1] == self.model.channels  # else masked in model-input space
         pixels = self.model.denormalize(inputs) if described else inputs
-        total, out = image.numel(), []
         for start in range(0, total, step):
             b, k = image[start:start + step], channel[start:start + step]
             up = F.interpolate(acts[b, k][:, None].float(), size=inputs.shape[-2:], mode="bilinear",

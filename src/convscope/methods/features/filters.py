@@ -92,7 +92,7 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 
 def _conv(model: nn.Module, layer: str | None) -> tuple[str, nn.Conv2d]:
-    if layer is None:
+    if layer is None or layer == "auto":  # the filters most readable as pictures
         names = conv_layers(model)
         if not names:
             raise BadLayer("the model has no Conv2d layer whose filters could be shown")
