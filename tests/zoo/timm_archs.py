@@ -51,5 +51,5 @@ TIMM: dict[str, TimmArch] = {a.family: a for a in [
     TimmArch("fastvit_t8", "fastvit", transformer=True),
     TimmArch("edgenext_xx_small", "edgenext", transformer=True),
     TimmArch("poolformer_s12", "poolformer", transformer=True),
-    TimmArch("levit_128s", "levit", options=(("img_size", 64),), transformer=True),
+    TimmArch("levit_128s", "levit", side=128, options=(("img_size", 128),), transformer=True),
 ]}
