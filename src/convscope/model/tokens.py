@@ -7,7 +7,7 @@ layout is decided from the output's shape, the image batch B and size (H, W), an
 the shape alone is ambiguous, the module:
 
 * (B, C, h, w) with (h, w) a grid of the image (a common stride, up to rounding, or the image's
-  aspect within 1.5x): a convolutional map, read as it is.
+  aspect within 1.25x): a convolutional map, read as it is.
 * (B, h, w, C) with (h, w) a grid of the image and (C, h) not: channels-last (Swin), permuted.
   When both readings fit (C close to h), the module decides: a Linear or a module that
   normalizes over the last dimension (:func:`normalizes_last_dim`) is channels-last.
@@ -81,13 +81,13 @@ def _stride_fits(n: int, size: int) -> tuple[float, float]:
 
 def fits(grid: tuple[int, int], image: tuple[int, int]) -> bool:
     """Whether (h, w) is a grid of an (H, W) image: one stride for both sides up to rounding,
-    or the image's aspect ratio within 1.5x (valid convolutions shrink small maps unevenly)."""
+    or the image's aspect ratio within 1.25x (valid convolutions shrink small maps unevenly)."""
     (h, w), (height, width) = grid, image
     if h < 1 or w < 1:
         return False
     (lo_h, hi_h), (lo_w, hi_w) = _stride_fits(h, height), _stride_fits(w, width)
     ratio = (h / w) / (height / width)
-    return max(lo_h, lo_w) <= min(hi_h, hi_w) or 1 / 1.5 <= ratio <= 1.5
+    return max(lo_h, lo_w) < min(hi_h, hi_w) or 0.8 <= ratio <= 1.25
 
 
 def _token_grid(count: int, image: tuple[int, int]) -> tuple[int, int] | None:
