@@ -8,6 +8,7 @@ import) collecting tests/zoo fails loudly instead of skipping. The main suite ig
 architecture once, and pytest runs a module's tests grouped by architecture (one model in memory
 at a time). The inputs are the two sample photos at a small size, seeded models in eval mode.
 Fixture names start with ``zoo_`` so that self-contained test files here are not affected.
+The ``timm_`` fixtures do the same for the timm architectures of :mod:`tests.zoo.timm_archs`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from torchvision.models import get_model
 import convscope
 from convscope.model import Model, Preprocess
 from convscope.model.labels import imagenet_labels
+from tests.zoo.timm_archs import TIMM, TimmArch
+from tests.zoo.timm_archs import build as build_timm
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,27 @@ def zoo_inputs(zoo_model: Model) -> Tensor:
     """The cat and the espresso at the model's input size, (2, 3, side, side)."""
     images = [convscope.load_image("sample:cat"), convscope.load_image("sample:coffee")]
     return zoo_model.preprocess(images)
+
+
+@pytest.fixture(scope="module", params=list(TIMM))
+def timm_arch(request: pytest.FixtureRequest) -> TimmArch:
+    """One timm architecture of tests/zoo/timm_archs.py (the module's tests grouped by it)."""
+    return TIMM[request.param]
+
+
+@pytest.fixture(scope="module")
+def timm_model(timm_arch: TimmArch) -> Iterator[Model]:
+    """The timm architecture built once per test module, calibrated, in eval mode."""
+    threads = torch.get_num_threads()
+    yield build_timm(timm_arch)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def timm_inputs(timm_model: Model) -> Tensor:
+    """The cat and the espresso at the timm model's (square) input size, (2, 3, side, side)."""
+    images = [convscope.load_image("sample:cat"), convscope.load_image("sample:coffee")]
+    return timm_model.preprocess(images)
 
 
 def finite_nonzero(values: Tensor, what: str) -> None:

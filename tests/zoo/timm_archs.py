@@ -3,13 +3,21 @@
 Each entry names the model for ``timm.create_model(name, pretrained=False, **options)`` and the
 input side it is tested at (a square input, so every map must come back on a square grid). The
 models with a fixed token grid (ViT/DeiT, Swin, LeViT) are built for that side through timm's own
-``img_size`` option. Fields beside these (the layer "auto" should pick, what the rules promise)
-are added by the tests that need them.
+``img_size`` option; LeViT at 128, where its last stage still has a 2x2 grid. Fields beside these
+(the layer "auto" should pick and how its output reads, what the rules promise) have defaults.
+
+:func:`build` makes one with seeded random weights and batch-norm statistics calibrated on
+photos (as tests/zoo/conftest.py does for torchvision), in eval mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
+
+from convscope.model import Model, Preprocess
+from convscope.model.labels import imagenet_labels
 
 
 @dataclass(frozen=True)
@@ -22,34 +30,70 @@ class TimmArch:
     options: tuple[tuple[str, object], ...] = ()
     transformer: bool = False
     """Attention or token mixing somewhere in the network (a transformer or a hybrid)."""
+    layer: str = ""
+    """The layer "auto" picks, for explain() and every inside view alike."""
+    reads: str = "map"
+    """How that layer's output reads as (B, C, h, w): "map" as it is, "tokens" (B, prefix + h*w,
+    C) with the model's ``num_prefix_tokens`` dropped, "channels-last" (B, h, w, C)."""
+    why: str = ""
+    """Why that pick is the sensible one."""
 
+
+_STAGE = "the last stage's output, after its residual add and activation"
+_HEAD_MAP = "the last conv-BN-activation before global pooling"
+_FINAL_ID = "final_conv (an Identity after the stages): the stages' output"
+_NORM_PRE = "norm_pre (an Identity before the head): the stages' output"
+_TOKENS = "the first norm of the last attention block: every patch token still reaches the class token"
 
 TIMM: dict[str, TimmArch] = {a.family: a for a in [
     # CNNs
-    TimmArch("resnet18d", "resnet-d"),
-    TimmArch("resnext26ts", "resnext"),
-    TimmArch("seresnet18", "se"),
-    TimmArch("efficientnet_b0", "efficientnet"),
-    TimmArch("mobilenetv3_small_050", "mobilenetv3"),
-    TimmArch("ghostnet_050", "ghostnet"),
-    TimmArch("regnetx_002", "regnet"),
-    TimmArch("rexnet_100", "rexnet"),
-    TimmArch("dla34", "dla"),
-    TimmArch("cspresnet50", "csp"),
-    TimmArch("convnext_atto", "convnext"),
-    TimmArch("repvgg_a0", "repvgg"),
-    TimmArch("res2net50_14w_8s", "res2net"),
-    TimmArch("nf_resnet26", "nf-resnet"),
-    TimmArch("hrnet_w18_small", "hrnet"),
-    TimmArch("mixnet_s", "mixnet"),
+    TimmArch("resnet18d", "resnet-d", layer="layer4", why=_STAGE),
+    TimmArch("resnext26ts", "resnext", layer="final_conv", why=_FINAL_ID),
+    TimmArch("seresnet18", "se", layer="layer4", why=_STAGE),
+    TimmArch("efficientnet_b0", "efficientnet", layer="bn2", why=_HEAD_MAP),
+    TimmArch("mobilenetv3_small_050", "mobilenetv3", layer="blocks",
+             why="the blocks' output, before pooling"),
+    TimmArch("ghostnet_050", "ghostnet", layer="blocks", why="the blocks' output, before pooling"),
+    TimmArch("regnetx_002", "regnet", layer="final_conv", why=_FINAL_ID),
+    TimmArch("rexnet_100", "rexnet", layer="features", why=_HEAD_MAP),
+    TimmArch("dla34", "dla", layer="level5", why=_STAGE),
+    TimmArch("cspresnet50", "csp", layer="stages", why=_STAGE),
+    TimmArch("convnext_atto", "convnext", layer="norm_pre", why=_NORM_PRE),
+    TimmArch("repvgg_a0", "repvgg", layer="final_conv", why=_FINAL_ID),
+    TimmArch("res2net50_14w_8s", "res2net", layer="layer4", why=_STAGE),
+    TimmArch("nf_resnet26", "nf-resnet", layer="final_act", why="the activation after the final conv"),
+    TimmArch("hrnet_w18_small", "hrnet", layer="final_layer", why="the fused branches' final layer"),
+    TimmArch("mixnet_s", "mixnet", layer="bn2", why=_HEAD_MAP),
     # transformers and hybrids
-    TimmArch("vit_tiny_patch16_224", "vit", options=(("img_size", 64),), transformer=True),
-    TimmArch("deit_tiny_patch16_224", "deit", options=(("img_size", 64),), transformer=True),
+    TimmArch("vit_tiny_patch16_224", "vit", options=(("img_size", 64),), transformer=True,
+             layer="blocks.11.norm1", reads="tokens", why=_TOKENS),
+    TimmArch("deit_tiny_patch16_224", "deit", options=(("img_size", 64),), transformer=True,
+             layer="blocks.11.norm1", reads="tokens", why=_TOKENS),
     TimmArch("swin_tiny_patch4_window7_224", "swin", options=(("img_size", 64), ("window_size", 4)),
-             transformer=True),
-    TimmArch("mobilevit_xxs", "mobilevit", transformer=True),
-    TimmArch("fastvit_t8", "fastvit", transformer=True),
-    TimmArch("edgenext_xx_small", "edgenext", transformer=True),
-    TimmArch("poolformer_s12", "poolformer", transformer=True),
-    TimmArch("levit_128s", "levit", options=(("img_size", 64),), transformer=True),
+             transformer=True, layer="layers.3.blocks.1.norm1", reads="channels-last",
+             why="the first norm of the last attention block, a channels-last map"),
+    TimmArch("mobilevit_xxs", "mobilevit", transformer=True, layer="final_conv",
+             why="a hybrid: the conv map after the last MobileViT block, which the head pools"),
+    TimmArch("fastvit_t8", "fastvit", transformer=True, layer="final_conv",
+             why="the conv map the head pools (t8 mixes tokens with RepMixer, no attention)"),
+    TimmArch("edgenext_xx_small", "edgenext", transformer=True, layer="norm_pre", why=_NORM_PRE),
+    TimmArch("poolformer_s12", "poolformer", transformer=True, layer="stages", why=_STAGE),
+    TimmArch("levit_128s", "levit", side=128, options=(("img_size", 128),), transformer=True,
+             layer="stages", reads="tokens",
+             why="the last stage's 2x2 tokens (LeViT's norms are BatchNorms: no token norm)"),
 ]}
+
+
+def build(arch: TimmArch, calibrated: bool = True) -> Model:
+    """The architecture with seeded random weights (and calibrated batch norms), in eval mode."""
+    import timm  # the zoo venv's; imported here so that collecting this module needs only torch
+
+    from tests.zoo.conftest import calibrate
+
+    torch.manual_seed(0)
+    net = timm.create_model(arch.name, pretrained=False, **dict(arch.options))
+    model = Model(net, preprocess=Preprocess(input_size=(arch.side, arch.side), resize="stretch"),
+                  labels=imagenet_labels(), name=arch.name)
+    if calibrated:
+        calibrate(model)
+    return model.eval()

@@ -13,6 +13,11 @@ clobbered activation raises :class:`BadLayer` instead of returning wrong numbers
 Modules that run several times per forward pass (see :mod:`convscope.model.layers`): ``name:i``
 records call ``i``; a bare name whose module runs a second time is refused with the list of its
 calls, found during the real forward (no extra pass). ``name+relu`` records ``relu(output)``.
+
+Maps: ``record.map(name)`` (and :func:`layer_map` for an output in hand) read a layer's output
+as the (B, C, h, w) map of the image batch, through the one reader of :mod:`.tokens` (tokens,
+channels-last maps and MobileViT's unfolded patches too), so every reader of a layer reads the
+same axes.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from .layers import (
     resolve_layer,
     unwrap,
 )
+from .tokens import GridReshape, Layout, layout_of
 
 
 class _StopForward(Exception):
@@ -45,14 +51,17 @@ class _StopForward(Exception):
 class Captured:
     """Activations recorded in one ``with capture(...)`` block, indexed by layer name."""
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], model: nn.Module | None = None) -> None:
         self.names = list(names)
+        self._model = model
         self._acts: dict[str, Tensor] = {}
         self._versions: dict[str, int] = {}
         self._calls: dict[str, int] = {}
         """module name -> calls seen in the current forward pass"""
         self._ambiguous: set[str] = set()
         """bare names whose module ran more than once"""
+        self.inputs_shape: tuple[int, ...] | None = None
+        """Shape of the first tensor the network was called with in the last forward pass."""
 
     def _record(self, name: str, out: Tensor) -> None:
         self._acts[name] = out
@@ -84,6 +93,15 @@ class Captured:
                 "(e.g. ReLU(inplace=True)); capture it with clone=True"
             )
         return out
+
+    def map(self, name: str) -> Tensor:
+        """Layer ``name``'s output as the (B, C, h, w) map of the images of the last forward
+        (:func:`layer_map`); refused in one line if it is not a map of them."""
+        out = self[name]
+        if self._model is None or self.inputs_shape is None or len(self.inputs_shape) != 4:
+            raise BadLayer(f"layer {name!r}: maps are read for (B, C, H, W) image inputs, not "
+                           f"{self.inputs_shape}")
+        return layer_map(self._model, name, out, self.inputs_shape)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:
         return ((n, self[n]) for n in self.names if n in self._acts or n in self._ambiguous)
@@ -148,7 +166,7 @@ def capture(
     names = list(dict.fromkeys(resolve_layer(model, n) for n in names))
     net = unwrap(model)
     check_format(net, f"reading layer {names[0]!r}" if names else "reading layers", hooks=True)
-    record = Captured(names)
+    record = Captured(names, model)
     refs: dict[str, list[LayerRef]] = {}
     for name in names:
         ref = parse_layer(name)
@@ -204,9 +222,11 @@ def capture(
 
         return hook
 
-    def new_forward(_module: nn.Module, _inputs: object) -> None:
+    def new_forward(_module: nn.Module, inputs: tuple[object, ...]) -> None:
         record._calls.clear()
         stopped.clear()
+        first = next((x for x in inputs if isinstance(x, Tensor)), None)
+        record.inputs_shape = tuple(first.shape) if first is not None else None
 
     handles = []
     try:
@@ -222,6 +242,22 @@ def capture(
     finally:
         for h in handles:
             h.remove()
+
+
+def map_layout(model: nn.Module, name: str, shape: Sequence[int], inputs: Sequence[int], *,
+               reshape: GridReshape = None) -> Layout:
+    """How layer ``name``'s output of ``shape`` reads as the (B, C, h, w) map of a batch of
+    image inputs of shape ``inputs`` (B, C, H, W) (:func:`.tokens.layout_of`)."""
+    return layout_of(tuple(shape), name, image=(int(inputs[-2]), int(inputs[-1])),
+                     batch=int(inputs[0]), module=get_layer(model, name), root=unwrap(model),
+                     reshape=reshape)
+
+
+def layer_map(model: nn.Module, name: str, out: Tensor, inputs: Sequence[int], *,
+              reshape: GridReshape = None) -> Tensor:
+    """Layer ``name``'s output ``out`` as the (B, C, h, w) map of image inputs of shape
+    ``inputs``: the one reader every map of a layer goes through."""
+    return map_layout(model, name, out.shape, inputs, reshape=reshape).read(out)
 
 
 def forward_until(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import weakref
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from ..errors import BadLayer
 from .device import device_of
 from .formats import format_limits, type_name
 from .guard import evaluating, own_hook
+from .tokens import is_attention, layout_of, normalizes_last_dim
 
 CALL = ":"
 AFTER_RELU = "+relu"
@@ -55,6 +57,9 @@ class LayerInfo:
     """Position in completion order of all calls of the dry forward pass (``None``: not run)."""
     calls: int = 1
     """How many times the module ran in the dry pass (its rows are ``name:0``, ``name:1``...)."""
+    map_shape: tuple[int, int, int] | None = None
+    """(C, h, w) of its output read as a map, as every reader reads it (:mod:`.tokens`: tokens
+    and channels-last outputs too); ``None`` when it is not a map of the image."""
 
     def as_dict(self) -> dict[str, object]:
         shape = list(self.output_shape) if self.output_shape is not None else None
@@ -64,6 +69,7 @@ class LayerInfo:
             "params": self.params,
             "output_shape": shape,
             "calls": self.calls,
+            "map_shape": list(self.map_shape) if self.map_shape is not None else None,
         }
 
 
@@ -171,10 +177,14 @@ class _Call:
     shape: tuple[int, ...] | None = None
     first_use: Any = None
     """The torch function that first read this call's output tensor (``None``: none did)."""
+    lead: int = 0
+    """The output's first dimension (the image batch, unless the layer folds more into it)."""
+    map_shape: tuple[int, int, int] | None = None
+    """(C, h, w) of the output read as a map of the image (:func:`.tokens.layout_of`)."""
 
     @property
     def is_spatial(self) -> bool:
-        return self.shape is not None and len(self.shape) == 3 and self.shape[1] * self.shape[2] > 1
+        return self.map_shape is not None and self.map_shape[1] * self.map_shape[2] > 1
 
 
 @dataclass
@@ -182,6 +192,8 @@ class _Trace:
     calls: list[_Call] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     output_ndim: int | None = None
+    image: tuple[int, int] = (0, 0)
+    """(H, W) of the example input."""
 
 
 class _FirstUse(TorchFunctionMode):
@@ -238,7 +250,7 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
             call = open_calls[name].pop()
             call.end = tick()
             if isinstance(out, Tensor):
-                call.shape = tuple(out.shape[1:])
+                call.shape, call.lead = tuple(out.shape[1:]), int(out.shape[0]) if out.ndim else 0
                 mode.own(out, call)
 
         return pre, post
@@ -258,7 +270,20 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
         finally:
             for h in handles:
                 h.remove()
+    _read_maps(trace, net, example)
     return trace
+
+
+def _read_maps(trace: _Trace, net: nn.Module, example: Tensor) -> None:
+    """Each call's output read as a map of the example image, as every reader reads it."""
+    if example.ndim != 4:
+        return
+    image, batch = (int(example.shape[-2]), int(example.shape[-1])), int(example.shape[0])
+    for call in trace.calls:
+        if call.shape is not None:
+            with suppress(BadLayer):
+                call.map_shape = layout_of((call.lead, *call.shape), call.name, image=image,
+                                           batch=batch, module=call.module, root=net).shape
 
 
 def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
@@ -284,7 +309,8 @@ def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[L
             rows.append(LayerInfo(name, kind, params, None, None, 0))
         for call in calls:
             row_name = name if len(calls) == 1 else LayerRef(name, call.index).name
-            rows.append(LayerInfo(row_name, kind, params, call.shape, rank[call.end], len(calls)))
+            rows.append(LayerInfo(row_name, kind, params, call.shape, rank[call.end], len(calls),
+                                  call.map_shape))
     return rows
 
 
@@ -293,23 +319,57 @@ def _is_conv(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.conv._ConvNd) or type_name(module).startswith("Conv")
 
 
+def _token_norm(trace: _Trace, calls: list[_Call], net: nn.Module) -> _Call | None:
+    """The first token norm of the last block that holds an attention module and a module that
+    normalizes the last dimension of its (map-readable) tokens, if no convolution runs after
+    that block (a transformer's end, not a hybrid's attention inside convolutional stages)."""
+    first_call: dict[str, _Call] = {}
+    last_end: dict[str, int] = {}
+    for call in calls:
+        first_call.setdefault(call.name, call)
+        last_end[call.name] = max(last_end.get(call.name, -1), call.end)
+    blocks = [(name, block) for name, block in net.named_modules() if name in last_end
+              and any(is_attention(child) for child in block.children())]
+    for name, block in sorted(blocks, key=lambda item: -last_end[item[0]]):
+        for child_name, child in block.named_children():
+            norm = first_call.get(f"{name}.{child_name}")
+            if (norm is not None and norm.map_shape is not None and norm.shape
+                    and normalizes_last_dim(child, (norm.lead, *norm.shape))):
+                later_convs = any(_is_conv(c.module) and c.end > last_end[name] for c in calls)
+                return None if later_convs else norm
+    return None
+
+
 def choose_layer(model: nn.Module) -> LayerChoice:
     """The ``"auto"`` layer and why: the last feature map the classifier head reads.
 
     Among all calls of all modules, containers included, that complete after the first
-    convolution and have a spatial output (C, h, w with h*w > 1), it takes the one that completes
+    convolution and whose output reads as a map of the image (C, h, w with h*w > 1, tokens and
+    channels-last maps read as :mod:`.tokens` reads them), it takes the one that completes
     last, so the outermost block wins over the layers inside it (ResNet ``layer4``: the output
     after the residual add and ReLU). Excluded are the head and what runs after it starts (the
     last module with parameters, when the model returns (B, classes): SqueezeNet's class map) and
     layers that only adapt the map for the head (adaptive pooling, dropout, flatten: VGG's
     ``avgpool``). When the model's forward applies a ReLU function to the chosen output before
     using it, the choice is ``name+relu`` (DenseNet's ``features+relu``).
+
+    A transformer (attention blocks with token norms, no convolution after the last of them) is
+    read where pytorch-grad-cam reads it: the first norm of the last attention block, whose
+    tokens all still reach the class token (torchvision ViT ``encoder.layers.encoder_layer_11.ln_1``,
+    timm ViT ``blocks.11.norm1``, Swin's last ``norm1``). Norms are recognized by behaviour
+    (:func:`.tokens.normalizes_last_dim`), so subclasses such as timm's ``LayerNorm`` count.
     """
     trace = _trace(model, None)
     calls = sorted((c for c in trace.calls if c.end >= 0), key=lambda c: c.end)
     convs = [c for c in calls if _is_conv(c.module)]
     if not convs:
         raise BadLayer("layer 'auto' found no convolution with spatial output; name a layer")
+    norm = _token_norm(trace, calls, unwrap(model))
+    if norm is not None:
+        name = LayerRef(norm.name, norm.index if trace.counts[norm.name] > 1 else None).name
+        shape = "x".join(map(str, norm.map_shape or ()))
+        return LayerChoice(name, "transformer: the first norm of the last attention block, whose "
+                           f"tokens all still reach the head, read as a {shape} map")
     first_conv = convs[0].end
     leaves_with_params = [c for c in calls if not any(c.module.children())
                           and any(True for _ in c.module.parameters(recurse=False))]
@@ -323,7 +383,7 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     best = candidates[-1]
     relu = best.first_use in _RELU_FUNCTIONS
     name = LayerRef(best.name, best.index if trace.counts[best.name] > 1 else None, relu).name
-    shape = "x".join(map(str, best.shape or ()))
+    shape = "x".join(map(str, best.map_shape or ()))
     where = f"before the head {head.name!r}" if head is not None else "of the forward pass"
     reason = f"the last spatial feature map {where} ({shape})"
     if relu:

@@ -206,9 +206,8 @@ def spatial_layers(state: AppState, entry: ModelEntry) -> list[dict[str, Any]]:
         rows = state.layer_table(entry, timeout=LAYERS_WAIT_SECONDS).rows
     except ConvscopeError:  # the worker is busy with a long job: offer "auto" this time
         return []
-    return [{"name": r.name, "type": r.type, "shape": list(r.output_shape)} for r in rows
-            if r.output_shape is not None and len(r.output_shape) == 3
-            and r.output_shape[1] * r.output_shape[2] > 1]
+    return [{"name": r.name, "type": r.type, "shape": list(r.map_shape)} for r in rows
+            if r.map_shape is not None and r.map_shape[1] * r.map_shape[2] > 1]
 
 
 MAX_NAME = 120

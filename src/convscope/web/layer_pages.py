@@ -65,9 +65,12 @@ def _lookup(state: AppState, model: str | None, name: str) -> tuple[AppState, Mo
 
 
 def _channels(row: LayerInfo) -> int:
-    if not row.output_shape:
+    """The layer's channels as every reader counts them: C of its map (tokens, channels-last
+    maps read as model/tokens.py reads them), else the first axis of its output."""
+    shape = row.map_shape or row.output_shape
+    if not shape:
         raise NotFound(f"layer {row.name!r} outputs no tensor with channels")
-    return int(row.output_shape[0])
+    return int(shape[0])
 
 
 def _channel(row: LayerInfo, channel: str) -> int:
@@ -80,7 +83,8 @@ def _channel(row: LayerInfo, channel: str) -> int:
 
 
 def _spatial(row: LayerInfo) -> bool:
-    return row.output_shape is not None and len(row.output_shape) == 3
+    """Whether the layer's output reads as a map of the image (the one reader's verdict)."""
+    return row.map_shape is not None
 
 
 def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
@@ -155,8 +159,9 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
     if _spatial(row):
         maps = _order(state.feature_maps(entry, state.image(ref), row.name), sort)
     else:
-        maps_error = (f"Feature maps need a (channels, height, width) output; layer "
-                      f"{row.name!r} outputs {list(row.output_shape or [])}.")
+        maps_error = (f"Feature maps need an output that reads as a map of the image (channels, "
+                      f"height, width), or tokens; layer {row.name!r} outputs "
+                      f"{list(row.output_shape or [])}.")
     try:
         shown = filters(entry.model, row.name)
         filter_view = {"title": shown.title, "picture": data_uri(shown.picture), **shown.summary}

@@ -91,7 +91,7 @@ def test_max_channels_keeps_the_most_varied(tiny: Model) -> None:
 
 
 def test_errors(tiny: Model) -> None:
-    with pytest.raises(BadLayer, match="Score-CAM needs"):
+    with pytest.raises(BadLayer, match="not a map of the image"):
         ScoreCAM(tiny, layer="fc")(_inputs(), 0)
     for options in ({"batch_size": 0}, {"max_channels": 0}, {"max_channels": 1.5}):
         with pytest.raises(BadArgument):

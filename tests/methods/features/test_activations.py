@@ -58,7 +58,7 @@ def test_batch_sorting_uses_the_batch_average(tiny: Model) -> None:
 
 def test_feature_map_errors(tiny: Model) -> None:
     x = torch.rand(1, 3, 16, 16)
-    with pytest.raises(BadLayer, match="not \\(B,C,h,w\\)"):
+    with pytest.raises(BadLayer, match="not a map of the image"):
         feature_maps(tiny, x, "fc")
     with pytest.raises(BadArgument, match="sort="):
         feature_maps(tiny, x, "relu1", sort="median")  # type: ignore[arg-type]

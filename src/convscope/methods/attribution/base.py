@@ -30,9 +30,8 @@ from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError, MethodFai
 from ...model import Model, guarded, select, target_indices
 from ...model.formats import check_format, format_limits
 from ...model.guard import own_hook
-from ...model.layers import LayerChoice, pick_layer, unwrap
+from ...model.layers import LayerChoice, pick_layer
 from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
-from ...model.tokens import transformer_layer
 from ...types import Target, TargetFn
 from .baselines import broadcast_to_inputs, make_baseline
 
@@ -65,9 +64,6 @@ class Attribution:
     def _resolve_layer(self, model: Model, layer: str) -> LayerChoice:
         """The layer to read; ``"auto"`` needs a dry run on an image, which other models refuse."""
         try:
-            if layer == "auto" and (tokens := transformer_layer(unwrap(model))) is not None:
-                return LayerChoice(tokens, "transformer: the first norm of the last attention block, "
-                                   "its tokens read as a grid (model/tokens.py)")
             return pick_layer(model, layer)
         except ConvscopeError:
             raise

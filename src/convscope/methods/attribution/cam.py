@@ -45,11 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadLayer, BadModel
+from ...errors import BadModel
 from ...model import Model, capture
+from ...model.capture import map_layout
 from ...model.formats import type_name
-from ...model.layers import get_layer, list_layers, unwrap
-from ...model.tokens import GridReshape, channels_last, to_grid
+from ...model.layers import list_layers, unwrap
+from ...model.tokens import GridReshape
 from ...types import Target
 from ..registry import register
 from .base import Attribution
@@ -82,12 +83,6 @@ class ChannelCAM(Attribution):
         super().__init__(model, layer=layer)
         self.relu, self.reshape = relu, reshape
 
-    def grid(self, acts: Tensor) -> Tensor:
-        """The layer's output as a (B, K, h, w) map (transformer tokens reshaped)."""
-        assert self.layer is not None
-        last = channels_last(get_layer(self.model, self.layer), unwrap(self.model))
-        return to_grid(acts, self.layer, self.reshape, last=last)
-
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         """Channel weights (B, K, 1, 1) for the target's score; one per variant."""
         raise NotImplementedError
@@ -104,15 +99,14 @@ class ChannelCAM(Attribution):
                 (grads,) = torch.autograd.grad(self.scores(logits, target).sum(), acts,
                                                allow_unused=True)
                 grads = torch.zeros_like(acts) if grads is None else grads
-        return LayerSignal(self.grid(acts.detach()), None if grads is None else self.grid(grads),
+        # one reader for every layer (model/tokens.py): the same axes for activations and gradients
+        layout = map_layout(self.model, self.layer, acts.shape, inputs.shape, reshape=self.reshape)
+        return LayerSignal(layout.read(acts.detach()), None if grads is None else layout.read(grads),
                            logits.detach())
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         """(B, 1, h, w) map at the layer's resolution (``explain`` upsamples it for display)."""
         signal = self.layer_signal(inputs, target)
-        if signal.acts.ndim != 4:
-            raise BadLayer(f"layer {self.layer!r} gives shape {tuple(signal.acts.shape)}; "
-                           "CAM methods need a (B, K, h, w) feature map: choose a convolutional layer")
         weights = self.channel_weights(signal, target)
         cam = (weights * signal.acts).sum(1, keepdim=True)
         return cam.relu() if self.relu else cam
@@ -151,9 +145,9 @@ def _head_candidates(model: Model, channels: int, classes: int, like: Tensor) ->
 
 
 def _last_spatial_layer(model: Model) -> str | None:
-    """The last layer (in execution order) whose output is a (K, h, w) map with h * w > 1."""
-    rows = [r for r in list_layers(model) if r.order is not None and r.output_shape is not None
-            and len(r.output_shape) == 3 and r.output_shape[1] * r.output_shape[2] > 1]
+    """The last layer (in execution order) whose output reads as a (K, h, w) map, h * w > 1."""
+    rows = [r for r in list_layers(model) if r.order is not None and r.map_shape is not None
+            and r.map_shape[1] * r.map_shape[2] > 1]
     return max(rows, key=lambda r: r.order or 0).name if rows else None
 
 

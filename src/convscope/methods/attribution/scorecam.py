@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import BadLayer, check_positive
+from ...errors import check_positive
 from ...model import FastForward, Model, capture, default_batch_size
 from ...types import ProgressFn, Target
 from ..registry import register
@@ -67,10 +67,7 @@ class ScoreCAM(Attribution):
         assert self.layer is not None
         with torch.no_grad(), capture(self.model, self.layer) as record:
             logits = self.model(inputs)
-        acts = record[self.layer].detach()
-        if acts.ndim != 4:
-            raise BadLayer(f"layer {self.layer!r} gives shape {tuple(acts.shape)}; Score-CAM needs "
-                           "a (B, K, h, w) feature map: choose a convolutional layer")
+            acts = record.map(self.layer).detach()  # the one reader (model/tokens.py)
         target = resolve_target(self.model, logits, target)
         image, channel = self.channels(acts).nonzero(as_tuple=True)  # rows to score, (n,) each
         evidence = torch.full(acts.shape[:2], -INF, device=acts.device)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ...errors import BadArgument, MissingDependency
 from ...model import forward_until, resolve_layer
+from ...model.capture import layer_map
 from ...types import ProgressFn
 
 ProjectionMethod = Literal["pca", "tsne", "umap"]
@@ -117,15 +118,19 @@ def knn_accuracy(coords: Tensor, labels: Tensor, k: int = 5, *, chunk: int | Non
 @torch.no_grad()
 def embed(model: nn.Module, inputs: Tensor, layer: str, *, batch_size: int = 256,
           progress: ProgressFn | None = None) -> Tensor:
-    """(N, D) embeddings of model inputs (N, C, H, W) at ``layer``: spatial maps are averaged.
+    """(N, D) embeddings of model inputs (N, C, H, W) at ``layer``: spatial maps (tokens and
+    channels-last maps read as :func:`~convscope.model.capture.layer_map` reads them) are averaged.
 
     The network runs in batches only up to ``layer`` (eval mode, restored afterwards).
     """
     name = resolve_layer(model, layer)
     parts = []
     for start in range(0, inputs.shape[0], batch_size):
-        act = forward_until(model, inputs[start:start + batch_size], name)[name]
-        parts.append(act.flatten(2).mean(2) if act.ndim > 2 else act)
+        batch = inputs[start:start + batch_size]
+        act = forward_until(model, batch, name)[name]
+        if act.ndim > 2:  # a map as every reader reads it (model/tokens.py), then averaged
+            act = layer_map(model, name, act, batch.shape).flatten(2).mean(2)
+        parts.append(act)
         if progress is not None:
             progress(min(start + batch_size, inputs.shape[0]), inputs.shape[0])
     return torch.cat(parts)

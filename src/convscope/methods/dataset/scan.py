@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import BadArgument, BadLayer, check_positive
-from ...model.capture import capture
+from ...model.capture import capture, layer_map
 from ...model.fast import as_input_of, default_batch_size, inference_net
 from ...model.guard import guarded
 from ...model.layers import get_layer, resolve_layer, unwrap
@@ -121,8 +121,12 @@ class Scanner:
         embeddings: dict[str, Tensor] = {}
 
         def reduce(name: str, out: Tensor) -> None:  # in the hook: before any in-place op
-            # capture refuses a bare name whose module runs twice: one output per layer here
-            maxima, locate, width, mean = _reduce(name, out.detach().float())
+            # capture refuses a bare name whose module runs twice: one output per layer here;
+            # maps are read as every reader reads them (model/tokens.py), (B, C) rows as they are
+            act = out.detach().float()
+            if act.ndim != 2:
+                act = layer_map(self.net, name, act, inputs.shape)
+            maxima, locate, width, mean = _reduce(name, act)
             state = self.topk.get(name) or TopK.empty(maxima.shape[1], self.k, maxima.device)
             self.topk[name] = state.update(maxima, locate, indices.to(maxima.device), width)
             embeddings[name] = mean

@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import BadArgument, BadLayer
+from ...errors import BadArgument
 from ...model import forward_until, guarded, resolve_layer
+from ...model.capture import layer_map
 
 SortBy = Literal["none", "mean", "max"]
 Per = Literal["image", "batch"]
@@ -86,16 +87,15 @@ class ActivationMask:
 
 
 def layer_output(model: nn.Module, inputs: Tensor, layer: str) -> tuple[str, Tensor]:
-    """``(name, A)``: the output ``(B, C, h, w)`` of ``layer`` for normalized ``inputs``."""
+    """``(name, A)``: the output of ``layer`` for normalized ``inputs`` as the ``(B, C, h, w)``
+    map every reader reads (:func:`~convscope.model.capture.layer_map`: tokens and
+    channels-last outputs too); other outputs are refused in one line."""
     if inputs.dim() != 4:
         raise BadArgument(f"inputs of shape {tuple(inputs.shape)}; use a (B,C,H,W) model input")
     name = resolve_layer(model, layer)
     with guarded(model), torch.no_grad():
         out = forward_until(model, inputs, name)[name]
-    if out.dim() != 4:
-        raise BadLayer(f"layer {name!r} outputs shape {tuple(out.shape)}, not (B,C,h,w) feature "
-                       "maps; pick a convolutional layer (see `convscope layers`)")
-    return name, out.detach()
+    return name, layer_map(model, name, out.detach(), inputs.shape)
 
 
 def feature_maps(
