@@ -230,7 +230,7 @@ def test_the_unit_page_shows_the_atlas_top_images_with_their_patches(atlas_clien
     page = atlas_client.get("/layers/block3/2", headers=HTML).text
     assert 'data-url="/api/layers/block3/2/top?atlas=digits' in page
     top = atlas_client.get("/api/layers/block3/2/top?atlas=digits&k=3").json()["top"]
-    atlas = atlas_client.app.state.cs.atlas("digits").atlas  # type: ignore[attr-defined]
+    atlas = atlas_client.app.state.cs.atlas("digits")  # type: ignore[attr-defined]
     records = atlas.top("block3", 2, 3)
     assert [t["index"] for t in top] == [r.index for r in records]
     assert [t["value"] for t in top] == [round(r.value, 4) for r in records]

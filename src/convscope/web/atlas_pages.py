@@ -25,7 +25,7 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
-from .job_routes import png_response
+from .job_routes import HOUR_CACHE, png_response
 from .pages import render
 from .params import parse_choice
 from .state import AppState, Service
@@ -36,7 +36,6 @@ COLORS = ("label", "prediction", "correct", "confidence")
 """How the map page colours its points."""
 COORDS_FILE = "coords.bin"
 TILE_FILE = "tile.png"
-_TILE_CACHE = {"Cache-Control": "max-age=3600"}
 
 
 class ProjectionRequest(BaseModel):
@@ -53,12 +52,9 @@ class Selection(BaseModel):
 
 # ---- lookups: every URL part checked against the app's own tables ----------------------------
 
-def _align_target(state: AppState, align_to: str | None) -> tuple[str, Atlas, str] | None:
-    """``"ATLAS:LAYER"`` -> (atlas id, atlas, layer); empty -> None."""
-    if not align_to:
-        return None
-    atlas_id, layer, atlas = state.atlas_ref("align_to", align_to)
-    return atlas_id, atlas, layer
+def _align_target(state: AppState, align_to: str | None) -> tuple[str, str, Atlas] | None:
+    """``"ATLAS:LAYER"`` -> (atlas id, layer, atlas); empty -> None."""
+    return state.atlas_ref("align_to", align_to) if align_to else None
 
 
 def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
@@ -73,16 +69,25 @@ def _key(state: AppState, atlas: Atlas, layer: str, method: str) -> str:
 
 
 def _coords_key(state: AppState, atlas: Atlas, layer: str, method: str,
-                target: tuple[str, Atlas, str] | None) -> str:
+                target: tuple[str, str, Atlas] | None) -> str:
     own = _key(state, atlas, layer, method)
     if target is None:
         return own
-    return state.cache.key("atlas-map-aligned", own, _key(state, target[1], target[2], method))
+    return state.cache.key("atlas-map-aligned", own, _key(state, target[2], target[1], method))
 
 
-def _cached_coords(state: AppState, key: str) -> np.ndarray | None:
+def _computed(state: AppState, atlas_id: str, atlas: Atlas, layer: str, method: str,
+              align_to: str | None) -> str:
+    """The cache key of the map's coordinates; a 404 while they are not computed yet."""
+    key = _coords_key(state, atlas, layer, method, _align_target(state, align_to))
     if state.cache.get(key) is None:
-        return None
+        aligned = f" aligned to {align_to}" if align_to else ""
+        raise NotFound(f"the {method} map of {atlas_id}:{layer}{aligned} is not computed yet; "
+                       f"POST /api/atlas/{atlas_id}/{layer}/projection to compute it")
+    return key
+
+
+def _coords(state: AppState, key: str) -> np.ndarray:
     return np.fromfile(state.cache.file(key, COORDS_FILE), dtype="<f4").reshape(-1, 2)
 
 
@@ -90,10 +95,9 @@ def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress:
                ) -> tuple[np.ndarray, dict[str, Any]]:
     """Coordinates from the cache, else computed now and cached (on the worker)."""
     key = _key(state, atlas, layer, method)
-    cached = _cached_coords(state, key)
+    cached = state.cache.get(key)
     if cached is not None:
-        result = state.cache.get(key)
-        return cached, dict(result.data) if result else {}
+        return _coords(state, key), dict(cached.data)
     made = atlas_map.map_coords(atlas, layer, method, seed=SEED, progress=progress)
     data = {"method": method, "layer": layer, "n": atlas.size, "projected": made.projected,
             "seconds": round(made.seconds, 3)}
@@ -102,18 +106,18 @@ def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress:
 
 
 def _submit_projection(state: AppState, atlas_id: str, atlas: Atlas, layer: str, method: str,
-                       target: tuple[str, Atlas, str] | None) -> Any:
+                       target: tuple[str, str, Atlas] | None) -> Any:
     key = _coords_key(state, atlas, layer, method, target)
-    title = f"{method} map of {atlas_id}:{layer}" + (f" aligned to {target[0]}:{target[2]}" if target else "")
+    title = f"{method} map of {atlas_id}:{layer}" + (f" aligned to {target[0]}:{target[1]}" if target else "")
 
     def run(progress: Any) -> JobResult:
         coords, data = _projected(state, atlas, layer, method, progress)
         data = {**data, "atlas": atlas_id, "align_to": None}
         if target is not None:
-            reference, _ = _projected(state, target[1], target[2], method, progress)
-            aligned = atlas_map.align_coords(coords, reference, *atlas_map.shared_points(atlas, target[1]))
+            reference, _ = _projected(state, target[2], target[1], method, progress)
+            aligned = atlas_map.align_coords(coords, reference, *atlas_map.shared_points(atlas, target[2]))
             coords = aligned.coords
-            data.update(align_to=f"{target[0]}:{target[2]}", shared=aligned.shared,
+            data.update(align_to=f"{target[0]}:{target[1]}", shared=aligned.shared,
                         rms=round(aligned.rms, 6), scale=round(aligned.scale, 6))
         return JobResult(data, {COORDS_FILE: coords.astype("<f4").tobytes()})
 
@@ -123,7 +127,7 @@ def _submit_projection(state: AppState, atlas_id: str, atlas: Atlas, layer: str,
 # ---- pages -------------------------------------------------------------------------------------
 def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
     try:
-        atlas = state.atlas(atlas_id).atlas
+        atlas = state.atlas(atlas_id)
     except BadArgument as err:  # not an atlas, or an unfinished scan: listed with the reason
         return {"id": atlas_id, "error": str(err)}
     return {"id": atlas_id, "n": atlas.size, "layers": atlas.layers, "model": atlas.model_name,
@@ -158,7 +162,7 @@ def list_atlases(state: Service) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(state: Service, atlas_id: str) -> dict[str, Any]:
-    return _map_info(state, atlas_id, state.atlas(atlas_id).atlas)
+    return _map_info(state, atlas_id, state.atlas(atlas_id))
 
 
 def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
@@ -170,51 +174,50 @@ def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/tiles/{tile}.png")
 def tile(state: Service, atlas_id: str, tile: int) -> Response:
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     try:
         atlas_map.check_tile(atlas, tile)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    key = state.cache.key("atlas-tile", atlas.stamp(), atlas_map.tile_side(atlas), tile)
-    if state.cache.get(key) is None:  # encoded once, then served from the disk cache
-        thumbs = atlas_map.tile_thumbnails(atlas, tile)
-        picture = png_bytes(thumbnail_tile(thumbs, atlas_map.tile_side(atlas)))
-        state.cache.put(key, JobResult({}, {TILE_FILE: picture}))
-    return FileResponse(str(state.cache.file(key, TILE_FILE)), media_type="image/png", headers=_TILE_CACHE)
+    side = atlas_map.tile_side(atlas)
+    key = state.cache.key("atlas-tile", atlas.stamp(), side, tile)
+    path = state.cache.file_made(  # encoded once, then served from the disk cache
+        key, TILE_FILE, lambda: png_bytes(thumbnail_tile(atlas_map.tile_thumbnails(atlas, tile), side)))
+    return FileResponse(str(path), media_type="image/png", headers=HOUR_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")
 def thumb(state: Service, atlas_id: str, index: int) -> Response:
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     try:
         picture = atlas_map.thumbnail(atlas, index)
     except BadArgument as err:  # outside the atlas: a picture that does not exist
         raise NotFound(str(err)) from err
-    return png_response(thumbnail_tile(picture[None], 1), _TILE_CACHE)
+    return png_response(thumbnail_tile(picture[None], 1), HOUR_CACHE)
 
 
 @router.get("/api/atlas/{atlas_id}/columns/{name}")
 def column(state: Service, atlas_id: str, name: str) -> Response:
     if name not in atlas_map.COLUMNS:
         raise NotFound(f"no column {name!r}; columns: {', '.join(atlas_map.COLUMNS)}")
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     return Response(atlas_map.column_bytes(atlas, name), media_type="application/octet-stream")
 
 
 @router.get("/api/atlas/{atlas_id}/search")
 def search(state: Service, atlas_id: str, q: str = "") -> dict[str, Any]:
-    return {"indices": atlas_map.search(state.atlas(atlas_id).atlas, q).tolist()}
+    return {"indices": atlas_map.search(state.atlas(atlas_id), q).tolist()}
 
 
 @router.post("/api/atlas/{atlas_id}/items")
 def items(state: Service, atlas_id: str, selection: Selection) -> dict[str, Any]:
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     return {"rows": atlas_map.item_rows(atlas, selection.indices, _prediction_names(state, atlas))}
 
 
 @router.get("/api/atlas/{atlas_id}/confusion")
 def confusion(state: Service, atlas_id: str) -> dict[str, Any]:
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     matrix = atlas_map.confusion(atlas)
     names = list(atlas.class_names or [])
     names += [str(i) for i in range(len(names), matrix.shape[0])]
@@ -224,7 +227,7 @@ def confusion(state: Service, atlas_id: str) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/confusion/{true}/{predicted}")
 def confusion_cell(state: Service, atlas_id: str, true: int, predicted: int) -> dict[str, Any]:
-    atlas = state.atlas(atlas_id).atlas
+    atlas = state.atlas(atlas_id)
     return {"indices": atlas_map.confusion_cell(atlas, true, predicted).tolist()}
 
 
@@ -242,11 +245,7 @@ def coords(state: Service, atlas_id: str, layer: str, method: str, align_to: str
            ) -> Response:
     atlas = state.atlas_layer(atlas_id, layer)
     atlas_map.check_method(method)
-    key = _coords_key(state, atlas, layer, method, _align_target(state, align_to))
-    if state.cache.get(key) is None:
-        aligned = f" aligned to {align_to}" if align_to else ""
-        raise NotFound(f"the {method} map of {atlas_id}:{layer}{aligned} is not computed yet; "
-                       f"POST /api/atlas/{atlas_id}/{layer}/projection to compute it")
+    key = _computed(state, atlas_id, atlas, layer, method, align_to)
     return FileResponse(str(state.cache.file(key, COORDS_FILE)), media_type="application/octet-stream")
 
 
@@ -257,11 +256,7 @@ def export(state: Service, atlas_id: str, layer: str, selection: Selection, form
     method = atlas_map.check_method(selection.method)
     if format not in atlas_map.EXPORT_FORMATS:
         raise BadArgument(f"export format {format!r}: use one of {', '.join(atlas_map.EXPORT_FORMATS)}")
-    target = _align_target(state, selection.align_to)
-    found = _cached_coords(state, _coords_key(state, atlas, layer, method, target))
-    if found is None:
-        raise NotFound(f"the {method} map of {atlas_id}:{layer} is not computed yet; compute it "
-                       "before exporting its coordinates")
+    found = _coords(state, _computed(state, atlas_id, atlas, layer, method, selection.align_to))
     blob = atlas_map.export_selection(atlas, selection.indices, found, format,
                                       _prediction_names(state, atlas))
     media = "text/csv" if format == "csv" else "application/json"

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,12 @@ class DiskCache:
         if not path.is_file():
             raise NotFound(f"no file {name!r} in this result")
         return path
+
+    def file_made(self, key: str, name: str, make: Callable[[], bytes]) -> Path:
+        """The cached file ``name`` of ``key``, made by ``make()`` and cached the first time."""
+        if self.get(key) is None:
+            self.put(key, JobResult(files={name: make()}))
+        return self.file(key, name)
 
     def put(self, key: str, result: JobResult) -> None:
         folder = self.folder(key)

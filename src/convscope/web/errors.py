@@ -37,16 +37,13 @@ class MisdirectedRequest(ConvscopeError):
     """A request whose ``Host`` is not an address the server was started on (DNS rebinding)."""
 
 
+_STATUS: tuple[tuple[type[ConvscopeError] | tuple[type[ConvscopeError], ...], int], ...] = (
+    (MisdirectedRequest, 421), ((NotFound, BadLayer), 404), (TooLarge, 413), (Forbidden, 403))
+
+
 def status_of(err: ConvscopeError) -> int:
-    if isinstance(err, MisdirectedRequest):
-        return 421
-    if isinstance(err, (NotFound, BadLayer)):
-        return 404
-    if isinstance(err, TooLarge):
-        return 413
-    if isinstance(err, Forbidden):
-        return 403
-    return 400  # BadArgument, BadImage, BadModel, BadTarget: any other bad input
+    """The status of an error; 400 for BadArgument, BadImage, BadModel, BadTarget: any other bad input."""
+    return next((status for kinds, status in _STATUS if isinstance(err, kinds)), 400)
 
 
 def one_line(message: str) -> str:

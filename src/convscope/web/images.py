@@ -15,8 +15,7 @@ Decoded images are kept in a small LRU (:class:`DecodedImages`, one per app): ea
 image again, and decoding a photo costs as much as a Grad-CAM of it. A reference is cached only
 under a key that changes with its content (see :func:`resolve_image`); ``atlas:`` images are not
 cached, since an atlas reloads them from its dataset's files, which carry no stamp. The tensors
-handed out are shared: callers must not modify them in place (one that does is detected by the
-tensor's version counter, and the image is decoded again next time).
+handed out are shared: callers must not modify them in place.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -139,15 +138,21 @@ class DecodedImages:
         self._bytes -= entry.tensor.numel() * entry.tensor.element_size()
 
 
+def unique_name(text: str, taken: Iterable[str], fallback: str) -> str:
+    """``text`` made safe for a URL (``fallback`` when nothing is left), then unique among
+    ``taken`` with -2, -3 ..."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", text) or fallback
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}-{n}", n + 1
+    return name
+
+
 def folder_ids(folders: list[Path]) -> dict[str, Path]:
-    """Folder id (its name, made unique with -2, -3 ...) -> the folder, resolved."""
+    """Folder id (its name, made unique) -> the folder, resolved."""
     ids: dict[str, Path] = {}
     for folder in folders:
-        base = re.sub(r"[^A-Za-z0-9._-]", "_", folder.resolve().name) or "images"
-        name, n = base, 2
-        while name in ids:
-            name, n = f"{base}-{n}", n + 1
-        ids[name] = folder.resolve()
+        ids[unique_name(folder.resolve().name, ids, "images")] = folder.resolve()
     return ids
 
 
@@ -207,10 +212,10 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
                                  lambda: load_image(path.read_bytes(), max_pixels=limit))
     if kind == "atlas":
         atlas_id, _, index = rest.partition("/")
-        entry = state.atlas(atlas_id)
+        atlas = state.atlas(atlas_id)
         if not index.isdigit():
             raise BadArgument(f"image {ref!r}: the index after the atlas id must be a whole number")
-        return atlas_image(entry.atlas, int(index))
+        return atlas_image(atlas, int(index))
     raise BadArgument(f"image {ref!r}: unknown kind {kind!r}; use sample:, folder:, upload: or atlas:")
 
 

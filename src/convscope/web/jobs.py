@@ -167,10 +167,7 @@ class JobManager:
     # -- looking up and cancelling -----------------------------------------------------------
     def get(self, job_id: str) -> Job:
         with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
-        return job
+            return self._find(job_id)
 
     def list(self) -> list[Job]:
         with self._lock:
@@ -180,9 +177,7 @@ class JobManager:
         """Cancel a job: a queued one ends at once, a running one at its next torch call. Under
         the lock the worker takes to start a job, so the two never act on a stale status."""
         with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
+            job = self._find(job_id)
             if not job.finished_:
                 job.cancel_event.set()
                 if job.status == "queued":  # the worker skips it when it gets there
@@ -198,6 +193,13 @@ class JobManager:
         self._worker.join(timeout=10)
 
     # -- the worker --------------------------------------------------------------------------
+    def _find(self, job_id: str) -> Job:
+        """The job ``job_id`` (the caller holds the lock); unknown ids are a 404."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r} (jobs are forgotten when the server restarts)")
+        return job
+
     def _new_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
@@ -223,8 +225,7 @@ class JobManager:
     def _end_unstarted(self, job: Job) -> None:
         """Cancelled before it started (the caller holds the lock)."""
         job.update(status="cancelled", message="cancelled before it started", finished=time.time())
-        if job.key is not None and self._by_key.get(job.key) is job:
-            del self._by_key[job.key]
+        self._forget_key(job)
 
     def _run(self, job: Job) -> None:
         with self._lock:  # a cancel either ends it here, or lands on a running job
@@ -259,7 +260,8 @@ class JobManager:
                        error_status=500, message="failed", finished=time.time())
         finally:
             job.fn = job.between_steps_on = None  # free what the closure holds
-            self._forget_key(job)
+            with self._lock:
+                self._forget_key(job)
 
     def _calls_between_steps(self) -> None:
         """Run the pages' short calls at the head of the queue now, between two steps of the
@@ -275,6 +277,6 @@ class JobManager:
             self._run(call)
 
     def _forget_key(self, job: Job) -> None:
-        with self._lock:
-            if job.key is not None and self._by_key.get(job.key) is job:
-                del self._by_key[job.key]
+        """The key no longer names this job in flight (the caller holds the lock)."""
+        if job.key is not None and self._by_key.get(job.key) is job:
+            del self._by_key[job.key]

@@ -1,10 +1,9 @@
 """The synthesis lab (``/lab``): adversarial examples, fooling images, inversion, texture, style
 and fast style, each a form with the settings of its CLI command, run as a cached job.
 
-A :class:`Kind` is a list of :class:`Field` s (name, type, the task's or the CLI's default, the
-limits the CLI enforces) and a ``start`` function that checks the settings against the model
-(classes, layers, images) before anything runs, and returns the job's function, which calls the
-task of :mod:`convscope.tasks` with the job's progress callback. The settings live in the URL, so
+A :class:`Kind` is a list of :class:`~convscope.web.params.Field` s and a ``start`` function
+that checks the settings against the model (classes, layers, images) before anything runs, and
+returns the job's function, which calls the task of :mod:`convscope.tasks`. The settings live in the URL, so
 ``/lab?kind=adversarial&target=3&eps=8/255`` is a stable address, and ``run=1`` in it starts the
 job (answered at once from the disk cache when the same model and settings ran before).
 """

@@ -292,7 +292,7 @@ def top_images(state: Service, name: str, channel: str, atlas: str, model: str |
         raise NotFound(f"atlas {atlas!r} was not scanned with model {entry.name!r} at layer "
                        f"{row.name!r}")
     count = parse_int("k", k, 1, MAX_TOP)
-    patches = state.jobs.run(lambda: top_patches(found.atlas, entry.model, row.name, unit, count),
+    patches = state.jobs.run(lambda: top_patches(found, entry.model, row.name, unit, count),
                              model=entry.model)
     return {"atlas": atlas, "layer": row.name, "channel": unit, "top": [
         {"rank": p.record.rank, "index": p.record.index, "value": round(p.record.value, 4),

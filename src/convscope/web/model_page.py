@@ -21,7 +21,6 @@ from .state import Service
 router = APIRouter()
 
 
-
 @dataclass
 class TreeRow:
     """One layer as a row of the tree."""
@@ -35,7 +34,6 @@ class TreeRow:
     shown: bool
     """Whether the row passes the search (it or a row nested under it matches)."""
     match: bool
-
 
 
 def layer_href(name: str, model: str | None) -> str:

@@ -9,7 +9,6 @@ model's worker once and then served from the disk cache.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,9 +17,10 @@ from PIL import Image
 
 from ..data.atlas import Atlas
 from ..model import Model
+from ..render import png_bytes
 from ..render.grid import image_grid
 from ..tasks.atlas import top_patches
-from .cache import JobResult
+from .job_routes import HOUR_CACHE
 from .pages import render
 from .params import parse_int
 from .state import Service
@@ -42,9 +42,7 @@ def patches_png(model: Model, atlas: Atlas, layer: str, channel: int, k: int) ->
         picture = image_grid([p.crop for p in patches], captions=[f"{p.record.value:.3g}" for p in patches],
                              ncols=len(patches), tile_size=TILE_PX, upscale="auto", pad=2,
                              font_size=10, caption_lines=1)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(picture)
 
 
 @router.get("/atlas/{atlas_id}/{layer}/patches", response_class=HTMLResponse)
@@ -66,9 +64,6 @@ def patches_tile(state: Service, atlas_id: str, layer: str, channel: str, k: str
     count = parse_int("k", k, 1, MAX_K)
     entry = state.atlas_model_required(atlas)
     key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
-    if state.cache.get(key) is not None:
-        png = state.cache.file(key, NAME).read_bytes()
-    else:
-        png = state.jobs.run(lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model)
-        state.cache.put(key, JobResult(files={NAME: png}))
-    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+    path = state.cache.file_made(key, NAME, lambda: state.jobs.run(
+        lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model))
+    return Response(path.read_bytes(), media_type="image/png", headers=HOUR_CACHE)

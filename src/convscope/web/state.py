@@ -8,12 +8,10 @@ Handlers receive it through FastAPI's ``Depends`` (:data:`Service`) and stay thi
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
@@ -32,7 +30,7 @@ from ..tasks.layers import LayerTable, layer_table
 from .cache import DiskCache
 from .config import ServeConfig
 from .errors import NotFound
-from .images import DecodedImages, folder_ids, resolve_image
+from .images import DecodedImages, folder_ids, resolve_image, unique_name
 from .jobs import Job, JobManager
 
 if TYPE_CHECKING:
@@ -93,25 +91,6 @@ class ModelEntry:
         return atlas.model_name in (self.name, self.spec, self.model.name)
 
 
-@dataclass
-class AtlasEntry:
-    id: str
-    path: Path
-
-    @cached_property
-    def atlas(self) -> Atlas:
-        return Atlas.open(self.path)
-
-
-def _model_name(spec: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(spec.split(":")[-1]).stem if "/" in spec or "\\" in spec
-                  else spec.replace(":", "-")) or "model"
-    name, n = base, 2
-    while name in taken:
-        name, n = f"{base}-{n}", n + 1
-    return name
-
-
 class AppState:
     """Built once by :func:`convscope.web.app.create_app`; handlers receive it as :data:`Service`."""
 
@@ -127,11 +106,12 @@ class AppState:
                       for spec in config.models]
         self.models: dict[str, ModelEntry] = {}
         for spec, model in models:
-            name = _model_name(spec, set(self.models))
+            shown = Path(spec.split(":")[-1]).stem if "/" in spec or "\\" in spec else spec.replace(":", "-")
+            name = unique_name(shown, self.models, "model")
             self.models[name] = ModelEntry(name, spec, model)
         self.image_folders = folder_ids(config.images)
-        self.atlases: dict[str, AtlasEntry] = {
-            atlas_id: AtlasEntry(atlas_id, path) for atlas_id, path in folder_ids(config.atlases).items()}
+        self.atlases = folder_ids(config.atlases)
+        self._open_atlases: Recent[str, Atlas] = Recent(max(1, len(self.atlases)))
         self.decoded = DecodedImages()
         self._tables: Recent[tuple[str, str], LayerTable] = Recent(len(self.models))
         self._feature_maps: Recent[tuple[str, str, str], FeatureMaps] = Recent(KEEP_FEATURE_MAPS)
@@ -177,16 +157,17 @@ class AppState:
         return self.decoded.digest(picture)
 
     # -- atlases ----------------------------------------------------------------------------
-    def atlas(self, atlas_id: str) -> AtlasEntry:
-        entry = self.atlases.get(atlas_id)
-        if entry is None:
+    def atlas(self, atlas_id: str) -> Atlas:
+        """The atlas ``atlas_id``, opened once (an unknown id is a 404; one that does not open, its error)."""
+        path = self.atlases.get(atlas_id)
+        if path is None:
             raise NotFound(f"no atlas {atlas_id!r}; atlases: "
                            f"{', '.join(self.atlases) or 'none (start with --atlas DIR)'}")
-        return entry
+        return self._open_atlases.get(atlas_id, lambda: Atlas.open(path))
 
     def atlas_layer(self, atlas_id: str, layer: str) -> Atlas:
         """The open atlas ``atlas_id`` after checking that it scanned ``layer`` (404 otherwise)."""
-        atlas = self.atlas(atlas_id).atlas
+        atlas = self.atlas(atlas_id)
         if layer not in atlas.channels:
             raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
         return atlas
@@ -216,9 +197,9 @@ class AppState:
     def open_atlases(self) -> list[tuple[str, Atlas]]:
         """Every atlas that opens (one that does not is left out: its own page says why)."""
         found = []
-        for atlas_id, entry in self.atlases.items():
+        for atlas_id in self.atlases:
             try:
-                found.append((atlas_id, entry.atlas))
+                found.append((atlas_id, self.atlas(atlas_id)))
             except ConvscopeError:
                 continue
         return found
