@@ -1,7 +1,8 @@
 """``create_app``: the FastAPI app of ``convscope serve`` (pages, API, static files, jobs).
 
-Handlers call ``tasks/`` (and ``render/`` for pictures) only. Each page lives in its own module
-with a ``router``; :data:`ROUTERS` lists them in the order their routes are matched.
+Handlers take the service (``state.Service``) and call ``tasks/``, ``render/``, the registry's
+option specs and the model's layer table (docs/architecture.md, section 6). Each page lives in
+its own module with a ``router``; :data:`ROUTERS` lists them in the order their routes are matched.
 """
 
 from __future__ import annotations
