@@ -15,6 +15,11 @@ Each run appends its rows, the commit and the machine's load to :data:`HISTORY`.
 :data:`MARK_END`) from the last full run (not ``--quick``, nothing planted, every group), and
 refuses when ``src/`` or ``benchmarks/`` changed since that run's commit.
 
+``--quick`` times 2 turns instead of 5 and shrinks the forward-only methods' work (RISE 128
+masks instead of 512, LIME 128 samples instead of 500, Score-CAM its 128 most varied channels),
+each against the floor of the same number of plain forwards; the goals' call strings name the
+full sizes, which only a full run measures.
+
 ``--plant`` slows the measured calls down from the benchmark's side, to see a row go red:
 ``sleep=MS`` adds MS milliseconds to every public call, ``no-frozen`` turns the fast path's
 frozen TorchScript graph off (the loss behind issue 23). Planted runs are recorded in the
@@ -80,6 +85,12 @@ class Context:
         self.sleep_s = float(plant.split("=", 1)[1]) / 1000 if plant and plant.startswith("sleep=") else 0.0
         self.repeats = repeats or (2 if quick else 5)
         """Timed turns of the slow calls; groups give cheap calls a few more."""
+
+    def size(self, full: int, quick: int) -> int:
+        """A method's work size (masks, samples, channels): smaller in quick mode, where the
+        anchor (the floor of the same number of forwards) shrinks with it, so the ratio keeps
+        its meaning while the run fits in 5 minutes on 2 cores."""
+        return quick if self.quick else full
 
     def subject(self, fn: Callable[[], object]) -> Callable[[], object]:
         """A public call as the check times it: with the planted sleep, if any."""
@@ -160,7 +171,7 @@ def group_rise(ctx: Context) -> list[Measured]:
     from convscope import explain
 
     model, x, _ = _model_and_cat()
-    masks = 512
+    masks = ctx.size(512, 128)
     ours = ctx.subject(lambda: explain(model, x, method="rise", masks=masks))
     turns = ctx.turns([ours, _plain_forwards(model, x, masks)])
     return [ratio("rise-floor", turns, 0, 1)]
@@ -175,7 +186,7 @@ def group_lime(ctx: Context) -> list[Measured]:
     from .lime_bench import lime_package_row
 
     model, x, target = _model_and_cat()
-    samples = 500
+    samples = ctx.size(500, 128)
     segments = Lime(model, samples=2).explain_superpixels(x, target).segments
     package = lime_package_row(model, model.resize(load_sample("cat")), segments[0].cpu().numpy())
     if package is None:
@@ -197,11 +208,12 @@ def group_scorecam(ctx: Context) -> list[Measured]:
     from convscope.model import capture, guarded
 
     model, x, _ = _model_and_cat()
-    method = build_method("scorecam", model, "auto")
+    limit = {"max_channels": 128} if ctx.quick else {}
+    method = build_method("scorecam", model, "auto", **limit)
     with guarded(model), torch.no_grad(), capture(model, method.layer) as record:
         model(x)
     scored = int(method.channels(record[method.layer]).sum())
-    ours = ctx.subject(lambda: explain(model, x, method="scorecam"))
+    ours = ctx.subject(lambda: explain(model, x, method="scorecam", **limit))
     turns = ctx.turns([ours, _plain_forwards(model, x, scored)])
     print(f"scorecam: layer {method.layer}, {scored} channels scored", file=sys.stderr)
     return [ratio("scorecam-floor", turns, 0, 1)]
@@ -539,7 +551,7 @@ def child(group: str, groups: dict[str, Callable[[Context], list[Measured]]], qu
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer turns (under 5 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="fewer turns, smaller sizes (5 min)")
     parser.add_argument("--only", nargs="+", metavar="GROUP",
                         help=f"run these groups only ({', '.join(GROUPS)})")
     parser.add_argument("--repeats", type=int, help="timed turns of the slow calls (quick 2, else 5)")

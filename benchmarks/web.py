@@ -9,19 +9,20 @@ timed in alternating turns, so they share the machine's noise:
 
 * ``task``: ``convscope.explain(model, "sample:cat", method, **options)``, the call the web job
   makes, in this thread (loading the image included, as the server loads it);
-* ``+files``: the same plus the files the job adds: the overlay PNG and the ``.npy``;
-* ``web``: ``POST /api/explain`` with ``"wait": true``, then ``GET`` of ``map.png`` (the map the
-  explainer page shows), with the disk cache emptied before each turn (untimed), so every request
-  runs its job;
+* ``+files``: the same plus the files the job adds: the map's gray levels as PNG and the ``.npy``;
+* ``web``: ``POST /api/explain`` with ``"wait": true``, then ``GET`` of ``levels.png``, what the
+  explainer page fetches to show the map (it colours them on a canvas over the photo it already
+  shows; the full overlay ``map.png`` is drawn only when an export asks for it), with the disk
+  cache emptied before each turn (untimed), so every request runs its job;
 * ``cached``: the same request once its result is cached.
 
 ``web/task`` is the ratio the issue bounds (goal at most 1.1x), a ratio of medians that this
 project's shared 2-core VM swings by tens of percent. So, as for ``explain()`` in RESULTS.md,
 the cost is also split inside the same web requests, which the noise cannot move: ``method`` is
 the method's own time (the job's ``data["seconds"]``), ``job`` the job from start to finish on the
-worker (the server's ``seconds``); ``files`` = job - method (``explain()`` around the method, the overlay
-drawn and encoded, the cache written), ``http`` = web - job (HTTP, the request's checks, the
-queue, the ``map.png`` download). ``1+added/method`` = web / method over the same requests.
+worker (the server's ``seconds``); ``files`` = job - method (``explain()`` around the method, the levels
+coloured and encoded, the cache written), ``http`` = web - job (HTTP, the request's checks, the
+queue, the ``levels.png`` download). ``1+added/method`` = web / method over the same requests.
 
 Last, a cached feature visualization (``GET /api/layers/{layer}/{channel}/visualization``, its
 job JSON, then its picture) with the layer page's default settings; goal under 50 ms. And the
@@ -55,12 +56,11 @@ GOAL_LOOPBACK_MS = 30.0
 
 
 def files(result: Any) -> tuple[bytes, bytes]:
-    """What the explain job adds to the task call: the overlay as PNG and the map as ``.npy``,
-    drawn and encoded as the explainer does."""
+    """What the explain job adds to the task call: the map's gray levels as PNG and the map as
+    ``.npy``, as the explainer makes them."""
     from convscope.render import png_bytes
-    from convscope.web.explainer import MAP_MAX_SIDE
 
-    return png_bytes(result.overlay(0, max_side=MAP_MAX_SIDE)), result.save_array(0)
+    return png_bytes(result.levels(0)), result.save_array(0)
 
 
 class WebClient:
@@ -86,7 +86,7 @@ class WebClient:
         self.last = reply.json()
         if self.last["status"] != "done":
             raise RuntimeError(f"the explain job ended {self.last['status']}: {self.last.get('error')}")
-        picture = self.http.get(self.last["files"]["map.png"])
+        picture = self.http.get(self.last["files"]["levels.png"])  # what the page shows
         picture.raise_for_status()
         return picture.content
 

@@ -169,10 +169,11 @@ def _explain_twice(model: Model, x: Tensor) -> None:
 
 
 def _web_explain_job(model: Model, x: Tensor) -> None:
-    """What the web app's worker runs for ``POST /api/explain``: map, overlay, faithfulness."""
+    """What the web app's worker runs for ``POST /api/explain``: map, levels, faithfulness."""
     from convscope.web.explainer import explain_job
 
-    explain_job(model, x[0].sigmoid(), "gradcam", 1, "auto", {}, True)(lambda done, total: None)
+    job = explain_job(model, x[0].sigmoid(), "gradcam", 1, "auto", {}, True, ("ref", "digest", "key"))
+    job(lambda done, total: None)
 
 
 CASES["web_explain_job"] = _task(_web_explain_job)

@@ -15,9 +15,11 @@ from convscope.render import (
     DEFAULT_CMAP,
     colorize,
     draw_boxes,
+    map_levels,
     mask_image,
     normalize_map,
     overlay,
+    overlay_table,
     overlays,
     save_png,
     text_color,
@@ -436,3 +438,35 @@ def test_png_bytes_of_tensors_and_other_modes_and_their_size() -> None:
     with Image.open(io.BytesIO(png_bytes(palette))) as decoded:
         assert decoded.mode == "RGB"
         assert np.array_equal(np.asarray(decoded), np.asarray(palette.convert("RGB")))
+
+
+@pytest.mark.parametrize("mode", ["unsigned", "signed"])
+def test_levels_looked_up_in_the_table_and_composited_are_the_overlay(mode: str) -> None:
+    """The map's gray levels, each looked up in the overlay's table (colour and alpha) and drawn
+    "over" the image (out = rgb * a + image * (1 - a), as a browser composites), give
+    overlay()'s picture, up to the 8-bit rounding of level, colour and alpha."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 20, 24)
+    heat = torch.randn(1, 20, 24) if mode == "signed" else torch.rand(1, 20, 24)
+    levels = np.asarray(map_levels(heat, mode=mode))
+    assert levels.shape == (20, 24) and levels.dtype == np.uint8
+    table = overlay_table(mode).numpy()
+    assert table.shape == (256, 4) and table.dtype == np.uint8
+    layer = table[levels].astype(np.float64) / 255
+    rgb, a = layer[..., :3], layer[..., 3:]
+    composited = rgb * a + image.permute(1, 2, 0).numpy() * (1 - a)
+    drawn = np.asarray(overlay(image, heat, mode=mode)).astype(np.float64) / 255
+    assert np.abs(composited - drawn).max() <= 6 / 255
+    assert np.abs(composited - drawn).mean() <= 1 / 255
+    if mode == "signed":  # zero evidence is transparent, strong evidence as strong as overlay's
+        assert table[127:129, 3].max() <= 2 and table[[0, 255], 3].tolist() == [178, 178]
+    else:
+        assert (table[:, 3] == 128).all()
+
+
+def test_map_levels_keep_the_map_resolution_and_check_like_overlay() -> None:
+    assert map_levels(torch.rand(2, 7, 9), reduce="max").size == (9, 7)
+    with pytest.raises(BadArgument, match="channels"):
+        map_levels(torch.rand(2, 7, 9))
+    with pytest.raises(BadArgument, match="alpha"):
+        overlay_table(alpha=2)

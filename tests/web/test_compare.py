@@ -74,7 +74,7 @@ def test_one_image_is_explained_by_both_models_with_their_own_top_class(
         alone = explain(model, [picture], "gradcam")
         got = np.load(io.BytesIO(client.get(job["files"]["map.npy"]).content))
         np.testing.assert_array_equal(got, alone.map_array(0))  # the map computed alone
-        png = client.get(job["files"]["map.png"])
+        png = client.get(job["data"]["overlay"])
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     again = client.get("/compare", params={"image": ref, "method": "gradcam"})
     for job_id, _ in re.findall(r'data-job="([^"]+)" data-model="([^"]+)"', again.text):

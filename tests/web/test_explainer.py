@@ -84,10 +84,37 @@ def test_a_map_is_what_the_cli_writes(client: TestClient, tmp_path: Path) -> Non
     served = npy(client, job)
     assert served.dtype == np.float32 and served.shape == (28, 28)
     np.testing.assert_allclose(served, np.load(raw), rtol=1e-5, atol=1e-7)
-    picture = Image.open(io.BytesIO(client.get(job["files"]["map.png"]).content))
+    picture = Image.open(io.BytesIO(client.get(data["overlay"]).content))  # drawn on this request
     assert picture.size == (451, 300)  # drawn on the photo at its own size, as the CLI draws it
     assert np.abs(np.asarray(picture.convert("RGB"), dtype=int)
                   - np.asarray(Image.open(out).convert("RGB"), dtype=int)).max() <= 1
+    again = client.get(data["overlay"])  # kept in the cache entry
+    assert again.content == client.get(data["overlay"]).content
+    assert "immutable" in again.headers["cache-control"]
+
+
+def test_the_levels_coloured_on_the_box_are_the_overlay(client: TestClient) -> None:
+    """What the page draws: the job's gray levels scaled onto the box the model saw, coloured
+    by the table in the page's setup, over the photo, the rest darkened to half (render.overlay's
+    ``unseen``), is the full overlay (here both at the photo's own size)."""
+    job = explain_json(client)
+    data = job["data"]
+    levels = Image.open(io.BytesIO(client.get(job["files"]["levels.png"]).content))
+    assert levels.mode == "L" and levels.size == (28, 28)  # the map's input resolution
+    assert data["size"] == [300, 451] and not data["signed"]
+    top, left, bottom, right = data["box"]
+    assert 0 <= left < right <= 451 and (top, bottom) == (0, 300)  # a centre crop of the photo
+    page = client.get("/explain", params={"image": "sample:cat", "model": DIGITS}).text
+    setup = json.loads(re.search(r'id="ex-setup"[^>]*>(.*?)</script>', page, re.S).group(1))
+    table = np.array(setup["colours"]["unsigned"], dtype=np.uint8).reshape(256, 4)
+    photo = np.asarray(load_image("sample:cat").permute(1, 2, 0)) * 1.0
+    x0, x1 = round(left), round(right)
+    placed = table[np.asarray(levels.resize((x1 - x0, 300), Image.BILINEAR))] / 255
+    shown = photo * 0.5
+    rgb, a = placed[..., :3], placed[..., 3:]
+    shown[:, x0:x1] = rgb * a + photo[:, x0:x1] * (1 - a)
+    drawn = np.asarray(Image.open(io.BytesIO(client.get(data["overlay"]).content)).convert("RGB")) / 255
+    assert np.abs(shown - drawn).mean() < 0.01
 
 
 def test_a_second_request_is_answered_from_the_cache(client: TestClient) -> None:
@@ -290,10 +317,14 @@ def test_a_large_photo_is_drawn_shrunk(client: TestClient, web_models: dict[str,
     """The overlay of a photo larger than MAP_MAX_SIDE is drawn on the photo shrunk (a 12 MP
     upload took 20 s at full size); the map itself stays at input resolution."""
     from convscope.data import load_image as load
+    from convscope.tasks.explain import photo_overlay
     from convscope.web.explainer import MAP_MAX_SIDE, explain_job
 
     photo = torch.nn.functional.interpolate(load("sample:cat")[None], size=(1200, 1804))[0]
-    result = explain_job(web_models[DIGITS], photo, "gradcam", 3, "auto", {}, False)(lambda d, n: None)
-    picture = Image.open(io.BytesIO(result.files["map.png"]))
+    job = explain_job(web_models[DIGITS], photo, "gradcam", 3, "auto", {}, False, ("ref", "digest", "key"))
+    result = job(lambda d, n: None)
+    assert result.data["size"] == [1200, 1804] and result.data["overlay"] == "/api/explain/key/map.png"
+    values = torch.from_numpy(np.load(io.BytesIO(result.files["map.npy"])))
+    assert values.shape == (28, 28)
+    picture = photo_overlay(photo, result.data["box"], values[None], MAP_MAX_SIDE)
     assert picture.size == (MAP_MAX_SIDE, round(1200 * MAP_MAX_SIDE / 1804))
-    assert np.load(io.BytesIO(result.files["map.npy"])).shape == (28, 28)

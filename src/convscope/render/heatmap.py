@@ -220,6 +220,33 @@ def place_map(m: Tensor, size: tuple[int, int], box: Sequence[float]) -> tuple[T
     return placed.reshape(*m.shape[:-2], *size), seen
 
 
+def _blend_alpha(alpha: float | None, mode: Mode) -> float:
+    """The colour's strength: default 0.7 for signed maps, 0.5 otherwise; checked."""
+    if alpha is None:
+        alpha = 0.7 if mode == "signed" else 0.5
+    if not 0.0 <= alpha <= 1.0:
+        raise BadArgument(f"alpha={alpha}; use a value in [0, 1]")
+    return alpha
+
+
+def _one_map(heat: Tensor, reduce: Reduce | None, normalize: bool) -> Tensor:
+    """One finite ``(C,h,w)`` map from a map or a batch of one (several channels need a reduce)."""
+    h = _finite(heat, "the map").cpu()
+    if h.dim() == 4:
+        if h.shape[0] != 1:
+            raise BadArgument(f"overlay takes one map, got a batch of {h.shape[0]}; use overlays")
+        h = h[0]
+    if h.dim() == 3 and h.shape[0] != 1 and (reduce is None or not normalize):
+        raise BadArgument(f"a map with {h.shape[0]} channels needs reduce='max'|'mean'|'sum'")
+    return h
+
+
+def _signed_weight(h: Tensor, alpha: float) -> Tensor:
+    """A signed map's colour weight per pixel: zero evidence (0.5) leaves the image untouched,
+    half the clip scale and more is fully ``alpha``."""
+    return (2 * (2 * h - 1).abs()).clamp_(max=1).mul_(alpha)
+
+
 def overlay(
     image: ImageLike,
     heat: Tensor,
@@ -244,18 +271,9 @@ def overlay(
     or letterbox the model saw, see :func:`place_map`); it is scaled on its own pixels, placed
     there, and the pixels the model never saw are darkened to ``unseen`` brightness.
     """
-    if alpha is None:
-        alpha = 0.7 if mode == "signed" else 0.5
-    if not 0.0 <= alpha <= 1.0:
-        raise BadArgument(f"alpha={alpha}; use a value in [0, 1]")
+    alpha = _blend_alpha(alpha, mode)
     img = _image_tensor(image)
-    h = _finite(heat, "the map").cpu()
-    if h.dim() == 4:
-        if h.shape[0] != 1:
-            raise BadArgument(f"overlay takes one map, got a batch of {h.shape[0]}; use overlays")
-        h = h[0]
-    if h.dim() == 3 and h.shape[0] != 1 and (reduce is None or not normalize):
-        raise BadArgument(f"a map with {h.shape[0]} channels needs reduce='max'|'mean'|'sum'")
+    h = _one_map(heat, reduce, normalize)
     size = (img.shape[-2], img.shape[-1])
     seen: Tensor | None = None  # None: the model saw every pixel
     if box is None:
@@ -270,7 +288,7 @@ def overlay(
     rgb = _colors(h, cmap or DEFAULT_CMAP[mode])
     # out = image * shade * (1 - a) + colour * a, with a = alpha * ramp * seen, as (H, W) weights
     if mode == "signed":
-        a = (2 * (2 * h - 1).abs()).clamp_(max=1).mul_(alpha)
+        a = _signed_weight(h, alpha)
         a = a if seen is None else a * seen
     elif seen is None:
         return _to_pil_unit(torch.lerp(img, rgb, alpha))
@@ -278,6 +296,38 @@ def overlay(
         a = seen * alpha
     keep = 1 - a if seen is None else (1 - a) * torch.where(seen, 1.0, unseen)
     return _to_pil_unit(torch.addcmul(img * keep, rgb, a))
+
+
+def map_levels(
+    heat: Tensor,
+    *,
+    mode: Mode = "unsigned",
+    reduce: Reduce | None = None,
+    clip_percentile: float = 99.5,
+    normalize: bool = True,
+) -> Image.Image:
+    """The map as :func:`overlay` normalizes it, at its own resolution, in 256 gray levels.
+
+    With :func:`overlay_table` this is :func:`overlay` in two halves: a browser scales the levels
+    onto the box the model saw (bilinearly, as :func:`place_map` does) and looks each level up
+    in the table; the web page draws the map that way over the photo it already shows instead
+    of waiting for the whole overlay to be drawn and encoded on the server.
+    """
+    h = _one_map(heat, reduce, normalize)
+    if normalize:
+        h = _normalize(h, mode, clip_percentile, reduce)
+    levels = h.reshape(h.shape[-2:]).clamp(0, 1).mul(255).round_().to(torch.uint8)
+    return Image.fromarray(levels.numpy(), mode="L")
+
+
+def overlay_table(mode: Mode = "unsigned", cmap: str | None = None, alpha: float | None = None) -> Tensor:
+    """``(256, 4)`` uint8: :func:`overlay`'s colour and blend weight (as alpha) for each level of
+    :func:`map_levels`; drawing a level's entry "over" the image gives overlay's blend."""
+    alpha = _blend_alpha(alpha, mode)
+    h = torch.linspace(0, 1, 256)
+    rgb = _colors(h[None], cmap or DEFAULT_CMAP[mode]).reshape(3, 256)
+    a = _signed_weight(h.clone(), alpha) if mode == "signed" else torch.full_like(h, alpha)
+    return torch.cat([rgb, a[None]]).mul_(255).round_().clamp_(0, 255).to(torch.uint8).T.contiguous()
 
 
 def overlays(images: Tensor, heats: Tensor, **options: object) -> list[Image.Image]:

@@ -35,10 +35,30 @@ from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
 from ..model.wrapped import Framing
-from ..render import overlay, png_bytes, save_png
+from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
 from ..types import Target
 from .inputs import Images, as_images, is_model_input, model_inputs
+
+
+def overlay_options(signed: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """Signed maps diverge around zero and sum their channels; unsigned ones take the max."""
+    return {"mode": "signed" if signed else "unsigned", "reduce": "sum" if signed else "max", **options}
+
+
+def photo_overlay(image: Tensor, box: Sequence[float], values: Tensor, max_side: int | None = None,
+                  **options: Any) -> Image.Image:
+    """A ``(C,H,W)`` map of the model's input over the ``(3,H,W)`` photo it came from, ``box``
+    the part of the photo the model saw; the photo shrunk to at most ``max_side`` pixels first."""
+    height, width = image.shape[-2:]
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp(0, 1)
+        sy, sx = size[0] / height, size[1] / width
+        box = (box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx)
+    return overlay(image, values, box=box, **options)
 
 
 @dataclass
@@ -91,29 +111,34 @@ class Explanation:
         most ``max_side`` pixels when given: much faster for a large photo), else over the
         model's input."""
         images, values = self._pictures()
-        chosen = self._overlay_options(options)
+        chosen = overlay_options(self.signed, options)
         if self.framings is None:
             return overlay(images[index], values[index], **chosen)
         framing = self.framings[index]
-        image, box = framing.image, framing.box
-        height, width = image.shape[-2:]
-        if max_side is not None and max(height, width) > max_side:
-            scale = max_side / max(height, width)
-            size = (max(1, round(height * scale)), max(1, round(width * scale)))
-            image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
-                                  align_corners=False)[0].clamp(0, 1)
-            sy, sx = size[0] / height, size[1] / width
-            box = (box[0] * sy, box[1] * sx, box[2] * sy, box[3] * sx)
-        return overlay(image, values[index], box=box, **chosen)
+        return photo_overlay(framing.image, framing.box, values[index], max_side, **chosen)
+
+    def levels(self, index: int = 0, **options: Any) -> Image.Image:
+        """Sample ``index``'s map as :meth:`overlay` normalizes it, 8-bit gray at input
+        resolution (:func:`convscope.render.map_levels`): :meth:`overlay` is these levels scaled
+        onto the box that :meth:`frame` gives, coloured by :func:`convscope.render.overlay_table`
+        and blended over the photo, the rest darkened."""
+        _, values = self._pictures()
+        return map_levels(values[index], **overlay_options(self.signed, options))
+
+    def frame(self, index: int = 0) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
+        """Where sample ``index``'s map lies on the picture :meth:`overlay` draws on: the box
+        (top, left, bottom, right) in its pixels and its size (height, width)."""
+        images, _ = self._pictures()
+        if self.framings is None:
+            height, width = images.shape[-2:]
+            return (0.0, 0.0, float(height), float(width)), (height, width)
+        framing = self.framings[index]
+        top, left, bottom, right = (float(v) for v in framing.box)
+        return (top, left, bottom, right), (framing.image.shape[-2], framing.image.shape[-1])
 
     def overlays(self, **options: Any) -> list[Image.Image]:
         """Every sample's map over its image, in batch order."""
         return [self.overlay(i, **options) for i in range(len(self))]
-
-    def _overlay_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Signed maps diverge around zero and sum their channels; unsigned ones take the max."""
-        mode = "signed" if self.signed else "unsigned"
-        return {"mode": mode, "reduce": "sum" if self.signed else "max", **options}
 
     def map_array(self, index: int = 0) -> np.ndarray:
         """Sample ``index``'s map at input resolution as float32 numpy, what ``--raw`` and the web

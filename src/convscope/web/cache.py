@@ -89,6 +89,23 @@ class DiskCache:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def add_file(self, key: str, name: str, blob: bytes) -> Path:
+        """Add a file drawn later (on its first request) to an existing entry, atomically: a
+        reader sees the whole file or none (two writers write the same bytes)."""
+        folder = self.folder(key) / "files"
+        if not folder.is_dir():
+            raise NotFound(f"no cached result {key!r}")
+        path = folder / check_file_name(name)
+        handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(blob)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
     def blob_path(self, kind: str, digest: str, suffix: str = "") -> Path:
         """Where content-addressed blobs (uploads) live: ``blobs/<kind>/<digest><suffix>``."""
         folder = self.root / "blobs" / kind

@@ -3,8 +3,15 @@
 ``/explain?image=REF&model=&target=&methods=gradcam,occlusion&layer=&occlusion.window=16``
 is the page; everything it shows is in its address. The page asks ``/api/predict`` for the top
 classes, and ``POST /api/explain`` once per method; each explanation is a job (cached on disk by
-model, image content, method, target, layer and options) whose files are ``map.png`` (the overlay
-that :meth:`Explanation.overlay` draws) and ``map.npy`` (what ``convscope explain --raw`` writes).
+model, image content, method, target, layer and options) whose files are ``levels.png`` (the
+map as the overlay normalizes it, 8-bit gray at input resolution, :meth:`Explanation.levels`)
+and ``map.npy`` (what ``convscope explain --raw`` writes). The page scales the levels onto the
+box the model saw (the job's ``box`` and ``size``) on a canvas over the photo it already shows,
+colours them by the overlay's table (:func:`convscope.render.overlay_table`, in the page's
+setup) and darkens the rest, as :meth:`Explanation.overlay` draws it: the answer does not wait
+for the full overlay to be drawn and encoded (a third of a Grad-CAM job). That overlay,
+``map.png`` for exports and the compare page, is drawn on its first request
+(``data["overlay"]``) and kept in the cache entry.
 
 Everything a request names is checked here, before any work is queued, with the library's own
 checks and messages: the image through :mod:`convscope.web.images` (the CLI's image loader), the
@@ -16,10 +23,13 @@ same line, raised again as a 4xx when the request waited for it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from markupsafe import Markup
@@ -31,15 +41,16 @@ from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
 from ..model import Model, get_layer
 from ..model.targets import check_class
-from ..render import png_bytes, to_pil
+from ..render import overlay_table, png_bytes, to_pil
 from ..render.report import FAITHFULNESS_NOTE, colour_key
 from ..tasks.evaluate import faithfulness_scores
-from ..tasks.explain import explain
+from ..tasks.explain import explain, overlay_options, photo_overlay
 from ..tasks.predict import predict
 from ..types import ProgressFn
 from .cache import JobResult
+from .errors import NotFound
 from .images import ImageChoice, list_images
-from .job_routes import png_response
+from .job_routes import file_response, png_response
 from .jobs import Job
 from .pages import render
 from .params import check_memory, parse_int, parse_text
@@ -54,6 +65,9 @@ match the CLI's."""
 MAP_MAX_SIDE = 1600
 """The overlay is drawn on the photo shrunk to this many pixels on its longer side: for a 12 MP
 upload, drawing and encoding took 20 s at full size (``map.npy`` keeps the input resolution)."""
+RESULT_FORMAT = 2
+"""Part of the cache key: raised when the job's files change (2: ``levels.png`` and the box in
+place of a ``map.png`` drawn by the job), so a page never gets an entry in the older form."""
 MAX_TOP_K = 100
 PREVIEW_SIDE = 448
 LAYERS_WAIT_SECONDS = 5.0
@@ -119,8 +133,12 @@ def check_budget(model: Model, method: str, options: dict[str, Any]) -> None:
 # -- the job ------------------------------------------------------------------------------------
 
 def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
-                options: dict[str, Any], faithfulness: bool) -> Callable[[ProgressFn], JobResult]:
-    """The job function: one :func:`convscope.explain` call; the overlay, the map, the numbers."""
+                options: dict[str, Any], faithfulness: bool,
+                image: tuple[str, str, str]) -> Callable[[ProgressFn], JobResult]:
+    """The job function: one :func:`convscope.explain` call; the coloured layer, where it lies on
+    the photo, the map, the numbers. ``image``: the request's image reference, the picture's
+    digest and the cache key, from which :func:`overlay_route` draws the full overlay later."""
+    ref, digest, key = image
     takes_progress = "progress" in get_method(method).options()
 
     def run(progress: ProgressFn) -> JobResult:
@@ -133,6 +151,9 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
             "layer_reason": result.layer_reason, "target": int(result.targets[0]),
             "label": result.target_labels[0], "score": round(float(result.scores[0]), 6),
             "signed": result.signed, "options": options}
+        box, size = result.frame(0)
+        data |= {"box": [round(v, 4) for v in box], "size": list(size), "image": ref, "digest": digest,
+                 "overlay": f"/api/explain/{key}/map.png"}
         if faithfulness:
             x = model.preprocess([picture])
             scores = faithfulness_scores(model, x, result.maps, result.targets.to(x.device),
@@ -140,8 +161,7 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
             data |= {"deletion": round(scores["deletion_auc"][0], 4),
                      "insertion": round(scores["insertion_auc"][0], 4),
                      "faithfulness_steps": FAITHFULNESS_STEPS}
-        files = {"map.png": png_bytes(result.overlay(0, max_side=MAP_MAX_SIDE)),
-                 "map.npy": result.save_array(0)}
+        files = {"levels.png": png_bytes(result.levels(0)), "map.npy": result.save_array(0)}
         if not takes_progress:  # a method's own count stays what the page shows at the end
             progress(1, 1)
         return JobResult(data, files)
@@ -159,11 +179,13 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     layer = check_layer(entry.model, body.layer, method)
     target = check_class(body.target, entry.model.labels)
     check_budget(entry.model, method, options)
-    key = state.cache.key("explain", entry.key, state.digest(picture), method, target, layer, options,
+    digest = state.digest(picture)
+    key = state.cache.key("explain", RESULT_FORMAT, entry.key, digest, method, target, layer, options,
                           body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)
     title = f"{method} of {body.image} ({entry.name}, target {target})"
-    return state.jobs.submit("explain", title, explain_job(entry.model, picture, method, target, layer,
-                                                           options, body.faithfulness), key=key)
+    job = explain_job(entry.model, picture, method, target, layer, options, body.faithfulness,
+                      (body.image, digest, key))
+    return state.jobs.submit("explain", title, job, key=key)
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -173,6 +195,27 @@ def explain_route(state: Service, body: ExplainRequest) -> Response:
     """Queue one explanation; with ``"wait": true`` answer once it has finished (the one
     waiting policy, :meth:`AppState.answer`)."""
     return state.answer(submit_explain(state, body), body.wait)
+
+
+@router.get("/api/explain/{key}/map.png")
+def overlay_route(state: Service, key: str) -> Response:
+    """A finished explanation's full overlay (:meth:`Explanation.overlay`, the photo shrunk to
+    :data:`MAP_MAX_SIDE`): drawn from its ``map.npy`` on the first request, then kept with it."""
+    with contextlib.suppress(NotFound):
+        return file_response("map.png", path=state.cache.file(key, "map.png"))
+    entry = state.cache.get(key)
+    if entry is None or "digest" not in entry.data:
+        raise NotFound(f"no finished explanation {key!r}")
+    data = entry.data
+    picture = state.image(data["image"])
+    if state.digest(picture) != data["digest"]:
+        raise NotFound(f"the image {data['image']!r} changed since this explanation; explain it again")
+    values = torch.from_numpy(np.load(state.cache.file(key, "map.npy")))
+    values = values[None] if values.dim() == 2 else values
+    drawn = photo_overlay(picture, data["box"], values, MAP_MAX_SIDE, **overlay_options(data["signed"], {}))
+    blob = png_bytes(drawn)
+    state.cache.add_file(key, "map.png", blob)
+    return file_response("map.png", blob)
 
 
 @router.get("/api/methods")
@@ -234,6 +277,8 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
         "layer": layer, "options": options, "faithfulness": faithfulness in ("1", "true", "on"),
         "catalog": [describe(n) for n in method_names()],
         "defaults": {n: {s.name: s.default for s in option_specs(n)} for n in method_names()},
+        "colours": {mode: overlay_table(mode).flatten().tolist() for mode in ("signed", "unsigned")},
+        "overlay_side": MAP_MAX_SIDE,
     }
     groups: dict[str, list[ImageChoice]] = {}
     for choice in choices:  # samples first, then each folder, in the order they were given

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from convscope.web.cache import JobResult
-from tests.web.pictures import image_drawn
+from tests.web.pictures import canvas_drawn, image_drawn
 from tests.web.polling import wait_job
 
-MAPS = "#ex-maps .ex-map img.ex-overlay"
+MAPS = "#ex-maps .ex-map canvas.ex-overlay"
 
 
 def test_explain_three_methods_and_export(live_server: str, page: Any) -> None:
@@ -34,8 +34,8 @@ def test_explain_three_methods_and_export(live_server: str, page: Any) -> None:
     chosen = second.get_attribute("data-class")
     second.click()
     page.wait_for_function(f"""() => {{ const imgs = [...document.querySelectorAll('{MAPS}')];
-        return imgs.length === 3 && imgs.every(i => !i.hidden && i.complete && i.naturalWidth > 0); }}""")
-    assert image_drawn(page, MAPS)
+        return imgs.length === 3 && imgs.every(i => !i.hidden && i.dataset.drawn); }}""")
+    assert all(canvas_drawn(page, f"{MAPS} >> nth={i}") for i in range(page.locator(MAPS).count()))
     cards = page.locator("#ex-maps .ex-map")
     assert sorted(cards.nth(i).get_attribute("data-method") for i in range(3)) == [
         "gradcam", "occlusion", "saliency"]
@@ -50,7 +50,7 @@ def test_explain_three_methods_and_export(live_server: str, page: Any) -> None:
     assert f"target={chosen}" in page.url and "occlusion.window=7" in page.url
     page.reload()
     page.wait_for_function(f"""() => {{ const imgs = [...document.querySelectorAll('{MAPS}')];
-        return imgs.length === 3 && imgs.every(i => !i.hidden && i.complete && i.naturalWidth > 0); }}""")
+        return imgs.length === 3 && imgs.every(i => !i.hidden && i.dataset.drawn); }}""")
     assert page.locator(f'#ex-classes button.active[data-class="{chosen}"]').count() == 1
     assert not [e for e in page.console_errors if "status of 4" not in e]
 
@@ -94,11 +94,11 @@ def test_a_long_explanation_streams_its_progress_and_can_be_cancelled(live_serve
         '#ex-maps .ex-map[data-method="occlusion"] .cs-job').dataset.status === 'cancelled'""")
     card = page.locator('#ex-maps .ex-map[data-method="occlusion"]')
     assert "cancelled" in card.locator(".cs-error").inner_text()
-    assert card.locator("img.ex-overlay").is_hidden()
+    assert card.locator("canvas.ex-overlay").is_hidden()
 
 
-SHOWN_AT = """document.addEventListener("load", (e) => {
-    if (e.target.matches && e.target.matches("img.ex-overlay")) e.target.dataset.shownAt = Date.now();
+SHOWN_AT = """document.addEventListener("cs-drawn", (e) => {
+    if (e.target.matches && e.target.matches("canvas.ex-overlay")) e.target.dataset.shownAt = Date.now();
   }, true);"""
 """Records, on each map, the wall-clock time its picture was drawn (load events do not bubble)."""
 
@@ -117,8 +117,9 @@ def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_
         boxes.nth(i).check()
     page.locator("#ex-run").click()
     page.wait_for_function(f"""() => {{ const cards = [...document.querySelectorAll('#ex-maps .ex-map')];
-        return cards.length === {count} && cards.every(c => c.querySelector('img.ex-overlay').dataset.shownAt
-                                                            || !c.querySelector('.cs-error').hidden); }}""",
+        return cards.length === {count}
+            && cards.every(c => c.querySelector('canvas.ex-overlay').dataset.shownAt
+                                || !c.querySelector('.cs-error').hidden); }}""",
                            timeout=90_000)
     assert not page.locator("#ex-maps .cs-error:visible").count()
     finished = {j.result.data["method"]: j.finished for j in reversed(app.state.cs.jobs.list())
@@ -126,7 +127,7 @@ def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_
     late = {}
     for card in page.locator("#ex-maps .ex-map").all():
         method = card.get_attribute("data-method")
-        shown = int(card.locator("img.ex-overlay").get_attribute("data-shown-at")) / 1000
+        shown = int(card.locator("canvas.ex-overlay").get_attribute("data-shown-at")) / 1000
         late[method] = round(shown - finished[method], 3)
     assert len(late) == count and max(late.values()) < 1.0, late
 

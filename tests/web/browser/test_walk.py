@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from tests.model_safety import assert_unharmed, snapshot
-from tests.web.pictures import image_drawn
+from tests.web.pictures import canvas_drawn
 
-MAPS = "#ex-maps .ex-map img.ex-overlay"
+MAPS = "#ex-maps .ex-map canvas.ex-overlay"
 
 
 def test_model_layer_unit_explainer_export_and_a_cancelled_job(app: Any, live_server: str, page: Any) -> None:
@@ -44,8 +44,8 @@ def test_model_layer_unit_explainer_export_and_a_cancelled_job(app: Any, live_se
     page.fill('input[name="occlusion.stride"]', "7")
     page.locator("#ex-classes button").first.click()
     page.wait_for_function(f"""() => {{ const imgs = [...document.querySelectorAll('{MAPS}')];
-        return imgs.length === 3 && imgs.every(i => !i.hidden && i.complete && i.naturalWidth > 0); }}""")
-    assert image_drawn(page, MAPS)
+        return imgs.length === 3 && imgs.every(i => !i.hidden && i.dataset.drawn); }}""")
+    assert all(canvas_drawn(page, f"{MAPS} >> nth={i}") for i in range(page.locator(MAPS).count()))
     # export: the PNG and the .npy of every map
     cards = page.locator("#ex-maps .ex-map")
     for i in range(3):

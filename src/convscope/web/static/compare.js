@@ -12,7 +12,7 @@
     cs.job(side.dataset.job, side.querySelector(".cs-job-box"), (job) => {
       if (job.status !== "done") return;
       const img = side.querySelector("img.cs-map");
-      img.src = job.files["map.png"];
+      img.src = job.data.overlay;  // the full overlay, drawn on this first request
       img.hidden = false;
       const d = job.data;
       side.querySelector(".cs-explained-note").textContent =

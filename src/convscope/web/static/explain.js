@@ -125,20 +125,68 @@
 
   // -- maps: one job per method, side by side ---------------------------------------------------
   let following = [];  // the jobs of the maps on show (their messages come over the page's one stream)
+  const UNSEEN = 0.5;  // the brightness render.overlay leaves to the pixels the model never saw
+  const photoUrl = `/api/explain/image.png?image=${encodeURIComponent(setup.image)}`;
   function card(method) {
+    // The map is drawn as the server's overlay draws it, over the photo in the browser: the job's
+    // gray levels (the normalized map) scaled bilinearly onto the box the model saw, each level
+    // looked up in the overlay's colour and alpha table; outside the box the box's shadow darkens
+    // the photo. The full overlay (map.png) is drawn by the server only for an export.
     const parts = {
       title: cs.el("h3", { text: method }),
       job: cs.el("div", { class: "job" }),
-      img: cs.el("img", { class: "ex-overlay", alt: `${method} map` }),
+      photo: cs.el("img", { class: "ex-photo", alt: "" }),
+      box: cs.el("div", { class: "ex-box" }),
+      canvas: cs.el("canvas", { class: "ex-overlay", role: "img", "aria-label": `${method} map` }),
       numbers: cs.el("div", { class: "numbers" }),
       export: cs.el("div", { class: "export" }),
       error: cs.el("p", { class: "cs-error" }),
     };
-    parts.img.hidden = true;
+    parts.box.append(parts.canvas);
+    parts.view = cs.el("div", { class: "ex-view" }, parts.photo, parts.box);
+    parts.view.hidden = parts.canvas.hidden = true;
     parts.error.hidden = true;
     parts.root = cs.el("div", { class: "card ex-map", "data-method": method },
-      parts.title, parts.job, parts.img, parts.numbers, parts.export, parts.error);
+      parts.title, parts.job, parts.view, parts.numbers, parts.export, parts.error);
     return parts;
+  }
+
+  function place(parts, d) {
+    const [top, left, bottom, right] = d.box;
+    const [height, width] = d.size;
+    const pct = (v, of) => `${(100 * v) / of}%`;
+    Object.assign(parts.box.style, { top: pct(top, height), left: pct(left, width),
+      width: pct(right - left, width), height: pct(bottom - top, height),
+      boxShadow: `0 0 0 100vmax rgba(0, 0, 0, ${1 - UNSEEN})` });
+    parts.view.style.aspectRatio = `${width} / ${height}`;
+    parts.photo.src = photoUrl;
+  }
+
+  function paint(parts, d, url) {
+    const levels = new Image();
+    levels.onload = () => {
+      // on the server overlay's own pixels (the photo's, shrunk to its longest side), which the
+      // page then scales to the card as it scaled the server's picture
+      const [top, left, bottom, right] = d.box;
+      const scale = Math.min(1, setup.overlay_side / Math.max(...d.size));
+      const canvas = parts.canvas;
+      canvas.width = Math.max(1, Math.round((right - left) * scale));
+      canvas.height = Math.max(1, Math.round((bottom - top) * scale));
+      const g = canvas.getContext("2d", { willReadFrequently: true });
+      g.imageSmoothingEnabled = true;
+      g.drawImage(levels, 0, 0, canvas.width, canvas.height);
+      const pixels = g.getImageData(0, 0, canvas.width, canvas.height);
+      const px = pixels.data;
+      const table = setup.colours[d.signed ? "signed" : "unsigned"];
+      for (let i = 0; i < px.length; i += 4) {
+        const k = 4 * px[i];
+        px[i] = table[k]; px[i + 1] = table[k + 1]; px[i + 2] = table[k + 2]; px[i + 3] = table[k + 3];
+      }
+      g.putImageData(pixels, 0, 0);
+      canvas.dataset.drawn = "1";
+      canvas.dispatchEvent(new CustomEvent("cs-drawn", { bubbles: true }));
+    };
+    levels.src = url;
   }
 
   function fmt(x, digits = 3) { return typeof x === "number" ? x.toFixed(digits) : "–"; }
@@ -150,8 +198,9 @@
     }
     const d = job.data;
     parts.job.replaceChildren();
-    parts.img.src = job.files["map.png"];
-    parts.img.hidden = false;
+    place(parts, d);
+    parts.view.hidden = parts.canvas.hidden = false;
+    paint(parts, d, job.files["levels.png"]);
     parts.title.textContent = `${d.method}: ${d.label}`;
     const bits = [`${fmt(d.seconds)} s`];
     if (d.layer) bits.push(`layer ${d.layer}`);
@@ -165,7 +214,7 @@
     if (d.layer_reason) parts.numbers.title = d.layer_reason;
     const stem = `${(setup.name || setup.image).replace(/[^A-Za-z0-9._-]+/g, "_")}_${d.method}_${d.target}`;
     parts.export.replaceChildren(
-      cs.el("a", { href: job.files["map.png"], download: `${stem}.png`, class: "export-png", text: "PNG" }),
+      cs.el("a", { href: d.overlay, download: `${stem}.png`, class: "export-png", text: "PNG" }),
       cs.el("a", { href: job.files["map.npy"], download: `${stem}.npy`, class: "export-npy", text: ".npy" }));
   }
 
