@@ -12,24 +12,20 @@ import convscope
 from convscope.errors import BadModel
 from convscope.methods.attribution import LRP
 from convscope.methods.attribution.cam import CAM
-from convscope.model import Model, Preprocess, guarded
-from tests.zoo.conftest import calibrate
+from convscope.model import Model, guarded
+from tests.zoo.timm_archs import TIMM, build
 
 
-def _timm(name: str, side: int, calibrated: bool, **options: object) -> tuple[Model, torch.Tensor]:
-    torch.manual_seed(0)
-    net = timm.create_model(name, pretrained=False, **options)
-    model = Model(net, preprocess=Preprocess(input_size=(side, side), resize="stretch"), name=name)
-    if calibrated:
-        calibrate(model)
-    model.eval()
+def _timm(family: str, calibrated: bool) -> tuple[Model, torch.Tensor]:
+    """The zoo's timm architecture (tests/zoo/timm_archs.py) and the cat and the espresso."""
+    model = build(TIMM[family], calibrated=calibrated)
     images = [convscope.load_image("sample:cat"), convscope.load_image("sample:coffee")]
     return model, model.preprocess(images)
 
 
 def test_cam_refuses_levit_whose_logits_average_two_heads() -> None:
     """At timm's init the logits are ~1e-4; neither head alone produces them."""
-    model, x = _timm("levit_128s", 128, calibrated=False, img_size=128)
+    model, x = _timm("levit", calibrated=False)
     with guarded(model), torch.no_grad():
         assert model(x).abs().max() < 1e-2
     with pytest.raises(BadModel, match="does not reproduce"):
@@ -40,7 +36,7 @@ def test_lrp_on_repvgg_explains_the_merged_network() -> None:
     """LRP-epsilon on repvgg_a0 returned 1e24 times the logit: its branches are now merged for the
     call, and its result is that of timm's own re-parameterized network; the sum's miss (biases
     absorb their share) is said with the layers."""
-    model, x = _timm("repvgg_a0", 64, calibrated=True)
+    model, x = _timm("repvgg", calibrated=True)
     method = LRP(model, composite="epsilon")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -37,6 +37,10 @@ class TimmArch:
     C) with the model's ``num_prefix_tokens`` dropped, "channels-last" (B, h, w, C)."""
     why: str = ""
     """Why that pick is the sensible one."""
+    lrp_conserves: bool = False
+    """Built from conv/dense layers, batch norms, elementwise activations, adds, concatenations,
+    pooling and gates LRP holds constant (RepVGG once merged): LRP-epsilon conserves the logit on a
+    bias-free float64 copy (tests/zoo/test_timm_sums.py)."""
 
 
 _STAGE = "the last stage's output, after its residual add and activation"
@@ -47,22 +51,23 @@ _TOKENS = "the first norm of the last attention block: every patch token still r
 
 TIMM: dict[str, TimmArch] = {a.family: a for a in [
     # CNNs
-    TimmArch("resnet18d", "resnet-d", layer="layer4", why=_STAGE),
-    TimmArch("resnext26ts", "resnext", layer="final_conv", why=_FINAL_ID),
-    TimmArch("seresnet18", "se", layer="layer4", why=_STAGE),
+    TimmArch("resnet18d", "resnet-d", layer="layer4", why=_STAGE, lrp_conserves=True),
+    TimmArch("resnext26ts", "resnext", layer="final_conv", why=_FINAL_ID, lrp_conserves=True),
+    TimmArch("seresnet18", "se", layer="layer4", why=_STAGE, lrp_conserves=True),
     TimmArch("efficientnet_b0", "efficientnet", layer="bn2", why=_HEAD_MAP),
     TimmArch("mobilenetv3_small_050", "mobilenetv3", layer="blocks",
              why="the blocks' output, before pooling"),
     TimmArch("ghostnet_050", "ghostnet", layer="blocks", why="the blocks' output, before pooling"),
-    TimmArch("regnetx_002", "regnet", layer="final_conv", why=_FINAL_ID),
+    TimmArch("regnetx_002", "regnet", layer="final_conv", why=_FINAL_ID, lrp_conserves=True),
     TimmArch("rexnet_100", "rexnet", layer="features", why=_HEAD_MAP),
-    TimmArch("dla34", "dla", layer="level5", why=_STAGE),
-    TimmArch("cspresnet50", "csp", layer="stages", why=_STAGE),
+    TimmArch("dla34", "dla", layer="level5", why=_STAGE, lrp_conserves=True),
+    TimmArch("cspresnet50", "csp", layer="stages", why=_STAGE, lrp_conserves=True),
     TimmArch("convnext_atto", "convnext", layer="norm_pre", why=_NORM_PRE),
-    TimmArch("repvgg_a0", "repvgg", layer="final_conv", why=_FINAL_ID),
-    TimmArch("res2net50_14w_8s", "res2net", layer="layer4", why=_STAGE),
+    TimmArch("repvgg_a0", "repvgg", layer="final_conv", why=_FINAL_ID, lrp_conserves=True),
+    TimmArch("res2net50_14w_8s", "res2net", layer="layer4", why=_STAGE, lrp_conserves=True),
     TimmArch("nf_resnet26", "nf-resnet", layer="final_act", why="the activation after the final conv"),
-    TimmArch("hrnet_w18_small", "hrnet", layer="final_layer", why="the fused branches' final layer"),
+    TimmArch("hrnet_w18_small", "hrnet", layer="final_layer", why="the fused branches' final layer",
+             lrp_conserves=True),
     TimmArch("mixnet_s", "mixnet", layer="bn2", why=_HEAD_MAP),
     # transformers and hybrids
     TimmArch("vit_tiny_patch16_224", "vit", options=(("img_size", 64),), transformer=True,
