@@ -6,8 +6,6 @@ where they reproduce the plain copy (fast.py, the fallback rule).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 from torch import Tensor, nn
@@ -17,6 +15,7 @@ from convscope.model import FastForward, Model, select
 from convscope.model.fast import FREEZE_MIN_ROWS, as_input_of, inference_net, is_channels_last
 from convscope.model.fold import fold_info
 from convscope.model.guard import own_hook
+from tests.fast_forwards import recorded_fast_forwards
 from tests.model.flat_nets import HOWS, flat_inputs, flat_model, flat_net
 
 
@@ -103,24 +102,11 @@ def test_a_call_too_small_to_pay_for_tracing_says_so() -> None:
 def test_forward_only_methods_on_lite0_run_on_the_frozen_graph(
         lite0: Model, method: str, options: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under explain(), whose logits hook is copied with the model (issue 23): frozen, nothing dropped."""
-    made = _fast_forwards(monkeypatch)
+    made = recorded_fast_forwards(monkeypatch)
     x = lite0.normalize(torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
     explain(lite0, x, method=method, **options)
     assert made and all(f.frozen is not None and f.dropped == [] for f in made), \
         [(f.frozen, f.dropped) for f in made]
-
-
-def _fast_forwards(monkeypatch: pytest.MonkeyPatch) -> list[FastForward]:
-    """Every FastForward made from now on in the test."""
-    made: list[FastForward] = []
-    init = FastForward.__init__
-
-    def recording(self: FastForward, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(FastForward, "__init__", recording)
-    return made
 
 
 def test_freeze_off_keeps_the_eager_copy(lite0: Model) -> None:

@@ -8,13 +8,12 @@ graph, and the maps equal those of the eager copy (freezing switched off).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
 
 from convscope import explain, load_image
 from convscope.model import FastForward
+from tests.fast_forwards import recorded_fast_forwards
 from tests.zoo.conftest import ZOO, build
 
 
@@ -22,14 +21,8 @@ def test_resnet18_runs_occlusion_on_the_frozen_graph(monkeypatch: pytest.MonkeyP
     method, options = "occlusion", {"window": 8, "stride": 4}  # 225 windows: tracing pays
     model = build(ZOO["resnet18"])
     x = model.preprocess([load_image("sample:cat")])
-    made: list[FastForward] = []
-    init = FastForward.__init__
-
-    def recording(self: FastForward, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        made.append(self)
-
-    monkeypatch.setattr(FastForward, "__init__", recording)
+    init = FastForward.__init__  # put back below, for the eager run
+    made = recorded_fast_forwards(monkeypatch)
     fast = explain(model, x, method=method, target=285, **options)
     assert made and all(f.frozen is not None and f.dropped == [] for f in made), \
         [(f.frozen, f.dropped) for f in made]
