@@ -63,7 +63,7 @@ def test_mask_threshold_text(capsys, tmp_path: Path) -> None:
     (["filters", "--layer", "_conv_stme"], "did you mean _conv_stem"),
     (["filters", "--page", "5"], "--page 5: "),
     (["filters", "--view", "depthwise"], "one input channel"),
-    (["featuremaps", "sample:cat", "--layer", "_fc"], "not (B,C,h,w)"),
+    (["featuremaps", "sample:cat", "--layer", "_fc"], "not a map of the image"),
     (["featuremaps", "sample:cat", "--layer", "_blocks.3", "--top", "0"], "--top 0: "),
     (["mask", "sample:cat", "--layer", "_blocks.10", "--channel", "112"], "channel 112"),
     (["mask", "sample:cat", "--layer", "_blocks.10", "--channel", "1", "--quantile", "1.5"],
