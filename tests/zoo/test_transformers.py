@@ -61,7 +61,7 @@ def test_explicit_reshape_as_grid_or_callable() -> None:
     assert torch.allclose(auto, by_grid) and torch.allclose(auto, by_callable)
     with pytest.raises(BadLayer, match="reshape=\\(3, 3\\) does not fit"):
         GradCAM(model, reshape=(3, 3))(x, 1)
-    with pytest.raises(BadLayer, match="not a feature map"):
+    with pytest.raises(BadLayer, match="not a map of the image"):
         GradCAM(model, layer="heads")(x, 1)
 
 
@@ -102,7 +102,16 @@ def test_gradcam_on_torchvision_transformers(factory, layer: str, grid: tuple[in
     assert cam.shape == (1, 1, *grid) and torch.isfinite(cam).all() and (cam > 0).any()
     sal = Saliency(model)(x, 1)
     assert sal.shape == (1, 1, 224, 224) and (sal > 0).any()
-    with pytest.raises(BadModel):
-        CAM(model)(x, 1)
+    if factory is swin_t:  # norm -> permute -> average pool -> head: CAM applies, read channels-last
+        feats: list[Tensor] = []
+        handle = net.norm.register_forward_hook(lambda _m, _i, out: feats.append(out))
+        with torch.no_grad():
+            net(x)
+        handle.remove()
+        want = torch.einsum("bhwc,c->bhw", feats[0], net.head.weight[1]).unsqueeze(1).relu()
+        torch.testing.assert_close(CAM(model)(x, 1), want, rtol=1e-4, atol=1e-5)
+    else:  # the class token feeds the head: no pooled map for CAM
+        with pytest.raises(BadModel):
+            CAM(model)(x, 1)
     if factory is swin_t:  # Swin's patch embedding is a convolution: (B, C, H, W), not permuted
         assert GradCAM(model, layer="features.0.0")(x, 1).shape == (1, 1, 56, 56)

@@ -174,8 +174,11 @@ def _given(layer: str, shape: tuple[int, ...], reshape: GridReshape, batch: int)
         return Layout("channels-last", shape[3], (h, w))
     if len(shape) == 4 and shape[0] == batch and tuple(shape[2:]) == (h, w):
         return Layout("map", shape[1], (h, w))
-    if len(shape) == 3 and shape[0] == batch and shape[1] >= h * w:
-        return Layout("tokens", shape[2], (h, w), prefix=shape[1] - h * w)
+    # the tokens before the grid are a few (class, distillation, register tokens): fewer than one
+    # row of the grid, or the grid is not the one these tokens form
+    prefix = shape[1] - h * w if len(shape) == 3 else -1
+    if len(shape) == 3 and shape[0] == batch and 0 <= prefix <= MAX_PREFIX and prefix < max(w, 2):
+        return Layout("tokens", shape[2], (h, w), prefix=prefix)
     raise BadLayer(f"reshape={reshape!r} does not fit layer {layer!r}'s output {shape}; give the "
                    "patch grid (h, w) of its tokens")
 
