@@ -18,7 +18,7 @@ def test_rows_auto_layer_and_parameter_count(tiny: Model) -> None:
     assert table.total_params == 3 * 6 * 9 + 6 + 6 * 8 * 9 + 8 + 8 * 4 + 4
     rows = {r["name"]: r for r in table.as_json()}
     assert rows["conv2"] == {"name": "conv2", "type": "Conv2d", "params": 6 * 8 * 9 + 8,
-                             "output_shape": [8, 8, 8], "calls": 1}
+                             "output_shape": [8, 8, 8], "map_shape": [8, 8, 8], "calls": 1}
 
 
 def test_a_model_without_conv_has_no_auto_layer() -> None:
