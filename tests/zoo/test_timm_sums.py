@@ -75,6 +75,14 @@ def percent_said(messages: list[str], opening: str) -> float | None:
     return None
 
 
+def relative_gap(attributions: Tensor, high: Tensor, low: Tensor) -> float:
+    """The worst sample's |sum of attributions - (high - low)|, relative to the change (with a
+    floor of 1e-3 of the scores, for a change near zero)."""
+    change = high - low
+    gap = (attributions.flatten(1).sum(1).double() - change).abs()
+    return float((gap / (change.abs() + 1e-3 * (high.abs() + low.abs()))).max())
+
+
 def warned_or_within(relative: float, stated: float | None, tolerance: float, what: str) -> None:
     """Within the tolerance and silent, or beyond it and warned with about the measured gap."""
     if relative > tolerance * (1 + BAND):
@@ -94,9 +102,7 @@ def test_integrated_gradients_complete_or_warned(timm_model: Model, timm_arch: T
     assert torch.isfinite(attributions).all(), f"IG on {timm_arch.name}: non-finite map"
     f_x = scores(model, x, target).double()
     f_base = scores(model, IntegratedGradients(model).baselines(x), target).double()  # black
-    change = f_x - f_base
-    gap = (attributions.flatten(1).sum(1).double() - change).abs()
-    relative = float((gap / (change.abs() + 1e-3 * (f_x.abs() + f_base.abs()))).max())
+    relative = relative_gap(attributions, f_x, f_base)
     print(f"IG {timm_arch.family}: {100 * relative:.2f}%")
     stated = percent_said(messages, "integrated gradients misses")
     warned_or_within(relative, stated, COMPLETENESS_TOLERANCE, f"IG on {timm_arch.name}")
@@ -111,9 +117,7 @@ def test_deeplift_sums_to_delta_or_warned(timm_model: Model, timm_arch: TimmArch
         contributions = method(x, target)
     assert torch.isfinite(contributions).all(), f"DeepLIFT on {timm_arch.name}: non-finite map"
     t_x, t_ref = scores(model, x, target).double(), scores(model, method.references(x), target).double()
-    delta = t_x - t_ref
-    gap = (contributions.flatten(1).sum(1).double() - delta).abs()
-    relative = float((gap / (delta.abs() + 1e-3 * (t_x.abs() + t_ref.abs()))).max())
+    relative = relative_gap(contributions, t_x, t_ref)
     print(f"DeepLIFT {timm_arch.family}: {100 * relative:.3f}%")
     stated = percent_said(messages, "DeepLIFT contributions miss")
     warned_or_within(relative, stated, DEEPLIFT_TOLERANCE, f"DeepLIFT on {timm_arch.name}")
