@@ -45,7 +45,7 @@ def test_evaluate_table_with_sanity(run, capsys) -> None:
                 "--sanity", "--sanity-steps", "2"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 3
-    assert lines[0].split() == ["method", "deletion↓", "insertion↑", "sanity", "ρmin", "flag"]
+    assert lines[0].split() == ["method", "deletion_auc↓", "insertion_auc↑", "sanity", "ρmin", "flag"]
     assert lines[1].startswith("gradcam ") and lines[1].endswith(" ok")  # falls to -0.07 at step 2
     assert lines[2].startswith("guided_backprop ") and lines[2].endswith("INSENSITIVE")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadArgument
+from ..methods.evaluation.metrics import get_metric, metric_names
 from ..methods.registry import method_names
 from ..model.targets import parse_target
 from ..tasks.evaluate import evaluate
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layer(p)
     p.add_argument("--box", action="append", metavar="TOP,LEFT,BOTTOM,RIGHT",
                    help="object box in original image pixels, once per image (optional)")
+    p.add_argument("--metrics", metavar="NAMES",
+                   help="metrics or groups, comma-separated, or all (default: deletion and insertion "
+                        f"AUC, and the box metrics with --box); known: {', '.join(metric_names())}")
     p.add_argument("--steps", type=int, default=100, help="deletion/insertion steps (default 100)")
     p.add_argument("--sanity", action="store_true", help="run the cascading randomization test")
     p.add_argument("--sanity-steps", type=int, default=5,
@@ -58,13 +62,11 @@ def parse_box(text: str) -> list[float]:
     return box
 
 
-COLUMNS = [("deletion_auc_mean", "deletion↓"), ("insertion_auc_mean", "insertion↑"),
-           ("pointing_game_mean", "pointing"), ("energy_mean", "energy"), ("iou_mean", "IoU")]
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """Methods as rows, metrics as columns (means over images); a failed method shows its error."""
-    shown = [(k, h) for k, h in COLUMNS if any(k in r for r in rows)]
+    """Methods as rows, metrics as columns (means over images, an arrow for the better way); a
+    failed method shows its error."""
+    names = list(dict.fromkeys(k[:-5] for r in rows for k in r if k.endswith("_mean")))
+    shown = [(f"{n}_mean", n + ("↑" if get_metric(n).higher_is_better else "↓")) for n in names]
     sanity = any("sanity" in r for r in rows)
     header = ["method", *(h for _, h in shown)] + (["sanity ρmin", "flag"] if sanity else [])
     table = [header]
@@ -89,7 +91,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     with progress_bar(1, "evaluate") as progress:
         result = evaluate(model, args.images, args.method, target=parse_target(args.target),
-                          layer=args.layer, boxes=boxes, steps=args.steps, sanity=args.sanity,
+                          layer=args.layer, boxes=boxes, metrics=args.metrics, steps=args.steps,
+                          sanity=args.sanity,
                           sanity_steps=args.sanity_steps, options=parse_options(args.option),
                           progress=progress)
     report = result.summary()

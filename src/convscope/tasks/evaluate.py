@@ -21,13 +21,8 @@ import torch
 from torch import Tensor
 
 from ..errors import BadArgument, ConvscopeError, check_positive
-from ..methods.evaluation.faithfulness import (
-    box_energy,
-    deletion,
-    insertion,
-    localization_iou,
-    pointing_game,
-)
+from ..methods.evaluation.faithfulness import deletion, insertion
+from ..methods.evaluation.metrics import MetricInput, get_metric, metric_list
 from ..methods.evaluation.sanity import SanityResult, cascading_randomization
 from ..methods.registry import get_method, method_names
 from ..model import FastForward, Model, target_indices
@@ -168,6 +163,7 @@ def evaluate(
     layer: str = "auto",
     boxes: Sequence[Sequence[float]] | None = None,
     steps: int = 100,
+    metrics: str | Sequence[str] | None = None,
     sanity: bool = False,
     sanity_steps: int = 5,
     options: dict[str, Any] | None = None,
@@ -176,12 +172,16 @@ def evaluate(
     """Score each method's maps on the images.
 
     ``boxes``: one (top, left, bottom, right) per image in ORIGINAL image pixels (scaled to the
-    model's input here). ``options`` go to every method. A method that fails is recorded with
-    its error when several run; a single method's error is raised.
+    model's input here). ``metrics``: names or groups of the metric registry
+    (:mod:`convscope.methods.evaluation.metrics`); by default deletion and insertion AUC, and the
+    box metrics when boxes are given. ``options`` go to every method. A method that fails is
+    recorded with its error when several run; a single method's error is raised.
     """
     check_positive("steps", steps, integer=True)
     check_positive("sanity_steps", sanity_steps, integer=True)
     names = method_list(methods)
+    chosen = metric_list(metrics if metrics is not None else (
+        ["deletion_auc", "insertion_auc"] + (["pointing_game", "energy", "iou"] if boxes else [])))
     pictures = as_images(images)
     if boxes is not None and len(boxes) != len(pictures):
         raise BadArgument(f"{len(boxes)} boxes for {len(pictures)} images: give one box per "
@@ -196,11 +196,16 @@ def evaluate(
     targets = target_indices(fast(x), target, model.labels)
     if targets is None:
         raise BadArgument("evaluate needs class targets (an index, a label or top1), not a callable")
+    probe = MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i: i)
+    for metric in chosen:  # a missing box or mask fails before any method runs
+        reason = get_metric(metric).missing(probe)
+        if reason is not None:
+            raise BadArgument(f"{reason}; give --box for each image, or leave {metric} out")
     rows = []
     for i, name in enumerate(names):
         try:
             rows.append(_score(model, x, name, targets, layer, box_tensor, steps, fast,
-                               sanity_steps if sanity else 0, options or {}))
+                               sanity_steps if sanity else 0, options or {}, chosen))
         except ConvscopeError as err:
             if len(names) == 1:
                 raise
@@ -212,16 +217,15 @@ def evaluate(
 
 
 def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, boxes: Tensor | None,
-           steps: int, fast: FastForward, sanity_steps: int, options: dict[str, Any]) -> MethodScores:
-    """Every metric for one method on the batch."""
+           steps: int, fast: FastForward, sanity_steps: int, options: dict[str, Any],
+           metrics: Sequence[str]) -> MethodScores:
+    """Every chosen metric for one method on the batch."""
     needs_layer = get_method(method).needs_layer
-    result = explain(model, x, method=method, target=targets,
-                     layer=layer if needs_layer else "auto", **options)
-    per = faithfulness_scores(model, x, result.maps, targets, steps, fast)
-    if boxes is not None:
-        per["pointing_game"] = pointing_game(result.maps, boxes).float().tolist()
-        per["energy"] = box_energy(result.maps, boxes).tolist()
-        per["iou"] = localization_iou(result.maps, boxes).tolist()
+    kwargs = dict(method=method, target=targets, layer=layer if needs_layer else "auto", **options)
+    result = explain(model, x, **kwargs)
+    data = MetricInput(model, x, result.maps, targets, fast, boxes=boxes, steps=steps,
+                       explain=lambda m, inputs: explain(m, inputs, **kwargs).maps)
+    per = {name: get_metric(name)(data).tolist() for name in metrics}
     check = None
     if sanity_steps:
         check = cascading_randomization(model, x, method, targets,

@@ -1,0 +1,191 @@
+"""The metric registry: every score of an attribution map, by name, with its direction and needs.
+
+``evaluate``, the leaderboard, the CLI and the web app read metrics only through this registry,
+so a metric is added in one place (a function and one :func:`register_metric` call) and every
+caller gets it, with its direction for ranking and its paper for the docs.
+
+A metric takes one :class:`MetricInput` (a batch of model inputs, the maps a method made for
+them, the class targets, and what some metrics need besides) and returns one float per image,
+shape (B,). What a metric needs that a call lacks (a box or mask for localization metrics, the
+method itself for robustness and randomization metrics) is refused in one line that names the
+metric and the missing input, before any work.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import Tensor
+
+from ...errors import BadArgument
+from ...model import FastForward, Model
+from .faithfulness import box_energy, box_mask, deletion, insertion, localization_iou, pointing_game
+
+Group = Literal["faithfulness", "robustness", "localization", "complexity", "randomization"]
+GROUPS: tuple[Group, ...] = ("faithfulness", "robustness", "localization", "complexity", "randomization")
+Need = Literal["region", "explain"]
+"""``region``: a box or mask per image; ``explain``: the method, to re-run on changed inputs or models."""
+
+Explainer = Callable[[Model, Tensor], Tensor]
+"""``(model, inputs) -> maps``: the method under evaluation, for the same targets, re-run on other
+inputs (robustness) or on a changed copy of the model (randomization)."""
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """Everything a metric may read; metrics declare in ``needs`` which optional parts they use."""
+
+    model: Model
+    inputs: Tensor
+    """(B, C, H, W) model inputs (after preprocessing)."""
+    maps: Tensor
+    """(B, C', h, w) the method's maps for ``inputs``, at any resolution."""
+    targets: Tensor
+    """(B,) class indices the maps explain."""
+    fast: FastForward
+    """The inference fast path on ``model``'s weights, shared by every forward-only metric."""
+    boxes: Tensor | None = None
+    """(B, 4) (top, left, bottom, right) in input pixels, exclusive ends."""
+    masks: Tensor | None = None
+    """(B, H, W) bool object masks in input pixels."""
+    explain: Explainer | None = None
+    steps: int = 100
+    """Steps of curve metrics (deletion, insertion, ROAD ...)."""
+    seed: int = 0
+
+    def region(self) -> Tensor:
+        """(B, 1, H, W) bool: the object mask, or the box as a mask when only boxes are given."""
+        size = (self.inputs.shape[-2], self.inputs.shape[-1])
+        if self.masks is not None:
+            return self.masks.to(self.inputs.device).bool().view(-1, 1, *size)
+        if self.boxes is None:
+            raise BadArgument("this metric needs a box or mask per image")
+        return box_mask(self.boxes.long(), size, self.inputs.device)
+
+    def has(self, need: Need) -> bool:
+        if need == "region":
+            return self.boxes is not None or self.masks is not None
+        return self.explain is not None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: how to compute it, which way is better, and where it comes from."""
+
+    name: str
+    group: Group
+    higher_is_better: bool
+    paper: str
+    """Authors, year and title (and section), as the docs and the leaderboard cite it."""
+    compute: Callable[[MetricInput], Tensor]
+    needs: frozenset[Need] = frozenset()
+    summary: str = ""
+    """One line: what it measures and what it assumes."""
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+    def missing(self, data: MetricInput) -> str | None:
+        """Why ``data`` cannot be scored by this metric (one line), or None."""
+        for need in sorted(self.needs):
+            if not data.has(need):
+                what = ("a box or mask for each image" if need == "region"
+                        else "the method itself (to re-run it)")
+                return f"metric {self.name!r} needs {what}"
+        return None
+
+    def __call__(self, data: MetricInput) -> Tensor:
+        """(B,) float scores; a missing input is refused in one line."""
+        reason = self.missing(data)
+        if reason is not None:
+            raise BadArgument(reason)
+        return self.compute(data).detach().float().reshape(-1).cpu()
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Make ``metric`` available by name (a name registered twice is a programming error)."""
+    if metric.name in METRICS:
+        raise RuntimeError(f"metric {metric.name!r} registered twice")
+    if metric.group not in GROUPS:
+        raise RuntimeError(f"metric {metric.name!r}: unknown group {metric.group!r}")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def metric_names(group: Group | None = None) -> list[str]:
+    """Names of every registered metric (of one group), in registration order."""
+    return [n for n, m in METRICS.items() if group is None or m.group == group]
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called ``name`` (did-you-mean error otherwise)."""
+    if name in METRICS:
+        return METRICS[name]
+    close = difflib.get_close_matches(name, list(METRICS), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(METRICS)}"
+    raise BadArgument(f"metric {name!r} is not known; {hint}")
+
+
+def metric_list(spec: str | Sequence[str]) -> list[str]:
+    """``"all"``, a group name, ``"a,b"`` or a list (names and groups mixed) -> checked names."""
+    parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in filter(None, parts):
+        if part == "all":
+            names += metric_names()
+        elif part in GROUPS:
+            names += metric_names(part)  # type: ignore[arg-type]
+        else:
+            names.append(get_metric(part).name)
+    if not names:
+        raise BadArgument(f"no metric given; name one or more of {', '.join(METRICS)}, "
+                          f"a group ({', '.join(GROUPS)}) or all")
+    return list(dict.fromkeys(names))
+
+
+def _curve(mode: Literal["deletion", "insertion"]) -> Callable[[MetricInput], Tensor]:
+    run = deletion if mode == "deletion" else insertion
+
+    def compute(d: MetricInput) -> Tensor:
+        return run(d.model, d.inputs, d.maps, d.targets, steps=d.steps, fast=d.fast, seed=d.seed).auc
+
+    return compute
+
+
+def _boxes_of(d: MetricInput) -> Tensor:
+    """Boxes, or the bounding box of each mask (box metrics on mask-only data)."""
+    if d.boxes is not None:
+        return d.boxes
+    from .localization import mask_boxes
+    return mask_boxes(d.region()[:, 0])
+
+
+_RISE = 'Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explanation", Sec. 4.1'
+register_metric(Metric(
+    "deletion_auc", "faithfulness", False, _RISE, _curve("deletion"),
+    summary="area under the target probability as the top-ranked pixels turn black"))
+register_metric(Metric(
+    "insertion_auc", "faithfulness", True, _RISE, _curve("insertion"),
+    summary="area under the target probability as the top-ranked pixels return to a blurred copy"))
+register_metric(Metric(
+    "pointing_game", "localization", True,
+    'Zhang et al. 2018, "Top-down Neural Attention by Excitation Backprop", Sec. 5.1',
+    lambda d: pointing_game(d.maps, _boxes_of(d)).float(), frozenset({"region"}),
+    summary="1 when the map's maximum lies within 15 px of the box"))
+register_metric(Metric(
+    "energy", "localization", True, 'Wang et al. 2020, "Score-CAM", Sec. 5.2',
+    lambda d: box_energy(d.maps, _boxes_of(d)), frozenset({"region"}),
+    summary="fraction of the map's positive mass inside the box (energy-based pointing game)"))
+register_metric(Metric(
+    "iou", "localization", True, 'Zhou et al. 2016, "Learning Deep Features for Discriminative '
+    'Localization", Sec. 3 (20% threshold box)',
+    lambda d: localization_iou(d.maps, _boxes_of(d)), frozenset({"region"}),
+    summary="IoU of the box around the map's largest region above 20% of its peak, with the box"))
+
