@@ -45,14 +45,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     order = scores.argsort(descending=True)
     if order.numel() == 0:
         return order
-    iou = box_iou(boxes[order], boxes[order])
-    suppressed = torch.zeros(order.numel(), dtype=torch.bool, device=boxes.device)
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).tolist()  # one transfer
+    suppressed = [False] * order.numel()
     keep = []
-    for i in range(order.numel()):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= iou[i] > iou_threshold
+    for i, row in enumerate(overlaps):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed = [s or o for s, o in zip(suppressed, row)]
     return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
 
 
