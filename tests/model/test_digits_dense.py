@@ -116,3 +116,9 @@ def test_detector_train_mode_returns_raw_heads() -> None:
 def test_cli_lists_the_layers(capsys, name: str) -> None:
     code, out, _ = run(capsys, "layers", "--model", name)
     assert code == 0 and "backbone.neck" in out and "128x128" in out
+
+
+@pytest.mark.parametrize("name", ["digits_segmenter", "digits_detector"])
+def test_class_prediction_refuses_dense_models_in_one_line(capsys, name: str) -> None:
+    code, _, err = run(capsys, "predict", "sample:cat", "--model", name)
+    assert code == 2 and "not (batch, classes) scores" in err and len(err.strip().splitlines()) == 1

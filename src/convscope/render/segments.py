@@ -14,9 +14,10 @@ from torch import Tensor
 from ..errors import BadArgument
 from .heatmap import ImageLike, to_pil
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (188, 189, 34), (23, 190, 207), (250, 250, 110)]
-"""One colour per class index (matplotlib's tab10, the last made brighter), cycled past ten."""
+PALETTE = [(0, 114, 189), (255, 128, 0), (60, 180, 75), (230, 25, 75), (145, 30, 180),
+           (170, 110, 40), (240, 50, 230), (255, 225, 25), (70, 240, 240), (250, 190, 190)]
+"""One colour per class index, ten that stay apart over a dark image (after Kelly's and
+Trubetskoy's lists of distinct colours), cycled past ten."""
 
 
 def class_colors(classes: Tensor, background: int | None = None) -> tuple[Tensor, Tensor]:
