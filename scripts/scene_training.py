@@ -20,6 +20,7 @@ from torch import nn
 from convscope.data.digit_scenes import DigitScenes, SceneBatch
 
 Loss = Callable[[nn.Module, SceneBatch], torch.Tensor]
+Score = Callable[[nn.Module, DigitScenes], float]
 
 
 def arguments(doc: str, out: Path, steps: int) -> argparse.Namespace:
@@ -68,3 +69,13 @@ def save(net: nn.Module, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out)
     return out.stat().st_size
+
+
+def train_save_score(net: nn.Module, loss_of: Loss, args: argparse.Namespace, score: Score,
+                     metric: str) -> None:
+    """Train, save to ``args.out``, then score on ``args.heldout`` held-out scenes and say so."""
+    seconds = train(net, loss_of, args)
+    size = save(net, args.out)
+    held = score(net, DigitScenes("heldout", n=args.heldout))
+    print(f"held-out {metric} {held:.4f} on {args.heldout} scenes; trained in {seconds:.0f} s; "
+          f"saved {args.out} ({size / 1024:.0f} KiB)")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scene_training import arguments, save, train
+from scene_training import arguments, train_save_score
 from torch import nn
 
 from convscope.data.dense_scores import score_detector
-from convscope.data.digit_scenes import DigitScenes, SceneBatch
+from convscope.data.digit_scenes import SceneBatch
 from convscope.model.digits_dense import (
     DETECTOR_WEIGHTS,
     DIGIT_NAMES,
@@ -68,11 +68,7 @@ def main() -> None:
     args = arguments(__doc__, DETECTOR_WEIGHTS, steps=1000)
     net = DigitsDetector()
     nn.init.constant_(net.heatmap[-1].bias, -2.19)  # a centre prior of 0.1 (CenterNet, Sec. 4)
-    seconds = train(net, loss_of, args)
-    size = save(net, args.out)
-    held = score_detector(net, DigitScenes("heldout", n=args.heldout))
-    print(f"held-out mAP@0.5 {held:.4f} on {args.heldout} scenes; trained in {seconds:.0f} s; "
-          f"saved {args.out} ({size / 1024:.0f} KiB)")
+    train_save_score(net, loss_of, args, score_detector, "mAP@0.5")
 
 
 if __name__ == "__main__":

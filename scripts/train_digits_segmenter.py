@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scene_training import arguments, save, train
+from scene_training import arguments, train_save_score
 from torch import nn
 
 from convscope.data.dense_scores import score_segmenter
-from convscope.data.digit_scenes import CLASS_NAMES, DigitScenes, SceneBatch
+from convscope.data.digit_scenes import CLASS_NAMES, SceneBatch
 from convscope.model.digits_dense import SEGMENTER_WEIGHTS, DigitsSegmenter
 
 
@@ -33,11 +33,7 @@ def loss_of(net: nn.Module, batch: SceneBatch) -> torch.Tensor:
 def main() -> None:
     args = arguments(__doc__, SEGMENTER_WEIGHTS, steps=800)
     net = DigitsSegmenter()
-    seconds = train(net, loss_of, args)
-    size = save(net, args.out)
-    held = score_segmenter(net, DigitScenes("heldout", n=args.heldout))
-    print(f"held-out mIoU {held:.4f} on {args.heldout} scenes; trained in {seconds:.0f} s; "
-          f"saved {args.out} ({size / 1024:.0f} KiB)")
+    train_save_score(net, loss_of, args, score_segmenter, "mIoU")
 
 
 if __name__ == "__main__":
