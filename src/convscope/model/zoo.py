@@ -78,12 +78,39 @@ def _digits_cnn_arch() -> nn.Module:
     return DigitsCNN()
 
 
-ZOO: dict[str, Callable[[], Model]] = {"efficientnet_lite0": _efficientnet_lite0,
-                                       "digits_cnn": _digits_cnn}
+def _scene_model(name: str) -> Model:
+    """``digits_segmenter`` or ``digits_detector``: 128x128 gray ``digit_scenes`` canvases."""
+    from . import digits_dense as dense
+
+    segmenter = name == "digits_segmenter"
+    net = dense.load_pretrained_digits_segmenter() if segmenter else dense.load_pretrained_digits_detector()
+    # letterbox: a detector sees the whole image; its border is black, the scenes' background
+    spec = Preprocess((dense.SCENE_SIZE,) * 2, dense.SCENE_MEAN, dense.SCENE_STD, channels=1,
+                      resize="letterbox")
+    return Model(net, preprocess=spec, labels=dense.SEGMENT_NAMES if segmenter else dense.DIGIT_NAMES,
+                 name=name)
+
+
+def _scene_arch(name: str) -> nn.Module:
+    from .digits_dense import DigitsDetector, DigitsSegmenter
+
+    return DigitsSegmenter() if name == "digits_segmenter" else DigitsDetector()
+
+
+ZOO: dict[str, Callable[[], Model]] = {
+    "efficientnet_lite0": _efficientnet_lite0,
+    "digits_cnn": _digits_cnn,
+    "digits_segmenter": lambda: _scene_model("digits_segmenter"),
+    "digits_detector": lambda: _scene_model("digits_detector"),
+}
 """Named models with weights."""
 
-ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {"efficientnet_lite0": _efficientnet_lite0_arch,
-                                                      "digits_cnn": _digits_cnn_arch}
+ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
+    "efficientnet_lite0": _efficientnet_lite0_arch,
+    "digits_cnn": _digits_cnn_arch,
+    "digits_segmenter": lambda: _scene_arch("digits_segmenter"),
+    "digits_detector": lambda: _scene_arch("digits_detector"),
+}
 """Untrained builders used to recognize a checkpoint's state dict."""
 
 

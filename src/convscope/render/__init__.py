@@ -22,6 +22,7 @@ from convscope.render.heatmap import (
     to_pil,
 )
 from convscope.render.report import Card, Section, html_report
+from convscope.render.segments import segmentation_overlay
 
 __all__ = [
     "DEFAULT_CMAP",
@@ -39,6 +40,7 @@ __all__ = [
     "overlays",
     "png_bytes",
     "save_png",
+    "segmentation_overlay",
     "text_color",
     "to_pil",
 ]
