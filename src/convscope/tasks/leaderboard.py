@@ -371,7 +371,7 @@ def _merge(state: dict[str, Any], shares: list[dict[str, Any]]) -> None:
     flat = [i for s in shares for i in s["indices"]]
     order = sorted(range(len(flat)), key=flat.__getitem__)
     state["indices"] += [flat[k] for k in order]
-    for method in list(state["scores"]) + [m for s in shares for m in s["scores"]]:
+    for method in dict.fromkeys([*state["scores"], *(m for s in shares for m in s["scores"])]):
         if method in state["errors"]:
             state["scores"].pop(method, None)
             continue
