@@ -151,15 +151,8 @@ def leaderboard(
     check_positive("resamples", resamples, integer=True)
     chunk = CHUNK_BATCHES * batch_size if chunk_size is None else chunk_size
     check_positive("chunk_size", chunk, integer=True)
-    names = method_list(methods)
-    chosen = metric_list(metrics if metrics is not None else
-                         ["faithfulness"] + (["localization"] if regions is not None else []))
+    names, chosen = choose(model, methods, metrics, regions=regions is not None)
     shown = str(dataset) if isinstance(dataset, (str, os.PathLike)) else type(dataset).__name__
-    probe = torch.zeros(0)
-    check_needs(chosen, MetricInput(model, probe, probe, probe, FastForward(model),
-                                    boxes=probe if regions is not None else None,
-                                    explain=lambda m, i: i),
-                "give --regions FILE with a box or mask per image")
     ds = open_leaderboard_dataset(dataset)
     indices = subset(len(ds), images)
     found = None
@@ -191,6 +184,20 @@ def leaderboard(
                           "unreadable); check the files")
     return make_leaderboard(model.name, shown, str(target), names, chosen, state,
                             resamples=resamples, seed=seed)
+
+
+def choose(model: Model, methods: str | Sequence[str], metrics: str | Sequence[str] | None, *,
+           regions: bool) -> tuple[list[str], list[str]]:
+    """Checked method and metric names (the web checks them before it queues a job): unknown
+    names, and a metric that needs boxes or masks the run lacks, are refused in one line."""
+    names = method_list(methods)
+    chosen = metric_list(metrics if metrics is not None else
+                         ["faithfulness"] + (["localization"] if regions else []))
+    probe = torch.zeros(0)
+    check_needs(chosen, MetricInput(model, probe, probe, probe, FastForward(model),
+                                    boxes=probe if regions else None, explain=lambda m, i: i),
+                "give --regions FILE with a box or mask per image")
+    return names, chosen
 
 
 def _check_labels(ds: ImageDataset, indices: list[int], target: Target, dataset: str) -> None:
