@@ -16,7 +16,7 @@ from convscope.data.datasets import load_mnist5k
 from convscope.errors import BadArgument, BadImage
 from convscope.methods.evaluation.metrics import get_metric
 from convscope.model import Model, load_model
-from convscope.tasks.leaderboard import subset
+from convscope.tasks.leaderboard_inputs import subset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = "saliency,gradcam,gradient_x_input"

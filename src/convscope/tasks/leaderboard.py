@@ -1,8 +1,8 @@
 """``leaderboard``: every chosen method against every chosen metric over a dataset, ranked.
 
 The per-batch work is :func:`~convscope.tasks.evaluate.score_methods`, the same scoring that
-``evaluate`` runs on one batch; this module walks a dataset in chunks, resolves each batch's
-targets (the dataset's labels, or the top class) and regions (boxes or masks from a CSV file,
+``evaluate`` runs on one batch; this module walks a dataset in chunks, takes each batch's
+targets and regions from :mod:`.leaderboard_inputs` (boxes or masks come from a CSV file,
 :mod:`convscope.data.regions`), and hands the per-image scores to
 :mod:`.leaderboard_table`, which computes the means, intervals, ranks and ties.
 
@@ -21,91 +21,35 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from ..data.datasets import ImageDataset, LoadedBatch, open_dataset
-from ..data.regions import Region, read_regions
+from ..data.regions import read_regions
 from ..errors import BadArgument, check_positive
 from ..methods.dataset import distributed as dist
 from ..methods.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ..methods.evaluation.metrics import MetricInput, metric_list
-from ..model import FastForward, Model, target_indices
+from ..model import FastForward, Model
 from ..model.digest import weights_digest
 from ..types import ProgressFn, Target
-from .evaluate import check_box, check_needs, method_list, scale_box, score_methods
+from .evaluate import check_needs, method_list, score_methods
+from .leaderboard_inputs import (
+    Inputs,
+    batch_regions,
+    batch_targets,
+    check_labels,
+    class_map,
+    open_leaderboard_dataset,
+    subset,
+)
 from .leaderboard_table import Leaderboard, make_leaderboard
 from .scan import _dataset_spec
 
-SAMPLES = "samples"
-"""The dataset of scikit-image sample photos (labelled with their ImageNet class where they have one)."""
 DEFAULT_BATCH = 16
 CHUNK_BATCHES = 4
 """Batches per committed chunk by default: a kill loses at most this much work."""
-
-
-def open_leaderboard_dataset(spec: Any) -> ImageDataset:
-    """``"samples"`` (the sample photos), or anything :func:`open_dataset` accepts."""
-    if spec == SAMPLES:
-        from ..data.samples import SAMPLES as PHOTOS
-
-        return open_dataset([(f"sample:{name}", s.imagenet_class) for name, s in PHOTOS.items()])
-    ds = open_dataset(spec)
-    if len(ds) == 0:
-        raise BadArgument(f"dataset {spec!r} is empty; give a folder or list with at least one image")
-    return ds
-
-
-def class_map(ds: ImageDataset, model: Model, dataset: str) -> list[int] | None:
-    """The model's class index of each of the dataset's classes (by name: subfolder ``tabby``
-    -> the model's label ``tabby``); None when the dataset's labels are model indices already."""
-    if ds.class_names is None:
-        return None
-    labels = model.labels or []
-    exact = {name: i for i, name in enumerate(labels)}
-    folded = {name.lower(): i for i, name in enumerate(labels)}
-    out = []
-    for name in ds.class_names:
-        index = exact.get(name, folded.get(name.lower()))
-        if index is None and not labels and name.isdigit():
-            index = int(name)
-        if index is None:
-            example = ", ".join(labels[:3])
-            raise BadArgument(f"class {name!r} of dataset {dataset} is not a class of model {model.name} "
-                              f"({example}, ...); name the classes after the model's labels, or use "
-                              "--target top1")
-        out.append(index)
-    return out
-
-
-def subset(size: int, images: int | None) -> list[int]:
-    """``images`` indices spread evenly over the dataset (all when None): MNIST-5k is stored by
-    class, so the first 200 would all be zeros."""
-    if images is None or images >= size:
-        return list(range(size))
-    check_positive("images", images, integer=True)
-    return [i * size // images for i in range(images)]
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What every batch needs: the model, the choices, and how to find targets and regions."""
-
-    model: Model
-    ds: ImageDataset
-    methods: list[str]
-    metrics: list[str]
-    target: Target
-    classes: list[int] | None
-    regions: dict[int, Region] | None
-    layer: str
-    steps: int
-    options: dict[str, Any]
-    dataset: str
 
 
 def leaderboard(
@@ -164,9 +108,9 @@ def leaderboard(
             raise BadArgument(f"{len(missing)} of the {len(indices)} images have no box or mask in "
                               f"'{regions}' (the first: {ds.sources()[missing[0]]}); add them, or "
                               "leave the localization metrics out")
-    _check_labels(ds, indices, target, shown)
+    check_labels(ds, indices, target, shown)
     classes = class_map(ds, model, shown) if target == "label" else None
-    job = _Job(model, ds, names, chosen, target, classes, found, layer, steps, options or {}, shown)
+    job = Inputs(model, ds, names, chosen, target, classes, found, layer, steps, options or {}, shown)
     config = {"model": model.name, "fingerprint": weights_digest(model)[:40],
               "dataset": _dataset_spec(dataset) or shown, "size": len(ds), "indices": _digest(indices),
               "methods": names, "metrics": chosen, "target": str(target), "layer": layer,
@@ -198,19 +142,6 @@ def choose(model: Model, methods: str | Sequence[str], metrics: str | Sequence[s
                                     boxes=probe if regions else None, explain=lambda m, i: i),
                 "give --regions FILE with a box or mask per image")
     return names, chosen
-
-
-def _check_labels(ds: ImageDataset, indices: list[int], target: Target, dataset: str) -> None:
-    """With ``target="label"``, refuse a dataset whose chosen items lack labels (known without
-    decoding for folders and MNIST-5k; other datasets are checked batch by batch)."""
-    if target != "label":
-        return
-    labels = getattr(ds, "labels", None)
-    if labels is not None and len(labels) == len(ds):
-        unlabelled = [i for i in indices if labels[i] is None]
-        if unlabelled:
-            raise BadArgument(f"dataset {dataset} has no labels (e.g. {ds.sources()[unlabelled[0]]}); "
-                              "put each class in a subfolder named after it, or use --target top1")
 
 
 def _digest(values: Any) -> str:
@@ -250,7 +181,7 @@ def _commit(path: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _run(job: _Job, indices: list[int], batch_size: int, chunk: int, config: dict[str, Any],
+def _run(job: Inputs, indices: list[int], batch_size: int, chunk: int, config: dict[str, Any],
          path: Path | None, progress: ProgressFn | None) -> dict[str, Any]:
     rank, world = dist.rank(), dist.world_size()
     start: Any = None
@@ -286,7 +217,7 @@ def _run(job: _Job, indices: list[int], batch_size: int, chunk: int, config: dic
     return state
 
 
-def _score_batch(job: _Job, indices: list[int], failed: set[str], share: dict[str, Any]) -> None:
+def _score_batch(job: Inputs, indices: list[int], failed: set[str], share: dict[str, Any]) -> None:
     """Every method still standing on one batch; the scores go into ``share`` per image."""
     got = job.ds.load_batch(indices)
     share["skipped"] += [[i, why] for i, why in got.failed]
@@ -296,8 +227,8 @@ def _score_batch(job: _Job, indices: list[int], failed: set[str], share: dict[st
     model = job.model
     x = model.preprocess(got.images)
     fast = FastForward(model)
-    targets = _targets(job, got, fast(x))
-    boxes, masks = _regions(job, got)
+    targets = batch_targets(job, got, fast(x))
+    boxes, masks = batch_regions(job, got)
     rows = score_methods(model, x, alive, targets, job.metrics, layer=job.layer, boxes=boxes,
                          masks=masks, steps=job.steps, fast=fast, options=job.options,
                          keep_errors=len(job.methods) > 1)
@@ -311,60 +242,6 @@ def _score_batch(job: _Job, indices: list[int], failed: set[str], share: dict[st
         for metric, values in row.per_image.items():
             scores.setdefault(metric, []).extend(values)
         share["seconds"][row.method] = share["seconds"].get(row.method, 0.0) + row.seconds
-
-
-def _targets(job: _Job, got: LoadedBatch, logits: Tensor) -> Tensor:
-    """The class each image is explained for: its label (mapped to the model's classes) or the
-    target the user gave."""
-    if job.target != "label":
-        found = target_indices(logits, job.target, job.model.labels)
-        if found is None:
-            raise BadArgument("the leaderboard needs class targets (label, top1, an index or a name), "
-                              "not a callable")
-        return found
-    out = []
-    for index, label in zip(got.indices, got.labels):
-        if label is None:
-            raise BadArgument(f"dataset {job.dataset} has no label for {job.ds.sources()[index]}; "
-                              "use --target top1")
-        out.append(job.classes[label] if job.classes is not None else label)
-    classes = logits.shape[-1]
-    if max(out) >= classes:
-        raise BadArgument(f"label {max(out)} of dataset {job.dataset} is beyond the model's {classes} "
-                          "classes; use --target top1")
-    return torch.tensor(out, device=logits.device)
-
-
-def _regions(job: _Job, got: LoadedBatch) -> tuple[Tensor | None, Tensor | None]:
-    """(boxes (B, 4), masks (B, H, W)) in model-input pixels for the batch; masks when any image
-    has one (a box becomes a filled rectangle), else boxes; (None, None) without regions."""
-    if job.regions is None:
-        return None, None
-    model = job.model
-    size = model.input_size
-    boxes, masks, any_mask = [], [], False
-    for index, image in zip(got.indices, got.images):
-        region = job.regions[index]
-        source = job.ds.sources()[index]
-        seen = model.spec.box(*image.shape[-2:])
-        mask = region.mask_image()
-        if mask is not None:
-            if mask.shape[-2:] != image.shape[-2:]:
-                raise BadArgument(f"mask {region.mask} is {mask.shape[-1]}x{mask.shape[-2]} but image "
-                                  f"{source} is {image.shape[-1]}x{image.shape[-2]}; make them the same size")
-            any_mask = True
-            masks.append(model.resize([mask.expand(3, -1, -1)])[0, 0] > 0.5)
-        else:
-            assert region.box is not None
-            top, left, bottom, right = scale_box(check_box(region.box, image, f"box of {source}"), seen, size)
-            filled = torch.zeros(size, dtype=torch.bool)
-            filled[top:bottom, left:right] = True
-            masks.append(filled)
-        if region.box is not None:
-            boxes.append(scale_box(check_box(region.box, image, f"box of {source}"), seen, size))
-    if any_mask:
-        return None, torch.stack(masks).to(model.device)
-    return torch.tensor(boxes, device=model.device), None
 
 
 def _merge(state: dict[str, Any], shares: list[dict[str, Any]]) -> None:

@@ -19,7 +19,8 @@ from ..methods.evaluation.metrics import metric_names
 from ..methods.registry import method_names
 from ..model.targets import parse_target
 from ..render import png_bytes
-from ..tasks.leaderboard import SAMPLES, choose, leaderboard
+from ..tasks.leaderboard import choose, leaderboard
+from ..tasks.leaderboard_inputs import SAMPLES
 from ..types import ProgressFn
 from .cache import JobResult
 from .pages import render
