@@ -14,7 +14,7 @@ from tests.cli.runner import run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ARGS = ("leaderboard", "mnist5k", "--model", "digits_cnn", "--methods", "saliency,gradcam",
-        "--images", "6", "--steps", "4", "--batch-size", "3")
+        "--images", "6", "--steps", "4", "--batch-size", "3", "--metrics", "deletion_auc,insertion_auc")
 
 
 def test_table_statements_and_files_then_a_second_run_resumes_the_finished_one(

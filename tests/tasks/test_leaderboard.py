@@ -14,12 +14,16 @@ from PIL import Image
 import convscope
 from convscope.data.datasets import load_mnist5k
 from convscope.errors import BadArgument, BadImage
-from convscope.methods.evaluation.metrics import get_metric
+from convscope.methods.evaluation.metrics import get_metric, metric_names
+from convscope.methods.registry import method_names
 from convscope.model import Model, load_model
+from convscope.tasks.leaderboard import choose
 from convscope.tasks.leaderboard_inputs import subset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = "saliency,gradcam,gradient_x_input"
+CURVES = "deletion_auc,insertion_auc"
+"""Named, not the default group: metrics that join the faithfulness group must not slow these tests."""
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +33,9 @@ def digits() -> Model:
 
 def test_means_are_evaluates_on_the_same_images_and_ranks_follow_each_metrics_direction(
         digits: Model) -> None:
-    board = convscope.leaderboard(digits, "mnist5k", METHODS, images=8, steps=6, batch_size=3)
+    board = convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, images=8, steps=6, batch_size=3)
     assert board.images == 8 and board.methods == METHODS.split(",")
-    assert board.metrics == ["deletion_auc", "insertion_auc"]  # the faithfulness group
+    assert board.metrics == ["deletion_auc", "insertion_auc"]
     images, labels = load_mnist5k()
     chosen = subset(5000, 8)
     reference = convscope.evaluate(digits, images[chosen], METHODS, target=labels[chosen], steps=6)
@@ -56,10 +60,16 @@ def test_means_are_evaluates_on_the_same_images_and_ranks_follow_each_metrics_di
     assert "<table>" in board._repr_html_() and "data:image/png" in board._repr_html_()
 
 
+def test_default_metrics_are_the_registrys_groups(digits: Model) -> None:
+    assert choose(digits, "saliency", None, regions=False)[1] == metric_names("faithfulness")
+    assert choose(digits, "all", None, regions=True) == (
+        method_names(), metric_names("faithfulness") + metric_names("localization"))
+
+
 def test_killed_after_two_chunks_it_resumes_and_gives_identical_numbers(digits: Model,
                                                                          tmp_path: Path) -> None:
     settings = dict(images=12, steps=5, batch_size=2, chunk_size=4)
-    whole = convscope.leaderboard(digits, "mnist5k", METHODS, **settings)  # type: ignore[arg-type]
+    whole = convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, **settings)  # type: ignore[arg-type]
     calls = []
 
     def kill(done: int, total: int) -> None:
@@ -69,19 +79,20 @@ def test_killed_after_two_chunks_it_resumes_and_gives_identical_numbers(digits: 
 
     checkpoint = tmp_path / "ck.json"
     with pytest.raises(KeyboardInterrupt):
-        convscope.leaderboard(digits, "mnist5k", METHODS, checkpoint=checkpoint, progress=kill,
+        convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint, progress=kill,
                               **settings)  # type: ignore[arg-type]
     assert len(json.loads(checkpoint.read_text())["state"]["indices"]) == 8
     seen: list[int] = []
-    again = convscope.leaderboard(digits, "mnist5k", METHODS, checkpoint=checkpoint,
+    again = convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint,
                                   progress=lambda d, t: seen.append(d), **settings)  # type: ignore[arg-type]
     assert again.resumed == 8 and seen == [10, 12]  # only the last chunk ran again
     assert whole.cell("saliency", "deletion_auc").score.n == 12
     assert _numbers(again) == _numbers(whole) and again.statements() == whole.statements()
-    finished = convscope.leaderboard(digits, "mnist5k", METHODS, checkpoint=checkpoint, **settings)  # type: ignore[arg-type]
+    finished = convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint,
+                                     **settings)  # type: ignore[arg-type]
     assert _numbers(finished) == _numbers(whole) and finished.resumed == 12
     with pytest.raises(BadArgument, match=r"other settings .*steps"):
-        convscope.leaderboard(digits, "mnist5k", METHODS, checkpoint=checkpoint,
+        convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint,
                               **{**settings, "steps": 6})  # type: ignore[arg-type]
 
 
@@ -123,7 +134,7 @@ def test_localization_on_boxes_and_masks_matches_the_energy_computed_by_hand(dig
 
 
 def test_the_embedded_model_on_the_sample_photos_writes_every_file(lite0: Model, tmp_path: Path) -> None:
-    board = convscope.leaderboard(lite0, "samples", "gradcam,saliency", images=3, target="top1",
+    board = convscope.leaderboard(lite0, "samples", "gradcam,saliency", CURVES, images=3, target="top1",
                                   steps=4)
     paths = board.save(tmp_path)
     summary = json.loads(paths["json"].read_text())
@@ -146,7 +157,7 @@ def test_bad_input_is_one_line(digits: Model, tmp_path: Path) -> None:
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(flat / "a.png")
     with pytest.raises(BadArgument, match=r"has no labels .*--target top1"):
         convscope.leaderboard(digits, flat, "saliency")
-    assert convscope.leaderboard(digits, flat, "saliency", target="top1", steps=3).images == 1
+    assert convscope.leaderboard(digits, flat, "saliency", CURVES, target="top1", steps=3).images == 1
     (tmp_path / "empty").mkdir()
     with pytest.raises(BadImage, match="holds no files"):
         convscope.leaderboard(digits, tmp_path / "empty", "saliency")

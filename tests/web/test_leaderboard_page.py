@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 import convscope
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SETTINGS = {"dataset": "mnist5k", "methods": "saliency,gradcam", "images": 6, "steps": 3, "batch_size": 3}
+SETTINGS = {"dataset": "mnist5k", "methods": "saliency,gradcam", "metrics": "deletion_auc,insertion_auc",
+            "images": 6, "steps": 3, "batch_size": 3}
 
 
 def test_the_job_gives_the_tasks_numbers_and_files_and_is_cached(client: TestClient, app: Any) -> None:
@@ -23,7 +24,8 @@ def test_the_job_gives_the_tasks_numbers_and_files_and_is_cached(client: TestCli
     assert job["status"] == "done" and job["kind"] == "leaderboard"
     data = job["data"]
     model = app.state.cs.model("digits_cnn").model
-    board = convscope.leaderboard(model, "mnist5k", "saliency,gradcam", images=6, steps=3, batch_size=3)
+    board = convscope.leaderboard(model, "mnist5k", "saliency,gradcam", SETTINGS["metrics"], images=6,
+                                  steps=3, batch_size=3)
     assert [r["mean"] for r in data["rows"]] == [r["mean"] for r in board.rows()]
     assert data["header"][:2] == ["method", "s/image"] and len(data["table"]) == 2
     assert data["statements"] == board.statements()

@@ -9,7 +9,8 @@ from tests.web.pictures import image_drawn
 
 SLOW = 60_000
 """ms to wait for a job on a busy machine."""
-ADDRESS = "/leaderboard?dataset=mnist5k&methods=saliency,gradcam&images=6&steps=3&batch_size=3"
+ADDRESS = ("/leaderboard?dataset=mnist5k&methods=saliency,gradcam&metrics=deletion_auc,insertion_auc"
+           "&images=6&steps=3&batch_size=3")
 
 
 def test_run_from_the_form_then_reload_the_address(live_server: str, page: Any) -> None:
