@@ -134,6 +134,8 @@ def test_localization_on_boxes_and_masks_matches_the_energy_computed_by_hand(dig
 
 
 def test_the_embedded_model_on_the_sample_photos_writes_every_file(lite0: Model, tmp_path: Path) -> None:
+    with pytest.raises(BadArgument, match=r"samples has no labels \(e.g. sample:astronaut\)"):
+        convscope.leaderboard(lite0, "samples", "saliency", CURVES)  # before any work
     board = convscope.leaderboard(lite0, "samples", "gradcam,saliency", CURVES, images=3, target="top1",
                                   steps=4)
     paths = board.save(tmp_path)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..data.datasets import ImageDataset, LoadedBatch, open_dataset
+from ..data.datasets import ImageDataset, LoadedBatch, WrappedDataset, open_dataset
 from ..data.regions import Region
 from ..errors import BadArgument, check_positive
 from ..methods.evaluation.faithfulness import box_mask
@@ -26,12 +26,22 @@ SAMPLES = "samples"
 """The dataset of scikit-image sample photos (labelled with their ImageNet class where they have one)."""
 
 
+class SamplePhotos(WrappedDataset):
+    """The sample photos as a dataset, labelled with their ImageNet class where they have one
+    (``labels`` is known without decoding, so a missing label is refused before any work)."""
+
+    def __init__(self) -> None:
+        from ..data.samples import SAMPLES as PHOTOS
+
+        pairs = [(f"sample:{name}", s.imagenet_class) for name, s in PHOTOS.items()]
+        super().__init__(pairs, SAMPLES)
+        self.labels = [label for _, label in pairs]
+
+
 def open_leaderboard_dataset(spec: Any) -> ImageDataset:
     """``"samples"`` (the sample photos), or anything :func:`open_dataset` accepts."""
     if spec == SAMPLES:
-        from ..data.samples import SAMPLES as PHOTOS
-
-        return open_dataset([(f"sample:{name}", s.imagenet_class) for name, s in PHOTOS.items()])
+        return SamplePhotos()
     ds = open_dataset(spec)
     if len(ds) == 0:
         raise BadArgument(f"dataset {spec!r} is empty; give a folder or list with at least one image")
