@@ -91,6 +91,10 @@ def test_killed_after_two_chunks_it_resumes_and_gives_identical_numbers(digits: 
     finished = convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint,
                                      **settings)  # type: ignore[arg-type]
     assert _numbers(finished) == _numbers(whole) and finished.resumed == 12
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(BadArgument, match="is not a leaderboard checkpoint"):
+        convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=tmp_path / "bad.json",
+                              **settings)  # type: ignore[arg-type]
     with pytest.raises(BadArgument, match=r"other settings .*steps"):
         convscope.leaderboard(digits, "mnist5k", METHODS, CURVES, checkpoint=checkpoint,
                               **{**settings, "steps": 6})  # type: ignore[arg-type]

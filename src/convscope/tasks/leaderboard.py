@@ -160,8 +160,12 @@ def _start(path: Path | None, config: dict[str, Any]) -> dict[str, Any]:
     """Rank 0: the committed state of an unfinished run with the same settings, or a new one."""
     if path is None or not path.is_file():
         return _empty_state()
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    stored = saved.get("config", {})
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        stored = saved["config"]
+    except (ValueError, KeyError, TypeError):
+        raise BadArgument(f"checkpoint '{path}' is not a leaderboard checkpoint; use another --out "
+                          "folder (or delete the file) to start over") from None
     if stored != config:
         diff = ", ".join(k for k in config if stored.get(k) != config[k])
         raise BadArgument(f"checkpoint '{path}' was made with other settings ({diff}); use another "
