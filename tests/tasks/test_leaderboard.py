@@ -19,6 +19,7 @@ from convscope.methods.registry import method_names
 from convscope.model import Model, load_model
 from convscope.tasks.leaderboard import choose
 from convscope.tasks.leaderboard_inputs import subset
+from convscope.tasks.leaderboard_table import make_leaderboard
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = "saliency,gradcam,gradient_x_input"
@@ -181,3 +182,23 @@ def test_bad_input_is_one_line(digits: Model, tmp_path: Path) -> None:
     regions.write_text("image,top,left,bottom,right\nnope.png,0,0,14,28\n")
     with pytest.raises(BadArgument, match=r"line 2: image 'nope.png' is not in the dataset"):
         convscope.leaderboard(digits, photos, "saliency", "energy", regions=regions)
+
+
+def test_statements_say_who_wins_and_who_cannot_be_told_apart() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(40)
+    scores = {"a": base + 1, "b": base, "c": base + rng.normal(0, 0.05, 40)}  # a wins; b ~ c
+    state = {"indices": list(range(40)), "seconds": {}, "errors": {}, "skipped": [],
+             "scores": {m: {"insertion_auc": v.tolist(), "deletion_auc": v.tolist()}
+                        for m, v in scores.items()}}
+    board = make_leaderboard("m", "d", "label", ["a", "b", "c"], ["insertion_auc", "deletion_auc"], state,
+                             resamples=1000, seed=0)
+    insertion, deletion = board.statements()
+    assert insertion.startswith("insertion_auc (higher is better): a is best (")
+    assert insertion.endswith("better than every other method beyond chance; also indistinguishable: b ~ c.")
+    assert board.cell("a", "deletion_auc").rank == 3  # lower is better: the same scores rank the other way
+    assert deletion.startswith("deletion_auc (lower is better): ") and "a is best" not in deletion
+    noisy = {m: {"insertion_auc": (base + rng.normal(0, 1, 40)).tolist()} for m in "abc"}
+    tied = make_leaderboard("m", "d", "label", ["a", "b", "c"], ["insertion_auc"],
+                            {**state, "scores": noisy}, resamples=1000, seed=0)
+    assert "no two methods can be told apart at 40 images" in tied.statements()[0]

@@ -97,6 +97,10 @@ class Leaderboard:
             if len(cells) == 1:
                 said.append(text + ".")
                 continue
+            if all(len(c.ties) == len(cells) - 1 for c in cells):
+                said.append(f"{head}: no two methods can be told apart at {self.images} images "
+                            f"(best mean: {best.method}, {best.score.mean:.4g}).")
+                continue
             if best.ties:
                 text += (f", indistinguishable at {self.images} images from {_words(best.ties)}")
             else:
