@@ -191,6 +191,13 @@ def _evaluate(model: Model, x: Tensor) -> None:
     evaluate(model, x.sigmoid(), "gradcam", target="top1", steps=2, boxes=[[0, 0, 6, 6]] * 2)
 
 
+def _leaderboard(model: Model, x: Tensor) -> None:
+    from convscope.tasks.leaderboard import leaderboard
+
+    leaderboard(model, list(x.sigmoid()), "saliency,gradcam", "deletion_auc", target="top1", steps=2,
+                batch_size=1, resamples=10)
+
+
 def _layer_table(model: Model, x: Tensor) -> None:
     from convscope.tasks.layers import layer_table
 
@@ -198,7 +205,8 @@ def _layer_table(model: Model, x: Tensor) -> None:
 
 
 CASES |= {"task_explain": _task(_explain_twice), "task_report": _task(_report),
-          "task_evaluate": _task(_evaluate), "task_layer_table": _task(_layer_table)}
+          "task_evaluate": _task(_evaluate), "task_layer_table": _task(_layer_table),
+          "task_leaderboard": _task(_leaderboard)}
 
 
 @pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])

@@ -42,6 +42,8 @@ from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
+from .tasks.leaderboard import leaderboard
+from .tasks.leaderboard_table import Leaderboard
 from .tasks.predict import Prediction, predict
 from .tasks.report import Report, report
 from .tasks.retrofit import load_cam_head, retrofit_cam, save_cam_head
@@ -59,6 +61,7 @@ __all__ = [
     "ConvscopeError",
     "Evaluation",
     "Explanation",
+    "Leaderboard",
     "MethodFailed",
     "MissingDependency",
     "Model",
@@ -72,6 +75,7 @@ __all__ = [
     "find_neighbors",
     "fool",
     "invert",
+    "leaderboard",
     "list_layers",
     "list_samples",
     "load_cam_head",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,15 @@ def model_from_args(args: argparse.Namespace, device: str | None = None) -> Mode
                        device=pick_device(device or args.device), preprocess=preprocess_from_args(args),
                        labels=labels)
     return load_cam_head(model, args.cam_head) if getattr(args, "cam_head", None) else model
+
+
+def rank_device(name: str) -> str:
+    """``auto`` under torchrun on a GPU machine means this process's own GPU."""
+    import torch
+
+    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return name
 
 
 def print_json(data: Any) -> None:

@@ -25,6 +25,7 @@ from ..model.targets import parse_target
 from ..tasks.evaluate import evaluate
 from .common import add_model_options, model_from_args, print_json
 from .options import add_json, add_layer, add_method_options, add_target, parse_options
+from .output import aligned
 from .progress import progress_bar
 
 
@@ -78,8 +79,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             s = r["sanity"]
             cells += [f"{s['lowest_spearman']:.2f}", "INSENSITIVE" if s["flagged"] else "ok"]
         table.append(cells)
-    widths = [max(len(c[i]) for c in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in table]
+    lines = aligned(table)
     lines += [f"{r['method']}: error: {r['error']}" for r in rows if "error" in r]
     return "\n".join(lines)
 

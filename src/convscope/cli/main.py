@@ -24,6 +24,7 @@ from . import (
     fast_style,
     info,
     inside,
+    leaderboard,
     project,
     report,
     retrofit,
@@ -33,7 +34,7 @@ from . import (
     visualize,
 )
 
-COMMAND_MODULES = (info, explain, report, evaluate, demo, inside, visualize, retrofit, scan,
+COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
                    atlas_views, fast_style, project, adversarial, synthesis, serve)
 
 

@@ -11,6 +11,12 @@ from ..tasks.synthesis import Synthesis
 from .common import print_json
 
 
+def aligned(table: list[list[str]]) -> list[str]:
+    """Rows of cells as lines, each column padded to its widest cell (a header first)."""
+    widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+
+
 def write_synthesis(args: argparse.Namespace, out: Path, made: Synthesis) -> int:
     """Save the picture (and its extras as ``OUT_<name>.png``) and ``OUT.json``; print the
     summary (``--json``) or the headline."""

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..data.atlas import Atlas
 from ..tasks.scan import DEFAULT_CHUNK, scan_dataset
-from .common import add_model_options, model_from_args, print_json
+from .common import add_model_options, model_from_args, print_json, rank_device
 
 SHOWN_SKIPPED = 10
 
@@ -42,17 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_scan)
 
 
-def _device(name: str) -> str:
-    """``auto`` under torchrun on a GPU machine means this process's own GPU."""
-    import torch
-
-    if name == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return name
-
-
 def run_scan(args: argparse.Namespace) -> int:
-    model = model_from_args(args, device=_device(args.device))
+    model = model_from_args(args, device=rank_device(args.device))
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
     rank0 = int(os.environ.get("RANK", "0")) == 0
     bar = tqdm(total=0, desc="scan", unit="img", file=sys.stderr, leave=False,

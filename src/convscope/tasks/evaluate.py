@@ -196,34 +196,58 @@ def evaluate(
     targets = target_indices(fast(x), target, model.labels)
     if targets is None:
         raise BadArgument("evaluate needs class targets (an index, a label or top1), not a callable")
-    probe = MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i: i)
-    for metric in chosen:  # a missing box or mask fails before any method runs
-        reason = get_metric(metric).missing(probe)
-        if reason is not None:
-            raise BadArgument(f"{reason}; give --box for each image, or leave {metric} out")
-    rows = []
-    for i, name in enumerate(names):
-        try:
-            rows.append(_score(model, x, name, targets, layer, box_tensor, steps, fast,
-                               sanity_steps if sanity else 0, options or {}, chosen))
-        except ConvscopeError as err:
-            if len(names) == 1:
-                raise
-            rows.append(MethodScores(name, error=str(err)))
-        if progress is not None:
-            progress(i + 1, len(names))
+    check_needs(chosen, MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i: i),
+                "give --box for each image")
+    rows = score_methods(model, x, names, targets, chosen, layer=layer, boxes=box_tensor, steps=steps,
+                         fast=fast, sanity_steps=sanity_steps if sanity else 0, options=options,
+                         progress=progress)
     return Evaluation(model.name, targets.cpu(), [model.label(int(t)) for t in targets],
                       box_tensor.cpu() if box_tensor is not None else None, steps, rows)
 
 
+def check_needs(metrics: Sequence[str], probe: MetricInput, fix: str) -> None:
+    """Refuse, before any method runs, a metric that needs what ``probe`` lacks (one line that
+    names the metric, the missing input and ``fix``, how to give it)."""
+    for name in metrics:
+        reason = get_metric(name).missing(probe)
+        if reason is not None:
+            raise BadArgument(f"{reason}; {fix}, or leave {name} out")
+
+
+def score_methods(model: Model, x: Tensor, names: Sequence[str], targets: Tensor, metrics: Sequence[str],
+                  *, layer: str = "auto", boxes: Tensor | None = None, masks: Tensor | None = None,
+                  steps: int = 100, fast: FastForward | None = None, sanity_steps: int = 0,
+                  options: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+                  keep_errors: bool | None = None) -> list[MethodScores]:
+    """Every metric of every method on one batch (``evaluate`` and the leaderboard's batches).
+
+    A method that fails is recorded with its error when ``keep_errors`` (default: when several
+    run), else raised. ``boxes`` (B, 4) and ``masks`` (B, H, W) are in model-input pixels.
+    """
+    keep = len(names) > 1 if keep_errors is None else keep_errors
+    fast = fast if fast is not None else FastForward(model)
+    rows = []
+    for i, name in enumerate(names):
+        try:
+            rows.append(_score(model, x, name, targets, layer, boxes, masks, steps, fast,
+                               sanity_steps, options or {}, metrics))
+        except ConvscopeError as err:
+            if not keep:
+                raise
+            rows.append(MethodScores(name, error=str(err)))
+        if progress is not None:
+            progress(i + 1, len(names))
+    return rows
+
+
 def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, boxes: Tensor | None,
-           steps: int, fast: FastForward, sanity_steps: int, options: dict[str, Any],
-           metrics: Sequence[str]) -> MethodScores:
+           masks: Tensor | None, steps: int, fast: FastForward, sanity_steps: int,
+           options: dict[str, Any], metrics: Sequence[str]) -> MethodScores:
     """Every chosen metric for one method on the batch."""
     needs_layer = get_method(method).needs_layer
     kwargs = dict(method=method, target=targets, layer=layer if needs_layer else "auto", **options)
     result = explain(model, x, **kwargs)
-    data = MetricInput(model, x, result.maps, targets, fast, boxes=boxes, steps=steps,
+    data = MetricInput(model, x, result.maps, targets, fast, boxes=boxes, masks=masks, steps=steps,
                        explain=lambda m, inputs: explain(m, inputs, **kwargs).maps)
     per = {name: get_metric(name)(data).tolist() for name in metrics}
     check = None

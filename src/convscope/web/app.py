@@ -28,6 +28,7 @@ from . import (
     job_routes,
     lab,
     layer_pages,
+    leaderboard_page,
     model_page,
     neighbors,
     patches_page,
@@ -37,7 +38,8 @@ from .errors import Forbidden, MisdirectedRequest, TooLarge, error_response
 from .pages import STATIC
 from .state import AppState
 
-ROUTERS = (job_routes, model_page, explainer, layer_pages, neighbors, patches_page, atlas_pages, compare, lab)
+ROUTERS = (job_routes, model_page, explainer, layer_pages, neighbors, patches_page, atlas_pages, compare, lab,
+           leaderboard_page)
 TOKEN_COOKIE = "convscope_token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 _BODY_SLACK = 64 * 1024

@@ -14,8 +14,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 
-NAV = [("/", "Model"), ("/explain", "Explain"), ("/lab", "Lab"), ("/atlas", "Atlases"),
-       ("/compare", "Compare models"), ("/compare/atlas", "Compare atlases"), ("/jobs", "Jobs")]
+NAV = [("/", "Model"), ("/explain", "Explain"), ("/lab", "Lab"), ("/leaderboard", "Leaderboard"),
+       ("/atlas", "Atlases"), ("/compare", "Compare models"), ("/compare/atlas", "Compare atlases"),
+       ("/jobs", "Jobs")]
 
 
 def nav_section(path: str) -> str:
