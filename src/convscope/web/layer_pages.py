@@ -58,33 +58,28 @@ MAX_CLASSES = 100
 
 
 # -- checking what the URL names --------------------------------------------------------------
-def _lookup(state: AppState, model: str | None, name: str) -> tuple[AppState, ModelEntry, LayerInfo]:
-    """What every route of these pages starts from: the app, the model and the layer the URL names."""
+def _layer(state: AppState, model: str | None, name: str) -> tuple[ModelEntry, LayerInfo]:
+    """The model and the layer the URL names (404s for unknown ones)."""
     entry = state.model(model)
-    return state, entry, state.layer(entry, name)
+    return entry, state.layer(entry, name)
 
 
 def _channels(row: LayerInfo) -> int:
     """The layer's channels as every reader counts them: C of its map (tokens, channels-last
-    maps read as model/tokens.py reads them), else the first axis of its output."""
+    maps read as model/tokens.py reads them), else the first axis of its output (0: none)."""
     shape = row.map_shape or row.output_shape
-    if not shape:
-        raise NotFound(f"layer {row.name!r} outputs no tensor with channels")
-    return int(shape[0])
+    return int(shape[0]) if shape else 0
 
 
-def _channel(row: LayerInfo, channel: str) -> int:
-    """A channel of the layer from the URL: a whole number in range, else a 404 that says the range."""
+def _unit(state: AppState, model: str | None, name: str, channel: str) -> tuple[ModelEntry, LayerInfo, int]:
+    """The model, the layer and its channel the URL names; a channel out of range is a 404 that
+    says the range."""
+    entry, row = _layer(state, model, name)
     total = _channels(row)
     if not channel.isdigit() or len(channel) > 9 or not 0 <= int(channel) < total:
-        raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, "
-                       f"0..{total - 1}")
-    return int(channel)
-
-
-def _spatial(row: LayerInfo) -> bool:
-    """Whether the layer's output reads as a map of the image (the one reader's verdict)."""
-    return row.map_shape is not None
+        raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, 0..{total - 1}"
+                       if total else f"layer {row.name!r} outputs no tensor with channels")
+    return entry, row, int(channel)
 
 
 def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
@@ -150,13 +145,13 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 def layer_page(request: Request, state: Service, name: str, image: str | None = None,
                model: str | None = None, sort: str = "mean", seed: str | None = None, size: str | None = None,
                steps: str | None = None) -> Response:
-    state, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     vis = _vis_settings(entry, seed, size, steps)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
     maps: list[dict[str, Any]] = []
     maps_error = None
-    if _spatial(row):
+    if row.map_shape is not None:
         maps = _order(state.feature_maps(entry, state.image(ref), row.name), sort)
     else:
         maps_error = (f"Feature maps need an output that reads as a map of the image (channels, "
@@ -169,19 +164,16 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
         filter_view = {"reason": f"Filters cannot be shown for this layer: {err}"}
     return render(request, "layer.html", title=f"{row.name} · layer", layer=row, image=ref,
                   model=entry.name, sort=sort, sorts=SORTS, maps=maps, maps_error=maps_error,
-                  channels=_channels(row) if row.output_shape else 0, filters=filter_view,
+                  channels=_channels(row), filters=filter_view,
                   images=list_images(state), vis=vis, **_links(request, row, ref, entry),
-                  cached=_cached_pictures(state, entry, row.name,
-                                          [(c, vis) for c in range(_channels(row))]
-                                          if row.output_shape else []))
+                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(_channels(row))]))
 
 
 @router.get("/layers/{name}/{channel}")
 def unit_page(request: Request, state: Service, name: str, channel: str, image: str | None = None,
               model: str | None = None, size: str | None = None,
               steps: str | None = None) -> Response:
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(state, entry, image)
     atlases = state.atlases_of(entry, row.name)
@@ -189,7 +181,7 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
                   channel=unit, channels=_channels(row), image=ref, model=entry.name,
                   images=list_images(state),
                   seeds=SEEDS, vis=vis, atlases=atlases,
-                  spatial=_spatial(row), **_links(request, row, ref, entry),
+                  spatial=row.map_shape is not None, **_links(request, row, ref, entry),
                   cached=_cached_pictures(state, entry, row.name,
                                           [(unit, {**vis, "seed": s}) for s in SEEDS]))
 
@@ -199,7 +191,7 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
 def featuremap_list(state: Service, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
-    state, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
     maps = state.feature_maps(entry, state.image(ref), row.name)
@@ -211,8 +203,7 @@ def featuremap_list(state: Service, name: str, image: str | None = None,
 def featuremap_tile(state: Service, name: str, channel: str, image: str | None = None,
                     model: str | None = None) -> Response:
     """One channel's map for the image, on its own colour scale."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     maps = state.feature_maps(entry, state.image(_image_ref(state, entry, image)), row.name).maps[0]
     return png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
@@ -220,7 +211,7 @@ def featuremap_tile(state: Service, name: str, channel: str, image: str | None =
 @router.get("/api/layers/{name}/filters.png")
 def filter_picture(state: Service, name: str, model: str | None = None, page: int = 0) -> Response:
     """The layer's filters (a Conv2d's weights); other layers answer 404 saying why."""
-    _, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     try:
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
@@ -232,8 +223,7 @@ def filter_picture(state: Service, name: str, model: str | None = None, page: in
 def mask_picture(state: Service, name: str, channel: str, image: str | None = None,
                  model: str | None = None) -> Response:
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     ref = _image_ref(state, entry, image)
     picture = state.image(ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref), model=entry.model)
@@ -247,8 +237,7 @@ def visualization_job(state: Service, name: str, channel: str, model: str | None
                       steps: str | None = None) -> dict[str, Any]:
     """Submit (or find cached) the channel's feature visualization; answers the job JSON, whose
     ``files["visualization.png"]`` is the picture once it is done."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     settings = _vis_settings(entry, seed, size, steps)
     key = _vis_key(state, entry, row.name, unit, settings)
 
@@ -265,8 +254,7 @@ def visualization_job(state: Service, name: str, channel: str, model: str | None
 def classes_job(state: Service, name: str, channel: str, image: str | None = None,
                 model: str | None = None, k: str = "5") -> dict[str, Any]:
     """The classes the channel supports most (and opposes most), as a cached job."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     count = parse_int("k", k, 1, MAX_CLASSES)
     picture = state.image(_image_ref(state, entry, image))
     key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
@@ -285,8 +273,7 @@ def classes_job(state: Service, name: str, channel: str, image: str | None = Non
 def top_images(state: Service, name: str, channel: str, atlas: str, model: str | None = None,
                k: str = "8") -> dict[str, Any]:
     """The atlas's top-k images of the channel, each with its receptive-field patch (data URIs)."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     found = state.atlas(atlas)
     if atlas not in state.atlases_of(entry, row.name):
         raise NotFound(f"atlas {atlas!r} was not scanned with model {entry.name!r} at layer "
