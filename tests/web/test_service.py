@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,7 @@ from convscope.web import lab
 from convscope.web.app import create_app
 from convscope.web.cache import JobResult
 from convscope.web.config import ServeConfig, default_cache_dir
+from convscope.web.params import BYTES_PER_PIXEL
 
 WAIT_S = 30.0
 
@@ -91,6 +95,7 @@ def test_huge_or_overflowing_lab_settings_are_a_400_before_anything_is_queued(
 
 @pytest.mark.parametrize(("method", "options", "target", "words"), [
     ("rise", {"masks": 10**12}, 3, "masks"),
+    ("rise", {"masks": 100_000, "cells": 256}, 3, "masks=100000, cells=256"),  # 26 GB of grids
     ("occlusion", {"window": -5}, 3, "window"),
     ("integrated_gradients", {"steps": 10**9}, 3, "steps"),
     ("saliency", {}, "9" * 5000, "target"),
@@ -105,6 +110,32 @@ def test_huge_or_overflowing_explain_requests_are_a_400_before_anything_is_queue
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["error"]
     assert job_count(client) == before
+
+
+BUDGET = 256 * 2**20
+"""A small memory budget per job, so that jobs at its bound run in a second on digits_cnn."""
+ROWS = BUDGET // (28 * 28 * BYTES_PER_PIXEL)
+SIDE = math.isqrt(BUDGET // BYTES_PER_PIXEL)
+"""The largest accepted batch of digits_cnn's 28x28 inputs, and the largest accepted lab image side."""
+
+
+def test_jobs_at_the_memory_bound_are_accepted_and_stay_under_it(tmp_path: Path) -> None:
+    ig = {"image": "sample:cat", "method": "integrated_gradients", "target": 3}
+    jobs = [("/api/explain", {**ig, "options": {"steps": ROWS + 1, "batch_size": ROWS + 1}}),
+            ("/api/lab/adversarial", {"image": "sample:cat", "size": SIDE + 1, "steps": 2}),
+            ("/api/explain", {**ig, "options": {"steps": 1, "batch_size": 2}}),  # warms up
+            ("/api/explain", {**ig, "options": {"steps": ROWS, "batch_size": ROWS}}),
+            ("/api/lab/adversarial", {"image": "sample:cat", "size": SIDE, "steps": 2})]
+    probe = subprocess.run([sys.executable, "-m", "tests.web.memory_probe", str(BUDGET), str(tmp_path),
+                            json.dumps(jobs)], capture_output=True, text=True, timeout=240,
+                           cwd=Path(__file__).parents[2])
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    over_rows, over_side, _, rows, side = [json.loads(line) for line in probe.stdout.splitlines()]
+    for refused, words in ((over_rows, f"batch_size={ROWS + 1}"), (over_side, f"size={SIDE + 1}")):
+        assert refused["code"] == 400 and words in refused["error"] and "limit per job" in refused["error"]
+    for accepted in (rows, side):
+        assert accepted["status"] == "done", accepted
+        assert 0 < accepted["growth"] <= BUDGET, accepted
 
 
 def test_layer_page_settings_that_overflow_are_a_400(client: TestClient) -> None:

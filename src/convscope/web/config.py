@@ -49,6 +49,8 @@ class ServeConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_job_bytes: int = 8 * 2**30
+    """The peak memory one job may plan to use (``web.params.check_memory`` estimates it)."""
     device: str = "auto"
     model_options: dict[str, object] = field(default_factory=dict)
     """Extra ``load_model`` keywords for every spec (weights, preprocess, labels, ...)."""

@@ -41,6 +41,8 @@ _NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
 MAX_SIZE = 2048
 """Largest image side of any kind (pixels); a job's memory is checked besides."""
 MAX_STEPS = 100_000
+SIDES = ("size", "source_size", "style_size", "apply_size")
+"""The image sides a kind may set; the largest one (the model's input when not set) sizes its memory."""
 
 
 def _default(fn: Callable[..., Any], name: str) -> Any:
@@ -64,14 +66,7 @@ class Kind:
     start: Start
 
     def parse(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        """Typed settings, checked (:func:`~convscope.web.params.parse_settings`); the whole
-        job's memory too, once every setting is known."""
-        settings = parse_settings(self.fields, params, _NOT_SETTINGS, self.name, partial=partial)
-        if not partial:
-            sides = [settings[n] or 224 for n in ("size", "source_size", "style_size", "apply_size")
-                     if n in settings]
-            check_memory(f"{self.name} at size {max(sides)}", max(sides) ** 2 * settings.get("batch", 1))
-        return settings
+        return parse_settings(self.fields, params, _NOT_SETTINGS, self.name, partial=partial)
 
 
 # -- what each kind does ------------------------------------------------------------------------
@@ -354,6 +349,11 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
     """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
     entry = state.model(model)
     settings = kind.parse(params)
+    sides = {n: settings[n] or max(entry.model.input_size or (224,)) for n in SIDES if n in settings}
+    side = max(sides, key=lambda n: sides[n])
+    batch = f", batch={settings['batch']}" if "batch" in settings else ""
+    check_memory(state.config.max_job_bytes, f"{kind.name} with {side}={sides[side]}{batch}",
+                 sides[side] ** 2, settings.get("batch", 1))
     keyed = settings
     if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
         keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
