@@ -123,14 +123,15 @@ def test_jobs_at_the_memory_bound_are_accepted_and_stay_under_it(tmp_path: Path)
     ig = {"image": "sample:cat", "method": "integrated_gradients", "target": 3}
     jobs = [("/api/explain", {**ig, "options": {"steps": ROWS + 1, "batch_size": ROWS + 1}}),
             ("/api/lab/adversarial", {"image": "sample:cat", "size": SIDE + 1, "steps": 2}),
-            ("/api/explain", {**ig, "options": {"steps": 1, "batch_size": 2}}),  # warms up
+            ("/api/explain", {**ig, "options": {"steps": 2, "batch_size": 2}}),  # warm-ups
+            ("/api/lab/adversarial", {"image": "sample:cat", "size": 28, "steps": 2}),
             ("/api/explain", {**ig, "options": {"steps": ROWS, "batch_size": ROWS}}),
             ("/api/lab/adversarial", {"image": "sample:cat", "size": SIDE, "steps": 2})]
     probe = subprocess.run([sys.executable, "-m", "tests.web.memory_probe", str(BUDGET), str(tmp_path),
                             json.dumps(jobs)], capture_output=True, text=True, timeout=240,
                            cwd=Path(__file__).parents[2])
     assert probe.returncode == 0, probe.stderr[-2000:]
-    over_rows, over_side, _, rows, side = [json.loads(line) for line in probe.stdout.splitlines()]
+    over_rows, over_side, _, _, rows, side = [json.loads(line) for line in probe.stdout.splitlines()]
     for refused, words in ((over_rows, f"batch_size={ROWS + 1}"), (over_side, f"size={SIDE + 1}")):
         assert refused["code"] == 400 and words in refused["error"] and "limit per job" in refused["error"]
     for accepted in (rows, side):
