@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from ..errors import BadArgument
+from ..model import Model
 from ..render import png_bytes
 from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, class_of, fooling
 from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
@@ -32,7 +33,7 @@ from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
 from .params import Field, check_memory, parse_settings
-from .state import AppState, ModelEntry, Service
+from .state import AppState, Service
 
 router = APIRouter()
 
@@ -51,7 +52,8 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
 
 
 Run = Callable[[ProgressFn], JobResult]
-Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Run]
+Start = Callable[[AppState, Model, dict[str, Any], str], Run]
+"""What starts a kind's job: checks against the model, then the job; image settings hold the images."""
 
 
 @dataclass(frozen=True)
@@ -82,20 +84,21 @@ def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> 
     return _result({**made.summary, "headline": made.headline}, pictures)
 
 
-def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
-    return {"steps": s["steps"], "seed": s["seed"], "size": s["size"]}
+def _pick(s: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The settings ``names`` as the task's keywords of the same names."""
+    return {name: s[name] for name in names}
 
 
-def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
+_RUN = ("steps", "seed", "size")
+
+
+def _start_adversarial(state: AppState, model: Model, s: dict[str, Any], _key: str) -> Run:
     target = class_of(model, s["target"]) if s["target"] else None
 
     def run(progress: ProgressFn) -> JobResult:
-        made = adversarial(model, image, eps=s["eps"], target=target, norm=s["norm"], method=s["method"],
-                           step_size=s["step_size"], random_start=s["random_start"],
-                           early_stop=s["early_stop"], quantize=s["quantize"], margin=s["margin"],
-                           progress=progress, **_seed_size_steps(s))
+        made = adversarial(model, s["image"], target=target, progress=progress, **_pick(
+            s, "eps", "norm", "method", "step_size", "random_start", "early_stop", "quantize", "margin",
+            *_RUN))
         gain = made.summary["perturbation_amplified"]
         return _synthesis_result(made, [
             ("original.png", "original", made.result.originals[0]),
@@ -106,67 +109,51 @@ def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _k
     return run
 
 
-def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
+def _start_fooling(state: AppState, model: Model, s: dict[str, Any], _key: str) -> Run:
     target = class_of(model, s["target"])
     begin: Any = s["start"] if s["start"] in ("noise", "zeros") else state.image(s["start"])
 
     def run(progress: ProgressFn) -> JobResult:
-        made = fooling(model, target, threshold=s["threshold"], start=begin, lr=s["lr"], progress=progress,
-                       **_seed_size_steps(s))
+        made = fooling(model, target, start=begin, progress=progress, **_pick(s, "threshold", "lr", *_RUN))
         return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
 
     return run
 
 
-def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
+def _start_inversion(state: AppState, model: Model, s: dict[str, Any], _key: str) -> Run:
     layers = layer_list(model, s["layers"]) or []
 
     def run(progress: ProgressFn) -> JobResult:
-        made = inversion(model, image, layers, tv=s["tv"], l2=s["l2"], param=s["param"],
-                         optimizer=s["optimizer"], progress=progress, **_seed_size_steps(s))
+        made = inversion(model, s["image"], layers, progress=progress,
+                         **_pick(s, "tv", "l2", "param", "optimizer", *_RUN))
         return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
 
     return run
 
 
-def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
+def _start_texture(state: AppState, model: Model, s: dict[str, Any], _key: str) -> Run:
     layers = layer_list(model, s["layers"])
     check_style_layers(model, layers)
 
     def run(progress: ProgressFn) -> JobResult:
-        made = texture(model, image, layers=layers, source_size=s["source_size"], size=s["size"],
-                       steps=s["steps"], param=s["param"], optimizer=s["optimizer"], seed=s["seed"],
-                       compare=s["compare"], progress=progress)
+        made = texture(model, s["image"], layers=layers, progress=progress,
+                       **_pick(s, "source_size", "param", "optimizer", "compare", *_RUN))
         return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
 
     return run
 
 
-def _one_layer(entry: ModelEntry, name: str, text: str | None) -> str | None:
-    layers = layer_list(entry.model, text)
+def _start_style(state: AppState, model: Model, s: dict[str, Any], _key: str) -> Run:
+    layers = layer_list(model, s["content_layer"])
     if layers is not None and len(layers) != 1:
-        raise BadArgument(f"{name}={text!r}: give one layer")
-    return layers[0] if layers else None
-
-
-def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    content, style_image = state.image(s["content"]), state.image(s["style"])
-    content_layer = _one_layer(entry, "content_layer", s["content_layer"])
-    style_layers = layer_list(model, s["style_layers"])
+        raise BadArgument(f"content_layer={s['content_layer']!r}: give one layer")
+    content_layer, style_layers = layers[0] if layers else None, layer_list(model, s["style_layers"])
     check_style_layers(model, content_layer, style_layers)
 
     def run(progress: ProgressFn) -> JobResult:
-        made = style(model, content, style_image, size=s["size"], content_layer=content_layer,
-                     style_layers=style_layers, content_weight=s["content_weight"],
-                     style_weight=s["style_weight"], tv=s["tv"], optimizer=s["optimizer"],
-                     start=s["start"], steps=s["steps"], preserve_colors=s["preserve_colors"],
-                     seed=s["seed"], compare=s["compare"], progress=progress)
+        made = style(model, s["content"], s["style"], content_layer=content_layer, style_layers=style_layers,
+                     progress=progress, **_pick(s, "content_weight", "style_weight", "tv", "optimizer",
+                                                "start", "preserve_colors", "compare", *_RUN))
         return _synthesis_result(made, [("result.png", "stylized", made.picture)])
 
     return run
@@ -199,9 +186,8 @@ def _contents(state: AppState, text: str) -> list[Any]:
     return images
 
 
-def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
+def _start_fast_style(state: AppState, model: Model, s: dict[str, Any], key: str) -> Run:
+    image = s["image"]
     if s["net"]:
         path = net_path(state, s["net"])
 
@@ -211,24 +197,21 @@ def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key
                            [("original.png", "image", image), ("result.png", "stylized", styled)])
 
         return apply_only
-    style_image = state.image(s["style"])
     contents = _contents(state, s["content"])
     check_style_layers(model, None)
 
     def run(progress: ProgressFn) -> JobResult:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / NET_FILE
-            made = train(model, style_image, contents, steps=s["steps"], size=s["size"], batch=s["batch"],
-                         style_weight=s["style_weight"], content_weight=s["content_weight"],
-                         tv_weight=s["tv_weight"], style_size=s["style_size"], lr=s["lr"],
-                         width=s["width"], blocks=s["blocks"], seed=s["seed"], out=out,
-                         progress=progress)
+            made = train(model, s["style"], contents, out=out, progress=progress, **_pick(
+                s, "steps", "size", "batch", "style_weight", "content_weight", "tv_weight", "style_size",
+                "lr", "width", "blocks", "seed"))
             blob = out.read_bytes()
         styled = apply_style(made.net, [image], size=s["apply_size"])[0]
         headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
                     f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
         return _result({**made.summary, "net": f"lab:{key}", "headline": headline},
-                       [("style.png", "style", style_image), ("original.png", "image", image),
+                       [("style.png", "style", s["style"]), ("original.png", "image", image),
                         ("result.png", "stylized", styled)], **{NET_FILE: blob})
 
     return run
@@ -357,12 +340,13 @@ def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | 
     keyed = settings
     if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
         keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
-    # an image is keyed by its pixels too: a folder file that changed never gets the old result
-    pixels = {f.name: state.digest(state.image(settings[f.name])) for f in kind.fields
-              if f.type == "image" and f.name in keyed
-              and settings[f.name] not in (None, "", "noise", "zeros")}
-    key = state.cache.key("lab", kind.name, entry.key, keyed, pixels)
-    fn = kind.start(state, entry, settings, key)
+    # the job gets the images themselves, keyed by their pixels too: a folder file that changed
+    # never gets the old result
+    pictures = {f.name: state.image(keyed[f.name]) for f in kind.fields
+                if f.type == "image" and keyed.get(f.name)}
+    digests = {name: state.digest(picture) for name, picture in pictures.items()}
+    key = state.cache.key("lab", kind.name, entry.key, keyed, digests)
+    fn = kind.start(state, entry.model, {**settings, **pictures}, key)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
                       if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
                                                       "style", "net", "steps"))
