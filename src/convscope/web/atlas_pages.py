@@ -53,7 +53,6 @@ class Selection(BaseModel):
 # ---- lookups: every URL part checked against the app's own tables ----------------------------
 
 def _align_target(state: AppState, align_to: str | None) -> tuple[str, str, Atlas] | None:
-    """``"ATLAS:LAYER"`` -> (atlas id, layer, atlas); empty -> None."""
     return state.atlas_ref("align_to", align_to) if align_to else None
 
 
@@ -64,16 +63,11 @@ def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
 
 
 # ---- projections: cached on disk, computed by a job ------------------------------------------
-def _key(state: AppState, atlas: Atlas, layer: str, method: str) -> str:
-    return state.cache.key("atlas-map", atlas.stamp(layer), layer, method, SEED)
-
-
 def _coords_key(state: AppState, atlas: Atlas, layer: str, method: str,
-                target: tuple[str, str, Atlas] | None) -> str:
-    own = _key(state, atlas, layer, method)
-    if target is None:
-        return own
-    return state.cache.key("atlas-map-aligned", own, _key(state, target[2], target[1], method))
+                target: tuple[str, str, Atlas] | None = None) -> str:
+    own = state.cache.key("atlas-map", atlas.stamp(layer), layer, method, SEED)
+    return own if target is None else state.cache.key(
+        "atlas-map-aligned", own, _coords_key(state, target[2], target[1], method))
 
 
 def _computed(state: AppState, atlas_id: str, atlas: Atlas, layer: str, method: str,
@@ -94,7 +88,7 @@ def _coords(state: AppState, key: str) -> np.ndarray:
 def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress: Any
                ) -> tuple[np.ndarray, dict[str, Any]]:
     """Coordinates from the cache, else computed now and cached (on the worker)."""
-    key = _key(state, atlas, layer, method)
+    key = _coords_key(state, atlas, layer, method)
     cached = state.cache.get(key)
     if cached is not None:
         return _coords(state, key), dict(cached.data)

@@ -2,23 +2,16 @@
 
 ``/explain?image=REF&model=&target=&methods=gradcam,occlusion&layer=&occlusion.window=16``
 is the page; everything it shows is in its address. The page asks ``/api/predict`` for the top
-classes, and ``POST /api/explain`` once per method; each explanation is a job (cached on disk by
-model, image content, method, target, layer and options) whose files are ``levels.png`` (the
-map as the overlay normalizes it, 8-bit gray at input resolution, :meth:`Explanation.levels`)
-and ``map.npy`` (what ``convscope explain --raw`` writes). The page scales the levels onto the
-box the model saw (the job's ``box`` and ``size``) on a canvas over the photo it already shows,
-colours them by the overlay's table (:func:`convscope.render.overlay_table`, in the page's
-setup) and darkens the rest, as :meth:`Explanation.overlay` draws it: the answer does not wait
-for the full overlay to be drawn and encoded (a third of a Grad-CAM job). That overlay,
-``map.png`` for exports and the compare page, is drawn on its first request
-(``data["overlay"]``) and kept in the cache entry.
+classes, and ``POST /api/explain`` once per method: a job cached on disk by model, image content,
+method, target, layer and options, whose files are ``levels.png`` (the map's 8-bit levels,
+:meth:`Explanation.levels`) and ``map.npy`` (what ``convscope explain --raw`` writes). The page
+colours the levels by the overlay's table on a canvas over the photo (the job's ``box`` and
+``size`` place them), as :meth:`Explanation.overlay` draws it, so the answer does not wait for an
+overlay to be encoded; ``map.png``, for exports and the compare page, is drawn on its first request.
 
-Everything a request names is checked here, before any work is queued, with the library's own
-checks and messages: the image through :mod:`convscope.web.images` (the CLI's image loader), the
-method by the registry, option values by their types (:mod:`convscope.methods.option_specs`),
-the layer by name and the target against the model's labels. A bad request is a 4xx with one
-line; what only the method itself can refuse (a value out of its range) fails the job with the
-same line, raised again as a 4xx when the request waited for it.
+Everything a request names is checked before any work is queued, with the library's own checks
+and messages (:mod:`convscope.web.params`); what only the method can refuse fails the job with
+the same line, raised again as a 4xx when the request waited for it.
 """
 
 from __future__ import annotations

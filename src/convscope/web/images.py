@@ -9,13 +9,9 @@ A reference is text that fits in a query string and means the same after a resta
 - ``atlas:<atlas id>/<index>``        image ``index`` of an open atlas.
 
 Every image goes through :func:`convscope.data.images.load_image`, so the web refuses exactly
-what the CLI refuses, with the same one-line message.
-
-Decoded images are kept in the app's small LRU (``AppState.decoded``): each page and API call names
-its image again, and decoding a photo costs as much as a Grad-CAM of it. A reference is cached only
-under a key that changes with its content (see :func:`resolve_image`); ``atlas:`` images are not
-cached, since an atlas reloads them from its dataset's files, which carry no stamp. The tensors
-handed out are shared: callers must not modify them in place.
+what the CLI refuses, with the same one-line message. Decoded images are kept by the app
+(``AppState.decoded``) under a key that changes with their content (``atlas:`` images, which carry
+no stamp, are not kept); the tensors handed out are shared: callers must not modify them in place.
 """
 
 from __future__ import annotations

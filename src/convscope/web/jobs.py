@@ -5,9 +5,9 @@ One worker means one thread ever runs a model, so a page's quick call and a long
 queue also keeps their order fair and their progress visible). A job is a function
 ``fn(progress) -> JobResult``; ``progress(done, total)`` is the task's ``ProgressFn``.
 
-Cancelling sets an event: ``progress`` raises :class:`JobCancelled` at the next call, and the job
-runs inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation,
-so a cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
+Cancelling sets an event: ``progress`` raises ``Cancelled`` at the next call, and the job runs
+inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation, so a
+cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
 comes out unharmed, as from any failure.
 
 With a ``key``, a finished result goes to the disk cache; the same key later is answered at once
@@ -32,7 +32,6 @@ from ..types import ProgressFn
 from .cache import DiskCache, JobResult
 from .errors import NotFound, one_line, status_of
 
-JobCancelled = Cancelled
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED = ("done", "failed", "cancelled")
 T = TypeVar("T")
@@ -238,7 +237,7 @@ class JobManager:
 
         def progress(done: int, total: int) -> None:
             if job.cancel_event.is_set():
-                raise JobCancelled("cancelled")
+                raise Cancelled("cancelled")
             job.update(done=int(done), total=int(total))
             self._calls_between_steps()
 

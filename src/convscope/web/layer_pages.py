@@ -5,11 +5,10 @@
 visualization. ``/layers/{name}/{channel}``: one unit, with visualizations from several seeds,
 its activation mask on the image, its top atlas images and the classes it supports.
 
-Feature visualizations are jobs keyed in the disk cache by the model's content key, the layer, the
-channel and the settings: the page's tiles ask ``/api/layers/{name}/{channel}/visualization``
-as they scroll into view, and a cached one is answered at once with its file's address. The
-activations of the current image are computed once per (model, image, layer) on the worker and
-kept by the service (:meth:`AppState.feature_maps`), so the tile of each channel only colours a map.
+Feature visualizations are jobs cached on disk by model content, layer, channel and settings,
+asked for by the tiles as they scroll into view (cached ones are in the page already). The
+activations of the current image are kept by the service (:meth:`AppState.feature_maps`), so the
+tile of each channel only colours a map.
 """
 
 from __future__ import annotations
