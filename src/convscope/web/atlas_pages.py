@@ -1,12 +1,10 @@
 """The dataset map's server side: the atlas list page, the map page's route, and ``/api/atlas``.
 
-Every request names an atlas by id (its folder's name, looked up in the app's table: nothing
-from the URL ever becomes a path), a layer of it, an index or tile inside it. Pages and tiles
-read only what they need from the atlas store (memory-mapped thumbnails, SQL columns); the
-projection is a job (:func:`convscope.tasks.atlas_map.map_coords`) whose ``(N, 2)`` float32
-coordinates are cached on disk, keyed by the atlas layer's stamp, the method and the seed, and
-served as raw bytes from there. None of these handlers touches a model, so they run in the
-server's thread pool and a long projection on the worker never stalls a map being browsed.
+An atlas is named by id (looked up in the app's table: nothing from the URL becomes a path).
+Pages and tiles read only what they need from the atlas store; the projection is a job
+(:func:`convscope.tasks.atlas_map.map_coords`) whose float32 coordinates are cached on disk by the
+atlas layer's stamp, method and seed, and served as raw bytes. No handler here touches a model, so
+a long projection on the worker never stalls a map being browsed.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ the same line, raised again as a 4xx when the request waited for it.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from torch import Tensor
 from ..errors import BadArgument, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
 from ..methods.registry import get_method, method_names
-from ..model import Model, default_batch_size, get_layer
+from ..model import Model, get_layer
 from ..model.targets import check_class
 from ..render import overlay_table, png_bytes, to_pil
 from ..render.report import FAITHFULNESS_NOTE, colour_key
@@ -46,7 +45,7 @@ from .images import ImageChoice, list_images
 from .job_routes import file_response, png_response
 from .jobs import Job
 from .pages import render
-from .params import check_option_memory, parse_int, parse_text
+from .params import check_explain_memory, parse_int, parse_text
 from .state import AppState, ModelEntry, Service
 
 router = APIRouter()
@@ -116,16 +115,6 @@ def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str
     return {m: check_options(m, opts) for m, opts in found.items()}
 
 
-def check_budget(state: AppState, model: Model, method: str, options: dict[str, Any]) -> None:
-    """The job's memory: its batch (the device's default when not given) at the model's input size
-    per pass, and the buffers its options ask for."""
-    values = {s.name: s.default for s in option_specs(method)} | options
-    if "batch_size" in values:
-        values["batch_size"] = values["batch_size"] or default_batch_size(model.device)
-    pixels = math.prod(model.input_size) if model.input_size else 224 * 224
-    check_option_memory(state.config.max_job_bytes, method, values, pixels)
-
-
 # -- the job ------------------------------------------------------------------------------------
 
 def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
@@ -174,7 +163,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
     layer = check_layer(entry.model, body.layer, method)
     target = check_class(body.target, entry.model.labels)
-    check_budget(state, entry.model, method, options)
+    check_explain_memory(state.config.max_job_bytes, entry.model, method, options)
     digest = state.digest(picture)
     key = state.cache.key("explain", RESULT_FORMAT, entry.key, digest, method, target, layer, options,
                           body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)

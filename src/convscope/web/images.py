@@ -17,9 +17,7 @@ no stamp, are not kept); the tensors handed out are shared: callers must not mod
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,6 +30,7 @@ from ..data.images import load_file_bytes, load_image
 from ..data.samples import list_samples
 from ..errors import BadArgument
 from ..tasks.atlas import atlas_image
+from .cache import write_atomic
 from .errors import Forbidden, NotFound, TooLarge
 
 if TYPE_CHECKING:
@@ -145,11 +144,8 @@ def save_upload(state: AppState, data: bytes, filename: str = "upload") -> str:
     load_file_bytes(data, filename or "upload", max_pixels=state.config.max_pixels)
     digest = hashlib.sha256(data).hexdigest()
     path = state.cache.blob_path("uploads", digest)
-    if not path.exists():  # a unique temporary name: concurrent uploads never share one
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:8]}-", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
+    if not path.exists():
+        write_atomic(path, data)
     return f"upload:{digest}"
 
 

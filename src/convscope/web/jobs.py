@@ -30,7 +30,7 @@ from ..errors import ConvscopeError
 from ..model.cancel import Cancelled, at_rest, cancellable
 from ..types import ProgressFn
 from .cache import DiskCache, JobResult
-from .errors import NotFound, one_line, status_of
+from .errors import NotFound, one_line
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED = ("done", "failed", "cancelled")
@@ -55,10 +55,8 @@ class Job:
     total: int = 0
     message: str = ""
     error: str | None = None
-    error_status: int | None = None
     exception: ConvscopeError | None = None
     result: Any = None
-    created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     version: int = 0
@@ -251,12 +249,12 @@ class JobManager:
         except Cancelled:
             job.update(status="cancelled", message="cancelled", finished=time.time())
         except ConvscopeError as err:
-            job.update(status="failed", error=one_line(str(err)), exception=err,
-                       error_status=status_of(err), message="failed", finished=time.time())
+            job.update(status="failed", error=one_line(str(err)), exception=err, message="failed",
+                       finished=time.time())
         except Exception as err:  # a bug, not the user's fault: logged with its traceback
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.update(status="failed", error=one_line(f"internal error ({type(err).__name__}: {err})"),
-                       error_status=500, message="failed", finished=time.time())
+                       message="failed", finished=time.time())
         finally:
             job.fn = job.between_steps_on = None  # free what the closure holds
             with self._lock:

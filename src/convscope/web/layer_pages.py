@@ -97,11 +97,13 @@ def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
     return "sample:" + next(iter(list_samples()))
 
 
-def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, Any]:
-    """The layer's name as a path segment and the query every link of the page carries (the
-    image, the model and visualization settings given in the address)."""
+def _page(request: Request, state: AppState, entry: ModelEntry, row: LayerInfo, ref: str) -> dict[str, Any]:
+    """What both pages show: the layer, its channels, the image and the images to choose from, the
+    layer's name as a path segment and the query every link carries (the image, the model and
+    the visualization settings given in the address)."""
     carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
-    return {"layer_path": quote(row.name, safe=""),
+    return {"layer": row, "channels": _channels(row), "image": ref, "model": entry.name,
+            "images": list_images(state), "layer_path": quote(row.name, safe=""),
             "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
 
@@ -148,8 +150,7 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
     vis = _vis_settings(entry, seed, size, steps)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
-    maps: list[dict[str, Any]] = []
-    maps_error = None
+    maps, maps_error = [], None
     if row.map_shape is not None:
         maps = _order(state.feature_maps(entry, state.image(ref), row.name), sort)
     else:
@@ -161,10 +162,9 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
         filter_view = {"title": shown.title, "picture": data_uri(shown.picture), **shown.summary}
     except ConvscopeError as err:
         filter_view = {"reason": f"Filters cannot be shown for this layer: {err}"}
-    return render(request, "layer.html", title=f"{row.name} · layer", layer=row, image=ref,
-                  model=entry.name, sort=sort, sorts=SORTS, maps=maps, maps_error=maps_error,
-                  channels=_channels(row), filters=filter_view,
-                  images=list_images(state), vis=vis, **_links(request, row, ref, entry),
+    return render(request, "layer.html", title=f"{row.name} · layer", sort=sort, sorts=SORTS, maps=maps,
+                  maps_error=maps_error, filters=filter_view, vis=vis,
+                  **_page(request, state, entry, row, ref),
                   cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(_channels(row))]))
 
 
@@ -175,14 +175,11 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
     entry, row, unit = _unit(state, model, name, channel)
     vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(state, entry, image)
-    atlases = state.atlases_of(entry, row.name)
-    return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
-                  channel=unit, channels=_channels(row), image=ref, model=entry.name,
-                  images=list_images(state),
-                  seeds=SEEDS, vis=vis, atlases=atlases,
-                  spatial=row.map_shape is not None, **_links(request, row, ref, entry),
-                  cached=_cached_pictures(state, entry, row.name,
-                                          [(unit, {**vis, "seed": s}) for s in SEEDS]))
+    return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", channel=unit,
+                  seeds=SEEDS, vis=vis, atlases=state.atlases_of(entry, row.name),
+                  spatial=row.map_shape is not None, **_page(request, state, entry, row, ref),
+                  cached=_cached_pictures(state, entry, row.name, [(unit, {**vis, "seed": s})
+                                                                   for s in SEEDS]))
 
 
 # -- API: feature maps, filters, mask ---------------------------------------------------------

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import BadArgument
-from ..methods.option_specs import WANTED, check_number, parse_number, shown
+from ..methods.option_specs import WANTED, check_number, option_specs, parse_number, shown
+from ..model import Model, default_batch_size
 from ..tasks.adversarial import parse_budget
 
 FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
@@ -131,10 +132,13 @@ def check_memory(limit: float, what: str, pixels: float, rows: float = 1, buffer
                           f"{limit / 2**30:.3g} GB: lower {what.partition(' with ')[2] or 'the size'}")
 
 
-def check_option_memory(limit: float, method: str, values: dict[str, Any], pixels: float) -> None:
-    """An explanation's memory: ``batch_size`` inputs of ``pixels`` per pass and the
-    :data:`BUFFERS` its options ask for (``values``: every option, defaults included)."""
+def check_explain_memory(limit: float, model: Model, method: str, options: dict[str, Any]) -> None:
+    """An explanation's memory: its batch (the device's default when not given) at the model's
+    input size per pass, and the :data:`BUFFERS` its options ask for (defaults included)."""
+    values = {s.name: s.default for s in option_specs(method)} | options
+    if "batch_size" in values:
+        values["batch_size"] = values["batch_size"] or default_batch_size(model.device)
     named = {n: values[n] for n in ("batch_size", *(n for b in BUFFERS for n in b)) if values.get(n)}
     buffers = sum(math.prod(named[n] for n in b) for b in BUFFERS if all(n in named for n in b))
-    check_memory(limit, f"{method} with " + ", ".join(f"{k}={v}" for k, v in named.items()), pixels,
-                 named.get("batch_size", 1), buffers)
+    check_memory(limit, f"{method} with " + ", ".join(f"{k}={v}" for k, v in named.items()),
+                 math.prod(model.input_size or (224, 224)), named.get("batch_size", 1), buffers)

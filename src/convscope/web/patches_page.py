@@ -1,10 +1,8 @@
 """Every channel's top patches of an atlas layer on one page, loaded lazily as it scrolls.
 
-The page holds an empty tile per channel; the browser requests a tile's picture
-(``/api/atlas/{id}/{layer}/patches/{channel}.png``) when it scrolls into view. A tile is the
-channel's top-k images cropped to the receptive field of the unit where each peaked
-(:func:`convscope.tasks.atlas.top_patches`, as ``convscope top`` draws them), computed on the
-model's worker once and then served from the disk cache.
+A tile, asked for when it scrolls into view, is the channel's top-k images cropped to the
+receptive field of the unit where each peaked (:func:`convscope.tasks.atlas.top_patches`, as
+``convscope top`` draws them), computed on the model's worker once, then served from the disk cache.
 """
 
 from __future__ import annotations
