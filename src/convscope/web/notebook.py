@@ -16,8 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import BadArgument
-from ..model import DEFAULT_MODEL, Model, load_model
-from ..model.device import pick_device
+from ..model import DEFAULT_MODEL, Model
 from .app import create_app
 from .config import NOTEBOOK_FRAMERS, ServeConfig, default_cache_dir
 from .server import RunningServer, start_in_thread
@@ -89,12 +88,7 @@ def show_app(
     config = ServeConfig(models=specs, images=_folders(images), atlases=_folders(atlases),
                          port=port, device=device, frame_ancestors=NOTEBOOK_FRAMERS,
                          cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    models = None
-    if any(isinstance(m, Model) for m in given):
-        on = pick_device(device, "device")
-        models = [(spec, m if isinstance(m, Model) else load_model(spec, device=on))
-                  for spec, m in zip(specs, given)]
-    app = create_app(config, models=models)
+    app = create_app(config, models=[(s, m if isinstance(m, Model) else None) for s, m in zip(specs, given)])
     try:
         server = start_in_thread(app, config.host, port)
     except BaseException:

@@ -12,7 +12,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
@@ -121,18 +121,17 @@ class ModelEntry:
 class AppState:
     """Built once by :func:`convscope.web.app.create_app`; handlers receive it as :data:`Service`."""
 
-    def __init__(self, config: ServeConfig, models: list[tuple[str, Model]] | None = None) -> None:
-        """``models``: (spec, model) pairs already loaded (the CLI loads them with its options);
-        otherwise each spec of ``config.models`` is loaded with ``config.model_options``."""
+    def __init__(self, config: ServeConfig, models: Sequence[tuple[str, Model | None]] | None = None) -> None:
+        """``models``: (spec, model) pairs, the model loaded already (the CLI's with its options,
+        ``show_app``'s user's own) or ``None`` to load the spec on ``config.device`` with
+        ``config.model_options``; by default every spec of ``config.models``."""
         self.config = config
         self.cache = DiskCache(config.cache_dir)
         self.jobs = JobManager(self.cache)
-        if not models:
-            device = pick_device(config.device)
-            models = [(spec, load_model(spec, device=device, **config.model_options))  # type: ignore[arg-type]
-                      for spec in config.models]
         self.models: dict[str, ModelEntry] = {}
-        for spec, model in models:
+        for spec, model in models or [(spec, None) for spec in config.models]:
+            if model is None:
+                model = load_model(spec, device=pick_device(config.device), **config.model_options)  # type: ignore[arg-type]
             shown = Path(spec.split(":")[-1]).stem if "/" in spec or "\\" in spec else spec.replace(":", "-")
             name = unique_name(shown, self.models, "model")
             self.models[name] = ModelEntry(name, spec, model)
