@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from convscope.data.images import load_image
-from convscope.web.images import pixel_digest, resolve_image
+from convscope.model.digest import tensor_digest
+from convscope.web.images import resolve_image
 from convscope.web.state import Recent
 
 
 def _digest_of(picture: torch.Tensor) -> str:
     """The content hash computed afresh, on a copy no cache knows."""
-    return pixel_digest(picture.clone())
+    return tensor_digest(picture.clone())
 
 
 def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:

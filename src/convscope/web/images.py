@@ -47,13 +47,6 @@ class ImageChoice:
     group: str
 
 
-def pixel_digest(picture: Tensor) -> str:
-    """A content hash of the pixels (shape included)."""
-    digest = hashlib.sha256(str(tuple(picture.shape)).encode())
-    digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
-
-
 def unique_name(text: str, taken: Iterable[str], fallback: str) -> str:
     """``text`` made safe for a URL (``fallback`` when nothing is left), then unique among
     ``taken`` with -2, -3 ..."""

@@ -25,14 +25,14 @@ from ..data.atlas import Atlas
 from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo, Model, load_model
 from ..model.device import pick_device
-from ..model.digest import weights_digest
+from ..model.digest import tensor_digest, weights_digest
 from ..tasks.explain import state_key
 from ..tasks.inside import activations, find_layer
 from ..tasks.layers import LayerTable, layer_table
 from .cache import DiskCache
 from .config import ServeConfig
 from .errors import NotFound
-from .images import folder_ids, pixel_digest, resolve_image, unique_name
+from .images import folder_ids, resolve_image, unique_name
 from .jobs import Job, JobManager
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ class AppState:
         """A content hash of the pixels: a result cached under it never belongs to other pixels.
         Remembered per tensor and in-place version while the tensor lives (its id is then its own)."""
         return self._digests.get((id(picture), picture._version),
-                                 lambda: (weakref.ref(picture), pixel_digest(picture)))[1]
+                                 lambda: (weakref.ref(picture), tensor_digest(picture)))[1]
 
     # -- atlases ----------------------------------------------------------------------------
     def atlas(self, atlas_id: str) -> Atlas:
