@@ -23,7 +23,7 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
-from .job_routes import HOUR_CACHE, png_response
+from .job_routes import HOUR_CACHE, file_response, png_response
 from .pages import render
 from .params import parse_choice
 from .state import AppState, Service
@@ -173,9 +173,8 @@ def tile(state: Service, atlas_id: str, tile: int) -> Response:
         raise NotFound(str(err)) from err
     side = atlas_map.tile_side(atlas)
     key = state.cache.key("atlas-tile", atlas.stamp(), side, tile)
-    path = state.cache.file_made(  # encoded once, then served from the disk cache
-        key, TILE_FILE, lambda: png_bytes(thumbnail_tile(atlas_map.tile_thumbnails(atlas, tile), side)))
-    return FileResponse(str(path), media_type="image/png", headers=HOUR_CACHE)
+    return file_response(TILE_FILE, path=state.cache.file_made(  # encoded once, then served from the cache
+        key, TILE_FILE, lambda: png_bytes(thumbnail_tile(atlas_map.tile_thumbnails(atlas, tile), side))))
 
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")

@@ -82,20 +82,16 @@ class Job:
         with self.changed:
             return self.changed.wait_for(lambda: self.finished_, timeout)
 
-    def file_url(self, name: str) -> str:
-        if self.key:
-            return f"/api/results/{self.key}/{name}"
-        return f"/api/jobs/{self.id}/files/{name}"
-
     def as_json(self) -> dict[str, Any]:
         result = self.result if isinstance(self.result, JobResult) else None
+        files = f"/api/results/{self.key}" if self.key else f"/api/jobs/{self.id}/files"
         return {
             "id": self.id, "kind": self.kind, "title": self.title, "status": self.status,
             "done": self.done, "total": self.total, "message": self.message, "error": self.error,
             "key": self.key,
             "seconds": round((self.finished or time.time()) - self.started, 3) if self.started else None,
             "data": result.data if result else None,
-            "files": {n: self.file_url(n) for n in sorted(result.files)} if result else {},
+            "files": {n: f"{files}/{n}" for n in sorted(result.files)} if result else {},
         }
 
 

@@ -18,7 +18,7 @@ from ..model import Model
 from ..render import png_bytes
 from ..render.grid import image_grid
 from ..tasks.atlas import top_patches
-from .job_routes import HOUR_CACHE
+from .job_routes import file_response
 from .pages import render
 from .params import parse_int
 from .state import Service
@@ -62,6 +62,5 @@ def patches_tile(state: Service, atlas_id: str, layer: str, channel: str, k: str
     count = parse_int("k", k, 1, MAX_K)
     entry = state.atlas_model_required(atlas)
     key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
-    path = state.cache.file_made(key, NAME, lambda: state.jobs.run(
-        lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model))
-    return Response(path.read_bytes(), media_type="image/png", headers=HOUR_CACHE)
+    return file_response(NAME, path=state.cache.file_made(key, NAME, lambda: state.jobs.run(
+        lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model)))

@@ -52,7 +52,6 @@ class RunningServer:
     """A server in a background thread; ``stop()`` shuts it down and frees the port."""
 
     url: str
-    app: FastAPI
     server: uvicorn.Server
     thread: threading.Thread
 
@@ -76,4 +75,4 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, tim
             server.should_exit = True
             raise RuntimeError(f"the convscope server on {host}:{port} did not start")
         time.sleep(0.02)
-    return RunningServer(f"http://{host}:{port}/", app, server, thread)
+    return RunningServer(f"http://{host}:{port}/", server, thread)
