@@ -5,8 +5,8 @@ prove it). ``make_app`` builds an app with any config (folders, atlases, limits)
 usual one: digits_cnn first (the default model of every page), then the embedded
 EfficientNet-Lite0, an ``--images`` folder with two small PNGs. The digit atlases are scanned once
 per session, and each kind of ``app`` (with its ``client`` and ``live_server``) is built once per
-session too; before each test that uses one, its unfinished jobs are cancelled and its disk cache
-emptied, so no test sees another's jobs running or finds their results cached.
+session too: each module that uses one starts with its disk cache empty (the module's tests
+share it, as they shared a module's app), and each test with no job of another still running.
 """
 
 from __future__ import annotations
@@ -111,14 +111,12 @@ class SharedApps:
         return shared.url
 
 
-def reset(app: Any) -> None:
-    """Cancel the app's unfinished jobs (waiting for them to end) and empty its disk cache."""
-    state = app.state.cs
-    for job in state.jobs.list():
+def end_jobs(app: Any) -> None:
+    """Cancel the app's unfinished jobs and wait for them to end."""
+    for job in app.state.cs.jobs.list():
         if not job.finished_:
-            state.jobs.cancel(job.id)
+            app.state.cs.jobs.cancel(job.id)
             assert job.wait(30), f"job {job.id} did not end after its cancel"
-    shutil.rmtree(state.cache.root / "results", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -132,14 +130,16 @@ def shared(request: pytest.FixtureRequest, shared_apps: SharedApps) -> Shared:
     """The module's kind of app: the usual one; a module with ``SERVE_DIGITS = (model names)``
     gets those models and the digit atlases (and their query folder) instead."""
     models = getattr(request.module, "SERVE_DIGITS", None)
-    if models is None:
-        return shared_apps.get(None)
-    return shared_apps.get(tuple(models), **request.getfixturevalue("digits").config())
+    found = shared_apps.get(None) if models is None else shared_apps.get(
+        tuple(models), **request.getfixturevalue("digits").config())
+    end_jobs(found.app)
+    shutil.rmtree(found.app.state.cs.cache.root / "results", ignore_errors=True)
+    return found
 
 
 @pytest.fixture
 def app(shared: Shared) -> Any:
-    reset(shared.app)
+    end_jobs(shared.app)
     return shared.app
 
 

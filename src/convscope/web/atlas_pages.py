@@ -31,7 +31,6 @@ from .state import AppState, Service
 router = APIRouter()
 SEED = 0
 COLORS = ("label", "prediction", "correct", "confidence")
-"""How the map page colours its points."""
 COORDS_FILE = "coords.bin"
 TILE_FILE = "tile.png"
 

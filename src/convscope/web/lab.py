@@ -53,7 +53,6 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
 
 Run = Callable[[ProgressFn], JobResult]
 Start = Callable[[AppState, Model, dict[str, Any], str], Run]
-"""What starts a kind's job: checks against the model, then the job; image settings hold the images."""
 
 
 @dataclass(frozen=True)

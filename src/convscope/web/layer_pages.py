@@ -48,9 +48,7 @@ CPU thread, one to a few seconds for EfficientNet-Lite0 at 96 px (measured 1.3 s
 SIZE = 96
 """Largest default visualization size (smaller models use their own input size)."""
 SEEDS = (0, 1, 2, 3)
-"""Seeds of the unit page's visualizations."""
 LIMITS = {"steps": (1, 2048), "size": (8, 512), "seed": (0, 2**31 - 1)}
-"""Bounds of the visualization settings in the address."""
 TILE_PX = 96
 MAX_TOP = 64
 MAX_CLASSES = 100

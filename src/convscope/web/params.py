@@ -50,11 +50,9 @@ class Field:
 
     @property
     def shown_default(self) -> str:
-        if self.default is None:
-            return ""
-        if isinstance(self.default, bool):
-            return "1" if self.default else "0"
-        return str(self.default)
+        """The default as a form shows it (a boolean as 1 or 0)."""
+        default = self.default
+        return "" if default is None else str(int(default)) if isinstance(default, bool) else str(default)
 
     def parse(self, raw: object) -> Any:
         """The typed value of ``raw`` (text, or a JSON value); absent (None) or empty: the default
