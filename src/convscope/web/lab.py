@@ -73,9 +73,6 @@ class Kind:
     run: Run
     check: Check = _no_check
 
-    def parse(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        return parse_settings(self.fields, params, _NOT_SETTINGS, self.name, partial=partial)
-
 
 # -- what each kind does ------------------------------------------------------------------------
 def _result(data: dict[str, Any], pictures: list[tuple[str, str, Any]], **files: bytes) -> JobResult:
@@ -320,7 +317,7 @@ def kind_of(name: str) -> Kind:
 def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:
     """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
     entry = state.model(model)
-    settings = kind.parse(params)
+    settings = parse_settings(kind.fields, params, _NOT_SETTINGS, kind.name)
     sides = {n: settings[n] or max(entry.model.input_size or (224,)) for n in SIDES if n in settings}
     side = max(sides, key=lambda n: sides[n])
     batch = f", batch={settings['batch']}" if "batch" in settings else ""
@@ -354,7 +351,7 @@ def lab_page(request: Request, state: Service, kind: str = "adversarial", model:
     """The form of one kind, filled from the URL (checked: a bad setting is a 400 page)."""
     entry = state.model(model)
     chosen = kind_of(kind)
-    chosen.parse(request.query_params, partial=True)
+    parse_settings(chosen.fields, request.query_params, _NOT_SETTINGS, chosen.name, partial=True)
     values = {f.name: request.query_params.get(f.name, f.shown_default) for f in chosen.fields}
     return render(request, "lab.html", title="Lab", kinds=list(KINDS.values()), kind=chosen, values=values,
                   model=entry.name, models=list(state.models), images=list_images(state),

@@ -11,6 +11,7 @@ kernel (a link under the frame opens the same page in a tab).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from html import escape
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +23,7 @@ from .config import NOTEBOOK_FRAMERS, ServeConfig, default_cache_dir
 from .server import RunningServer, start_in_thread
 
 
-class NotebookApp:
+class NotebookApp(AbstractContextManager["NotebookApp"]):
     """The app running in this process. Shown in a notebook it is the app in a frame; ``url`` is
     its address, ``stop()`` shuts it down and frees the port (also at the end of a ``with``)."""
 
@@ -49,9 +50,6 @@ class NotebookApp:
 
     def __repr__(self) -> str:
         return f"<convscope app at {self.url} ({'running' if self.running else 'stopped'})>"
-
-    def __enter__(self) -> NotebookApp:
-        return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:

@@ -255,7 +255,6 @@ class AppState:
 
 
 def app_state(request: Request) -> AppState:
-    """The app's state, typed."""
     state: AppState = request.app.state.cs
     return state
 
