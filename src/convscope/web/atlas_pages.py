@@ -135,13 +135,13 @@ def atlases_page(request: Request, state: Service) -> Response:
 @router.get("/atlas/{atlas_id}/{layer}")
 def map_page(request: Request, state: Service, atlas_id: str, layer: str, method: str = "pca",
              color: str = "label", align_to: str | None = None) -> Response:
-    atlas = state.atlas_layer(atlas_id, layer)
+    state.atlas_layer(atlas_id, layer)
     atlas_map.check_method(method)
     parse_choice("color", color, COLORS)
     _align_target(state, align_to)
     # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
     return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
-                  info=_map_info(state, atlas_id, atlas), method=method, color=color,
+                  info=info(state, atlas_id), method=method, color=color,
                   align_to=align_to or None)
 
 
@@ -153,12 +153,9 @@ def list_atlases(state: Service) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(state: Service, atlas_id: str) -> dict[str, Any]:
-    return _map_info(state, atlas_id, state.atlas(atlas_id))
-
-
-def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
     """The map's facts, and the served model that made the atlas (``served_model``, its name in
     this server; None when not served): the map's links open its images with that model."""
+    atlas = state.atlas(atlas_id)
     entry = state.atlas_model(atlas)
     return {"id": atlas_id, **atlas_map.map_info(atlas), "served_model": entry.name if entry else None}
 
