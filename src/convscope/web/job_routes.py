@@ -56,16 +56,10 @@ MAX_WATCHED = 200
 """Jobs one event stream may follow (a page's explainer with every method ticked follows 16)."""
 
 
-@router.get("/api/jobs/{job_id}/events")
-async def job_events(request: Request, state: Service, job_id: str) -> StreamingResponse:
-    """Server-sent events: one JSON message per change of the job, the last when it finishes."""
-    return _event_stream(request, [state.jobs.get(job_id)])
-
-
 @router.get("/api/events")
 async def jobs_events(request: Request, state: Service, jobs: str) -> StreamingResponse:
-    """One stream for all the jobs a page follows (``jobs=ID,ID,...``): a JSON message per change
-    of any of them, ended when all have finished. A page holds one connection instead of one per
+    """Server-sent events for the jobs a page follows (``jobs=ID,ID,...``): a JSON message per
+    change of any of them, ended when all have finished. A page holds one connection instead of one per
     job, so the browser's six connections per host stay free for the maps it downloads."""
     ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
     if not ids or len(ids) > MAX_WATCHED:
