@@ -128,8 +128,7 @@ def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
 
 @router.get("/atlas")
 def atlases_page(request: Request, state: Service) -> Response:
-    return render(request, "atlases.html", title="Atlases",
-                  atlases=[_summary(atlas_id, state) for atlas_id in state.atlases])
+    return render(request, "atlases.html", title="Atlases", atlases=list_atlases(state)["atlases"])
 
 
 @router.get("/atlas/{atlas_id}/{layer}")

@@ -33,8 +33,7 @@ _MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "app
 
 @router.get("/jobs")
 def jobs_page(request: Request, state: Service) -> Response:
-    jobs = [j.as_json() for j in state.jobs.list()]
-    return render(request, "jobs.html", title="Jobs", jobs=jobs)
+    return render(request, "jobs.html", title="Jobs", jobs=list_jobs(state)["jobs"])
 
 
 @router.get("/api/jobs")
