@@ -116,7 +116,6 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
         if not path.is_file():
             raise NotFound(f"image {ref!r}: no such upload (uploads live in the server's cache); "
                            "upload it again")
-        # content-addressed: the hash is the key
         return state.decoded.get(("upload", rest, limit),
                                  lambda: load_image(path.read_bytes(), max_pixels=limit))
     if kind == "atlas":
@@ -129,11 +128,11 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
 
 
 def save_upload(state: AppState, data: bytes, filename: str = "upload") -> str:
-    """Check and store an uploaded file; return its ``upload:<sha256>`` reference."""
+    """Check an uploaded file (the CLI's checks and words) and store it; return its
+    ``upload:<sha256>`` reference."""
     if len(data) > state.config.max_upload_bytes:
         raise TooLarge(f"{filename!r} is {len(data)} bytes; the upload limit is "
                        f"{state.config.max_upload_bytes} bytes")
-    # the CLI's checks and words
     load_file_bytes(data, filename or "upload", max_pixels=state.config.max_pixels)
     digest = hashlib.sha256(data).hexdigest()
     path = state.cache.blob_path("uploads", digest)

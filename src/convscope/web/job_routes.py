@@ -95,8 +95,7 @@ def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
 
 
 def file_response(name: str, blob: bytes | None = None, path: Path | None = None) -> Response:
-    suffix = name[name.rfind("."):] if "." in name else ""
-    media = _MEDIA.get(suffix, "application/octet-stream")
+    media = _MEDIA.get(Path(name).suffix, "application/octet-stream")
     headers = {"Cache-Control": "max-age=31536000, immutable"} if path is not None else {}
     if path is not None:
         if path.stat().st_size > READ_WHOLE_BYTES:  # streamed in chunks, off the event loop

@@ -55,10 +55,6 @@ Run = Callable[[Model, dict[str, Any], ProgressFn], JobResult]
 Check = Callable[[AppState, Model, dict[str, Any]], dict[str, Any]]
 
 
-def _no_check(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, Any]:
-    return {}
-
-
 @dataclass(frozen=True)
 class Kind:
     """One synthesis method of the lab: its CLI command, its settings, its job, and the checks of
@@ -71,7 +67,7 @@ class Kind:
     about: str
     fields: tuple[Field, ...]
     run: Run
-    check: Check = _no_check
+    check: Check = lambda state, model, s: {}
 
 
 # -- what each kind does ------------------------------------------------------------------------
@@ -308,10 +304,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 
 
 def kind_of(name: str) -> Kind:
-    kind = KINDS.get(name)
-    if kind is None:
+    if name not in KINDS:
         raise NotFound(f"no lab kind {name!r}; kinds: {', '.join(KINDS)}")
-    return kind
+    return KINDS[name]
 
 
 def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:

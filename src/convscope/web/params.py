@@ -85,8 +85,7 @@ class Field:
 
 def parse_int(name: str, text: str | None, low: int, high: int, default: int | None = None) -> int:
     """A whole number of the URL in [low, high] (``default`` when absent)."""
-    value = Field(name, "int", default, low=low, high=high, required=default is None).parse(text)
-    return int(value)
+    return int(Field(name, "int", default, low=low, high=high, required=default is None).parse(text))
 
 
 def parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
