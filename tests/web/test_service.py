@@ -6,6 +6,7 @@ Every test here failed before the web layer became one service object (issue 24)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -30,7 +31,7 @@ from convscope.tasks.scan import scan_dataset
 from convscope.types import ProgressFn
 from convscope.web import images as web_images
 from convscope.web import lab
-from convscope.web.app import create_app
+from convscope.web.app import ROUTERS, create_app
 from convscope.web.cache import JobResult
 from convscope.web.config import ServeConfig, default_cache_dir
 from convscope.web.params import BYTES_PER_PIXEL
@@ -142,6 +143,25 @@ def test_jobs_at_the_memory_bound_are_accepted_and_stay_under_it(make_app: Calla
             answer = c.post(url, json={**bound, "wait": True}).json()
             growth = resident("VmHWM") - before
             assert answer["status"] == "done" and growth <= BUDGET, (growth, answer)
+
+
+def test_no_handler_module_holds_a_cache(client: TestClient) -> None:
+    """Caches live in the app's state only: serving pages and API calls changes no module-level
+    container of a page module, and none defines a memoizing function (``model_page`` kept its
+    layer tables in a module global)."""
+    def containers() -> dict[tuple[str, str], Any]:
+        return {(module.__name__, name): copy.copy(value) for module in ROUTERS
+                for name, value in vars(module).items() if isinstance(value, (dict, list, set))}
+
+    before = containers()
+    for url in ("/", "/explain", "/layers/block3", "/layers/block3/0", "/lab", "/jobs", "/compare",
+                "/api/predict?image=sample:cat", "/api/layers/block3/featuremap/0.png"):
+        assert client.get(url).status_code == 200, url
+    body = {"image": "sample:cat", "method": "saliency", "target": 3, "wait": True}
+    assert client.post("/api/explain", json=body).json()["status"] == "done"
+    assert containers() == before
+    assert not [(module.__name__, name) for module in ROUTERS for name, value in vars(module).items()
+                if hasattr(value, "cache_info") and value.__module__ == module.__name__]
 
 
 def test_layer_page_settings_that_overflow_are_a_400(client: TestClient) -> None:
