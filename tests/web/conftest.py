@@ -1,10 +1,12 @@
 """Fixtures for the web app: an app on small real models, an HTTP client, a live server, a browser.
 
 Models load once per session and are shared (the app never changes them: the contract tests
-prove it). ``make_app`` builds an app with any config (folders, atlases, limits); ``client`` is
-the usual one: digits_cnn first (the default model of every page), then the embedded
-EfficientNet-Lite0, an ``--images`` folder with two small PNGs, a fresh cache per module. The digit
-atlases are scanned once per session.
+prove it). ``make_app`` builds an app with any config (folders, atlases, limits); ``app`` is the
+usual one: digits_cnn first (the default model of every page), then the embedded
+EfficientNet-Lite0, an ``--images`` folder with two small PNGs. The digit atlases are scanned once
+per session, and each kind of ``app`` (with its ``client`` and ``live_server``) is built once per
+session too: each module that uses one starts with its disk cache empty (the module's tests
+share it, as they shared a module's app), and each test with no job of another still running.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ import convscope
 from convscope.model import Model
 from convscope.web.app import create_app
 from convscope.web.config import ServeConfig
-from convscope.web.server import RunningServer, start_in_thread
+from convscope.web.server import start_in_thread
 from tests.web.digits_atlases import DigitAtlases, make_digit_atlases
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +41,7 @@ def web_models() -> dict[str, Model]:
             "efficientnet_lite0": convscope.load_model("efficientnet_lite0")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
@@ -47,10 +51,10 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def make_app(web_models: dict[str, Model], image_folder: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
-    """``make_app(models=("digits_cnn",), **config)`` -> a FastAPI app (closed at module end)."""
+    """``make_app(models=("digits_cnn",), **config)`` -> a FastAPI app (closed at session end)."""
     apps: list[Any] = []
 
     def make(models: tuple[str, ...] = ("digits_cnn", "efficientnet_lite0"), **config: Any) -> Any:
@@ -72,30 +76,82 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> DigitAtlases:
     return make_digit_atlases(tmp_path_factory.mktemp("digits"))
 
 
+@dataclass
+class Shared:
+    """One app of the session with its test client and, once asked for, its live server."""
+
+    app: Any
+    client: Any
+    url: str | None = None
+
+
+class SharedApps:
+    """The session's apps, one per kind (the usual one, or a module's ``SERVE_DIGITS`` models with
+    the digit atlases). Their clients and servers run the app's lifespan, whose end closes the
+    app: all of them end with the session."""
+
+    def __init__(self, make_app: Callable[..., Any], stack: ExitStack) -> None:
+        self.make_app, self.stack = make_app, stack
+        self.apps: dict[tuple[str, ...] | None, Shared] = {}
+
+    def get(self, models: tuple[str, ...] | None, **config: Any) -> Shared:
+        from fastapi.testclient import TestClient
+
+        if models not in self.apps:
+            app = self.make_app(**config) if models is None else self.make_app(models=models, **config)
+            client = self.stack.enter_context(TestClient(app, base_url="http://127.0.0.1"))
+            self.apps[models] = Shared(app, client)
+        return self.apps[models]
+
+    def url(self, shared: Shared) -> str:
+        if shared.url is None:
+            running = start_in_thread(shared.app)
+            self.stack.callback(running.stop)
+            shared.url = running.url.rstrip("/")
+        return shared.url
+
+
+def end_jobs(app: Any) -> None:
+    """Cancel the app's unfinished jobs and wait for them to end."""
+    for job in app.state.cs.jobs.list():
+        if not job.finished_:
+            app.state.cs.jobs.cancel(job.id)
+            assert job.wait(30), f"job {job.id} did not end after its cancel"
+
+
+@pytest.fixture(scope="session")
+def shared_apps(make_app: Callable[..., Any]) -> Iterator[SharedApps]:
+    with ExitStack() as stack:
+        yield SharedApps(make_app, stack)
+
+
 @pytest.fixture(scope="module")
-def app(request: pytest.FixtureRequest, make_app: Callable[..., Any]) -> Any:
-    """The usual app; a module with ``SERVE_DIGITS = (model names)`` gets those models and the
-    digit atlases (and their query folder) instead."""
+def shared(request: pytest.FixtureRequest, shared_apps: SharedApps) -> Shared:
+    """The module's kind of app: the usual one; a module with ``SERVE_DIGITS = (model names)``
+    gets those models and the digit atlases (and their query folder) instead."""
     models = getattr(request.module, "SERVE_DIGITS", None)
-    if models is None:
-        return make_app()
-    return make_app(models=models, **request.getfixturevalue("digits").config())
+    found = shared_apps.get(None) if models is None else shared_apps.get(
+        tuple(models), **request.getfixturevalue("digits").config())
+    end_jobs(found.app)
+    shutil.rmtree(found.app.state.cs.cache.root / "results", ignore_errors=True)
+    return found
 
 
-@pytest.fixture(scope="module")
-def client(app: Any) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    with TestClient(app, base_url="http://127.0.0.1") as c:
-        yield c
+@pytest.fixture
+def app(shared: Shared) -> Any:
+    end_jobs(shared.app)
+    return shared.app
 
 
-@pytest.fixture(scope="module")
-def live_server(app: Any) -> Iterator[str]:
-    """The module's app on 127.0.0.1 and a free port; yields the base URL (no trailing slash)."""
-    running: RunningServer = start_in_thread(app)
-    yield running.url.rstrip("/")
-    running.stop()
+@pytest.fixture
+def client(app: Any, shared: Shared) -> Any:
+    return shared.client
+
+
+@pytest.fixture
+def live_server(app: Any, shared: Shared, shared_apps: SharedApps) -> str:
+    """The module's app on 127.0.0.1 and a free port: the base URL (no trailing slash)."""
+    return shared_apps.url(shared)
 
 
 def chromium_path() -> str:

@@ -31,7 +31,7 @@ def test_a_job_runs_reports_progress_and_serves_its_files(app: Any, client: Test
     assert done["status"] == "done" and done["data"] == {"answer": 42}
     assert (done["done"], done["total"]) == (3, 3)
     assert client.get(done["files"]["out.txt"]).content == b"hello"
-    events = client.get(f"/api/jobs/{job.id}/events").text
+    events = client.get("/api/events", params={"jobs": job.id}).text
     assert '"status": "done"' in events and events.startswith("data: ")
     assert any(j["id"] == job.id for j in client.get("/api/jobs").json()["jobs"])
     assert job.id in client.get("/jobs", headers={"accept": "text/html"}).text

@@ -14,12 +14,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from convscope.data.images import load_image
-from convscope.web.images import DecodedImages, resolve_image
+from convscope.model.digest import tensor_digest
+from convscope.web.images import resolve_image
+from convscope.web.state import Recent
 
 
 def _digest_of(picture: torch.Tensor) -> str:
     """The content hash computed afresh, on a copy no cache knows."""
-    return DecodedImages().digest(picture.clone())
+    return tensor_digest(picture.clone())
 
 
 def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:
@@ -30,20 +32,15 @@ def test_a_sample_is_decoded_once_and_shared(app: Any) -> None:
     assert app.state.cs.digest(first) == _digest_of(first)
 
 
-def test_a_tensor_changed_in_place_is_decoded_again() -> None:
-    cache = DecodedImages()  # not the app's: no other test sees the damage done here
-    loads = []
-
-    def load() -> torch.Tensor:
-        loads.append(1)
-        return load_image("sample:cat")
-
-    shared = cache.get("cat", load)
-    assert cache.get("cat", load) is shared and len(loads) == 1
+def test_a_tensor_changed_in_place_is_decoded_again(app: Any) -> None:
+    state = app.state.cs
+    shared = resolve_image(state, "sample:cat")
+    before = state.digest(shared)
     shared.mul_(0.5)  # what no caller may do; the cache notices it
-    fresh = cache.get("cat", load)
-    assert fresh is not shared and len(loads) == 2 and torch.equal(fresh, load_image("sample:cat"))
-    assert cache.entry_of(shared) is None and cache.entry_of(fresh) is not None
+    assert state.digest(shared) == _digest_of(shared) != before
+    fresh = resolve_image(state, "sample:cat")
+    assert fresh is not shared and torch.equal(fresh, load_image("sample:cat"))
+    assert resolve_image(state, "sample:cat") is fresh and state.digest(fresh) == before
 
 
 def test_a_folder_file_changed_on_disk_is_decoded_again(make_app: Any, tmp_path: Path) -> None:
@@ -77,7 +74,7 @@ def test_an_upload_is_cached_by_its_hash(make_app: Any) -> None:
 
 
 def test_the_lru_keeps_its_bounds() -> None:
-    cache = DecodedImages(max_items=2, max_bytes=3 * 4 * 100)
+    cache: Recent[str, torch.Tensor] = Recent(2, 3 * 4 * 100, weigh=lambda t: t.numel() * t.element_size())
     loads: list[str] = []
 
     def loader(name: str, size: int) -> Any:

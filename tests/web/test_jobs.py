@@ -24,7 +24,7 @@ STEPS = 5
 
 def events(http: httpx.Client, job_id: str) -> Iterator[dict[str, Any]]:
     """The JSON messages of a job's event stream, as they arrive."""
-    with http.stream("GET", f"/api/jobs/{job_id}/events") as reply:
+    with http.stream("GET", "/api/events", params={"jobs": job_id}) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
         for line in reply.iter_lines():
@@ -133,7 +133,7 @@ def test_a_failed_job_says_why_in_one_line(app: Any, client: Any) -> None:
     got = _failed(client, app.state.cs.jobs.submit("test", "bad input", bad))
     assert got["error"] == "steps 0: give at least 1 step"
     # and the stream's last message says the same
-    with client.stream("GET", f"/api/jobs/{got['id']}/events") as reply:
+    with client.stream("GET", "/api/events", params={"jobs": got["id"]}) as reply:
         last = [json.loads(line[6:]) for line in reply.iter_lines() if line.startswith("data: ")][-1]
     assert last["status"] == "failed" and last["error"] == got["error"]
 
@@ -184,7 +184,7 @@ def test_the_same_key_in_flight_is_one_job(app: Any) -> None:
 def test_unknown_jobs_and_files_are_404(app: Any, client: Any) -> None:
     job = app.state.cs.jobs.submit("test", "quick", lambda p: JobResult({}, {"a.txt": b"a"}))
     assert job.wait(WAIT_S)
-    for url in ("/api/jobs/nope", "/api/jobs/nope/events", "/api/jobs/nope/cancel",
+    for url in ("/api/jobs/nope", "/api/events?jobs=nope", "/api/jobs/nope/cancel",
                 f"/api/jobs/{job.id}/files/b.txt", f"/api/jobs/{job.id}/files/..%2Fa.txt",
                 "/api/results/0123456789abcdef/a.txt"):
         reply = client.post(url) if url.endswith("cancel") else client.get(url)

@@ -24,9 +24,9 @@ TINY_STYLE = {"steps": 2, "size": 32, "batch": 1, "width": 4, "blocks": 1, "styl
               "model": "efficientnet_lite0"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def folder(app: Any) -> str:
-    """The id of the module's ``--images`` folder (its name)."""
+    """The id of the app's ``--images`` folder (its name)."""
     return next(iter(app.state.cs.image_folders))
 
 

@@ -6,9 +6,11 @@ Every test here failed before the web layer became one service object (issue 24)
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +31,10 @@ from convscope.tasks.scan import scan_dataset
 from convscope.types import ProgressFn
 from convscope.web import images as web_images
 from convscope.web import lab
-from convscope.web.app import create_app
+from convscope.web.app import ROUTERS, create_app
 from convscope.web.cache import JobResult
 from convscope.web.config import ServeConfig, default_cache_dir
+from convscope.web.params import BYTES_PER_PIXEL
 
 WAIT_S = 30.0
 
@@ -91,6 +94,7 @@ def test_huge_or_overflowing_lab_settings_are_a_400_before_anything_is_queued(
 
 @pytest.mark.parametrize(("method", "options", "target", "words"), [
     ("rise", {"masks": 10**12}, 3, "masks"),
+    ("rise", {"masks": 100_000, "cells": 256}, 3, "masks=100000, cells=256"),  # 26 GB of grids
     ("occlusion", {"window": -5}, 3, "window"),
     ("integrated_gradients", {"steps": 10**9}, 3, "steps"),
     ("saliency", {}, "9" * 5000, "target"),
@@ -105,6 +109,59 @@ def test_huge_or_overflowing_explain_requests_are_a_400_before_anything_is_queue
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["error"]
     assert job_count(client) == before
+
+
+BUDGET = 128 * 2**20
+"""A small memory budget per job, so that jobs at its bound run in a second on digits_cnn."""
+ROWS = BUDGET // (28 * 28 * BYTES_PER_PIXEL)
+SIDE = math.isqrt(BUDGET // BYTES_PER_PIXEL)
+"""The largest accepted batch of digits_cnn's 28x28 inputs, and the largest accepted lab image side."""
+
+
+def resident(field: str) -> int:
+    """This process's ``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark), in bytes."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field))
+
+
+def test_jobs_at_the_memory_bound_are_accepted_and_stay_under_it(make_app: Callable[..., Any]) -> None:
+    ig = {"image": "sample:cat", "method": "integrated_gradients", "target": 3}
+    at_bound = (("/api/explain", {**ig, "options": {"steps": 2, "batch_size": 2}},
+                 {**ig, "options": {"steps": ROWS, "batch_size": ROWS}}),
+                ("/api/lab/adversarial", {"image": "sample:cat", "size": 28, "steps": 2},
+                 {"image": "sample:cat", "size": SIDE, "steps": 2}))
+    with TestClient(make_app(models=("digits_cnn",), max_job_bytes=BUDGET), base_url="http://127.0.0.1") as c:
+        over_rows = c.post("/api/explain", json={**ig, "options": {"batch_size": ROWS + 1}}).json()
+        over_side = c.post("/api/lab/adversarial", json={"image": "sample:cat", "size": SIDE + 1}).json()
+        for refused, words in ((over_rows, f"batch_size={ROWS + 1}"), (over_side, f"size={SIDE + 1}")):
+            assert words in refused["error"] and "limit per job" in refused["error"], refused
+        for url, warm_up, bound in at_bound:
+            assert c.post(url, json={**warm_up, "wait": True}).json()["status"] == "done"
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")  # the high-water mark starts again from the memory in use now
+            before = resident("VmRSS")
+            answer = c.post(url, json={**bound, "wait": True}).json()
+            growth = resident("VmHWM") - before
+            assert answer["status"] == "done" and growth <= BUDGET, (growth, answer)
+
+
+def test_no_handler_module_holds_a_cache(client: TestClient) -> None:
+    """Caches live in the app's state only: serving pages and API calls changes no module-level
+    container of a page module, and none defines a memoizing function (``model_page`` kept its
+    layer tables in a module global)."""
+    def containers() -> dict[tuple[str, str], Any]:
+        return {(module.__name__, name): copy.copy(value) for module in ROUTERS
+                for name, value in vars(module).items() if isinstance(value, (dict, list, set))}
+
+    before = containers()
+    for url in ("/", "/explain", "/layers/block3", "/layers/block3/0", "/lab", "/jobs", "/compare",
+                "/api/predict?image=sample:cat", "/api/layers/block3/featuremap/0.png"):
+        assert client.get(url).status_code == 200, url
+    body = {"image": "sample:cat", "method": "saliency", "target": 3, "wait": True}
+    assert client.post("/api/explain", json=body).json()["status"] == "done"
+    assert containers() == before
+    assert not [(module.__name__, name) for module in ROUTERS for name, value in vars(module).items()
+                if hasattr(value, "cache_info") and value.__module__ == module.__name__]
 
 
 def test_layer_page_settings_that_overflow_are_a_400(client: TestClient) -> None:

@@ -1,11 +1,12 @@
-"""A content hash of a model's weights: what a result or an atlas was computed with."""
+"""Content hashes of a model's weights (what a result or an atlas was computed with) and of one
+tensor (the pixels a cached result belongs to)."""
 
 from __future__ import annotations
 
 import hashlib
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 def weights_digest(module: nn.Module, *parts: str) -> str:
@@ -14,7 +15,19 @@ def weights_digest(module: nn.Module, *parts: str) -> str:
     digest = hashlib.sha256("\0".join(parts).encode())
     with torch.no_grad():
         for name, tensor in list(module.state_dict().items()):
-            t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
-            digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            digest.update(f"{name}:".encode())
+            _add(digest, tensor)
     return digest.hexdigest()
+
+
+def tensor_digest(tensor: Tensor) -> str:
+    """A hash of one tensor's dtype, shape and values."""
+    digest = hashlib.sha256()
+    _add(digest, tensor)
+    return digest.hexdigest()[:32]
+
+
+def _add(digest: hashlib._Hash, tensor: Tensor) -> None:
+    t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers cannot be viewed as bytes
+    digest.update(f"{t.dtype}:{tuple(tensor.shape)}".encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

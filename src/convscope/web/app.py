@@ -8,7 +8,7 @@ its own module with a ``router``; :data:`ROUTERS` lists them in the order their 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -46,10 +46,9 @@ _BODY_SLACK = 64 * 1024
 """Room for multipart headers around an upload of the maximum size."""
 
 
-def create_app(config: ServeConfig | None = None, *, models: list[tuple[str, Model]] | None = None
-               ) -> FastAPI:
-    """The app for ``config``; ``models`` are (spec, model) pairs already loaded (else the
-    config's specs are loaded)."""
+def create_app(config: ServeConfig | None = None, *,
+               models: Sequence[tuple[str, Model | None]] | None = None) -> FastAPI:
+    """The app for ``config`` and ``models`` (see :class:`~convscope.web.state.AppState`)."""
     config = config or ServeConfig()
     state = AppState(config, models)
 

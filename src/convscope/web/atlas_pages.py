@@ -1,12 +1,10 @@
 """The dataset map's server side: the atlas list page, the map page's route, and ``/api/atlas``.
 
-Every request names an atlas by id (its folder's name, looked up in the app's table: nothing
-from the URL ever becomes a path), a layer of it, an index or tile inside it. Pages and tiles
-read only what they need from the atlas store (memory-mapped thumbnails, SQL columns); the
-projection is a job (:func:`convscope.tasks.atlas_map.map_coords`) whose ``(N, 2)`` float32
-coordinates are cached on disk, keyed by the atlas layer's stamp, the method and the seed, and
-served as raw bytes from there. None of these handlers touches a model, so they run in the
-server's thread pool and a long projection on the worker never stalls a map being browsed.
+An atlas is named by id (looked up in the app's table: nothing from the URL becomes a path).
+Pages and tiles read only what they need from the atlas store; the projection is a job
+(:func:`convscope.tasks.atlas_map.map_coords`) whose float32 coordinates are cached on disk by the
+atlas layer's stamp, method and seed, and served as raw bytes. No handler here touches a model, so
+a long projection on the worker never stalls a map being browsed.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from ..render.tiles import thumbnail_tile
 from ..tasks import atlas_map
 from .cache import JobResult
 from .errors import NotFound
-from .job_routes import HOUR_CACHE, png_response
+from .job_routes import HOUR_CACHE, file_response, png_response
 from .pages import render
 from .params import parse_choice
 from .state import AppState, Service
@@ -33,7 +31,6 @@ from .state import AppState, Service
 router = APIRouter()
 SEED = 0
 COLORS = ("label", "prediction", "correct", "confidence")
-"""How the map page colours its points."""
 COORDS_FILE = "coords.bin"
 TILE_FILE = "tile.png"
 
@@ -53,7 +50,6 @@ class Selection(BaseModel):
 # ---- lookups: every URL part checked against the app's own tables ----------------------------
 
 def _align_target(state: AppState, align_to: str | None) -> tuple[str, str, Atlas] | None:
-    """``"ATLAS:LAYER"`` -> (atlas id, layer, atlas); empty -> None."""
     return state.atlas_ref("align_to", align_to) if align_to else None
 
 
@@ -64,16 +60,11 @@ def _prediction_names(state: AppState, atlas: Atlas) -> list[str] | None:
 
 
 # ---- projections: cached on disk, computed by a job ------------------------------------------
-def _key(state: AppState, atlas: Atlas, layer: str, method: str) -> str:
-    return state.cache.key("atlas-map", atlas.stamp(layer), layer, method, SEED)
-
-
 def _coords_key(state: AppState, atlas: Atlas, layer: str, method: str,
-                target: tuple[str, str, Atlas] | None) -> str:
-    own = _key(state, atlas, layer, method)
-    if target is None:
-        return own
-    return state.cache.key("atlas-map-aligned", own, _key(state, target[2], target[1], method))
+                target: tuple[str, str, Atlas] | None = None) -> str:
+    own = state.cache.key("atlas-map", atlas.stamp(layer), layer, method, SEED)
+    return own if target is None else state.cache.key(
+        "atlas-map-aligned", own, _coords_key(state, target[2], target[1], method))
 
 
 def _computed(state: AppState, atlas_id: str, atlas: Atlas, layer: str, method: str,
@@ -94,7 +85,7 @@ def _coords(state: AppState, key: str) -> np.ndarray:
 def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress: Any
                ) -> tuple[np.ndarray, dict[str, Any]]:
     """Coordinates from the cache, else computed now and cached (on the worker)."""
-    key = _key(state, atlas, layer, method)
+    key = _coords_key(state, atlas, layer, method)
     cached = state.cache.get(key)
     if cached is not None:
         return _coords(state, key), dict(cached.data)
@@ -137,20 +128,19 @@ def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
 
 @router.get("/atlas")
 def atlases_page(request: Request, state: Service) -> Response:
-    return render(request, "atlases.html", title="Atlases",
-                  atlases=[_summary(atlas_id, state) for atlas_id in state.atlases])
+    return render(request, "atlases.html", title="Atlases", atlases=list_atlases(state)["atlases"])
 
 
 @router.get("/atlas/{atlas_id}/{layer}")
 def map_page(request: Request, state: Service, atlas_id: str, layer: str, method: str = "pca",
              color: str = "label", align_to: str | None = None) -> Response:
-    atlas = state.atlas_layer(atlas_id, layer)
+    state.atlas_layer(atlas_id, layer)
     atlas_map.check_method(method)
     parse_choice("color", color, COLORS)
     _align_target(state, align_to)
     # ``embed`` (?embed=1) reaches the template through render(), which reads it from the query
     return render(request, "atlas_map.html", title=f"{atlas_id} · {layer}", atlas=atlas_id, layer=layer,
-                  info=_map_info(state, atlas_id, atlas), method=method, color=color,
+                  info=info(state, atlas_id), method=method, color=color,
                   align_to=align_to or None)
 
 
@@ -162,12 +152,9 @@ def list_atlases(state: Service) -> dict[str, Any]:
 
 @router.get("/api/atlas/{atlas_id}/info")
 def info(state: Service, atlas_id: str) -> dict[str, Any]:
-    return _map_info(state, atlas_id, state.atlas(atlas_id))
-
-
-def _map_info(state: AppState, atlas_id: str, atlas: Atlas) -> dict[str, Any]:
     """The map's facts, and the served model that made the atlas (``served_model``, its name in
     this server; None when not served): the map's links open its images with that model."""
+    atlas = state.atlas(atlas_id)
     entry = state.atlas_model(atlas)
     return {"id": atlas_id, **atlas_map.map_info(atlas), "served_model": entry.name if entry else None}
 
@@ -181,9 +168,8 @@ def tile(state: Service, atlas_id: str, tile: int) -> Response:
         raise NotFound(str(err)) from err
     side = atlas_map.tile_side(atlas)
     key = state.cache.key("atlas-tile", atlas.stamp(), side, tile)
-    path = state.cache.file_made(  # encoded once, then served from the disk cache
-        key, TILE_FILE, lambda: png_bytes(thumbnail_tile(atlas_map.tile_thumbnails(atlas, tile), side)))
-    return FileResponse(str(path), media_type="image/png", headers=HOUR_CACHE)
+    return file_response(TILE_FILE, path=state.cache.file_made(  # encoded once, then served from the cache
+        key, TILE_FILE, lambda: png_bytes(thumbnail_tile(atlas_map.tile_thumbnails(atlas, tile), side))))
 
 
 @router.get("/api/atlas/{atlas_id}/thumbs/{index}.png")

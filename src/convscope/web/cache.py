@@ -38,6 +38,19 @@ def check_file_name(name: str) -> str:
     return name
 
 
+def write_atomic(path: Path, blob: bytes) -> None:
+    """Write a file through a unique temporary name renamed into place: a reader sees the whole
+    file or none, and concurrent writers never share a temporary file."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(blob)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 class DiskCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -96,14 +109,7 @@ class DiskCache:
         if not folder.is_dir():
             raise NotFound(f"no cached result {key!r}")
         path = folder / check_file_name(name)
-        handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(blob)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, blob)
         return path
 
     def blob_path(self, kind: str, digest: str, suffix: str = "") -> Path:

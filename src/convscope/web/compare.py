@@ -1,11 +1,9 @@
 """Two models side by side: one image explained by both, and two atlases on aligned maps.
 
-``convscope serve --model A --model B`` serves two models. ``/compare`` explains one image with
-each (each model's own top class unless a target is given) as two cached jobs on the model worker,
-each with the model's top classes beside its map. ``/compare/atlas`` puts the map pages of two atlases of the
-same dataset next to each other, the second aligned onto the first (``align_to``: a Procrustes
-fit by the images both share, computed by the atlas API), for instance a fine-tuned model
-against its base.
+``/compare`` explains one image with each of two served models (each one's own top class unless a
+target is given) with the explainer's own jobs, each beside its top classes. ``/compare/atlas``
+puts the maps of two atlases of the same dataset side by side, the second aligned onto the first
+(``align_to``: a Procrustes fit by the images both share), e.g. a fine-tuned model and its base.
 """
 
 from __future__ import annotations

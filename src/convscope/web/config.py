@@ -49,6 +49,8 @@ class ServeConfig:
     cache_dir: Path = field(default_factory=default_cache_dir)
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
+    max_job_bytes: int = 8 * 2**30
+    """The peak memory one job may plan to use (``web.params.check_memory`` estimates it)."""
     device: str = "auto"
     model_options: dict[str, object] = field(default_factory=dict)
     """Extra ``load_model`` keywords for every spec (weights, preprocess, labels, ...)."""
@@ -67,13 +69,9 @@ class ServeConfig:
         if self.max_upload_bytes < 1:
             raise BadArgument("max_upload_bytes must be positive")
 
-    @property
-    def loopback(self) -> bool:
-        return self.host in LOOPBACK
-
     def secure(self, *, allow_remote: bool) -> ServeConfig:
         """Check the address: another host needs ``allow_remote`` and then gets a random token."""
-        if not self.loopback:
+        if self.host not in LOOPBACK:
             if not allow_remote:
                 raise BadArgument(f"--host {self.host!r} would expose the app beyond this machine; "
                                   "add --allow-remote to do it on purpose (a random token is then required)")
@@ -87,7 +85,7 @@ class ServeConfig:
         with a token, which a rebinding page does not have."""
         if self.token or self.host in WILDCARD:
             return None
-        return LOOPBACK | {self.host} if self.loopback else {self.host}
+        return LOOPBACK if self.host in LOOPBACK else {self.host}
 
     @property
     def url(self) -> str:

@@ -2,29 +2,21 @@
 
 ``/explain?image=REF&model=&target=&methods=gradcam,occlusion&layer=&occlusion.window=16``
 is the page; everything it shows is in its address. The page asks ``/api/predict`` for the top
-classes, and ``POST /api/explain`` once per method; each explanation is a job (cached on disk by
-model, image content, method, target, layer and options) whose files are ``levels.png`` (the
-map as the overlay normalizes it, 8-bit gray at input resolution, :meth:`Explanation.levels`)
-and ``map.npy`` (what ``convscope explain --raw`` writes). The page scales the levels onto the
-box the model saw (the job's ``box`` and ``size``) on a canvas over the photo it already shows,
-colours them by the overlay's table (:func:`convscope.render.overlay_table`, in the page's
-setup) and darkens the rest, as :meth:`Explanation.overlay` draws it: the answer does not wait
-for the full overlay to be drawn and encoded (a third of a Grad-CAM job). That overlay,
-``map.png`` for exports and the compare page, is drawn on its first request
-(``data["overlay"]``) and kept in the cache entry.
+classes, and ``POST /api/explain`` once per method: a job cached on disk by model, image content,
+method, target, layer and options, whose files are ``levels.png`` (the map's 8-bit levels,
+:meth:`Explanation.levels`) and ``map.npy`` (what ``convscope explain --raw`` writes). The page
+colours the levels by the overlay's table on a canvas over the photo (the job's ``box`` and
+``size`` place them), as :meth:`Explanation.overlay` draws it, so the answer does not wait for an
+overlay to be encoded; ``map.png``, for exports and the compare page, is drawn on its first request.
 
-Everything a request names is checked here, before any work is queued, with the library's own
-checks and messages: the image through :mod:`convscope.web.images` (the CLI's image loader), the
-method by the registry, option values by their types (:mod:`convscope.methods.option_specs`),
-the layer by name and the target against the model's labels. A bad request is a 4xx with one
-line; what only the method itself can refuse (a value out of its range) fails the job with the
-same line, raised again as a 4xx when the request waited for it.
+Everything a request names is checked before any work is queued, with the library's own checks
+and messages (:mod:`convscope.web.params`); what only the method can refuse fails the job with
+the same line, raised again as a 4xx when the request waited for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +45,7 @@ from .images import ImageChoice, list_images
 from .job_routes import file_response, png_response
 from .jobs import Job
 from .pages import render
-from .params import check_memory, parse_int, parse_text
+from .params import check_explain_memory, parse_int, parse_text
 from .state import AppState, ModelEntry, Service
 
 router = APIRouter()
@@ -123,13 +115,6 @@ def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str
     return {m: check_options(m, opts) for m, opts in found.items()}
 
 
-def check_budget(model: Model, method: str, options: dict[str, Any]) -> None:
-    """The job's memory: ``batch_size`` perturbed or interpolated inputs at the model's size."""
-    batch = options.get("batch_size") or 1
-    pixels = math.prod(model.input_size) if model.input_size else 224 * 224
-    check_memory(f"{method} with batch_size={batch}", batch * pixels)
-
-
 # -- the job ------------------------------------------------------------------------------------
 
 def explain_job(model: Model, picture: Tensor, method: str, target: int | str, layer: str,
@@ -178,7 +163,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     options = {k: v for k, v in check_options(method, body.options).items() if v != defaults.get(k)}
     layer = check_layer(entry.model, body.layer, method)
     target = check_class(body.target, entry.model.labels)
-    check_budget(entry.model, method, options)
+    check_explain_memory(state.config.max_job_bytes, entry.model, method, options)
     digest = state.digest(picture)
     key = state.cache.key("explain", RESULT_FORMAT, entry.key, digest, method, target, layer, options,
                           body.faithfulness, FAITHFULNESS_STEPS if body.faithfulness else None)

@@ -9,24 +9,16 @@ A reference is text that fits in a query string and means the same after a resta
 - ``atlas:<atlas id>/<index>``        image ``index`` of an open atlas.
 
 Every image goes through :func:`convscope.data.images.load_image`, so the web refuses exactly
-what the CLI refuses, with the same one-line message.
-
-Decoded images are kept in a small LRU (:class:`DecodedImages`, one per app): each page and API call names its
-image again, and decoding a photo costs as much as a Grad-CAM of it. A reference is cached only
-under a key that changes with its content (see :func:`resolve_image`); ``atlas:`` images are not
-cached, since an atlas reloads them from its dataset's files, which carry no stamp. The tensors
-handed out are shared: callers must not modify them in place.
+what the CLI refuses, with the same one-line message. Decoded images are kept by the app
+(``AppState.decoded``) under a key that changes with their content (``atlas:`` images, which carry
+no stamp, are not kept); the tensors handed out are shared: callers must not modify them in place.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -38,6 +30,7 @@ from ..data.images import load_file_bytes, load_image
 from ..data.samples import list_samples
 from ..errors import BadArgument
 from ..tasks.atlas import atlas_image
+from .cache import write_atomic
 from .errors import Forbidden, NotFound, TooLarge
 
 if TYPE_CHECKING:
@@ -45,10 +38,6 @@ if TYPE_CHECKING:
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _LIST_LIMIT = 2000
-CACHED_IMAGES = 32
-CACHED_BYTES = 256 * 2**20
-"""Bounds of the decoded-image LRU: a few pages' worth of photos (a 12 MP photo alone is 144 MB
-as float32, so the byte bound is what evicts in practice)."""
 
 
 @dataclass(frozen=True)
@@ -56,86 +45,6 @@ class ImageChoice:
     ref: str
     name: str
     group: str
-
-
-@dataclass
-class _Decoded:
-    tensor: Tensor
-    version: int
-    digest: str | None = None
-
-
-class DecodedImages:
-    """A thread-safe LRU of decoded images, bounded by count and bytes.
-
-    ``get(key, load)`` returns the tensor cached under ``key`` or stores what ``load()`` returns.
-    A cached tensor modified in place since it was stored (``Tensor._version`` moved) is dropped
-    and loaded again, so one careless caller cannot change the image every later request sees.
-    """
-
-    def __init__(self, max_items: int = CACHED_IMAGES, max_bytes: int = CACHED_BYTES) -> None:
-        self.max_items, self.max_bytes = max_items, max_bytes
-        self._entries: OrderedDict[Hashable, _Decoded] = OrderedDict()
-        self._by_id: dict[int, _Decoded] = {}
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, load: Callable[[], Tensor]) -> Tensor:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                if entry.tensor._version == entry.version:
-                    self._entries.move_to_end(key)
-                    return entry.tensor
-                self._drop(key)
-        tensor = load()  # outside the lock: a slow decode holds up no other request
-        size = tensor.numel() * tensor.element_size()
-        if size > self.max_bytes:
-            return tensor
-        with self._lock:
-            if key in self._entries:
-                self._drop(key)
-            entry = _Decoded(tensor, tensor._version)
-            self._entries[key] = entry
-            self._by_id[id(tensor)] = entry
-            self._bytes += size
-            while len(self._entries) > self.max_items or self._bytes > self.max_bytes:
-                self._drop(next(iter(self._entries)))
-        return tensor
-
-    def digest(self, picture: Tensor) -> str:
-        """A content hash of the pixels (shape included), remembered for a cached decoded image."""
-        entry = self.entry_of(picture)
-        if entry is not None and entry.digest is not None:
-            return entry.digest
-        digest = hashlib.sha256(str(tuple(picture.shape)).encode())
-        digest.update(picture.detach().cpu().contiguous().numpy().tobytes())
-        text = digest.hexdigest()[:32]
-        if entry is not None:
-            entry.digest = text
-        return text
-
-    def entry_of(self, tensor: Tensor) -> _Decoded | None:
-        """The unmodified cached entry holding this very tensor, if any."""
-        with self._lock:
-            entry = self._by_id.get(id(tensor))
-        if entry is None or entry.tensor is not tensor or tensor._version != entry.version:
-            return None
-        return entry
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._by_id.clear()
-            self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def _drop(self, key: Hashable) -> None:
-        entry = self._entries.pop(key)
-        self._by_id.pop(id(entry.tensor), None)
-        self._bytes -= entry.tensor.numel() * entry.tensor.element_size()
 
 
 def unique_name(text: str, taken: Iterable[str], fallback: str) -> str:
@@ -207,7 +116,6 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
         if not path.is_file():
             raise NotFound(f"image {ref!r}: no such upload (uploads live in the server's cache); "
                            "upload it again")
-        # content-addressed: the hash is the key
         return state.decoded.get(("upload", rest, limit),
                                  lambda: load_image(path.read_bytes(), max_pixels=limit))
     if kind == "atlas":
@@ -220,19 +128,16 @@ def resolve_image(state: AppState, ref: str) -> Tensor:
 
 
 def save_upload(state: AppState, data: bytes, filename: str = "upload") -> str:
-    """Check and store an uploaded file; return its ``upload:<sha256>`` reference."""
+    """Check an uploaded file (the CLI's checks and words) and store it; return its
+    ``upload:<sha256>`` reference."""
     if len(data) > state.config.max_upload_bytes:
         raise TooLarge(f"{filename!r} is {len(data)} bytes; the upload limit is "
                        f"{state.config.max_upload_bytes} bytes")
-    # the CLI's checks and words
     load_file_bytes(data, filename or "upload", max_pixels=state.config.max_pixels)
     digest = hashlib.sha256(data).hexdigest()
     path = state.cache.blob_path("uploads", digest)
-    if not path.exists():  # a unique temporary name: concurrent uploads never share one
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{digest[:8]}-", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
+    if not path.exists():
+        write_atomic(path, data)
     return f"upload:{digest}"
 
 

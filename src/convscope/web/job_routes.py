@@ -33,8 +33,7 @@ _MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "app
 
 @router.get("/jobs")
 def jobs_page(request: Request, state: Service) -> Response:
-    jobs = [j.as_json() for j in state.jobs.list()]
-    return render(request, "jobs.html", title="Jobs", jobs=jobs)
+    return render(request, "jobs.html", title="Jobs", jobs=list_jobs(state)["jobs"])
 
 
 @router.get("/api/jobs")
@@ -56,16 +55,10 @@ MAX_WATCHED = 200
 """Jobs one event stream may follow (a page's explainer with every method ticked follows 16)."""
 
 
-@router.get("/api/jobs/{job_id}/events")
-async def job_events(request: Request, state: Service, job_id: str) -> StreamingResponse:
-    """Server-sent events: one JSON message per change of the job, the last when it finishes."""
-    return _event_stream(request, [state.jobs.get(job_id)])
-
-
 @router.get("/api/events")
 async def jobs_events(request: Request, state: Service, jobs: str) -> StreamingResponse:
-    """One stream for all the jobs a page follows (``jobs=ID,ID,...``): a JSON message per change
-    of any of them, ended when all have finished. A page holds one connection instead of one per
+    """Server-sent events for the jobs a page follows (``jobs=ID,ID,...``): a JSON message per
+    change of any of them, ended when all have finished. A page holds one connection instead of one per
     job, so the browser's six connections per host stay free for the maps it downloads."""
     ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
     if not ids or len(ids) > MAX_WATCHED:
@@ -102,8 +95,7 @@ def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
 
 
 def file_response(name: str, blob: bytes | None = None, path: Path | None = None) -> Response:
-    suffix = name[name.rfind("."):] if "." in name else ""
-    media = _MEDIA.get(suffix, "application/octet-stream")
+    media = _MEDIA.get(Path(name).suffix, "application/octet-stream")
     headers = {"Cache-Control": "max-age=31536000, immutable"} if path is not None else {}
     if path is not None:
         if path.stat().st_size > READ_WHOLE_BYTES:  # streamed in chunks, off the event loop

@@ -5,9 +5,9 @@ One worker means one thread ever runs a model, so a page's quick call and a long
 queue also keeps their order fair and their progress visible). A job is a function
 ``fn(progress) -> JobResult``; ``progress(done, total)`` is the task's ``ProgressFn``.
 
-Cancelling sets an event: ``progress`` raises :class:`JobCancelled` at the next call, and the job
-runs inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation,
-so a cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
+Cancelling sets an event: ``progress`` raises ``Cancelled`` at the next call, and the job runs
+inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation, so a
+cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
 comes out unharmed, as from any failure.
 
 With a ``key``, a finished result goes to the disk cache; the same key later is answered at once
@@ -30,9 +30,8 @@ from ..errors import ConvscopeError
 from ..model.cancel import Cancelled, at_rest, cancellable
 from ..types import ProgressFn
 from .cache import DiskCache, JobResult
-from .errors import NotFound, one_line, status_of
+from .errors import NotFound, one_line
 
-JobCancelled = Cancelled
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED = ("done", "failed", "cancelled")
 T = TypeVar("T")
@@ -56,10 +55,8 @@ class Job:
     total: int = 0
     message: str = ""
     error: str | None = None
-    error_status: int | None = None
     exception: ConvscopeError | None = None
     result: Any = None
-    created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
     version: int = 0
@@ -85,20 +82,16 @@ class Job:
         with self.changed:
             return self.changed.wait_for(lambda: self.finished_, timeout)
 
-    def file_url(self, name: str) -> str:
-        if self.key:
-            return f"/api/results/{self.key}/{name}"
-        return f"/api/jobs/{self.id}/files/{name}"
-
     def as_json(self) -> dict[str, Any]:
         result = self.result if isinstance(self.result, JobResult) else None
+        files = f"/api/results/{self.key}" if self.key else f"/api/jobs/{self.id}/files"
         return {
             "id": self.id, "kind": self.kind, "title": self.title, "status": self.status,
             "done": self.done, "total": self.total, "message": self.message, "error": self.error,
             "key": self.key,
             "seconds": round((self.finished or time.time()) - self.started, 3) if self.started else None,
             "data": result.data if result else None,
-            "files": {n: self.file_url(n) for n in sorted(result.files)} if result else {},
+            "files": {n: f"{files}/{n}" for n in sorted(result.files)} if result else {},
         }
 
 
@@ -238,7 +231,7 @@ class JobManager:
 
         def progress(done: int, total: int) -> None:
             if job.cancel_event.is_set():
-                raise JobCancelled("cancelled")
+                raise Cancelled("cancelled")
             job.update(done=int(done), total=int(total))
             self._calls_between_steps()
 
@@ -252,12 +245,12 @@ class JobManager:
         except Cancelled:
             job.update(status="cancelled", message="cancelled", finished=time.time())
         except ConvscopeError as err:
-            job.update(status="failed", error=one_line(str(err)), exception=err,
-                       error_status=status_of(err), message="failed", finished=time.time())
+            job.update(status="failed", error=one_line(str(err)), exception=err, message="failed",
+                       finished=time.time())
         except Exception as err:  # a bug, not the user's fault: logged with its traceback
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.update(status="failed", error=one_line(f"internal error ({type(err).__name__}: {err})"),
-                       error_status=500, message="failed", finished=time.time())
+                       message="failed", finished=time.time())
         finally:
             job.fn = job.between_steps_on = None  # free what the closure holds
             with self._lock:

@@ -1,11 +1,11 @@
 """The synthesis lab (``/lab``): adversarial examples, fooling images, inversion, texture, style
 and fast style, each a form with the settings of its CLI command, run as a cached job.
 
-A :class:`Kind` is a list of :class:`~convscope.web.params.Field` s and a ``start`` function
-that checks the settings against the model (classes, layers, images) before anything runs, and
-returns the job's function, which calls the task of :mod:`convscope.tasks`. The settings live in the URL, so
-``/lab?kind=adversarial&target=3&eps=8/255`` is a stable address, and ``run=1`` in it starts the
-job (answered at once from the disk cache when the same model and settings ran before).
+A :class:`Kind` is a list of :class:`~convscope.web.params.Field` s and a job that calls the task
+of :mod:`convscope.tasks`; images, classes and layers are resolved against the model (and checked)
+before anything runs. The settings live in the URL, so ``/lab?kind=adversarial&target=3&eps=8/255``
+is a stable address, and ``run=1`` in it starts the job (answered at once from the disk cache when
+the same model and settings ran before).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from ..errors import BadArgument
+from ..model import Model
 from ..render import png_bytes
 from ..tasks.adversarial import DEFAULT_MARGIN, adversarial, class_of, fooling
 from ..tasks.fast_style import DEFAULT_BLOCKS, DEFAULT_WIDTH, apply_style, content_images, train
@@ -32,7 +33,7 @@ from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
 from .params import Field, check_memory, parse_settings
-from .state import AppState, ModelEntry, Service
+from .state import AppState, Service
 
 router = APIRouter()
 
@@ -41,6 +42,8 @@ _NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
 MAX_SIZE = 2048
 """Largest image side of any kind (pixels); a job's memory is checked besides."""
 MAX_STEPS = 100_000
+SIDES = ("size", "source_size", "style_size", "apply_size")
+"""The image sides a kind may set; the largest one (the model's input when not set) sizes its memory."""
 
 
 def _default(fn: Callable[..., Any], name: str) -> Any:
@@ -48,30 +51,23 @@ def _default(fn: Callable[..., Any], name: str) -> Any:
     return inspect.signature(fn).parameters[name].default
 
 
-Run = Callable[[ProgressFn], JobResult]
-Start = Callable[[AppState, ModelEntry, dict[str, Any], str], Run]
+Run = Callable[[Model, dict[str, Any], ProgressFn], JobResult]
+Check = Callable[[AppState, Model, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One synthesis method of the lab: its CLI command, settings and how to start its job."""
+    """One synthesis method of the lab: its CLI command, its settings, its job, and the checks of
+    its settings beyond their own (against the model, before anything runs; they may resolve
+    settings, answered as a dict of new values)."""
 
     name: str
     title: str
     command: str
     about: str
     fields: tuple[Field, ...]
-    start: Start
-
-    def parse(self, params: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
-        """Typed settings, checked (:func:`~convscope.web.params.parse_settings`); the whole
-        job's memory too, once every setting is known."""
-        settings = parse_settings(self.fields, params, _NOT_SETTINGS, self.name, partial=partial)
-        if not partial:
-            sides = [settings[n] or 224 for n in ("size", "source_size", "style_size", "apply_size")
-                     if n in settings]
-            check_memory(f"{self.name} at size {max(sides)}", max(sides) ** 2 * settings.get("batch", 1))
-        return settings
+    run: Run
+    check: Check = lambda state, model, s: {}
 
 
 # -- what each kind does ------------------------------------------------------------------------
@@ -87,94 +83,65 @@ def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> 
     return _result({**made.summary, "headline": made.headline}, pictures)
 
 
-def _seed_size_steps(s: dict[str, Any]) -> dict[str, Any]:
-    return {"steps": s["steps"], "seed": s["seed"], "size": s["size"]}
+def _pick(s: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The settings ``names`` as the task's keywords of the same names."""
+    return {name: s[name] for name in names}
 
 
-def _start_adversarial(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
-    target = class_of(model, s["target"]) if s["target"] else None
-
-    def run(progress: ProgressFn) -> JobResult:
-        made = adversarial(model, image, eps=s["eps"], target=target, norm=s["norm"], method=s["method"],
-                           step_size=s["step_size"], random_start=s["random_start"],
-                           early_stop=s["early_stop"], quantize=s["quantize"], margin=s["margin"],
-                           progress=progress, **_seed_size_steps(s))
-        gain = made.summary["perturbation_amplified"]
-        return _synthesis_result(made, [
-            ("original.png", "original", made.result.originals[0]),
-            ("adversarial.png", "adversarial", made.picture),
-            ("perturbation.png", f"perturbation x{gain}" if gain else "perturbation (none)",
-             made.extra["perturbation"])])
-
-    return run
+_RUN = ("steps", "seed", "size")
 
 
-def _start_fooling(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    target = class_of(model, s["target"])
-    begin: Any = s["start"] if s["start"] in ("noise", "zeros") else state.image(s["start"])
-
-    def run(progress: ProgressFn) -> JobResult:
-        made = fooling(model, target, threshold=s["threshold"], start=begin, lr=s["lr"], progress=progress,
-                       **_seed_size_steps(s))
-        return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
-
-    return run
-
-
-def _start_inversion(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
-    layers = layer_list(model, s["layers"]) or []
-
-    def run(progress: ProgressFn) -> JobResult:
-        made = inversion(model, image, layers, tv=s["tv"], l2=s["l2"], param=s["param"],
-                         optimizer=s["optimizer"], progress=progress, **_seed_size_steps(s))
-        return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
-
-    return run
+def _adversarial(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    made = adversarial(model, s["image"], progress=progress, **_pick(
+        s, "target", "eps", "norm", "method", "step_size", "random_start", "early_stop", "quantize",
+        "margin", *_RUN))
+    gain = made.summary["perturbation_amplified"]
+    return _synthesis_result(made, [
+        ("original.png", "original", made.result.originals[0]),
+        ("adversarial.png", "adversarial", made.picture),
+        ("perturbation.png", f"perturbation x{gain}" if gain else "perturbation (none)",
+         made.extra["perturbation"])])
 
 
-def _start_texture(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
-    layers = layer_list(model, s["layers"])
-    check_style_layers(model, layers)
-
-    def run(progress: ProgressFn) -> JobResult:
-        made = texture(model, image, layers=layers, source_size=s["source_size"], size=s["size"],
-                       steps=s["steps"], param=s["param"], optimizer=s["optimizer"], seed=s["seed"],
-                       compare=s["compare"], progress=progress)
-        return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
-
-    return run
+def _check_fooling(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, Any]:
+    return {"start": s["start"] if s["start"] in ("noise", "zeros") else state.image(s["start"])}
 
 
-def _one_layer(entry: ModelEntry, name: str, text: str | None) -> str | None:
-    layers = layer_list(entry.model, text)
+def _fooling(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    made = fooling(model, s["target"], progress=progress, **_pick(s, "start", "threshold", "lr", *_RUN))
+    return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
+
+
+def _inversion(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    made = inversion(model, s["image"], s["layers"], progress=progress,
+                     **_pick(s, "tv", "l2", "param", "optimizer", *_RUN))
+    return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
+
+
+def _check_texture(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, Any]:
+    check_style_layers(model, s["layers"])
+    return {}
+
+
+def _texture(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    made = texture(model, s["image"], progress=progress,
+                   **_pick(s, "layers", "source_size", "param", "optimizer", "compare", *_RUN))
+    return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
+
+
+def _check_style(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, Any]:
+    layers = s["content_layer"]
     if layers is not None and len(layers) != 1:
-        raise BadArgument(f"{name}={text!r}: give one layer")
-    return layers[0] if layers else None
+        raise BadArgument(f"content_layer={','.join(layers)!r}: give one layer")
+    check_style_layers(model, layers and layers[0], s["style_layers"])
+    return {"content_layer": layers and layers[0]}
 
 
-def _start_style(state: AppState, entry: ModelEntry, s: dict[str, Any], _key: str) -> Run:
-    model = entry.model
-    content, style_image = state.image(s["content"]), state.image(s["style"])
-    content_layer = _one_layer(entry, "content_layer", s["content_layer"])
-    style_layers = layer_list(model, s["style_layers"])
-    check_style_layers(model, content_layer, style_layers)
-
-    def run(progress: ProgressFn) -> JobResult:
-        made = style(model, content, style_image, size=s["size"], content_layer=content_layer,
-                     style_layers=style_layers, content_weight=s["content_weight"],
-                     style_weight=s["style_weight"], tv=s["tv"], optimizer=s["optimizer"],
-                     start=s["start"], steps=s["steps"], preserve_colors=s["preserve_colors"],
-                     seed=s["seed"], compare=s["compare"], progress=progress)
-        return _synthesis_result(made, [("result.png", "stylized", made.picture)])
-
-    return run
+def _style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    made = style(model, s["content"], s["style"], progress=progress, **_pick(
+        s, "content_layer", "style_layers", "content_weight", "style_weight", "tv", "optimizer", "start",
+        "preserve_colors", "compare", *_RUN))
+    return _synthesis_result(made, [("result.png", "stylized", made.picture)])
 
 
 NET_FILE = "net.pt"
@@ -204,39 +171,32 @@ def _contents(state: AppState, text: str) -> list[Any]:
     return images
 
 
-def _start_fast_style(state: AppState, entry: ModelEntry, s: dict[str, Any], key: str) -> Run:
-    model = entry.model
-    image = state.image(s["image"])
+def _check_fast_style(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, Any]:
     if s["net"]:
-        path = net_path(state, s["net"])
-
-        def apply_only(progress: ProgressFn) -> JobResult:
-            styled = apply_style(path, [image], size=s["apply_size"], device=model.device)[0]
-            return _result({"net": s["net"], "headline": f"stylized with {s['net']}"},
-                           [("original.png", "image", image), ("result.png", "stylized", styled)])
-
-        return apply_only
-    style_image = state.image(s["style"])
-    contents = _contents(state, s["content"])
+        return {"net_path": net_path(state, s["net"])}
     check_style_layers(model, None)
+    return {"content": _contents(state, s["content"])}
 
-    def run(progress: ProgressFn) -> JobResult:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / NET_FILE
-            made = train(model, style_image, contents, steps=s["steps"], size=s["size"], batch=s["batch"],
-                         style_weight=s["style_weight"], content_weight=s["content_weight"],
-                         tv_weight=s["tv_weight"], style_size=s["style_size"], lr=s["lr"],
-                         width=s["width"], blocks=s["blocks"], seed=s["seed"], out=out,
-                         progress=progress)
-            blob = out.read_bytes()
-        styled = apply_style(made.net, [image], size=s["apply_size"])[0]
-        headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
-                    f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
-        return _result({**made.summary, "net": f"lab:{key}", "headline": headline},
-                       [("style.png", "style", style_image), ("original.png", "image", image),
-                        ("result.png", "stylized", styled)], **{NET_FILE: blob})
 
-    return run
+def _fast_style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
+    """Apply the network ``net``, or train one and apply it (``s["key"]``: the job's own key)."""
+    image = s["image"]
+    if s["net"]:
+        styled = apply_style(s["net_path"], [image], size=s["apply_size"], device=model.device)[0]
+        return _result({"net": s["net"], "headline": f"stylized with {s['net']}"},
+                       [("original.png", "image", image), ("result.png", "stylized", styled)])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / NET_FILE
+        made = train(model, s["style"], s["content"], out=out, progress=progress, **_pick(
+            s, "steps", "size", "batch", "style_weight", "content_weight", "tv_weight", "style_size", "lr",
+            "width", "blocks", "seed"))
+        blob = out.read_bytes()
+    styled = apply_style(made.net, [image], size=s["apply_size"])[0]
+    headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
+                f"{made.summary['loss_first']:.4g} -> {made.summary['loss_last10']:.4g}")
+    return _result({**made.summary, "net": f"lab:{s['key']}", "headline": headline},
+                   [("style.png", "style", s["style"]), ("original.png", "image", image),
+                    ("result.png", "stylized", styled)], **{NET_FILE: blob})
 
 
 # -- the kinds and their settings (defaults: the task's, or the CLI's where it differs) -----------
@@ -268,7 +228,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("early_stop", "bool", _default(adversarial, "early_stop"), "stop once it succeeds"),
              Field("quantize", "bool", _default(adversarial, "quantize"), "round the result to 8 bits"),
              *_common(adversarial, size_help="resize the image to S pixels first (empty: the model's input)"),
-         ), _start_adversarial),
+         ), _adversarial),
     Kind("fooling", "Fooling image", "convscope fool",
          "Optimize an image from noise until the network gives the target at least the threshold "
          "(Nguyen et al. 2015).", (
@@ -278,7 +238,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("start", "text", _default(fooling, "start"), "noise, zeros, or an image reference"),
              Field("lr", "float", _default(fooling, "lr"), "Adam learning rate", low=0, strict=True),
              *_common(fooling, size_help="image size in pixels (empty: the model's input)"),
-         ), _start_fooling),
+         ), _fooling, _check_fooling),
     Kind("inversion", "Feature inversion", "convscope invert",
          "Reconstruct the image from its features at each layer (Mahendran & Vedaldi 2015).", (
              Field("image", "image", "sample:cat", "the image to reconstruct", required=True),
@@ -288,7 +248,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("l2", "float", _default(inversion, "l2"), "L2 prior weight", low=0),
              Field("param", "choice", _default(inversion, "param"), "image parameterization", _PARAMS),
              *_common(inversion, size_help="resize the image to S pixels (empty: the model's input)"),
-         ), _start_inversion),
+         ), _inversion),
     Kind("texture", "Texture synthesis", "convscope texture",
          "A new texture with the Gram statistics of the image (Gatys et al. 2015).", (
              Field("image", "image", "sample:brick", "the texture image", required=True),
@@ -299,7 +259,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("optimizer", "choice", _default(texture, "optimizer"), "optimizer", _OPTIMIZERS),
              Field("compare", "bool", _default(texture, "compare"), "source and result side by side"),
              *_common(texture, size_help="output size in pixels", size_default=_default(texture, "size")),
-         ), _start_texture),
+         ), _texture, _check_texture),
     Kind("style", "Style transfer", "convscope style",
          "Paint the content image in the style of the style image by optimization (Gatys et al. 2016).", (
              Field("content", "image", "sample:cat", "content image", required=True),
@@ -315,7 +275,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("compare", "bool", _default(style, "compare"), "content, style and result side by side"),
              *_common(style, size_help="content's shorter side in pixels",
                       size_default=_default(style, "size")),
-         ), _start_style),
+         ), _style, _check_style),
     Kind("fast_style", "Fast style transfer", "convscope fast-style train | apply",
          "Train a feed-forward network for one style (Johnson et al. 2016; the model is the frozen "
          "feature network) and stylize the image with it, or apply a trained network (net).", (
@@ -339,34 +299,43 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
              Field("width", "int", DEFAULT_WIDTH, "base channels of the network", low=1, high=512),
              Field("blocks", "int", DEFAULT_BLOCKS, "residual blocks", low=0, high=64),
              Field("seed", "int", _default(train, "seed"), "random seed", low=0, high=2**63 - 1),
-         ), _start_fast_style),
+         ), _fast_style, _check_fast_style),
 )}
 
 
 def kind_of(name: str) -> Kind:
-    kind = KINDS.get(name)
-    if kind is None:
+    if name not in KINDS:
         raise NotFound(f"no lab kind {name!r}; kinds: {', '.join(KINDS)}")
-    return kind
+    return KINDS[name]
 
 
 def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:
     """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
     entry = state.model(model)
-    settings = kind.parse(params)
+    settings = parse_settings(kind.fields, params, _NOT_SETTINGS, kind.name)
+    sides = {n: settings[n] or max(entry.model.input_size or (224,)) for n in SIDES if n in settings}
+    side = max(sides, key=lambda n: sides[n])
+    batch = f", batch={settings['batch']}" if "batch" in settings else ""
+    check_memory(state.config.max_job_bytes, f"{kind.name} with {side}={sides[side]}{batch}",
+                 sides[side] ** 2, settings.get("batch", 1))
     keyed = settings
     if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
         keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
-    # an image is keyed by its pixels too: a folder file that changed never gets the old result
-    pixels = {f.name: state.digest(state.image(settings[f.name])) for f in kind.fields
-              if f.type == "image" and f.name in keyed
-              and settings[f.name] not in (None, "", "noise", "zeros")}
-    key = state.cache.key("lab", kind.name, entry.key, keyed, pixels)
-    fn = kind.start(state, entry, settings, key)
+    # the job gets the images themselves, keyed by their pixels too: a folder file that changed
+    # never gets the old result
+    pictures = {f.name: state.image(keyed[f.name]) for f in kind.fields
+                if f.type == "image" and keyed.get(f.name)}
+    digests = {name: state.digest(picture) for name, picture in pictures.items()}
+    key = state.cache.key("lab", kind.name, entry.key, keyed, digests)
+    served, s = entry.model, {**settings, **pictures, "key": key}  # the settings the job gets
+    s |= {f.name: class_of(served, s[f.name]) for f in kind.fields if f.type == "target" and s[f.name]}
+    s |= {f.name: layer_list(served, s[f.name]) for f in kind.fields if f.type == "layers"}
+    s |= kind.check(state, served, s)
     shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
                       if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
                                                       "style", "net", "steps"))
-    return state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}", fn, key=key)
+    return state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}",
+                             lambda progress: kind.run(served, s, progress), key=key)
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -377,7 +346,7 @@ def lab_page(request: Request, state: Service, kind: str = "adversarial", model:
     """The form of one kind, filled from the URL (checked: a bad setting is a 400 page)."""
     entry = state.model(model)
     chosen = kind_of(kind)
-    chosen.parse(request.query_params, partial=True)
+    parse_settings(chosen.fields, request.query_params, _NOT_SETTINGS, chosen.name, partial=True)
     values = {f.name: request.query_params.get(f.name, f.shown_default) for f in chosen.fields}
     return render(request, "lab.html", title="Lab", kinds=list(KINDS.values()), kind=chosen, values=values,
                   model=entry.name, models=list(state.models), images=list_images(state),

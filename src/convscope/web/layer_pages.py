@@ -5,11 +5,10 @@
 visualization. ``/layers/{name}/{channel}``: one unit, with visualizations from several seeds,
 its activation mask on the image, its top atlas images and the classes it supports.
 
-Feature visualizations are jobs keyed in the disk cache by the model's content key, the layer, the
-channel and the settings: the page's tiles ask ``/api/layers/{name}/{channel}/visualization``
-as they scroll into view, and a cached one is answered at once with its file's address. The
-activations of the current image are computed once per (model, image, layer) on the worker and
-kept by the service (:meth:`AppState.feature_maps`), so the tile of each channel only colours a map.
+Feature visualizations are jobs cached on disk by model content, layer, channel and settings,
+asked for by the tiles as they scroll into view (cached ones are in the page already). The
+activations of the current image are kept by the service (:meth:`AppState.feature_maps`), so the
+tile of each channel only colours a map.
 """
 
 from __future__ import annotations
@@ -49,42 +48,35 @@ CPU thread, one to a few seconds for EfficientNet-Lite0 at 96 px (measured 1.3 s
 SIZE = 96
 """Largest default visualization size (smaller models use their own input size)."""
 SEEDS = (0, 1, 2, 3)
-"""Seeds of the unit page's visualizations."""
 LIMITS = {"steps": (1, 2048), "size": (8, 512), "seed": (0, 2**31 - 1)}
-"""Bounds of the visualization settings in the address."""
 TILE_PX = 96
 MAX_TOP = 64
 MAX_CLASSES = 100
 
 
 # -- checking what the URL names --------------------------------------------------------------
-def _lookup(state: AppState, model: str | None, name: str) -> tuple[AppState, ModelEntry, LayerInfo]:
-    """What every route of these pages starts from: the app, the model and the layer the URL names."""
+def _layer(state: AppState, model: str | None, name: str) -> tuple[ModelEntry, LayerInfo]:
+    """The model and the layer the URL names (404s for unknown ones)."""
     entry = state.model(model)
-    return state, entry, state.layer(entry, name)
+    return entry, state.layer(entry, name)
 
 
 def _channels(row: LayerInfo) -> int:
     """The layer's channels as every reader counts them: C of its map (tokens, channels-last
-    maps read as model/tokens.py reads them), else the first axis of its output."""
+    maps read as model/tokens.py reads them), else the first axis of its output (0: none)."""
     shape = row.map_shape or row.output_shape
-    if not shape:
-        raise NotFound(f"layer {row.name!r} outputs no tensor with channels")
-    return int(shape[0])
+    return int(shape[0]) if shape else 0
 
 
-def _channel(row: LayerInfo, channel: str) -> int:
-    """A channel of the layer from the URL: a whole number in range, else a 404 that says the range."""
+def _unit(state: AppState, model: str | None, name: str, channel: str) -> tuple[ModelEntry, LayerInfo, int]:
+    """The model, the layer and its channel the URL names; a channel out of range is a 404 that
+    says the range."""
+    entry, row = _layer(state, model, name)
     total = _channels(row)
     if not channel.isdigit() or len(channel) > 9 or not 0 <= int(channel) < total:
-        raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, "
-                       f"0..{total - 1}")
-    return int(channel)
-
-
-def _spatial(row: LayerInfo) -> bool:
-    """Whether the layer's output reads as a map of the image (the one reader's verdict)."""
-    return row.map_shape is not None
+        raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, 0..{total - 1}"
+                       if total else f"layer {row.name!r} outputs no tensor with channels")
+    return entry, row, int(channel)
 
 
 def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
@@ -103,11 +95,13 @@ def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
     return "sample:" + next(iter(list_samples()))
 
 
-def _links(request: Request, row: LayerInfo, ref: str, entry: ModelEntry) -> dict[str, Any]:
-    """The layer's name as a path segment and the query every link of the page carries (the
-    image, the model and visualization settings given in the address)."""
+def _page(request: Request, state: AppState, entry: ModelEntry, row: LayerInfo, ref: str) -> dict[str, Any]:
+    """What both pages show: the layer, its channels, the image and the images to choose from, the
+    layer's name as a path segment and the query every link carries (the image, the model and
+    the visualization settings given in the address)."""
     carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
-    return {"layer_path": quote(row.name, safe=""),
+    return {"layer": row, "channels": _channels(row), "image": ref, "model": entry.name,
+            "images": list_images(state), "layer_path": quote(row.name, safe=""),
             "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
 
@@ -150,13 +144,12 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 def layer_page(request: Request, state: Service, name: str, image: str | None = None,
                model: str | None = None, sort: str = "mean", seed: str | None = None, size: str | None = None,
                steps: str | None = None) -> Response:
-    state, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     vis = _vis_settings(entry, seed, size, steps)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
-    maps: list[dict[str, Any]] = []
-    maps_error = None
-    if _spatial(row):
+    maps, maps_error = [], None
+    if row.map_shape is not None:
         maps = _order(state.feature_maps(entry, state.image(ref), row.name), sort)
     else:
         maps_error = (f"Feature maps need an output that reads as a map of the image (channels, "
@@ -167,31 +160,24 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
         filter_view = {"title": shown.title, "picture": data_uri(shown.picture), **shown.summary}
     except ConvscopeError as err:
         filter_view = {"reason": f"Filters cannot be shown for this layer: {err}"}
-    return render(request, "layer.html", title=f"{row.name} · layer", layer=row, image=ref,
-                  model=entry.name, sort=sort, sorts=SORTS, maps=maps, maps_error=maps_error,
-                  channels=_channels(row) if row.output_shape else 0, filters=filter_view,
-                  images=list_images(state), vis=vis, **_links(request, row, ref, entry),
-                  cached=_cached_pictures(state, entry, row.name,
-                                          [(c, vis) for c in range(_channels(row))]
-                                          if row.output_shape else []))
+    return render(request, "layer.html", title=f"{row.name} · layer", sort=sort, sorts=SORTS, maps=maps,
+                  maps_error=maps_error, filters=filter_view, vis=vis,
+                  **_page(request, state, entry, row, ref),
+                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(_channels(row))]))
 
 
 @router.get("/layers/{name}/{channel}")
 def unit_page(request: Request, state: Service, name: str, channel: str, image: str | None = None,
               model: str | None = None, size: str | None = None,
               steps: str | None = None) -> Response:
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     vis = _vis_settings(entry, None, size, steps)
     ref = _image_ref(state, entry, image)
-    atlases = state.atlases_of(entry, row.name)
-    return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", layer=row,
-                  channel=unit, channels=_channels(row), image=ref, model=entry.name,
-                  images=list_images(state),
-                  seeds=SEEDS, vis=vis, atlases=atlases,
-                  spatial=_spatial(row), **_links(request, row, ref, entry),
-                  cached=_cached_pictures(state, entry, row.name,
-                                          [(unit, {**vis, "seed": s}) for s in SEEDS]))
+    return render(request, "unit.html", title=f"{row.name} channel {unit} · unit", channel=unit,
+                  seeds=SEEDS, vis=vis, atlases=state.atlases_of(entry, row.name),
+                  spatial=row.map_shape is not None, **_page(request, state, entry, row, ref),
+                  cached=_cached_pictures(state, entry, row.name, [(unit, {**vis, "seed": s})
+                                                                   for s in SEEDS]))
 
 
 # -- API: feature maps, filters, mask ---------------------------------------------------------
@@ -199,7 +185,7 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
 def featuremap_list(state: Service, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
-    state, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
     maps = state.feature_maps(entry, state.image(ref), row.name)
@@ -211,8 +197,7 @@ def featuremap_list(state: Service, name: str, image: str | None = None,
 def featuremap_tile(state: Service, name: str, channel: str, image: str | None = None,
                     model: str | None = None) -> Response:
     """One channel's map for the image, on its own colour scale."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     maps = state.feature_maps(entry, state.image(_image_ref(state, entry, image)), row.name).maps[0]
     return png_response(feature_map_tiles(maps[unit:unit + 1], tile_px=TILE_PX)[0])
 
@@ -220,7 +205,7 @@ def featuremap_tile(state: Service, name: str, channel: str, image: str | None =
 @router.get("/api/layers/{name}/filters.png")
 def filter_picture(state: Service, name: str, model: str | None = None, page: int = 0) -> Response:
     """The layer's filters (a Conv2d's weights); other layers answer 404 saying why."""
-    _, entry, row = _lookup(state, model, name)
+    entry, row = _layer(state, model, name)
     try:
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
@@ -232,8 +217,7 @@ def filter_picture(state: Service, name: str, model: str | None = None, page: in
 def mask_picture(state: Service, name: str, channel: str, image: str | None = None,
                  model: str | None = None) -> Response:
     """Where the channel fires on the image (top 0.5% of its upsampled activation)."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     ref = _image_ref(state, entry, image)
     picture = state.image(ref)
     view = state.jobs.run(lambda: mask(entry.model, picture, row.name, unit, name=ref), model=entry.model)
@@ -247,8 +231,7 @@ def visualization_job(state: Service, name: str, channel: str, model: str | None
                       steps: str | None = None) -> dict[str, Any]:
     """Submit (or find cached) the channel's feature visualization; answers the job JSON, whose
     ``files["visualization.png"]`` is the picture once it is done."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     settings = _vis_settings(entry, seed, size, steps)
     key = _vis_key(state, entry, row.name, unit, settings)
 
@@ -265,8 +248,7 @@ def visualization_job(state: Service, name: str, channel: str, model: str | None
 def classes_job(state: Service, name: str, channel: str, image: str | None = None,
                 model: str | None = None, k: str = "5") -> dict[str, Any]:
     """The classes the channel supports most (and opposes most), as a cached job."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     count = parse_int("k", k, 1, MAX_CLASSES)
     picture = state.image(_image_ref(state, entry, image))
     key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
@@ -285,8 +267,7 @@ def classes_job(state: Service, name: str, channel: str, image: str | None = Non
 def top_images(state: Service, name: str, channel: str, atlas: str, model: str | None = None,
                k: str = "8") -> dict[str, Any]:
     """The atlas's top-k images of the channel, each with its receptive-field patch (data URIs)."""
-    state, entry, row = _lookup(state, model, name)
-    unit = _channel(row, channel)
+    entry, row, unit = _unit(state, model, name, channel)
     found = state.atlas(atlas)
     if atlas not in state.atlases_of(entry, row.name):
         raise NotFound(f"atlas {atlas!r} was not scanned with model {entry.name!r} at layer "

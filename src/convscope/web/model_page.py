@@ -53,21 +53,17 @@ def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[T
     and whether each is shown for ``query``: a match, or the parent of one."""
     first_row: dict[str, str] = {}
     parents: dict[str, str | None] = {}
+    depth: dict[str, int] = {}
     for info in table.rows:
-        base = info.name.split(":")[0]
-        first_row.setdefault(base, info.name)
+        prefix = info.name.split(":")[0]
+        first_row.setdefault(prefix, info.name)
         parent = None
-        prefix = base
-        while "." in prefix and parent is None:  # the nearest ancestor that is a row
+        while "." in prefix and parent is None:  # the nearest ancestor that is a row (seen before)
             prefix = prefix.rsplit(".", 1)[0]
             parent = first_row.get(prefix)
         parents[info.name] = parent
-    depth: dict[str, int] = {}
-    children: set[str] = set()
-    for name, parent in parents.items():
-        depth[name] = 0 if parent is None else depth[parent] + 1
-        if parent is not None:
-            children.add(parent)
+        depth[info.name] = 0 if parent is None else depth[parent] + 1
+    children = set(parents.values())
     hit = {info.name for info in table.rows if matches(info.name, query)}
     shown = set(hit)
     for name in hit:

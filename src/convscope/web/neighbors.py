@@ -14,10 +14,9 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from ..data.atlas import Atlas
 from ..errors import BadArgument
 from ..methods.dataset.neighbors import Metric
-from ..tasks.atlas import Neighbor, find_neighbors
+from ..tasks.atlas import find_neighbors
 from ..tasks.atlas_map import item_rows
 from .pages import render
 from .params import parse_choice, parse_int
@@ -34,19 +33,12 @@ def parse_metric(text: str) -> Metric:
     return cast(Metric, parse_choice("metric", text, METRICS))
 
 
-def neighbor_rows(atlas: Atlas, found: list[Neighbor], model_labels: list[str] | None
-                  ) -> list[dict[str, Any]]:
-    """JSON rows of the panel: rank, distance and the selection grid's row of each image
-    (:func:`~convscope.tasks.atlas_map.item_rows`: ``label``/``prediction`` are indices,
-    ``label_name``/``prediction_name`` names; ``None`` where unknown)."""
-    rows = item_rows(atlas, [n.index for n in found], model_labels)
-    return [{"rank": n.rank, "distance": n.distance, **row} for n, row in zip(found, rows)]
-
-
 @router.get("/api/atlas/{atlas_id}/{layer}/neighbors")
 def neighbors(state: Service, atlas_id: str, layer: str, index: str | None = None,
               image: str | None = None, k: str = "10", metric: str = "cosine") -> dict[str, Any]:
-    """``{"neighbors": [{index, distance, source, label, prediction, ...}]}`` nearest first."""
+    """``{"neighbors": [...]}`` nearest first: rank, distance and the selection grid's row of each
+    image (:func:`~convscope.tasks.atlas_map.item_rows`: ``label``/``prediction`` indices,
+    ``label_name``/``prediction_name`` names, ``None`` where unknown)."""
     atlas = state.atlas_layer(atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
     distance = parse_metric(metric)
@@ -60,15 +52,14 @@ def neighbors(state: Service, atlas_id: str, layer: str, index: str | None = Non
     else:
         assert image is not None
         entry = state.atlas_model_required(atlas)
-        picture = state.image(image)
-        model = entry.model
+        picture, model = state.image(image), entry.model
         found = state.jobs.run(lambda: find_neighbors(atlas, picture, model=model, layer=layer,
                                                       k=count, metric=distance), model=model)
         query = {"image": image}
-    labels = entry.model.labels if entry is not None else None
+    rows = item_rows(atlas, [n.index for n in found], entry.model.labels if entry else None)
     return {"atlas": atlas_id, "layer": layer, "metric": metric, "k": count, "query": query,
             "model": entry.name if entry is not None else None,  # links open the images with it
-            "neighbors": neighbor_rows(atlas, found, labels)}
+            "neighbors": [{"rank": n.rank, "distance": n.distance, **row} for n, row in zip(found, rows)]}
 
 
 @router.get("/atlas/{atlas_id}/{layer}/neighbors", response_class=HTMLResponse)

@@ -11,19 +11,19 @@ kernel (a link under the frame opens the same page in a tab).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from html import escape
 from pathlib import Path
 from types import TracebackType
 
 from ..errors import BadArgument
-from ..model import DEFAULT_MODEL, Model, load_model
-from ..model.device import pick_device
+from ..model import DEFAULT_MODEL, Model
 from .app import create_app
 from .config import NOTEBOOK_FRAMERS, ServeConfig, default_cache_dir
 from .server import RunningServer, start_in_thread
 
 
-class NotebookApp:
+class NotebookApp(AbstractContextManager["NotebookApp"]):
     """The app running in this process. Shown in a notebook it is the app in a frame; ``url`` is
     its address, ``stop()`` shuts it down and frees the port (also at the end of a ``with``)."""
 
@@ -50,9 +50,6 @@ class NotebookApp:
 
     def __repr__(self) -> str:
         return f"<convscope app at {self.url} ({'running' if self.running else 'stopped'})>"
-
-    def __enter__(self) -> NotebookApp:
-        return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
@@ -89,12 +86,7 @@ def show_app(
     config = ServeConfig(models=specs, images=_folders(images), atlases=_folders(atlases),
                          port=port, device=device, frame_ancestors=NOTEBOOK_FRAMERS,
                          cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    models = None
-    if any(isinstance(m, Model) for m in given):
-        on = pick_device(device, "device")
-        models = [(spec, m if isinstance(m, Model) else load_model(spec, device=on))
-                  for spec, m in zip(specs, given)]
-    app = create_app(config, models=models)
+    app = create_app(config, models=[(s, m if isinstance(m, Model) else None) for s, m in zip(specs, given)])
     try:
         server = start_in_thread(app, config.host, port)
     except BaseException:

@@ -3,7 +3,8 @@ wording per kind of mistake (the registry's option specs, :mod:`convscope.method
 
 A bad value is a 400 with one line before anything is queued: numbers are bounded (no form field
 can ask for a 50000-pixel texture or 10**12 RISE masks), number text too long to mean anything is
-refused before ``int()`` sees it, and a job's estimated memory must fit :data:`JOB_BYTES`.
+refused before ``int()`` sees it, and a job's estimated peak memory (:func:`check_memory`) must
+fit the server's budget per job (``ServeConfig.max_job_bytes``).
 """
 
 from __future__ import annotations
@@ -15,18 +16,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import BadArgument
-from ..methods.option_specs import WANTED, check_number, parse_number, shown
+from ..methods.option_specs import WANTED, check_number, option_specs, parse_number, shown
+from ..model import Model, default_batch_size
 from ..tasks.adversarial import parse_budget
 
 FieldType = Literal["int", "float", "budget", "text", "choice", "bool", "image", "layers", "target"]
 _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 MAX_TEXT = 2000
-JOB_BYTES = 4 * 2**30
-"""The memory one job may plan to use (estimated by :func:`check_memory`)."""
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
-BYTES_PER_PIXEL = 3 * 4 * 32
-"""An input pixel's float32 RGB value and, generously, the activations a CNN keeps for it."""
+BYTES_PER_PIXEL = 2048
+"""What a job keeps per input pixel of each image of one pass: about twice the most measured (a
+gradient pass kept 1.06 KB per pixel through digits_cnn, 0.54 KB through EfficientNet-Lite0;
+tests/web/test_service.py measures a job at the bound)."""
+BUFFERS = (("masks", "cells", "cells"), ("samples", "segments"))
+"""Options whose product is a float32 buffer a method keeps whole (RISE's grids, LIME's bits)."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,9 @@ class Field:
 
     @property
     def shown_default(self) -> str:
-        if self.default is None:
-            return ""
-        if isinstance(self.default, bool):
-            return "1" if self.default else "0"
-        return str(self.default)
+        """The default as a form shows it (a boolean as 1 or 0)."""
+        default = self.default
+        return "" if default is None else str(int(default)) if isinstance(default, bool) else str(default)
 
     def parse(self, raw: object) -> Any:
         """The typed value of ``raw`` (text, or a JSON value); absent (None) or empty: the default
@@ -83,8 +85,7 @@ class Field:
 
 def parse_int(name: str, text: str | None, low: int, high: int, default: int | None = None) -> int:
     """A whole number of the URL in [low, high] (``default`` when absent)."""
-    value = Field(name, "int", default, low=low, high=high, required=default is None).parse(text)
-    return int(value)
+    return int(Field(name, "int", default, low=low, high=high, required=default is None).parse(text))
 
 
 def parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
@@ -118,10 +119,23 @@ def parse_text(name: str, text: str) -> Any:
     return value
 
 
-def check_memory(what: str, pixels: float) -> None:
-    """Refuse a job whose inputs (``pixels`` in all, batches included) would need more than
-    :data:`JOB_BYTES` by the estimate :data:`BYTES_PER_PIXEL`."""
-    need = pixels * BYTES_PER_PIXEL
-    if not math.isfinite(need) or need > JOB_BYTES:
-        raise BadArgument(f"{what} would need about {need / 2**30:.3g} GB of memory; the limit per "
-                          f"job is {JOB_BYTES / 2**30:g} GB: ask for a smaller size or batch")
+def check_memory(limit: float, what: str, pixels: float, rows: float = 1, buffers: float = 0) -> None:
+    """Refuse a job whose estimated peak memory, ``rows`` images of ``pixels`` in one pass
+    (:data:`BYTES_PER_PIXEL` each) and ``buffers`` floats kept whole, is over ``limit`` bytes;
+    ``what`` names the settings to lower."""
+    need = rows * pixels * BYTES_PER_PIXEL + 4 * buffers
+    if not need <= limit:
+        raise BadArgument(f"{what} would need about {need / 2**30:.3g} GB of memory; the limit per job is "
+                          f"{limit / 2**30:.3g} GB: lower {what.partition(' with ')[2] or 'the size'}")
+
+
+def check_explain_memory(limit: float, model: Model, method: str, options: dict[str, Any]) -> None:
+    """An explanation's memory: its batch (the device's default when not given) at the model's
+    input size per pass, and the :data:`BUFFERS` its options ask for (defaults included)."""
+    values = {s.name: s.default for s in option_specs(method)} | options
+    if "batch_size" in values:
+        values["batch_size"] = values["batch_size"] or default_batch_size(model.device)
+    named = {n: values[n] for n in ("batch_size", *(n for b in BUFFERS for n in b)) if values.get(n)}
+    buffers = sum(math.prod(named[n] for n in b) for b in BUFFERS if all(n in named for n in b))
+    check_memory(limit, f"{method} with " + ", ".join(f"{k}={v}" for k, v in named.items()),
+                 math.prod(model.input_size or (224, 224)), named.get("batch_size", 1), buffers)

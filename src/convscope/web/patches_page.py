@@ -1,10 +1,8 @@
 """Every channel's top patches of an atlas layer on one page, loaded lazily as it scrolls.
 
-The page holds an empty tile per channel; the browser requests a tile's picture
-(``/api/atlas/{id}/{layer}/patches/{channel}.png``) when it scrolls into view. A tile is the
-channel's top-k images cropped to the receptive field of the unit where each peaked
-(:func:`convscope.tasks.atlas.top_patches`, as ``convscope top`` draws them), computed on the
-model's worker once and then served from the disk cache.
+A tile, asked for when it scrolls into view, is the channel's top-k images cropped to the
+receptive field of the unit where each peaked (:func:`convscope.tasks.atlas.top_patches`, as
+``convscope top`` draws them), computed on the model's worker once, then served from the disk cache.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from ..model import Model
 from ..render import png_bytes
 from ..render.grid import image_grid
 from ..tasks.atlas import top_patches
-from .job_routes import HOUR_CACHE
+from .job_routes import file_response
 from .pages import render
 from .params import parse_int
 from .state import Service
@@ -64,6 +62,5 @@ def patches_tile(state: Service, atlas_id: str, layer: str, channel: str, k: str
     count = parse_int("k", k, 1, MAX_K)
     entry = state.atlas_model_required(atlas)
     key = state.cache.key("patches", entry.key, atlas_id, str(atlas.path), layer, c, count)
-    path = state.cache.file_made(key, NAME, lambda: state.jobs.run(
-        lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model))
-    return Response(path.read_bytes(), media_type="image/png", headers=HOUR_CACHE)
+    return file_response(NAME, path=state.cache.file_made(key, NAME, lambda: state.jobs.run(
+        lambda: patches_png(entry.model, atlas, layer, c, count), model=entry.model)))

@@ -52,7 +52,6 @@ class RunningServer:
     """A server in a background thread; ``stop()`` shuts it down and frees the port."""
 
     url: str
-    app: FastAPI
     server: uvicorn.Server
     thread: threading.Thread
 
@@ -61,8 +60,8 @@ class RunningServer:
         self.thread.join(timeout=10)
 
 
-def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
-                    token: str | None = None, timeout: float = 30.0) -> RunningServer:
+def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 30.0
+                    ) -> RunningServer:
     """Start ``app`` on ``host:port`` in a daemon thread; return once it accepts connections."""
     sock = bind(host, port)
     port = sock.getsockname()[1]
@@ -76,5 +75,4 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, *,
             server.should_exit = True
             raise RuntimeError(f"the convscope server on {host}:{port} did not start")
         time.sleep(0.02)
-    base = f"http://{host}:{port}/"
-    return RunningServer(base + (f"?token={token}" if token else ""), app, server, thread)
+    return RunningServer(f"http://{host}:{port}/", server, thread)

@@ -8,9 +8,11 @@ Handlers receive it through FastAPI's ``Depends`` (:data:`Service`) and stay thi
 
 from __future__ import annotations
 
+import math
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
@@ -23,14 +25,14 @@ from ..data.atlas import Atlas
 from ..errors import BadArgument, ConvscopeError
 from ..model import LayerInfo, Model, load_model
 from ..model.device import pick_device
-from ..model.digest import weights_digest
+from ..model.digest import tensor_digest, weights_digest
 from ..tasks.explain import state_key
 from ..tasks.inside import activations, find_layer
 from ..tasks.layers import LayerTable, layer_table
 from .cache import DiskCache
 from .config import ServeConfig
 from .errors import NotFound
-from .images import DecodedImages, folder_ids, resolve_image, unique_name
+from .images import folder_ids, resolve_image, unique_name
 from .jobs import Job, JobManager
 
 if TYPE_CHECKING:
@@ -43,28 +45,53 @@ WAIT_SECONDS = 600.0
 answered 202 with the job's address, which the page keeps watching."""
 KEEP_FEATURE_MAPS = 8
 """(model, image, layer) activations kept in memory for the feature-map tiles."""
+CACHED_IMAGES, CACHED_BYTES = 32, 256 * 2**20
+"""Bounds of the decoded images kept: a few pages' worth of photos (a 12 MP photo alone is 144 MB
+as float32, so the byte bound is what evicts in practice)."""
 
 
 class Recent(Generic[K, V]):
-    """A small thread-safe LRU: ``get(key, make)`` returns the value kept under ``key`` or keeps
-    what ``make()`` returns (made outside the lock: a slow one holds up no other request)."""
+    """A small thread-safe LRU, bounded by a count and by the total ``weigh`` of its values (bytes).
+    ``get(key, make)`` returns the value kept under ``key`` or keeps what ``make()`` returns (made
+    outside the lock: a slow one holds up no other request; one heavier than the bound is handed
+    out, not kept). A kept value whose ``stamp`` moved since (a tensor modified in place) is made
+    again, so one careless caller cannot change what every later request sees."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
+    def __init__(self, size: int, max_weight: float = math.inf, weigh: Callable[[V], float] = lambda v: 0,
+                 stamp: Callable[[V], object] = lambda v: None) -> None:
+        self.size, self.max_weight, self._weigh, self._stamp = size, max_weight, weigh, stamp
+        self._items: OrderedDict[K, tuple[V, object]] = OrderedDict()
+        self._weight = 0.0
         self._lock = threading.Lock()
 
     def get(self, key: K, make: Callable[[], V]) -> V:
         with self._lock:
-            if key in self._items:
+            kept = self._items.get(key)
+            if kept is not None and self._stamp(kept[0]) == kept[1]:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return kept[0]
         value = make()
+        if self._weigh(value) > self.max_weight:
+            return value
         with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._drop(key)
+            self._items[key] = (value, self._stamp(value))
+            self._weight += self._weigh(value)
+            while len(self._items) > self.size or self._weight > self.max_weight:
+                self._drop(next(iter(self._items)))
         return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._weight = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _drop(self, key: K) -> None:
+        if key in self._items:
+            self._weight -= self._weigh(self._items.pop(key)[0])
 
 
 @dataclass
@@ -94,25 +121,27 @@ class ModelEntry:
 class AppState:
     """Built once by :func:`convscope.web.app.create_app`; handlers receive it as :data:`Service`."""
 
-    def __init__(self, config: ServeConfig, models: list[tuple[str, Model]] | None = None) -> None:
-        """``models``: (spec, model) pairs already loaded (the CLI loads them with its options);
-        otherwise each spec of ``config.models`` is loaded with ``config.model_options``."""
+    def __init__(self, config: ServeConfig, models: Sequence[tuple[str, Model | None]] | None = None) -> None:
+        """``models``: (spec, model) pairs, the model loaded already (the CLI's with its options,
+        ``show_app``'s user's own) or ``None`` to load the spec on ``config.device`` with
+        ``config.model_options``; by default every spec of ``config.models``."""
         self.config = config
         self.cache = DiskCache(config.cache_dir)
         self.jobs = JobManager(self.cache)
-        if not models:
-            device = pick_device(config.device)
-            models = [(spec, load_model(spec, device=device, **config.model_options))  # type: ignore[arg-type]
-                      for spec in config.models]
         self.models: dict[str, ModelEntry] = {}
-        for spec, model in models:
+        for spec, model in models or [(spec, None) for spec in config.models]:
+            if model is None:
+                model = load_model(spec, device=pick_device(config.device), **config.model_options)  # type: ignore[arg-type]
             shown = Path(spec.split(":")[-1]).stem if "/" in spec or "\\" in spec else spec.replace(":", "-")
             name = unique_name(shown, self.models, "model")
             self.models[name] = ModelEntry(name, spec, model)
         self.image_folders = folder_ids(config.images)
         self.atlases = folder_ids(config.atlases)
         self._open_atlases: Recent[str, Atlas] = Recent(max(1, len(self.atlases)))
-        self.decoded = DecodedImages()
+        self.decoded: Recent[Hashable, Tensor] = Recent(CACHED_IMAGES, CACHED_BYTES, weigh=lambda t: t.nbytes,
+                                                        stamp=lambda t: t._version)
+        self._digests: Recent[tuple[int, int], tuple[weakref.ref[Tensor], str]] = Recent(
+            CACHED_IMAGES, stamp=lambda kept: kept[0]() is None)
         self._tables: Recent[tuple[str, str], LayerTable] = Recent(len(self.models))
         self._feature_maps: Recent[tuple[str, str, str], FeatureMaps] = Recent(KEEP_FEATURE_MAPS)
 
@@ -153,8 +182,10 @@ class AppState:
         return resolve_image(self, ref)
 
     def digest(self, picture: Tensor) -> str:
-        """A content hash of the pixels: a result cached under it never belongs to other pixels."""
-        return self.decoded.digest(picture)
+        """A content hash of the pixels: a result cached under it never belongs to other pixels.
+        Remembered per tensor and in-place version while the tensor lives (its id is then its own)."""
+        return self._digests.get((id(picture), picture._version),
+                                 lambda: (weakref.ref(picture), tensor_digest(picture)))[1]
 
     # -- atlases ----------------------------------------------------------------------------
     def atlas(self, atlas_id: str) -> Atlas:
@@ -224,7 +255,6 @@ class AppState:
 
 
 def app_state(request: Request) -> AppState:
-    """The app's state, typed."""
     state: AppState = request.app.state.cs
     return state
 
