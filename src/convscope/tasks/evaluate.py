@@ -196,7 +196,7 @@ def evaluate(
     targets = target_indices(fast(x), target, model.labels)
     if targets is None:
         raise BadArgument("evaluate needs class targets (an index, a label or top1), not a callable")
-    probe = MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i: i)
+    probe = MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i, t: i)
     for metric in chosen:  # a missing box or mask fails before any method runs
         reason = get_metric(metric).missing(probe)
         if reason is not None:
@@ -224,7 +224,7 @@ def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, bo
     kwargs = dict(method=method, target=targets, layer=layer if needs_layer else "auto", **options)
     result = explain(model, x, **kwargs)
     data = MetricInput(model, x, result.maps, targets, fast, boxes=boxes, steps=steps,
-                       explain=lambda m, inputs: explain(m, inputs, **kwargs).maps)
+                       explain=lambda m, inputs, t: explain(m, inputs, **(kwargs | {"target": t})).maps)
     per = {name: get_metric(name)(data).tolist() for name in metrics}
     check = None
     if sanity_steps:
