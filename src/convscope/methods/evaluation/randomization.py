@@ -8,7 +8,7 @@ Parameter Randomisation Test" (XAI in Action, NeurIPS workshop), Sec. 4: the cas
 randomization of Adebayo et al. 2018 (:mod:`.sanity`: its steps, from the logits down, and its
 re-initialization), with each map denoised by averaging the method over ``samples`` noisy copies
 of the input (Gaussian noise of std ``noise`` times the image's value range; the last copy is the
-image itself, as in Quantus). The score is the Spearman rank correlation of the absolute denoised
+image itself, as in Quantus; the same copies at every step, where Quantus draws new ones). The score is the Spearman rank correlation of the absolute denoised
 maps with the original's, averaged over the ``max_steps`` steps (Quantus's
 ``return_average_correlation``); lower is better (the map follows the model).
 
@@ -28,7 +28,7 @@ scikit-image's SSIM (7x7 uniform window) on the raw maps: the definitions differ
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -51,37 +51,45 @@ def _at(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return maps
 
 
-def smoothed(model: Model, inputs: Tensor, targets: Tensor, explain: Explainer, *, samples: int,
-             noise: float, generator: torch.Generator) -> Tensor:
-    """(B, C, h, w) the mean of the method's maps over ``samples`` noisy copies (the last: none)."""
-    batch = inputs.shape[0]
+def noisy_copies(inputs: Tensor, samples: int, noise: float, generator: torch.Generator) -> Tensor:
+    """(samples * B, C, H, W): ``samples - 1`` noisy copies of the batch, then the batch itself."""
     span = (inputs.flatten(1).amax(1) - inputs.flatten(1).amin(1)).view(-1, 1, 1, 1)
     eps = torch.randn((samples - 1, *inputs.shape), generator=generator).to(inputs) * noise * span
-    copies = torch.cat([(inputs[None] + eps).flatten(0, 1), inputs])
+    return torch.cat([(inputs[None] + eps).flatten(0, 1), inputs])
+
+
+def smoothed(model: Model, copies: Tensor, targets: Tensor, explain: Explainer, size: tuple[int, int]) -> Tensor:
+    """(B, 1, H, W) the absolute mean of the method's maps over the copies of each image."""
+    samples = copies.shape[0] // targets.shape[0]
     maps = explain_rows(explain, model, copies, targets.repeat(samples))
-    return maps.view(samples, batch, *maps.shape[1:]).mean(0)
+    mean = maps.view(samples, targets.shape[0], *maps.shape[1:]).mean(0)
+    return _at(mean, size).abs().sum(1, keepdim=True)
 
 
-def smooth_mprt(model: Model, inputs: Tensor, targets: Tensor, explain: Explainer, *,
-                samples: int = 10, noise: float = 0.1, max_steps: int | None = 5,
-                init: Init = "default", seed: int = 0) -> Tensor:
+def smooth_mprt(model: Model, inputs: Tensor, targets: Tensor, explain: Explainer, **options: Any) -> Tensor:
     """(B,) mean Spearman correlation of the denoised maps over the cascade (see the module doc)."""
+    return smooth_mprt_steps(model, inputs, targets, explain, **options).mean(0)
+
+
+def smooth_mprt_steps(model: Model, inputs: Tensor, targets: Tensor, explain: Explainer, *,
+                      samples: int = 10, noise: float = 0.1, max_steps: int | None = 5,
+                      init: Init = "default", seed: int = 0) -> Tensor:
+    """(steps, B) Spearman correlation of the absolute denoised maps with the original's after
+    each step of the cascade (top ``max_steps`` steps, from the logits down)."""
     check_positive("samples", samples, integer=True)
     steps = randomization_steps(model)[:max_steps]
     if not steps:
         raise BadArgument("the model has no parameterized layers to randomize")
-    inputs, size = inputs.detach(), (inputs.shape[-2], inputs.shape[-1])
+    size = (inputs.shape[-2], inputs.shape[-1])
     generator = torch.Generator().manual_seed(seed)
-    reference = _at(smoothed(model, inputs, targets, explain, samples=samples, noise=noise,
-                             generator=generator), size).abs().sum(1, keepdim=True)
+    copies = noisy_copies(inputs.detach(), samples, noise, generator)  # the same for every step
+    reference = smoothed(model, copies, targets, explain, size)
     clone = copy.deepcopy(model)
     rho = []
     for _, names in steps:
         reinitialize([m for n in names for m in get_layer(clone, n).modules()], generator, init)
-        new = _at(smoothed(clone, inputs, targets, explain, samples=samples, noise=noise,
-                           generator=generator), size).abs().sum(1, keepdim=True)
-        rho.append(spearman(new, reference))
-    return torch.stack(rho).mean(0)
+        rho.append(spearman(smoothed(clone, copies, targets, explain, size), reference))
+    return torch.stack(rho)
 
 
 def discrete_entropy(maps: Tensor, bins: int = 100) -> Tensor:
