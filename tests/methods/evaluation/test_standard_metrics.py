@@ -1,12 +1,14 @@
 """The standard metrics (issue 22) behave as their papers say, on cases built to know the answer.
 
-The toy model is linear: class 0's logit is ``sum(w * x) / 200`` with ``w = +1`` on the even
-pixels of a 16x16 object (a checkerboard: fine detail, which ROAD's imputation from the
-neighbours removes), 0 on its odd pixels and ``-0.02`` elsewhere (negative evidence); class 1's
-logit is a constant. The images are bright on the object's even pixels and dim elsewhere. The true cause of class 0 is then ``w * x`` (each pixel's exact
-contribution); a shuffled copy of that map carries the same values in the wrong places. Every faithfulness and localization metric must prefer the true map. Complexity
-metrics are checked on maps whose scores are known in closed form, randomization metrics on a
-small ReLU network with the gradient, and infidelity against Captum's implementation.
+The toy model is linear: class 0's logit is ``sum(w * x) / 200`` with ``w = +1`` on the even pixels
+of a 16x16 object (a checkerboard: fine detail, which ROAD's imputation from the neighbours
+removes), 0 on its odd pixels and ``-0.02`` elsewhere (negative evidence); class 1's logit is a
+constant. The images are bright on the object's even pixels and dim elsewhere. The true cause of
+class 0 is then ``w * x`` (each pixel's exact contribution); a shuffled copy of that map carries
+the same values in the wrong places. Every faithfulness and localization metric must prefer the
+true map. Complexity metrics are checked on maps whose scores are known in closed form,
+randomization metrics on a small ReLU network with the gradient, and infidelity against Captum's
+implementation.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 from captum.metrics import infidelity as captum_infidelity
+from scipy import stats
 from torch import Tensor, nn
 
 from convscope.errors import BadArgument

@@ -6,23 +6,24 @@ method through ``explain(model, inputs, targets)`` for the same classes.
 Smooth MPRT -- Hedström et al. 2023, "Sanity Checks Revisited: An Exploration to Repair the Model
 Parameter Randomisation Test" (XAI in Action, NeurIPS workshop), Sec. 4: the cascading
 randomization of Adebayo et al. 2018 (:mod:`.sanity`: its steps, from the logits down, and its
-re-initialization), with each map denoised by averaging the method over ``samples`` noisy copies
-of the input (Gaussian noise of std ``noise`` times the image's value range; the last copy is the
-image itself, as in Quantus; the same copies at every step, where Quantus draws new ones). The score is the Spearman rank correlation of the absolute denoised
-maps with the original's, averaged over the ``max_steps`` steps (Quantus's
-``return_average_correlation``); lower is better (the map follows the model).
+re-initialization), with each map denoised by averaging the method over ``samples`` noisy copies of
+the input (Gaussian noise of std ``noise`` times the image's value range; the last copy is the
+image itself, as in Quantus; the same copies at every step, where Quantus draws new ones). The
+score is the Spearman rank correlation of the absolute denoised maps with the original's, averaged
+over the ``max_steps`` steps (Quantus's ``return_average_correlation``); lower is better (the map
+follows the model).
 
-Efficient MPRT -- Hedström et al. 2024, "A Fresh Look at Sanity Checks for Saliency Maps"
-(xAI 2024), Sec. 3: the relative rise of the map's discrete entropy (a ``bins``-bin histogram of
-its values, Quantus's ``discrete_entropy``) when every layer is randomized at once,
-``(H(a_random) - H(a)) / H(a)``; higher is better (a randomized model should give noise). It
-needs no similarity measure and one randomized model.
+Efficient MPRT -- Hedström et al. 2024, "A Fresh Look at Sanity Checks for Saliency Maps" (xAI
+2024), Sec. 3: the relative rise of the map's discrete entropy (a ``bins``-bin histogram of its
+values, Quantus's ``discrete_entropy``) when every layer is randomized at once, ``(H(a_random) -
+H(a)) / H(a)``; higher is better (a randomized model should give noise). It needs no similarity
+measure and one randomized model.
 
 Random logit -- Sixt, Granz & Landgraf 2020, "When Explanations Lie: Why Many Modified BP
-Attributions Fail" (ICML), Sec. 5: the SSIM between the map for the target and the map for a
-random other class (seeded), on min-max scaled absolute maps (:func:`.sanity.ssim`, a Gaussian
-window); lower is better (the map depends on the class). Quantus's ``RandomLogit`` uses
-scikit-image's SSIM (7x7 uniform window) on the raw maps: the definitions differ.
+Attributions Fail" (ICML), Sec. 5: the SSIM between the map for the target and the map for a random
+other class (seeded), on min-max scaled absolute maps (:func:`.sanity.ssim`, a Gaussian window);
+lower is better (the map depends on the class). Quantus's ``RandomLogit`` uses scikit-image's SSIM
+(7x7 uniform window) on the raw maps: the definitions differ.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def noisy_copies(inputs: Tensor, samples: int, noise: float, generator: torch.Ge
     return torch.cat([(inputs[None] + eps).flatten(0, 1), inputs])
 
 
-def smoothed(model: Model, copies: Tensor, targets: Tensor, explain: Explainer, size: tuple[int, int]) -> Tensor:
+def smoothed(model: Model, copies: Tensor, targets: Tensor, explain: Explainer,
+             size: tuple[int, int]) -> Tensor:
     """(B, 1, H, W) the absolute mean of the method's maps over the copies of each image."""
     samples = copies.shape[0] // targets.shape[0]
     maps = explain_rows(explain, model, copies, targets.repeat(samples))
