@@ -34,7 +34,7 @@ def _lite0_batch(count: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
     from convscope.model import guarded, load_model
 
     model = load_model("efficientnet_lite0")
-    photos = [load_image("sample:cat"), load_image("sample:dog")]
+    photos = [load_image("sample:cat"), load_image("sample:horse")]
     x = model.preprocess([photos[i % 2] for i in range(count)])
     with guarded(model), torch.no_grad():
         targets = model(x).argmax(1)
