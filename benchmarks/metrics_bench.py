@@ -83,14 +83,14 @@ def group_metrics_quantus(ctx: Context) -> list[Measured]:
 
     warnings.filterwarnings("ignore")
     model, x, targets = _lite0_batch(4)
-    size = 224
+    lite0, size = model, 224
 
     def saliency(m: Model, inputs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return build_method("saliency", m, None)(inputs, t).detach()
 
-    def explain_func(net: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
+    def explain_func(model: torch.nn.Module, inputs: np.ndarray, targets: np.ndarray,
                      **_: object) -> np.ndarray:
-        return saliency(model, torch.as_tensor(inputs).float(), torch.as_tensor(targets).long()).numpy()
+        return saliency(lite0, torch.as_tensor(inputs).float(), torch.as_tensor(targets).long()).numpy()
 
     maps = saliency(model, x, targets)
     samples = ctx.size(10, 4)
