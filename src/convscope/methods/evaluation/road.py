@@ -17,8 +17,13 @@ map makes MoRF low (lower is better) and LeRF high (higher is better). It assume
 what the model predicts on the unchanged image (evaluate's "top1") -- otherwise both start at 0.
 
 The system is solved by conjugate gradients with the Jacobi preconditioner, started from the
-solution of the same problem at half resolution (recursively: a cascadic multigrid), so a few
-iterations per level suffice; ``tol`` bounds each image's relative residual. All rows
+solution of the same problem at half resolution (recursively: a cascadic multigrid). The default,
+2 iterations per level, is chosen for speed (the imputation then costs about a third of the
+forwards on EfficientNet-Lite0): the fill is close to the exact one (mean error about 0.01 in
+model-input units at 90% removal) but not equal, and a prediction near its decision boundary can
+flip (on a 20x20 toy model 7 of 300 rows, 3% of the score; on Lite0 at 224x224, 1 of 40 LeRF
+rows). ``iterations=32, tol=1e-6`` solves the system to float precision and gives Quantus's
+accuracies exactly (tests/zoo/test_metrics_quantus.py). All rows
 (image, level) are built chunk by chunk and scored on the inference fast path, as the deletion
 curve is. Quantus removes pixels at ``int(N * p / 100)``; here ``floor(N * (2k + 1) / (2 steps))``,
 the same count. pytorch-grad-cam's ROAD scores the change of the target's probability instead.
