@@ -21,7 +21,7 @@ solution of the same problem at half resolution (recursively: a cascadic multigr
 2 iterations per level, is chosen for speed (the imputation then costs about a third of the
 forwards on EfficientNet-Lite0): the fill is close to the exact one (mean error about 0.01 in
 model-input units at 90% removal) but not equal, and a prediction near its decision boundary can
-flip (on a 20x20 toy model 7 of 300 rows, 3% of the score; on Lite0 at 224x224, 1 of 40 LeRF
+flip (on a 20x20 toy model 7 of 300 rows, 3% of the score; on Lite0 at 224x224, 2 of 40 LeRF
 rows). ``iterations=32, tol=1e-6`` solves the system to float precision and gives Quantus's
 accuracies exactly (tests/zoo/test_metrics_quantus.py). All rows
 (image, level) are built chunk by chunk and scored on the inference fast path, as the deletion
