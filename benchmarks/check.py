@@ -368,6 +368,10 @@ GROUPS: dict[str, Callable[[Context], list[Measured]]] = {
 }
 """Each group runs in its own fresh process and measures the goals that name it."""
 
+from .metrics_bench import group_metrics_quantus, group_road  # noqa: E402  (issue 22's metrics)
+
+GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus}
+
 
 # -- the parent: one child per group, the table, the history, the README ---------------------
 

@@ -86,4 +86,16 @@ GOALS: list[Goal] = [
          "absolute", max_ms=50, source="issue 23 item 5: cached answers under 50 ms"),
     Goal("web-cached-visualization", "web", "GET a cached feature visualization + its picture",
          "absolute", max_ms=50, source="README: cached feature visualization, goal 50 ms"),
+    # -- the standard metrics (issue 22 item 3): benchmarks/metrics_bench.py ------------------
+    Goal("road-floor", "road", "road(model, x, gradcam_maps, targets, steps=50) over 4 images",
+         "floor: the 200 imputed rows scored on the same fast path", max_ratio=1.2,
+         source="issue 22 acceptance: ROAD over a batch costs at most 1.2x the forwards it needs"),
+    Goal("max-sensitivity-quantus", "metrics-quantus",
+         "max_sensitivity(model, x, maps, targets, saliency, samples=10) over 4 images",
+         "quantus.MaxSensitivity, same explain function and samples (zoo venv only)", max_ratio=0.5,
+         source="issue 22 acceptance: a metric Quantus also computes, at least 2x faster"),
+    Goal("map-metrics-quantus", "metrics-quantus",
+         "sparseness + complexity + relevance_rank on 16 maps of 224x224",
+         "quantus.Sparseness, Complexity, RelevanceRankAccuracy (zoo venv only)", max_ratio=0.5,
+         source="issue 22 acceptance: a metric Quantus also computes, at least 2x faster"),
 ]

@@ -55,3 +55,12 @@ def test_evaluate_scales_boxes_and_scores_every_method(tiny: Model, images) -> N
         convscope.evaluate(tiny, images, "saliency", boxes=[[0, 0, 5, 5]])
     with pytest.raises(BadArgument, match="does not fit"):
         convscope.evaluate(tiny, images, "saliency", boxes=[[0, 0, 30, 5], [0, 0, 5, 5]])
+
+
+def test_evaluate_reruns_the_method_for_robustness_and_randomization_metrics(tiny: Model, images) -> None:  # type: ignore[no-untyped-def]
+    """The metrics that need the method get it re-run with other inputs, models and classes."""
+    result = convscope.evaluate(tiny, images, "saliency", steps=4,
+                                metrics="avg_sensitivity,random_logit,efficient_mprt,sparseness")
+    scores = result.methods[0].per_image
+    assert set(scores) == {"avg_sensitivity", "random_logit", "efficient_mprt", "sparseness"}
+    assert all(len(v) == 2 and all(x == x for x in v) for v in scores.values())  # no NaN

@@ -196,7 +196,7 @@ def evaluate(
     targets = target_indices(fast(x), target, model.labels)
     if targets is None:
         raise BadArgument("evaluate needs class targets (an index, a label or top1), not a callable")
-    check_needs(chosen, MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i: i),
+    check_needs(chosen, MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i, t: i),
                 "give --box for each image")
     rows = score_methods(model, x, names, targets, chosen, layer=layer, boxes=box_tensor, steps=steps,
                          fast=fast, sanity_steps=sanity_steps if sanity else 0, options=options,
@@ -248,7 +248,7 @@ def _score(model: Model, x: Tensor, method: str, targets: Tensor, layer: str, bo
     kwargs = dict(method=method, target=targets, layer=layer if needs_layer else "auto", **options)
     result = explain(model, x, **kwargs)
     data = MetricInput(model, x, result.maps, targets, fast, boxes=boxes, masks=masks, steps=steps,
-                       explain=lambda m, inputs: explain(m, inputs, **kwargs).maps)
+                       explain=lambda m, inputs, t: explain(m, inputs, **(kwargs | {"target": t})).maps)
     per = {name: get_metric(name)(data).tolist() for name in metrics}
     check = None
     if sanity_steps:

@@ -139,7 +139,7 @@ def choose(model: Model, methods: str | Sequence[str], metrics: str | Sequence[s
                          ["faithfulness"] + (["localization"] if regions else []))
     probe = torch.zeros(0)
     check_needs(chosen, MetricInput(model, probe, probe, probe, FastForward(model),
-                                    boxes=probe if regions else None, explain=lambda m, i: i),
+                                    boxes=probe if regions else None, explain=lambda m, i, t: i),
                 "give --regions FILE with a box or mask per image")
     return names, chosen
 

@@ -208,18 +208,11 @@ def pointing_game(maps: Tensor, boxes: Tensor, *, tolerance: float = 15.0,
     Distance is Euclidean from the pixel to the nearest pixel of the box. When several pixels
     share the maximum, every one of them must be within tolerance (a flat map points nowhere).
     """
-    if tolerance < 0:
-        raise BadArgument(f"tolerance={tolerance!r}: must be 0 or more pixels")
-    m = reduce_maps(maps, reduce)[:, 0]
-    b = _boxes(boxes, m.shape[0], m.device)
-    rows = torch.arange(m.shape[1], device=m.device, dtype=torch.float32).view(1, -1, 1)
-    cols = torch.arange(m.shape[2], device=m.device, dtype=torch.float32).view(1, 1, -1)
-    top, left, bottom, right = (b[:, i].view(-1, 1, 1) for i in range(4))
-    dr = torch.maximum(top - rows, rows - (bottom - 1)).clamp(min=0)
-    dc = torch.maximum(left - cols, cols - (right - 1)).clamp(min=0)
-    near = (dr.square() + dc.square()) <= tolerance ** 2
-    peak = m == m.flatten(1).amax(1).view(-1, 1, 1)
-    return (near | ~peak).flatten(1).all(1)
+    from .regions import pointing_hits  # regions builds on this module's map helpers
+
+    m = reduce_maps(maps, reduce)
+    b = _boxes(boxes, m.shape[0], m.device).long()
+    return pointing_hits(m, box_mask(b, (m.shape[2], m.shape[3])), tolerance=tolerance)
 
 
 def box_mask(boxes: Tensor, size: tuple[int, int], device: torch.device | None = None) -> Tensor:
@@ -237,12 +230,11 @@ def box_energy(maps: Tensor, boxes: Tensor, *, reduce: MapReduce = "sum") -> Ten
 
     ``sum(relu(map) in box) / sum(relu(map))``; a map without positive mass scores 0.
     """
-    m = reduce_maps(maps, reduce).relu()
+    from .regions import relevance_mass
+
+    m = reduce_maps(maps, reduce)
     b = _boxes(boxes, m.shape[0], m.device).long()
-    inside = box_mask(b, (m.shape[2], m.shape[3]))
-    total = m.flatten(1).sum(1)
-    part = (m * inside).flatten(1).sum(1)
-    return torch.where(total > 0, part / total.clamp(min=1e-30), torch.zeros_like(total))
+    return relevance_mass(m, box_mask(b, (m.shape[2], m.shape[3])))
 
 
 def localization_iou(maps: Tensor, boxes: Tensor, *, threshold: float = 0.2,

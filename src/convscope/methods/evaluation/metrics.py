@@ -22,16 +22,19 @@ from torch import Tensor
 
 from ...errors import BadArgument
 from ...model import FastForward, Model
-from .faithfulness import box_energy, box_mask, deletion, insertion, localization_iou, pointing_game
+from . import complexity, confidence, randomization, regions, robustness
+from .faithfulness import box_mask, deletion, insertion, localization_iou
+from .road import road
 
 Group = Literal["faithfulness", "robustness", "localization", "complexity", "randomization"]
 GROUPS: tuple[Group, ...] = ("faithfulness", "robustness", "localization", "complexity", "randomization")
 Need = Literal["region", "explain"]
 """``region``: a box or mask per image; ``explain``: the method, to re-run on changed inputs or models."""
 
-Explainer = Callable[[Model, Tensor], Tensor]
-"""``(model, inputs) -> maps``: the method under evaluation, for the same targets, re-run on other
-inputs (robustness) or on a changed copy of the model (randomization)."""
+Explainer = Callable[[Model, Tensor, Tensor], Tensor]
+"""``(model, inputs, targets) -> maps``: the method under evaluation, with its options, re-run on
+other inputs (robustness: noisy copies, the targets repeated), on a changed copy of the model
+(randomization) or for other classes (random logit). ``targets``: (N,) class indices."""
 
 
 @dataclass(frozen=True)
@@ -177,15 +180,118 @@ register_metric(Metric(
 register_metric(Metric(
     "pointing_game", "localization", True,
     'Zhang et al. 2018, "Top-down Neural Attention by Excitation Backprop", Sec. 5.1',
-    lambda d: pointing_game(d.maps, _boxes_of(d)).float(), frozenset({"region"}),
-    summary="1 when the map's maximum lies within 15 px of the box"))
+    lambda d: regions.pointing_hits(d.maps, d.region()).float(), frozenset({"region"}),
+    summary="1 when every maximum of the map lies within 15 px of the box or mask"))
 register_metric(Metric(
     "energy", "localization", True, 'Wang et al. 2020, "Score-CAM", Sec. 5.2',
-    lambda d: box_energy(d.maps, _boxes_of(d)), frozenset({"region"}),
-    summary="fraction of the map's positive mass inside the box (energy-based pointing game)"))
+    lambda d: regions.relevance_mass(d.maps, d.region()), frozenset({"region"}),
+    summary="fraction of the map's positive mass inside the box or mask (energy-based pointing "
+            "game; the same number as relevance_mass)"))
 register_metric(Metric(
     "iou", "localization", True, 'Zhou et al. 2016, "Learning Deep Features for Discriminative '
     'Localization", Sec. 3 (20% threshold box)',
     lambda d: localization_iou(d.maps, _boxes_of(d)), frozenset({"region"}),
     summary="IoU of the box around the map's largest region above 20% of its peak, with the box"))
 
+
+
+# -- issue 22: the standard metrics (each module's docstring gives the definition and the paper) --
+
+def _needs_explain(d: MetricInput) -> Explainer:
+    assert d.explain is not None  # Metric.__call__ refused the call otherwise
+    return d.explain
+
+
+def _size(d: MetricInput) -> tuple[int, int]:
+    return (d.inputs.shape[-2], d.inputs.shape[-1])
+
+
+_ROAD = ('Rong et al. 2022, "A Consistent and Efficient Evaluation Strategy for Attribution '
+         'Methods" (ICML), Sec. 4')
+register_metric(Metric(
+    "road_morf", "faithfulness", False, _ROAD,
+    lambda d: road(d.model, d.inputs, d.maps, d.targets, order="morf", steps=min(d.steps, 50),
+                   fast=d.fast, seed=d.seed),
+    summary="share of removal levels (most relevant pixels first, noisy linear imputation) at "
+            "which the target stays top-1; assumes the target is the model's prediction"))
+register_metric(Metric(
+    "road_lerf", "faithfulness", True, _ROAD,
+    lambda d: road(d.model, d.inputs, d.maps, d.targets, order="lerf", steps=min(d.steps, 50),
+                   fast=d.fast, seed=d.seed),
+    summary="the same, least relevant pixels first"))
+_GRADCAMPP = 'Chattopadhay et al. 2018, "Grad-CAM++", Sec. 6.1 (as torchcam computes it)'
+register_metric(Metric(
+    "average_drop", "faithfulness", False, _GRADCAMPP,
+    lambda d: confidence.confidence_change(d.model, d.inputs, d.maps, d.targets, d.fast)[0],
+    summary="relative drop of the target's probability when the min-max scaled map masks the "
+            "input; assumes the map's high values alone carry the evidence"))
+register_metric(Metric(
+    "increase_confidence", "faithfulness", True, _GRADCAMPP,
+    lambda d: confidence.confidence_change(d.model, d.inputs, d.maps, d.targets, d.fast)[1],
+    summary="1 when the map-masked input raises the target's probability"))
+register_metric(Metric(
+    "infidelity", "faithfulness", False,
+    'Yeh et al. 2019, "On the (In)fidelity and Sensitivity of Explanations", Sec. 2 (Captum\'s '
+    'definition, normalized)',
+    lambda d: confidence.infidelity(d.model, d.inputs, d.maps, d.targets, fast=d.fast, seed=d.seed),
+    summary="squared error of the best-scaled map in predicting the logit's change under "
+            "Gaussian noise (sigma 0.1 in model-input units, 10 draws)"))
+_SENS = 'Yeh et al. 2019, "On the (In)fidelity and Sensitivity of Explanations", Sec. 3'
+register_metric(Metric(
+    "max_sensitivity", "robustness", False, _SENS,
+    lambda d: robustness.max_sensitivity(d.model, d.inputs, d.maps, d.targets, _needs_explain(d),
+                                         seed=d.seed),
+    frozenset({"explain"}),
+    summary="largest relative change of the map over 10 copies with U(-0.2, 0.2) input noise; "
+            "assumes a deterministic method"))
+register_metric(Metric(
+    "avg_sensitivity", "robustness", False, _SENS,
+    lambda d: robustness.avg_sensitivity(d.model, d.inputs, d.maps, d.targets, _needs_explain(d),
+                                         seed=d.seed),
+    frozenset({"explain"}),
+    summary="mean relative change of the map over the same noisy copies"))
+_CLEVR = ('Arras, Osman & Samek 2022, "CLEVR-XAI: A benchmark dataset for the ground truth '
+          'evaluation of neural network explanations", Sec. 4.2')
+register_metric(Metric(
+    "relevance_mass", "localization", True, _CLEVR,
+    lambda d: regions.relevance_mass(d.maps, d.region()), frozenset({"region"}),
+    summary="share of the positive relevance inside the mask or box (relevance mass accuracy)"))
+register_metric(Metric(
+    "relevance_rank", "localization", True, _CLEVR,
+    lambda d: regions.relevance_rank(d.maps, d.region(), seed=d.seed), frozenset({"region"}),
+    summary="share of the K top-ranked pixels inside the mask, K its size (relevance rank accuracy)"))
+register_metric(Metric(
+    "sparseness", "complexity", True,
+    'Chalasani et al. 2020, "Concise Explanations of Neural Networks using Adversarial '
+    'Training" (ICML), Sec. 4',
+    lambda d: complexity.sparseness(d.maps, _size(d)),
+    summary="Gini index of the map's magnitudes: 0 constant, 1 one-hot"))
+register_metric(Metric(
+    "complexity", "complexity", False,
+    'Bhatt, Weller & Moura 2020, "Evaluating and Aggregating Feature-based Model '
+    'Explanations" (IJCAI), Sec. 3.2',
+    lambda d: complexity.complexity(d.maps, _size(d)),
+    summary="entropy of the map's fractional magnitudes: 0 one-hot, log N constant"))
+register_metric(Metric(
+    "smooth_mprt", "randomization", False,
+    'Hedström et al. 2023, "Sanity Checks Revisited: An Exploration to Repair the Model '
+    'Parameter Randomisation Test", Sec. 4',
+    lambda d: randomization.smooth_mprt(d.model, d.inputs, d.targets, _needs_explain(d), seed=d.seed),
+    frozenset({"explain"}),
+    summary="mean rank correlation of noise-averaged maps over 5 steps of cascading "
+            "randomization of a copy, from the logits down; the map should follow the model"))
+register_metric(Metric(
+    "efficient_mprt", "randomization", True,
+    'Hedström et al. 2024, "A Fresh Look at Sanity Checks for Saliency Maps", Sec. 3',
+    lambda d: randomization.efficient_mprt(d.model, d.inputs, d.maps, d.targets, _needs_explain(d),
+                                           seed=d.seed),
+    frozenset({"explain"}),
+    summary="relative rise of the map's histogram entropy on a fully randomized copy"))
+register_metric(Metric(
+    "random_logit", "randomization", False,
+    'Sixt, Granz & Landgraf 2020, "When Explanations Lie: Why Many Modified BP Attributions '
+    'Fail" (ICML), Sec. 5',
+    lambda d: randomization.random_logit(d.model, d.inputs, d.maps, d.targets, _needs_explain(d),
+                                         seed=d.seed),
+    frozenset({"explain"}),
+    summary="SSIM of the map with the map of a random other class; the map should depend on it"))
