@@ -207,11 +207,11 @@ def test_ablationcam_weights_are_the_measured_drops(tiny: Model) -> None:
                                atol=1e-5, rtol=1e-4)
 
 
-def test_ablationcam_and_scorecam_report_progress(tiny: Model) -> None:
-    for cls in (AblationCAM, ScoreCAM):
-        seen: list[tuple[int, int]] = []
-        cls(tiny, layer="relu2", batch_size=4, progress=lambda d, t: seen.append((d, t)))(_inputs(), 0)
-        assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+@pytest.mark.parametrize("cls", [AblationCAM, ScoreCAM])
+def test_ablationcam_and_scorecam_report_progress(tiny: Model, cls: type[ScoreCAM]) -> None:
+    seen: list[tuple[int, int]] = []
+    cls(tiny, layer="relu2", batch_size=4, progress=lambda d, t: seen.append((d, t)))(_inputs(), 0)
+    assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 class PiecewiseLinear(nn.Module):
@@ -247,7 +247,7 @@ def test_fullgrad_decomposition_sums_to_the_score() -> None:
     assert set(parts.biases) == {"conv1", "bn1", "conv2", "fc"}
     torch.testing.assert_close(parts.total(), model(x)[:, 1].detach(), atol=1e-5, rtol=1e-5)
     # each bias term is (d score / d output) * bias, with the batch norm's effective bias
-    acts, grads, _ = _signal(model, x, "bn1", 1)
+    _, grads, _ = _signal(model, x, "bn1", 1)
     bn = model.net.bn1
     bias = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
     torch.testing.assert_close(parts.biases["bn1"], grads * bias[None, :, None, None])

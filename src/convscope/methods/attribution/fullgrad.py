@@ -22,8 +22,8 @@ checked to sum to the score. All of them come from ONE forward and ONE ``autogra
 input and every such layer's output.
 
 Shapes: inputs (B, C, H, W) -> map (B, 1, H, W) at the INPUT resolution (there is no one layer).
-``eigen_smooth`` projects the stacked maps (the input's channels, one map per layer) on their first
-principal component at 1/8 of the input size, as pytorch-grad-cam does.
+``eigen_smooth`` projects the stacked maps (the input's channels, one map per layer, each scaled to
+[0, 1]) on their first principal component at 1/8 of the input size, as pytorch-grad-cam does.
 """
 
 from __future__ import annotations
@@ -122,5 +122,5 @@ class FullGrad(SmoothedCAM):
                  for t in parts.biases.values() if t.ndim == 4]
         if not self.eigen_smooth:
             return torch.cat(maps, 1).sum(1, keepdim=True).to(inputs.dtype)
-        small = resize_map(torch.cat(maps, 1), (size[0] // EIGEN_SHRINK, size[1] // EIGEN_SHRINK))
+        small = resize_map(scale01(torch.cat(maps, 1)), (size[0] // EIGEN_SHRINK, size[1] // EIGEN_SHRINK))
         return resize_map(scale01(first_component(small)), size).to(inputs.dtype)
