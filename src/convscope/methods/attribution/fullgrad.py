@@ -28,6 +28,7 @@ Shapes: inputs (B, C, H, W) -> map (B, 1, H, W) at the INPUT resolution (there i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -69,9 +70,10 @@ def bias_of(module: nn.Module) -> Tensor | None:
     kind = type_name(module)
     if kind.startswith("BatchNorm"):
         mean, var = getattr(module, "running_mean", None), getattr(module, "running_var", None)
-        if not isinstance(mean, Tensor) or not isinstance(var, Tensor):
-            return None  # batch statistics in eval mode: no fixed bias
-        gamma, beta, eps = getattr(module, "weight", None), getattr(module, "bias", None), module.eps
+        eps = getattr(module, "eps", None)  # an exported program's batch norm does not keep it
+        if not isinstance(mean, Tensor) or not isinstance(var, Tensor) or eps is None:
+            return None  # batch statistics in eval mode (or unknown eps): no known fixed bias
+        gamma, beta = getattr(module, "weight", None), getattr(module, "bias", None)
         gamma = gamma if isinstance(gamma, Tensor) else torch.ones_like(mean)
         beta = beta if isinstance(beta, Tensor) else torch.zeros_like(mean)
         return (beta - mean * gamma / torch.sqrt(var + float(eps))).detach()  # type: ignore[arg-type]
@@ -91,11 +93,18 @@ class FullGrad(SmoothedCAM):
 
     def _biases(self) -> dict[str, tuple[Tensor, bool]]:
         """Layer name -> (bias, whether it is a map's channel bias) of every layer with one."""
-        found = {}
+        found, unknown = {}, []
         for name, module in unwrap(self.model).named_modules():
             bias = bias_of(module) if name else None
             if bias is not None:
                 found[name] = (bias, type_name(module) in MAP_KINDS)
+            elif name and type_name(module).startswith("BatchNorm"):
+                unknown.append(name)
+        if unknown:
+            warnings.warn(f"fullgrad: the bias of batch norm(s) {', '.join(unknown[:3])}"
+                          f"{' and more' if len(unknown) > 3 else ''} is unknown (no running statistics "
+                          "or eps, e.g. in an exported program): their terms are left out of the map",
+                          stacklevel=3)
         return found
 
     def decompose(self, inputs: Tensor, target: Target) -> FullGradParts:

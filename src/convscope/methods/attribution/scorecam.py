@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ...errors import check_positive
 from ...model import FastForward, Model, default_batch_size
+from ...model.layers import unwrap
 from ...model.tokens import GridReshape
 from ...types import ProgressFn, Target
 from ..registry import register
@@ -65,7 +66,11 @@ class ForwardCAM(ChannelCAM):
         return keep
 
     def step(self, inputs: Tensor) -> int:
-        """Rows per forward pass: ``batch_size`` or the device's default."""
+        """Rows per forward pass: ``batch_size`` or the device's default; an exported program's
+        fixed batch where it has one (AblationCAM's hooks cannot see a chunked batch)."""
+        fixed = getattr(unwrap(self.model), "batch", None)
+        if isinstance(fixed, int) and not isinstance(fixed, bool):
+            return fixed
         return self.batch_size or default_batch_size(inputs.device)
 
 
