@@ -33,9 +33,10 @@ METHODS = {"hirescam": "HiResCAM", "xgradcam": "XGradCAM", "layercam": "LayerCAM
            "ablationcam": "AblationCAM"}
 """Our method name -> pytorch-grad-cam's class."""
 BATCH, SIDE = 8, 224
-"""The batch every gradient CAM explains: 8 images at 224 x 224."""
+"""The batch every gradient CAM explains: 8 images at 224 x 224 (``--quick``: 2 at 160 x 160)."""
 ABLATION_BATCH, ABLATION_SIDE = 1, 112
-"""AblationCAM runs one forward per channel of layer4 (512): one image at 112 x 112."""
+"""AblationCAM runs one forward per channel of layer4 (512): one image at 112 x 112
+(``--quick``: 64 x 64)."""
 
 
 class Skipped(Exception):
@@ -87,7 +88,8 @@ def group_cam_family(ctx: Context) -> list[Measured]:
     model = Model(resnet18().eval(), preprocess=Preprocess(input_size=(SIDE, SIDE)), name="resnet18")
     out = []
     for name, cls_name in METHODS.items():
-        batch, side = (ABLATION_BATCH, ABLATION_SIDE) if name == "ablationcam" else (BATCH, SIDE)
+        batch, side = ((ABLATION_BATCH, ctx.size(ABLATION_SIDE, 64)) if name == "ablationcam"
+                       else (ctx.size(BATCH, 2), ctx.size(SIDE, 160)))
         x = torch.randn(batch, 3, side, side, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             targets = model(x).argmax(1).tolist()
@@ -96,8 +98,9 @@ def group_cam_family(ctx: Context) -> list[Measured]:
         theirs = _theirs(getattr(pgc, cls_name), model.net, x, [ClassifierOutputTarget(t) for t in targets])
         turns = ctx.turns([ours, theirs])  # theirs sets eval mode and calls backward() itself
         out.append(ratio(f"{name}-gradcam-lib", turns, 0, 1))
-        print(f"cam_family: {name} {1000 * min(turns.times[0]):.0f} ms, pytorch-grad-cam "
-              f"{1000 * min(turns.times[1]):.0f} ms ({batch} x {side}^2)", file=sys.stderr)
+        print(f"cam_family: {name} {out[-1].ratio:.2f}x, {1000 * min(turns.times[0]):.0f} ms, "
+              "pytorch-grad-cam "
+              f"{1000 * min(turns.times[1]):.0f} ms ({batch} x {side}^2)", file=sys.stderr, flush=True)
     return out
 
 

@@ -126,7 +126,7 @@ def test_cam_family_options_from_the_command_line(capsys, files, tmp_path) -> No
     """aug_smooth, eigen_smooth and LayerCAM's fused layers as -o options; a bad one is one line."""
     args = [str(files["photo"]), "--method", "layercam", "--layer", "features.4", "--out",
             str(tmp_path / "fused.png"), *_model_args(files, "factory")]
-    code, out, err = run(capsys, "explain", *args, "-o", "fuse=features.1", "-o", "fusion='max'",
+    code, _out, err = run(capsys, "explain", *args, "-o", "fuse=features.1", "-o", "fusion='max'",
                          "-o", "aug_smooth=True", "-o", "eigen_smooth=True")
     assert code == 0, err
     assert Image.open(tmp_path / "fused.png").size == (60, 40)
