@@ -108,7 +108,8 @@ SHOWN_AT = """document.addEventListener("cs-drawn", (e) => {
 def test_every_map_is_drawn_within_a_second_of_its_job_finishing(app: Any, live_server: str,
                                                                 page: Any) -> None:
     """Every registered method ticked (the CAM family's seven new ones too): each card's map
-    appears within 1 s of the time the server records for its job's end (one event stream for the page, so the downloads are not held back)."""
+    appears within 1 s of the time the server records for its job's end (one event stream for
+    the page, so the downloads are not held back)."""
     page.add_init_script(SHOWN_AT)
     page.goto(f"{live_server}/explain?image=sample:coffee&model=digits_cnn")
     boxes = page.locator("#ex-method-list input.ex-use")
