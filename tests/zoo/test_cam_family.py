@@ -57,7 +57,8 @@ PROJECTING = ("base_cam", "eigen_cam", "eigen_grad_cam", "fullgrad_cam", "hiresc
 def oriented_projection(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Their first-component projection, oriented as ours (module notes): a singular vector's
     sign is arbitrary, and LAPACK's choice flips theirs on some images. The projection itself is
-    theirs; the record of how each compares with its own unoriented value goes to the test."""
+    theirs: by the channel sum's direction, or where that is (nearly) zero, as on a LayerNorm's
+    tokens, by its largest value (``first_component``'s rule)."""
     from pytorch_grad_cam.utils import svd_on_activations
 
     original = svd_on_activations.get_2d_projection
@@ -66,7 +67,11 @@ def oriented_projection(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     def oriented(batch: np.ndarray) -> np.ndarray:
         projections = original(batch)
         for i, acts in enumerate(np.nan_to_num(batch)):
-            sign = 1.0 if float((projections[i] * acts.sum(0)).sum()) >= 0 else -1.0
+            p = projections[i].astype(np.float64).ravel()
+            m = acts.reshape(acts.shape[0], -1).T.astype(np.float64)
+            v = (m - m.mean(0)).T @ p  # M^T M v = s^2 v: their singular vector, up to scale
+            peak = float(p[np.abs(p).argmax()])
+            sign = 1.0 if (v.sum() if abs(v.sum()) > 1e-3 * np.abs(v).sum() else peak) >= 0 else -1.0
             projections[i] *= sign
             flips.append(sign)
         return projections
@@ -170,9 +175,11 @@ def test_on_a_vision_transformer(name: str) -> None:
     arch = TIMM["vit"]
     model = build_timm(arch)
     x = _photos(model)
+    ours = _ours(name, model, arch.layer, x)  # before theirs registers its hooks
+    reshape = None if name == "fullgrad" else _vit_tokens  # FullGrad reads conv outputs only
     cam = REFERENCE[name](model=model.net, target_layers=[get_layer(model.net, arch.layer)],
-                          reshape_transform=_vit_tokens)
-    agree(f"{name} on {arch.name}", _ours(name, model, arch.layer, x), _run_theirs(cam, x, model))
+                          reshape_transform=reshape)
+    agree(f"{name} on {arch.name}", ours, _run_theirs(cam, x, model))
 
 
 def test_ablationcam_on_a_vision_transformer() -> None:

@@ -57,6 +57,7 @@ def _svd_projection(weighted: Tensor) -> Tensor:
         m = m - m.mean(0)
         _, _, vh = torch.linalg.svd(m.double(), full_matrices=True)
         p = m.double() @ vh[0]
+        assert abs(float(vh[0].sum())) > 1e-3 * float(vh[0].abs().sum())  # the sum orients it
         out.append((p if (p @ m.double().sum(1)) >= 0 else -p).view(w.shape[1:]))
     return torch.stack(out)[:, None].float()
 

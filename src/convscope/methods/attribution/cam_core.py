@@ -43,6 +43,8 @@ from .base import Attribution
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple(product((False, True), (1.0, 0.9, 1.1)))
 """(mirrored, factor) of each augmented copy: ttach's HorizontalFlip x Multiply([0.9, 1, 1.1]),
 pytorch-grad-cam's default test-time augmentation."""
+ORIENT_TOL = 1e-3
+"""Below this share of ``|v|_1`` the first component's sum gives no orientation (module notes)."""
 SCALE_EPS = 1e-7
 """pytorch-grad-cam's ``scale_cam_image`` divides by ``max - min + 1e-7``; the same here, so a
 map whose range is zero scales to 0 and the averages agree with theirs."""
@@ -88,14 +90,21 @@ def first_component(weighted: Tensor) -> Tensor:
     map is ``M v_1`` (B, 1, h, w) (EigenCAM, Muhammad & Yeasin 2020, Sec. 3). A singular vector's
     sign is arbitrary; it is chosen so that the projection correlates positively with the plain
     channel sum ``M 1`` (``<M v, M 1> = s_1^2 <v, 1>``: ``v_1`` sums to a positive number), so the
-    smoothed map points the way of the map it smooths and does not flip between devices.
+    smoothed map points the way of the map it smooths and does not flip between devices. Where
+    the channel sum carries no direction (``|<v, 1>| <= 1e-3 |v|_1``: a LayerNorm's tokens sum
+    to a constant), the largest value of the projection is made positive instead (Seg-Eigen-CAM's
+    sign correction, Chung & Ying 2025, Eq. 13).
     """
     b, _, h, w = weighted.shape
     m = weighted.flatten(2).transpose(1, 2).float().nan_to_num(0.0)  # (B, hw, K)
     m = m - m.mean(1, keepdim=True)
     v = torch.linalg.svd(m, full_matrices=False).Vh[:, 0]  # (B, K)
-    sign = torch.where(v.sum(1, keepdim=True) < 0, -1.0, 1.0)
-    return (m @ (v * sign)[:, :, None]).view(b, 1, h, w).to(weighted.dtype)
+    projection = (m @ v[:, :, None])[:, :, 0]  # (B, hw)
+    total = v.sum(1)
+    peak = projection.gather(1, projection.abs().argmax(1, keepdim=True))[:, 0]
+    direction = torch.where(total.abs() > ORIENT_TOL * v.abs().sum(1), total, peak)
+    sign = torch.where(direction < 0, -1.0, 1.0)[:, None]
+    return (projection * sign).view(b, 1, h, w).to(weighted.dtype)
 
 
 def _repeat_target(target: Target, copies: int) -> Target:
