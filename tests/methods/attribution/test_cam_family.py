@@ -208,6 +208,27 @@ def test_ablationcam_weights_are_the_measured_drops(tiny: Model) -> None:
                                atol=1e-5, rtol=1e-4)
 
 
+class BatchFromInput(nn.Module):
+    """TinyCNN's layers with a forward that reads the batch size from its input: the rows an
+    ablation repeats after the layer do not fit its reshape, so every row must run whole."""
+
+    def __init__(self, tiny: nn.Module) -> None:
+        super().__init__()
+        self.tiny = tiny
+
+    def forward(self, x: Tensor) -> Tensor:
+        t, b = self.tiny, x.shape[0]
+        h = t.relu2(t.conv2(t.relu1(t.conv1(x))))
+        return t.fc(t.pool(h).reshape(b, -1))
+
+
+def test_ablationcam_runs_rows_whole_where_the_forward_reads_its_batch(tiny: Model) -> None:
+    x = _inputs()
+    other = Model(BatchFromInput(tiny.net).eval(), preprocess=Preprocess(input_size=(16, 16)))
+    torch.testing.assert_close(AblationCAM(other, layer="tiny.relu2", batch_size=7)(x, 1),
+                               AblationCAM(tiny, layer="relu2", batch_size=7)(x, 1))
+
+
 @pytest.mark.parametrize("cls", [AblationCAM, ScoreCAM])
 def test_ablationcam_and_scorecam_report_progress(tiny: Model, cls: type[ScoreCAM]) -> None:
     seen: list[tuple[int, int]] = []

@@ -65,13 +65,14 @@ class ForwardCAM(ChannelCAM):
             keep = keep & torch.zeros_like(keep).scatter_(1, top, True)
         return keep
 
-    def step(self, inputs: Tensor) -> int:
-        """Rows per forward pass: ``batch_size`` or the device's default; an exported program's
-        fixed batch where it has one (AblationCAM's hooks cannot see a chunked batch)."""
+    def step(self, inputs: Tensor, default: int | None = None) -> int:
+        """Rows per forward pass: ``batch_size``, else ``default`` or the device's default; an
+        exported program's fixed batch where it has one (AblationCAM's hooks cannot see a
+        chunked batch)."""
         fixed = getattr(unwrap(self.model), "batch", None)
         if isinstance(fixed, int) and not isinstance(fixed, bool):
             return fixed
-        return self.batch_size or default_batch_size(inputs.device)
+        return self.batch_size or default or default_batch_size(inputs.device)
 
 
 @register("scorecam", family="cam", needs_layer=True)
