@@ -124,9 +124,9 @@ def test_explain_runs_what_the_format_allows_and_refuses_the_rest(capsys, files,
 
 def test_cam_family_options_from_the_command_line(capsys, files, tmp_path) -> None:
     """aug_smooth, eigen_smooth and LayerCAM's fused layers as -o options; a bad one is one line."""
-    args = [str(files["photo"]), "--method", "layercam", "--layer", "features.4", "--out",
+    args = [str(files["photo"]), "--method", "layercam", "--layer", "features.2", "--out",
             str(tmp_path / "fused.png"), *_model_args(files, "factory")]
-    code, _out, err = run(capsys, "explain", *args, "-o", "fuse=features.1", "-o", "fusion='max'",
+    code, _out, err = run(capsys, "explain", *args, "-o", "fuse=features.0", "-o", "fusion='max'",
                          "-o", "aug_smooth=True", "-o", "eigen_smooth=True")
     assert code == 0, err
     assert Image.open(tmp_path / "fused.png").size == (60, 40)

@@ -38,12 +38,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ...errors import check_choice
 from ...model import Model
 from ...model.tokens import GridReshape
 from ...types import Target
 from ..registry import register
 from .cam_core import ChannelCAM, LayerSignal, resize_map, scale01
 
+Fusion = Literal["mean", "max"]
 XGRAD_EPS = 1e-7
 LAYERCAM_GAMMA = 2.0
 
@@ -76,7 +78,7 @@ class LayerCAM(ChannelCAM):
     """
 
     def __init__(self, model: Model, *, layer: str = "auto", fuse: str | Sequence[str] | None = None,
-                 fusion: Literal["mean", "max"] = "mean", relu: bool = True,
+                 fusion: Fusion = "mean", relu: bool = True,
                  reshape: GridReshape = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
         super().__init__(model, layer=layer, relu=relu, reshape=reshape, aug_smooth=aug_smooth,
                          eigen_smooth=eigen_smooth)
@@ -84,7 +86,7 @@ class LayerCAM(ChannelCAM):
         picked = [self._resolve_layer(model, n.strip()).name for n in names if n.strip()]
         self.layers = list(dict.fromkeys([self.layer or "auto", *picked]))
         """Every layer read: the layer first, then the fused ones."""
-        self.fusion = fusion
+        self.fusion = check_choice("fusion", fusion, Fusion)
         if len(self.layers) > 1:
             self.layer_reason = f"{self.layer_reason}; fused with {', '.join(self.layers[1:])} ({fusion})"
 
