@@ -34,6 +34,14 @@ class Goal:
 EXPLAIN = "explain(model, x, method={})"
 FLOOR_FWD = "floor: the same number of plain forwards"
 
+LAYER4 = ", layer='layer4'"
+CAM_FAMILY = [("hirescam", "HiResCAM", LAYER4, "8 x 224^2"), ("xgradcam", "XGradCAM", LAYER4, "8 x 224^2"),
+              ("layercam", "LayerCAM", LAYER4, "8 x 224^2"), ("eigencam", "EigenCAM", LAYER4, "8 x 224^2"),
+              ("eigengradcam", "EigenGradCAM", LAYER4, "8 x 224^2"),
+              ("fullgrad", "FullGrad", "", "8 x 224^2"),
+              ("ablationcam", "AblationCAM", LAYER4, "1 x 112^2, 512 channels")]
+"""benchmarks/cam_family.py's methods: name, pytorch-grad-cam's class, layer, the batch."""
+
 GOALS: list[Goal] = [
     # -- forward-only methods: the inference fast path (issue 23 item 1) -----------------------
     Goal("occlusion-captum", "occlusion", EXPLAIN.format("'occlusion', window=32, stride=16"),
@@ -72,6 +80,11 @@ GOALS: list[Goal] = [
          source="README: Captum on a ReLU rewrite 2.2x slower"),
     Goal("lrp-zennit", "lrp", EXPLAIN.format("'lrp'"), "zennit EpsilonGammaBox, same composite",
          max_ratio=0.6, source="README: zennit 2.1-2.4x slower"),
+    # -- the CAM family against pytorch-grad-cam (issue 22), run in the zoo venv ------------------
+    *[Goal(f"{name}-gradcam-lib", "cam_family", EXPLAIN.format(f"'{name}'{where}, target=[...]"),
+           f"pytorch-grad-cam {cls}, same layer, batch and targets (ResNet-18, {batch})",
+           max_ratio=1.10, source="issue 22: each new CAM at most 1.1x pytorch-grad-cam's cost")
+      for name, cls, where, batch in CAM_FAMILY],
     # -- the command line and the web -----------------------------------------------------------
     Goal("cli-script", "cli", "convscope explain sample:cat --method gradcam --out map.png",
          "a fresh `python -c` doing the same: import, explain(), save the overlay", max_ratio=1.10,

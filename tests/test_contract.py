@@ -93,6 +93,13 @@ CASES: dict[str, Case] = {
     "rules_guided": _rule(GUIDED),
     "rules_deconv": _rule(DECONV),
     "lrp_relative_stabilizers": lambda m, x: _registered_method("lrp", relative_stabilizers=True)(m, x),
+    # the CAM family's options: test-time augmentation, eigen smoothing, LayerCAM's fused layers
+    "gradcam_aug_eigen": lambda m, x: _registered_method("gradcam", aug_smooth=True, eigen_smooth=True)(m, x),
+    "scorecam_aug": lambda m, x: _registered_method("scorecam", aug_smooth=True)(m, x),
+    "ablationcam_aug": lambda m, x: _registered_method("ablationcam", aug_smooth=True, batch_size=5)(m, x),
+    "fullgrad_aug_eigen": lambda m, x: _registered_method("fullgrad", aug_smooth=True,
+                                                          eigen_smooth=True)(m, x),
+    "layercam_fused": lambda m, x: _registered_method("layercam", fuse="conv2,relu1", fusion="max")(m, x),
     "make_baseline": lambda m, x: make_baseline(m, x, "uniform").sum() and None,
     "receptive": lambda m, x: receptive_field(m, "conv3", (0, 2, 2), input_size=(12, 12)) and None,
     "field_geometry": lambda m, x: field_geometry(m, "conv3", input_size=(12, 12)) and None,

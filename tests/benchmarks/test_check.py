@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import check
 from benchmarks.goals import GOALS
@@ -47,6 +48,32 @@ def test_a_group_that_cannot_run_fails_its_rows(tmp_path: Path, capsys: pytest.C
     code = check.main(["--goals", str(broken), "--history", str(history)])
     assert code == 2
     assert "no such library" in capsys.readouterr().out
+
+
+def test_a_group_without_its_reference_is_skipped_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cam_family group where pytorch-grad-cam is missing: SKIP and why, neither met nor missed."""
+    skipping = tmp_path / "skipping.py"
+    skip = ("from benchmarks.cam_family import Skipped\n    raise Skipped('grad-cam is not here')\n"
+            "    return [ratio(")
+    skipping.write_text(TINY.read_text().replace("return [ratio(", skip))
+    history = tmp_path / "history.jsonl"
+    code = check.main(["--goals", str(skipping), "--history", str(history)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "SKIP (skipped: grad-cam is not here)" in out and "0 of 1 goals met; 1 skipped" in out
+    (row,) = json.loads(history.read_text().splitlines()[-1])["rows"]
+    assert not row["passed"] and row["error"] == "skipped: grad-cam is not here"
+
+
+def test_cam_family_is_skipped_where_no_interpreter_has_grad_cam(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from benchmarks import cam_family
+
+    monkeypatch.setattr(cam_family, "has_reference", lambda: False)
+    monkeypatch.setattr(cam_family, "ZOO_PYTHON", tmp_path / "no-python")
+    with pytest.raises(cam_family.Skipped, match="pytorch_grad_cam is not importable"):
+        cam_family.group_cam_family(check.Context(True, None, torch.device("cpu")))
 
 
 def test_goals_are_well_formed() -> None:

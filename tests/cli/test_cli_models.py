@@ -54,11 +54,12 @@ LABELS = ["apple", "banana", "cherry"]
 NORM = ["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]
 LOCAL = ["saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion",
          "rise", "lime"]
-HOOKS = ["cam", "gradcam", "gradcam_pp", "scorecam"]
+HOOKS = ["cam", "gradcam", "gradcam_pp", "scorecam", "hirescam", "xgradcam", "layercam", "eigencam",
+         "eigengradcam", "ablationcam", "fullgrad"]
 RULES = ["guided_backprop", "deconvnet", "deeplift", "lrp", "guided_gradcam"]
 FAST = {"integrated_gradients": ["-o", "steps=4"], "smoothgrad": ["-o", "samples=2"],
         "rise": ["-o", "masks=8"], "lime": ["-o", "samples=16"], "occlusion": ["-o", "window=16",
-        "-o", "stride=16"], "scorecam": ["-o", "batch_size=8"]}
+        "-o", "stride=16"], "scorecam": ["-o", "batch_size=8"], "ablationcam": ["-o", "batch_size=8"]}
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,18 @@ def test_explain_runs_what_the_format_allows_and_refuses_the_rest(capsys, files,
             lines = err.strip().splitlines()
             assert code == 2 and len(lines) == 1 and "Traceback" not in err, f"{method}: {err}"
             assert f"'{method}'" in lines[0] and "methods that work: saliency" in lines[0]
+
+
+def test_cam_family_options_from_the_command_line(capsys, files, tmp_path) -> None:
+    """aug_smooth, eigen_smooth and LayerCAM's fused layers as -o options; a bad one is one line."""
+    args = [str(files["photo"]), "--method", "layercam", "--layer", "features.2", "--out",
+            str(tmp_path / "fused.png"), *_model_args(files, "factory")]
+    code, _out, err = run(capsys, "explain", *args, "-o", "fuse=features.0", "-o", "fusion='max'",
+                         "-o", "aug_smooth=True", "-o", "eigen_smooth=True")
+    assert code == 0, err
+    assert Image.open(tmp_path / "fused.png").size == (60, 40)
+    code, _out, err = run(capsys, "explain", *args, "-o", "fusion='min'")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "fusion" in err, err
 
 
 def test_featuremaps_refused_for_torchscript(capsys, files, tmp_path) -> None:

@@ -136,6 +136,21 @@ def test_options_reach_the_method(client: TestClient, web_models: dict[str, Any]
     assert not np.allclose(npy(client, coarser), npy(client, job))
 
 
+@pytest.mark.parametrize(("method", "options"), [
+    ("hirescam", {"eigen_smooth": True}),
+    ("layercam", {"fuse": "block2", "fusion": "max", "aug_smooth": True}),
+    ("fullgrad", {}),
+])
+def test_the_cam_family_and_its_options(client: TestClient, web_models: dict[str, Any], method: str,
+                                        options: dict[str, Any]) -> None:
+    """The new CAMs run as jobs with their smoothing and fusion options, as explain() computes them."""
+    job = explain_json(client, method=method, target=4, layer="block3", options=options)
+    layer = "block3" if method != "fullgrad" else None
+    alone = convscope.explain(web_models[DIGITS], "sample:cat", method, target=4, layer=layer, **options)
+    np.testing.assert_allclose(npy(client, job), alone.map_array(0), rtol=1e-5, atol=1e-6)
+    assert job["data"]["options"] == options
+
+
 def test_a_layer_and_a_label_target(client: TestClient, web_models: dict[str, Any]) -> None:
     job = explain_json(client, method="gradcam", target="7", layer="block3")
     alone = convscope.explain(web_models[DIGITS], "sample:cat", "gradcam", target=7, layer="block3")
@@ -203,6 +218,8 @@ def test_the_page_holds_its_state_in_its_address(client: TestClient, image_folde
     ({"target": [1, 2]}, 400, None),
     ({"options": {"steps": 3}}, 400, None),
     ({"options": {"relu": "yes"}}, 400, None),
+    ({"options": {"aug_smooth": "yes"}}, 400, None),
+    ({"method": "layercam", "options": {"fusion": "min"}}, 400, None),
     ({"method": "integrated_gradients", "options": {"steps": 0}}, 400, None),  # the spec's bound
     ({"model": "resnet9000"}, 404, None),
 ])

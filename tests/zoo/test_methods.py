@@ -24,6 +24,7 @@ CHEAP: dict[str, dict[str, object]] = {
     "occlusion": {"window": 16, "stride": 16},
     "rise": {"masks": 24, "cells": 4},
     "scorecam": {"max_channels": 8},
+    "ablationcam": {"max_channels": 8},
     "smoothgrad": {"samples": 2},
 }
 

@@ -136,7 +136,7 @@ def capture(
     grads: bool = False,
     clone: bool = True,
     stop: bool = False,
-    on_output: Callable[[str, Tensor], None] | None = None,
+    on_output: Callable[[str, Tensor], Tensor | None] | None = None,
 ) -> Iterator[Captured]:
     """Record the output of each named layer in the forward passes run inside the block.
 
@@ -157,7 +157,8 @@ def capture(
         on_output: instead of recording, call ``on_output(name, output)`` inside the hook. It
             reads each output before any later in-place op can change it and keeps none alive
             past its layer (a scan reduces each map to a few numbers there); nothing is
-            recorded.
+            recorded. A tensor it returns replaces the output downstream (AblationCAM's
+            ablated channels); ``None`` leaves the output as it is.
     """
     if on_output is not None and grads:
         raise BadArgument("capture: on_output reads outputs in the hook; it cannot also record "
@@ -178,8 +179,7 @@ def capture(
         """Record (or hand to on_output) one requested output; what to pass downstream."""
         name = ref.name
         if on_output is not None:
-            on_output(name, tensor.relu() if ref.relu else tensor)
-            return None
+            return on_output(name, tensor.relu() if ref.relu else tensor)
         if grads:
             base = tensor if tensor.requires_grad else tensor.detach().requires_grad_(True)
             if ref.relu:  # downstream keeps the module's values but flows through the record

@@ -135,6 +135,20 @@ class Layout:
         grid = out.reshape(-1, p, p, h // p, w // p, out.shape[-1])
         return grid.permute(0, 5, 3, 1, 4, 2).reshape(grid.shape[0], -1, h, w)
 
+    def per_channel(self, values: Tensor) -> Tensor:
+        """One value per image and channel (B, C), shaped to broadcast against the layer's own
+        output (what a channel ablation multiplies it by); ``None`` channels for a given reshape."""
+        if self.kind == "map":
+            return values[:, :, None, None]
+        if self.kind == "channels-last":
+            return values[:, None, None, :]
+        if self.kind == "tokens":
+            return values[:, None, :]
+        if self.kind == "unfolded":
+            return values.repeat_interleave(self.patch * self.patch, 0)[:, None, :]
+        raise BadLayer("a layer read through a reshape callable has no known channel axis; name "
+                       "the layer without reshape= or use a gradient CAM")
+
 
 def _refuse(layer: str, shape: tuple[int, ...], why: str) -> BadLayer:
     return BadLayer(f"layer {layer!r} gives shape {shape}, which is not a map of the image: {why}; "

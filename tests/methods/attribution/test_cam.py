@@ -58,7 +58,7 @@ def test_registered_with_layer_and_options() -> None:
     for name in CAM_NAMES:
         info = get_method(name)
         assert info.family == "cam" and info.needs_layer
-    assert set(get_method("gradcam").options()) == {"relu", "reshape"}
+    assert set(get_method("gradcam").options()) == {"relu", "reshape", "aug_smooth", "eigen_smooth"}
     assert get_method("guided_gradcam").options() == {}
 
 

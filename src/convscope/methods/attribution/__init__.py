@@ -5,27 +5,38 @@ from .gradients import GradientXInput, IntegratedGradients, Saliency  # isort: s
 from .base import Attribution
 from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from .cam_retrofit import Retrofit, fit_cam_head
+from .cam_variants import EigenCAM, EigenGradCAM, HiResCAM, LayerCAM, XGradCAM
 from .deeplift import DeepLift
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
 from .lime import Lime, LimeResult, top_superpixel_mask
 from .lrp import LRP
 from .perturbation import RISE, Occlusion
 from .scorecam import ScoreCAM
+
+from .ablationcam import AblationCAM  # isort: skip  (registered after Score-CAM, its sibling)
+from .fullgrad import FullGrad, FullGradParts
 from .smoothgrad import SmoothGrad
 
 __all__ = [
     "CAM",
     "LRP",
     "RISE",
+    "AblationCAM",
     "Attribution",
     "Deconvnet",
     "DeepLift",
+    "EigenCAM",
+    "EigenGradCAM",
+    "FullGrad",
+    "FullGradParts",
     "GradCAM",
     "GradCAMPlusPlus",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedGradCAM",
+    "HiResCAM",
     "IntegratedGradients",
+    "LayerCAM",
     "LayerGuidedBackprop",
     "Lime",
     "LimeResult",
@@ -34,6 +45,7 @@ __all__ = [
     "Saliency",
     "ScoreCAM",
     "SmoothGrad",
+    "XGradCAM",
     "fit_cam_head",
     "top_superpixel_mask",
 ]

@@ -41,6 +41,8 @@ class Attribution:
 
     method_name: ClassVar[str] = "attribution"
     needs_layer: ClassVar[bool] = False
+    needs_hooks: ClassVar[bool] = False
+    """Reads layers through hooks without taking a layer (FullGrad); layer methods always do."""
     needs_rules: ClassVar[bool] = False
     """Changes backward rules (``model.rules``); refused for formats they cannot act on."""
     images_only: ClassVar[bool] = False
@@ -53,7 +55,7 @@ class Attribution:
     whose forward runs on a copy of the network (a folded one) may set it itself."""
 
     def __init__(self, model: Model, *, layer: str | None = None) -> None:
-        check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer,
+        check_format(model, f"method {self.method_name!r}", hooks=self.needs_layer or self.needs_hooks,
                      rules=self.needs_rules, instead=", ".join(methods_for(model)))
         self.model = model
         choice = self._resolve_layer(model, layer or "auto") if self.needs_layer else None
@@ -219,7 +221,7 @@ def methods_for(model: Model) -> list[str]:
 
     limits = format_limits(model)
     return [name for name, info in REGISTRY.items() if limits is None or (
-        (limits.hooks or not getattr(info.cls, "needs_layer", False))
+        (limits.hooks or not (info.cls.needs_layer or info.cls.needs_hooks))
         and (limits.rules or not getattr(info.cls, "needs_rules", False)))]
 
 

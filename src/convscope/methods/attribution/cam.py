@@ -5,7 +5,8 @@ Every member weighs the K channels of one layer's activation ``A`` (B, K, h, w) 
     L^c = ReLU( sum_k w_k^c A^k )            -> (B, 1, h, w), at the LAYER's resolution
 
 and the variants differ only in the channel weights ``w`` (B, K, 1, 1), so each is one small
-:meth:`ChannelCAM.channel_weights` on top of one shared helper (:class:`ChannelCAM`):
+:meth:`ChannelCAM.channel_weights` on top of one shared helper (:class:`ChannelCAM`, in
+:mod:`.cam_core` with the family's ``aug_smooth`` and ``eigen_smooth`` options):
 
 * CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative Localization", Sec. 2): for a
   network ending in global average pooling + one linear layer, ``S_c = sum_k w_k^c GAP(A^k) + b_c``
@@ -38,78 +39,19 @@ and no ``param.grad`` is touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import BadModel
-from ...model import Model, capture
-from ...model.capture import map_layout
+from ...model import Model
 from ...model.formats import type_name
 from ...model.layers import list_layers, unwrap
-from ...model.tokens import GridReshape
 from ...types import Target
 from ..registry import register
 from .base import Attribution
+from .cam_core import ChannelCAM, LayerSignal
 from .guided import GuidedBackprop
-
-
-@dataclass(frozen=True)
-class LayerSignal:
-    """What a channel-weight function may read: the layer's activation and the target's score."""
-
-    acts: Tensor
-    """(B, K, h, w) activation of the chosen layer (detached)."""
-    grads: Tensor | None
-    """(B, K, h, w) d score / d activation, or ``None`` for methods that take no gradient."""
-    logits: Tensor
-    """(B, classes) model output (detached)."""
-
-
-class ChannelCAM(Attribution):
-    """Shared CAM helper: capture one layer, weigh its channels, sum them (see module docstring)."""
-
-    needs_layer = True
-    uses_gradient: ClassVar[bool] = True
-    """Whether :meth:`channel_weights` needs ``d score / d activation`` (CAM does not)."""
-
-    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True,
-                 reshape: GridReshape = None) -> None:
-        """``relu``: keep only the positive evidence (Grad-CAM Eq. 2); ``False`` gives the signed map.
-        ``reshape``: how a transformer layer's tokens form a map (:mod:`convscope.model.tokens`)."""
-        super().__init__(model, layer=layer)
-        self.relu, self.reshape = relu, reshape
-
-    def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
-        """Channel weights (B, K, 1, 1) for the target's score; one per variant."""
-        raise NotImplementedError
-
-    def layer_signal(self, inputs: Tensor, target: Target) -> LayerSignal:
-        """One forward pass recording the layer; one ``autograd.grad`` to it when needed."""
-        assert self.layer is not None
-        grads = None
-        with torch.set_grad_enabled(self.uses_gradient):
-            with capture(self.model, self.layer, grads=self.uses_gradient) as record:
-                logits = self.model(inputs)
-            acts = record[self.layer]
-            if self.uses_gradient:
-                (grads,) = torch.autograd.grad(self.scores(logits, target).sum(), acts,
-                                               allow_unused=True)
-                grads = torch.zeros_like(acts) if grads is None else grads
-        # one reader for every layer (model/tokens.py): the same axes for activations and gradients
-        layout = map_layout(self.model, self.layer, acts.shape, inputs.shape, reshape=self.reshape)
-        return LayerSignal(layout.read(acts.detach()), None if grads is None else layout.read(grads),
-                           logits.detach())
-
-    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        """(B, 1, h, w) map at the layer's resolution (``explain`` upsamples it for display)."""
-        signal = self.layer_signal(inputs, target)
-        weights = self.channel_weights(signal, target)
-        cam = (weights * signal.acts).sum(1, keepdim=True)
-        return cam.relu() if self.relu else cam
 
 
 def _no_head(model: Model, layer: str, why: str) -> BadModel:
@@ -199,8 +141,9 @@ class CAM(ChannelCAM):
 
     uses_gradient = False
 
-    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True) -> None:
-        super().__init__(model, layer=layer, relu=relu)
+    def __init__(self, model: Model, *, layer: str = "auto", relu: bool = True,
+                 aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
+        super().__init__(model, layer=layer, relu=relu, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self._auto = layer == "auto"
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:

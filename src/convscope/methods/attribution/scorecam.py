@@ -15,7 +15,8 @@ CAM family. Channels whose map is constant carry no spatial information (a ReLU 
 all-zero channels): they are not scored and get weight 0. ``max_channels`` keeps only the k
 channels of largest spatial variance per image (the "Faster Score-CAM" shortcut) for layers with
 thousands of channels. The B x K masked images go through :class:`convscope.model.FastForward`
-in chunks of ``batch_size``, each chunk's masks built on the fly.
+in chunks of ``batch_size``, each chunk's masks built on the fly. :class:`ForwardCAM` holds these
+options once for the forward-only members of the family (AblationCAM too).
 """
 
 from __future__ import annotations
@@ -25,28 +26,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import check_positive
-from ...model import FastForward, Model, capture, default_batch_size
+from ...model import FastForward, Model, default_batch_size
+from ...model.layers import unwrap
+from ...model.tokens import GridReshape
 from ...types import ProgressFn, Target
 from ..registry import register
-from .base import Attribution
+from .cam_core import ChannelCAM, LayerSignal
 from .perturbation import resolve_target
 
 INF = float("inf")
 
 
-@register("scorecam", family="cam", needs_layer=True)
-class ScoreCAM(Attribution):
-    """Score-CAM (Wang et al. 2020): channels weighted by the softmax of their masked-input scores.
+class ForwardCAM(ChannelCAM):
+    """Shared options of the CAMs whose channel weights come from forward passes alone (Score-CAM,
+    AblationCAM): chunk size, the channels scored, progress."""
 
-    Options: ``batch_size`` masked images per pass (default per device), ``max_channels`` to
-    score only the most varied channels of each image (default: all non-constant channels).
-    """
-
-    needs_layer = True
+    uses_gradient = False
 
     def __init__(self, model: Model, *, layer: str = "auto", batch_size: int | None = None,
-                 max_channels: int | None = None, progress: ProgressFn | None = None) -> None:
-        super().__init__(model, layer=layer)
+                 max_channels: int | None = None, progress: ProgressFn | None = None,
+                 relu: bool = True, reshape: GridReshape = None, aug_smooth: bool = False,
+                 eigen_smooth: bool = False) -> None:
+        super().__init__(model, layer=layer, relu=relu, reshape=reshape, aug_smooth=aug_smooth,
+                         eigen_smooth=eigen_smooth)
         if batch_size is not None:
             check_positive("batch_size", batch_size, integer=True)
         if max_channels is not None:
@@ -63,19 +65,34 @@ class ScoreCAM(Attribution):
             keep = keep & torch.zeros_like(keep).scatter_(1, top, True)
         return keep
 
-    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        assert self.layer is not None
-        with torch.no_grad(), capture(self.model, self.layer) as record:
-            logits = self.model(inputs)
-            acts = record.map(self.layer).detach()  # the one reader (model/tokens.py)
-        target = resolve_target(self.model, logits, target)
+    def step(self, inputs: Tensor, default: int | None = None) -> int:
+        """Rows per forward pass: ``batch_size``, else ``default`` or the device's default; an
+        exported program's fixed batch where it has one (AblationCAM's hooks cannot see a
+        chunked batch)."""
+        fixed = getattr(unwrap(self.model), "batch", None)
+        if isinstance(fixed, int) and not isinstance(fixed, bool):
+            return fixed
+        return self.batch_size or default or default_batch_size(inputs.device)
+
+
+@register("scorecam", family="cam", needs_layer=True)
+class ScoreCAM(ForwardCAM):
+    """Score-CAM (Wang et al. 2020): channels weighted by the softmax of their masked-input scores.
+
+    Options: ``batch_size`` masked images per pass (default per device), ``max_channels`` to
+    score only the most varied channels of each image (default: all non-constant channels).
+    """
+
+    def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
+        acts, inputs = signal.acts, signal.inputs
+        target = resolve_target(self.model, signal.logits, target)
         image, channel = self.channels(acts).nonzero(as_tuple=True)  # rows to score, (n,) each
         evidence = torch.full(acts.shape[:2], -INF, device=acts.device)
         if image.numel():
             evidence[image, channel] = self._scores(inputs, acts, image, channel, target,
-                                                    self.batch_size or default_batch_size(inputs.device))
+                                                    self.step(inputs))
         weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
-        return (weights[:, :, None, None] * acts).sum(1, keepdim=True).relu().to(inputs.dtype)
+        return weights[:, :, None, None].to(acts.dtype)
 
     def _scores(self, inputs: Tensor, acts: Tensor, image: Tensor, channel: Tensor,
                 target: Tensor | object, step: int) -> Tensor:
