@@ -16,7 +16,7 @@ from ..render import png_bytes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, save_upload
-from .jobs import FINISHED, Job
+from .jobs import FINISHED
 from .pages import STATIC, render
 from .state import Service
 
@@ -63,13 +63,11 @@ async def jobs_events(request: Request, state: Service, jobs: str) -> StreamingR
     ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
     if not ids or len(ids) > MAX_WATCHED:
         raise BadArgument(f"jobs={jobs[:40]!r}: give 1 to {MAX_WATCHED} job ids separated by commas")
-    return _event_stream(request, [state.jobs.get(i) for i in ids])
+    followed = [state.jobs.get(i) for i in ids]
 
-
-def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        seen = {job.id: -1 for job in jobs}
-        open_, quiet = list(jobs), 0.0
+        seen = {job.id: -1 for job in followed}
+        open_, quiet = list(followed), 0.0
         while open_:
             for job in list(open_):
                 if job.version == seen[job.id]:

@@ -1,11 +1,6 @@
 """The synthesis lab (``/lab``): adversarial examples, fooling images, inversion, texture, style
-and fast style, each a form with the settings of its CLI command, run as a cached job.
-
-A :class:`Kind` is a list of :class:`~convscope.web.params.Field` s and a job that calls the task
-of :mod:`convscope.tasks`; images, classes and layers are resolved against the model (and checked)
-before anything runs. The settings live in the URL, so ``/lab?kind=adversarial&target=3&eps=8/255``
-is a stable address, and ``run=1`` in it starts the job (answered at once from the disk cache when
-the same model and settings ran before).
+and fast style, each a form with the settings of its CLI command, run as a cached job. The address
+keeps the settings (``/lab?kind=adversarial&target=3&eps=8/255``); ``run=1`` in it starts the job.
 """
 
 from __future__ import annotations
@@ -79,7 +74,6 @@ def _result(data: dict[str, Any], pictures: list[tuple[str, str, Any]], **files:
 
 
 def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> JobResult:
-    """The task's summary and headline as data; each (file, caption, picture) as a PNG."""
     return _result({**made.summary, "headline": made.headline}, pictures)
 
 

@@ -1,10 +1,6 @@
-"""The leaderboard page (``/leaderboard``): methods x metrics over a dataset, run as a cached job.
-
-The form holds the settings of ``convscope leaderboard`` (the address keeps them, ``run=1``
-starts the job); every name is checked before anything is queued (a bad one is a 400). The
-job calls :func:`convscope.tasks.leaderboard.leaderboard` with its checkpoint in the disk cache,
-so a cancelled job continues where it stopped when the same settings run again, and a finished
-one is answered from the cache.
+"""The leaderboard page (``/leaderboard``): the settings of ``convscope leaderboard`` run as a
+cached job, like the lab's. Its checkpoint lives in the disk cache, so a cancelled job continues
+where it stopped when the same settings run again.
 """
 
 from __future__ import annotations

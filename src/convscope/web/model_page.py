@@ -96,5 +96,4 @@ def model_page(request: Request, state: Service, model: str | None = None, q: st
 
 @router.get("/api/model/layers")
 def api_layers(state: Service, model: str | None = None) -> list[dict[str, object]]:
-    """What ``convscope layers --json`` prints for the model."""
     return state.layer_table(state.model(model)).as_json()

@@ -1,10 +1,6 @@
-"""Every value a request carries, checked when it arrives: one parser per kind of value, one
-wording per kind of mistake (the registry's option specs, :mod:`convscope.methods.option_specs`).
-
-A bad value is a 400 with one line before anything is queued: numbers are bounded (no form field
-can ask for a 50000-pixel texture or 10**12 RISE masks), number text too long to mean anything is
-refused before ``int()`` sees it, and a job's estimated peak memory (:func:`check_memory`) must
-fit the server's budget per job (``ServeConfig.max_job_bytes``).
+"""Every value a request carries, checked when it arrives (a 400 before anything is queued), with
+the option specs' wording (:mod:`convscope.methods.option_specs`), and a job's estimated peak
+memory against the budget per job (docs/architecture.md, section 6, "Parameters").
 """
 
 from __future__ import annotations
@@ -35,7 +31,7 @@ BUFFERS = (("masks", "cells", "cells"), ("samples", "segments"))
 
 @dataclass(frozen=True)
 class Field:
-    """One setting: how to read it from a form, a URL or a JSON value, and what is allowed."""
+    """One setting of a form, a URL or a JSON body, and what is allowed."""
 
     name: str
     type: FieldType
@@ -84,7 +80,6 @@ class Field:
 
 
 def parse_int(name: str, text: str | None, low: int, high: int, default: int | None = None) -> int:
-    """A whole number of the URL in [low, high] (``default`` when absent)."""
     return int(Field(name, "int", default, low=low, high=high, required=default is None).parse(text))
 
 
