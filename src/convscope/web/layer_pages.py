@@ -48,17 +48,10 @@ MAX_CLASSES = 100
 
 
 # -- checking what the URL names --------------------------------------------------------------
-def _channels(row: LayerInfo) -> int:
-    """The layer's channels as every reader counts them: C of its map (tokens, channels-last
-    maps read as model/tokens.py reads them), else the first axis of its output (0: none)."""
-    shape = row.map_shape or row.output_shape
-    return int(shape[0]) if shape else 0
-
-
 def _unit(state: AppState, model: str | None, name: str, channel: str) -> tuple[ModelEntry, LayerInfo, int]:
     """The model, the layer and its channel the URL names (a 404 says the channels' range)."""
     entry, row = state.layer(model, name)
-    total = _channels(row)
+    total = row.channels
     if not channel.isdigit() or len(channel) > 9 or not 0 <= int(channel) < total:
         raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, 0..{total - 1}"
                        if total else f"layer {row.name!r} outputs no tensor with channels")
@@ -84,7 +77,7 @@ def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
 def _page(request: Request, state: AppState, entry: ModelEntry, row: LayerInfo, ref: str) -> dict[str, Any]:
     """What both pages show, and the query every link carries (image, model, visualization settings)."""
     carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
-    return {"layer": row, "channels": _channels(row), "image": ref, "model": entry.name,
+    return {"layer": row, "channels": row.channels, "image": ref, "model": entry.name,
             "images": list_images(state), "layer_path": quote(row.name, safe=""),
             "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
@@ -146,7 +139,7 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
     return render(request, "layer.html", title=f"{row.name} · layer", sort=sort, sorts=SORTS, maps=maps,
                   maps_error=maps_error, filters=filter_view, vis=vis,
                   **_page(request, state, entry, row, ref),
-                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(_channels(row))]))
+                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(row.channels)]))
 
 
 @router.get("/layers/{name}/{channel}")
