@@ -6,6 +6,7 @@ cached jobs that the tiles ask for as they scroll into view.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -19,7 +20,7 @@ from ..render import png_bytes, to_pil
 from ..render.features import feature_map_tiles
 from ..render.report import data_uri
 from ..tasks.atlas import top_patches
-from ..tasks.inside import filters, mask, unit_classes
+from ..tasks.inside import channel_stats, filters, mask, unit_classes
 from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
@@ -108,8 +109,7 @@ def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
 
 def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
     """The channels with their mean and max on this image, largest first (``index``: in order)."""
-    rows = [{"channel": c, "mean": round(m, 4), "max": round(x, 4)} for c, m, x in
-            zip(maps.channels.tolist(), maps.mean[0].tolist(), maps.max[0].tolist())]
+    rows = channel_stats(maps)
     if sort in ("mean", "max"):
         rows.sort(key=lambda r: -r[sort])
     return rows
@@ -230,10 +230,7 @@ def classes_job(state: Service, name: str, channel: str, image: str | None = Non
     key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
 
     def run(progress: Any) -> JobResult:
-        found = unit_classes(entry.model, row.name, unit, count, image=picture)
-        return JobResult(data={"layer": found.layer, "channel": found.channel,
-                               "method": found.method, "reason": found.reason,
-                               "classes": found.classes, "opposed": found.opposed})
+        return JobResult(data=asdict(unit_classes(entry.model, row.name, unit, count, image=picture)))
 
     return state.jobs.submit("unit-classes", f"classes of {row.name} ch {unit}", run,
                              key=key).as_json()

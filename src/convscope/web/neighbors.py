@@ -1,10 +1,8 @@
 """The neighbours panel's data: the atlas images nearest to a map point or to any image.
 
-The answer comes from :func:`convscope.tasks.atlas.find_neighbors`, the function behind
-``convscope neighbors``, so the web app and the CLI return the same images at the same distances
-(exact search; FAISS when installed, for large atlases). A query by index reads stored
-embeddings only and runs in the request thread; a query image must be embedded by the atlas's
-model, so it runs on the worker that owns the model.
+The answer comes from :func:`convscope.tasks.atlas.find_neighbors`, as for ``convscope neighbors``
+(same images, same distances). A query image must be embedded by the atlas's model, so it runs
+on the worker that owns the model; a query by index reads stored embeddings in the request thread.
 """
 
 from __future__ import annotations
