@@ -27,13 +27,12 @@ from .errors import NotFound
 from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
-from .params import Field, check_memory, parse_settings
+from .params import FORM_KEYS, Field, check_memory, parse_settings
 from .state import AppState, Service
 
 router = APIRouter()
 
-_NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
-"""Query/body keys that are not settings of a kind (everything else must be one)."""
+_NOT_SETTINGS = FORM_KEYS | {"kind"}
 MAX_SIZE = 2048
 """Largest image side of any kind (pixels); a job's memory is checked besides."""
 MAX_STEPS = 100_000

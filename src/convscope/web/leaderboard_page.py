@@ -20,7 +20,7 @@ from ..tasks.leaderboard_inputs import SAMPLES
 from ..types import ProgressFn
 from .cache import JobResult
 from .pages import render
-from .params import Field, parse_settings
+from .params import FORM_KEYS, Field, parse_settings
 from .state import AppState, Service
 
 router = APIRouter()
@@ -37,7 +37,6 @@ FIELDS = (
     Field("batch_size", "int", 16, "images per batch", low=1, high=512),
     Field("seed", "int", 0, "bootstrap seed", low=0, high=2**31 - 1),
 )
-_NOT_SETTINGS = {"model", "run", "wait", "token", "embed"}
 
 
 def dataset_of(state: AppState, text: str) -> Any:
@@ -55,7 +54,7 @@ def dataset_of(state: AppState, text: str) -> Any:
 def submit(state: AppState, params: dict[str, Any], model: str | None = None) -> Any:
     """Check the settings (a 4xx before anything runs) and queue the job, or find it cached."""
     entry = state.model(model)
-    s = parse_settings(FIELDS, params, _NOT_SETTINGS, "leaderboard")
+    s = parse_settings(FIELDS, params, FORM_KEYS, "leaderboard")
     dataset = dataset_of(state, s["dataset"])
     methods, metrics = choose(entry.model, s["methods"], s["metrics"] or None, regions=False)
     target = parse_target(s["target"])
@@ -80,7 +79,7 @@ def submit(state: AppState, params: dict[str, Any], model: str | None = None) ->
 def leaderboard_page(request: Request, state: Service, model: str | None = None) -> Response:
     """The form filled from the URL (a bad setting is a 400 page) and the result area."""
     entry = state.model(model)
-    parse_settings(FIELDS, request.query_params, _NOT_SETTINGS, "leaderboard", partial=True)
+    parse_settings(FIELDS, request.query_params, FORM_KEYS, "leaderboard", partial=True)
     values = {f.name: request.query_params.get(f.name, f.shown_default) for f in FIELDS}
     datasets = [MNIST, SAMPLES, *(f"folder:{f}" for f in state.image_folders)]
     return render(request, "leaderboard.html", title="Leaderboard", fields=FIELDS, values=values,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +21,8 @@ _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 MAX_TEXT = 2000
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
+FORM_KEYS = frozenset({"model", "run", "wait", "token", "embed"})
+"""Keys of a form page's address or body that are not its settings (the model, run=1, ...)."""
 BYTES_PER_PIXEL = 2048
 """What a job keeps per input pixel of each image of one pass: about twice the most measured (a
 gradient pass kept 1.06 KB per pixel through digits_cnn, 0.54 KB through EfficientNet-Lite0;
@@ -87,7 +89,7 @@ def parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     return str(Field(name, "choice", choices=choices).parse(text))
 
 
-def parse_settings(fields: tuple[Field, ...], params: Mapping[str, Any], not_settings: set[str],
+def parse_settings(fields: tuple[Field, ...], params: Mapping[str, Any], not_settings: Set[str],
                    owner: str, *, partial: bool = False) -> dict[str, Any]:
     """Typed settings from a query or JSON body (absent: the default); an unknown name is
     refused, since a typo would otherwise silently run the default. ``partial``: check only the
