@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
+from ..data.datasets import MNIST5K
 from ..errors import BadArgument
 from ..methods.evaluation.metrics import metric_names
 from ..methods.registry import method_names
@@ -24,9 +25,8 @@ from .params import FORM_KEYS, Field, parse_settings
 from .state import AppState, Service
 
 router = APIRouter()
-MNIST = "mnist5k"
 FIELDS = (
-    Field("dataset", "text", None, f"{MNIST}, {SAMPLES}, or folder:ID (a served --images folder; "
+    Field("dataset", "text", None, f"{MNIST5K}, {SAMPLES}, or folder:ID (a served --images folder; "
           "subfolders are classes)", required=True),
     Field("methods", "text", "saliency,gradcam,integrated_gradients", "comma-separated methods or all",
           required=True),
@@ -41,13 +41,13 @@ FIELDS = (
 
 def dataset_of(state: AppState, text: str) -> Any:
     """``mnist5k``, ``samples`` or ``folder:ID`` -> what the task opens (no other path is read)."""
-    if text in (MNIST, SAMPLES):
+    if text in (MNIST5K, SAMPLES):
         return text
     kind, _, folder = text.partition(":")
     path = state.image_folders.get(folder) if kind == "folder" else None
     if path is None:
         served = ", ".join(f"folder:{f}" for f in state.image_folders) or "none (start with --images DIR)"
-        raise BadArgument(f"dataset={text!r}: choose {MNIST}, {SAMPLES} or a served folder ({served})")
+        raise BadArgument(f"dataset={text!r}: choose {MNIST5K}, {SAMPLES} or a served folder ({served})")
     return path
 
 
@@ -81,7 +81,7 @@ def leaderboard_page(request: Request, state: Service, model: str | None = None)
     entry = state.model(model)
     parse_settings(FIELDS, request.query_params, FORM_KEYS, "leaderboard", partial=True)
     values = {f.name: request.query_params.get(f.name, f.shown_default) for f in FIELDS}
-    datasets = [MNIST, SAMPLES, *(f"folder:{f}" for f in state.image_folders)]
+    datasets = [MNIST5K, SAMPLES, *(f"folder:{f}" for f in state.image_folders)]
     return render(request, "leaderboard.html", title="Leaderboard", fields=FIELDS, values=values,
                   model=entry.name, models=list(state.models), datasets=datasets,
                   methods=method_names(), metrics=metric_names(),
