@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 WAIT_SECONDS = 600.0
-"""How long a request that asks to wait (``"wait": true``) waits for its job; then it is
-answered 202 with the job's address, which the page keeps watching."""
+"""How long a request that asks to wait (``"wait": true``) waits for its job (:meth:`AppState.answer`)."""
 KEEP_FEATURE_MAPS = 8
 """(model, image, layer) activations kept in memory for the feature-map tiles."""
 CACHED_IMAGES, CACHED_BYTES = 32, 256 * 2**20
