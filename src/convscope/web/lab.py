@@ -76,18 +76,14 @@ def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> 
     return _result({**made.summary, "headline": made.headline}, pictures)
 
 
-def _pick(s: dict[str, Any], *names: str) -> dict[str, Any]:
-    """The settings ``names`` as the task's keywords of the same names."""
-    return {name: s[name] for name in names}
-
-
-_RUN = ("steps", "seed", "size")
+def _rest(s: dict[str, Any], *given: str) -> dict[str, Any]:
+    """Every setting but ``given`` (and the job's key) as the task's keywords of the same names: a
+    kind's fields are its task's keywords."""
+    return {name: value for name, value in s.items() if name not in given and name != "key"}
 
 
 def _adversarial(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = adversarial(model, s["image"], progress=progress, **_pick(
-        s, "target", "eps", "norm", "method", "step_size", "random_start", "early_stop", "quantize",
-        "margin", *_RUN))
+    made = adversarial(model, s["image"], progress=progress, **_rest(s, "image"))
     gain = made.summary["perturbation_amplified"]
     return _synthesis_result(made, [
         ("original.png", "original", made.result.originals[0]),
@@ -101,13 +97,12 @@ def _check_fooling(state: AppState, model: Model, s: dict[str, Any]) -> dict[str
 
 
 def _fooling(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = fooling(model, s["target"], progress=progress, **_pick(s, "start", "threshold", "lr", *_RUN))
+    made = fooling(model, s["target"], progress=progress, **_rest(s, "target"))
     return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
 
 
 def _inversion(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = inversion(model, s["image"], s["layers"], progress=progress,
-                     **_pick(s, "tv", "l2", "param", "optimizer", *_RUN))
+    made = inversion(model, s["image"], s["layers"], progress=progress, **_rest(s, "image", "layers"))
     return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
 
 
@@ -117,8 +112,7 @@ def _check_texture(state: AppState, model: Model, s: dict[str, Any]) -> dict[str
 
 
 def _texture(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = texture(model, s["image"], progress=progress,
-                   **_pick(s, "layers", "source_size", "param", "optimizer", "compare", *_RUN))
+    made = texture(model, s["image"], progress=progress, **_rest(s, "image"))
     return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
 
 
@@ -131,9 +125,7 @@ def _check_style(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, 
 
 
 def _style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = style(model, s["content"], s["style"], progress=progress, **_pick(
-        s, "content_layer", "style_layers", "content_weight", "style_weight", "tv", "optimizer", "start",
-        "preserve_colors", "compare", *_RUN))
+    made = style(model, s["content"], s["style"], progress=progress, **_rest(s, "content", "style"))
     return _synthesis_result(made, [("result.png", "stylized", made.picture)])
 
 
@@ -180,9 +172,8 @@ def _fast_style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobRes
                        [("original.png", "image", image), ("result.png", "stylized", styled)])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / NET_FILE
-        made = train(model, s["style"], s["content"], out=out, progress=progress, **_pick(
-            s, "steps", "size", "batch", "style_weight", "content_weight", "tv_weight", "style_size", "lr",
-            "width", "blocks", "seed"))
+        made = train(model, s["style"], s["content"], out=out, progress=progress,
+                     **_rest(s, "image", "net", "apply_size", "style", "content"))
         blob = out.read_bytes()
     styled = apply_style(made.net, [image], size=s["apply_size"])[0]
     headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "
