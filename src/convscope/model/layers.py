@@ -61,6 +61,13 @@ class LayerInfo:
     """(C, h, w) of its output read as a map, as every reader reads it (:mod:`.tokens`: tokens
     and channels-last outputs too); ``None`` when it is not a map of the image."""
 
+    @property
+    def channels(self) -> int:
+        """C as every reader counts it: of :attr:`map_shape`, else the first axis of the output
+        (0: no tensor)."""
+        shape = self.map_shape or self.output_shape
+        return int(shape[0]) if shape else 0
+
     def as_dict(self) -> dict[str, object]:
         shape = list(self.output_shape) if self.output_shape is not None else None
         return {

@@ -83,10 +83,14 @@ def featuremaps(model: Model, image: ImageSource, layer: str, *, sort: str = "me
     picture = feature_map_grid(fm.maps[0], fm.captions(0), scale=scale, title=title,
                                reference=pixels[0], reference_caption=name)
     summary = {"layer": fm.layer, "image": name, "shape": [fm.total_channels, h, w],
-               "channels": [{"channel": c, "mean": round(m, 4), "max": round(mx, 4)}
-                            for c, m, mx in zip(fm.channels.tolist(), fm.mean[0].tolist(),
-                                                fm.max[0].tolist())]}
+               "channels": channel_stats(fm)}
     return View(picture, title, summary, fm)
+
+
+def channel_stats(fm: FeatureMaps) -> list[dict[str, Any]]:
+    """Each channel's mean and max on the first image, in the maps' order (rounded to 4 places)."""
+    return [{"channel": c, "mean": round(m, 4), "max": round(mx, 4)}
+            for c, m, mx in zip(fm.channels.tolist(), fm.mean[0].tolist(), fm.max[0].tolist())]
 
 
 def activations(model: Model, image: ImageSource, layer: str) -> FeatureMaps:

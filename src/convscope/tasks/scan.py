@@ -204,9 +204,9 @@ def scan_dataset(
     chunk_size = max(DEFAULT_CHUNK, 8 * batch) if chunk_size is None else chunk_size
     check_positive("batch_size", batch, integer=True)
     check_positive("chunk_size", chunk_size, integer=True)
-    shapes = {i.name: i.map_shape or i.output_shape for i in list_layers(model)}  # maps: (C, h, w)
+    infos = {i.name: i for i in list_layers(model)}
     rows = {n: n.removesuffix(AFTER_RELU) for n in scanner.layers}  # relu keeps the shape
-    channels = {n: int(shape[0]) if (shape := shapes.get(r)) else 0 for n, r in rows.items()}
+    channels = {n: infos[r].channels if r in infos else 0 for n, r in rows.items()}
     thumb = min(MAX_THUMB, max(model.input_size))
     config = {"model": model.name, "model_fingerprint": weights_digest(model)[:40], "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,

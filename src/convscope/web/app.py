@@ -1,8 +1,5 @@
-"""``create_app``: the FastAPI app of ``convscope serve`` (pages, API, static files, jobs).
-
-Handlers take the service (``state.Service``) and call ``tasks/``, ``render/``, the registry's
-option specs and the model's layer table (docs/architecture.md, section 6). Each page lives in
-its own module with a ``router``; :data:`ROUTERS` lists them in the order their routes are matched.
+"""``create_app``: the FastAPI app of ``convscope serve`` (docs/architecture.md, section 6), and
+the checks before every request. :data:`ROUTERS` lists the pages in the order their routes match.
 """
 
 from __future__ import annotations

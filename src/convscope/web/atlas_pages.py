@@ -1,10 +1,6 @@
-"""The dataset map's server side: the atlas list page, the map page's route, and ``/api/atlas``.
-
-An atlas is named by id (looked up in the app's table: nothing from the URL becomes a path).
-Pages and tiles read only what they need from the atlas store; the projection is a job
-(:func:`convscope.tasks.atlas_map.map_coords`) whose float32 coordinates are cached on disk by the
-atlas layer's stamp, method and seed, and served as raw bytes. No handler here touches a model, so
-a long projection on the worker never stalls a map being browsed.
+"""The dataset map's server side: the atlas list page, the map page and ``/api/atlas``. The
+projection is a job whose float32 coordinates are cached on disk and served as raw bytes; no
+handler here touches a model, so a long projection on the worker never stalls a map being browsed.
 """
 
 from __future__ import annotations
@@ -84,7 +80,6 @@ def _coords(state: AppState, key: str) -> np.ndarray:
 
 def _projected(state: AppState, atlas: Atlas, layer: str, method: str, progress: Any
                ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Coordinates from the cache, else computed now and cached (on the worker)."""
     key = _coords_key(state, atlas, layer, method)
     cached = state.cache.get(key)
     if cached is not None:
@@ -121,9 +116,7 @@ def _summary(atlas_id: str, state: AppState) -> dict[str, Any]:
         atlas = state.atlas(atlas_id)
     except BadArgument as err:  # not an atlas, or an unfinished scan: listed with the reason
         return {"id": atlas_id, "error": str(err)}
-    return {"id": atlas_id, "n": atlas.size, "layers": atlas.layers, "model": atlas.model_name,
-            "dataset": atlas.dataset, "skipped": int(atlas.meta.get("skipped", 0)),
-            "class_names": atlas.class_names}
+    return {"id": atlas_id, **atlas_map.map_info(atlas)}
 
 
 @router.get("/atlas")

@@ -112,8 +112,8 @@ class DiskCache:
         write_atomic(path, blob)
         return path
 
-    def blob_path(self, kind: str, digest: str, suffix: str = "") -> Path:
-        """Where content-addressed blobs (uploads) live: ``blobs/<kind>/<digest><suffix>``."""
+    def blob_path(self, kind: str, digest: str) -> Path:
+        """Where content-addressed blobs (uploads) live: ``blobs/<kind>/<digest>``."""
         folder = self.root / "blobs" / kind
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{digest}{suffix}"
+        return folder / digest

@@ -45,7 +45,6 @@ def two_models(state: AppState, a: str | None, b: str | None) -> tuple[ModelEntr
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request, state: Service, image: str | None = None, method: str = "gradcam",
                  target: str = "", a: str | None = None, b: str | None = None) -> Any:
-    """Both models' predictions for one image and their maps of it, side by side."""
     first, second = two_models(state, a, b)
     get_method(method)  # an unknown method: one line naming the known ones
     columns = []
@@ -83,8 +82,7 @@ def map_url(atlas_id: str, layer: str, method: str, align_to: str | None) -> str
 @router.get("/compare/atlas", response_class=HTMLResponse)
 def compare_atlas_page(request: Request, state: Service, a: str | None = None, b: str | None = None,
                        method: str = "tsne") -> Any:
-    """Two atlas maps of the same dataset side by side, ``b`` aligned onto ``a`` (without both:
-    the form to choose them)."""
+    """Without ``a`` and ``b``: the form to choose them."""
     method = atlas_map.check_method(method)
     sides, size = [], 0
     if a is not None or b is not None:

@@ -1,10 +1,6 @@
-"""Every bad request becomes a 4xx with one line that says what to fix, never a 500 or a traceback.
-
-Handlers raise :class:`~convscope.errors.ConvscopeError` subclasses (the library's own, or the
-web-only ones below); :func:`install` maps them to a status: unknown things 404, too large 413,
-a missing token 403, any other bad input 400. ``/api/`` routes answer JSON ``{"error": ...}``;
-pages answer the error page. An unexpected exception is logged and answered with a 500 whose
-body still holds one line, but the tests treat any 500 as a bug.
+"""Every bad request becomes a 4xx with one line that says what to fix, never a 500 or a traceback:
+handlers raise :class:`~convscope.errors.ConvscopeError` subclasses, :func:`install` maps them to a
+status; ``/api/`` routes answer JSON ``{"error": ...}``, pages the error page.
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ A reference is text that fits in a query string and means the same after a resta
 - ``atlas:<atlas id>/<index>``        image ``index`` of an open atlas.
 
 Every image goes through :func:`convscope.data.images.load_image`, so the web refuses exactly
-what the CLI refuses, with the same one-line message. Decoded images are kept by the app
-(``AppState.decoded``) under a key that changes with their content (``atlas:`` images, which carry
-no stamp, are not kept); the tensors handed out are shared: callers must not modify them in place.
+what the CLI refuses. Decoded images are kept (``AppState.decoded``) under a key that changes with
+their content; the tensors handed out are shared: callers must not modify them in place.
 """
 
 from __future__ import annotations
@@ -94,7 +93,6 @@ def folder_file(state: AppState, ref: str, what: str, suffix: str | None = None)
 
 
 def resolve_image(state: AppState, ref: str) -> Tensor:
-    """The (3, H, W) image in [0, 1] that ``ref`` names (4xx errors for anything else)."""
     kind, sep, rest = (ref or "").partition(":")
     if not sep:
         raise BadArgument(f"image {ref!r} is not an image reference; use sample:NAME, "

@@ -16,7 +16,7 @@ from ..render import png_bytes
 from .cache import JobResult, check_file_name
 from .errors import NotFound
 from .images import list_images, save_upload
-from .jobs import FINISHED, Job
+from .jobs import FINISHED
 from .pages import STATIC, render
 from .state import Service
 
@@ -57,19 +57,16 @@ MAX_WATCHED = 200
 
 @router.get("/api/events")
 async def jobs_events(request: Request, state: Service, jobs: str) -> StreamingResponse:
-    """Server-sent events for the jobs a page follows (``jobs=ID,ID,...``): a JSON message per
-    change of any of them, ended when all have finished. A page holds one connection instead of one per
-    job, so the browser's six connections per host stay free for the maps it downloads."""
+    """Server-sent events for the jobs a page follows (``jobs=ID,ID,...``, one connection for
+    all: docs/architecture.md, section 6): a JSON message per change, ended when all have finished."""
     ids = list(dict.fromkeys(i for i in jobs.split(",") if i))
     if not ids or len(ids) > MAX_WATCHED:
         raise BadArgument(f"jobs={jobs[:40]!r}: give 1 to {MAX_WATCHED} job ids separated by commas")
-    return _event_stream(request, [state.jobs.get(i) for i in ids])
+    followed = [state.jobs.get(i) for i in ids]
 
-
-def _event_stream(request: Request, jobs: list[Job]) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        seen = {job.id: -1 for job in jobs}
-        open_, quiet = list(jobs), 0.0
+        seen = {job.id: -1 for job in followed}
+        open_, quiet = list(followed), 0.0
         while open_:
             for job in list(open_):
                 if job.version == seen[job.id]:
@@ -141,10 +138,8 @@ def check_image(state: Service, image: str) -> dict[str, object]:
 
 @router.post("/api/upload")
 def upload(state: Service, file: UploadFile) -> JSONResponse:
-    """Store an uploaded image (size limit, the CLI's image checks); answer its reference and the
-    file's name (pages show the name, not the reference's 64 hex digits). A plain ``def``:
-    FastAPI runs it in its thread pool, so decoding a large upload holds up no other request
-    (``async`` would decode on the event loop)."""
+    """Store an uploaded image; answer its reference and the file's name (which pages show). A
+    plain ``def``, run in FastAPI's thread pool: ``async`` would decode on the event loop."""
     data = file.file.read(state.config.max_upload_bytes + 1)
     name = file.filename or "upload"
     return JSONResponse({"image": save_upload(state, data, name), "name": name})

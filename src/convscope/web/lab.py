@@ -1,11 +1,6 @@
 """The synthesis lab (``/lab``): adversarial examples, fooling images, inversion, texture, style
-and fast style, each a form with the settings of its CLI command, run as a cached job.
-
-A :class:`Kind` is a list of :class:`~convscope.web.params.Field` s and a job that calls the task
-of :mod:`convscope.tasks`; images, classes and layers are resolved against the model (and checked)
-before anything runs. The settings live in the URL, so ``/lab?kind=adversarial&target=3&eps=8/255``
-is a stable address, and ``run=1`` in it starts the job (answered at once from the disk cache when
-the same model and settings ran before).
+and fast style, each a form with the settings of its CLI command, run as a cached job. The address
+keeps the settings (``/lab?kind=adversarial&target=3&eps=8/255``); ``run=1`` in it starts the job.
 """
 
 from __future__ import annotations
@@ -32,13 +27,12 @@ from .errors import NotFound
 from .images import folder_file, list_images
 from .jobs import Job
 from .pages import render
-from .params import Field, check_memory, parse_settings
+from .params import FORM_KEYS, Field, check_memory, parse_settings
 from .state import AppState, Service
 
 router = APIRouter()
 
-_NOT_SETTINGS = {"kind", "model", "run", "wait", "token", "embed"}
-"""Query/body keys that are not settings of a kind (everything else must be one)."""
+_NOT_SETTINGS = FORM_KEYS | {"kind"}
 MAX_SIZE = 2048
 """Largest image side of any kind (pixels); a job's memory is checked besides."""
 MAX_STEPS = 100_000
@@ -79,22 +73,17 @@ def _result(data: dict[str, Any], pictures: list[tuple[str, str, Any]], **files:
 
 
 def _synthesis_result(made: Synthesis, pictures: list[tuple[str, str, Any]]) -> JobResult:
-    """The task's summary and headline as data; each (file, caption, picture) as a PNG."""
     return _result({**made.summary, "headline": made.headline}, pictures)
 
 
-def _pick(s: dict[str, Any], *names: str) -> dict[str, Any]:
-    """The settings ``names`` as the task's keywords of the same names."""
-    return {name: s[name] for name in names}
-
-
-_RUN = ("steps", "seed", "size")
+def _rest(s: dict[str, Any], *given: str) -> dict[str, Any]:
+    """Every setting but ``given`` (and the job's key) as the task's keywords of the same names: a
+    kind's fields are its task's keywords."""
+    return {name: value for name, value in s.items() if name not in given and name != "key"}
 
 
 def _adversarial(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = adversarial(model, s["image"], progress=progress, **_pick(
-        s, "target", "eps", "norm", "method", "step_size", "random_start", "early_stop", "quantize",
-        "margin", *_RUN))
+    made = adversarial(model, s["image"], progress=progress, **_rest(s, "image"))
     gain = made.summary["perturbation_amplified"]
     return _synthesis_result(made, [
         ("original.png", "original", made.result.originals[0]),
@@ -108,13 +97,12 @@ def _check_fooling(state: AppState, model: Model, s: dict[str, Any]) -> dict[str
 
 
 def _fooling(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = fooling(model, s["target"], progress=progress, **_pick(s, "start", "threshold", "lr", *_RUN))
+    made = fooling(model, s["target"], progress=progress, **_rest(s, "target"))
     return _synthesis_result(made, [("result.png", made.summary["target"], made.picture)])
 
 
 def _inversion(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = inversion(model, s["image"], s["layers"], progress=progress,
-                     **_pick(s, "tv", "l2", "param", "optimizer", *_RUN))
+    made = inversion(model, s["image"], s["layers"], progress=progress, **_rest(s, "image", "layers"))
     return _synthesis_result(made, [("result.png", "original and each layer's inversion", made.picture)])
 
 
@@ -124,8 +112,7 @@ def _check_texture(state: AppState, model: Model, s: dict[str, Any]) -> dict[str
 
 
 def _texture(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = texture(model, s["image"], progress=progress,
-                   **_pick(s, "layers", "source_size", "param", "optimizer", "compare", *_RUN))
+    made = texture(model, s["image"], progress=progress, **_rest(s, "image"))
     return _synthesis_result(made, [("result.png", "synthesized texture", made.picture)])
 
 
@@ -138,9 +125,7 @@ def _check_style(state: AppState, model: Model, s: dict[str, Any]) -> dict[str, 
 
 
 def _style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobResult:
-    made = style(model, s["content"], s["style"], progress=progress, **_pick(
-        s, "content_layer", "style_layers", "content_weight", "style_weight", "tv", "optimizer", "start",
-        "preserve_colors", "compare", *_RUN))
+    made = style(model, s["content"], s["style"], progress=progress, **_rest(s, "content", "style"))
     return _synthesis_result(made, [("result.png", "stylized", made.picture)])
 
 
@@ -187,9 +172,8 @@ def _fast_style(model: Model, s: dict[str, Any], progress: ProgressFn) -> JobRes
                        [("original.png", "image", image), ("result.png", "stylized", styled)])
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / NET_FILE
-        made = train(model, s["style"], s["content"], out=out, progress=progress, **_pick(
-            s, "steps", "size", "batch", "style_weight", "content_weight", "tv_weight", "style_size", "lr",
-            "width", "blocks", "seed"))
+        made = train(model, s["style"], s["content"], out=out, progress=progress,
+                     **_rest(s, "image", "net", "apply_size", "style", "content"))
         blob = out.read_bytes()
     styled = apply_style(made.net, [image], size=s["apply_size"])[0]
     headline = (f"{made.summary['steps_run']} steps in {made.summary['seconds']:.1f}s; loss "

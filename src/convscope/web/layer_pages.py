@@ -1,18 +1,12 @@
-"""The layer page and the unit page: what one layer and one channel of it compute.
-
-``/layers/{name}``: the feature maps of the current image (one tile per channel, in the order
-``?sort=`` asks), the layer's filters when it is a convolution, and every channel's feature
-visualization. ``/layers/{name}/{channel}``: one unit, with visualizations from several seeds,
-its activation mask on the image, its top atlas images and the classes it supports.
-
-Feature visualizations are jobs cached on disk by model content, layer, channel and settings,
-asked for by the tiles as they scroll into view (cached ones are in the page already). The
-activations of the current image are kept by the service (:meth:`AppState.feature_maps`), so the
-tile of each channel only colours a map.
+"""The layer page (``/layers/{name}``: the image's feature maps, the filters, every channel's
+visualization) and the unit page (``/layers/{name}/{channel}``: one channel's visualizations from
+several seeds, its mask on the image, its top atlas images and its classes). Visualizations are
+cached jobs that the tiles ask for as they scroll into view.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -26,7 +20,7 @@ from ..render import png_bytes, to_pil
 from ..render.features import feature_map_tiles
 from ..render.report import data_uri
 from ..tasks.atlas import top_patches
-from ..tasks.inside import filters, mask, unit_classes
+from ..tasks.inside import channel_stats, filters, mask, unit_classes
 from ..tasks.visualize import channel_visualization
 from .cache import JobResult
 from .errors import NotFound
@@ -55,24 +49,10 @@ MAX_CLASSES = 100
 
 
 # -- checking what the URL names --------------------------------------------------------------
-def _layer(state: AppState, model: str | None, name: str) -> tuple[ModelEntry, LayerInfo]:
-    """The model and the layer the URL names (404s for unknown ones)."""
-    entry = state.model(model)
-    return entry, state.layer(entry, name)
-
-
-def _channels(row: LayerInfo) -> int:
-    """The layer's channels as every reader counts them: C of its map (tokens, channels-last
-    maps read as model/tokens.py reads them), else the first axis of its output (0: none)."""
-    shape = row.map_shape or row.output_shape
-    return int(shape[0]) if shape else 0
-
-
 def _unit(state: AppState, model: str | None, name: str, channel: str) -> tuple[ModelEntry, LayerInfo, int]:
-    """The model, the layer and its channel the URL names; a channel out of range is a 404 that
-    says the range."""
-    entry, row = _layer(state, model, name)
-    total = _channels(row)
+    """The model, the layer and its channel the URL names (a 404 says the channels' range)."""
+    entry, row = state.layer(model, name)
+    total = row.channels
     if not channel.isdigit() or len(channel) > 9 or not 0 <= int(channel) < total:
         raise NotFound(f"channel {channel!r}: layer {row.name!r} has {total} channels, 0..{total - 1}"
                        if total else f"layer {row.name!r} outputs no tensor with channels")
@@ -96,11 +76,9 @@ def _image_ref(state: AppState, entry: ModelEntry, image: str | None) -> str:
 
 
 def _page(request: Request, state: AppState, entry: ModelEntry, row: LayerInfo, ref: str) -> dict[str, Any]:
-    """What both pages show: the layer, its channels, the image and the images to choose from, the
-    layer's name as a path segment and the query every link carries (the image, the model and
-    the visualization settings given in the address)."""
+    """What both pages show, and the query every link carries (image, model, visualization settings)."""
     carried = {k: request.query_params[k] for k in ("steps", "size") if k in request.query_params}
-    return {"layer": row, "channels": _channels(row), "image": ref, "model": entry.name,
+    return {"layer": row, "channels": row.channels, "image": ref, "model": entry.name,
             "images": list_images(state), "layer_path": quote(row.name, safe=""),
             "query": urlencode({"image": ref, "model": entry.name, **carried})}
 
@@ -120,8 +98,7 @@ def _vis_key(state: AppState, entry: ModelEntry, layer: str, unit: int,
 
 def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
                      units: list[tuple[int, dict[str, int]]]) -> dict[str, str]:
-    """``"channel/seed"`` -> the cached picture's address, for the tiles already computed: the
-    page puts them in directly, so a second visit asks the server nothing more."""
+    """``"channel/seed"`` -> the address of each picture computed already (a second visit asks nothing)."""
     found = {}
     for unit, settings in units:
         key = _vis_key(state, entry, layer, unit, settings)
@@ -132,8 +109,7 @@ def _cached_pictures(state: AppState, entry: ModelEntry, layer: str,
 
 def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
     """The channels with their mean and max on this image, largest first (``index``: in order)."""
-    rows = [{"channel": c, "mean": round(m, 4), "max": round(x, 4)} for c, m, x in
-            zip(maps.channels.tolist(), maps.mean[0].tolist(), maps.max[0].tolist())]
+    rows = channel_stats(maps)
     if sort in ("mean", "max"):
         rows.sort(key=lambda r: -r[sort])
     return rows
@@ -144,7 +120,7 @@ def _order(maps: FeatureMaps, sort: str) -> list[dict[str, Any]]:
 def layer_page(request: Request, state: Service, name: str, image: str | None = None,
                model: str | None = None, sort: str = "mean", seed: str | None = None, size: str | None = None,
                steps: str | None = None) -> Response:
-    entry, row = _layer(state, model, name)
+    entry, row = state.layer(model, name)
     vis = _vis_settings(entry, seed, size, steps)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
@@ -163,7 +139,7 @@ def layer_page(request: Request, state: Service, name: str, image: str | None = 
     return render(request, "layer.html", title=f"{row.name} · layer", sort=sort, sorts=SORTS, maps=maps,
                   maps_error=maps_error, filters=filter_view, vis=vis,
                   **_page(request, state, entry, row, ref),
-                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(_channels(row))]))
+                  cached=_cached_pictures(state, entry, row.name, [(c, vis) for c in range(row.channels)]))
 
 
 @router.get("/layers/{name}/{channel}")
@@ -185,7 +161,7 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
 def featuremap_list(state: Service, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
     """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
-    entry, row = _layer(state, model, name)
+    entry, row = state.layer(model, name)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)
     maps = state.feature_maps(entry, state.image(ref), row.name)
@@ -205,7 +181,7 @@ def featuremap_tile(state: Service, name: str, channel: str, image: str | None =
 @router.get("/api/layers/{name}/filters.png")
 def filter_picture(state: Service, name: str, model: str | None = None, page: int = 0) -> Response:
     """The layer's filters (a Conv2d's weights); other layers answer 404 saying why."""
-    entry, row = _layer(state, model, name)
+    entry, row = state.layer(model, name)
     try:
         view = filters(entry.model, row.name, page=page)
     except ConvscopeError as err:
@@ -254,10 +230,7 @@ def classes_job(state: Service, name: str, channel: str, image: str | None = Non
     key = state.cache.key("unit-classes", entry.key, row.name, unit, state.digest(picture), count)
 
     def run(progress: Any) -> JobResult:
-        found = unit_classes(entry.model, row.name, unit, count, image=picture)
-        return JobResult(data={"layer": found.layer, "channel": found.channel,
-                               "method": found.method, "reason": found.reason,
-                               "classes": found.classes, "opposed": found.opposed})
+        return JobResult(data=asdict(unit_classes(entry.model, row.name, unit, count, image=picture)))
 
     return state.jobs.submit("unit-classes", f"classes of {row.name} ch {unit}", run,
                              key=key).as_json()

@@ -1,10 +1,6 @@
-"""The leaderboard page (``/leaderboard``): methods x metrics over a dataset, run as a cached job.
-
-The form holds the settings of ``convscope leaderboard`` (the address keeps them, ``run=1``
-starts the job); every name is checked before anything is queued (a bad one is a 400). The
-job calls :func:`convscope.tasks.leaderboard.leaderboard` with its checkpoint in the disk cache,
-so a cancelled job continues where it stopped when the same settings run again, and a finished
-one is answered from the cache.
+"""The leaderboard page (``/leaderboard``): the settings of ``convscope leaderboard`` run as a
+cached job, like the lab's. Its checkpoint lives in the disk cache, so a cancelled job continues
+where it stopped when the same settings run again.
 """
 
 from __future__ import annotations
@@ -14,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
+from ..data.datasets import MNIST5K
 from ..errors import BadArgument
 from ..methods.evaluation.metrics import metric_names
 from ..methods.registry import method_names
@@ -24,13 +21,12 @@ from ..tasks.leaderboard_inputs import SAMPLES
 from ..types import ProgressFn
 from .cache import JobResult
 from .pages import render
-from .params import Field, parse_settings
+from .params import FORM_KEYS, Field, parse_settings
 from .state import AppState, Service
 
 router = APIRouter()
-MNIST = "mnist5k"
 FIELDS = (
-    Field("dataset", "text", None, f"{MNIST}, {SAMPLES}, or folder:ID (a served --images folder; "
+    Field("dataset", "text", None, f"{MNIST5K}, {SAMPLES}, or folder:ID (a served --images folder; "
           "subfolders are classes)", required=True),
     Field("methods", "text", "saliency,gradcam,integrated_gradients", "comma-separated methods or all",
           required=True),
@@ -41,25 +37,24 @@ FIELDS = (
     Field("batch_size", "int", 16, "images per batch", low=1, high=512),
     Field("seed", "int", 0, "bootstrap seed", low=0, high=2**31 - 1),
 )
-_NOT_SETTINGS = {"model", "run", "wait", "token", "embed"}
 
 
 def dataset_of(state: AppState, text: str) -> Any:
     """``mnist5k``, ``samples`` or ``folder:ID`` -> what the task opens (no other path is read)."""
-    if text in (MNIST, SAMPLES):
+    if text in (MNIST5K, SAMPLES):
         return text
     kind, _, folder = text.partition(":")
     path = state.image_folders.get(folder) if kind == "folder" else None
     if path is None:
         served = ", ".join(f"folder:{f}" for f in state.image_folders) or "none (start with --images DIR)"
-        raise BadArgument(f"dataset={text!r}: choose {MNIST}, {SAMPLES} or a served folder ({served})")
+        raise BadArgument(f"dataset={text!r}: choose {MNIST5K}, {SAMPLES} or a served folder ({served})")
     return path
 
 
 def submit(state: AppState, params: dict[str, Any], model: str | None = None) -> Any:
     """Check the settings (a 4xx before anything runs) and queue the job, or find it cached."""
     entry = state.model(model)
-    s = parse_settings(FIELDS, params, _NOT_SETTINGS, "leaderboard")
+    s = parse_settings(FIELDS, params, FORM_KEYS, "leaderboard")
     dataset = dataset_of(state, s["dataset"])
     methods, metrics = choose(entry.model, s["methods"], s["metrics"] or None, regions=False)
     target = parse_target(s["target"])
@@ -84,9 +79,9 @@ def submit(state: AppState, params: dict[str, Any], model: str | None = None) ->
 def leaderboard_page(request: Request, state: Service, model: str | None = None) -> Response:
     """The form filled from the URL (a bad setting is a 400 page) and the result area."""
     entry = state.model(model)
-    parse_settings(FIELDS, request.query_params, _NOT_SETTINGS, "leaderboard", partial=True)
+    parse_settings(FIELDS, request.query_params, FORM_KEYS, "leaderboard", partial=True)
     values = {f.name: request.query_params.get(f.name, f.shown_default) for f in FIELDS}
-    datasets = [MNIST, SAMPLES, *(f"folder:{f}" for f in state.image_folders)]
+    datasets = [MNIST5K, SAMPLES, *(f"folder:{f}" for f in state.image_folders)]
     return render(request, "leaderboard.html", title="Leaderboard", fields=FIELDS, values=values,
                   model=entry.name, models=list(state.models), datasets=datasets,
                   methods=method_names(), metrics=metric_names(),

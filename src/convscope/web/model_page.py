@@ -42,11 +42,6 @@ def layer_href(name: str, model: str | None) -> str:
     return f"/layers/{quote(name, safe=':')}{query}"
 
 
-def matches(name: str, query: str) -> bool:
-    """The search rule (``model.js`` applies the same one): a case-insensitive substring."""
-    return query.strip().lower() in name.lower()
-
-
 def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[TreeRow]:
     """The rows in tree order with their nesting (from the dotted names; the calls ``name:0``,
     ``name:1`` of a module that runs several times nest what is inside it under its first call)
@@ -64,7 +59,8 @@ def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[T
         parents[info.name] = parent
         depth[info.name] = 0 if parent is None else depth[parent] + 1
     children = set(parents.values())
-    hit = {info.name for info in table.rows if matches(info.name, query)}
+    # the search rule (model.js applies the same one): a case-insensitive substring
+    hit = {info.name for info in table.rows if query.strip().lower() in info.name.lower()}
     shown = set(hit)
     for name in hit:
         parent = parents[name]
@@ -77,10 +73,6 @@ def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[T
             for info in table.rows]
 
 
-def shape_text(shape: tuple[int, ...] | None) -> str:
-    return "×".join(map(str, shape)) if shape else "–"
-
-
 @router.get("/")
 def model_page(request: Request, state: Service, model: str | None = None, q: str = "") -> Response:
     entry = state.model(model)
@@ -88,7 +80,7 @@ def model_page(request: Request, state: Service, model: str | None = None, q: st
     link_model = None if entry is state.default_model else entry.name
     rows = tree(table, q, link_model)
     return render(request, "model.html", title=entry.name, entry=entry, table=table, rows=rows, q=q,
-                  shown=sum(r.shown for r in rows), shape_text=shape_text,
+                  shown=sum(r.shown for r in rows),
                   auto_href=layer_href(table.auto.name, link_model) if table.auto else None,
                   input_size="×".join(map(str, entry.model.input_size)),
                   classes=len(entry.model.labels) if entry.model.labels else None)
@@ -96,5 +88,4 @@ def model_page(request: Request, state: Service, model: str | None = None, q: st
 
 @router.get("/api/model/layers")
 def api_layers(state: Service, model: str | None = None) -> list[dict[str, object]]:
-    """What ``convscope layers --json`` prints for the model."""
     return state.layer_table(state.model(model)).as_json()

@@ -1,10 +1,8 @@
 """The neighbours panel's data: the atlas images nearest to a map point or to any image.
 
-The answer comes from :func:`convscope.tasks.atlas.find_neighbors`, the function behind
-``convscope neighbors``, so the web app and the CLI return the same images at the same distances
-(exact search; FAISS when installed, for large atlases). A query by index reads stored
-embeddings only and runs in the request thread; a query image must be embedded by the atlas's
-model, so it runs on the worker that owns the model.
+The answer comes from :func:`convscope.tasks.atlas.find_neighbors`, as for ``convscope neighbors``
+(same images, same distances). A query image must be embedded by the atlas's model, so it runs
+on the worker that owns the model; a query by index reads stored embeddings in the request thread.
 """
 
 from __future__ import annotations
@@ -29,10 +27,6 @@ MAX_K = 200
 """Most neighbours one request may ask for (the panel shows a handful)."""
 
 
-def parse_metric(text: str) -> Metric:
-    return cast(Metric, parse_choice("metric", text, METRICS))
-
-
 @router.get("/api/atlas/{atlas_id}/{layer}/neighbors")
 def neighbors(state: Service, atlas_id: str, layer: str, index: str | None = None,
               image: str | None = None, k: str = "10", metric: str = "cosine") -> dict[str, Any]:
@@ -41,7 +35,7 @@ def neighbors(state: Service, atlas_id: str, layer: str, index: str | None = Non
     ``label_name``/``prediction_name`` names, ``None`` where unknown)."""
     atlas = state.atlas_layer(atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
-    distance = parse_metric(metric)
+    distance = cast(Metric, parse_choice("metric", metric, METRICS))
     if (index is None) == (image is None):
         raise BadArgument("give index=I (an atlas image) or image=REF (any image), one of them")
     if index is not None:
@@ -69,7 +63,7 @@ def neighbors_page(request: Request, state: Service, atlas_id: str, layer: str, 
     (the query itself is read from the URL by the page's script and checked by the API)."""
     atlas = state.atlas_layer(atlas_id, layer)
     count = parse_int("k", k, 1, MAX_K)
-    parse_metric(metric)
+    parse_choice("metric", metric, METRICS)
     return render(request, "neighbors.html", title=f"Neighbours · {atlas_id} {layer}",
                   atlas_id=atlas_id, layer=layer, size=atlas.size, model=atlas.model_name, k=count,
                   max_k=MAX_K, metric=metric, metrics=METRICS)

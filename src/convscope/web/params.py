@@ -1,17 +1,13 @@
-"""Every value a request carries, checked when it arrives: one parser per kind of value, one
-wording per kind of mistake (the registry's option specs, :mod:`convscope.methods.option_specs`).
-
-A bad value is a 400 with one line before anything is queued: numbers are bounded (no form field
-can ask for a 50000-pixel texture or 10**12 RISE masks), number text too long to mean anything is
-refused before ``int()`` sees it, and a job's estimated peak memory (:func:`check_memory`) must
-fit the server's budget per job (``ServeConfig.max_job_bytes``).
+"""Every value a request carries, checked when it arrives (a 400 before anything is queued), with
+the option specs' wording (:mod:`convscope.methods.option_specs`), and a job's estimated peak
+memory against the budget per job (docs/architecture.md, section 6, "Parameters").
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +21,8 @@ _TRUE, _FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no")
 MAX_TEXT = 2000
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
+FORM_KEYS = frozenset({"model", "run", "wait", "token", "embed"})
+"""Keys of a form page's address or body that are not its settings (the model, run=1, ...)."""
 BYTES_PER_PIXEL = 2048
 """What a job keeps per input pixel of each image of one pass: about twice the most measured (a
 gradient pass kept 1.06 KB per pixel through digits_cnn, 0.54 KB through EfficientNet-Lite0;
@@ -35,7 +33,7 @@ BUFFERS = (("masks", "cells", "cells"), ("samples", "segments"))
 
 @dataclass(frozen=True)
 class Field:
-    """One setting: how to read it from a form, a URL or a JSON value, and what is allowed."""
+    """One setting of a form, a URL or a JSON body, and what is allowed."""
 
     name: str
     type: FieldType
@@ -84,7 +82,6 @@ class Field:
 
 
 def parse_int(name: str, text: str | None, low: int, high: int, default: int | None = None) -> int:
-    """A whole number of the URL in [low, high] (``default`` when absent)."""
     return int(Field(name, "int", default, low=low, high=high, required=default is None).parse(text))
 
 
@@ -92,7 +89,7 @@ def parse_choice(name: str, text: str, choices: tuple[str, ...]) -> str:
     return str(Field(name, "choice", choices=choices).parse(text))
 
 
-def parse_settings(fields: tuple[Field, ...], params: Mapping[str, Any], not_settings: set[str],
+def parse_settings(fields: tuple[Field, ...], params: Mapping[str, Any], not_settings: Set[str],
                    owner: str, *, partial: bool = False) -> dict[str, Any]:
     """Typed settings from a query or JSON body (absent: the default); an unknown name is
     refused, since a typo would otherwise silently run the default. ``partial``: check only the

@@ -1,8 +1,6 @@
-"""Every channel's top patches of an atlas layer on one page, loaded lazily as it scrolls.
-
-A tile, asked for when it scrolls into view, is the channel's top-k images cropped to the
-receptive field of the unit where each peaked (:func:`convscope.tasks.atlas.top_patches`, as
-``convscope top`` draws them), computed on the model's worker once, then served from the disk cache.
+"""Every channel's top patches of an atlas layer on one page, loaded lazily as it scrolls: each
+tile is the channel's top-k images cropped to the receptive field where each peaked
+(:func:`convscope.tasks.atlas.top_patches`), computed on the model's worker once.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The web layer's one service object: it resolves every name a request carries (model, layer,
-atlas, atlas layer, the model that made an atlas, image reference, job), owns every in-memory
-cache (each with its lock beside its data) and the one policy for waiting on a job.
-
-Handlers receive it through FastAPI's ``Depends`` (:data:`Service`) and stay thin: parse, call
-``tasks/``, render.
+"""The web layer's one service object: every lookup of a name a request carries, every in-memory
+cache and the one policy for waiting on a job (docs/architecture.md, section 6).
 """
 
 from __future__ import annotations
@@ -41,8 +37,7 @@ if TYPE_CHECKING:
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 WAIT_SECONDS = 600.0
-"""How long a request that asks to wait (``"wait": true``) waits for its job; then it is
-answered 202 with the job's address, which the page keeps watching."""
+"""How long a request that asks to wait (``"wait": true``) waits for its job (:meth:`AppState.answer`)."""
 KEEP_FEATURE_MAPS = 8
 """(model, image, layer) activations kept in memory for the feature-map tiles."""
 CACHED_IMAGES, CACHED_BYTES = 32, 256 * 2**20
@@ -166,9 +161,10 @@ class AppState:
                                 lambda: self.jobs.run(lambda: layer_table(entry.model), timeout,
                                                           model=entry.model))
 
-    def layer(self, entry: ModelEntry, name: str) -> LayerInfo:
-        """The layer's row (``name:i`` picks one call); unknown names are a 404 with the closest."""
-        return find_layer(entry.model, name, self.layer_table(entry).rows)
+    def layer(self, model: str | None, name: str) -> tuple[ModelEntry, LayerInfo]:
+        """The named model and its layer's row (``name:i`` picks one call); unknown names are a 404."""
+        entry = self.model(model)
+        return entry, find_layer(entry.model, name, self.layer_table(entry).rows)
 
     def feature_maps(self, entry: ModelEntry, picture: Tensor, layer: str) -> FeatureMaps:
         """The whole layer's maps for one image (channels in index order), computed once."""

@@ -134,6 +134,47 @@ const cs = (() => {
     });
   }
 
+  // A form's named settings: checkboxes as 1 or 0, other fields when not empty, `skip` left out.
+  function formSettings(form, skip = []) {
+    const out = {};
+    for (const field of form.elements) {
+      if (!field.name || skip.includes(field.name)) continue;
+      if (field.type === "checkbox") out[field.name] = field.checked ? "1" : "0";
+      else if (field.value.trim() !== "") out[field.name] = field.value.trim();
+    }
+    return out;
+  }
+
+  // A form run as a job (the lab, the leaderboard): each submit posts settings() to `url`, puts
+  // the settings and run=1 in the address (`page`, after `query`: a reload shows the same
+  // result, answered from the server's cache), follows the job in a row on top of `jobsBox`, and
+  // hands the latest job to draw() when it is done (its failure to `errorBox`).
+  function jobForm(form, { url, page, query = {}, settings, draw, errorBox, jobsBox }) {
+    let latest = null;  // the job whose result the page shows when it finishes
+    async function start() {
+      clearError(errorBox);
+      const s = settings();
+      history.replaceState(null, "", `${page}?${new URLSearchParams({ ...query, ...s, run: "1" })}`);
+      let started;
+      try {
+        started = await api(url, { json: s });
+      } catch (e) {
+        showError(errorBox, e.message);
+        return;
+      }
+      latest = started.id;
+      const row = el("div", { class: "form-job" }, el("span", { class: "muted", text: started.title }));
+      jobsBox.prepend(row);
+      job(started, row, (j) => {
+        if (j.status === "failed" && j.id === latest) showError(errorBox, j.error || "the job failed");
+        if (j.status === "done" && j.id === latest) draw(j);
+      });
+    }
+    form.addEventListener("submit", (event) => { event.preventDefault(); start(); });
+    // not form.dataset: a form's named control ("dataset") shadows the element's own properties
+    if (form.getAttribute("data-autorun") === "1") start();
+  }
+
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
@@ -221,6 +262,7 @@ const cs = (() => {
     return `/explain?${new URLSearchParams(model ? { image, model } : { image })}`;
   }
 
-  return { api, binary, explainUrl, waitNote, download, upload, job, run, showError, clearError, query, el };
+  return { api, binary, explainUrl, waitNote, download, upload, job, jobForm, formSettings, run, showError, clearError,
+           query, el };
 })();
 window.cs = cs;

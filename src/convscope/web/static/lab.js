@@ -7,39 +7,8 @@
   if (!form) return;
   const kind = form.dataset.kind;
   const errorBox = document.getElementById("lab-error");
-  const jobsBox = document.getElementById("lab-jobs");
   const result = document.getElementById("lab-result");
-  let latest = null;  // the job whose result the page shows when it finishes
-
-  function settings() {
-    const out = {};
-    for (const el of form.elements) {
-      if (!el.name || el.name === "kind") continue;
-      if (el.type === "checkbox") out[el.name] = el.checked ? "1" : "0";
-      else if (el.value.trim() !== "") out[el.name] = el.value.trim();
-    }
-    return out;
-  }
-
-  async function start() {
-    cs.clearError(errorBox);
-    const s = settings();
-    history.replaceState(null, "", "/lab?" + new URLSearchParams({ kind, ...s, run: "1" }).toString());
-    let job;
-    try {
-      job = await cs.api(`/api/lab/${kind}`, { json: s });
-    } catch (e) {
-      cs.showError(errorBox, e.message);
-      return;
-    }
-    latest = job.id;
-    const row = cs.el("div", { class: "lab-job" }, cs.el("span", { class: "muted", text: job.title }));
-    jobsBox.prepend(row);
-    cs.job(job, row, (j) => {
-      if (j.status === "failed" && j.id === latest) cs.showError(errorBox, j.error || "the job failed");
-      if (j.status === "done" && j.id === latest) draw(j);
-    });
-  }
+  const settings = () => cs.formSettings(form, ["kind"]);
 
   // numbers with 4 significant digits (integers as they are); anything else as text
   function number(v) { return typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(4))) : String(v); }
@@ -92,8 +61,6 @@
     result.append(summaryTable(data));
   }
 
-  form.addEventListener("submit", (event) => { event.preventDefault(); start(); });
-
   const upload = document.getElementById("lab-upload");
   if (upload) {
     cs.upload(upload, errorBox, (image) => {
@@ -102,5 +69,6 @@
     });
   }
 
-  if (form.dataset.autorun === "1") start();
+  cs.jobForm(form, { url: `/api/lab/${kind}`, page: "/lab", query: { kind }, settings, draw, errorBox,
+                     jobsBox: document.getElementById("lab-jobs") });
 })();

@@ -5,38 +5,9 @@
 (() => {
   const form = document.getElementById("board-form");
   if (!form) return;
-  const errorBox = document.getElementById("board-error");
-  const jobsBox = document.getElementById("board-jobs");
   const result = document.getElementById("board-result");
-  let latest = null;
-
-  function settings() {
-    const out = {};
-    for (const el of form.elements) {
-      if (el.name && el.value.trim() !== "") out[el.name] = el.value.trim();
-    }
-    return out;
-  }
-
-  async function start() {
-    cs.clearError(errorBox);
-    const s = settings();
-    history.replaceState(null, "", "/leaderboard?" + new URLSearchParams({ ...s, run: "1" }).toString());
-    let job;
-    try {
-      job = await cs.api("/api/leaderboard", { json: s });
-    } catch (e) {
-      cs.showError(errorBox, e.message);
-      return;
-    }
-    latest = job.id;
-    const row = cs.el("div", { class: "board-job" }, cs.el("span", { class: "muted", text: job.title }));
-    jobsBox.prepend(row);
-    cs.job(job, row, (j) => {
-      if (j.status === "failed" && j.id === latest) cs.showError(errorBox, j.error || "the job failed");
-      if (j.status === "done" && j.id === latest) draw(j);
-    });
-  }
+  cs.jobForm(form, { url: "/api/leaderboard", page: "/leaderboard", settings: () => cs.formSettings(form), draw,
+                     errorBox: document.getElementById("board-error"), jobsBox: document.getElementById("board-jobs") });
 
   function draw(j) {
     const data = j.data || {};
@@ -51,8 +22,4 @@
       table, said, cs.el("img", { src: j.files["leaderboard.png"], alt: "means with 95% intervals per metric" }),
       links);
   }
-
-  form.addEventListener("submit", (event) => { event.preventDefault(); start(); });
-  // not form.dataset: a form's named control ("dataset") shadows the element's own properties
-  if (form.getAttribute("data-autorun") === "1") start();
 })();
