@@ -7,10 +7,12 @@ from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from .cam_retrofit import Retrofit, fit_cam_head
 from .deeplift import DeepLift
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
+from .kernel_shap import KernelShap
 from .lime import Lime, LimeResult, top_superpixel_mask
 from .lrp import LRP
 from .perturbation import RISE, Occlusion
 from .scorecam import ScoreCAM
+from .shap import DeepLiftShap, GradientShap
 from .smoothgrad import SmoothGrad
 
 __all__ = [
@@ -20,12 +22,15 @@ __all__ = [
     "Attribution",
     "Deconvnet",
     "DeepLift",
+    "DeepLiftShap",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradientShap",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedGradCAM",
     "IntegratedGradients",
+    "KernelShap",
     "LayerGuidedBackprop",
     "Lime",
     "LimeResult",
