@@ -61,18 +61,25 @@ def flat_cause(logits: Tensor | None, target: Tensor | TargetFn | None, *, proba
 
 
 def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Tensor | TargetFn | None,
-                  *, probabilities: bool, option: str | None = None, stacklevel: int = 5) -> None:
-    """Warn when, for some input, the method's scores (B, n) on its n perturbed copies are all equal."""
+                  *, probabilities: bool, option: str | None = None, count: int | None = None,
+                  stacklevel: int = 5) -> None:
+    """Warn when, for some input, the method's scores (B, n) on its perturbed copies are all equal.
+
+    A method that keeps only each input's lowest and highest score passes those (B, 2) and the
+    number of perturbed copies as ``count``; non-finite entries (unscored) are left out.
+    """
     if scores.ndim != 2 or scores.shape[1] < 2:
         return
-    finite = scores.detach().float()
-    spread = finite.amax(1) - finite.amin(1)
-    flat = (spread == 0).nonzero().flatten().tolist()
+    s = scores.detach().double()
+    finite = s.isfinite()
+    lo = s.masked_fill(~finite, float("inf")).amin(1)
+    hi = s.masked_fill(~finite, float("-inf")).amax(1)
+    flat = ((hi == lo) & (finite.sum(1) >= 2)).nonzero().flatten().tolist()
     if not flat:
         return
     cause = flat_cause(logits, target, probabilities=probabilities, option=option)
-    warnings.warn(f"{method}: the scores of {_samples(flat)} never varied over {scores.shape[1]} "
-                  f"perturbed inputs, so the map there is empty (all zero or flat): {cause}",
+    warnings.warn(f"{method}: the scores of {_samples(flat)} never varied over {count or scores.shape[1]} "
+                  f"perturbed inputs, so its map there shows nothing (all zero, or equal weights): {cause}",
                   stacklevel=stacklevel)
 
 

@@ -29,6 +29,7 @@ from ...model import FastForward, Model, capture, default_batch_size
 from ...types import ProgressFn, Target
 from ..registry import register
 from .base import Attribution
+from .flat import warn_unvaried
 from .perturbation import resolve_target
 
 INF = float("inf")
@@ -74,6 +75,7 @@ class ScoreCAM(Attribution):
         if image.numel():
             evidence[image, channel] = self._scores(inputs, acts, image, channel, target,
                                                     self.batch_size or default_batch_size(inputs.device))
+        warn_unvaried(self.method_name, evidence, logits, target, probabilities=False, stacklevel=4)
         weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
         return (weights[:, :, None, None] * acts).sum(1, keepdim=True).relu().to(inputs.dtype)
 
