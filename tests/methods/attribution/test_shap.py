@@ -72,7 +72,8 @@ def _z(a: Tensor, b: Tensor) -> Tensor:
 
 def test_registered() -> None:
     assert get_method("gradient_shap").cls is GradientShap and get_method("gradient_shap").signed
-    assert get_method("deeplift_shap").cls is DeepLiftShap and get_method("deeplift_shap").family == "decomposition"
+    info = get_method("deeplift_shap")
+    assert info.cls is DeepLiftShap and info.family == "decomposition"
 
 
 def test_gradient_shap_has_captums_expectation() -> None:
@@ -132,10 +133,10 @@ def test_deeplift_shap_equals_captum() -> None:
     ours = DeepLiftShap(_model(net), baselines=baselines, batch_size=3)(x, 1)
     theirs = CaptumDeepLiftShap(net).attribute(x, baselines, target=1).detach()
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6 * float(theirs.abs().max()))
-    for net in (net, _net()):
-        ours = DeepLiftShap(_model(net), baselines=baselines, batch_size=3)(x, 1)
+    for checked in (net, _net()):
+        ours = DeepLiftShap(_model(checked), baselines=baselines, batch_size=3)(x, 1)
         with torch.no_grad():
-            want = net(x)[:, 1] - net(baselines)[:, 1].mean()
+            want = checked(x)[:, 1] - checked(baselines)[:, 1].mean()
         torch.testing.assert_close(ours.flatten(1).sum(1), want, rtol=1e-5, atol=1e-5)
 
 
