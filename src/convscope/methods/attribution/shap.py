@@ -65,7 +65,8 @@ class _BaselineDistribution(Attribution):
             seeds = range(self.seed, self.seed + self.draws) if self.given == "uniform" else [self.seed]
             return torch.stack([self.baseline_for(inputs, self.given, sigma=self.sigma, seed=s)
                                 for s in seeds], 1)
-        parts = [self.given] if isinstance(self.given, Tensor) else list(self.given)  # type: ignore[arg-type]
+        assert isinstance(self.given, (Tensor, tuple))
+        parts = [self.given] if isinstance(self.given, Tensor) else list(self.given)
         shapes = self.packing.shapes if self.packing is not None else (tuple(inputs.shape[1:]),)
         if len(parts) != len(shapes):
             raise BadArgument(f"baselines: give one tensor (K, ...) per input ({len(shapes)} inputs of "
