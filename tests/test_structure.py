@@ -154,7 +154,8 @@ def test_every_command_module_is_registered() -> None:
 
 STABLE_METHODS = ["saliency", "gradient_x_input", "smoothgrad", "integrated_gradients",
                   "guided_backprop", "deconvnet", "cam", "gradcam", "gradcam_pp", "guided_gradcam",
-                  "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp"]
+                  "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp", "gradient_shap",
+                  "deeplift_shap", "kernel_shap"]
 """The stable method names of docs/architecture.md, section 5: scripts and saved reports name them."""
 
 
