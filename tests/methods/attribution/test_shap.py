@@ -143,11 +143,13 @@ def test_deeplift_shap_equals_captum() -> None:
 def test_word_baselines_make_a_distribution() -> None:
     model = _model(_net())
     x, _ = _data()
-    dls = DeepLiftShap(model, baselines="uniform", draws=3, seed=2)
-    noise = dls.distribution(x)
-    assert noise.shape == (2, 3, 3, 8, 8) and not torch.equal(noise[:, 0], noise[:, 1])
-    black = GradientShap(model, baselines="black").distribution(x)
-    assert black.shape == (2, 1, 3, 8, 8) and torch.equal(black[0], model.normalize(torch.zeros(1, 3, 8, 8)))
+    count, rows = DeepLiftShap(model, baselines="uniform", draws=3, seed=2).distribution(x)
+    noise = rows(torch.tensor([0, 1, 0]), torch.tensor([0, 0, 1]))
+    assert count == 3 and noise.shape == (3, 3, 8, 8)
+    assert torch.equal(noise[0], noise[1]) and not torch.equal(noise[0], noise[2])  # shared, seeded
+    count, rows = GradientShap(model, baselines="black").distribution(x)
+    black = rows(torch.tensor([0, 1]), torch.tensor([0, 0]))
+    assert count == 1 and torch.equal(black, model.normalize(torch.zeros(2, 3, 8, 8)))
     one = DeepLiftShap(model, baselines=torch.zeros(3, 8, 8))(x, 1)  # one baseline shaped as an input
     assert one.shape == x.shape
 

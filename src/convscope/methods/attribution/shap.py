@@ -33,6 +33,8 @@ signed; tables, signals and several inputs as the other gradient methods.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -59,12 +61,26 @@ class _BaselineDistribution(Attribution):
         check_positive("sigma", sigma)
         self.draws, self.sigma, self.seed = int(draws), float(sigma), int(seed)
 
-    def distribution(self, inputs: Tensor) -> Tensor:
-        """The baselines of every input, (B, K, *sample shape), in model-input space."""
+    def distribution(self, inputs: Tensor) -> tuple[int, Callable[[Tensor, Tensor], Tensor]]:
+        """K, and the baselines ``rows(i, j)`` (n, *sample shape) of inputs i (n,) drawn j (n,).
+
+        Noise baselines are made row by row (baseline j from seed ``seed + j``, the same for every
+        input), so "uniform" with many draws costs the memory of one chunk.
+        """
+        if self.given == "uniform":
+            def noise(i: Tensor, j: Tensor) -> Tensor:
+                return torch.cat([self.baseline_for(inputs[:1], "uniform", seed=self.seed + int(k))
+                                  for k in j.tolist()])
+
+            return self.draws, noise
         if isinstance(self.given, str):
-            seeds = range(self.seed, self.seed + self.draws) if self.given == "uniform" else [self.seed]
-            return torch.stack([self.baseline_for(inputs, self.given, sigma=self.sigma, seed=s)
-                                for s in seeds], 1)
+            each = self.baseline_for(inputs, self.given, sigma=self.sigma, seed=self.seed)
+            return 1, lambda i, j: each[i]
+        shared = self._given_distribution(inputs)
+        return shared.shape[0], lambda i, j: shared[j]
+
+    def _given_distribution(self, inputs: Tensor) -> Tensor:
+        """The user's K baselines, (K, *sample shape) as the (packed) inputs, or one line."""
         assert isinstance(self.given, (Tensor, tuple))
         parts = [self.given] if isinstance(self.given, Tensor) else list(self.given)
         shapes = self.packing.shapes if self.packing is not None else (tuple(inputs.shape[1:]),)
@@ -85,7 +101,7 @@ class _BaselineDistribution(Attribution):
                                   f"baselines, (K, {', '.join(map(str, shape))}), the same K for "
                                   "every input") from None
         flat = torch.cat(out, 1)
-        return flat.view(1, flat.shape[0], *inputs.shape[1:]).expand(inputs.shape[0], -1, *inputs.shape[1:])
+        return flat.view(flat.shape[0], *inputs.shape[1:])
 
 
 @register("gradient_shap", family="gradient", signed=True)
@@ -121,10 +137,10 @@ class GradientShap(_BaselineDistribution):
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         target = self.fixed_target(inputs, target)
-        dist = self.distribution(inputs)
+        count, baselines = self.distribution(inputs)
         b, n = inputs.shape[0], self.samples
         gen = torch.Generator().manual_seed(self.seed)
-        which = torch.randint(0, dist.shape[1], (b, n), generator=gen).to(inputs.device)
+        which = torch.randint(0, count, (b, n), generator=gen).to(inputs.device)
         alphas = torch.rand(b, n, generator=gen, dtype=torch.float64).to(inputs)
 
         def points(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -133,7 +149,7 @@ class GradientShap(_BaselineDistribution):
             if self.stdev > 0:  # row by row, in order: the same noise whatever the chunk size
                 noise = [torch.randn(inputs.shape[1:], generator=gen, dtype=inputs.dtype) for _ in rows]
                 x = x + self.stdev * torch.stack(noise).to(inputs.device)
-            base = dist[i, which[i, k]]
+            base = baselines(i, which[i, k])
             diff = x - base
             return i, base + rows_view(alphas[i, k], diff) * diff, diff
 
@@ -171,8 +187,7 @@ class DeepLiftShap(_BaselineDistribution):
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         fixed = self.fixed_target(inputs, target)
-        dist = self.distribution(inputs)
-        k = dist.shape[1]
+        k, baselines = self.distribution(inputs)
         targets = repeat_target(fixed, k)
         total = torch.zeros_like(inputs)
         rows_total = inputs.shape[0] * k
@@ -181,7 +196,7 @@ class DeepLiftShap(_BaselineDistribution):
             rows = torch.arange(start, stop, device=inputs.device)
             i, j = rows // k, rows % k
             chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
-            total.index_add_(0, i, self.deeplift.contributions(inputs[i], dist[i, j], chunk_target))
+            total.index_add_(0, i, self.deeplift.contributions(inputs[i], baselines(i, j), chunk_target))
             if self.progress is not None:
                 self.progress(stop, rows_total)
         return total / k
