@@ -163,3 +163,15 @@ def test_a_distribution_of_the_wrong_shape_is_one_line(method: type, bad: Tensor
     message = str(err.value)
     assert "\n" not in message and f"baselines of shape {tuple(bad.shape)}" in message
     assert "(K, 3, 8, 8)" in message
+
+
+@pytest.mark.parametrize(("method", "option", "value"), [("gradient_shap", "draws", 5000),
+                                                         ("gradient_shap", "stdev", -1.0),
+                                                         ("deeplift_shap", "baselines", "zeros"),
+                                                         ("kernel_shap", "samples", 0)])
+def test_web_and_json_options_are_bounded(method: str, option: str, value: object) -> None:
+    from convscope.methods.option_specs import check_options
+
+    with pytest.raises(BadArgument) as err:
+        check_options(method, {option: value})
+    assert "\n" not in str(err.value) and option in str(err.value)
