@@ -13,22 +13,14 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import Tensor, nn
-from torchvision.models.vision_transformer import VisionTransformer
+from torch import Tensor
 
 import convscope
 from convscope.methods.attribution import DeepLiftShap, GradientShap, KernelShap, Lime
-from convscope.model import Model, Preprocess
+from convscope.model import Model
 from tests.model_safety import assert_unharmed, snapshot
 from tests.zoo.conftest import ZOO, build, finite_nonzero
-
-
-def _small_vit() -> Model:
-    torch.manual_seed(0)
-    net = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
-                            mlp_dim=32, num_classes=5)
-    nn.init.normal_(net.heads.head.weight)  # torchvision starts the head at zero: no gradient at all
-    return Model(net.eval(), preprocess=Preprocess(input_size=(32, 32)), name="small-vit")
+from tests.zoo.test_transformers import _small_vit
 
 
 def _photos(model: Model) -> Tensor:
