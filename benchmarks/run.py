@@ -88,6 +88,7 @@ GROUPS: dict[str, Callable[[Model, torch.device], None]] = {
     "occlusion": _group("perturbation", "perturbation_rows"),
     "lime": _group("lime_bench", "lime_rows"),
     "deeplift": _group("deeplift_bench", "deeplift_rows"),
+    "shap": _group("shap_bench", "shap_rows"),
     "lrp": _group("lrp_bench", "lrp_rows"),
     "visualize": _group("visualize_bench", "visualize_rows"),
     "synthesis": _group("synthesis_bench", "synthesis_rows"),

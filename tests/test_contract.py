@@ -354,6 +354,9 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "occlusion": {"window": 4, "stride": 4},
     "rise": {"masks": 8},
     "lime": {"samples": 8, "segments": 4},
+    "kernel_shap": {"samples": 8, "segments": 4},
+    "gradient_shap": {"samples": 3, "draws": 2},
+    "deeplift_shap": {"draws": 2},
 }
 
 
@@ -419,7 +422,8 @@ def test_lrp_merging_parallel_branches_leaves_the_model_unharmed(wrapped: bool, 
 # Inputs beyond one image batch (issue 13): two inputs, a keyword argument and a dict output, with
 # batch norm in train mode, a frozen parameter and a user hook; methods run on the packed inputs.
 STRUCTURED_METHODS = ["saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "deeplift",
-                      "lrp", "occlusion", "lime", "guided_backprop", "deconvnet"]
+                      "lrp", "occlusion", "lime", "guided_backprop", "deconvnet", "gradient_shap",
+                      "deeplift_shap", "kernel_shap"]
 
 
 class StructuredNet(nn.Module):
@@ -456,7 +460,7 @@ def test_structured_inputs_leave_the_model_unharmed(name: str, raises: bool, raw
     call: dict[str, Any] = {"forward_kwargs": {"scale": 2.0}}
     if raw:  # the target reads the raw dict (probabilities need logits: LIME scores logits)
         target: Any = lambda out: out["logits"][:, 1]  # noqa: E731
-        if name == "lime":
+        if name in ("lime", "kernel_shap"):
             method.score = "logit"
     else:
         target, call["model_output"] = 1, "logits"

@@ -155,7 +155,8 @@ def test_every_command_module_is_registered() -> None:
 STABLE_METHODS = ["saliency", "gradient_x_input", "smoothgrad", "integrated_gradients",
                   "guided_backprop", "deconvnet", "cam", "gradcam", "gradcam_pp", "guided_gradcam",
                   "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp", "hirescam", "xgradcam",
-                  "layercam", "eigencam", "eigengradcam", "ablationcam", "fullgrad"]
+                  "layercam", "eigencam", "eigengradcam", "ablationcam", "fullgrad", "gradient_shap",
+                  "deeplift_shap", "kernel_shap"]
 """The stable method names of docs/architecture.md, section 5: scripts and saved reports name them."""
 
 

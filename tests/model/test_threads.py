@@ -115,6 +115,8 @@ def shared_relu_model() -> Model:
 FAST: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"steps": 16}, "smoothgrad": {"samples": 3},
     "occlusion": {"window": 4, "stride": 4}, "rise": {"masks": 8}, "lime": {"samples": 8, "segments": 4},
+    "kernel_shap": {"samples": 8, "segments": 4}, "gradient_shap": {"samples": 3, "draws": 2},
+    "deeplift_shap": {"draws": 2},
 }
 
 

@@ -72,7 +72,8 @@ def test_bad_requests(tiny: Model, kwargs: dict, error: type, message: str) -> N
 
 FEW = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2},
        "occlusion": {"window": 8, "stride": 8}, "rise": {"masks": 8},
-       "lime": {"samples": 8, "segments": 4}}
+       "lime": {"samples": 8, "segments": 4}, "kernel_shap": {"samples": 8, "segments": 4},
+       "gradient_shap": {"samples": 3, "draws": 2}, "deeplift_shap": {"draws": 2}}
 
 
 @pytest.mark.parametrize("target", ["top1", 2])

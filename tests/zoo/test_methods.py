@@ -21,6 +21,9 @@ from tests.zoo.conftest import Arch, finite_nonzero
 CHEAP: dict[str, dict[str, object]] = {
     "integrated_gradients": {"steps": 8},
     "lime": {"samples": 24, "segments": 12},
+    "kernel_shap": {"samples": 24, "segments": 12},
+    "gradient_shap": {"samples": 4, "draws": 2},
+    "deeplift_shap": {"draws": 2},
     "occlusion": {"window": 16, "stride": 16},
     "rise": {"masks": 24, "cells": 4},
     "scorecam": {"max_channels": 8},

@@ -33,6 +33,7 @@ BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "max_channels": (1, 100_000), "seed": (0, 2**63 - 1), "p": (0, 1), "noise": (0, 100),
     "sigma": (0, 1000), "kernel_width": (0, 1000), "compactness": (0, 10_000), "alpha": (0, 1000),
     "beta": (0, 1000), "gamma": (0, 1000), "epsilon": (0, 1000), "stabilizer": (0, 1000),
+    "draws": (1, 1000), "stdev": (0, 1000),
 }
 """Bounds of numeric options by name (the same name means the same thing in every method): a
 value outside is refused before any work, so one form field cannot exhaust the machine."""

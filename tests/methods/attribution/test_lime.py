@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from convscope.data import load_sample
 from convscope.errors import BadArgument
 from convscope.methods.attribution import Lime, LimeResult, top_superpixel_mask
-from convscope.methods.attribution.lime import kernel_weights, superpixels, weighted_ridge
+from convscope.methods.attribution.coalitions import superpixels
+from convscope.methods.attribution.lime import kernel_weights, weighted_ridge
 from convscope.methods.registry import build_method, get_method
 from convscope.model import Model, Preprocess
 
@@ -95,7 +96,7 @@ def test_map_gives_every_pixel_its_superpixel_weight_and_seed_fixes_it(tiny32: M
 
 
 def test_samples_start_all_on_and_are_fair_coins(tiny32: Model) -> None:
-    bits = Lime(tiny32, samples=4000, seed=0).draw(torch.tensor([5, 3]), torch.device("cpu"))
+    bits, _ = Lime(tiny32, samples=4000, seed=0).draw(torch.tensor([5, 3]), torch.device("cpu"))
     assert bits.shape == (2, 4000, 5) and bits[:, 0, :3].all() and bits[0, 0].all()
     assert not bits[1, :, 3:].any()  # past an image's own count: always off (no weight)
     assert abs(bits[0, 1:].float().mean().item() - 0.5) < 0.02
@@ -207,7 +208,7 @@ def test_equals_the_lime_package_on_its_own_samples(tiny32: Model) -> None:
     counts = segments.flatten(1).amax(1) + 1
     explanation, data, labels = _lime_package_run(model, pixels, segments, label, 300, seed=0)
     bits = torch.from_numpy(data).bool()[None]
-    ours = lime.perturbed_scores(x, lime.hidden(x, segments, counts), segments, bits, torch.tensor([label]))
+    ours = lime.perturbed_scores(x, lime.hidden(x, segments), segments, bits, torch.tensor([label]))
     torch.testing.assert_close(ours[0].double(), torch.from_numpy(labels[:, label]).double(), rtol=1e-5,
                                atol=1e-6)
     y = torch.from_numpy(labels[:, label]).double()[None]

@@ -29,10 +29,12 @@ from convscope.methods.registry import REGISTRY, build_method, method_names
 from convscope.model import Model, Preprocess
 
 STRUCTURED = ["saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "deeplift", "lrp",
-              "occlusion", "lime", "guided_backprop", "deconvnet"]
+              "occlusion", "lime", "guided_backprop", "deconvnet", "gradient_shap", "deeplift_shap",
+              "kernel_shap"]
 """Methods that take any input structure; every other registered method needs image batches."""
 FAST = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 3},
-        "lime": {"samples": 40}, "rise": {"masks": 8}, "occlusion": {}}
+        "lime": {"samples": 40}, "rise": {"masks": 8}, "occlusion": {}, "kernel_shap": {"samples": 40},
+        "gradient_shap": {"samples": 4, "draws": 2}, "deeplift_shap": {"draws": 2}}
 
 
 class TableNet(nn.Module):
@@ -293,7 +295,7 @@ def test_four_channel_images_get_every_method() -> None:
     for name in method_names():
         info = REGISTRY[name]
         options = dict(FAST.get(name, {}))
-        if name == "lime":
+        if name in ("lime", "kernel_shap"):
             options["segments"] = 4
         if name == "occlusion":
             options.update(window=4, stride=4)

@@ -8,6 +8,7 @@ from .cam_retrofit import Retrofit, fit_cam_head
 from .cam_variants import EigenCAM, EigenGradCAM, HiResCAM, LayerCAM, XGradCAM
 from .deeplift import DeepLift
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
+from .kernel_shap import KernelShap
 from .lime import Lime, LimeResult, top_superpixel_mask
 from .lrp import LRP
 from .perturbation import RISE, Occlusion
@@ -15,6 +16,7 @@ from .scorecam import ScoreCAM
 
 from .ablationcam import AblationCAM  # isort: skip  (registered after Score-CAM, its sibling)
 from .fullgrad import FullGrad, FullGradParts
+from .shap import DeepLiftShap, GradientShap
 from .smoothgrad import SmoothGrad
 
 __all__ = [
@@ -25,17 +27,20 @@ __all__ = [
     "Attribution",
     "Deconvnet",
     "DeepLift",
+    "DeepLiftShap",
     "EigenCAM",
     "EigenGradCAM",
     "FullGrad",
     "FullGradParts",
     "GradCAM",
     "GradCAMPlusPlus",
+    "GradientShap",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedGradCAM",
     "HiResCAM",
     "IntegratedGradients",
+    "KernelShap",
     "LayerCAM",
     "LayerGuidedBackprop",
     "Lime",

@@ -34,6 +34,7 @@ from ...model.layers import LayerChoice, pick_layer
 from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
 from ...types import Target, TargetFn
 from .baselines import broadcast_to_inputs, make_baseline
+from .flat import warn_zero_maps
 
 
 class Attribution:
@@ -95,7 +96,24 @@ class Attribution:
                 except Exception as err:
                     raise method_failed(self.method_name, self.model, err, self.layer,
                                         call.inputs) from err
+                self._check_empty(out, call.target)
             return out if call.packing is None else call.packing.result(out, self.finish)
+
+    def _check_empty(self, out: object, target: Target) -> None:
+        """Warn when a gradient or decomposition method returns an all-zero map for an input
+        (:mod:`.flat`); perturbation methods check their scores themselves."""
+        from ..registry import REGISTRY
+
+        info = REGISTRY.get(self.method_name)
+        if info is None or info.family not in ("gradient", "decomposition") or not isinstance(out, Tensor):
+            return
+        idx = None
+        if self.logits is not None and not callable(target):
+            try:
+                idx = target_indices(self.logits, target, self.model.labels)
+            except ConvscopeError:
+                idx = None
+        warn_zero_maps(self.method_name, out, self.logits, idx, stacklevel=4)
 
     @contextmanager
     def _keeping_logits(self, model: Model, inputs: Tensor) -> Iterator[None]:
@@ -164,7 +182,8 @@ class Attribution:
         got = shape_text(tensors) if len(tensors) == len(parts) else type(inputs).__name__
         raise BadImage(f"{self.method_name} explains one (B, C, H, W) image batch, not inputs of shape "
                        f"{got}; for tables, signals or several inputs use saliency, gradient_x_input, "
-                       "integrated_gradients, smoothgrad, deeplift, lrp, occlusion or lime")
+                       "integrated_gradients, smoothgrad, deeplift, lrp, occlusion, lime or the SHAP methods "
+                       "(gradient_shap, deeplift_shap, kernel_shap)")
 
     def finish(self, part: Tensor) -> Tensor:
         """One input's share of the per-element attributions of a packed call, as returned."""

@@ -213,8 +213,13 @@ class DeepLift(Attribution):
         return select(half, chosen, self.model.labels), select(ref, chosen, self.model.labels)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        return self.contributions(inputs, self.references(inputs), target)
+
+    def contributions(self, inputs: Tensor, ref: Tensor, target: Target, *, stacklevel: int = 5) -> Tensor:
+        """Contributions (shaped as ``inputs``) to t(x) - t(x_ref) for references ``ref`` given
+        row by row (DeepLIFT-SHAP pairs each input with many); warns when they miss the sum."""
         batch = inputs.shape[0]
-        ref = self.references(inputs).detach()
+        ref = ref.detach()
         x = inputs.detach().requires_grad_(True)
         rule = RescaleRule(batch)
         block_of = backward_rule(rule, overrides=rule.overrides(), net=self.model.net)
@@ -222,12 +227,12 @@ class DeepLift(Attribution):
             scores, ref_scores = self._pair_scores(self.model(torch.cat([x, ref])), batch, target)
             (multipliers,) = torch.autograd.grad(scores.sum(), x)
         attributions = multipliers * (inputs - ref)
-        self._check_sum(attributions, scores.detach(), ref_scores.detach(), rule, block.gaps)
+        self._check_sum(attributions, scores.detach(), ref_scores.detach(), rule, block.gaps, stacklevel)
         return attributions
 
     @staticmethod
     def _check_sum(attributions: Tensor, scores: Tensor, ref_scores: Tensor, rule: RescaleRule,
-                   gaps: list[Gap]) -> None:
+                   gaps: list[Gap], stacklevel: int) -> None:
         """Warn when summation-to-delta fails; the scale floor keeps Δt ~ 0 (x ~ x_ref) quiet."""
         delta = scores - ref_scores
         gap = (attributions.flatten(1).sum(1) - delta).abs()
@@ -245,7 +250,7 @@ class DeepLift(Attribution):
         if rule.unpaired:
             why += f"; {rule.unpaired} calls could not be paired (the network reshapes its batch)"
         warnings.warn(f"DeepLIFT contributions miss t(x) - t(x_ref) by {100 * worst:.1f}%: {why}",
-                      stacklevel=4)
+                      stacklevel=stacklevel)
 
     def score_change(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1",
                      **call_options: Any) -> Tensor:

@@ -27,7 +27,7 @@ accumulates the weighted gradients per sample, so peak memory is that of one chu
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -79,6 +79,31 @@ class GradientXInput(Attribution):
         return grad * inputs
 
 
+def gradient_sum(model: Model, inputs: Tensor, per_input: int,
+                 points: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], targets: Tensor | TargetFn,
+                 batch_size: int, progress: ProgressFn | None = None) -> Tensor:
+    """sum_r factor_r * dF/dx(point_r) over ``per_input`` points of each input, shaped as ``inputs``.
+
+    The B * ``per_input`` rows run ``batch_size`` at a time (memory of one chunk);
+    ``points(rows)`` gives each row's input index (n,), its point (n, ...) and its factor
+    (broadcastable to the point); ``targets`` holds one target per row (or a callable). The shared
+    loop of integrated gradients (nodes of the path, quadrature weights) and GradientSHAP (random
+    points, x - x' factors).
+    """
+    total = torch.zeros_like(inputs)
+    rows_total = inputs.shape[0] * per_input
+    for start in range(0, rows_total, batch_size):
+        stop = min(start + batch_size, rows_total)
+        owner, point, factor = points(torch.arange(start, stop, device=inputs.device))
+        chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
+        with torch.enable_grad():
+            grad, _ = input_gradient(model, point, chunk_target)
+        total.index_add_(0, owner, grad * factor)
+        if progress is not None:
+            progress(stop, rows_total)
+    return total
+
+
 COMPLETENESS_TOLERANCE = 0.05
 """Relative completeness gap of integrated gradients above which it warns (a quadrature error,
 unlike DeepLIFT's exact sum: a few percent is what 50-64 nodes give on real networks)."""
@@ -128,20 +153,14 @@ class IntegratedGradients(Attribution):
         baseline = self.baselines(inputs)
         diff = inputs - baseline
         alphas, weights, ends = self._nodes_and_ends(baseline, diff, target)
-        total = torch.zeros_like(inputs)
-        rows_total, n = inputs.shape[0] * self.steps, self.steps
-        targets = repeat_target(target, n)
-        for start in range(0, rows_total, self.batch_size):
-            stop = min(start + self.batch_size, rows_total)
-            rows = torch.arange(start, stop, device=inputs.device)
+        n = self.steps
+
+        def path(rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             b, k = rows // n, rows % n
-            path = baseline[b] + rows_view(alphas[b, k], diff) * diff[b]
-            chunk_target = targets[start:stop] if isinstance(targets, Tensor) else targets
-            with torch.enable_grad():
-                grad, _ = input_gradient(self.model, path, chunk_target)
-            total.index_add_(0, b, grad * rows_view(weights[b, k], grad))
-            if self.progress is not None:
-                self.progress(stop, rows_total)
+            return b, baseline[b] + rows_view(alphas[b, k], diff) * diff[b], rows_view(weights[b, k], diff)
+
+        total = gradient_sum(self.model, inputs, n, path, repeat_target(target, n), self.batch_size,
+                             self.progress)
         attributions = diff * total
         self._check_completeness(attributions, ends)
         return attributions

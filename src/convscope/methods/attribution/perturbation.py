@@ -45,6 +45,7 @@ from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution
 from .baselines import BaselineName, check_baseline
+from .flat import warn_unvaried
 
 Output = Literal["probability", "logit"]
 
@@ -217,6 +218,8 @@ class Occlusion(_Perturbation):
 
         hidden = fast.scores(chunks(), _rows_target(target, samples), total=batch * count,
                              progress=self.progress)
+        warn_unvaried(self.method_name, torch.cat([clean[:, None], hidden.view(batch, count)], 1), logits,
+                      target, probabilities=False, stacklevel=5)
         drops = (clean[samples] - hidden).view(batch, count)
         return drops.gather(1, groups.expand(batch, -1)).to(inputs.dtype)
 
@@ -234,6 +237,8 @@ class Occlusion(_Perturbation):
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
         occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
                                total=batch * windows, progress=self.progress)
+        warn_unvaried(self.method_name, torch.cat([clean[:, None], occluded.view(batch, windows)], 1),
+                      logits, target, probabilities=False, stacklevel=4)
         drops = (clean[images] - occluded).view(batch, ys.shape[0], xs.shape[0])
         y, x = ys.to(drops), xs.to(drops)
         summed = torch.einsum("bij,iy,jx->byx", drops, y, x)
@@ -300,7 +305,10 @@ class RISE(_Perturbation):
         batch, _, height, width = inputs.shape
         grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
         fast = FastForward(self.model, rows=batch * self.masks)
-        target = resolve_target(self.model, fast(inputs), target)
+        logits = fast(inputs)
+        target = resolve_target(self.model, logits, target)
+        low = torch.full((batch,), float("inf"), device=inputs.device, dtype=torch.float64)
+        high = torch.full_like(low, float("-inf"))
         fill = self.fill(inputs)
         saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)
         total, step = batch * self.masks, self.chunk(inputs)
@@ -312,6 +320,11 @@ class RISE(_Perturbation):
             scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
                                  softmax=self.output == "probability")
             saliency.index_add_(0, image, scores.view(-1, 1, 1, 1) * masks)
+            low.scatter_reduce_(0, image, scores.double(), "amin")
+            high.scatter_reduce_(0, image, scores.double(), "amax")
             if self.progress is not None:
                 self.progress(int(rows[-1]) + 1, total)
+        warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
+                      probabilities=self.output == "probability", option="output='logit'",
+                      count=self.masks, stacklevel=4)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)

@@ -32,6 +32,7 @@ from ...model.tokens import GridReshape
 from ...types import ProgressFn, Target
 from ..registry import register
 from .cam_core import ChannelCAM, LayerSignal
+from .flat import warn_unvaried
 from .perturbation import resolve_target
 
 INF = float("inf")
@@ -91,6 +92,7 @@ class ScoreCAM(ForwardCAM):
         if image.numel():
             evidence[image, channel] = self._scores(inputs, acts, image, channel, target,
                                                     self.step(inputs))
+        warn_unvaried(self.method_name, evidence, signal.logits, target, probabilities=False, stacklevel=5)
         weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
         return weights[:, :, None, None].to(acts.dtype)
 
