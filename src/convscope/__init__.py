@@ -27,6 +27,7 @@ from .errors import (
 )
 from .methods.dataset import project
 from .methods.features import visualize
+from .methods.evaluation.metrics import metric_names
 from .methods.registry import method_names
 from .methods.synthesis import (
     fgsm,
@@ -84,6 +85,7 @@ __all__ = [
     "load_images",
     "load_model",
     "method_names",
+    "metric_names",
     "open_dataset",
     "pgd",
     "predict",
