@@ -25,11 +25,10 @@ def _inputs(model: Model, batch: int = 2, size: int = 16) -> Tensor:
 def _each_method(model: Model, word: str, x: Tensor) -> dict[str, Tensor]:
     """The baseline tensor each method builds for ``word``, read through its own accessor."""
     lime = Lime(model, baseline=word, sigma=2.0)  # type: ignore[arg-type]
-    counts = torch.ones(x.shape[0], dtype=torch.long)
     return {
         "integrated_gradients": IntegratedGradients(model, baseline=word, sigma=2.0).baselines(x),  # type: ignore[arg-type]
         "deeplift": DeepLift(model, reference=word, sigma=2.0).references(x),  # type: ignore[arg-type]
-        "lime": lime.hidden(x, torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.long), counts),
+        "lime": lime.hidden(x, torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.long)),
         "substrate": substrate(model, x, word, sigma=2.0),  # type: ignore[arg-type]
     }
 
