@@ -1,5 +1,6 @@
 """A cancel unwinds through the guards' ``finally`` blocks, whose torch calls must still run:
-otherwise a cancelled web job leaves the model frozen (``requires_grad`` off) for good."""
+otherwise a cancelled web job leaves the model frozen (``requires_grad`` off) for good. The
+check is a global module pre-hook of the job's thread, raised once, and gone after the block."""
 
 from __future__ import annotations
 
@@ -30,12 +31,36 @@ def test_a_cancel_restores_flags_and_parameters(tiny: Model, where: str) -> None
 
 def test_the_next_call_after_an_exception_was_handled_still_stops() -> None:
     event = threading.Event()
+    layer = torch.nn.Identity()
     calls = []
     with pytest.raises(Cancelled), cancellable(event):
         event.set()
         try:
             raise ValueError("a method's own fallback path")
         except ValueError:
-            calls.append(torch.zeros(1) + 1)  # while an exception is handled: quiet
-        calls.append(torch.zeros(1) + 2)
+            calls.append(layer(torch.zeros(1) + 1))  # while an exception is handled: quiet
+        calls.append(layer(torch.zeros(1) + 2))
     assert len(calls) == 1
+
+
+def test_a_cancel_after_the_last_module_call_ends_the_block() -> None:
+    event = threading.Event()
+    done = []
+    with pytest.raises(Cancelled), cancellable(event):
+        torch.nn.Identity()(torch.zeros(1))
+        event.set()
+        done.append(torch.zeros(1) + 1)  # plain torch calls run: only a module call checks
+    assert len(done) == 1
+    assert not torch.nn.modules.module._global_forward_pre_hooks  # the check is gone
+
+
+def test_other_threads_pass_the_check() -> None:
+    event = threading.Event()
+    outputs = []
+    with cancellable(event):
+        event.set()
+        other = threading.Thread(target=lambda: outputs.append(torch.nn.Identity()(torch.ones(1))))
+        other.start()
+        other.join()
+        event.clear()
+    assert len(outputs) == 1

@@ -5,7 +5,9 @@ is the page; everything it shows is in its address. The page asks ``/api/predict
 classes, and ``POST /api/explain`` once per method; each explanation is a job (cached on disk by
 model, image content, method, target, layer and options) whose files are ``levels.png`` (the
 map as the overlay normalizes it, 8-bit gray at input resolution, :meth:`Explanation.levels`)
-and ``map.npy`` (what ``convscope explain --raw`` writes). The page scales the levels onto the
+and ``map.npy`` (what ``convscope explain --raw`` writes). The levels also come in the answer
+itself (``data["levels"]``, a ``data:`` URL of the same PNG, 10-20 KB), so the map needs no
+second request: a round trip was a tenth of a Grad-CAM request. The page scales the levels onto the
 box the model saw (the job's ``box`` and ``size``) on a canvas over the photo it already shows,
 colours them by the overlay's table (:func:`convscope.render.overlay_table`, in the page's
 setup) and darkens the rest, as :meth:`Explanation.overlay` draws it: the answer does not wait
@@ -23,6 +25,7 @@ same line, raised again as a 4xx when the request waited for it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import math
 from collections.abc import Callable
@@ -65,9 +68,10 @@ match the CLI's."""
 MAP_MAX_SIDE = 1600
 """The overlay is drawn on the photo shrunk to this many pixels on its longer side: for a 12 MP
 upload, drawing and encoding took 20 s at full size (``map.npy`` keeps the input resolution)."""
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 """Part of the cache key: raised when the job's files change (2: ``levels.png`` and the box in
-place of a ``map.png`` drawn by the job), so a page never gets an entry in the older form."""
+place of a ``map.png`` drawn by the job; 3: the levels also in the answer's ``data``), so a page
+never gets an entry in the older form."""
 MAX_TOP_K = 100
 PREVIEW_SIDE = 448
 LAYERS_WAIT_SECONDS = 5.0
@@ -161,7 +165,9 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
             data |= {"deletion": round(scores["deletion_auc"][0], 4),
                      "insertion": round(scores["insertion_auc"][0], 4),
                      "faithfulness_steps": FAITHFULNESS_STEPS}
-        files = {"levels.png": png_bytes(result.levels(0)), "map.npy": result.save_array(0)}
+        levels = png_bytes(result.levels(0))
+        data["levels"] = "data:image/png;base64," + base64.b64encode(levels).decode("ascii")
+        files = {"levels.png": levels, "map.npy": result.save_array(0)}
         if not takes_progress:  # a method's own count stays what the page shows at the end
             progress(1, 1)
         return JobResult(data, files)
