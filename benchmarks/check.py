@@ -342,7 +342,7 @@ def group_web(ctx: Context) -> list[Measured]:
     web.explain = ctx.subject(request)  # type: ignore[method-assign, assignment]
     try:
         rows = {m: method_row(web, model, m, o, repeats)
-                for m, o, repeats in (("gradcam", {}, ctx.repeats + 5),
+                for m, o, repeats in (("gradcam", {}, ctx.size(40, 30)),  # 0.2 s a turn: many quiet ones
                                       ("occlusion", {"window": 32, "stride": 16}, ctx.repeats))}
         cached = alternate([lambda: web.explain("gradcam", {})], device=ctx.device, repeats=10)
         vis_ms = cached_visualization_ms(web, 10)

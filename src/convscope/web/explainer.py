@@ -191,7 +191,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     title = f"{method} of {body.image} ({entry.name}, target {target})"
     job = explain_job(entry.model, picture, method, target, layer, options, body.faithfulness,
                       (body.image, digest, key))
-    return state.jobs.submit("explain", title, job, key=key)
+    return state.jobs.submit("explain", title, job, key=key, per_module=True)  # only runs the model
 
 
 # -- routes -------------------------------------------------------------------------------------

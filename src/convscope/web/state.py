@@ -223,8 +223,9 @@ class AppState:
         self.jobs.close()
 
 
-def app_state(request: Request) -> AppState:
-    """The app's state, typed."""
+async def app_state(request: Request) -> AppState:
+    """The app's state, typed. ``async`` because it only reads an attribute: FastAPI runs a plain
+    ``def`` dependency in its thread pool, a thread hop there and back on every request."""
     state: AppState = request.app.state.cs
     return state
 
