@@ -81,7 +81,8 @@ class Job:
             for name, value in fields.items():
                 setattr(self, name, value)
             self.version += 1
-            self.changed.notify_all()
+            if self.finished_:  # the only change a waiter waits for (streams read ``version``):
+                self.changed.notify_all()  # no thread woken, and GIL handed over, mid-job
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has finished (``False`` on timeout)."""
