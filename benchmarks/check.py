@@ -35,6 +35,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -462,8 +463,18 @@ def git(*args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def record(rows: list[Row], args: argparse.Namespace, started: float, history: Path) -> dict[str, Any]:
-    """Append this run to the history file: commit, mode, machine load, every row."""
+def children_cpu() -> float:
+    """CPU seconds of the finished child processes (the groups, and the CLI's own children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def record(rows: list[Row], args: argparse.Namespace, started: float, history: Path,
+           spent: dict[str, list[float]] | None = None,
+           load_before: list[float] | None = None) -> dict[str, Any]:
+    """Append this run to the history file: commit, mode, machine load, every row, and each
+    group's wall and CPU seconds (on a loaded machine the CPU seconds say what the run costs
+    where it has the cores to itself)."""
     entry = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "src", "benchmarks")),
@@ -472,7 +483,8 @@ def record(rows: list[Row], args: argparse.Namespace, started: float, history: P
         "allocator": "jemalloc" if args.jemalloc else "default malloc",
         "threads": args.threads or torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__,
-        "load_before": list(os.getloadavg()), "seconds": round(time.time() - started, 1),
+        "load_before": load_before or list(os.getloadavg()), "seconds": round(time.time() - started, 1),
+        "group_seconds": spent or {}, "cpu_seconds": round(sum(c for _, c in (spent or {}).values()), 1),
         "rows": [{"goal": r.goal.id, "bound": r.goal.bound, "passed": r.passed, "error": r.error,
                   **({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(r.measured).items()}
                      if r.measured else {})} for r in rows],
@@ -579,27 +591,32 @@ def main(argv: list[str] | None = None) -> int:
         commit = write_readme(args.history, README, args.force)
         print(f"README.md speed table written from the full run of {commit[:10]}")
         return 0
-    started = time.time()
+    started, load_before = time.time(), list(os.getloadavg())
     groups = args.only or sorted({g.group for g in goals}, key=list(groups_known).index)
     measured: dict[str, Measured] = {}
     errors: dict[str, str] = {}
+    spent: dict[str, list[float]] = {}
     print(f"benchmarks.check{' --quick' if args.quick else ''}: {len(groups)} groups, one fresh "
           f"process each{f', planted {args.plant}' if args.plant else ''}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     for group in groups:
-        begun = time.time()
+        begun, cpu = time.time(), children_cpu()
         found, error = run_child(group, args)
         measured |= {m.goal: m for m in found}
         if error:
             errors[group] = error
-        print(f"  {group}: {time.time() - begun:.0f} s{f' ({error})' if error else ''}", flush=True)
+        spent[group] = [round(time.time() - begun, 1), round(children_cpu() - cpu, 1)]
+        print(f"  {group}: {spent[group][0]:.0f} s, CPU {spent[group][1]:.0f} s"
+              f"{f' ({error})' if error else ''}", flush=True)
     rows = evaluate([g for g in goals if g.group in groups], measured, errors)
     print()
     print_table(rows)
-    record(rows, args, started, args.history)
+    entry = record(rows, args, started, args.history, spent, load_before)
     missed = [r.goal.id for r in rows if not r.passed]
     print(f"\n{len(rows) - len(missed)} of {len(rows)} goals met"
-          + (f"; missed: {', '.join(missed)}" if missed else "") + f" ({time.time() - started:.0f} s)")
+          + (f"; missed: {', '.join(missed)}" if missed else "")
+          + f" ({entry['seconds']:.0f} s, CPU {entry['cpu_seconds']:.0f} s; load average "
+          f"{entry['load_before'][0]:.1f} before, {entry['load_after'][0]:.1f} after)")
     if errors:
         return 2
     return 1 if missed else 0
