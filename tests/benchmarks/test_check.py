@@ -39,7 +39,8 @@ def test_a_planted_sleep_turns_the_row_red(tmp_path: Path, capsys: pytest.Captur
     assert "FAIL" in out and "missed: tiny-nap" in out
 
 
-def test_disabling_the_frozen_graph_turns_the_row_red(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_disabling_the_frozen_graph_turns_the_row_red(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
     history = tmp_path / "history.jsonl"
     goals = ["--goals", str(Path(__file__).with_name("frozen_goals.py")), "--history", str(history)]
     assert check.main(goals) == 0, capsys.readouterr().out
