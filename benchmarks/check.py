@@ -86,6 +86,10 @@ class Context:
         self.sleep_s = float(plant.split("=", 1)[1]) / 1000 if plant and plant.startswith("sleep=") else 0.0
         self.repeats = repeats or (2 if quick else 5)
         """Timed turns of the slow calls; groups give cheap calls a few more."""
+        self.heavy_repeats = repeats or (2 if quick else 3)
+        """Timed turns of the calls of several seconds at full size (RISE, LIME and Score-CAM, each
+        beside the floor of about 500 forwards and LIME beside the `lime` package): 3 in a full run,
+        which then fits in about 10 minutes on 2 cores (5 took about 16 at a load of 2-5)."""
 
     def size(self, full: int, quick: int) -> int:
         """A method's work size (masks, samples, channels): smaller in quick mode, where the
@@ -174,7 +178,7 @@ def group_rise(ctx: Context) -> list[Measured]:
     model, x, _ = _model_and_cat()
     masks = ctx.size(512, 128)
     ours = ctx.subject(lambda: explain(model, x, method="rise", masks=masks))
-    turns = ctx.turns([ours, _plain_forwards(model, x, masks)])
+    turns = ctx.turns([ours, _plain_forwards(model, x, masks)], repeats=ctx.heavy_repeats)
     return [ratio("rise-floor", turns, 0, 1)]
 
 
@@ -196,7 +200,8 @@ def group_lime(ctx: Context) -> list[Measured]:
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  (lime's tqdm bar)
     try:
         with guarded(model):
-            turns = ctx.turns([ours, package(samples), _plain_forwards(model, x, samples)])
+            turns = ctx.turns([ours, package(samples), _plain_forwards(model, x, samples)],
+                              repeats=ctx.heavy_repeats)
     finally:
         sys.stderr.close()
         sys.stderr = stderr
@@ -215,7 +220,7 @@ def group_scorecam(ctx: Context) -> list[Measured]:
         model(x)
     scored = int(method.channels(record[method.layer]).sum())
     ours = ctx.subject(lambda: explain(model, x, method="scorecam", **limit))
-    turns = ctx.turns([ours, _plain_forwards(model, x, scored)])
+    turns = ctx.turns([ours, _plain_forwards(model, x, scored)], repeats=ctx.heavy_repeats)
     print(f"scorecam: layer {method.layer}, {scored} channels scored", file=sys.stderr)
     return [ratio("scorecam-floor", turns, 0, 1)]
 
