@@ -35,6 +35,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,10 @@ class Context:
         self.sleep_s = float(plant.split("=", 1)[1]) / 1000 if plant and plant.startswith("sleep=") else 0.0
         self.repeats = repeats or (2 if quick else 5)
         """Timed turns of the slow calls; groups give cheap calls a few more."""
+        self.heavy_repeats = repeats or (2 if quick else 3)
+        """Timed turns of the calls of several seconds at full size (RISE, LIME and Score-CAM, each
+        beside the floor of about 500 forwards and LIME beside the `lime` package): 3 in a full run,
+        which then fits in about 10 minutes on 2 cores (5 took about 16 at a load of 2-5)."""
 
     def size(self, full: int, quick: int) -> int:
         """A method's work size (masks, samples, channels): smaller in quick mode, where the
@@ -175,7 +180,7 @@ def group_rise(ctx: Context) -> list[Measured]:
     model, x, _ = _model_and_cat()
     masks = ctx.size(512, 128)
     ours = ctx.subject(lambda: explain(model, x, method="rise", masks=masks))
-    turns = ctx.turns([ours, _plain_forwards(model, x, masks)])
+    turns = ctx.turns([ours, _plain_forwards(model, x, masks)], repeats=ctx.heavy_repeats)
     return [ratio("rise-floor", turns, 0, 1)]
 
 
@@ -197,7 +202,8 @@ def group_lime(ctx: Context) -> list[Measured]:
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115  (lime's tqdm bar)
     try:
         with guarded(model):
-            turns = ctx.turns([ours, package(samples), _plain_forwards(model, x, samples)])
+            turns = ctx.turns([ours, package(samples), _plain_forwards(model, x, samples)],
+                              repeats=ctx.heavy_repeats)
     finally:
         sys.stderr.close()
         sys.stderr = stderr
@@ -216,7 +222,7 @@ def group_scorecam(ctx: Context) -> list[Measured]:
         model(x)
     scored = int(method.channels(record[method.layer]).sum())
     ours = ctx.subject(lambda: explain(model, x, method="scorecam", **limit))
-    turns = ctx.turns([ours, _plain_forwards(model, x, scored)])
+    turns = ctx.turns([ours, _plain_forwards(model, x, scored)], repeats=ctx.heavy_repeats)
     print(f"scorecam: layer {method.layer}, {scored} channels scored", file=sys.stderr)
     return [ratio("scorecam-floor", turns, 0, 1)]
 
@@ -344,7 +350,7 @@ def group_web(ctx: Context) -> list[Measured]:
     web.explain = ctx.subject(request)  # type: ignore[method-assign, assignment]
     try:
         rows = {m: method_row(web, model, m, o, repeats)
-                for m, o, repeats in (("gradcam", {}, ctx.repeats + 5),
+                for m, o, repeats in (("gradcam", {}, ctx.size(40, 30)),  # 0.2 s a turn: many quiet ones
                                       ("occlusion", {"window": 32, "stride": 16}, ctx.repeats))}
         cached = alternate([lambda: web.explain("gradcam", {})], device=ctx.device, repeats=10)
         vis_ms = cached_visualization_ms(web, 10)
@@ -476,8 +482,18 @@ def git(*args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def record(rows: list[Row], args: argparse.Namespace, started: float, history: Path) -> dict[str, Any]:
-    """Append this run to the history file: commit, mode, machine load, every row."""
+def children_cpu() -> float:
+    """CPU seconds of the finished child processes (the groups, and the CLI's own children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def record(rows: list[Row], args: argparse.Namespace, started: float, history: Path,
+           spent: dict[str, list[float]] | None = None,
+           load_before: list[float] | None = None) -> dict[str, Any]:
+    """Append this run to the history file: commit, mode, machine load, every row, and each
+    group's wall and CPU seconds (on a loaded machine the CPU seconds say what the run costs
+    where it has the cores to itself)."""
     entry = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "src", "benchmarks")),
@@ -486,7 +502,8 @@ def record(rows: list[Row], args: argparse.Namespace, started: float, history: P
         "allocator": "jemalloc" if args.jemalloc else "default malloc",
         "threads": args.threads or torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__,
-        "load_before": list(os.getloadavg()), "seconds": round(time.time() - started, 1),
+        "load_before": load_before or list(os.getloadavg()), "seconds": round(time.time() - started, 1),
+        "group_seconds": spent or {}, "cpu_seconds": round(sum(c for _, c in (spent or {}).values()), 1),
         "rows": [{"goal": r.goal.id, "bound": r.goal.bound, "passed": r.passed, "error": r.error,
                   **({k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(r.measured).items()}
                      if r.measured else {})} for r in rows],
@@ -597,30 +614,34 @@ def main(argv: list[str] | None = None) -> int:
         commit = write_readme(args.history, README, args.force)
         print(f"README.md speed table written from the full run of {commit[:10]}")
         return 0
-    started = time.time()
+    started, load_before = time.time(), list(os.getloadavg())
     groups = args.only or sorted({g.group for g in goals}, key=list(groups_known).index)
     measured: dict[str, Measured] = {}
     errors: dict[str, str] = {}
+    spent: dict[str, list[float]] = {}
     print(f"benchmarks.check{' --quick' if args.quick else ''}: {len(groups)} groups, one fresh "
           f"process each{f', planted {args.plant}' if args.plant else ''}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
     for group in groups:
-        begun = time.time()
+        begun, cpu = time.time(), children_cpu()
         found, error = run_child(group, args)
         measured |= {m.goal: m for m in found}
         if error:
             errors[group] = error
-        print(f"  {group}: {time.time() - begun:.0f} s{f' ({error})' if error else ''}", flush=True)
+        spent[group] = [round(time.time() - begun, 1), round(children_cpu() - cpu, 1)]
+        print(f"  {group}: {spent[group][0]:.0f} s, CPU {spent[group][1]:.0f} s"
+              f"{f' ({error})' if error else ''}", flush=True)
     rows = evaluate([g for g in goals if g.group in groups], measured, errors)
     print()
     print_table(rows)
-    record(rows, args, started, args.history)
+    entry = record(rows, args, started, args.history, spent, load_before)
     missed = [r.goal.id for r in rows if not r.passed and not r.skipped]
     skipped = sum(r.skipped for r in rows)
     print(f"\n{sum(r.passed for r in rows)} of {len(rows)} goals met"
           + (f"; missed: {', '.join(missed)}" if missed else "")
           + (f"; {skipped} skipped (see SKIP above)" if skipped else "")
-          + f" ({time.time() - started:.0f} s)")
+          + f" ({entry['seconds']:.0f} s, CPU {entry['cpu_seconds']:.0f} s; load average "
+          f"{entry['load_before'][0]:.1f} before, {entry['load_after'][0]:.1f} after)")
     if any(not e.startswith("skipped: ") for e in errors.values()):
         return 2
     return 1 if missed else 0

@@ -10,10 +10,10 @@ timed in alternating turns, so they share the machine's noise:
 * ``task``: ``convscope.explain(model, "sample:cat", method, **options)``, the call the web job
   makes, in this thread (loading the image included, as the server loads it);
 * ``+files``: the same plus the files the job adds: the map's gray levels as PNG and the ``.npy``;
-* ``web``: ``POST /api/explain`` with ``"wait": true``, then ``GET`` of ``levels.png``, what the
-  explainer page fetches to show the map (it colours them on a canvas over the photo it already
-  shows; the full overlay ``map.png`` is drawn only when an export asks for it), with the disk
-  cache emptied before each turn (untimed), so every request runs its job;
+* ``web``: ``POST /api/explain`` with ``"wait": true``, and the map's gray levels decoded from
+  the answer (``data["levels"]``, the PNG the explainer page colours on a canvas over the photo
+  it already shows; the full overlay ``map.png`` is drawn only when an export asks for it), with
+  the disk cache emptied before each turn (untimed), so every request runs its job;
 * ``cached``: the same request once its result is cached.
 
 ``web/task`` is the ratio the issue bounds (goal at most 1.1x), a ratio of medians that this
@@ -22,7 +22,7 @@ the cost is also split inside the same web requests, which the noise cannot move
 the method's own time (the job's ``data["seconds"]``), ``job`` the job from start to finish on the
 worker (the server's ``seconds``); ``files`` = job - method (``explain()`` around the method, the levels
 coloured and encoded, the cache written), ``http`` = web - job (HTTP, the request's checks, the
-queue, the ``levels.png`` download). ``1+added/method`` = web / method over the same requests.
+queue, the answer's way back). ``1+added/method`` = web / method over the same requests.
 
 Last, a cached feature visualization (``GET /api/layers/{layer}/{channel}/visualization``, its
 job JSON, then its picture) with the layer page's default settings; goal under 50 ms. And the
@@ -33,6 +33,7 @@ connections every answer waited ~40 ms for the client's delayed ACK).
 from __future__ import annotations
 
 import argparse
+import base64
 import platform
 import shutil
 import statistics
@@ -86,9 +87,10 @@ class WebClient:
         self.last = reply.json()
         if self.last["status"] != "done":
             raise RuntimeError(f"the explain job ended {self.last['status']}: {self.last.get('error')}")
-        picture = self.http.get(self.last["files"]["levels.png"])  # what the page shows
-        picture.raise_for_status()
-        return picture.content
+        header, _, levels = self.last["data"]["levels"].partition(",")  # what the page shows
+        if header != "data:image/png;base64":
+            raise RuntimeError(f"the answer's levels are not a PNG data URL: {header[:40]!r}")
+        return base64.b64decode(levels)
 
     def empty_cache(self) -> None:
         shutil.rmtree(self.cache / "results", ignore_errors=True)

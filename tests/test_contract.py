@@ -479,7 +479,8 @@ def test_structured_inputs_leave_the_model_unharmed(name: str, raises: bool, raw
 # Web jobs cancelled mid-forward (issue 15, item 6): a method or task runs as a job of the web
 # app's JobManager on the contract network, whose forward is held at a gate until the test has
 # cancelled the job; the cancel then lands inside the forward (the job's TorchFunctionMode raises
-# at the next torch call), and the model must come out as from any failure.
+# at the next torch call, or its module pre-hook at the next module call), and the model must come
+# out as from any failure.
 GATE_TIMEOUT_S = 60.0
 
 
@@ -538,8 +539,9 @@ def _job(case: JobCase, model: Model, x: Tensor) -> Callable[[ProgressFn], JobRe
     return fn
 
 
+@pytest.mark.parametrize("per_module", [False, True], ids=["per-torch-call", "per-module"])
 @pytest.mark.parametrize("name", list(JOB_CASES))
-def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, x: Tensor,
+def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, per_module: bool, x: Tensor,
                                                              jobs: JobManager) -> None:
     model = make_model(True)
     assert isinstance(model, Model)
@@ -548,7 +550,7 @@ def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, x: Tenso
     Gate.release.clear()
     modes = jobs.run(torch._C._len_torch_function_stack)  # the worker's own, inside a job
     before = snapshot(model)
-    job = jobs.submit("contract", name, _job(JOB_CASES[name], model, x))
+    job = jobs.submit("contract", name, _job(JOB_CASES[name], model, x), per_module=per_module)
     try:
         assert Gate.entered.wait(GATE_TIMEOUT_S), "the job never reached the model's forward"
         assert job.status == "running"
@@ -560,7 +562,7 @@ def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, x: Tenso
     assert_unharmed(model, before)
     assert jobs.run(torch._C._len_torch_function_stack) == modes, "a torch mode stayed on the worker"
     # the worker takes the next job, on the same model, and finishes it
-    after = jobs.submit("contract", name, _job(JOB_CASES[name], model, x))
+    after = jobs.submit("contract", name, _job(JOB_CASES[name], model, x), per_module=per_module)
     assert after.wait(GATE_TIMEOUT_S)
     assert (after.status, after.error, after.result.data) == ("done", None, {"ran": True})
     assert_unharmed(model, before)

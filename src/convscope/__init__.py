@@ -26,8 +26,8 @@ from .errors import (
     MissingDependency,
 )
 from .methods.dataset import project
-from .methods.features import visualize
 from .methods.evaluation.metrics import metric_names
+from .methods.features import visualize
 from .methods.registry import method_names
 from .methods.synthesis import (
     fgsm,

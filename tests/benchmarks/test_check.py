@@ -40,6 +40,18 @@ def test_a_planted_sleep_turns_the_row_red(tmp_path: Path, capsys: pytest.Captur
     assert "FAIL" in out and "missed: tiny-nap" in out
 
 
+def test_disabling_the_frozen_graph_turns_the_row_red(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    history = tmp_path / "history.jsonl"
+    goals = ["--goals", str(Path(__file__).with_name("frozen_goals.py")), "--history", str(history)]
+    assert check.main(goals) == 0, capsys.readouterr().out
+    assert check.main([*goals, "--plant", "no-frozen"]) == 1
+    assert "missed: tiny-frozen" in capsys.readouterr().out
+    fine, planted = (json.loads(line) for line in history.read_text().splitlines())
+    assert fine["rows"][0]["passed"] and not planted["rows"][0]["passed"]
+    assert planted["plant"] == "no-frozen" and not planted["full"]
+
+
 def test_a_group_that_cannot_run_fails_its_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.py"
     failing = "raise RuntimeError('no such library')\n    return [ratio("

@@ -7,6 +7,7 @@ bad input gets the CLI's one-line message where the CLI can be given the same in
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -115,6 +116,16 @@ def test_the_levels_coloured_on_the_box_are_the_overlay(client: TestClient) -> N
     shown[:, x0:x1] = rgb * a + photo[:, x0:x1] * (1 - a)
     drawn = np.asarray(Image.open(io.BytesIO(client.get(data["overlay"]).content)).convert("RGB")) / 255
     assert np.abs(shown - drawn).mean() < 0.01
+
+
+def test_the_answer_carries_the_levels_the_page_colours(client: TestClient) -> None:
+    """The map needs no second request: the answer's ``data["levels"]`` is ``levels.png`` as a
+    ``data:`` URL, in the first answer and in the cached one alike."""
+    for job in (explain_json(client), explain_json(client)):
+        header, _, body = job["data"]["levels"].partition(",")
+        assert header == "data:image/png;base64"
+        assert base64.b64decode(body) == client.get(job["files"]["levels.png"]).content
+    assert job["message"] == "cached"
 
 
 def test_a_second_request_is_answered_from_the_cache(client: TestClient) -> None:

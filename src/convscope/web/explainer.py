@@ -4,8 +4,9 @@
 is the page; everything it shows is in its address. The page asks ``/api/predict`` for the top
 classes, and ``POST /api/explain`` once per method: a job cached on disk by model, image content,
 method, target, layer and options, whose files are ``levels.png`` (the map's 8-bit levels,
-:meth:`Explanation.levels`) and ``map.npy`` (what ``convscope explain --raw`` writes). The page
-colours the levels by the overlay's table on a canvas over the photo (the job's ``box`` and
+:meth:`Explanation.levels`) and ``map.npy`` (what ``convscope explain --raw`` writes). The levels
+also come in the answer (``data["levels"]``, a ``data:`` URL), so the map needs no second request.
+The page colours them by the overlay's table on a canvas over the photo (the job's ``box`` and
 ``size`` place them), as :meth:`Explanation.overlay` draws it, so the answer does not wait for an
 overlay to be encoded; ``map.png``, for exports and the compare page, is drawn on its first request.
 
@@ -16,6 +17,7 @@ the same line, raised again as a 4xx when the request waited for it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -57,9 +59,10 @@ match the CLI's."""
 MAP_MAX_SIDE = 1600
 """The overlay is drawn on the photo shrunk to this many pixels on its longer side: for a 12 MP
 upload, drawing and encoding took 20 s at full size (``map.npy`` keeps the input resolution)."""
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 """Part of the cache key: raised when the job's files change (2: ``levels.png`` and the box in
-place of a ``map.png`` drawn by the job), so a page never gets an entry in the older form."""
+place of a ``map.png`` drawn by the job; 3: the levels also in the answer's ``data``), so a page
+never gets an entry in the older form."""
 MAX_TOP_K = 100
 PREVIEW_SIDE = 448
 LAYERS_WAIT_SECONDS = 5.0
@@ -146,7 +149,9 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
             data |= {"deletion": round(scores["deletion_auc"][0], 4),
                      "insertion": round(scores["insertion_auc"][0], 4),
                      "faithfulness_steps": FAITHFULNESS_STEPS}
-        files = {"levels.png": png_bytes(result.levels(0)), "map.npy": result.save_array(0)}
+        levels = png_bytes(result.levels(0))
+        data["levels"] = "data:image/png;base64," + base64.b64encode(levels).decode("ascii")
+        files = {"levels.png": levels, "map.npy": result.save_array(0)}
         if not takes_progress:  # a method's own count stays what the page shows at the end
             progress(1, 1)
         return JobResult(data, files)
@@ -170,7 +175,7 @@ def submit_explain(state: AppState, body: ExplainRequest) -> Job:
     title = f"{method} of {body.image} ({entry.name}, target {target})"
     job = explain_job(entry.model, picture, method, target, layer, options, body.faithfulness,
                       (body.image, digest, key))
-    return state.jobs.submit("explain", title, job, key=key)
+    return state.jobs.submit("explain", title, job, key=key, per_module=True)  # only runs the model
 
 
 # -- routes -------------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ queue also keeps their order fair and their progress visible). A job is a functi
 ``fn(progress) -> JobResult``; ``progress(done, total)`` is the task's ``ProgressFn``.
 
 Cancelling sets an event: ``progress`` raises ``Cancelled`` at the next call, and the job runs
-inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation, so a
-cancel lands mid-forward too. Both unwind through the methods' ``finally`` blocks: the model
-comes out unharmed, as from any failure.
+inside :func:`~convscope.model.cancel.cancellable`, which raises at the next torch operation (or
+module call, for jobs that only run the model), so a cancel lands mid-forward too. Both unwind
+through the methods' ``finally`` blocks: the model comes out unharmed, as from any failure.
 
 With a ``key``, a finished result goes to the disk cache; the same key later is answered at once
 (and while a job with that key is queued or running, submitting it again returns that job).
@@ -60,6 +60,9 @@ class Job:
     started: float | None = None
     finished: float | None = None
     version: int = 0
+    per_module: bool = False
+    """The cancel check runs before each module call, not each torch call
+    (:func:`~convscope.model.cancel.cancellable`): for jobs that only run the model."""
     between_steps_on: Any = None
     """A short call's model: the call may run between two steps of a running job while that
     model is at rest (:func:`~convscope.model.cancel.at_rest`)."""
@@ -75,7 +78,8 @@ class Job:
             for name, value in fields.items():
                 setattr(self, name, value)
             self.version += 1
-            self.changed.notify_all()
+            if self.finished_:  # the only change a waiter waits for (streams read ``version``):
+                self.changed.notify_all()  # no thread woken, and GIL handed over, mid-job
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has finished (``False`` on timeout)."""
@@ -112,8 +116,9 @@ class JobManager:
 
     # -- submitting --------------------------------------------------------------------------
     def submit(self, kind: str, title: str, fn: Callable[[ProgressFn], JobResult], *,
-               key: str | None = None) -> Job:
-        """Queue ``fn``; with ``key``, a cached or in-flight result with that key is reused."""
+               key: str | None = None, per_module: bool = False) -> Job:
+        """Queue ``fn``; with ``key``, a cached or in-flight result with that key is reused.
+        ``per_module``: ``fn`` only runs the model, so a cancel is checked at each module call."""
         with self._lock:
             if key is not None:
                 running = self._by_key.get(key)
@@ -126,7 +131,7 @@ class JobManager:
                               started=now, finished=now, message="cached")
                     self._remember(job)
                     return job
-            job = Job(self._new_id(), kind, title, fn, key=key)
+            job = Job(self._new_id(), kind, title, fn, key=key, per_module=per_module)
             self._remember(job)
             if key is not None:
                 self._by_key[key] = job
@@ -237,7 +242,7 @@ class JobManager:
 
         assert job.fn is not None
         try:
-            with cancellable(job.cancel_event):
+            with cancellable(job.cancel_event, per_module=job.per_module):
                 result = job.fn(progress)
             if job.key is not None and isinstance(result, JobResult):
                 self.cache.put(job.key, result)

@@ -250,7 +250,8 @@ class AppState:
         self.jobs.close()
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
+    """The app's state, typed; ``async``, so FastAPI does not hop to its thread pool and back."""
     state: AppState = request.app.state.cs
     return state
 

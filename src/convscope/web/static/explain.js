@@ -200,7 +200,7 @@
     parts.job.replaceChildren();
     place(parts, d);
     parts.view.hidden = parts.canvas.hidden = false;
-    paint(parts, d, job.files["levels.png"]);
+    paint(parts, d, d.levels || job.files["levels.png"]);  // the levels come in the answer
     parts.title.textContent = `${d.method}: ${d.label}`;
     const bits = [`${fmt(d.seconds)} s`];
     if (d.layer) bits.push(`layer ${d.layer}`);
