@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..methods.registry import method_list
 from ..model.targets import parse_target
-from ..tasks.evaluate import method_list
 from ..tasks.report import report
 from .common import add_model_options, model_from_args
 from .options import add_layer, add_target

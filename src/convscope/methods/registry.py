@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -96,3 +96,17 @@ def build_method(name: str, model: Any, layer: str | None = None, **options: Any
     if layer not in (None, "auto"):
         raise BadArgument(f"method {name!r} does not take a layer (got layer={layer!r})")
     return info.cls(model, **options)
+
+
+def method_list(methods: str | Sequence[str]) -> list[str]:
+    """``"all"``, ``"a,b"`` or a list -> checked method names (a typo fails before any work)."""
+    if isinstance(methods, str):
+        names = method_names() if methods == "all" else [
+            m.strip() for m in methods.split(",") if m.strip()]
+    else:
+        names = list(methods)
+    for name in names:
+        get_method(name)
+    if not names:
+        raise BadArgument("no method given; name one, several, or all")
+    return names

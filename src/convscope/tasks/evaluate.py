@@ -24,7 +24,7 @@ from ..errors import BadArgument, ConvscopeError, check_positive
 from ..methods.evaluation.faithfulness import deletion, insertion
 from ..methods.evaluation.metrics import MetricInput, get_metric, metric_list
 from ..methods.evaluation.sanity import SanityResult, cascading_randomization
-from ..methods.registry import get_method, method_names
+from ..methods.registry import get_method, method_list
 from ..model import FastForward, Model, target_indices
 from ..render.notebook import table_html
 from ..types import ProgressFn, Target
@@ -138,20 +138,6 @@ def faithfulness_scores(model: Model, x: Tensor, maps: Tensor, targets: Tensor, 
     fast = fast if fast is not None else FastForward(model)
     return {"deletion_auc": deletion(model, x, maps, targets, steps=steps, fast=fast).auc.tolist(),
             "insertion_auc": insertion(model, x, maps, targets, steps=steps, fast=fast).auc.tolist()}
-
-
-def method_list(methods: str | Sequence[str]) -> list[str]:
-    """``"all"``, ``"a,b"`` or a list -> checked method names (a typo fails before any work)."""
-    if isinstance(methods, str):
-        names = method_names() if methods == "all" else [
-            m.strip() for m in methods.split(",") if m.strip()]
-    else:
-        names = list(methods)
-    for name in names:
-        get_method(name)
-    if not names:
-        raise BadArgument("no method given; name one, several, or all")
-    return names
 
 
 def evaluate(

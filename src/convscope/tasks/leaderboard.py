@@ -31,10 +31,11 @@ from ..errors import BadArgument, check_positive
 from ..methods.dataset import distributed as dist
 from ..methods.evaluation.bootstrap import DEFAULT_RESAMPLES
 from ..methods.evaluation.metrics import MetricInput, metric_list
+from ..methods.registry import method_list
 from ..model import FastForward, Model
 from ..model.digest import weights_digest
 from ..types import ProgressFn, Target
-from .evaluate import check_needs, method_list, score_methods
+from .evaluate import check_needs, score_methods
 from .leaderboard_inputs import (
     Inputs,
     batch_regions,

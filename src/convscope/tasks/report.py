@@ -16,13 +16,13 @@ import torch
 from torch import Tensor
 
 from ..errors import ConvscopeError
-from ..methods.registry import get_method
+from ..methods.registry import get_method, method_list
 from ..model import FastForward, Model
 from ..render import Card, Section, html_report, to_pil
 from ..render.notebook import page_iframe
 from ..render.report import FAITHFULNESS_NOTE, SHOWN_MAX
 from ..types import ProgressFn, Target
-from .evaluate import faithfulness_scores, method_list
+from .evaluate import faithfulness_scores
 from .explain import Explanation, explain
 from .inputs import Images, ImageSource, as_images
 from .predict import Prediction, predict

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..errors import BadArgument, ConvscopeError
 from ..methods.option_specs import check_options, describe, option_specs
-from ..methods.registry import get_method, method_names
+from ..methods.registry import get_method, method_list, method_names
 from ..model import Model, get_layer
 from ..model.targets import check_class
 from ..render import overlay_table, png_bytes, to_pil
@@ -93,14 +93,6 @@ def check_layer(model: Model, layer: str | None, method: str | None = None) -> s
     if layer != "auto":
         get_layer(model, layer)
     return layer if method is None or get_method(method).needs_layer else "auto"
-
-
-def method_list(text: str | None) -> list[str]:
-    """``"gradcam,occlusion"`` -> checked names (unknown ones: did-you-mean 400)."""
-    names = [m.strip() for m in (text or "").split(",") if m.strip()]
-    for name in names:
-        get_method(name)
-    return names or list(DEFAULT_METHODS)
 
 
 def url_options(query: dict[str, str], methods: list[str]) -> dict[str, dict[str, Any]]:
@@ -257,7 +249,7 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
     choices = list_images(state)
     ref = image or (choices[0].ref if choices else "sample:cat")
     state.image(ref)
-    chosen = method_list(methods)
+    chosen = method_list(methods) if methods and methods.strip(" ,") else list(DEFAULT_METHODS)
     options = url_options(dict(request.query_params), chosen)
     layer = check_layer(entry.model, layer)
     page_target = check_class(target, entry.model.labels) if target else None
