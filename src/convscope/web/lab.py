@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from ..types import ProgressFn
 from .cache import JobResult
 from .errors import NotFound
 from .images import folder_file, list_images
-from .jobs import Job
 from .pages import render
 from .params import FORM_KEYS, Field, check_memory, parse_settings
 from .state import AppState, Service
@@ -293,35 +292,6 @@ def kind_of(name: str) -> Kind:
     return KINDS[name]
 
 
-def submit(state: AppState, kind: Kind, params: Mapping[str, Any], model: str | None = None) -> Job:
-    """Check ``params`` (4xx before anything runs) and queue the job (or find it in the cache)."""
-    entry = state.model(model)
-    settings = parse_settings(kind.fields, params, _NOT_SETTINGS, kind.name)
-    sides = {n: settings[n] or max(entry.model.input_size or (224,)) for n in SIDES if n in settings}
-    side = max(sides, key=lambda n: sides[n])
-    batch = f", batch={settings['batch']}" if "batch" in settings else ""
-    check_memory(state.config.max_job_bytes, f"{kind.name} with {side}={sides[side]}{batch}",
-                 sides[side] ** 2, settings.get("batch", 1))
-    keyed = settings
-    if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
-        keyed = {name: settings[name] for name in ("image", "net", "apply_size")}
-    # the job gets the images themselves, keyed by their pixels too: a folder file that changed
-    # never gets the old result
-    pictures = {f.name: state.image(keyed[f.name]) for f in kind.fields
-                if f.type == "image" and keyed.get(f.name)}
-    digests = {name: state.digest(picture) for name, picture in pictures.items()}
-    key = state.cache.key("lab", kind.name, entry.key, keyed, digests)
-    served, s = entry.model, {**settings, **pictures, "key": key}  # the settings the job gets
-    s |= {f.name: class_of(served, s[f.name]) for f in kind.fields if f.type == "target" and s[f.name]}
-    s |= {f.name: layer_list(served, s[f.name]) for f in kind.fields if f.type == "layers"}
-    s |= kind.check(state, served, s)
-    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
-                      if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
-                                                      "style", "net", "steps"))
-    return state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}",
-                             lambda progress: kind.run(served, s, progress), key=key)
-
-
 # -- routes ------------------------------------------------------------------------------------
 
 @router.get("/lab")
@@ -337,9 +307,34 @@ def lab_page(request: Request, state: Service, kind: str = "adversarial", model:
                   autorun=request.query_params.get("run") == "1")
 
 
-@router.post("/api/lab/{kind}")
-def lab_run(state: Service, kind: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
+@router.post("/api/lab/{name}")
+def lab_run(state: Service, name: str, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
             ) -> Response:
-    """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON."""
-    job = submit(state, kind_of(kind), body, body.get("model") or None)
+    """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON; the
+    settings are checked (a 4xx) before anything runs."""
+    kind, entry = kind_of(name), state.model(body.get("model"))
+    settings = parse_settings(kind.fields, body, _NOT_SETTINGS, kind.name)
+    sides = {n: settings[n] or max(entry.model.input_size or (224,)) for n in SIDES if n in settings}
+    side = max(sides, key=lambda n: sides[n])
+    batch = f", batch={settings['batch']}" if "batch" in settings else ""
+    check_memory(state.config.max_job_bytes, f"{kind.name} with {side}={sides[side]}{batch}",
+                 sides[side] ** 2, settings.get("batch", 1))
+    keyed = settings
+    if kind.name == "fast_style" and settings["net"]:  # applying a net: the training settings play no part
+        keyed = {k: settings[k] for k in ("image", "net", "apply_size")}
+    # the job gets the images themselves, keyed by their pixels too: a folder file that changed
+    # never gets the old result
+    pictures = {f.name: state.image(keyed[f.name]) for f in kind.fields
+                if f.type == "image" and keyed.get(f.name)}
+    digests = {k: state.digest(picture) for k, picture in pictures.items()}
+    key = state.cache.key("lab", kind.name, entry.key, keyed, digests)
+    served, s = entry.model, {**settings, **pictures, "key": key}  # the settings the job gets
+    s |= {f.name: class_of(served, s[f.name]) for f in kind.fields if f.type == "target" and s[f.name]}
+    s |= {f.name: layer_list(served, s[f.name]) for f in kind.fields if f.type == "layers"}
+    s |= kind.check(state, served, s)
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+                      if v not in (None, "") and k in ("image", "target", "eps", "layers", "content",
+                                                      "style", "net", "steps"))
+    job = state.jobs.submit("lab", f"{kind.title} ({entry.name}): {shown}",
+                            lambda progress: kind.run(served, s, progress), key=key)
     return state.answer(job, bool(body.get("wait")))

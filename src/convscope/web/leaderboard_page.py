@@ -51,10 +51,13 @@ def dataset_of(state: AppState, text: str) -> Any:
     return path
 
 
-def submit(state: AppState, params: dict[str, Any], model: str | None = None) -> Any:
-    """Check the settings (a 4xx before anything runs) and queue the job, or find it cached."""
-    entry = state.model(model)
-    s = parse_settings(FIELDS, params, FORM_KEYS, "leaderboard")
+@router.post("/api/leaderboard")
+def leaderboard_run(state: Service, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
+                    ) -> Response:
+    """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON; the
+    settings are checked (a 4xx) before anything runs."""
+    entry = state.model(body.get("model"))
+    s = parse_settings(FIELDS, body, FORM_KEYS, "leaderboard")
     dataset = dataset_of(state, s["dataset"])
     methods, metrics = choose(entry.model, s["methods"], s["metrics"] or None, regions=False)
     target = parse_target(s["target"])
@@ -72,7 +75,7 @@ def submit(state: AppState, params: dict[str, Any], model: str | None = None) ->
                                            "leaderboard.html": board.html().encode()})
 
     title = f"Leaderboard ({entry.name}): {s['dataset']}, {s['images']} images, {', '.join(methods)}"
-    return state.jobs.submit("leaderboard", title, run, key=key)
+    return state.answer(state.jobs.submit("leaderboard", title, run, key=key), bool(body.get("wait")))
 
 
 @router.get("/leaderboard")
@@ -87,10 +90,3 @@ def leaderboard_page(request: Request, state: Service, model: str | None = None)
                   methods=method_names(), metrics=metric_names(),
                   autorun=request.query_params.get("run") == "1")
 
-
-@router.post("/api/leaderboard")
-def leaderboard_run(state: Service, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
-                    ) -> Response:
-    """Start a job: JSON ``{setting: value, ..., "model": NAME, "wait": bool}`` -> the job JSON."""
-    job = submit(state, body, body.get("model") or None)
-    return state.answer(job, bool(body.get("wait")))
