@@ -152,7 +152,6 @@ def explain_job(model: Model, picture: Tensor, method: str, target: int | str, l
 
 
 def submit_explain(state: AppState, body: ExplainRequest) -> Job:
-    """Check everything the request names, then queue (or find cached) its job."""
     entry = state.model(body.model)
     picture = state.image(body.image)
     method = get_method(body.method).name
@@ -202,7 +201,6 @@ def overlay_route(state: Service, key: str) -> Response:
 
 @router.get("/api/methods")
 def methods_route() -> dict[str, Any]:
-    """Every registered method with its family, layer need, signedness and typed options."""
     return {"methods": [describe(name) for name in method_names()]}
 
 
@@ -218,7 +216,6 @@ def predict_route(state: Service, image: str, k: str = "5", model: str | None = 
 
 @router.get("/api/explain/image.png")
 def image_route(state: Service, image: str) -> Response:
-    """The image a reference names, at most :data:`PREVIEW_SIDE` pixels on its longer side."""
     picture = to_pil(state.image(image)).convert("RGB")
     picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return png_response(picture)
@@ -266,7 +263,5 @@ def explain_page(request: Request, state: Service, image: str | None = None, mod
     for choice in choices:  # samples first, then each folder, in the order they were given
         groups.setdefault(choice.group, []).append(choice)
     return render(request, "explain.html", title="Explain", setup=setup, image_groups=groups,
-                  models=list(state.models), model=entry.name, image=ref,
-                  image_name=image_name,
-                  layers=spatial_layers(state, entry), layer=layer, colour_key=Markup(colour_key()),
-                  faithfulness_note=FAITHFULNESS_NOTE)
+                  models=list(state.models), layers=spatial_layers(state, entry),
+                  colour_key=Markup(colour_key()), faithfulness_note=FAITHFULNESS_NOTE)
