@@ -82,7 +82,6 @@ class DiskCache:
         return path
 
     def file_made(self, key: str, name: str, make: Callable[[], bytes]) -> Path:
-        """The cached file ``name`` of ``key``, made by ``make()`` and cached the first time."""
         if self.get(key) is None:
             self.put(key, JobResult(files={name: make()}))
         return self.file(key, name)
@@ -102,18 +101,15 @@ class DiskCache:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
-    def add_file(self, key: str, name: str, blob: bytes) -> Path:
+    def add_file(self, key: str, name: str, blob: bytes) -> None:
         """Add a file drawn later (on its first request) to an existing entry, atomically: a
         reader sees the whole file or none (two writers write the same bytes)."""
         folder = self.folder(key) / "files"
         if not folder.is_dir():
             raise NotFound(f"no cached result {key!r}")
-        path = folder / check_file_name(name)
-        write_atomic(path, blob)
-        return path
+        write_atomic(folder / check_file_name(name), blob)
 
     def blob_path(self, kind: str, digest: str) -> Path:
-        """Where content-addressed blobs (uploads) live: ``blobs/<kind>/<digest>``."""
         folder = self.root / "blobs" / kind
         folder.mkdir(parents=True, exist_ok=True)
         return folder / digest

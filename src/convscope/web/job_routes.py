@@ -27,8 +27,7 @@ POLL_SECONDS = 0.05
 KEEPALIVE_SECONDS = 15.0
 READ_WHOLE_BYTES = 4 * 2**20
 """Result files up to this size are answered from one read (a 200 KB map in 1 ms less)."""
-_MEDIA = {".png": "image/png", ".npy": "application/octet-stream", ".json": "application/json",
-          ".csv": "text/csv", ".html": "text/html", ".bin": "application/octet-stream"}
+_MEDIA = {".png": "image/png", ".json": "application/json", ".csv": "text/csv", ".html": "text/html"}
 
 
 @router.get("/jobs")
