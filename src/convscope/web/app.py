@@ -45,7 +45,6 @@ _BODY_SLACK = 64 * 1024
 
 def create_app(config: ServeConfig | None = None, *,
                models: Sequence[tuple[str, Model | None]] | None = None) -> FastAPI:
-    """The app for ``config`` and ``models`` (see :class:`~convscope.web.state.AppState`)."""
     config = config or ServeConfig()
     state = AppState(config, models)
 

@@ -57,7 +57,6 @@ def unique_name(text: str, taken: Iterable[str], fallback: str) -> str:
 
 
 def folder_ids(folders: list[Path]) -> dict[str, Path]:
-    """Folder id (its name, made unique) -> the folder, resolved."""
     ids: dict[str, Path] = {}
     for folder in folders:
         ids[unique_name(folder.resolve().name, ids, "images")] = folder.resolve()

@@ -160,7 +160,6 @@ def unit_page(request: Request, state: Service, name: str, channel: str, image: 
 @router.get("/api/layers/{name}/featuremaps")
 def featuremap_list(state: Service, name: str, image: str | None = None,
                     model: str | None = None, sort: str = "mean") -> dict[str, Any]:
-    """The channels of the layer for the image, in ``sort`` order, with their mean and max."""
     entry, row = state.layer(model, name)
     parse_choice("sort", sort, SORTS)
     ref = _image_ref(state, entry, image)

@@ -23,8 +23,6 @@ router = APIRouter()
 
 @dataclass
 class TreeRow:
-    """One layer as a row of the tree."""
-
     info: LayerInfo
     depth: int
     parent: str | None
@@ -77,7 +75,7 @@ def tree(table: LayerTable, query: str = "", model: str | None = None) -> list[T
 def model_page(request: Request, state: Service, model: str | None = None, q: str = "") -> Response:
     entry = state.model(model)
     table = state.layer_table(entry)
-    link_model = None if entry is state.default_model else entry.name
+    link_model = None if entry is state.model() else entry.name
     rows = tree(table, q, link_model)
     return render(request, "model.html", title=entry.name, entry=entry, table=table, rows=rows, q=q,
                   shown=sum(r.shown for r in rows),

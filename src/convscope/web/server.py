@@ -49,8 +49,6 @@ def serve_forever(app: FastAPI, config: ServeConfig, announce: Callable[[str], N
 
 @dataclass
 class RunningServer:
-    """A server in a background thread; ``stop()`` shuts it down and frees the port."""
-
     url: str
     server: uvicorn.Server
     thread: threading.Thread

@@ -141,14 +141,10 @@ class AppState:
         self._feature_maps: Recent[tuple[str, str, str], FeatureMaps] = Recent(KEEP_FEATURE_MAPS)
 
     # -- models and layers ------------------------------------------------------------------
-    @property
-    def default_model(self) -> ModelEntry:
-        return next(iter(self.models.values()))
-
     def model(self, name: str | None = None) -> ModelEntry:
         """The named model (the first one for ``None`` or empty); unknown names are a 404."""
         if not name:
-            return self.default_model
+            return next(iter(self.models.values()))
         entry = self.models.get(name)
         if entry is None:
             raise NotFound(f"model {name!r} is not served; models: {', '.join(self.models)}")
@@ -193,7 +189,6 @@ class AppState:
         return self._open_atlases.get(atlas_id, lambda: Atlas.open(path))
 
     def atlas_layer(self, atlas_id: str, layer: str) -> Atlas:
-        """The open atlas ``atlas_id`` after checking that it scanned ``layer`` (404 otherwise)."""
         atlas = self.atlas(atlas_id)
         if layer not in atlas.channels:
             raise NotFound(f"layer {layer!r} is not in atlas {atlas_id!r}; it has {', '.join(atlas.layers)}")
@@ -209,7 +204,6 @@ class AppState:
         return atlas_id, layer, self.atlas_layer(atlas_id, layer)
 
     def atlas_model(self, atlas: Atlas) -> ModelEntry | None:
-        """The served model the atlas was made with (by its served name, spec or model name)."""
         return next((entry for entry in self.models.values() if entry.made(atlas)), None)
 
     def atlas_model_required(self, atlas: Atlas) -> ModelEntry:
@@ -232,7 +226,6 @@ class AppState:
         return found
 
     def atlases_of(self, entry: ModelEntry, layer: str) -> list[str]:
-        """The atlases this model made that hold ``layer``."""
         return [atlas_id for atlas_id, atlas in self.open_atlases()
                 if layer in atlas.layers and entry.made(atlas)]
 
