@@ -33,7 +33,9 @@ def test_kinds_come_from_the_type_hints() -> None:
     described = describe("gradcam")
     assert described["needs_layer"] and described["options"] == [
         {"name": "relu", "type": "bool", "default": True, "nullable": False, "choices": [],
-         "low": None, "high": None}]
+         "low": None, "high": None},
+        *({"name": name, "type": "bool", "default": False, "nullable": False, "choices": [],
+           "low": None, "high": None} for name in ("aug_smooth", "eigen_smooth"))]
 
 
 def test_json_values_become_option_values() -> None:

@@ -172,11 +172,11 @@ def test_every_method_and_inside_view_from_six_threads_gives_its_solo_result() -
 
     def run(worker: int) -> None:
         start.wait(WAIT)
-        for name in names[worker::6]:
+        for i in range(worker, len(names), 6):
             try:
-                results[(worker, name)] = JOBS[name](model, x)
+                results[(i, names[i])] = JOBS[names[i]](model, x)
             except Exception as err:  # reported below with its job
-                results[(worker, name)] = err
+                results[(i, names[i])] = err
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
     with switching_often():

@@ -73,7 +73,7 @@
       let value;
       if (kind === "bool") value = input.checked;
       else if (kind === "int" || kind === "float") value = input.value.trim() === "" ? null : Number(input.value);
-      else value = input.value;
+      else value = input.value.trim() === "" ? null : input.value;  // an empty text field: the default (None)
       if (value !== defaults[input.dataset.option]) out[input.dataset.option] = value;
     }
     return out;
