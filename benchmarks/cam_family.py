@@ -52,22 +52,23 @@ def has_reference() -> bool:
     return True
 
 
-def delegate(ctx: Context) -> list[Measured]:
-    """Run this group in the zoo venv's interpreter; its figures, or :class:`Skipped`."""
+def delegate(ctx: Context, group: str = "cam_family", needs: str = "pytorch_grad_cam") -> list[Measured]:
+    """Run ``group`` in the zoo venv's interpreter, where ``needs`` (a reference library that
+    lives only there) imports; its figures, or :class:`Skipped`."""
     from .check import RESULT_PREFIX, Measured
 
-    probe = [str(ZOO_PYTHON), "-c", "import pytorch_grad_cam, torchvision"]
+    probe = [str(ZOO_PYTHON), "-c", f"import {needs}, torchvision"]
     if not ZOO_PYTHON.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
-        raise Skipped(f"pytorch_grad_cam is not importable in {sys.executable} nor in {ZOO_PYTHON} "
+        raise Skipped(f"{needs} is not importable in {sys.executable} nor in {ZOO_PYTHON} "
                       "(build .venv-zoo as the README says, or set CONVSCOPE_ZOO_PYTHON)")
-    command = [str(ZOO_PYTHON), "-m", "benchmarks.check", "--child", "cam_family",
+    command = [str(ZOO_PYTHON), "-m", "benchmarks.check", "--child", group,
                "--repeats", str(ctx.repeats)] + ["--quick"] * ctx.quick
     command += ["--plant", ctx.plant] if ctx.plant else []
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"cam_family in {ZOO_PYTHON}: exit {proc.returncode}: "
+        raise RuntimeError(f"{group} in {ZOO_PYTHON}: exit {proc.returncode}: "
                            f"{(proc.stderr.strip().splitlines() or ['(no output)'])[-1]}")
     return [Measured(**m) for m in json.loads(lines[-1][len(RESULT_PREFIX):])]
 

@@ -1,15 +1,15 @@
 """The standard metrics' speed goals (issue 22): ROAD against its forward floor, and the
 metrics Quantus also computes against Quantus on the same work.
 
-    python -m benchmarks.check --only road
-    /work/main/.venv-zoo/bin/python -m benchmarks.check --only metrics-quantus
+    python -m benchmarks.check --only road metrics-quantus
 
 ``road``: ROAD (MoRF, 50 levels, noisy linear imputation) over a batch of 4 images on
 EfficientNet-Lite0, against the forwards it needs: the same 200 rows (already built) scored on the
 same fast path, in the same chunks. The difference is the imputation and the bookkeeping.
 
 ``metrics-quantus``: Quantus 0.6.0 lives only in the zoo venv (it imports torchvision), so this
-group runs there and, elsewhere, stops with that reason. Same model, inputs and maps on both
+group hands itself to that venv's interpreter (as ``cam_family`` does), and is skipped with the
+reason where there is none. Same model, inputs and maps on both
 sides, Quantus's options matched as in tests/zoo/test_metrics_quantus.py: max-sensitivity of the
 gradient (10 noisy copies; Quantus explains one copy of the batch per call, convscope all copies
 in one call), and sparseness, complexity and relevance rank accuracy together (the map-only
@@ -25,8 +25,6 @@ import torch
 if TYPE_CHECKING:
     from .check import Context, Measured
 
-QUANTUS_MISSING = ("quantus is not installed in this venv: it lives only in the zoo venv; run "
-                   "`/work/main/.venv-zoo/bin/python -m benchmarks.check --only metrics-quantus`")
 
 
 def _lite0_batch(count: int) -> tuple[Any, torch.Tensor, torch.Tensor]:
@@ -68,8 +66,9 @@ def group_road(ctx: Context) -> list[Measured]:
 def group_metrics_quantus(ctx: Context) -> list[Measured]:
     try:
         import quantus
-    except ImportError:
-        raise RuntimeError(QUANTUS_MISSING) from None
+    except ImportError:  # it lives in the zoo venv: the group runs there
+        from .cam_family import delegate
+        return delegate(ctx, "metrics-quantus", "quantus")
     import warnings
 
     import numpy as np
