@@ -4,7 +4,7 @@
     python -m benchmarks.check --write-readme
 
 Prints one row per goal of :data:`benchmarks.goals.GOALS`: the public call, its anchor, the goal
-ratio and the measured one (call / anchor, ratio of medians over alternating turns; in brackets
+ratio and the measured one (call / anchor, their fastest of alternating turns; in brackets
 the range of the per-turn ratios, which shows the machine's noise), the first call of the fresh
 process beside the warmed median, and pass or FAIL. Exits 1 when a goal is missed, 2 when a
 group could not run. Each group runs in its own fresh process (``--child``), so no group warms
@@ -521,8 +521,8 @@ def readme_table(entry: dict[str, Any]) -> str:
              f"Measured by `python -m benchmarks.check` on commit `{entry['commit'][:10]}` "
              f"({entry['date'][:16].replace('T', ' ')} UTC, {entry['cpus']} CPUs, "
              f"{entry['threads']} threads, torch {entry['torch']}, {entry['allocator']}, "
-             f"load average {entry['load_before'][0]:.1f}). Ratio = call / anchor (ratio of "
-             "medians over alternating turns; in brackets the per-turn range); `first` is the "
+             f"load average {entry['load_before'][0]:.1f}). Ratio = call / anchor (their "
+             "fastest of alternating turns; in brackets the per-turn range); `first` is the "
              "call's first run in its fresh process.", "",
              "| public call | against | goal | measured | warm / first | |",
              "|---|---|---|---|---|---|"]
