@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import BadArgument, ConvscopeError, check_positive
-from ..methods.evaluation.faithfulness import deletion, insertion
-from ..methods.evaluation.metrics import MetricInput, get_metric, metric_list
+from ..methods.evaluation.metrics import MetricInput, Need, available, get_metric, metric_list
 from ..methods.evaluation.sanity import SanityResult, cascading_randomization
 from ..methods.registry import get_method, method_list
 from ..model import FastForward, Model, target_indices
@@ -134,10 +134,11 @@ def scale_box(box: Box, seen: tuple[float, float, float, float], size: tuple[int
 
 def faithfulness_scores(model: Model, x: Tensor, maps: Tensor, targets: Tensor, steps: int,
                         fast: FastForward | None = None) -> dict[str, list[float]]:
-    """Deletion and insertion AUC per image (the report uses them too)."""
-    fast = fast if fast is not None else FastForward(model)
-    return {"deletion_auc": deletion(model, x, maps, targets, steps=steps, fast=fast).auc.tolist(),
-            "insertion_auc": insertion(model, x, maps, targets, steps=steps, fast=fast).auc.tolist()}
+    """Deletion and insertion AUC per image, through the metric registry (the report and the web
+    explainer show them)."""
+    data = MetricInput(model, x, maps, targets, fast if fast is not None else FastForward(model),
+                       steps=steps)
+    return {name: get_metric(name)(data).tolist() for name in ("deletion_auc", "insertion_auc")}
 
 
 def evaluate(
@@ -182,8 +183,7 @@ def evaluate(
     targets = target_indices(fast(x), target, model.labels)
     if targets is None:
         raise BadArgument("evaluate needs class targets (an index, a label or top1), not a callable")
-    check_needs(chosen, MetricInput(model, x, x, targets, fast, boxes=box_tensor, explain=lambda m, i, t: i),
-                "give --box for each image")
+    check_needs(chosen, available(region=box_tensor is not None), "give --box for each image")
     rows = score_methods(model, x, names, targets, chosen, layer=layer, boxes=box_tensor, steps=steps,
                          fast=fast, sanity_steps=sanity_steps if sanity else 0, options=options,
                          progress=progress)
@@ -191,11 +191,11 @@ def evaluate(
                       box_tensor.cpu() if box_tensor is not None else None, steps, rows)
 
 
-def check_needs(metrics: Sequence[str], probe: MetricInput, fix: str) -> None:
-    """Refuse, before any method runs, a metric that needs what ``probe`` lacks (one line that
+def check_needs(metrics: Sequence[str], have: AbstractSet[Need], fix: str) -> None:
+    """Refuse, before any method runs, a metric that needs what ``have`` lacks (one line that
     names the metric, the missing input and ``fix``, how to give it)."""
     for name in metrics:
-        reason = get_metric(name).missing(probe)
+        reason = get_metric(name).missing(have)
         if reason is not None:
             raise BadArgument(f"{reason}; {fix}, or leave {name} out")
 

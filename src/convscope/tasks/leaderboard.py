@@ -24,13 +24,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..data.regions import read_regions
 from ..errors import BadArgument, check_positive
 from ..methods.dataset import distributed as dist
 from ..methods.evaluation.bootstrap import DEFAULT_RESAMPLES
-from ..methods.evaluation.metrics import MetricInput, metric_list
+from ..methods.evaluation.metrics import available, metric_list
 from ..methods.registry import method_list
 from ..model import FastForward, Model
 from ..model.digest import weights_digest
@@ -138,10 +136,7 @@ def choose(model: Model, methods: str | Sequence[str], metrics: str | Sequence[s
     names = method_list(methods)
     chosen = metric_list(metrics if metrics is not None else
                          ["faithfulness"] + (["localization"] if regions else []))
-    probe = torch.zeros(0)
-    check_needs(chosen, MetricInput(model, probe, probe, probe, FastForward(model),
-                                    boxes=probe if regions else None, explain=lambda m, i, t: i),
-                "give --regions FILE with a box or mask per image")
+    check_needs(chosen, available(region=regions), "give --regions FILE with a box or mask per image")
     return names, chosen
 
 

@@ -63,3 +63,18 @@ def test_registry_scores_equal_the_functions_and_refuse_missing_boxes() -> None:
     masks[1, 4:, 4:] = True
     with_masks = MetricInput(model, x, maps, targets, fast, masks=masks)
     assert torch.allclose(get_metric("energy")(with_masks), box_energy(maps, boxes))
+
+
+def test_average_drop_and_increase_in_confidence_share_one_masked_pass() -> None:
+    model = tiny_model()
+    x, maps, targets = torch.randn(2, 3, 16, 16), torch.rand(2, 1, 16, 16), torch.tensor([0, 2])
+    fast = FastForward(model)
+    calls = []
+    scores = fast.scores
+    fast.scores = lambda *a, **k: calls.append(1) or scores(*a, **k)  # type: ignore[method-assign]
+    data = MetricInput(model, x, maps, targets, fast)
+    drop, increase = get_metric("average_drop")(data), get_metric("increase_confidence")(data)
+    assert len(calls) == 1
+    alone = MetricInput(model, x, maps, targets, FastForward(model))
+    torch.testing.assert_close(drop, get_metric("average_drop")(alone))
+    torch.testing.assert_close(increase, get_metric("increase_confidence")(alone))

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -35,6 +36,16 @@ Explainer = Callable[[Model, Tensor, Tensor], Tensor]
 """``(model, inputs, targets) -> maps``: the method under evaluation, with its options, re-run on
 other inputs (robustness: noisy copies, the targets repeated), on a changed copy of the model
 (randomization) or for other classes (random logit). ``targets``: (N,) class indices."""
+
+
+def available(*, region: bool, explain: bool = True) -> frozenset[Need]:
+    """The optional inputs a call will carry, for :meth:`Metric.missing` before any work."""
+    have: set[Need] = set()
+    if region:
+        have.add("region")
+    if explain:
+        have.add("explain")
+    return frozenset(have)
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,15 @@ class MetricInput:
     steps: int = 100
     """Steps of curve metrics (deletion, insertion, ROAD ...)."""
     seed: int = 0
+    shared: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Results that several metrics read, computed once per input (:meth:`once`)."""
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` the first time ``key`` is asked for, its result after that: Average Drop
+        and Increase in Confidence come from the same masked forward pass."""
+        if key not in self.shared:
+            self.shared[key] = compute()
+        return self.shared[key]
 
     def region(self) -> Tensor:
         """(B, 1, H, W) bool: the object mask, or the box as a mask when only boxes are given."""
@@ -68,10 +88,10 @@ class MetricInput:
             raise BadArgument("this metric needs a box or mask per image")
         return box_mask(self.boxes.long(), size, self.inputs.device)
 
-    def has(self, need: Need) -> bool:
-        if need == "region":
-            return self.boxes is not None or self.masks is not None
-        return self.explain is not None
+    def available(self) -> frozenset[Need]:
+        """What of the optional inputs this call carries."""
+        return available(region=self.boxes is not None or self.masks is not None,
+                         explain=self.explain is not None)
 
 
 @dataclass(frozen=True)
@@ -92,18 +112,17 @@ class Metric:
     def direction(self) -> str:
         return "higher is better" if self.higher_is_better else "lower is better"
 
-    def missing(self, data: MetricInput) -> str | None:
-        """Why ``data`` cannot be scored by this metric (one line), or None."""
-        for need in sorted(self.needs):
-            if not data.has(need):
-                what = ("a box or mask for each image" if need == "region"
-                        else "the method itself (to re-run it)")
-                return f"metric {self.name!r} needs {what}"
+    def missing(self, have: AbstractSet[Need]) -> str | None:
+        """Why a call that carries ``have`` cannot be scored by this metric (one line), or None."""
+        for need in sorted(self.needs - have):
+            what = ("a box or mask for each image" if need == "region"
+                    else "the method itself (to re-run it)")
+            return f"metric {self.name!r} needs {what}"
         return None
 
     def __call__(self, data: MetricInput) -> Tensor:
         """(B,) float scores; a missing input is refused in one line."""
-        reason = self.missing(data)
+        reason = self.missing(data.available())
         if reason is not None:
             raise BadArgument(reason)
         return self.compute(data).detach().float().reshape(-1).cpu()
@@ -202,6 +221,11 @@ def _needs_explain(d: MetricInput) -> Explainer:
     return d.explain
 
 
+def _confidence_change(d: MetricInput) -> tuple[Tensor, Tensor]:
+    return d.once("confidence_change", lambda: confidence.confidence_change(
+        d.model, d.inputs, d.maps, d.targets, d.fast))  # type: ignore[no-any-return]
+
+
 def _size(d: MetricInput) -> tuple[int, int]:
     return (d.inputs.shape[-2], d.inputs.shape[-1])
 
@@ -222,12 +246,12 @@ register_metric(Metric(
 _GRADCAMPP = 'Chattopadhay et al. 2018, "Grad-CAM++", Sec. 6.1 (as torchcam computes it)'
 register_metric(Metric(
     "average_drop", "faithfulness", False, _GRADCAMPP,
-    lambda d: confidence.confidence_change(d.model, d.inputs, d.maps, d.targets, d.fast)[0],
+    lambda d: _confidence_change(d)[0],
     summary="relative drop of the target's probability when the min-max scaled map masks the "
             "input; assumes the map's high values alone carry the evidence"))
 register_metric(Metric(
     "increase_confidence", "faithfulness", True, _GRADCAMPP,
-    lambda d: confidence.confidence_change(d.model, d.inputs, d.maps, d.targets, d.fast)[1],
+    lambda d: _confidence_change(d)[1],
     summary="1 when the map-masked input raises the target's probability"))
 register_metric(Metric(
     "infidelity", "faithfulness", False,
