@@ -42,13 +42,14 @@ Shapes: (B, C, H, W) -> (B, C, H, W) relevance in model-input space, signed.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from ....errors import BadModel
-from ....model import Model, backward_rule
+from ....model import Model, RuleBlock, backward_rule
 from ....model.fold import fold_batchnorm
 from ....model.reparam import reparameterized
 from ....model.structured import pixel_bounds, run_net
@@ -133,22 +134,35 @@ class LRP(Attribution):
             return tuple(b.expand_as(first) for b in pixel_bounds(self.model, first))  # type: ignore[return-value]
         return pixel_bounds(self.model, like)
 
-    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        net = self.folded(inputs)
+    @contextmanager
+    def propagating(self, net: nn.Module, inputs: Tensor, *,
+                    whole: bool = True) -> Iterator[tuple[RuleBlock, Propagation]]:
+        """The block in which forward passes of ``net`` (the :meth:`folded` copy) on ``inputs``
+        propagate relevance backwards under this method's rules; ``whole``: the forward runs to
+        the output, so it must have seen a conv/dense layer."""
         low, high = self.bounds(inputs)
         prop = Propagation(self.rules, net, low, high, self.options.stabilizer, relative=self.relative)
+        with backward_rule(RelevancePass(len(inputs)), overrides=prop.overrides(), net=net) as block:
+            prop.where = lambda: block.module
+            yield block, prop
+        if whole and prop.layers == 0:
+            raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
+                           "TorchScript model runs below Python); pass an ordinary nn.Module")
+
+    def start(self, logits: Tensor, target: Target) -> Tensor:
+        """The relevance at the output: the target logit at its class (module notes)."""
+        out = logits.detach().requires_grad_(True)
+        (pick,) = torch.autograd.grad(self.scores(out, target).sum(), out)
+        return pick * out.detach()
+
+    def attribute(self, inputs: Tensor, target: Target) -> Tensor:
+        net = self.folded(inputs)
         x = inputs.detach().requires_grad_(True)
         with torch.enable_grad():
-            with backward_rule(RelevancePass(len(x)), overrides=prop.overrides(), net=net) as block:
-                prop.where = lambda: block.module
+            with self.propagating(net, x) as (block, prop):
                 logits = run_net(self.model, net, x)
             self.logits = logits.detach()  # the folded copy's forward: explain() reads it
-            if prop.layers == 0:
-                raise BadModel("LRP saw no convolution or linear layer in the forward pass (a "
-                               "TorchScript model runs below Python); pass an ordinary nn.Module")
-            out = logits.detach().requires_grad_(True)
-            (pick,) = torch.autograd.grad(self.scores(out, target).sum(), out)
-            start = pick * out.detach()
+            start = self.start(logits, target)
             (relevance,) = torch.autograd.grad(logits, x, start)
         self._report(block.gaps, prop.swallowed, start.flatten(1).sum(1))
         self._report_total(block.gaps, prop.absorbed, relevance.flatten(1).sum(1), start.flatten(1).sum(1))
