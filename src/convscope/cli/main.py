@@ -18,6 +18,7 @@ from ..errors import ConvscopeError
 from . import (
     adversarial,
     atlas_views,
+    crp,
     demo,
     evaluate,
     explain,
@@ -34,7 +35,7 @@ from . import (
     visualize,
 )
 
-COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
+COMMAND_MODULES = (info, explain, crp, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
                    atlas_views, fast_style, project, adversarial, synthesis, serve)
 
 
