@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target(p)
     add_layer(p)
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--units", help="channels to condition on, comma-separated; '+' joins channels into one "
-                                          "concept: 3,7,12+15")
+    which.add_argument("--units", help="channels to condition on, comma-separated; '+' joins "
+                                       "channels into one concept: 3,7,12+15")
     which.add_argument("--top", type=int, help="each image's K most relevant channels (default 6)")
     p.add_argument("--composite", default="epsilon_gamma_box", choices=COMPOSITES,
                    help="LRP rules per layer (as for --method lrp)")

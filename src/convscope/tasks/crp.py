@@ -30,7 +30,7 @@ from ..render.report import Card, Section, html_report
 from ..types import Target
 from .inputs import Images, model_inputs
 
-SIGNED = {"mode": "signed", "reduce": "sum"}
+SIGNED: dict[str, Any] = {"mode": "signed", "reduce": "sum"}
 """Relevance is signed: for the class (red) or against it (blue)."""
 
 
@@ -91,9 +91,11 @@ class ConceptRelevance:
         from ..render.grid import image_grid
 
         shares = self.shares()[index]
-        tiles = [self.images[index], *(self.overlay(index, k) for k in range(len(self.conditions[index])))]
-        captions = [f"{self.target_labels[index]} ({float(self.scores[index]):.3g})"] + [
-            f"{_condition_name(g)}: {100 * float(shares[list(g)].sum()):.0f}%" for g in self.conditions[index]]
+        tiles: list[Tensor | Image.Image] = [self.images[index]]
+        tiles += [self.overlay(index, k) for k in range(len(self.conditions[index]))]
+        captions = [f"{self.target_labels[index]} ({float(self.scores[index]):.3g})"]
+        captions += [f"{_condition_name(g)}: {100 * float(shares[list(g)].sum()):.0f}%"
+                     for g in self.conditions[index]]
         return image_grid(tiles, captions=captions, tile_size=160, upscale="auto",
                           title=f"CRP at {self.layer} ({self.composite})")
 

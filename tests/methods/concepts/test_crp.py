@@ -124,7 +124,8 @@ def test_conditional_relevance_is_conserved_without_biases(composite: str, layer
     path crosses, the channels' relevances sum to the logit."""
     model = resnet(bias=False, dtype=torch.float64)
     x = images(model, 2)
-    maps = CRP(model, layer=layer, composite=composite, **TINY).conditional(x, [1, 4], channels=[0, [2, 5], 7])
+    crp = CRP(model, layer=layer, composite=composite, **TINY)
+    maps = crp.conditional(x, [1, 4], channels=[0, [2, 5], 7])
     expected = torch.stack([maps.relevance[:, 0], maps.relevance[:, [2, 5]].sum(1), maps.relevance[:, 7]], 1)
     torch.testing.assert_close(maps.heatmaps.sum((2, 3, 4)), expected, rtol=1e-9, atol=1e-12)
     assert maps.conditions[0] == [(0,), (2, 5), (7,)]
