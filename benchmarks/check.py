@@ -376,9 +376,10 @@ GROUPS: dict[str, Callable[[Context], list[Measured]]] = {
 }
 """Each group runs in its own fresh process and measures the goals that name it."""
 
+from .crp_bench import group_crp  # noqa: E402  (issue 21's concept relevance)
 from .metrics_bench import group_metrics_quantus, group_road  # noqa: E402  (issue 22's metrics)
 
-GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus}
+GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus, "crp": group_crp}
 
 
 # -- the parent: one child per group, the table, the history, the README ---------------------

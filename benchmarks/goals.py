@@ -80,6 +80,12 @@ GOALS: list[Goal] = [
          source="README: Captum on a ReLU rewrite 2.2x slower"),
     Goal("lrp-zennit", "lrp", EXPLAIN.format("'lrp'"), "zennit EpsilonGammaBox, same composite",
          max_ratio=0.6, source="README: zennit 2.1-2.4x slower"),
+    Goal("crp-lrp", "crp", "crp(model, x, layer='_blocks.10', channels=range(8))",
+         "8 calls of explain(model, x, method='lrp')", max_ratio=1.2,
+         source="issue 21: CRP for K channels at most 1.2x K LRP passes"),
+    Goal("crp-zennit-crp", "crp", "crp(model, x, layer='_blocks.10', channels=range(8))",
+         "zennit-crp CondAttribution, EpsilonGammaBox, the 8 conditions as one batch", max_ratio=1.0,
+         source="issue 21: CRP beside zennit-crp on the same work"),
     # -- the CAM family against pytorch-grad-cam (issue 22), run in the zoo venv ------------------
     *[Goal(f"{name}-gradcam-lib", "cam_family", EXPLAIN.format(f"'{name}'{where}, target=[...]"),
            f"pytorch-grad-cam {cls}, same layer, batch and targets (ResNet-18, {batch})",

@@ -29,4 +29,8 @@ NormalizeFn = Callable[[Tensor], Tensor]
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called by long computations; the CLI turns it into a bar."""
 
-__all__ = ["LayerRef", "NormalizeFn", "ProgressFn", "Target", "TargetFn"]
+RELEVANCE_RECORDS = "#relevance"
+"""Suffix of a layer name under which a scan keeps that layer's relevance exemplars (RelMax)
+beside its activation exemplars: the scan writes them, the atlas reads them."""
+
+__all__ = ["RELEVANCE_RECORDS", "LayerRef", "NormalizeFn", "ProgressFn", "Target", "TargetFn"]

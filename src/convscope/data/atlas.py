@@ -34,13 +34,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import BadArgument
+from ..types import RELEVANCE_RECORDS
 
 DB_NAME = "atlas.sqlite"
 THUMBNAILS = "thumbnails.npy"
@@ -313,9 +314,21 @@ class Atlas:
                                (f"%{escaped}%",)).fetchall()
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
-    def top(self, layer: str, channel: int, k: int | None = None) -> list[TopRecord]:
-        """The ``k`` (default all stored) top images of a channel, best first."""
+    @property
+    def has_relevance(self) -> bool:
+        """Whether the scan recorded relevance exemplars (RelMax) beside activation ones."""
+        return "relevance" in self.meta
+
+    def top(self, layer: str, channel: int, k: int | None = None, *,
+            kind: Literal["activation", "relevance"] = "activation") -> list[TopRecord]:
+        """The ``k`` (default all stored) top images of a channel, best first: by activation
+        (its largest value) or by ``kind="relevance"``, its LRP relevance for the predicted class
+        (RelMax; the position is that of its largest relevance)."""
         layer = self.layer_named(layer)
+        if kind == "relevance" and not self.has_relevance:
+            raise BadArgument(f"atlas {str(self.path)!r} holds no relevance exemplars; scan with "
+                              "relevance=True (convscope scan --relevance)")
+        key = layer + RELEVANCE_RECORDS if kind == "relevance" else layer
         if not 0 <= channel < self.channels[layer]:
             raise BadArgument(f"channel {channel} is outside layer {layer!r} "
                               f"(0..{self.channels[layer] - 1})")
@@ -323,7 +336,7 @@ class Atlas:
             rows = con.execute(
                 "SELECT t.rank, t.idx, t.value, t.y, t.x, i.source FROM topk t JOIN images i "
                 "ON i.idx = t.idx WHERE t.layer = ? AND t.channel = ? ORDER BY t.rank LIMIT ?",
-                (layer, channel, k if k is not None else -1)).fetchall()
+                (key, channel, k if k is not None else -1)).fetchall()
         return [TopRecord(int(r), int(i), float(v), int(y), int(x), str(s))
                 for r, i, v, y, x, s in rows]
 

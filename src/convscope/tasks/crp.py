@@ -28,6 +28,7 @@ from ..render import overlay, save_png
 from ..render.notebook import figure_html
 from ..render.report import Card, Section, html_report
 from ..types import Target
+from .explain import _method
 from .inputs import Images, model_inputs
 
 SIGNED: dict[str, Any] = {"mode": "signed", "reduce": "sum"}
@@ -171,7 +172,8 @@ def crp(
     """
     if channels is None and top is None:
         top = 6
-    method = CRP(model, layer=layer, batch_size=batch_size, composite=composite, rules=rules, **numbers)
+    options = {"batch_size": batch_size, "composite": composite, "rules": rules, **numbers}
+    method = _method(model, "crp", layer, options, lambda: CRP(model, layer=layer, **options))  # type: ignore[arg-type]
     x = model_inputs(model, images)
     if not isinstance(x, Tensor) or x.ndim != 4:
         raise BadArgument("crp explains image batches; give images, paths or a (B, C, H, W) tensor")

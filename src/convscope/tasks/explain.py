@@ -17,7 +17,7 @@ import io
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,16 +362,19 @@ def state_key(model: Model) -> Key:
     return tuple(key)
 
 
-def _method(model: Model, name: str, layer: str, options: dict[str, Any]) -> Any:
+def _method(model: Model, name: str, layer: str, options: dict[str, Any],
+            make: Callable[[], Any] | None = None) -> Any:
     """The method object for this call: the one from the last call with the same model, state,
-    method, layer and options when there is one (options of plain values only), else a new one."""
+    method, layer and options when there is one (options of plain values only), else a new one,
+    from ``make`` (for a method that is not registered) or the registry."""
+    build = make or (lambda: build_method(name, model, layer, **options))
     state = state_key(model)
     recent: _Recent | None = getattr(_local, "recent", None)
     if recent is None or recent.model() is not model or recent.state != state:
         recent = _local.recent = _Recent(weakref.ref(model), state)
     if not all(isinstance(v, _PLAIN) for v in options.values()):
-        return build_method(name, model, layer, **options)
+        return build()
     key = (name, layer, tuple(sorted((k, type(v), v) for k, v in options.items())))
     if key not in recent.methods:
-        recent.methods[key] = build_method(name, model, layer, **options)
+        recent.methods[key] = build()
     return recent.methods[key]

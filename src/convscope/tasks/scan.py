@@ -182,6 +182,8 @@ def scan_dataset(
     chunk_size: int | None = None,
     progress: ProgressFn | None = None,
     on_commit: Callable[[int], None] | None = None,
+    relevance: bool = False,
+    relevance_target: int | None = None,
 ) -> Atlas:
     """Scan ``dataset`` with ``model`` into the atlas folder ``atlas``, resuming if unfinished.
 
@@ -197,9 +199,13 @@ def scan_dataset(
         chunk_size: images per committed chunk (default ``max(512, 8 * batch_size)``).
         progress: ``progress(images done, total)`` (rank 0 only under torchrun).
         on_commit: called with the number of committed chunks after each commit (rank 0).
+        relevance: also record each channel's relevance exemplars (RelMax,
+            :mod:`convscope.methods.concepts.relmax`): the images where the channel carries the
+            most LRP relevance for the predicted class, or for ``relevance_target`` when given;
+            read them with ``atlas.top(layer, channel, kind="relevance")``.
     """
     ds = open_dataset(dataset)
-    scanner = Scanner(model, layers, k=k)
+    scanner = Scanner(model, layers, k=k, relevance=relevance, relevance_target=relevance_target)
     batch = scan_batch_size(model.device, model.input_size) if batch_size is None else batch_size
     chunk_size = max(DEFAULT_CHUNK, 8 * batch) if chunk_size is None else chunk_size
     check_positive("batch_size", batch, integer=True)
@@ -211,6 +217,8 @@ def scan_dataset(
     config = {"model": model.name, "model_fingerprint": weights_digest(model)[:40], "layers": scanner.layers,
               "k": k, "dataset": _dataset_spec(dataset), "size": len(ds), "chunk_size": chunk_size,
               "batch_size": batch, "class_names": ds.class_names}
+    if scanner.relevance is not None:  # only then: older atlases keep resuming
+        config["relevance"] = {"target": relevance_target, "composite": "epsilon_plus"}
     path = Path(atlas).expanduser()
     joined = dist.init_from_env(model.device)
     try:

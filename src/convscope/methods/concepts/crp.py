@@ -131,28 +131,11 @@ class CRP(LRP):
                     through: bool = False) -> tuple[Tensor, Tensor, _Channels, Tensor]:
         """One LRP pass to the layer: its relevance, the score, its channels, and (``through``)
         the input relevance of all of it."""
-        name = self.layer
-        assert name is not None
-        x = inputs.detach().requires_grad_(True)
-        with torch.enable_grad():
-            with capture(net, name, grads=True) as record, self.propagating(net, x) as (block, prop):
-                logits = run_net(self.model, net, x)
-            act = record[name]
-            self.logits = logits.detach()
-            if act.grad_fn is None:
-                raise BadLayer(f"CRP: layer {name!r} does not depend on the input, so LRP relevance "
-                               "cannot reach the input through it; name a layer between the input and "
-                               "the output (see `convscope layers`)")
-            start = self.start(logits, target)
-            wanted = [act, x] if through else [act]
-            found = torch.autograd.grad(logits, wanted, start, allow_unused=True)
-        if found[0] is None:
-            raise BadLayer(f"CRP: the model's output does not depend on layer {name!r}, so no relevance "
-                           "reaches it; name a layer on the path from the input to the output")
-        self._report(block.gaps, prop.swallowed, start.flatten(1).sum(1))
-        channels = _Channels(net, name, act.shape, x.shape)
-        through_map = found[-1] if through and found[-1] is not None else torch.zeros_like(x)
-        return found[0], start.flatten(1).sum(1), channels, through_map
+        assert self.layer is not None
+        found = relevance_at(self, net, inputs, target, [self.layer], through=through)
+        rel, channels = found.relevance[self.layer], found.channels[self.layer]
+        through_map = found.through if found.through is not None else torch.zeros_like(inputs)
+        return rel, found.scores, channels, through_map
 
     def _conditional(self, inputs: Tensor, target: Target, channels: Conditions | None,
                      top: int | None) -> ConceptMaps:
@@ -213,3 +196,45 @@ def conditions_for(totals: Tensor, count: int, layer: str, channels: Conditions 
             raise BadArgument("channels: an empty group conditions on nothing; drop it")
         groups.append(group)
     return [list(groups) for _ in range(batch)]
+
+
+@dataclass
+class LayerRelevance:
+    """The relevance at some layers after one LRP pass (:func:`relevance_at`)."""
+
+    relevance: dict[str, Tensor]
+    """layer -> (B, C, ...) relevance in the layer's own layout."""
+    channels: dict[str, _Channels]
+    scores: Tensor
+    """(B,) the relevance at the output: the target logits."""
+    through: Tensor | None
+    """(B, C_in, H, W) the input relevance (when asked for): the LRP map."""
+
+
+def relevance_at(method: LRP, net: nn.Module, inputs: Tensor, target: Target, layers: Sequence[str],
+                 through: bool = False) -> LayerRelevance:
+    """One LRP forward of ``net`` (``method``'s folded copy) and one backward to ``layers``
+    (and the input, ``through``): the relevance each layer receives from the target."""
+    x = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        with capture(net, layers, grads=True) as record, method.propagating(net, x) as (block, prop):
+            logits = run_net(method.model, net, x)
+        acts = [record[name] for name in layers]
+        method.logits = logits.detach()
+        for name, act in zip(layers, acts):
+            if act.grad_fn is None:
+                raise BadLayer(f"CRP: layer {name!r} does not depend on the input, so LRP relevance "
+                               "cannot reach the input through it; name a layer between the input and "
+                               "the output (see `convscope layers`)")
+        start = method.start(logits, target)
+        found = torch.autograd.grad(logits, [*acts, x] if through else acts, start, allow_unused=True)
+    for name, rel in zip(layers, found):
+        if rel is None:
+            raise BadLayer(f"CRP: the model's output does not depend on layer {name!r}, so no relevance "
+                           "reaches it; name a layer on the path from the input to the output")
+    scores = start.flatten(1).sum(1)
+    method._report(block.gaps, prop.swallowed, scores)
+    return LayerRelevance(
+        relevance={name: rel for name, rel in zip(layers, found)},  # type: ignore[misc]
+        channels={name: _Channels(net, name, act.shape, x.shape) for name, act in zip(layers, acts)},
+        scores=scores, through=found[-1] if through else None)

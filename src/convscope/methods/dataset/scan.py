@@ -101,7 +101,8 @@ class Scanner:
     device; :meth:`state` / :meth:`load_state` move it through CPU for checkpoints.
     """
 
-    def __init__(self, model: nn.Module, layers: str | Sequence[str], *, k: int = 16) -> None:
+    def __init__(self, model: nn.Module, layers: str | Sequence[str], *, k: int = 16,
+                 relevance: bool = False, relevance_target: int | None = None) -> None:
         if k < 1:
             raise BadArgument(f"k={k}: keep at least one image per channel")
         names = [layers] if isinstance(layers, str) else list(layers)
@@ -113,6 +114,16 @@ class Scanner:
         self.net = inference_net(model, keep=[get_layer(net, n) for n in self.layers])
         self.k = k
         self.topk: dict[str, TopK] = {}
+        self.relevance = None
+        """Relevance exemplars (RelMax) too, kept in :attr:`topk` under ``layer + RELEVANCE_RECORDS``."""
+        if relevance or relevance_target is not None:
+            from ...model import Model
+            from ..concepts.relmax import RelevanceExemplars
+
+            if not isinstance(model, Model):
+                raise BadArgument("relevance exemplars need a convscope Model (load_model(net)); "
+                                  f"got {type(model).__name__}")
+            self.relevance = RelevanceExemplars(model, self.layers, target=relevance_target)
 
     def step(self, inputs: Tensor, indices: Tensor) -> BatchResult:
         """Run one batch of normalized inputs (B, C, H, W) whose dataset indices are ``indices``."""
@@ -142,6 +153,8 @@ class Scanner:
             raise BadLayer(f"the model returns shape {tuple(logits.shape)}; a scan needs (B, classes)")
         probs = logits.detach().float().softmax(-1)
         best, predictions = probs.max(-1)
+        if self.relevance is not None:
+            self.relevance.step(inputs, indices, predictions, self.topk, self.k)
         return BatchResult(embeddings, predictions, best)
 
     def state(self) -> dict[str, dict[str, Tensor]]:
