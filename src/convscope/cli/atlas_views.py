@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channel", type=int, required=True, metavar="C", help="channel index")
     p.add_argument("--k", type=int, metavar="K", help="images to show (default: all stored)")
     p.add_argument("--full", action="store_true", help="whole images with the field outlined")
+    p.add_argument("--relevance", action="store_true",
+                   help="the images where the channel carries the most relevance for the predicted "
+                        "class (RelMax; needs an atlas scanned with --relevance)")
     p.add_argument("--model", help="the atlas's model, when it is not a zoo name (default: its name)")
     p.add_argument("--out", help="PNG to write (default top_LAYER_cC.png)")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
@@ -58,7 +61,8 @@ def run_top(args: argparse.Namespace) -> int:
     atlas = Atlas.open(args.atlas)
     model = atlas_model(atlas, args.model)
     layer = atlas.layer_named(args.layer)
-    patches = top_patches(atlas, model, layer, args.channel, args.k)
+    patches = top_patches(atlas, model, layer, args.channel, args.k,
+                          kind="relevance" if args.relevance else "activation")
     if not patches:
         raise BadArgument(f"channel {args.channel} of {layer!r} has no scanned images")
     captions = [f"#{p.record.rank + 1} {p.record.value:.3g} {_short(p.record.source)}" for p in patches]
@@ -70,7 +74,8 @@ def run_top(args: argparse.Namespace) -> int:
         tiles = [p.crop for p in patches]
     box = patches[0].box
     what = "whole images, field outlined" if args.full else f"fields up to {box.height}x{box.width} px"
-    title = f"{atlas.model_name} {layer} channel {args.channel}: top {len(patches)} ({what})"
+    by = " by relevance" if args.relevance else ""
+    title = f"{atlas.model_name} {layer} channel {args.channel}: top {len(patches)}{by} ({what})"
     grid = image_grid(tiles, captions=captions, upscale="auto", tile_size=96, title=title,
                       ncols=min(8, len(tiles)))
     out = save_png(grid, args.out or f"top_{layer}_c{args.channel}.png")

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, metavar="M",
                    help="images per committed chunk: the most a kill can lose (default: 8 batches, "
                         f"at least {DEFAULT_CHUNK})")
+    p.add_argument("--relevance", action="store_true",
+                   help="also record each channel's relevance exemplars (RelMax: LRP relevance for "
+                        "the predicted class); `convscope top --relevance` shows them")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     add_model_options(p)
     p.set_defaults(func=run_scan)
@@ -61,7 +64,7 @@ def run_scan(args: argparse.Namespace) -> int:
             warnings.filterwarnings("ignore", message="skipped .* non-image")
             atlas = scan_dataset(model, args.dataset, args.atlas, layers=layers or "auto", k=args.k,
                                  batch_size=args.batch_size, chunk_size=args.chunk_size,
-                                 progress=progress)
+                                 progress=progress, relevance=args.relevance)
     finally:
         bar.close()
     if rank0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -100,11 +100,12 @@ def atlas_image(atlas: Atlas, index: int) -> Tensor:
     return _thumbnails(atlas, [index])[0]
 
 
-def top_patches(atlas: Atlas, model: Model, layer: str, channel: int, k: int | None = None
-                ) -> list[Patch]:
-    """The ``k`` top images of ``channel`` with the receptive field of their peak unit."""
+def top_patches(atlas: Atlas, model: Model, layer: str, channel: int, k: int | None = None, *,
+                kind: Literal["activation", "relevance"] = "activation") -> list[Patch]:
+    """The ``k`` top images of ``channel`` with the receptive field of their peak unit: by
+    activation, or by ``kind="relevance"`` (RelMax, its peak of relevance)."""
     layer = atlas.layer_named(layer)
-    records = atlas.top(layer, channel, k)
+    records = atlas.top(layer, channel, k, kind=kind)
     if not records:
         return []
     images = atlas_images(atlas, model, [r.index for r in records])

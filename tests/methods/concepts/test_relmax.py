@@ -7,6 +7,7 @@ each channel, whatever the batches, and write them into the atlas beside activat
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -86,3 +87,19 @@ def test_scan_writes_relevance_exemplars_into_the_atlas(digits: Model, tmp_path:
     assert atlas.top(LAYER, 0) == plain.top(LAYER, 0)  # the activation exemplars are unchanged
     with pytest.raises(BadArgument, match="no relevance exemplars"):
         plain.top(LAYER, 0, kind="relevance")
+
+
+def test_cli_scans_and_shows_relevance_exemplars(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.cli.runner import run
+
+    folder = digits_folder(tmp_path / "digits", per_class=1)
+    code, _, err = run(capsys, "scan", str(folder), "--atlas", str(tmp_path / "atlas"), "--model",
+                       "digits_cnn", "--layers", LAYER, "--k", "2", "--relevance")
+    assert code == 0, err
+    out = tmp_path / "top.png"
+    code, stdout, err = run(capsys, "top", "--atlas", str(tmp_path / "atlas"), "--layer", LAYER,
+                            "--channel", "5", "--relevance", "--out", str(out), "--json")
+    assert code == 0 and out.is_file(), err
+    atlas = Atlas.open(tmp_path / "atlas")
+    assert [r["index"] for r in json.loads(stdout)["top"]] == [
+        r.index for r in atlas.top(LAYER, 5, kind="relevance")]
