@@ -1,4 +1,16 @@
-"""Concepts: what a unit or a decision stands for (CRP and RelMax)."""
+"""Concepts: which human concepts a layer's units or a decision stand for.
+
+- :mod:`.cav`: concept activation vectors, linear classifiers of a layer's activations fitted
+  for many concept/random pairs at once.
+- :mod:`.tcav`: TCAV (Kim et al. 2018), the share of a class's inputs whose score rises along a
+  CAV, with the random-versus-random t-test.
+- :mod:`.dissect`: network dissection (Bau et al. 2017), each unit's IoU with concept masks.
+- :mod:`.crp`: concept relevance propagation (Achtibat et al. 2023), the LRP relevance through
+  chosen channels of a layer; :mod:`.relmax`: a channel's top images by relevance.
+
+Tensors in, numbers out (docs/architecture.md, section 1); folders and pictures live in
+``tasks/concepts_*.py`` and ``render/``.
+"""
 
 from .crp import CRP, ConceptMaps
 
