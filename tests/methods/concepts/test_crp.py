@@ -237,3 +237,25 @@ def test_bad_input_is_refused_in_one_line(digits: Model) -> None:
     aside = Model(WithAside().eval(), preprocess=Preprocess(input_size=(8, 8)), name="aside")
     with pytest.raises(BadLayer, match="does not depend on layer 'aside'"):
         CRP(aside, layer="aside").conditional(torch.rand(1, 3, 8, 8), 0, top=1)
+
+
+def test_k_conditions_cost_one_pass_and_one_repeated_pass_to_the_layer(digits: Model) -> None:
+    """Batched as zennit-crp batches conditions: the network runs once on the images and once on
+    the images repeated K times, and that second run stops at the layer."""
+    from torch.nn.modules.module import register_module_forward_pre_hook
+
+    calls: list[tuple[str, int]] = []
+
+    def count(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if type(module).__name__ in {"DigitsCNN", "Linear"}:
+            calls.append((type(module).__name__, args[0].shape[0]))
+
+    x = digit_images(digits, 2)
+    crp = CRP(digits, layer="block3")
+    crp.conditional(x, 1, top=1)  # the folded copy is made (and its forward counted) here
+    handle = register_module_forward_pre_hook(count)
+    try:
+        crp.conditional(x, 1, channels=list(range(8)))
+    finally:
+        handle.remove()
+    assert calls == [("DigitsCNN", 2), ("Linear", 2), ("DigitsCNN", 16)]
