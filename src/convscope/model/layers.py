@@ -41,7 +41,8 @@ CALL = ":"
 AFTER_RELU = "+relu"
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
 # Layers that only resize or drop for the head: never the "auto" feature map.
-_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d)
+_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d,
+                  nn.AdaptiveMaxPool3d, nn.Dropout, nn.Dropout2d, nn.Dropout3d)
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,12 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
+    """A zero input for the dry pass: (1, C, H, W), or (1, C, T, H, W) for a video model."""
     size = getattr(model, "input_size", (224, 224))
     channels = getattr(model, "channels", 3)
-    return torch.zeros(1, channels, *size, device=device_of(unwrap(model)))
+    frames = getattr(model, "frames", None)
+    clip = (frames,) if isinstance(frames, int) else ()
+    return torch.zeros(1, channels, *clip, *size, device=device_of(unwrap(model)))
 
 
 @dataclass
@@ -282,8 +286,8 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
 
 
 def _read_maps(trace: _Trace, net: nn.Module, example: Tensor) -> None:
-    """Each call's output read as a map of the example image, as every reader reads it."""
-    if example.ndim != 4:
+    """Each call's output read as a map of the example image (or clip), as every reader reads it."""
+    if example.ndim not in (4, 5):
         return
     image, batch = (int(example.shape[-2]), int(example.shape[-1])), int(example.shape[0])
     for call in trace.calls:
