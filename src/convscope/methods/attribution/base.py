@@ -76,8 +76,9 @@ class Attribution:
         except Exception as err:
             if model.frames is None and conv_ranks(model) == {3}:
                 raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of the "
-                               f"3-D model {model.name!r}, which takes (B, C, T, H, W) clips: load it "
-                               "with a clip length, Preprocess(frames=T), or name a layer") from err
+                               f"3-D model {model.name!r}, which takes (B, C, T, H, W) clips: give its "
+                               "clip length (--frames T; Preprocess(frames=T) in Python), or name a "
+                               "layer") from err
             raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of "
                            f"{model.name!r} on a (1, {model.channels}, {model.input_size[0]}, "
                            f"{model.input_size[1]}) image, which failed ({type(err).__name__}); "
