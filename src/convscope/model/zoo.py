@@ -431,10 +431,12 @@ def _hub_package_model(text: str, given: dict[str, object], weights: str | Path 
         _load_weights(net, weights)
     source = None
     preprocess = _built(given)
+    labels: list[str] | str = "imagenet"
     if package == "torchvision" and type(net).__module__.startswith("torchvision.models.video"):
         own = torchvision_video_preprocess(lib, name)
         preprocess = Preprocess(**(own | given))  # type: ignore[arg-type]
         source = f"torchvision's Kinetics-400 transforms of {name!r}"
+        labels = list(lib.models.get_model_weights(name).DEFAULT.meta["categories"])
     if package == "timm":
         own, unmet = timm_preprocess(lib.data.resolve_data_config({}, model=net))
         preprocess = Preprocess(**(own | given))  # type: ignore[arg-type]
@@ -443,6 +445,6 @@ def _hub_package_model(text: str, given: dict[str, object], weights: str | Path 
             source += f", with {', '.join(sorted(given))} given"
         if unmet:
             source += f" ({unmet})"
-    model = _wrap(net.eval(), preprocess, "imagenet", name=text)
+    model = _wrap(net.eval(), preprocess, labels, name=text)
     model.preprocess_source = source
     return model
