@@ -142,8 +142,11 @@ def agreement(model: Model, layer: str, clip: Tensor, raw: Tensor) -> float:
     return float(np.corrcoef(zoomed.ravel(), theirs.ravel())[0, 1])
 
 
-def test_integrated_gradients_keeps_its_promise_or_warns(small_video: tuple[VideoArch, Model, Tensor]) -> None:
-    arch, model, clip = small_video
+Built = tuple[VideoArch, Model, Tensor]
+
+
+def test_integrated_gradients_keeps_its_promise_or_warns(small_video: Built) -> None:
+    _, model, clip = small_video
     baseline = torch.zeros_like(clip)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
