@@ -196,6 +196,9 @@ class Explanation:
         largest connected component kept (Zhou et al. 2016 use 20%).
         """
         _, values = self._pictures()
+        if self.is_clip:
+            raise BadArgument("localize() boxes an image's map; a video clip's map has no one box "
+                              "(read .values, (B, C, T, H, W))")
         maps = values.sum(1, keepdim=True) if values.shape[1] > 1 else values
         return localize(maps, threshold=threshold)
 

@@ -177,3 +177,7 @@ def test_explanation_of_a_clip_draws_a_strip_and_an_animation() -> None:
 
         with Image.open(io.BytesIO(result.animation(0, format=fmt))) as animated:
             assert animated.n_frames == FRAMES
+    assert result._repr_png_() is not None  # a notebook shows the strip
+    assert result.map_array(0).shape == (FRAMES, SIDE, SIDE)
+    with pytest.raises(BadArgument, match="a video clip's map has no one box"):
+        result.localize()
