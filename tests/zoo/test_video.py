@@ -145,6 +145,18 @@ def agreement(model: Model, layer: str, clip: Tensor, raw: Tensor) -> float:
 Built = tuple[VideoArch, Model, Tensor]
 
 
+def test_lrp_conserves_or_warns(small_video: Built) -> None:
+    _, model, clip = small_video
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = convscope.explain(model, clip, "lrp", target=3)
+    with torch.no_grad():
+        score = float(model(clip)[0, 3])
+    warned = [str(w.message) for w in caught if "LRP relevance is not conserved" in str(w.message)]
+    assert bool(torch.isfinite(result.values).all())
+    assert abs(float(result.values.sum()) - score) <= 0.05 * abs(score) or warned
+
+
 def test_integrated_gradients_keeps_its_promise_or_warns(small_video: Built) -> None:
     _, model, clip = small_video
     baseline = torch.zeros_like(clip)

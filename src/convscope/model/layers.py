@@ -192,6 +192,14 @@ class _Call:
     """The output's first dimension (the image batch, unless the layer folds more into it)."""
     map_shape: tuple[int, int, int] | None = None
     """(C, h, w) of the output read as a map of the image (:func:`.tokens.layout_of`)."""
+    frames: int = 0
+    """t of a volume's (C, t, h, w) map (0: a map of an image)."""
+
+    @property
+    def shape_text(self) -> str:
+        """The map's shape as the "auto" reason gives it: CxHxW, or Cxtxhxw for a volume."""
+        c, h, w = self.map_shape or (0, 0, 0)
+        return "x".join(map(str, (c, self.frames, h, w) if self.frames else (c, h, w)))
 
     @property
     def is_spatial(self) -> bool:
@@ -293,8 +301,9 @@ def _read_maps(trace: _Trace, net: nn.Module, example: Tensor) -> None:
     for call in trace.calls:
         if call.shape is not None:
             with suppress(BadLayer):
-                call.map_shape = layout_of((call.lead, *call.shape), call.name, image=image,
-                                           batch=batch, module=call.module, root=net).shape
+                layout = layout_of((call.lead, *call.shape), call.name, image=image, batch=batch,
+                                   module=call.module, root=net)
+                call.map_shape, call.frames = layout.shape, layout.frames
 
 
 def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
@@ -394,7 +403,7 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     best = candidates[-1]
     relu = best.first_use in _RELU_FUNCTIONS
     name = LayerRef(best.name, best.index if trace.counts[best.name] > 1 else None, relu).name
-    shape = "x".join(map(str, best.map_shape or ()))
+    shape = best.shape_text
     where = f"before the head {head.name!r}" if head is not None else "of the forward pass"
     reason = f"the last spatial feature map {where} ({shape})"
     if relu:

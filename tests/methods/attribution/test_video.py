@@ -13,6 +13,7 @@ from convscope.errors import BadArgument, BadImage, BadLayer, MethodFailed
 from convscope.methods.attribution.base import clip_methods
 from convscope.methods.registry import build_method
 from convscope.model import Model, Preprocess, auto_layer
+from convscope.model.layers import choose_layer
 from tests.video_nets import (
     BLOB,
     FRAMES,
@@ -68,6 +69,8 @@ def test_integrated_gradients_is_complete_on_clips() -> None:
 def test_auto_layer_of_a_3d_cnn_is_its_last_spatial_map() -> None:
     assert auto_layer(window_model()) == "features"
     assert auto_layer(motion_model()) == "relu"
+    # the dry run's clip has frames=2 frames: diff makes 1, shown as C x t x h x w
+    assert choose_layer(motion_model()).reason.endswith("(2x1x16x16)")
 
 
 @pytest.mark.parametrize("name", CAMS)
