@@ -6,7 +6,9 @@ what every method needs and nobody should write twice: eval mode and frozen para
 duration of the call (restored even on error), input checks, and the device of the input.
 
 Output shapes: input-space methods return (B, C, H, W) or (B, 1, H, W) at the input
-resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution.
+resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution. Video
+clips and volumes (B, C, T, H, W) go in as they are (never packed) to every method whose
+``clips`` is true, and come out with the time axis: (B, C or 1, T, H, W), (B, 1, t, h, w).
 
 Beyond one image batch (:mod:`convscope.model.structured`): ``inputs`` may be (B, F) tables,
 (B, C, L) signals or a tuple of tensors, with ``additional_forward_args`` / ``forward_kwargs``
