@@ -566,3 +566,49 @@ def test_job_cancelled_mid_forward_leaves_the_model_unharmed(name: str, per_modu
     assert after.wait(GATE_TIMEOUT_S)
     assert (after.status, after.error, after.result.data) == ("done", None, {"ran": True})
     assert_unharmed(model, before)
+
+
+# Clips (issue 20): a 3-D CNN with batch norm in train mode, an in-place ReLU, a frozen parameter and
+# a user hook; every method that takes (B, C, T, H, W) clips runs on them.
+class ClipNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv3d(3, 4, 3, padding=1), nn.BatchNorm3d(4)
+        self.trap, self.pool, self.drop = Trap(), nn.MaxPool3d((1, 2, 2)), nn.Dropout(0.5)
+        self.conv2, self.relu2 = nn.Conv3d(4, 6, 3, padding=1), nn.ReLU()
+        self.gap, self.fc = nn.AdaptiveAvgPool3d(1), nn.Linear(6, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.drop(self.pool(self.trap(F.relu(self.bn1(self.conv1(x)), inplace=True))))
+        return self.fc(self.gap(self.relu2(self.conv2(h))).flatten(1))
+
+
+def _clip_method_names() -> list[str]:
+    from convscope.methods.attribution.base import clip_methods
+
+    return clip_methods()
+
+
+@pytest.mark.parametrize("raises", [False, True], ids=["ok", "raises"])
+@pytest.mark.parametrize("name", _clip_method_names())
+def test_clip_methods_leave_the_model_unharmed(name: str, raises: bool) -> None:
+    from convscope.methods.registry import build_method, get_method
+
+    torch.manual_seed(0)
+    net = ClipNet().train()
+    net.conv1.weight.requires_grad_(False)
+    net.conv2.register_forward_hook(lambda m, i, o: None)
+    model = Model(net, preprocess=Preprocess(input_size=(8, 8), frames=4))
+    clips = torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    method = build_method(name, model, "auto" if get_method(name).needs_layer else None,
+                          **FAST_OPTIONS.get(name, {}))
+    before = snapshot(model)
+    if raises:
+        net.trap.armed = True
+        with pytest.raises(ConvscopeError) as failure:
+            method(clips, 1)
+        assert isinstance(failure.value.__cause__, Explode)
+    else:
+        maps = method(clips, 1)
+        assert maps.ndim == 5 and maps.shape[0] == 2 and bool(torch.isfinite(maps).all())
+    assert_unharmed(model, before)

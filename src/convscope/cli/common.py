@@ -39,6 +39,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, several: bool = False)
     group.add_argument("--crop-fraction", type=float, metavar="F",
                        help="with --resize crop: keep this fraction of the shorter side (default 1; "
                             "torchvision's ImageNet models use 0.875)")
+    group.add_argument("--frames", type=int, metavar="T",
+                       help="a video (3-D) model: its clip length, the fewest frames a video may have; "
+                            "IMAGE is then a folder of frames or an animated GIF/WebP")
     group.add_argument("--labels", metavar="FILE",
                        help="class names: a text file with one per line or a JSON list (or 'imagenet')")
 
@@ -99,6 +102,8 @@ def preprocess_from_args(args: argparse.Namespace) -> dict[str, Any]:
         fields["resize"] = args.resize
     if getattr(args, "crop_fraction", None) is not None:
         fields["crop_fraction"] = args.crop_fraction
+    if getattr(args, "frames", None) is not None:
+        fields["frames"] = args.frames
     return fields
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import BadArgument
 from ..methods.registry import method_names
 from ..model.targets import parse_target
 from ..render import draw_boxes, save_png
@@ -15,13 +16,16 @@ from .options import add_json, add_layer, add_method_options, add_target, parse_
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="attribution map of one image for one method")
-    p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME")
+    p = sub.add_parser("explain", help="attribution map of one image (or video) for one method")
+    p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME; for a video model "
+                   "(--frames, torchvision video models) a folder of frames or an animated GIF/WebP")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
     add_target(p)
     add_layer(p)
     add_method_options(p)
-    p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png)")
+    p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png); for a video, the frame strip")
+    p.add_argument("--animation", metavar="FILE.gif|FILE.webp",
+                   help="a video's overlay as an animated GIF or WebP")
     p.add_argument("--raw", help="write the map at input resolution as float32 .npy")
     p.add_argument("--box", nargs="?", type=float, const=0.2, metavar="FRACTION",
                    help="draw the localization box: map thresholded at FRACTION of its maximum "
@@ -35,6 +39,15 @@ def _default_out(image: str, method: str) -> Path:
     return Path(f"{stem(image)}_{method}.png")
 
 
+def _animation_path(path: str, clip: bool) -> Path:
+    if not clip:
+        raise BadArgument("--animation draws a video's overlay; this model explained an image "
+                          "(give a video model: --frames T, or a torchvision video model)")
+    if Path(path).suffix.lower() not in (".gif", ".webp"):
+        raise BadArgument(f"--animation {path!r}: name a .gif or .webp file")
+    return Path(path)
+
+
 def run_explain(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     result = explain(model, args.image, method=args.method, target=parse_target(args.target),
@@ -42,6 +55,10 @@ def run_explain(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.image, args.method)
     summary = result.summary() | {"image": args.image}
     picture = result.overlay(0)
+    if args.animation:
+        summary["animation"] = str(result.save(_animation_path(args.animation, result.is_clip))[0])
+    if args.box is not None and result.is_clip:
+        raise BadArgument("--box localizes an image's map; a video's map has no one box (drop --box)")
     if args.box is not None:
         box = result.localize(args.box).boxes[0]
         if result.framings is not None:  # the picture is the original image: map the box onto it
@@ -59,6 +76,8 @@ def run_explain(args: argparse.Namespace) -> int:
         label = (result.target_labels or ["callable"])[0]
         print(f"{args.method} for {label!r} on {args.image}: {png} ({result.seconds:.2f}s"
               + (f", layer {result.layer})" if result.layer else ")"))
+        if "animation" in summary:
+            print(f"animation: {summary['animation']}")
         if "box" in summary:
             print("box (top, left, bottom, right): " + ", ".join(map(str, summary["box"])))
     return 0

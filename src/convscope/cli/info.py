@@ -69,6 +69,8 @@ def run_layers(args: argparse.Namespace) -> int:
         print(f"\nlayer 'auto' = {table.auto.name}: {table.auto.reason}")
     spec = model.spec
     size = "x".join(map(str, spec.input_size))
+    if spec.frames is not None:
+        size = f"clips of {spec.frames}+ frames of {size}"
     source = model.preprocess_source or "the options given and convscope defaults"
     print(f"\npreprocessing: {size}, mean {spec.mean}, std {spec.std}, {spec.resize} "
           f"{spec.crop_fraction:g}, from {source}")

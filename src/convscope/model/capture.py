@@ -96,11 +96,11 @@ class Captured:
 
     def map(self, name: str) -> Tensor:
         """Layer ``name``'s output as the (B, C, h, w) map of the images of the last forward
-        (:func:`layer_map`); refused in one line if it is not a map of them."""
+        ((B, C, t, h, w) of clips, :func:`layer_map`); refused in one line if it is not a map of them."""
         out = self[name]
-        if self._model is None or self.inputs_shape is None or len(self.inputs_shape) != 4:
-            raise BadLayer(f"layer {name!r}: maps are read for (B, C, H, W) image inputs, not "
-                           f"{self.inputs_shape}")
+        if self._model is None or self.inputs_shape is None or len(self.inputs_shape) not in (4, 5):
+            raise BadLayer(f"layer {name!r}: maps are read for (B, C, H, W) image or (B, C, T, H, W) "
+                           f"clip inputs, not {self.inputs_shape}")
         return layer_map(self._model, name, out, self.inputs_shape)
 
     def items(self) -> Iterator[tuple[str, Tensor]]:
@@ -247,7 +247,8 @@ def capture(
 def map_layout(model: nn.Module, name: str, shape: Sequence[int], inputs: Sequence[int], *,
                reshape: GridReshape = None) -> Layout:
     """How layer ``name``'s output of ``shape`` reads as the (B, C, h, w) map of a batch of
-    image inputs of shape ``inputs`` (B, C, H, W) (:func:`.tokens.layout_of`)."""
+    image inputs of shape ``inputs`` (B, C, H, W), or of clips (B, C, T, H, W)
+    (:func:`.tokens.layout_of`)."""
     return layout_of(tuple(shape), name, image=(int(inputs[-2]), int(inputs[-1])),
                      batch=int(inputs[0]), module=get_layer(model, name), root=unwrap(model),
                      reshape=reshape)

@@ -348,7 +348,9 @@ def example_input(model: nn.Module) -> Tensor | None:
             return None
         size, channels = DEFAULT_SIZE, first.in_channels
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    x = torch.randn(1, channels, *size, generator=torch.Generator().manual_seed(0))
+    frames = getattr(model, "frames", None)  # a video model's (1, C, T, H, W) clip
+    clip = (frames,) if isinstance(frames, int) else ()
+    x = torch.randn(1, channels, *clip, *size, generator=torch.Generator().manual_seed(0))
     return x if param is None else x.to(param.device, param.dtype)
 
 

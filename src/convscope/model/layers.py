@@ -41,7 +41,8 @@ CALL = ":"
 AFTER_RELU = "+relu"
 _RELU_FUNCTIONS = (F.relu, torch.relu, torch.relu_, Tensor.relu, Tensor.relu_)
 # Layers that only resize or drop for the head: never the "auto" feature map.
-_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d)
+_HEAD_ADAPTERS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool3d,
+                  nn.AdaptiveMaxPool3d, nn.Dropout, nn.Dropout2d, nn.Dropout3d)
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,12 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def _example_input(model: nn.Module) -> torch.Tensor:
+    """A zero input for the dry pass: (1, C, H, W), or (1, C, T, H, W) for a video model."""
     size = getattr(model, "input_size", (224, 224))
     channels = getattr(model, "channels", 3)
-    return torch.zeros(1, channels, *size, device=device_of(unwrap(model)))
+    frames = getattr(model, "frames", None)
+    clip = (frames,) if isinstance(frames, int) else ()
+    return torch.zeros(1, channels, *clip, *size, device=device_of(unwrap(model)))
 
 
 @dataclass
@@ -188,6 +192,14 @@ class _Call:
     """The output's first dimension (the image batch, unless the layer folds more into it)."""
     map_shape: tuple[int, int, int] | None = None
     """(C, h, w) of the output read as a map of the image (:func:`.tokens.layout_of`)."""
+    frames: int = 0
+    """t of a volume's (C, t, h, w) map (0: a map of an image)."""
+
+    @property
+    def shape_text(self) -> str:
+        """The map's shape as the "auto" reason gives it: CxHxW, or Cxtxhxw for a volume."""
+        c, h, w = self.map_shape or (0, 0, 0)
+        return "x".join(map(str, (c, self.frames, h, w) if self.frames else (c, h, w)))
 
     @property
     def is_spatial(self) -> bool:
@@ -282,15 +294,16 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
 
 
 def _read_maps(trace: _Trace, net: nn.Module, example: Tensor) -> None:
-    """Each call's output read as a map of the example image, as every reader reads it."""
-    if example.ndim != 4:
+    """Each call's output read as a map of the example image (or clip), as every reader reads it."""
+    if example.ndim not in (4, 5):
         return
     image, batch = (int(example.shape[-2]), int(example.shape[-1])), int(example.shape[0])
     for call in trace.calls:
         if call.shape is not None:
             with suppress(BadLayer):
-                call.map_shape = layout_of((call.lead, *call.shape), call.name, image=image,
-                                           batch=batch, module=call.module, root=net).shape
+                layout = layout_of((call.lead, *call.shape), call.name, image=image, batch=batch,
+                                   module=call.module, root=net)
+                call.map_shape, call.frames = layout.shape, layout.frames
 
 
 def list_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[LayerInfo]:
@@ -390,7 +403,7 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     best = candidates[-1]
     relu = best.first_use in _RELU_FUNCTIONS
     name = LayerRef(best.name, best.index if trace.counts[best.name] > 1 else None, relu).name
-    shape = "x".join(map(str, best.map_shape or ()))
+    shape = best.shape_text
     where = f"before the head {head.name!r}" if head is not None else "of the forward pass"
     reason = f"the last spatial feature map {where} ({shape})"
     if relu:

@@ -43,6 +43,36 @@ def is_image_batch(x: Tensor) -> bool:
     return x.ndim == 4
 
 
+def is_clip_batch(x: Tensor) -> bool:
+    """A (B, C, T, H, W) tensor of video clips or volumes: never packed, methods see its axes."""
+    return x.ndim == 5
+
+
+def conv_ranks(model: nn.Module) -> set[int]:
+    """The spatial ranks of the model's convolutions: {2} for an image CNN, {3} for a 3-D one."""
+    ranks = set()
+    for m in model.modules():
+        weight = getattr(m, "weight", None)
+        if type(m).__name__.startswith("Conv") and isinstance(weight, Tensor) and weight.ndim in (4, 5):
+            ranks.add(weight.ndim - 2)
+    return ranks
+
+
+def rank_hint(model: nn.Module, inputs: Tensor) -> str | None:
+    """Why a model may have failed on ``inputs`` of the wrong rank, or ``None``: a clip batch
+    (B, C, T, H, W) given to a model with 2-D convolutions only, or images to a 3-D CNN."""
+    ranks, name = conv_ranks(model), getattr(model, "name", type(model).__name__)
+    if inputs.ndim == 5 and ranks == {2}:
+        return (f"model {name!r} has 2-D convolutions only and takes (B, C, H, W) images, not the "
+                f"(B, C, T, H, W) clips {tuple(inputs.shape)}: explain one frame at a time, or "
+                "use a 3-D (video) model")
+    if inputs.ndim == 4 and ranks == {3}:
+        return (f"model {name!r} has 3-D convolutions only and takes (B, C, T, H, W) clips, not "
+                f"the images {tuple(inputs.shape)}: give a video (a folder of frames or a GIF), "
+                "or add the time axis (x[:, :, None] repeated over T)")
+    return None
+
+
 def shape_text(inputs: Sequence[Tensor]) -> str:
     return ", ".join(str(tuple(x.shape)) for x in inputs)
 
@@ -217,7 +247,7 @@ def prepare(model: Model, inputs: Tensor | Sequence[Tensor], target: Target, *, 
         raise BadArgument(f"model_output={model_output!r}: give an index, a key or attribute name, "
                           "or a callable that picks the scores tensor from the model's output")
     packing = None
-    if several or not is_image_batch(parts[0]):
+    if several or not (is_image_batch(parts[0]) or is_clip_batch(parts[0])):
         packing = Packing(tuple(tuple(p.shape[1:]) for p in parts), several)
     dtype = parts[0].dtype
     for p in parts[1:]:

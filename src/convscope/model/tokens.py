@@ -8,6 +8,8 @@ the shape alone is ambiguous, the module:
 
 * (B, C, h, w) with (h, w) a grid of the image (a common stride, up to rounding, or the image's
   aspect within 1.25x): a convolutional map, read as it is.
+* (B, C, t, h, w) with (h, w) a grid of the frames: a 3-D convolution's map of a video or volume
+  batch (B, C, T, H, W), read as it is (a "volume": readers pool or upsample over t, h and w).
 * (B, h, w, C) with (h, w) a grid of the image and (C, h) not: channels-last (Swin), permuted.
   When both readings fit (C close to h), the module decides: a Linear or a module that
   normalizes over the last dimension (:func:`normalizes_last_dim`) is channels-last.
@@ -106,7 +108,7 @@ class Layout:
     """How one layer's output reads as a (B, C, h, w) map (see the module notes)."""
 
     kind: str
-    """"map", "channels-last", "tokens", "unfolded" or "given" (``reshape=``)."""
+    """"map", "volume", "channels-last", "tokens", "unfolded" or "given" (``reshape=``)."""
     channels: int
     grid: tuple[int, int]
     prefix: int = 0
@@ -114,17 +116,19 @@ class Layout:
     patch: int = 1
     """Unfolded: the side p of the p x p positions folded into the batch."""
     given: Callable[[Tensor], Tensor] | None = None
+    frames: int = 0
+    """Volume: the t of its (B, C, t, h, w) maps (0 for maps of images)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of one image's map."""
+        """(C, h, w) of one image's map (of each of a volume's t frames)."""
         return self.channels, *self.grid
 
     def read(self, out: Tensor) -> Tensor:
-        """The output (activations or their gradients) as (B, C, h, w)."""
+        """The output (activations or their gradients) as (B, C, h, w), (B, C, t, h, w) for a volume."""
         if self.given is not None:
             return self.given(out)
-        if self.kind == "map":
+        if self.kind in ("map", "volume"):
             return out
         if self.kind == "channels-last":
             return out.permute(0, 3, 1, 2)
@@ -140,6 +144,8 @@ class Layout:
         output (what a channel ablation multiplies it by); ``None`` channels for a given reshape."""
         if self.kind == "map":
             return values[:, :, None, None]
+        if self.kind == "volume":
+            return values[:, :, None, None, None]
         if self.kind == "channels-last":
             return values[:, None, None, :]
         if self.kind == "tokens":
@@ -216,6 +222,10 @@ def layout_of(shape: tuple[int, ...], layer: str, *, image: tuple[int, int], bat
             return Layout("channels-last", shape[3], (shape[1], shape[2]))
         raise _refuse(layer, shape, f"neither {shape[2:]} nor {shape[1:3]} is a grid of the "
                       f"{image[0]}x{image[1]} image")
+    if len(shape) == 5 and shape[0] == batch:
+        if fits(shape[3:], image):  # type: ignore[arg-type]
+            return Layout("volume", shape[1], (shape[3], shape[4]), frames=shape[2])
+        raise _refuse(layer, shape, f"{shape[3:]} is not a grid of the {image[0]}x{image[1]} frames")
     if len(shape) == 3 and shape[0] == batch:
         declared = getattr(root, "num_prefix_tokens", None)
         prefixes = ([declared] if isinstance(declared, int) else []) + list(range(MAX_PREFIX + 1))

@@ -48,6 +48,10 @@ class Preprocess:
     * ``"stretch"``: the whole image squashed to ``input_size`` (aspect ratio lost).
 
     ``mean``/``std`` default to the ImageNet statistics (their average for one channel).
+
+    ``frames``: for a video (or volume) model that takes (B, C, T, H, W) clips, the clip length
+    T of its dry run ("auto" layers, layer tables) and the fewest frames a clip may have;
+    ``None`` for image models.
     """
 
     input_size: tuple[int, int] = (224, 224)
@@ -56,6 +60,7 @@ class Preprocess:
     channels: int = 3
     resize: Resize = "crop"
     crop_fraction: float = 1.0
+    frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -76,6 +81,9 @@ class Preprocess:
             raise BadArgument(f"preprocess resize={self.resize!r}: use 'crop', 'letterbox' or 'stretch'")
         if not 0 < self.crop_fraction <= 1:
             raise BadArgument(f"preprocess crop_fraction={self.crop_fraction}: use a value in (0, 1]")
+        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
+            raise BadArgument(f"preprocess frames={self.frames!r}: the clip length of a video model, "
+                              "a positive integer (None for an image model)")
 
     def box(self, height: int, width: int) -> Box:
         """The region of a ``height`` x ``width`` image that becomes the model input.
@@ -211,6 +219,11 @@ class Model(nn.Module):
         return self.spec.channels
 
     @property
+    def frames(self) -> int | None:
+        """Clip length T of a video model's (B, C, T, H, W) input; ``None`` for an image model."""
+        return self.spec.frames
+
+    @property
     def device(self) -> torch.device:
         return device_of(self.net)
 
@@ -224,22 +237,45 @@ class Model(nn.Module):
                 for img in _image_list(images)]
 
     def normalize(self, x: Tensor) -> Tensor:
-        """(B, 3, H, W) in [0, 1] -> model input (grayscale models get the RGB mean)."""
+        """(B, 3, H, W) images or (B, 3, T, H, W) clips in [0, 1] -> model input (grayscale
+        models get the RGB mean)."""
         if self.channels == 1 and x.shape[1] == 3:
             x = x.mean(1, keepdim=True)
-        mean = torch.tensor(self.spec.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.spec.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean, std = self._statistics(x)
         return (x - mean) / std
 
     def denormalize(self, x: Tensor) -> Tensor:
         """Model input -> [0, 1] pixels (not clamped), the inverse of :meth:`normalize`."""
-        mean = torch.tensor(self.spec.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.spec.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean, std = self._statistics(x)
         return x * std + mean
+
+    def _statistics(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and std shaped to broadcast over the channels (dim 1) of ``x``."""
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        mean = torch.tensor(self.spec.mean, device=x.device, dtype=x.dtype).view(view)
+        std = torch.tensor(self.spec.std, device=x.device, dtype=x.dtype).view(view)
+        return mean, std
 
     def preprocess(self, images: Tensor | Sequence[Tensor]) -> Tensor:
         """Resize and normalize images for the network, on the model's device."""
         return self.normalize(self.resize(images).to(self.device))
+
+    def preprocess_clips(self, clips: Tensor | Sequence[Tensor]) -> Tensor:
+        """Clips of frames (T, 3, H, W) in [0, 1] (one, a list, or a (B, T, 3, H, W) tensor) ->
+        the network's (B, C, T, H, W) input: every frame fitted as :meth:`resize` fits an image.
+        A clip with fewer frames than :attr:`frames` is refused, clips of unequal lengths too."""
+        parts = [clips] if isinstance(clips, Tensor) and clips.ndim == 4 else list(clips)
+        if not parts:
+            raise BadImage("no video clips given")
+        lengths = {int(c.shape[0]) for c in parts}
+        if len(lengths) > 1:
+            raise BadImage(f"video clips of {sorted(lengths)} frames: give clips of one length")
+        need = self.frames or 1
+        if min(lengths) < need:
+            raise BadImage(f"video with {min(lengths)} frames: model {self.name!r} needs at least "
+                           f"{need}; give a longer clip (or load the model with fewer frames)")
+        frames = torch.stack([self.resize(c).transpose(0, 1) for c in parts])  # (B, 3, T, H, W)
+        return self.normalize(frames.to(self.device))
 
     def label(self, index: int) -> str:
         return self.labels[index] if self.labels else f"class {index}"

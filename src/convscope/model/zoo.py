@@ -216,7 +216,7 @@ def _given_fields(preprocess: Preprocess | Mapping[str, object] | None) -> dict[
     unknown = sorted(set(fields) - {f.name for f in dataclass_fields(Preprocess)})
     if unknown:
         raise BadArgument(f"preprocess has no field {unknown[0]!r}; its fields: input_size, mean, "
-                          "std, channels, resize, crop_fraction")
+                          "std, channels, resize, crop_fraction, frames")
     if isinstance(fields.get("input_size"), int):
         fields["input_size"] = (fields["input_size"],) * 2
     return fields
@@ -405,6 +405,22 @@ def timm_preprocess(config: Mapping[str, Any]) -> tuple[dict[str, object], str]:
     return fields, "; ".join(unmet)
 
 
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+"""torchvision's ``VideoClassification`` defaults (its Kinetics-400 video models)."""
+
+
+def torchvision_video_preprocess(lib: Any, name: str) -> dict[str, object]:
+    """A torchvision video model's preprocessing from its weights' metadata: the crop size, the
+    mean and std, and as ``frames`` the fewest frames it takes (``min_temporal_size``, else 1)."""
+    weights = lib.models.get_model_weights(name).DEFAULT
+    keywords = getattr(weights.transforms, "keywords", {})
+    size = tuple(keywords.get("crop_size", (112, 112)))
+    return {"input_size": size, "mean": tuple(keywords.get("mean", KINETICS_MEAN)),
+            "std": tuple(keywords.get("std", KINETICS_STD)),
+            "frames": int(weights.meta.get("min_temporal_size") or 1)}
+
+
 def _hub_package_model(text: str, given: dict[str, object], weights: str | Path | None) -> Model:
     """torchvision / timm models, imported lazily; weights from ``weights`` (a state dict) or
     only from the local cache. A timm model takes its preprocessing from timm's data config
@@ -438,6 +454,12 @@ def _hub_package_model(text: str, given: dict[str, object], weights: str | Path 
         _load_weights(net, weights)
     source = None
     preprocess = _built(given)
+    labels: list[str] | str = "imagenet"
+    if package == "torchvision" and type(net).__module__.startswith("torchvision.models.video"):
+        own = torchvision_video_preprocess(lib, name)
+        preprocess = Preprocess(**(own | given))  # type: ignore[arg-type]
+        source = f"torchvision's Kinetics-400 transforms of {name!r}"
+        labels = list(lib.models.get_model_weights(name).DEFAULT.meta["categories"])
     if package == "timm":
         own, unmet = timm_preprocess(lib.data.resolve_data_config({}, model=net))
         preprocess = Preprocess(**(own | given))  # type: ignore[arg-type]
@@ -446,6 +468,6 @@ def _hub_package_model(text: str, given: dict[str, object], weights: str | Path 
             source += f", with {', '.join(sorted(given))} given"
         if unmet:
             source += f" ({unmet})"
-    model = _wrap(net.eval(), preprocess, "imagenet", name=text)
+    model = _wrap(net.eval(), preprocess, labels, name=text)
     model.preprocess_source = source
     return model

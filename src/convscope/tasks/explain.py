@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..errors import BadArgument, ConvscopeError
 from ..methods.attribution.base import method_failed
+from ..methods.attribution.cam_core import resize_map
 from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
@@ -37,8 +38,9 @@ from ..model.structured import ModelOutput, prepare
 from ..model.wrapped import Framing
 from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
+from ..render.video import AnimationFormat, animation_bytes, clip_overlays, frame_strip, upscaled
 from ..types import Target
-from .inputs import Images, as_images, is_model_input, model_inputs
+from .inputs import Images, as_images, is_model_input, model_inputs, takes_clips
 
 
 def overlay_options(signed: bool, options: dict[str, Any]) -> dict[str, Any]:
@@ -68,13 +70,14 @@ class Explanation:
     method: str
     values: Tensor | tuple[Tensor, ...]
     """(B, C, H, W) at input resolution; C is 1, or the input channels for per-pixel methods.
+    (B, C, T, H, W) for video clips (layer maps upsampled trilinearly).
     For model inputs that are not one image batch: the attributions of each input (a tuple for
     several inputs), shaped as the method returns them."""
     raw: Tensor | tuple[Tensor, ...]
     """The method's own output (layer resolution for CAM-family methods)."""
     images: Tensor | None
-    """(B, 3, H, W) in [0, 1]: the images as the model saw them (resized); ``None`` for
-    inputs that are not images (nothing to draw on)."""
+    """(B, 3, H, W) in [0, 1]: the images as the model saw them (resized); (B, 3, T, H, W)
+    for clips; ``None`` for inputs that are not images (nothing to draw on)."""
     targets: Tensor | None
     """(B,) class index explained per sample; ``None`` for a callable target."""
     target_labels: list[str] | None
@@ -112,10 +115,40 @@ class Explanation:
         model's input."""
         images, values = self._pictures()
         chosen = overlay_options(self.signed, options)
+        if self.is_clip:
+            return self.strip(index, **options)
         if self.framings is None:
             return overlay(images[index], values[index], **chosen)
         framing = self.framings[index]
         return photo_overlay(framing.image, framing.box, values[index], max_side, **chosen)
+
+    @property
+    def is_clip(self) -> bool:
+        """Whether the maps are of video clips (B, C, T, H, W)."""
+        return isinstance(self.values, Tensor) and self.values.ndim == 5 and self.images is not None
+
+    def _clip(self, index: int) -> tuple[Tensor, Tensor]:
+        images, values = self._pictures()
+        if not self.is_clip:
+            raise BadArgument(f"this {self.method} explanation is of images, not video clips; use "
+                              ".overlay() or .save()")
+        return images[index], values[index]
+
+    def strip(self, index: int = 0, *, max_frames: int = 8, tile: int = 128,
+              **options: Any) -> Image.Image:
+        """Sample ``index``'s clip as a strip: its frames above their overlays, one colour scale
+        for the whole clip (:func:`convscope.render.video.frame_strip`)."""
+        frames, values = self._clip(index)
+        return frame_strip(frames, values, max_frames=max_frames, tile=tile, title=self._headline(),
+                           **overlay_options(self.signed, options))
+
+    def animation(self, index: int = 0, *, format: AnimationFormat = "gif", side: int = 256,
+                  frame_ms: int = 250, **options: Any) -> bytes:
+        """Sample ``index``'s overlay frames as a looping GIF or WebP (bytes), frames enlarged
+        to about ``side`` pixels, one colour scale for the whole clip."""
+        frames, values = self._clip(index)
+        pictures = clip_overlays(frames, values, **overlay_options(self.signed, options))
+        return animation_bytes(upscaled(pictures, side), format=format, frame_ms=frame_ms)
 
     def levels(self, index: int = 0, **options: Any) -> Image.Image:
         """Sample ``index``'s map as :meth:`overlay` normalizes it, 8-bit gray at input
@@ -163,11 +196,24 @@ class Explanation:
         largest connected component kept (Zhou et al. 2016 use 20%).
         """
         _, values = self._pictures()
+        if self.is_clip:
+            raise BadArgument("localize() boxes an image's map; a video clip's map has no one box "
+                              "(read .values, (B, C, T, H, W))")
         maps = values.sum(1, keepdim=True) if values.shape[1] > 1 else values
         return localize(maps, threshold=threshold)
 
     def save(self, path: str | Path, **options: Any) -> list[Path]:
-        """Write each overlay as PNG: ``path`` for one sample, ``stem_<i>.png`` for a batch."""
+        """Write each overlay as PNG: ``path`` for one sample, ``stem_<i>.png`` for a batch
+        (a clip's overlay is its frame strip; a .gif or .webp ``path`` writes its animation)."""
+        path = Path(path)
+        if self.is_clip and path.suffix.lower() in (".gif", ".webp"):
+            written = []
+            for i in range(len(self)):
+                target = path if len(self) == 1 else path.with_name(f"{path.stem}_{i}{path.suffix}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(self.animation(i, format=path.suffix.lower()[1:], **options))  # type: ignore[arg-type]
+                written.append(target)
+            return written
         path = Path(path)
         pictures = self.overlays(**options)
         if len(pictures) == 1:
@@ -269,7 +315,7 @@ def explain(
     info = get_method(method)
     call_options = {"additional_forward_args": additional_forward_args,
                     "forward_kwargs": forward_kwargs, "model_output": model_output}
-    originals = None if is_model_input(images) else as_images(images)  # type: ignore[arg-type]
+    originals = None if is_model_input(images) or takes_clips(model) else as_images(images)  # type: ignore[arg-type]
     x = model_inputs(model, images if originals is None else originals)
     if isinstance(x, Tensor):
         x, target = _one_image_many_targets(x, target)
@@ -303,10 +349,10 @@ def explain(
     idx = target_indices(logits, call_target, model.labels)
     scores = select(logits, call_target if idx is None else idx, model.labels)
     values = raw
-    batch = x if isinstance(x, Tensor) and x.ndim == 4 else None  # an image batch
+    batch = x if isinstance(x, Tensor) and x.ndim in (4, 5) else None  # an image or clip batch
     drawable = batch is not None and batch.shape[1] == model.channels  # pixels preprocess describes
-    if batch is not None and isinstance(raw, Tensor) and tuple(raw.shape[-2:]) != tuple(batch.shape[-2:]):
-        values = F.interpolate(raw, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+    if batch is not None and isinstance(raw, Tensor) and raw.ndim == batch.ndim:
+        values = resize_map(raw, batch.shape[2:])  # bilinear, trilinear for clips
     return Explanation(
         method=method,
         values=_detach(values),

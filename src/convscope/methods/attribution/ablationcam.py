@@ -33,7 +33,7 @@ from ...model.capture import map_layout
 from ...model.tokens import Layout
 from ...types import Target, TargetFn
 from ..registry import register
-from .cam_core import LayerSignal
+from .cam_core import LayerSignal, per_channel
 from .perturbation import resolve_target
 from .scorecam import ForwardCAM
 
@@ -60,7 +60,7 @@ class AblationCAM(ForwardCAM):
             ablated[image, channel] = self._ablated_scores(signal.inputs, acts.shape[1], image,
                                                            channel, target)
         scale = torch.where(base != 0, base, 1.0)[:, None]
-        return ((base[:, None] - ablated) / scale)[:, :, None, None].to(acts.dtype)
+        return per_channel((base[:, None] - ablated) / scale, acts).to(acts.dtype)
 
     def _ablated_scores(self, inputs: Tensor, channels: int, image: Tensor, channel: Tensor,
                         target: Tensor | TargetFn) -> Tensor:

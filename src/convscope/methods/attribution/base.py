@@ -6,7 +6,9 @@ what every method needs and nobody should write twice: eval mode and frozen para
 duration of the call (restored even on error), input checks, and the device of the input.
 
 Output shapes: input-space methods return (B, C, H, W) or (B, 1, H, W) at the input
-resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution.
+resolution; layer methods (CAM family) return (B, 1, h, w) at the layer's resolution. Video
+clips and volumes (B, C, T, H, W) go in as they are (never packed) to every method whose
+``clips`` is true, and come out with the time axis: (B, C or 1, T, H, W), (B, 1, t, h, w).
 
 Beyond one image batch (:mod:`convscope.model.structured`): ``inputs`` may be (B, F) tables,
 (B, C, L) signals or a tuple of tensors, with ``additional_forward_args`` / ``forward_kwargs``
@@ -31,7 +33,7 @@ from ...model import Model, guarded, select, target_indices
 from ...model.formats import check_format, format_limits
 from ...model.guard import own_hook
 from ...model.layers import LayerChoice, pick_layer
-from ...model.structured import Call, ModelOutput, Packing, prepare, shape_text
+from ...model.structured import Call, ModelOutput, Packing, conv_ranks, prepare, rank_hint, shape_text
 from ...types import Target, TargetFn
 from .baselines import broadcast_to_inputs, make_baseline
 from .flat import warn_zero_maps
@@ -48,6 +50,9 @@ class Attribution:
     """Changes backward rules (``model.rules``); refused for formats they cannot act on."""
     images_only: ClassVar[bool] = False
     """Whether the method needs (B, C, H, W) images (every layer method does too)."""
+    clips: ClassVar[bool] = True
+    """Whether the method explains (B, C, T, H, W) clips and volumes (gradient maps keep the
+    input's shape; layer maps are (B, 1, t, h, w); perturbations hide space-time windows)."""
     packing: Packing | None = None
     """How structured inputs are packed, during a call on them (``None``: an image batch)."""
     logits: Tensor | None = None
@@ -71,6 +76,11 @@ class Attribution:
         except ConvscopeError:
             raise
         except Exception as err:
+            if model.frames is None and conv_ranks(model) == {3}:
+                raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of the "
+                               f"3-D model {model.name!r}, which takes (B, C, T, H, W) clips: give its "
+                               "clip length (--frames T; Preprocess(frames=T) in Python), or name a "
+                               "layer") from err
             raise BadLayer(f"{self.method_name}: layer {layer!r} needs a trial forward pass of "
                            f"{model.name!r} on a (1, {model.channels}, {model.input_size[0]}, "
                            f"{model.input_size[1]}) image, which failed ({type(err).__name__}); "
@@ -172,8 +182,15 @@ class Attribution:
         return list(found.values())
 
     def check_inputs(self, inputs: object) -> None:
-        """Refuse inputs other than one image batch, in one line, if this method needs images."""
-        if not any(m.images_only or m.needs_layer for m in self._methods()):
+        """Refuse inputs other than one image batch (or clip batch, for methods that take clips),
+        in one line, if this method needs images."""
+        methods = self._methods()
+        if isinstance(inputs, Tensor) and inputs.ndim == 5:
+            if all(m.clips for m in methods):
+                return
+            raise BadImage(f"{self.method_name} explains (B, C, H, W) images, not the (B, C, T, H, W) "
+                           f"clips {tuple(inputs.shape)}; for clips use {', '.join(clip_methods())}")
+        if not any(m.images_only or m.needs_layer for m in methods):
             return
         if isinstance(inputs, Tensor) and inputs.ndim == 4:
             return
@@ -244,12 +261,22 @@ def methods_for(model: Model) -> list[str]:
         and (limits.rules or not getattr(info.cls, "needs_rules", False)))]
 
 
+def clip_methods() -> list[str]:
+    """The registered methods that explain (B, C, T, H, W) clips."""
+    from ..registry import REGISTRY
+
+    return [name for name, info in REGISTRY.items() if info.cls.clips]
+
+
 def method_failed(method: str, model: Model, err: Exception, layer: str | None = None,
                   inputs: Tensor | None = None) -> MethodFailed:
     """The one-line error for an exception raised inside a method (usually in the model's code).
 
     Callers chain it with ``from err`` so that ``--debug`` and ``__cause__`` keep the traceback.
     """
+    hint = rank_hint(model, inputs) if inputs is not None else None
+    if hint is not None:
+        return MethodFailed(f"{method}: {hint}")
     at = f" at layer {layer!r}" if layer and layer != "auto" else ""
     shape = f" with inputs of shape {tuple(inputs.shape)}" if inputs is not None else ""
     detail = (str(err).strip().splitlines() or [""])[0][:300]

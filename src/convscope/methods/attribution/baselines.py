@@ -124,14 +124,19 @@ def _normalize(model: object, pixels: Tensor, what: str) -> Tensor:
 
 def gaussian_blur(images: Tensor, sigma: float, *, name: str = "blur") -> Tensor:
     """Separable Gaussian blur over the spatial axes of (B, C, H, W) or (B, C, L), edges
-    replicated, kernel radius ceil(3 sigma).
+    replicated, kernel radius ceil(3 sigma); each frame of (B, C, T, H, W) clips on its own
+    (time is not blurred: a blurred clip keeps its motion's timing).
 
     Blurring commutes with the per-channel affine normalization, so blurring model inputs equals
     normalizing the blurred pixels.
     """
+    if images.ndim == 5:
+        b, c, t, h, w = images.shape
+        frames = gaussian_blur(images.transpose(1, 2).reshape(b * t, c, h, w), sigma, name=name)
+        return frames.view(b, t, c, h, w).transpose(1, 2)
     if images.ndim not in (3, 4):
-        raise BadArgument(f"{name} needs inputs with a spatial axis, (B, C, H, W) or (B, C, L); got "
-                          f"shape {tuple(images.shape)}")
+        raise BadArgument(f"{name} needs inputs with a spatial axis, (B, C, H, W), (B, C, L) or "
+                          f"(B, C, T, H, W) clips; got shape {tuple(images.shape)}")
     radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)

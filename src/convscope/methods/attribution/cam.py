@@ -50,7 +50,7 @@ from ...model.layers import list_layers, unwrap
 from ...types import Target
 from ..registry import register
 from .base import Attribution
-from .cam_core import ChannelCAM, LayerSignal
+from .cam_core import ChannelCAM, LayerSignal, per_channel, positions, resize_map
 from .guided import GuidedBackprop
 
 
@@ -79,7 +79,8 @@ def _head_candidates(model: Model, channels: int, classes: int, like: Tensor) ->
         bias = getattr(m, "bias", None)
         if kind == "Linear" and tuple(weight.shape) == (classes, channels):
             found.append((weight, bias))
-        elif kind == "Conv2d" and tuple(weight.shape) == (classes, channels, 1, 1):  # groups == 1
+        elif (kind in ("Conv2d", "Conv3d") and tuple(weight.shape[:2]) == (classes, channels)
+              and all(s == 1 for s in weight.shape[2:])):  # 1x1 (x1), groups == 1
             found.append((weight.flatten(1), bias))
     if channels == classes:
         found.append((torch.eye(classes, dtype=like.dtype, device=like.device), None))
@@ -116,7 +117,7 @@ def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor
     numerical check on the actual batch then proves that nothing but pooling, flattening or
     (eval-mode) dropout sits between the layer and the logits, however the forward is written.
     """
-    if logits.ndim != 2 or acts.ndim != 4:
+    if logits.ndim != 2 or acts.ndim not in (4, 5):
         raise _no_head(model, layer, f"outputs shape {tuple(logits.shape)} from a "
                        f"{tuple(acts.shape)} layer output")
     channels, classes = acts.shape[1], logits.shape[1]
@@ -124,7 +125,7 @@ def class_head(model: Model, layer: str, acts: Tensor, logits: Tensor) -> Tensor
     if not candidates:
         raise _no_head(model, layer, f"has no linear layer or 1x1 convolution from its {channels} "
                        f"channels to its {classes} outputs")
-    pooled = acts.mean((2, 3))
+    pooled = acts.mean(positions(acts))
     for weight, bias in reversed(candidates):
         if reproduces(pooled, weight.to(pooled), None if bias is None else bias.to(pooled), logits):
             return weight.detach()
@@ -169,7 +170,7 @@ class CAM(ChannelCAM):
         z = signal.logits.detach().requires_grad_(True)
         with torch.enable_grad():
             (dz,) = torch.autograd.grad(self.scores(z, target).sum(), z)
-        return (dz @ weight.to(dz))[:, :, None, None]
+        return per_channel(dz @ weight.to(dz), signal.acts)
 
 
 @register("gradcam", family="cam", needs_layer=True)
@@ -178,7 +179,7 @@ class GradCAM(ChannelCAM):
 
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         assert signal.grads is not None
-        return signal.grads.mean((2, 3), keepdim=True)
+        return signal.grads.mean(positions(signal.grads), keepdim=True)
 
 
 @register("gradcam_pp", family="cam", needs_layer=True)
@@ -189,10 +190,10 @@ class GradCAMPlusPlus(ChannelCAM):
         g, a = signal.grads, signal.acts
         assert g is not None
         g2 = g * g
-        denom = 2 * g2 + a.sum((2, 3), keepdim=True) * g2 * g
+        denom = 2 * g2 + a.sum(positions(a), keepdim=True) * g2 * g
         # alpha is 0/0 where the gradient vanishes; those positions carry no weight anyway.
         alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, 1.0), 0.0)
-        return (alpha * g.relu()).sum((2, 3), keepdim=True)
+        return (alpha * g.relu()).sum(positions(a), keepdim=True)
 
 
 @register("guided_gradcam", family="cam", needs_layer=True, signed=True)
@@ -213,5 +214,5 @@ class GuidedGradCAM(Attribution):
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         # Both factors see the same inputs, so "top1" picks the same class in each.
         cam = self._gradcam.attribute(inputs, target)
-        cam = F.interpolate(cam, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+        cam = resize_map(cam, inputs.shape[2:])
         return self._guided.attribute(inputs, target) * cam

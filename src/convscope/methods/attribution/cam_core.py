@@ -21,6 +21,10 @@ lives here once:
 
 Both options are declared once here, so every member of the family has them and the CLI, the
 web explainer and their bounds take them from the option specs (docs/architecture.md, convention 8).
+
+Clips and volumes (B, C, T, H, W): a 3-D CNN's layer reads as ``A`` (B, K, t, h, w); every
+pooling over "the positions" is over (t, h, w) (:func:`positions`, :func:`per_channel`), the map
+is (B, 1, t, h, w), and :func:`resize_map` upsamples it trilinearly.
 """
 
 from __future__ import annotations
@@ -55,15 +59,25 @@ class LayerSignal:
     """What a channel-weight function may read: the layer's activation and the target's score."""
 
     acts: Tensor
-    """(B, K, h, w) activation of the chosen layer (detached)."""
+    """(B, K, h, w) activation of the chosen layer (detached); (B, K, t, h, w) for clips."""
     grads: Tensor | None
-    """(B, K, h, w) d score / d activation, or ``None`` for methods that take no gradient."""
+    """d score / d activation, shaped as ``acts``, or ``None`` for methods that take no gradient."""
     logits: Tensor
     """(B, classes) model output (detached)."""
     inputs: Tensor
     """(B, C, H, W) the model inputs of the call (perturbation methods rerun the model on them)."""
     layer: str = ""
     """The layer read."""
+
+
+def positions(x: Tensor) -> tuple[int, ...]:
+    """The position axes of a (B, K, h, w) map or a (B, K, t, h, w) volume: what CAMs pool over."""
+    return tuple(range(2, x.ndim))
+
+
+def per_channel(weights: Tensor, like: Tensor) -> Tensor:
+    """Weights (B, K) shaped to broadcast over the positions of ``like`` (B, K, ...)."""
+    return weights.reshape(*weights.shape[:2], *[1] * (like.ndim - 2))
 
 
 def scale01(maps: Tensor) -> Tensor:
@@ -76,10 +90,12 @@ def scale01(maps: Tensor) -> Tensor:
 
 def resize_map(maps: Tensor, size: Sequence[int]) -> Tensor:
     """Maps (B, C, h, w) at another grid, bilinear as ``explain`` upsamples maps for display (and
-    as cv2.resize does, which pytorch-grad-cam uses)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
+    as cv2.resize does, which pytorch-grad-cam uses); volumes (B, C, t, h, w) trilinear, to a
+    (T, H, W) ``size``."""
+    if tuple(maps.shape[2:]) == tuple(size):
         return maps
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    mode = "trilinear" if maps.ndim == 5 else "bilinear"
+    return F.interpolate(maps, size=tuple(size), mode=mode, align_corners=False)
 
 
 def first_component(weighted: Tensor) -> Tensor:
@@ -95,7 +111,7 @@ def first_component(weighted: Tensor) -> Tensor:
     to a constant), the largest value of the projection is made positive instead (Seg-Eigen-CAM's
     sign correction, Chung & Ying 2025, Eq. 13).
     """
-    b, _, h, w = weighted.shape
+    b, grid = weighted.shape[0], weighted.shape[2:]
     m = weighted.flatten(2).transpose(1, 2).float().nan_to_num(0.0)  # (B, hw, K)
     m = m - m.mean(1, keepdim=True)
     v = torch.linalg.svd(m, full_matrices=False).Vh[:, 0]  # (B, K)
@@ -104,7 +120,7 @@ def first_component(weighted: Tensor) -> Tensor:
     peak = projection.gather(1, projection.abs().argmax(1, keepdim=True))[:, 0]
     direction = torch.where(total.abs() > ORIENT_TOL * v.abs().sum(1), total, peak)
     sign = torch.where(direction < 0, -1.0, 1.0)[:, None]
-    return (projection * sign).view(b, 1, h, w).to(weighted.dtype)
+    return (projection * sign).view(b, 1, *grid).to(weighted.dtype)
 
 
 def _repeat_target(target: Target, copies: int) -> Target:
@@ -162,7 +178,8 @@ class ChannelCAM(SmoothedCAM):
         self.relu, self.reshape = relu, reshape
 
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
-        """Channel weights (B, K, 1, 1) for the target's score; one per variant."""
+        """Channel weights (B, K, 1, 1) for the target's score ((B, K, 1, 1, 1) for clips); one
+        per variant."""
         raise NotImplementedError
 
     def weighted(self, signal: LayerSignal, target: Target) -> Tensor:

@@ -43,7 +43,7 @@ from ...model import Model
 from ...model.tokens import GridReshape
 from ...types import Target
 from ..registry import register
-from .cam_core import ChannelCAM, LayerSignal, resize_map, scale01
+from .cam_core import ChannelCAM, LayerSignal, per_channel, positions, resize_map, scale01
 
 Fusion = Literal["mean", "max"]
 XGRAD_EPS = 1e-7
@@ -66,7 +66,8 @@ class XGradCAM(ChannelCAM):
     def channel_weights(self, signal: LayerSignal, target: Target) -> Tensor:
         g, a = signal.grads, signal.acts
         assert g is not None
-        return (g * a / (a.sum((2, 3), keepdim=True) + XGRAD_EPS)).sum((2, 3), keepdim=True)
+        axes = positions(a)
+        return (g * a / (a.sum(axes, keepdim=True) + XGRAD_EPS)).sum(axes, keepdim=True)
 
 
 @register("layercam", family="cam", needs_layer=True)
@@ -98,9 +99,9 @@ class LayerCAM(ChannelCAM):
         maps = [self.signal_map(s, target) for s in self.layer_signals(inputs, target, self.layers)]
         if len(maps) == 1:
             return maps[0]
-        grid = max((m.shape[-2:] for m in maps), key=lambda s: s[0] * s[1])
+        grid = max((m.shape[2:] for m in maps), key=lambda s: s.numel())
         if self.fusion == "max":
-            peak = [m.flatten(1).amax(1).clamp_min(1e-30)[:, None, None, None] for m in maps]
+            peak = [per_channel(m.flatten(1).amax(1).clamp_min(1e-30)[:, None], m) for m in maps]
             scaled = [torch.tanh(LAYERCAM_GAMMA * m / p) for m, p in zip(maps, peak)]
             return torch.stack([resize_map(m, grid) for m in scaled]).amax(0)
         return scale01(torch.stack([resize_map(scale01(m), grid) for m in maps]).mean(0))

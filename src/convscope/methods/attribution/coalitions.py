@@ -95,6 +95,7 @@ class Coalitions(Attribution):
     """Shared options and pipeline of the methods that switch input groups on and off (module notes)."""
 
     score: Score = "probability"
+    clips = False  # superpixels are 2-D: a clip's coalitions would need space-time segments
 
     def __init__(self, model: Model, *, samples: int, segments: int, compactness: float,
                  segmentation: Segmentation, baseline: SegmentBaseline | Tensor, score: Score,

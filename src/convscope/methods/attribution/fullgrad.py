@@ -87,6 +87,7 @@ class FullGrad(SmoothedCAM):
 
     needs_hooks = True
     images_only = True
+    clips = False
 
     def __init__(self, model: Model, *, aug_smooth: bool = False, eigen_smooth: bool = False) -> None:
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)

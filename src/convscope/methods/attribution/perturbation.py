@@ -23,6 +23,11 @@ RISE -- Petsiuk, Das & Saenko 2018, "RISE: Randomized Input Sampling for Explana
     from a ``torch.Generator`` seeded with ``seed``; full-size masks are built per chunk.
     (B, C, H, W) -> (B, 1, H, W), non-negative for probabilities.
 
+Clips and volumes (B, C, T, H, W): occlusion slides a space-time window (t, h, w) with a stride
+per axis (a window of (h, w) spans ``ceil(T / 4)`` frames) and RISE draws its low-res grids over
+time too (``time_cells`` cells along T), upsampled trilinearly; the maps are (B, 1, T, H, W).
+The sums above run over the three axes unchanged.
+
 Both run B x (windows or masks) perturbed images through :class:`convscope.model.FastForward`
 (BatchNorm-folded copy, inference mode), ``batch_size`` images per pass (default: per device,
 :func:`convscope.model.default_batch_size`); each chunk is built on the fly from its row indices.
@@ -50,11 +55,17 @@ from .flat import warn_unvaried
 Output = Literal["probability", "logit"]
 
 
-def _pair(name: str, value: int | tuple[int, int]) -> tuple[int, int]:
-    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
-        raise BadArgument(f"{name}={value!r}: a positive integer or a (height, width) pair of them")
-    return pair  # type: ignore[return-value]
+Extent = int | tuple[int, int] | tuple[int, int, int]
+"""A window or stride: one side, (height, width), or (frames, height, width) for clips."""
+
+
+def _extent(name: str, value: Extent) -> tuple[int, ...]:
+    sides = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(sides) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                           for v in sides):
+        raise BadArgument(f"{name}={value!r}: a positive integer, a (height, width) pair of them, or "
+                          "(frames, height, width) for clips")
+    return sides
 
 
 def feature_groups(packing: Packing, inputs: Tensor, given: Tensor | Sequence[Tensor] | None,
@@ -146,7 +157,8 @@ class Occlusion(_Perturbation):
     """Occlusion (Zeiler & Fergus 2014): score drop when a sliding window is hidden, per pixel.
 
     Options: ``window`` (pixels, int or (h, w); default about 1/7 of the input's shorter side,
-    32 at 224), ``stride`` (default half the window), ``baseline`` "mean" / "black" / "blur" /
+    32 at 224; (t, h, w) for clips, whose windows span ``ceil(T / 4)`` frames unless given),
+    ``stride`` (default half the window), ``baseline`` "mean" / "black" / "blur" /
     "uniform" / tensor (see :mod:`.baselines`), ``sigma`` for "blur", ``batch_size`` images per pass.
 
     Inputs that are not one image batch (tables, signals, several inputs) get feature ablation
@@ -159,8 +171,8 @@ class Occlusion(_Perturbation):
         self,
         model: Model,
         *,
-        window: int | tuple[int, int] | None = None,
-        stride: int | tuple[int, int] | None = None,
+        window: Extent | None = None,
+        stride: Extent | None = None,
         baseline: BaselineName | Tensor = "mean",
         sigma: float = 10.0,
         groups: Tensor | tuple[Tensor, ...] | None = None,
@@ -170,31 +182,60 @@ class Occlusion(_Perturbation):
         super().__init__(model, baseline=baseline, sigma=sigma, batch_size=batch_size, progress=progress)
         self.groups, self.window_option = groups, window
         side = min(model.input_size)
-        self.window = _pair("window", window if window is not None else max(1, math.ceil(side / 7)))
-        self.stride = _pair("stride", stride if stride is not None
-                            else tuple(max(1, w // 2) for w in self.window))  # type: ignore[arg-type]
-        if any(s > w for s, w in zip(self.stride, self.window)):
+        self.window = _extent("window", window if window is not None else max(1, math.ceil(side / 7)))
+        self.stride = (_extent("stride", stride) if stride is not None
+                       else tuple(max(1, w // 2) for w in self.window))
+        if any(s > w for s, w in zip(self.stride[::-1], self.window[::-1])):
             raise BadArgument(f"stride={self.stride} is larger than window={self.window}: "
                               "some pixels would never be occluded")
 
-    def grid(self, height: int, width: int) -> tuple[Tensor, Tensor]:
-        """Cover indicators (ny, H) and (nx, W): row ``k`` marks the pixels of window ``k``."""
-        if self.window[0] > height or self.window[1] > width:
-            raise BadArgument(f"window={self.window} does not fit the {height}x{width} input")
+    def extents(self, sizes: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The window and stride over the input's axes: (h, w), or (t, h, w) for a clip of T
+        frames (a window given as (h, w) spans ``ceil(T / 4)`` frames; the stride defaults to
+        half the window)."""
+        window = self.window
+        if len(window) > len(sizes):
+            raise BadArgument(f"window={window}: (frames, height, width) is for (B, C, T, H, W) clips; "
+                              f"give (height, width) for images")
+        if len(window) < len(sizes):
+            window = (max(1, math.ceil(sizes[0] / 4)), *window)
+        stride = self.stride
+        if len(stride) > len(window):
+            raise BadArgument(f"stride={stride}: (frames, height, width) is for (B, C, T, H, W) clips; "
+                              "give (height, width) for images")
+        stride = (*(max(1, w // 2) for w in window[:len(window) - len(stride)]), *stride)
+        if any(w > n for w, n in zip(window, sizes)):
+            what = "x".join(map(str, sizes))
+            frames = (f": the clip has {sizes[0]} frames, fewer than the window's {window[0]}; give "
+                      "a longer clip or a shorter window" if len(sizes) == 3 and window[0] > sizes[0]
+                      else "")
+            raise BadArgument(f"window={window} does not fit the {what} input{frames}")
+        return window, stride
+
+    def grid(self, *sizes: int) -> tuple[Tensor, ...]:
+        """Cover indicators, one (n_axis, size) per axis ((ny, H) and (nx, W); (nt, T) first for
+        clips): row ``k`` marks the positions of window ``k`` along that axis."""
+        window, stride = self.extents(sizes)
         out = []
-        for size, win, step in zip((height, width), self.window, self.stride):
+        for size, win, step in zip(sizes, window, stride):
             starts = torch.arange(math.ceil((size - win) / step) + 1) * step
             pos = torch.arange(size)
             out.append((pos >= starts[:, None]) & (pos < starts[:, None] + win))
-        return out[0], out[1]
+        return tuple(out)
 
-    def _chunks(self, inputs: Tensor, fill: Tensor, ys: Tensor, xs: Tensor) -> Iterator[Tensor]:
-        windows = ys.shape[0] * xs.shape[0]
+    def _chunks(self, inputs: Tensor, fill: Tensor, covers: Sequence[Tensor]) -> Iterator[Tensor]:
+        counts = [c.shape[0] for c in covers]
+        windows = math.prod(counts)
         total, step = inputs.shape[0] * windows, self.chunk(inputs)
         for start in range(0, total, step):
             rows = torch.arange(start, min(start + step, total), device=inputs.device)
-            image, w = rows // windows, rows % windows
-            mask = ys[w // xs.shape[0]][:, :, None] & xs[w % xs.shape[0]][:, None, :]
+            image, rest = rows // windows, rows % windows
+            mask = torch.ones((), dtype=torch.bool, device=inputs.device)
+            for axis in reversed(range(len(covers))):  # the window index in row-major order
+                shape = [-1] + [1] * len(covers)
+                shape[axis + 1] = covers[axis].shape[1]
+                mask = mask & covers[axis][rest % counts[axis]].view(shape)
+                rest = rest // counts[axis]
             yield torch.where(mask[:, None], fill[image], inputs[image])
 
     def ablate(self, inputs: Tensor, target: Target) -> Tensor:
@@ -226,31 +267,37 @@ class Occlusion(_Perturbation):
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         if self.packing is not None:
             return self.ablate(inputs, target)
-        batch, _, height, width = inputs.shape
-        ys, xs = (t.to(inputs.device) for t in self.grid(height, width))
+        batch, sizes = inputs.shape[0], inputs.shape[2:]
+        covers = [t.to(inputs.device) for t in self.grid(*sizes)]
+        counts = [c.shape[0] for c in covers]
         fast = FastForward(self.model)
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         clean = select(logits, target).float()
         fill = self.fill(inputs)
-        windows = ys.shape[0] * xs.shape[0]
+        windows = math.prod(counts)
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
-        occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
+        occluded = fast.scores(self._chunks(inputs, fill, covers), _rows_target(target, images),
                                total=batch * windows, progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], occluded.view(batch, windows)], 1),
                       logits, target, probabilities=False, stacklevel=4)
-        drops = (clean[images] - occluded).view(batch, ys.shape[0], xs.shape[0])
-        y, x = ys.to(drops), xs.to(drops)
-        summed = torch.einsum("bij,iy,jx->byx", drops, y, x)
-        return (summed / torch.outer(y.sum(0), x.sum(0)))[:, None].to(inputs.dtype)
+        drops = (clean[images] - occluded).view(batch, *counts)
+        cover = [c.to(drops) for c in covers]
+        # sum_w d_w [p in w] and #{w : p in w} as products of the per-axis indicators
+        window_axes, pixel_axes = "ijk"[:len(cover)], "tyx"[-len(cover):]
+        terms = ",".join(f"{w}{p}" for w, p in zip(window_axes, pixel_axes))
+        summed = torch.einsum(f"b{window_axes},{terms}->b{pixel_axes}", drops, *cover)
+        count = torch.einsum(f"{terms}->{pixel_axes}", *[c.clone() for c in cover])
+        return (summed / count)[:, None].to(inputs.dtype)
 
 
 @register("rise", family="perturbation")
 class RISE(_Perturbation):
     """RISE (Petsiuk et al. 2018): scores of randomly masked copies, averaged with their masks.
 
-    Options: ``masks`` N, ``cells`` grid cells per side of each low-res mask, ``p`` the keep
-    probability, ``baseline`` "black" (the paper) / "mean" / "blur" / "uniform" / tensor, ``output``
+    Options: ``masks`` N, ``cells`` grid cells per side of each low-res mask (``time_cells``
+    along the frames of a clip, default ``min(cells, T)``), ``p`` the keep probability,
+    ``baseline`` "black" (the paper) / "mean" / "blur" / "uniform" / tensor, ``output``
     "probability" (the paper) or "logit", ``seed``, ``batch_size`` images per pass.
     """
 
@@ -262,6 +309,7 @@ class RISE(_Perturbation):
         *,
         masks: int = 2000,
         cells: int = 7,
+        time_cells: int | None = None,
         p: float = 0.5,
         baseline: BaselineName | Tensor = "black",
         output: Output = "probability",
@@ -274,52 +322,66 @@ class RISE(_Perturbation):
                          progress=progress)
         check_positive("masks", masks, integer=True)
         check_positive("cells", cells, integer=True)
+        if time_cells is not None:
+            check_positive("time_cells", time_cells, integer=True)
         if not 0 < p < 1:
             raise BadArgument(f"p={p!r}: the probability of keeping a cell, strictly between 0 and 1")
         check_choice("output", output, Output)
         self.masks, self.cells, self.p = int(masks), int(cells), float(p)
+        self.time_cells = time_cells
         self.output = output
 
-    def sample(self, height: int, width: int) -> tuple[Tensor, Tensor]:
-        """Low-res binary grids (N, 1, cells, cells) and crop shifts (N, 2), from ``seed``."""
+    def cell_counts(self, sizes: Sequence[int]) -> tuple[int, ...]:
+        """Cells per axis of the low-res grids: (cells, cells), or (time_cells, cells, cells)."""
+        if len(sizes) == 3:
+            return (self.time_cells or min(self.cells, sizes[0]), self.cells, self.cells)
+        return (self.cells, self.cells)
+
+    def sample(self, *sizes: int) -> tuple[Tensor, Tensor]:
+        """Low-res binary grids (N, 1, cells, cells) and crop shifts (N, 2), from ``seed``
+        ((N, 1, time_cells, cells, cells) and (N, 3) for a clip's (T, H, W))."""
+        cells = self.cell_counts(sizes)
         gen = torch.Generator().manual_seed(self.seed)
-        grids = (torch.rand(self.masks, 1, self.cells, self.cells, generator=gen) < self.p).float()
-        cell_h, cell_w = math.ceil(height / self.cells), math.ceil(width / self.cells)
-        shifts = torch.stack([torch.randint(0, cell_h, (self.masks,), generator=gen),
-                              torch.randint(0, cell_w, (self.masks,), generator=gen)], 1)
+        grids = (torch.rand(self.masks, 1, *cells, generator=gen) < self.p).float()
+        shifts = torch.stack([torch.randint(0, math.ceil(size / c), (self.masks,), generator=gen)
+                              for size, c in zip(sizes, cells)], 1)
         return grids, shifts
 
-    def upsample(self, grids: Tensor, shifts: Tensor, height: int, width: int) -> Tensor:
-        """Full-size masks (n, 1, H, W) in [0, 1]: bilinear upsampling, then the shifted crop."""
-        cell_h, cell_w = math.ceil(height / self.cells), math.ceil(width / self.cells)
-        up = F.interpolate(grids, size=((self.cells + 1) * cell_h, (self.cells + 1) * cell_w),
-                           mode="bilinear", align_corners=False)
-        rows = shifts[:, 0, None] + torch.arange(height, device=up.device)  # (n, H)
-        cols = shifts[:, 1, None] + torch.arange(width, device=up.device)  # (n, W)
-        n = torch.arange(up.shape[0], device=up.device)[:, None, None]
-        return up[n, 0, rows[:, :, None], cols[:, None, :]][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
+    def upsample(self, grids: Tensor, shifts: Tensor, *sizes: int) -> Tensor:
+        """Full-size masks (n, 1, H, W) in [0, 1] ((n, 1, T, H, W) for clips): bilinear
+        (trilinear) upsampling, then the shifted crop."""
+        cells = self.cell_counts(sizes)
+        steps = [math.ceil(size / c) for size, c in zip(sizes, cells)]
+        up = F.interpolate(grids, size=tuple((c + 1) * s for c, s in zip(cells, steps)),
+                           mode="trilinear" if len(sizes) == 3 else "bilinear", align_corners=False)
+        index: list[Tensor] = [torch.arange(up.shape[0], device=up.device).view(-1, *[1] * len(sizes))]
+        for axis, size in enumerate(sizes):  # each axis' crop, (n, 1.., size, ..1)
+            shape = [-1] + [1] * len(sizes)
+            shape[axis + 1] = size
+            index.append((shifts[:, axis, None] + torch.arange(size, device=up.device)).view(shape))
+        return up[:, 0][tuple(index)][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         if self.output == "probability":
             check_not_scores_only(self.model, "rise", "output='probability'")
-        batch, _, height, width = inputs.shape
-        grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
+        batch, sizes = inputs.shape[0], inputs.shape[2:]
+        grids, shifts = (t.to(inputs.device) for t in self.sample(*sizes))
         fast = FastForward(self.model, rows=batch * self.masks)
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         low = torch.full((batch,), float("inf"), device=inputs.device, dtype=torch.float64)
         high = torch.full_like(low, float("-inf"))
         fill = self.fill(inputs)
-        saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)
+        saliency = torch.zeros(batch, 1, *sizes, device=inputs.device, dtype=inputs.dtype)
         total, step = batch * self.masks, self.chunk(inputs)
         for start in range(0, total, step):
             rows = torch.arange(start, min(start + step, total), device=inputs.device)
             image, i = rows // self.masks, rows % self.masks
-            masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
+            masks = self.upsample(grids[i], shifts[i], *sizes).to(inputs.dtype)
             masked = fill[image] + masks * (inputs[image] - fill[image])
             scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
                                  softmax=self.output == "probability")
-            saliency.index_add_(0, image, scores.view(-1, 1, 1, 1) * masks)
+            saliency.index_add_(0, image, scores.view(-1, *[1] * (masks.ndim - 1)) * masks)
             low.scatter_reduce_(0, image, scores.double(), "amin")
             high.scatter_reduce_(0, image, scores.double(), "amax")
             if self.progress is not None:

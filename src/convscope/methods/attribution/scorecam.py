@@ -22,7 +22,6 @@ options once for the forward-only members of the family (AblationCAM too).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import check_positive
@@ -31,7 +30,7 @@ from ...model.layers import unwrap
 from ...model.tokens import GridReshape
 from ...types import ProgressFn, Target
 from ..registry import register
-from .cam_core import ChannelCAM, LayerSignal
+from .cam_core import ChannelCAM, LayerSignal, per_channel, positions, resize_map
 from .flat import warn_unvaried
 from .perturbation import resolve_target
 
@@ -94,7 +93,7 @@ class ScoreCAM(ForwardCAM):
                                                     self.step(inputs))
         warn_unvaried(self.method_name, evidence, signal.logits, target, probabilities=False, stacklevel=5)
         weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
-        return weights[:, :, None, None].to(acts.dtype)
+        return per_channel(weights, acts).to(acts.dtype)
 
     def _scores(self, inputs: Tensor, acts: Tensor, image: Tensor, channel: Tensor,
                 target: Tensor | object, step: int) -> Tensor:
@@ -105,9 +104,8 @@ class ScoreCAM(ForwardCAM):
         pixels = self.model.denormalize(inputs) if described else inputs
         for start in range(0, total, step):
             b, k = image[start:start + step], channel[start:start + step]
-            up = F.interpolate(acts[b, k][:, None].float(), size=inputs.shape[-2:], mode="bilinear",
-                               align_corners=False)
-            low, high = up.amin((2, 3), keepdim=True), up.amax((2, 3), keepdim=True)
+            up = resize_map(acts[b, k][:, None].float(), inputs.shape[2:])
+            low, high = up.amin(positions(up), keepdim=True), up.amax(positions(up), keepdim=True)
             mask = ((up - low) / (high - low).clamp_min(1e-12)).to(inputs.dtype)
             masked = self.model.normalize(pixels[b] * mask) if described else pixels[b] * mask
             rows_target = target[b] if isinstance(target, Tensor) else target
