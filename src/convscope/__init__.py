@@ -41,6 +41,7 @@ from .methods.synthesis import (
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
+from .tasks.concepts import Concepts, concepts
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
 from .tasks.leaderboard import leaderboard
@@ -59,6 +60,7 @@ __all__ = [
     "BadLayer",
     "BadModel",
     "BadTarget",
+    "Concepts",
     "ConvscopeError",
     "Evaluation",
     "Explanation",
@@ -70,6 +72,7 @@ __all__ = [
     "Preprocess",
     "Report",
     "capture",
+    "concepts",
     "evaluate",
     "explain",
     "fgsm",

@@ -18,6 +18,7 @@ from ..errors import ConvscopeError
 from . import (
     adversarial,
     atlas_views,
+    concepts,
     demo,
     evaluate,
     explain,
@@ -35,7 +36,7 @@ from . import (
 )
 
 COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis, serve)
+                   atlas_views, fast_style, project, adversarial, synthesis, concepts, serve)
 
 
 class _Parser(argparse.ArgumentParser):

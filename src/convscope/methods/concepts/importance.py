@@ -18,10 +18,12 @@ the share of the score's variance that involves concept j, averaged over the ima
 D (k + 2) passes of the network per image; the network below the layer runs once per image and
 chunk (the rows repeat one image's output, as AblationCAM's do).
 
-Gradient estimate: ``d f / d m_j`` at m = 1, which equals sum over positions of
-``(d f / d U_j) U_j`` (gradient x coefficient): one forward and backward per image. It is signed
-(a concept that lowers the score is negative); its ranking agrees with the Sobol ranking where
-concepts act monotonically (tested).
+Gradient estimate: ``g_j = d f / d m_j`` at m = 1, which equals the sum over positions of
+``(d f / d U_j) U_j`` (gradient x coefficient), at one forward and backward per image. Where f is
+linear in the masks (a layer followed by pooling and a linear head) the total index is exactly
+``S_T,j = g_j^2 / sum_i g_i^2`` (independent masks of equal variance), so that is the estimate
+returned: the Sobol index of the linearized network, in the same units. Deeper in a network the
+two part where concepts interact; the tests show where they agree.
 """
 
 from __future__ import annotations
@@ -119,7 +121,9 @@ def concept_importance(model: nn.Module, inputs: Tensor, found: Discovery, targe
                 masks = torch.ones(len(images), k, device=inputs.device, requires_grad=True)
                 with torch.enable_grad():
                     (grad,) = torch.autograd.grad(head.scores(images, masks).sum(), masks)
-                out.append(grad.detach())
+                square = grad.detach() ** 2
+                total = square.sum(1, keepdim=True)
+                out.append(torch.where(total > 0, square / total.clamp_min(1e-30), 0.0))
                 if progress is not None:
                     progress(int(images[-1]) + 1, n)
             return torch.cat(out)
