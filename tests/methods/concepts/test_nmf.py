@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -38,7 +40,7 @@ def test_error_never_increases_with_iterations() -> None:
     g = torch.Generator().manual_seed(2)
     a = torch.rand(150, 10, generator=g) ** 2
     errors = [nmf(a, 4, max_iter=i, tol=0, init="random", seed=3).error for i in range(1, 16)]
-    assert all(later <= earlier * (1 + 1e-6) for earlier, later in zip(errors, errors[1:]))
+    assert all(later <= earlier * (1 + 1e-6) for earlier, later in itertools.pairwise(errors))
     assert errors[-1] < errors[0]
 
 

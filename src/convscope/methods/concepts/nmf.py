@@ -17,8 +17,9 @@ per iteration):
 
 Start: NNDSVDa (Boutsidis & Gallopoulos 2008; deterministic, zeros filled with the mean) or
 seeded random values as scikit-learn draws them. The run stops when an iteration lowers the error
-by less than ``tol`` of the error (on average over 10 iterations), or after ``max_iter`` iterations. With ``bases`` given, only
-``W`` is fitted: the coefficients of new activations on known concepts (CRAFT's ``transform``).
+by less than ``tol`` of the error (on average over 10 iterations), or after ``max_iter``
+iterations. With ``bases`` given, only ``W`` is fitted: the coefficients of new activations on
+known concepts (CRAFT's ``transform``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def nmf(matrix: Tensor, rank: int, *, max_iter: int = 500, tol: float = 1e-6, se
     else:
         raise BadArgument(f"init={init!r}: choose 'nndsvda' or 'random'")
     previous, converged, iterations = float("inf"), False, 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (read after the loop)
+    for iterations in range(1, max_iter + 1):
         hht = h @ h.T
         _sweep(w, a @ h.T, hht)
         wta = w.T @ a
