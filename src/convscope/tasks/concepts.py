@@ -167,7 +167,9 @@ def _pixels(model: Model, source: Images | DatasetLike, limit: int, label: int |
         pixels, names = _from_dataset(model, source, limit, label, seed)  # type: ignore[arg-type]
     elif isinstance(source, Tensor) and is_model_input(source):
         x = source.to(model.device)
-        return x, model.denormalize(x).clamp(0, 1).cpu(), [f"input {i}" for i in range(len(x))]
+        shown = model.denormalize(x).clamp(0, 1).cpu()
+        shown = shown.expand(-1, 3, -1, -1) if shown.shape[1] == 1 else shown
+        return x, shown, [f"input {i}" for i in range(len(x))]
     else:
         if label is not None:
             raise BadArgument("label= filters a dataset; images given one by one have no labels")
