@@ -112,7 +112,7 @@ def spatial_map(model: nn.Module, name: str, out: Tensor, inputs: torch.Size) ->
     return out.detach()
 
 
-def discover(activations: LayerActivations, k: int, *, max_iter: int = 500, tol: float = 1e-6,
+def discover(activations: LayerActivations, k: int, *, max_iter: int = 1000, tol: float = 1e-7,
              seed: int = 0, init: Init = "nndsvda") -> Discovery:
     """Factorize the activations into ``k`` concepts (module notes), on their device."""
     acts = activations.acts

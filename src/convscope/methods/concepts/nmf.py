@@ -119,7 +119,7 @@ def check_matrix(matrix: Tensor, rank: int) -> None:
 
 
 @torch.no_grad()
-def nmf(matrix: Tensor, rank: int, *, max_iter: int = 500, tol: float = 1e-6, seed: int = 0,
+def nmf(matrix: Tensor, rank: int, *, max_iter: int = 1000, tol: float = 1e-7, seed: int = 0,
         init: Init = "nndsvda", bases: Tensor | None = None) -> Factorization:
     """Factorize ``matrix`` (n, m) >= 0 as ``W (n, k) @ H (k, m)`` (see the module notes).
 
