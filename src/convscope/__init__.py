@@ -41,6 +41,7 @@ from .methods.synthesis import (
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
+from .tasks.concepts_tcav import TCAVReport, tcav
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
 from .tasks.leaderboard import leaderboard
@@ -69,6 +70,7 @@ __all__ = [
     "Prediction",
     "Preprocess",
     "Report",
+    "TCAVReport",
     "capture",
     "evaluate",
     "explain",
@@ -98,6 +100,7 @@ __all__ = [
     "show_app",
     "stylize",
     "synthesize_texture",
+    "tcav",
     "top_patches",
     "train_fast_style",
     "transfer_style",

@@ -31,11 +31,12 @@ from . import (
     scan,
     serve,
     synthesis,
+    tcav,
     visualize,
 )
 
 COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis, serve)
+                   atlas_views, fast_style, project, adversarial, synthesis, tcav, serve)
 
 
 class _Parser(argparse.ArgumentParser):
