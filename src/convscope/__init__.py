@@ -41,6 +41,7 @@ from .methods.synthesis import (
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
+from .tasks.concepts_dissect import DissectReport, dissect
 from .tasks.concepts_tcav import TCAVReport, tcav
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
@@ -61,6 +62,7 @@ __all__ = [
     "BadModel",
     "BadTarget",
     "ConvscopeError",
+    "DissectReport",
     "Evaluation",
     "Explanation",
     "Leaderboard",
@@ -72,6 +74,7 @@ __all__ = [
     "Report",
     "TCAVReport",
     "capture",
+    "dissect",
     "evaluate",
     "explain",
     "fgsm",

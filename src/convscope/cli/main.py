@@ -19,6 +19,7 @@ from . import (
     adversarial,
     atlas_views,
     demo,
+    dissect,
     evaluate,
     explain,
     fast_style,
@@ -36,7 +37,7 @@ from . import (
 )
 
 COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis, tcav, serve)
+                   atlas_views, fast_style, project, adversarial, synthesis, tcav, dissect, serve)
 
 
 class _Parser(argparse.ArgumentParser):

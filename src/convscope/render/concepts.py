@@ -64,3 +64,23 @@ def summary_page(title: str, meta: str, header: list[str], rows: list[list[str]]
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{escape(title)}</h1><div class='meta'>{escape(meta)}</div>{shown}"
             f"{_table(header, rows)}<div class='notes'>{said}</div></body></html>")
+
+
+def dissection_chart(units: Sequence[int], ious: np.ndarray, labels: Sequence[str], chance: np.ndarray,
+                     concepts: Sequence[str], title: str = "") -> Image.Image:
+    """Horizontal bars: each shown unit's best IoU, coloured by its concept, a tick at chance."""
+    colours = class_colors(max(len(concepts), 1))
+    fig = Figure(figsize=(5.6, 0.9 + 0.26 * max(len(units), 1)), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(units))[::-1]
+    ax.barh(y, ious, color=[colours[list(concepts).index(label)] for label in labels])
+    ax.scatter(chance, y, marker="|", color="black", s=60, label="chance IoU", zorder=3)
+    ax.set_yticks(y, [f"unit {u}: {label}" for u, label in zip(units, labels)], fontsize=8)
+    ax.set_xlabel("IoU with the unit's best concept")
+    ax.legend(fontsize=8, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.canvas.draw()
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())  # type: ignore[attr-defined]
