@@ -42,6 +42,8 @@ from .methods.synthesis import (
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
 from .tasks.concepts import Concepts, concepts
+from .tasks.concepts_dissect import DissectReport, dissect
+from .tasks.concepts_tcav import TCAVReport, tcav
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
 from .tasks.leaderboard import leaderboard
@@ -62,6 +64,7 @@ __all__ = [
     "BadTarget",
     "Concepts",
     "ConvscopeError",
+    "DissectReport",
     "Evaluation",
     "Explanation",
     "Leaderboard",
@@ -71,8 +74,10 @@ __all__ = [
     "Prediction",
     "Preprocess",
     "Report",
+    "TCAVReport",
     "capture",
     "concepts",
+    "dissect",
     "evaluate",
     "explain",
     "fgsm",
@@ -101,6 +106,7 @@ __all__ = [
     "show_app",
     "stylize",
     "synthesize_texture",
+    "tcav",
     "top_patches",
     "train_fast_style",
     "transfer_style",

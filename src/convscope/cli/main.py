@@ -20,6 +20,7 @@ from . import (
     atlas_views,
     concepts,
     demo,
+    dissect,
     evaluate,
     explain,
     fast_style,
@@ -32,11 +33,13 @@ from . import (
     scan,
     serve,
     synthesis,
+    tcav,
     visualize,
 )
 
 COMMAND_MODULES = (info, explain, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis, concepts, serve)
+                   atlas_views, fast_style, project, adversarial, synthesis, tcav, dissect, concepts,
+                   serve)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -37,9 +37,9 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class DigitsCNN(nn.Module):
     """Four conv-bn-relu blocks (16, 32, 64, 64 channels, two 2x2 max pools) -> GAP -> linear."""
 
-    def __init__(self, classes: int = 10) -> None:
+    def __init__(self, classes: int = 10, channels: int = 1) -> None:
         super().__init__()
-        self.block1 = _block(1, 16)
+        self.block1 = _block(channels, 16)
         self.pool1 = nn.MaxPool2d(2)
         self.block2 = _block(16, 32)
         self.pool2 = nn.MaxPool2d(2)

@@ -78,6 +78,23 @@ def _digits_cnn_arch() -> nn.Module:
     return DigitsCNN()
 
 
+def _digits_planted() -> Model:
+    from .digits_planted import PLANTED_MEAN, PLANTED_STD, load_pretrained_digits_planted
+
+    return Model(
+        load_pretrained_digits_planted(),
+        preprocess=Preprocess((28, 28), PLANTED_MEAN, PLANTED_STD, channels=3),
+        labels=[str(d) for d in range(10)],
+        name="digits_planted",
+    )
+
+
+def _digits_planted_arch() -> nn.Module:
+    from .digits_planted import digits_planted_arch
+
+    return digits_planted_arch()
+
+
 def _scene_model(name: str) -> Model:
     """``digits_segmenter`` or ``digits_detector``: 128x128 gray ``digit_scenes`` canvases."""
     from . import digits_dense as dense
@@ -100,6 +117,7 @@ def _scene_arch(name: str) -> nn.Module:
 ZOO: dict[str, Callable[[], Model]] = {
     "efficientnet_lite0": _efficientnet_lite0,
     "digits_cnn": _digits_cnn,
+    "digits_planted": _digits_planted,
     "digits_segmenter": lambda: _scene_model("digits_segmenter"),
     "digits_detector": lambda: _scene_model("digits_detector"),
 }
@@ -108,6 +126,7 @@ ZOO: dict[str, Callable[[], Model]] = {
 ARCHITECTURES: dict[str, Callable[[], nn.Module]] = {
     "efficientnet_lite0": _efficientnet_lite0_arch,
     "digits_cnn": _digits_cnn_arch,
+    "digits_planted": _digits_planted_arch,
     "digits_segmenter": lambda: _scene_arch("digits_segmenter"),
     "digits_detector": lambda: _scene_arch("digits_detector"),
 }
@@ -316,14 +335,18 @@ def _load_checkpoint(path: Path, trust: bool) -> tuple[nn.Module, str | None, Ex
     state = _state_dict_of(obj)
     if state is None:
         raise BadModel(f"checkpoint {str(path)!r} holds neither a module nor a state dict")
+    misfit: list[str] = []
     for arch, build in ARCHITECTURES.items():
         net = build()
         if set(net.state_dict()) == set(state):
-            try:
+            try:  # digits_cnn and digits_planted share their keys: the shapes tell them apart
                 net.load_state_dict(state)
             except RuntimeError as err:
-                raise BadModel(f"checkpoint {str(path)!r}: shapes do not fit {arch} ({err})") from err
+                misfit.append(f"shapes do not fit {arch} ({str(err).splitlines()[0]})")
+                continue
             return net, arch, None
+    if misfit:
+        raise BadModel(f"checkpoint {str(path)!r}: {'; '.join(misfit)}")
     raise BadModel(
         f"checkpoint {str(path)!r} is a state dict of an unknown architecture; load it with "
         "'package.module:factory' and weights=PATH (CLI: --weights PATH)"

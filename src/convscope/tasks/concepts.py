@@ -31,7 +31,7 @@ from ..methods.dataset.patches import unit_boxes
 from ..model import Model, load_model
 from ..model.receptive import Box, field_geometry
 from ..model.targets import target_indices
-from ..render.concepts import concept_gallery, concept_page
+from ..render.concept_gallery import concept_gallery, concept_page
 from ..render.heatmap import save_png
 from ..types import ProgressFn, Target
 from .inputs import Images, as_images, is_model_input
