@@ -381,6 +381,10 @@ from .metrics_bench import group_metrics_quantus, group_road  # noqa: E402  (iss
 
 GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus, "crp": group_crp}
 
+from .concepts_bench import group_tcav  # noqa: E402  (issue 21's TCAV)
+
+GROUPS |= {"tcav": group_tcav}
+
 
 # -- the parent: one child per group, the table, the history, the README ---------------------
 

@@ -42,6 +42,9 @@ from .methods.synthesis import (
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
 from .tasks.crp import ConceptRelevance, crp
+from .tasks.concepts import Concepts, concepts
+from .tasks.concepts_dissect import DissectReport, dissect
+from .tasks.concepts_tcav import TCAVReport, tcav
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
 from .tasks.leaderboard import leaderboard
@@ -61,7 +64,9 @@ __all__ = [
     "BadModel",
     "BadTarget",
     "ConceptRelevance",
+    "Concepts",
     "ConvscopeError",
+    "DissectReport",
     "Evaluation",
     "Explanation",
     "Leaderboard",
@@ -71,8 +76,11 @@ __all__ = [
     "Prediction",
     "Preprocess",
     "Report",
+    "TCAVReport",
     "capture",
+    "concepts",
     "crp",
+    "dissect",
     "evaluate",
     "explain",
     "fgsm",
@@ -101,6 +109,7 @@ __all__ = [
     "show_app",
     "stylize",
     "synthesize_texture",
+    "tcav",
     "top_patches",
     "train_fast_style",
     "transfer_style",

@@ -37,6 +37,11 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(3):
             pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
             Image.fromarray(pixels).save(root / "images" / label / f"{label}{i}.png")
+    for r in range(3):  # random sets for tcav: three subfolders of two images
+        (root / "randoms" / f"r{r}").mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "randoms" / f"r{r}" / f"{i}.png")
     return root
 
 
@@ -81,6 +86,11 @@ def _sweep(root: Path) -> dict[tuple[str, str], list[str]]:
                                    "--k", "2", "--out", f"{out}_n.png", "--json"],
         ("project", "--layer"): ["project", "--atlas", atlas, "--layer", "auto", "--method", "pca",
                                  "--out", f"{out}_p.png"],
+        ("tcav", "--layer"): ["tcav", "--concept", f"a={root / 'images' / 'a'}", "--randoms",
+                              str(root / "randoms"), "--inputs", str(root / "images" / "b"), "--target", "3",
+                              "--layer", "auto", "--out", f"{out}_tcav", "--json", *MODEL],
+        ("dissect", "--layer"): ["dissect", "digits_planted", "--limit", "20", "--layer", "auto",
+                                 "--out", f"{out}_dissect", "--json", *MODEL],
     }
 
 
@@ -113,3 +123,5 @@ def test_every_layer_option_takes_auto(capsys: pytest.CaptureFixture[str], folde
     assert json.loads(answers[("invert", "--layers")])["layers"] == [AUTO]
     assert json.loads(answers[("scan", "--layers")])["layers"] == ["block3", AUTO]
     assert json.loads(answers[("top", "--layer")])["layer"] == AUTO  # the atlas's last layer
+    assert json.loads(answers[("tcav", "--layer")])["results"][0]["layer"] == AUTO
+    assert json.loads(answers[("dissect", "--layer")])["layer"] == AUTO

@@ -18,8 +18,10 @@ from ..errors import ConvscopeError
 from . import (
     adversarial,
     atlas_views,
+    concepts,
     crp,
     demo,
+    dissect,
     evaluate,
     explain,
     fast_style,
@@ -32,11 +34,13 @@ from . import (
     scan,
     serve,
     synthesis,
+    tcav,
     visualize,
 )
 
 COMMAND_MODULES = (info, explain, crp, report, evaluate, leaderboard, demo, inside, visualize, retrofit, scan,
-                   atlas_views, fast_style, project, adversarial, synthesis, serve)
+                   atlas_views, fast_style, project, adversarial, synthesis, tcav, dissect, concepts,
+                   serve)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -160,3 +160,19 @@ def save_images(images: Tensor, folder: str | Path, prefix: str = "") -> list[Pa
         Image.fromarray(np.ascontiguousarray(pixels)).save(path)
         paths.append(path)
     return paths
+
+
+def write_tcav_folders(root: str | Path, n: int = 50, runs: int = 10,
+                       classes: tuple[int, ...] = (CUE_CLASS, 3)) -> dict[str, Path]:
+    """The TCAV sets as PNG folders, for the CLI and the tour: ``concepts/stripes``,
+    ``random/random00`` .. ``random/random{runs}`` (a reference and ``runs`` runs) and
+    ``class{d}`` for each digit of ``classes`` (without the cue)."""
+    base = Path(root)
+    folders = {"stripes": base / "concepts" / CUE_NAME, "random": base / "random"}
+    save_images(concept_set(n).images, folders["stripes"])
+    for i in range(runs + 1):
+        save_images(random_set(i, n).images, folders["random"] / f"random{i:02d}")
+    for digit in classes:
+        folders[f"class{digit}"] = base / f"class{digit}"
+        save_images(class_set(digit, n).images, folders[f"class{digit}"])
+    return folders

@@ -16,7 +16,8 @@ Examples are split per set into a fitting part and a held-out part (a seeded per
 ``test_fraction`` held out, at least one of each side); the accuracy on the held-out part is
 the CAV's accuracy, as Captum and the paper report it.
 
-Shapes: activations (M, F); pairs index into them; CAVs (P, F) unit vectors, biases (P,).
+Shapes: activations (M, F) per layer; pairs index into them; CAVs (P, F) unit vectors, biases (P,).
+The Newton steps of all layers run as one batch of (layers x pairs) problems.
 """
 
 from __future__ import annotations
@@ -61,15 +62,19 @@ def split(count: int, test_fraction: float, gen: torch.Generator) -> tuple[Tenso
     return order[held:], order[:held]
 
 
-def fit_cavs(activations: Tensor, pairs: Sequence[Pair], *, alpha: float = 0.01,
-             test_fraction: float = 1 / 3, seed: int = 0) -> Cavs:
-    """Fit one logistic-regression CAV per pair on ``activations`` (M, F), all at once."""
+def fit_cavs(activations: Tensor | Sequence[Tensor], pairs: Sequence[Pair], *, alpha: float = 0.01,
+             test_fraction: float = 1 / 3, seed: int = 0) -> list[Cavs]:
+    """Fit one logistic-regression CAV per pair on each layer's ``activations`` (M, F_l).
+
+    Every layer uses the same split of each pair (seeded by ``seed``), and the Newton steps of
+    all layers and pairs run as one batch; returns one :class:`Cavs` per layer.
+    """
     if not 0 < test_fraction < 1:
         raise BadArgument(f"test_fraction={test_fraction}: use a value in (0, 1)")
     if alpha <= 0:
         raise BadArgument(f"alpha={alpha}: the CAV's L2 weight must be positive")
+    layers = [activations] if isinstance(activations, Tensor) else list(activations)
     gen = torch.Generator().manual_seed(seed)
-    z = activations.reshape(len(activations), -1).float()
     fit_rows, fit_y, test_rows, test_y = [], [], [], []
     for pair in pairs:
         parts = [split(len(side), test_fraction, gen) for side in (pair.positive, pair.negative)]
@@ -78,13 +83,20 @@ def fit_cavs(activations: Tensor, pairs: Sequence[Pair], *, alpha: float = 0.01,
         test_rows.append(torch.cat([pair.positive[parts[0][1]], pair.negative[parts[1][1]]]))
         test_y.append(torch.cat([torch.ones(len(parts[0][1])), -torch.ones(len(parts[1][1]))]))
     rows, y, weight = _padded(fit_rows, fit_y)
-    zp = z[rows]  # (P, n, F); padded rows repeat row 0 and weigh nothing
-    w, b = _logistic(zp, y.double(), weight.double(), alpha)
-    everything = z @ w.T + b  # (M, P): every example scored by every CAV, one product
-    scores = [everything[r, p] for p, r in enumerate(test_rows)]
-    accuracy = torch.stack([((s > 0) == (t > 0)).double().mean() for s, t in zip(scores, test_y)])
-    norms = w.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    return Cavs(w / norms, w, b, accuracy.float())
+    flat = [z.reshape(len(z), -1).float() for z in layers]
+    zp = [z[rows] for z in flat]  # (P, n, F_l); padded rows repeat row 0 and weigh nothing
+    gram = torch.cat([(z @ z.transpose(1, 2)).double() for z in zp])  # (L P, n, n)
+    count = len(pairs)
+    c, b = _logistic(gram, y.double().repeat(len(layers), 1), weight.double().repeat(len(layers), 1), alpha)
+    out = []
+    for li, (z, zl) in enumerate(zip(flat, zp)):
+        w = (c[li * count:(li + 1) * count].float()[:, None, :] @ zl)[:, 0]  # w = Z^T c
+        bias = b[li * count:(li + 1) * count].float()
+        everything = z @ w.T + bias  # (M, P): every example scored by every CAV, one product
+        accuracy = torch.stack([((everything[r, p] > 0) == (t > 0)).float().mean()
+                                for p, (r, t) in enumerate(zip(test_rows, test_y))])
+        out.append(Cavs(w / w.norm(dim=1, keepdim=True).clamp_min(1e-30), w, bias, accuracy))
+    return out
 
 
 def _padded(rows: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -98,34 +110,35 @@ def _padded(rows: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor, T
     return out, y, weight
 
 
-def _logistic(z: Tensor, y: Tensor, weight: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
-    """Weighted L2 logistic regression of P problems (P, n, F) in their dual coefficients.
+def _logistic(gram: Tensor, y: Tensor, weight: Tensor, alpha: float) -> tuple[Tensor, Tensor]:
+    """Weighted L2 logistic regression of Q problems given by their Gram matrices (Q, n, n).
 
-    Returns (P, F) weights and (P,) biases. With ``w = Z^T c``, ``f = K c + b`` and
+    Returns dual coefficients (Q, n) and biases (Q,). With ``w = Z^T c``, ``f = K c + b`` and
     ``r = -weight * y * sigmoid(-y f)``, the gradient is ``(K (r + alpha c), 1^T r)``; Newton's
     system with its first block row divided by ``K`` is
     ``[[D K + alpha I, D 1], [1^T D K, 1^T D 1]] (dc, db) = (r + alpha c, 1^T r)``, D the
     logistic curvature: (n + 1) unknowns per problem, whatever F is, and no factorization of K.
     """
-    gram = (z @ z.transpose(1, 2)).double()  # (P, n, n); Newton runs in double
-    p, n = y.shape
-    c = torch.zeros(p, n, dtype=gram.dtype)
-    b = torch.zeros(p, dtype=gram.dtype)
-    eye = torch.eye(n, dtype=gram.dtype)
+    q, n = y.shape
+    c = torch.zeros(q, n, dtype=gram.dtype)
+    b = torch.zeros(q, dtype=gram.dtype)
+    system = torch.zeros(q, n + 1, n + 1, dtype=gram.dtype)
+    rhs = torch.zeros(q, n + 1, 1, dtype=gram.dtype)
+    ridge = alpha * torch.eye(n, dtype=gram.dtype)
     for _ in range(NEWTON_STEPS):
         f = (gram @ c[..., None])[..., 0] + b[:, None]
         sigma = torch.sigmoid(-y * f)
         r = -weight * y * sigma
         d = weight * sigma * (1 - sigma)
         dk = d[..., None] * gram  # D K
-        system = torch.zeros(p, n + 1, n + 1, dtype=gram.dtype)
-        system[:, :n, :n] = dk + alpha * eye
+        system[:, :n, :n] = dk + ridge
         system[:, :n, n] = d
         system[:, n, :n] = dk.sum(1)
         system[:, n, n] = d.sum(1) + 1e-12
-        rhs = torch.cat([r + alpha * c, r.sum(1, keepdim=True)], 1)
-        step = torch.linalg.solve(system, rhs[..., None])[..., 0]
+        rhs[:, :n, 0] = r + alpha * c
+        rhs[:, n, 0] = r.sum(1)
+        step = torch.linalg.solve_ex(system, rhs)[0][..., 0]
         c, b = c - step[:, :n], b - step[:, n]
-        if step.abs().max() < 1e-9 * (1 + c.abs().max()):
+        if step.abs().max() < 1e-7 * (1 + c.abs().max()):  # quadratic convergence: one step past this
             break
-    return (c.float()[:, None, :] @ z)[:, 0], b.float()
+    return c, b

@@ -165,8 +165,9 @@ def tcav(model: nn.Module, concepts: Mapping[str, Tensor], randoms: Sequence[Ten
     scores = torch.zeros(c + 1, len(layers), k)
     accuracy = torch.zeros(c + 1, len(layers), k)
     cavs = {}
-    for li, layer in enumerate(layers):
-        fitted = fit_cavs(acts[layer], pairs, alpha=alpha, test_fraction=test_fraction, seed=seed)
+    fits = fit_cavs([acts[layer] for layer in layers], pairs, alpha=alpha, test_fraction=test_fraction,
+                    seed=seed)
+    for li, (layer, fitted) in enumerate(zip(layers, fits)):
         sensitivity = grads[layer].double() @ fitted.vectors.double().T  # (N, P)
         scores[:, li] = (sensitivity > 0).float().mean(0).reshape(c + 1, k)
         accuracy[:, li] = fitted.accuracy.float().reshape(c + 1, k)
