@@ -41,10 +41,10 @@ from .methods.synthesis import (
 )
 from .model import Model, Preprocess, capture, list_layers, load_model, select
 from .tasks.atlas import find_neighbors, top_patches
-from .tasks.crp import ConceptRelevance, crp
 from .tasks.concepts import Concepts, concepts
 from .tasks.concepts_dissect import DissectReport, dissect
 from .tasks.concepts_tcav import TCAVReport, tcav
+from .tasks.crp import ConceptRelevance, crp
 from .tasks.evaluate import Evaluation, evaluate
 from .tasks.explain import Explanation, explain
 from .tasks.leaderboard import leaderboard
