@@ -16,7 +16,6 @@ input), then :func:`convscope.methods.concepts.dissect.dissect` computes the IoU
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..methods.concepts.dissect import Dissection
 from ..methods.concepts.dissect import dissect as dissect_units
 from ..model import Model, resolve_layer
 from ..render.concepts import dissection_chart, summary_page
+from .concepts_output import write_outputs
 
 PLANTED = "digits_planted"
 SCENES = "digit_scenes"
@@ -144,13 +144,7 @@ class DissectReport:
 
     def save(self, folder: str | os.PathLike) -> dict[str, Path]:
         """Write dissect.png, dissect.json and dissect.html under ``folder``."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"png": out / "dissect.png", "json": out / "dissect.json", "html": out / "dissect.html"}
-        self.chart().save(paths["png"])
-        paths["json"].write_text(json.dumps(self.as_dict(), indent=2))
-        paths["html"].write_text(self.html())
-        return paths
+        return write_outputs(folder, "dissect", self.chart(), self.as_dict(), self.html())
 
 
 def dissect(model: Model, dataset: str | os.PathLike = PLANTED, layer: str = "auto", *,
