@@ -142,9 +142,9 @@ class DissectReport:
                             f"model {self.model_name}, dataset {self.dataset}", header, rows, notes,
                             self.chart(top), alt="best IoU per unit")
 
-    def save(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Write dissect.png, dissect.json and dissect.html under ``folder``."""
-        return write_outputs(folder, "dissect", self.chart(), self.as_dict(), self.html())
+    def save(self, folder: str | os.PathLike, top: int = 20) -> dict[str, Path]:
+        """Write dissect.png and dissect.html (the ``top`` units) and dissect.json (every unit)."""
+        return write_outputs(folder, "dissect", self.chart(top), self.as_dict(), self.html(top))
 
 
 def dissect(model: Model, dataset: str | os.PathLike = PLANTED, layer: str = "auto", *,
