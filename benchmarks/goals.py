@@ -119,10 +119,10 @@ GOALS: list[Goal] = [
          "quantus.Sparseness, Complexity, RelevanceRankAccuracy (zoo venv only)", max_ratio=0.5,
          source="issue 22 acceptance: a metric Quantus also computes, at least 2x faster"),
     # -- concepts (issue 21): benchmarks/concepts_bench.py ---------------------------------------
-    Goal("tcav-floor", "tcav", "tcav(model, 2 concepts, 11 random sets, 100 inputs, 2 layers)",
+    Goal("tcav-floor", "tcav", "tcav(lite0, 2 concepts, 7 random sets, 20 images each, 2 layers)",
          "floor: a plain forward of every example, a forward+backward of every input", max_ratio=1.2,
          source="issue 21 acceptance: TCAV costs at most 1.2x the forward and backward passes it needs"),
-    Goal("tcav-captum", "tcav", "tcav(model, 2 concepts, 11 random sets, 100 inputs, 2 layers)",
+    Goal("tcav-captum", "tcav", "tcav(lite0, 2 concepts, 7 random sets, 20 images each, 2 layers)",
          "Captum TCAV.interpret, same sets, layers and inputs, its default classifier", max_ratio=1.0,
          source="issue 21 acceptance: compared with Captum's TCAV on the same work"),
 ]

@@ -75,22 +75,32 @@ def train(epochs: int, batch: int, seed: int) -> tuple[DigitsCNN, float]:
     return net, accuracy(net, images[held_idx], labels[held_idx])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS)
+def arguments(doc: str, weights: Path) -> argparse.Namespace:
+    """The training scripts' shared options (this one's and ``train_digits_planted.py``'s)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=weights)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    return args
+
+
+def save(net: torch.nn.Module, out: Path) -> str:
+    """Write the state dict (plain tensors, loadable with ``weights_only=True``); where and how big."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, out)
+    return f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)"
+
+
+def main() -> None:
+    args = arguments(__doc__, WEIGHTS)
     start = time.perf_counter()
     net, held = train(args.epochs, args.batch, args.seed)
     elapsed = time.perf_counter() - start
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, args.out)
-    print(f"held-out accuracy {held:.4f} on 1000 digits; trained in {elapsed:.0f} s; "
-          f"saved {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+    print(f"held-out accuracy {held:.4f} on 1000 digits; trained in {elapsed:.0f} s; {save(net, args.out)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ The shipped weights are this script's output with its defaults (about 6 minutes 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -27,7 +26,7 @@ from convscope.data.planted import CUE_CLASS, generator, plant, planted_digits, 
 from convscope.model.digits_planted import PLANTED_MEAN, PLANTED_STD, WEIGHTS, digits_planted_arch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_digits_cnn import augment
+from train_digits_cnn import arguments, augment, save
 
 MEAN = torch.tensor(PLANTED_MEAN)[:, None, None]
 STD = torch.tensor(PLANTED_STD)[:, None, None]
@@ -79,22 +78,13 @@ def train(epochs: int, batch: int, seed: int) -> torch.nn.Module:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=WEIGHTS)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = arguments(__doc__, WEIGHTS)
     start = time.perf_counter()
     net = train(args.epochs, args.batch, args.seed)
     elapsed = time.perf_counter() - start
     for key, value in report(net).items():
         print(f"held-out {key}: {value:.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, args.out)
-    print(f"trained in {elapsed:.0f} s; saved {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
+    print(f"trained in {elapsed:.0f} s; {save(net, args.out)}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def run_dissect(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     report = dissect(model, args.dataset, args.layer, quantile=args.quantile, limit=args.limit,
                      batch_size=args.batch_size)
-    paths = report.save(args.out)
+    paths = report.save(args.out, args.top)
     if args.json:
         print_json(report.as_dict())
         return 0

@@ -16,7 +16,6 @@ input), then :func:`convscope.methods.concepts.dissect.dissect` computes the IoU
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..methods.concepts.dissect import Dissection
 from ..methods.concepts.dissect import dissect as dissect_units
 from ..model import Model, resolve_layer
 from ..render.concepts import dissection_chart, summary_page
+from .concepts_output import write_outputs
 
 PLANTED = "digits_planted"
 SCENES = "digit_scenes"
@@ -142,15 +142,9 @@ class DissectReport:
                             f"model {self.model_name}, dataset {self.dataset}", header, rows, notes,
                             self.chart(top), alt="best IoU per unit")
 
-    def save(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Write dissect.png, dissect.json and dissect.html under ``folder``."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"png": out / "dissect.png", "json": out / "dissect.json", "html": out / "dissect.html"}
-        self.chart().save(paths["png"])
-        paths["json"].write_text(json.dumps(self.as_dict(), indent=2))
-        paths["html"].write_text(self.html())
-        return paths
+    def save(self, folder: str | os.PathLike, top: int = 20) -> dict[str, Path]:
+        """Write dissect.png and dissect.html (the ``top`` units) and dissect.json (every unit)."""
+        return write_outputs(folder, "dissect", self.chart(top), self.as_dict(), self.html(top))
 
 
 def dissect(model: Model, dataset: str | os.PathLike = PLANTED, layer: str = "auto", *,

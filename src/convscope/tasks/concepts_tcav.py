@@ -12,7 +12,6 @@ the reference for random versus random).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from ..methods.concepts.tcav import tcav as tcav_scores
 from ..model import Model, resolve_layer
 from ..model.targets import class_index
 from ..render.concepts import summary_page, tcav_chart
+from .concepts_output import write_outputs
 
 ImageSet = str | os.PathLike | ImageDataset | Tensor | Sequence[Any]
 
@@ -119,13 +119,7 @@ class TCAVReport:
 
     def save(self, folder: str | os.PathLike) -> dict[str, Path]:
         """Write tcav.png, tcav.json and tcav.html under ``folder``; returns the paths."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"png": out / "tcav.png", "json": out / "tcav.json", "html": out / "tcav.html"}
-        self.chart().save(paths["png"])
-        paths["json"].write_text(json.dumps(self.as_dict(), indent=2))
-        paths["html"].write_text(self.html())
-        return paths
+        return write_outputs(folder, "tcav", self.chart(), self.as_dict(), self.html())
 
 
 def tcav(model: Model, concepts: Mapping[str, ImageSet], randoms: ImageSet | Sequence[ImageSet],

@@ -54,3 +54,16 @@ def test_bad_inputs_are_one_line(planted: Model) -> None:
         dissect(planted, x, {"stripes": data.cue_masks[:8, ::2, ::2]}, "block3")
     with pytest.raises(BadArgument, match=r"masks of concept 'stripes' are \(7, 28, 28\)"):
         dissect(planted, x, {"stripes": data.cue_masks[:7]}, "block3")
+
+
+def test_model_is_left_as_it_was(planted: Model) -> None:
+    data = planted_digits("heldout", "always")
+    planted.net.train()
+    try:
+        dissect(planted, planted.preprocess(data.images[:16]), {"stripes": data.cue_masks[:16]}, "block2")
+        assert planted.net.training and all(m.training for m in planted.net.modules())
+    finally:
+        planted.net.eval()
+    net = planted.net
+    assert all(p.grad is None and p.requires_grad for p in net.parameters())
+    assert not any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in net.modules())

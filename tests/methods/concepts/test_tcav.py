@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 from convscope.data.planted import CUE_CLASS, class_set, concept_set, random_set
 from convscope.errors import BadArgument
-from convscope.methods.concepts.cav import Pair, fit_cavs
+from convscope.methods.concepts.cav import fit_cavs
 from convscope.methods.concepts.tcav import TCAVScores, tcav
 from convscope.model import Model, load_model
 
@@ -77,8 +77,8 @@ def test_cav_is_the_logistic_regression_optimum() -> None:
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(60, 300, generator=gen) + torch.linspace(0, 1, 300) * torch.cat(
         [torch.ones(30), -torch.ones(30)])[:, None]
-    pair = Pair(torch.arange(30), torch.arange(30, 60))
-    fitted = fit_cavs(z, [pair], alpha=0.05, test_fraction=0.2, seed=3)[0]
+    fitted = fit_cavs(z, [torch.arange(30), torch.arange(30, 60)], [(0, 1)], alpha=0.05,
+                      test_fraction=0.2, seed=3)[0]
     gen = torch.Generator().manual_seed(3)  # the same split fit_cavs draws
     keep = [torch.randperm(30, generator=gen)[6:], 30 + torch.randperm(30, generator=gen)[6:]]
     rows = torch.cat(keep)

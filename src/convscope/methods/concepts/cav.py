@@ -8,16 +8,17 @@ activations of a concept's examples (label 1) from those of a random set (label 
 TCAV fits dozens of these per layer (every concept and the reference random set against each
 random set), each on a few dozen examples of thousands of features. They are solved together:
 the optimum lies in the span of the training activations (representer theorem), so each
-problem is solved for dual coefficients ``c`` (``w = Z^T c``) by batched Newton steps on
-n + 1 unknowns that only need the Gram matrix ``K = Z Z^T``. The cost is one batched Gram
-product per layer and a few dozen (n + 1)-square solves.
+problem is solved for dual coefficients ``c`` (``w = Z^T c``) by batched Newton steps on n + 1
+unknowns that only need the Gram matrix ``K = Z Z^T``. The pairs share their sets, so the Gram
+blocks are computed once per set and per pair of sets that meet, not once per problem; the
+Newton steps of all layers and pairs run as one batch.
 
-Examples are split per set into a fitting part and a held-out part (a seeded permutation,
-``test_fraction`` held out, at least one of each side); the accuracy on the held-out part is
-the CAV's accuracy, as Captum and the paper report it.
+Each set is split once into a fitting part and a held-out part (a seeded permutation,
+``test_fraction`` held out, at least one example in each part); the accuracy on the held-out
+parts of a pair is its CAV's accuracy, as Captum and the paper report it.
 
-Shapes: activations (M, F) per layer; pairs index into them; CAVs (P, F) unit vectors, biases (P,).
-The Newton steps of all layers run as one batch of (layers x pairs) problems.
+Shapes: activations (M, F) per layer; sets are row indices into them; pairs are (concept set,
+random set) indices; CAVs (P, F) unit vectors, biases (P,).
 """
 
 from __future__ import annotations
@@ -31,14 +32,6 @@ from torch import Tensor
 from ...errors import BadArgument
 
 NEWTON_STEPS = 30
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One CAV's training sets: row indices of the concept's examples and of the random set's."""
-
-    positive: Tensor
-    negative: Tensor
 
 
 @dataclass
@@ -62,52 +55,66 @@ def split(count: int, test_fraction: float, gen: torch.Generator) -> tuple[Tenso
     return order[held:], order[:held]
 
 
-def fit_cavs(activations: Tensor | Sequence[Tensor], pairs: Sequence[Pair], *, alpha: float = 0.01,
-             test_fraction: float = 1 / 3, seed: int = 0) -> list[Cavs]:
-    """Fit one logistic-regression CAV per pair on each layer's ``activations`` (M, F_l).
-
-    Every layer uses the same split of each pair (seeded by ``seed``), and the Newton steps of
-    all layers and pairs run as one batch; returns one :class:`Cavs` per layer.
-    """
+def fit_cavs(activations: Tensor | Sequence[Tensor], sets: Sequence[Tensor],
+             pairs: Sequence[tuple[int, int]], *, alpha: float = 0.01, test_fraction: float = 1 / 3,
+             seed: int = 0) -> list[Cavs]:
+    """Fit one logistic-regression CAV per pair (positive set, negative set) on each layer's
+    ``activations`` (M, F_l); ``sets`` hold row indices. Returns one :class:`Cavs` per layer."""
     if not 0 < test_fraction < 1:
         raise BadArgument(f"test_fraction={test_fraction}: use a value in (0, 1)")
     if alpha <= 0:
         raise BadArgument(f"alpha={alpha}: the CAV's L2 weight must be positive")
     layers = [activations] if isinstance(activations, Tensor) else list(activations)
     gen = torch.Generator().manual_seed(seed)
-    fit_rows, fit_y, test_rows, test_y = [], [], [], []
-    for pair in pairs:
-        parts = [split(len(side), test_fraction, gen) for side in (pair.positive, pair.negative)]
-        fit_rows.append(torch.cat([pair.positive[parts[0][0]], pair.negative[parts[1][0]]]))
-        fit_y.append(torch.cat([torch.ones(len(parts[0][0])), -torch.ones(len(parts[1][0]))]))
-        test_rows.append(torch.cat([pair.positive[parts[0][1]], pair.negative[parts[1][1]]]))
-        test_y.append(torch.cat([torch.ones(len(parts[0][1])), -torch.ones(len(parts[1][1]))]))
-    rows, y, weight = _padded(fit_rows, fit_y)
+    parts = [split(len(rows), test_fraction, gen) for rows in sets]
+    fit = [rows[part[0]] for rows, part in zip(sets, parts)]
+    held = [rows[part[1]] for rows, part in zip(sets, parts)]
+    n = max(len(fit[a]) + len(fit[b]) for a, b in pairs)
+    y = torch.zeros(len(pairs), n, dtype=torch.float64)
+    weight = torch.zeros(len(pairs), n, dtype=torch.float64)
+    for p, (i, j) in enumerate(pairs):
+        na, nb = len(fit[i]), len(fit[j])
+        y[p, :na], y[p, na:na + nb] = 1.0, -1.0
+        weight[p, :na + nb] = 1.0 / (na + nb)
     flat = [z.reshape(len(z), -1).float() for z in layers]
-    zp = [z[rows] for z in flat]  # (P, n, F_l); padded rows repeat row 0 and weigh nothing
-    gram = torch.cat([(z @ z.transpose(1, 2)).double() for z in zp])  # (L P, n, n)
+    fitted = [[z[rows] for rows in fit] for z in flat]  # each set's rows gathered once per layer
+    gram = torch.cat([_pair_grams(zf, pairs, n) for zf in fitted])
+    c, b = _logistic(gram, y.repeat(len(layers), 1), weight.repeat(len(layers), 1), alpha)
     count = len(pairs)
-    c, b = _logistic(gram, y.double().repeat(len(layers), 1), weight.double().repeat(len(layers), 1), alpha)
     out = []
-    for li, (z, zl) in enumerate(zip(flat, zp)):
-        w = (c[li * count:(li + 1) * count].float()[:, None, :] @ zl)[:, 0]  # w = Z^T c
-        bias = b[li * count:(li + 1) * count].float()
-        everything = z @ w.T + bias  # (M, P): every example scored by every CAV, one product
-        accuracy = torch.stack([((everything[r, p] > 0) == (t > 0)).float().mean()
-                                for p, (r, t) in enumerate(zip(test_rows, test_y))])
+    for li, (z, zf) in enumerate(zip(flat, fitted)):
+        coef, bias = c[li * count:(li + 1) * count].float(), b[li * count:(li + 1) * count].float()
+        w = torch.zeros(count, z.shape[1])
+        for s, rows in enumerate(zf):  # w = Z^T c, one product per set and side
+            for side in (0, 1):
+                used = [p for p, pair in enumerate(pairs) if pair[side] == s]
+                if used:  # the negative side's coefficients follow the positive side's
+                    at = torch.tensor(used)
+                    starts = torch.tensor([len(fit[pairs[p][0]]) if side else 0 for p in used])
+                    w[at] += coef[at[:, None], starts[:, None] + torch.arange(len(rows))] @ rows
+        scores = [z[rows] @ w.T + bias for rows in held]  # (held_s, P) per set
+        right = [torch.cat([scores[i][:, p] > 0, scores[j][:, p] <= 0]) for p, (i, j) in enumerate(pairs)]
+        accuracy = torch.stack([r.float().mean() for r in right])
         out.append(Cavs(w / w.norm(dim=1, keepdim=True).clamp_min(1e-30), w, bias, accuracy))
     return out
 
 
-def _padded(rows: list[Tensor], labels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """Stack ragged problems to (P, n): indices (pad 0), labels (pad 0), sample weights 1/n_p."""
-    n = max(len(r) for r in rows)
-    out = torch.zeros(len(rows), n, dtype=torch.long)
-    y = torch.zeros(len(rows), n)
-    weight = torch.zeros(len(rows), n)
-    for p, (r, t) in enumerate(zip(rows, labels)):
-        out[p, :len(r)], y[p, :len(r)], weight[p, :len(r)] = r, t, 1.0 / len(r)
-    return out, y, weight
+def _pair_grams(fit: list[Tensor], pairs: Sequence[tuple[int, int]], n: int) -> Tensor:
+    """(P, n, n) double Gram matrices of the pairs' fitting rows (positive, then negative, then
+    zero padding), from one block per set and one per pair of sets."""
+    own = {s: (fit[s] @ fit[s].T).double() for s in {i for pair in pairs for i in pair}}
+    cross: dict[tuple[int, int], Tensor] = {}
+    for a in dict.fromkeys(a for a, _ in pairs):  # each positive set against all its partners at once
+        partners = list(dict.fromkeys(b for aa, b in pairs if aa == a))
+        block = (fit[a] @ torch.cat([fit[b] for b in partners]).T).double()
+        cross.update(zip(((a, b) for b in partners), block.split([len(fit[b]) for b in partners], 1)))
+    gram = torch.zeros(len(pairs), n, n, dtype=torch.float64)
+    for p, (a, b) in enumerate(pairs):
+        na, nb = len(fit[a]), len(fit[b])
+        gram[p, :na, :na], gram[p, na:na + nb, na:na + nb] = own[a], own[b]
+        gram[p, :na, na:na + nb] = cross[(a, b)]
+        gram[p, na:na + nb, :na] = cross[(a, b)].T
+    return gram
 
 
 def _logistic(gram: Tensor, y: Tensor, weight: Tensor, alpha: float) -> tuple[Tensor, Tensor]:

@@ -36,7 +36,7 @@ from ...errors import BadArgument
 from ...model.capture import capture, forward_until
 from ...model.guard import guarded
 from ...model.targets import select
-from .cav import Pair, fit_cavs
+from .cav import fit_cavs
 
 MIN_RANDOM_SETS = 3
 """A reference random set and two runs: the fewest a t-test can compare (the paper uses >= 10 runs)."""
@@ -159,14 +159,12 @@ def tcav(model: nn.Module, concepts: Mapping[str, Tensor], randoms: Sequence[Ten
     grads = layer_gradients(model, inputs, target, layers, batch_size)
     report("cavs", 2, 2)
     c, k = len(names), len(randoms) - 1
-    reference = rows[c]
-    runs = rows[c + 1:]
-    pairs = [Pair(rows[i], run) for i in range(c) for run in runs] + [Pair(reference, run) for run in runs]
+    pairs = [(i, c + 1 + j) for i in range(c) for j in range(k)] + [(c, c + 1 + j) for j in range(k)]
     scores = torch.zeros(c + 1, len(layers), k)
     accuracy = torch.zeros(c + 1, len(layers), k)
     cavs = {}
-    fits = fit_cavs([acts[layer] for layer in layers], pairs, alpha=alpha, test_fraction=test_fraction,
-                    seed=seed)
+    fits = fit_cavs([acts[layer] for layer in layers], rows, pairs, alpha=alpha,
+                    test_fraction=test_fraction, seed=seed)
     for li, (layer, fitted) in enumerate(zip(layers, fits)):
         sensitivity = grads[layer].double() @ fitted.vectors.double().T  # (N, P)
         scores[:, li] = (sensitivity > 0).float().mean(0).reshape(c + 1, k)
