@@ -209,9 +209,12 @@ class GuidedGradCAM(Attribution):
     needs_layer = True
     needs_rules = True
 
-    def __init__(self, model: Model, *, layer: str = "auto") -> None:
+    def __init__(self, model: Model, *, layer: str = "auto", aug_smooth: bool = False,
+                 eigen_smooth: bool = False) -> None:
+        """``aug_smooth`` and ``eigen_smooth`` smooth the Grad-CAM factor, as for every CAM."""
         super().__init__(model, layer=layer)
-        self._gradcam = GradCAM(model, layer=self.layer or "auto")
+        self._gradcam = GradCAM(model, layer=self.layer or "auto", aug_smooth=aug_smooth,
+                                eigen_smooth=eigen_smooth)
         self._guided = GuidedBackprop(model)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
