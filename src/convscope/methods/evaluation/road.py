@@ -17,14 +17,16 @@ map makes MoRF low (lower is better) and LeRF high (higher is better). It assume
 what the model predicts on the unchanged image (evaluate's "top1") -- otherwise both start at 0.
 
 The system is solved by conjugate gradients preconditioned by one multigrid V-cycle (damped
-Jacobi on each grid, 2x2 coarsening down to 8 pixels a side: symmetric, so CG stays CG), started
-from the same fill solved at half resolution (full multigrid), until every row's residual is
-below ``tol`` (3e-3) of its right-hand side. At 224x224 that is 2-8 iterations, and the fill is
-within about 1e-3 (mean; 5e-3 at most) of the direct sparse solve Quantus makes -- ten times below
-the default noise -- so the default gives Quantus's accuracies (tests/zoo/test_metrics_quantus.py,
-noise 0). The earlier 2 plain CG steps per level were three times cheaper but off by 0.04 on
-average, which flipped 3% of the scores. Exactness costs: the imputation is about as expensive
-as EfficientNet-Lite0's forwards on CPU (benchmarks/metrics_bench.py, goal road-floor). All rows
+Jacobi on each grid, 2x2 coarsening down to 8 pixels a side, a coarse cell active where all its
+pixels are unknown: symmetric, so CG stays CG), started from the same fill solved at half
+resolution (full multigrid), until every row's residual is below ``tol`` (1e-3) of its
+right-hand side. At 224x224 that is 5-8 iterations, for blobs (a CAM's top pixels) and for
+scattered holes alike, and the fill is within about 7e-4 (mean; 3e-3 at most) of the direct
+sparse solve Quantus makes -- ten times below the default noise -- so the default gives
+Quantus's accuracies (tests/zoo/test_metrics_quantus.py, noise 0). The earlier 2 plain CG steps
+per level were cheaper but off by 0.04 on average, which flipped 3% of the scores. Exactness
+costs: the imputation costs more than EfficientNet-Lite0's forwards on CPU
+(benchmarks/metrics_bench.py, goal road-floor). All rows
 (image, level) are built chunk by chunk and scored on the inference fast path, as the deletion
 curve is. Quantus removes pixels at ``int(N * p / 100)``; here ``floor(N * (2k + 1) / (2 steps))``,
 the same count. pytorch-grad-cam's ROAD scores the change of the target's probability instead.
@@ -72,7 +74,7 @@ _OMEGA, _COARSE_SWEEPS = 0.8, 16
 
 class _Level:
     """One grid of the multigrid hierarchy: the operator restricted to its unknown pixels, the
-    damped-Jacobi smoother, and the next coarser grid (2x2 cells, active where any child is)."""
+    damped-Jacobi smoother, and the next coarser grid (2x2 cells, active where every child is)."""
 
     def __init__(self, unknown: Tensor) -> None:
         self.mask = unknown.float()
@@ -81,7 +83,9 @@ class _Level:
         self.smooth = _OMEGA * self.mask / diag
         height, width = unknown.shape[-2:]
         self.pad = (0, width % 2, 0, height % 2)
-        self.coarse = (_Level(F.max_pool2d(F.pad(self.mask, self.pad), 2) > 0)
+        # a coarse cell corrects only where all its pixels are unknown: a cell with a known pixel
+        # is pinned there, which a coarse unknown would not see (scattered holes then stall CG)
+        self.coarse = (_Level(F.max_pool2d(F.pad(1 - self.mask, self.pad), 2) == 0)
                        if min(height, width) > _COARSEST else None)
 
     def apply(self, v: Tensor) -> Tensor:
@@ -145,7 +149,7 @@ def _solve(x: Tensor, unknown: Tensor, tol: float, iterations: int) -> Tensor:
 
 
 def impute(x: Tensor, removed: Tensor, *, noise: float = 0.01, generator: torch.Generator | None = None,
-           tol: float = 3e-3, iterations: int = 50) -> Tensor:
+           tol: float = 1e-3, iterations: int = 50) -> Tensor:
     """Noisy linear imputation: (N, C, H, W) images with the ``removed`` (N, 1, H, W) pixels
     filled from their neighbours (every channel alike) plus N(0, noise^2) noise; see the module doc.
 
@@ -178,7 +182,7 @@ def road(
     steps: int = 50,
     noise: float = 0.01,
     seed: int = 0,
-    tol: float = 3e-3,
+    tol: float = 1e-3,
     iterations: int = 50,
     batch_size: int | None = None,
     fast: FastForward | None = None,
