@@ -25,8 +25,8 @@ scattered holes alike, and the fill is within about 7e-4 (mean; 3e-3 at most) of
 sparse solve Quantus makes -- ten times below the default noise -- so the default gives
 Quantus's accuracies (tests/zoo/test_metrics_quantus.py, noise 0). The earlier 2 plain CG steps
 per level were cheaper but off by 0.04 on average, which flipped 3% of the scores. Exactness
-costs: the imputation costs more than EfficientNet-Lite0's forwards on CPU
-(benchmarks/metrics_bench.py, goal road-floor). All rows
+costs: at 224x224 about 6 V-cycles per grid, several times EfficientNet-Lite0's forward per row
+on CPU (benchmarks/metrics_bench.py, goal road-floor, missed); ``tol`` trades it back. All rows
 (image, level) are built chunk by chunk and scored on the inference fast path, as the deletion
 curve is. Quantus removes pixels at ``int(N * p / 100)``; here ``floor(N * (2k + 1) / (2 steps))``,
 the same count. pytorch-grad-cam's ROAD scores the change of the target's probability instead.
