@@ -19,7 +19,7 @@ import quantus
 import torch
 from torch import Tensor, nn
 
-from convscope.methods.evaluation import complexity, randomization, regions, road
+from convscope.methods.evaluation import complexity, randomization, regions, road, sanity
 from convscope.methods.evaluation.robustness import sensitivities
 from convscope.methods.registry import build_method
 from convscope.model import Model, Preprocess
@@ -93,7 +93,7 @@ def test_road_morf_matches_quantus_accuracy_per_level() -> None:
     theirs = quantus.ROAD(noise=0.0, percentages=list(range(1, 100, 2)), abs=False, normalise=False,
                           disable_warnings=True)(**q_args(model, x, targets, maps))
     expected = float(np.mean(list(theirs.values())))
-    ours = road.road(model, x, maps, targets, steps=50, noise=0.0, iterations=32, tol=1e-6)
+    ours = road.road(model, x, maps, targets, steps=50, noise=0.0)  # the default solver
     assert float(ours.mean()) == pytest.approx(expected, rel=0.01)
 
 
@@ -150,4 +150,33 @@ def test_efficient_mprt_scores_the_randomized_maps_as_quantus_does() -> None:
                                    disable_warnings=True)
     theirs = metric(**q_args(model, x, targets, maps), explain_func=explain_func)
     ours = randomization.efficient_mprt(model, x, maps, targets, lambda m, i, t: random_maps)
+    close(ours, theirs)
+
+
+def test_random_logit_matches_quantus_with_the_same_classes_and_ssim() -> None:
+    """Quantus flattens the maps before scikit-image's SSIM (a 1-D SSIM in raster order); ours is
+    the 2-D image SSIM (randomization.py's module doc). Given ours as Quantus's
+    ``similarity_func``, and the other classes Quantus drew, the numbers are the same."""
+    model = small_model()
+    x, _, _ = batch()
+    targets = torch.tensor([0, 1, 2, 3])
+    maps = saliency(model, x, targets)
+    drawn: list[np.ndarray] = []
+
+    def explain_func(model: nn.Module, inputs: np.ndarray, targets: np.ndarray,
+                     **kwargs: object) -> np.ndarray:
+        drawn.append(np.asarray(targets))
+        wrapped = Model(model, preprocess=Preprocess(input_size=(24, 24)))
+        return saliency(wrapped, torch.as_tensor(inputs).float(), torch.as_tensor(targets).long()).numpy()
+
+    def image_ssim(a: np.ndarray, b: np.ndarray, batched: bool = True, **kwargs: object) -> list[float]:
+        as_maps = [torch.as_tensor(np.asarray(m)).float().view(-1, 1, 24, 24).abs() for m in (a, b)]
+        return sanity.ssim(as_maps[0], as_maps[1]).tolist()
+
+    metric = quantus.RandomLogit(num_classes=5, similarity_func=image_ssim, abs=False, normalise=False,
+                                 disable_warnings=True)
+    theirs = metric(**q_args(model, x, targets, maps), explain_func=explain_func)
+    others = torch.as_tensor(drawn[-1]).long()
+    assert bool((others != targets).all())
+    ours = randomization.random_logit(model, x, maps, targets, saliency, others=others)
     close(ours, theirs)

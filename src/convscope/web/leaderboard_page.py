@@ -5,6 +5,8 @@ where it stopped when the same settings run again.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
@@ -20,6 +22,7 @@ from ..tasks.leaderboard import choose, leaderboard
 from ..tasks.leaderboard_inputs import SAMPLES
 from ..types import ProgressFn
 from .cache import JobResult
+from .images import inside
 from .pages import render
 from .params import FORM_KEYS, Field, parse_settings
 from .state import AppState, Service
@@ -31,6 +34,8 @@ FIELDS = (
     Field("methods", "text", "saliency,gradcam,integrated_gradients", "comma-separated methods or all",
           required=True),
     Field("metrics", "text", None, "metrics or groups, comma-separated (empty: faithfulness)"),
+    Field("regions", "text", None, "a CSV of boxes or masks per image (image,top,left,bottom,right or "
+          "image,mask), its path inside the served folder: localization metrics need it"),
     Field("target", "text", "label", "label (the dataset's class), top1, a class index or a label"),
     Field("images", "int", 50, "images spread over the dataset", low=1, high=100_000),
     Field("steps", "int", 20, "deletion/insertion steps", low=1, high=1000),
@@ -51,6 +56,20 @@ def dataset_of(state: AppState, text: str) -> Any:
     return path
 
 
+def regions_of(dataset: Any, text: str | None) -> Path | None:
+    """The regions CSV named inside a served folder dataset (no other path is read), or None."""
+    if not text:
+        return None
+    if not isinstance(dataset, Path):
+        raise BadArgument(f"regions={text!r}: boxes and masks are read from a served folder; choose "
+                          "dataset folder:ID and name a CSV inside it")
+    file = inside(dataset, text, "regions")
+    if not file.is_file():
+        raise BadArgument(f"regions={text!r}: no such file in the served folder; give the CSV's path "
+                          "inside it")
+    return file
+
+
 @router.post("/api/leaderboard")
 def leaderboard_run(state: Service, body: dict[str, Any] = Body(default_factory=dict)  # noqa: B008
                     ) -> Response:
@@ -59,15 +78,17 @@ def leaderboard_run(state: Service, body: dict[str, Any] = Body(default_factory=
     entry = state.model(body.get("model"))
     s = parse_settings(FIELDS, body, FORM_KEYS, "leaderboard")
     dataset = dataset_of(state, s["dataset"])
-    methods, metrics = choose(entry.model, s["methods"], s["metrics"] or None, regions=False)
+    regions = regions_of(dataset, s["regions"])
+    methods, metrics = choose(entry.model, s["methods"], s["metrics"] or None, regions=regions is not None)
     target = parse_target(s["target"])
-    key = state.cache.key("leaderboard", entry.key, s)
+    digest = hashlib.sha256(regions.read_bytes()).hexdigest() if regions is not None else None
+    key = state.cache.key("leaderboard", entry.key, s, *([digest] if digest else []))  # the CSV's content
     checkpoint = state.cache.root / "leaderboard" / f"{key}.json"
 
     def run(progress: ProgressFn) -> JobResult:
         board = leaderboard(entry.model, dataset, methods, metrics, target=target, images=s["images"],
                             steps=s["steps"], batch_size=s["batch_size"], seed=s["seed"],
-                            checkpoint=checkpoint, progress=progress)
+                            regions=regions, checkpoint=checkpoint, progress=progress)
         header, rows = board.table()
         data = {**board.summary(), "header": header, "table": rows, "meta": board.meta}
         return JobResult(data=data, files={"leaderboard.png": png_bytes(board.plot()),

@@ -59,7 +59,7 @@ def test_registered_with_layer_and_options() -> None:
         info = get_method(name)
         assert info.family == "cam" and info.needs_layer
     assert set(get_method("gradcam").options()) == {"relu", "reshape", "aug_smooth", "eigen_smooth"}
-    assert get_method("guided_gradcam").options() == {}
+    assert set(get_method("guided_gradcam").options()) == {"aug_smooth", "eigen_smooth"}
 
 
 @pytest.mark.parametrize("relu", [True, False])
@@ -107,12 +107,13 @@ def test_gradcam_pp_closed_form_on_gap_linear(tiny: Model) -> None:
     torch.testing.assert_close(GradCAMPlusPlus(tiny)(x, 2), expected, atol=1e-6, rtol=1e-5)
 
 
-def test_guided_gradcam_is_guided_times_upsampled_gradcam(tiny: Model) -> None:
+@pytest.mark.parametrize("smooth", [{}, {"aug_smooth": True}, {"eigen_smooth": True}])
+def test_guided_gradcam_is_guided_times_upsampled_gradcam(tiny: Model, smooth: dict[str, bool]) -> None:
     x = _inputs()
-    out = GuidedGradCAM(tiny)(x, 2)
+    out = GuidedGradCAM(tiny, **smooth)(x, 2)
     assert out.shape == x.shape  # input resolution, input channels: unlike the other CAMs
     guided = build_method("guided_backprop", tiny)(x, 2)
-    cam = F.interpolate(GradCAM(tiny)(x, 2), size=(16, 16), mode="bilinear", align_corners=False)
+    cam = F.interpolate(GradCAM(tiny, **smooth)(x, 2), size=(16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out, guided * cam)
 
 

@@ -44,6 +44,14 @@ def test_names_groups_and_typos() -> None:
         metric_list(" , ")
 
 
+def test_energy_is_relevance_mass_by_another_name_and_never_a_second_column() -> None:
+    """Score-CAM's energy pointing game and relevance mass accuracy are one formula."""
+    assert get_metric("energy").alias_of == "relevance_mass"
+    assert "energy" not in metric_names() and "relevance_mass" in metric_names("localization")
+    assert metric_list("localization, energy") == metric_names("localization")
+    assert metric_list("energy, pointing_game, relevance_mass") == ["energy", "pointing_game"]
+
+
 def test_registry_scores_equal_the_functions_and_refuse_missing_boxes() -> None:
     model = tiny_model()
     x = torch.randn(2, 3, 16, 16)

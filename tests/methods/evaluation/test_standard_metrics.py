@@ -72,7 +72,7 @@ def test_the_true_cause_beats_a_shuffled_copy_on_every_faithfulness_and_localiza
     assert bool((fast(x).argmax(1) == 0).all())  # the target is what the model predicts
     names = metric_names("faithfulness") + metric_names("localization")
     assert {"road_morf", "road_lerf", "average_drop", "increase_confidence", "infidelity",
-            "relevance_mass", "relevance_rank", "pointing_game", "energy"} <= set(names)
+            "relevance_mass", "relevance_rank", "pointing_game"} <= set(names)
     for name in names:
         metric = get_metric(name)
         scores = [metric(MetricInput(model, x, maps, targets, fast, masks=masks, steps=10)).mean()

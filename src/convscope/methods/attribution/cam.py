@@ -28,6 +28,10 @@ and the variants differ only in the channel weights ``w`` (B, K, 1, 1), so each 
   ``g = dS/dA`` (Eq. 17-19), so ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` needs one gradient.
   The common factor ``exp(S)`` of the weights is dropped (as in the reference implementations):
   it is a positive per-sample scale that would overflow float32 for logits above ~88.
+  pytorch-grad-cam adds 1e-6 to the alphas' denominator; the paper (and this class) does not.
+  That absolute guard is not scale-free: at random init, where gradients are about 1e-3, it
+  shrinks the weight of weak channels (Pearson r 0.987-0.997 against theirs); with the logits
+  scaled by 1000 the maps are equal (tests/zoo/test_cam_family.py).
 * Guided Grad-CAM (Selvaraju et al. 2017, Sec. 3, "Guided Grad-CAM"): guided backprop (B, C, H, W) times
   the Grad-CAM map upsampled bilinearly to the input. It is the one family member returned at
   the INPUT resolution, with the input's channels, because its guided factor is per pixel.
@@ -206,9 +210,12 @@ class GuidedGradCAM(Attribution):
     needs_layer = True
     needs_rules = True
 
-    def __init__(self, model: Model, *, layer: str = "auto") -> None:
+    def __init__(self, model: Model, *, layer: str = "auto", aug_smooth: bool = False,
+                 eigen_smooth: bool = False) -> None:
+        """``aug_smooth`` and ``eigen_smooth`` smooth the Grad-CAM factor, as for every CAM."""
         super().__init__(model, layer=layer)
-        self._gradcam = GradCAM(model, layer=self.layer or "auto")
+        self._gradcam = GradCAM(model, layer=self.layer or "auto", aug_smooth=aug_smooth,
+                                eigen_smooth=eigen_smooth)
         self._guided = GuidedBackprop(model)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:

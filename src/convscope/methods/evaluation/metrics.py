@@ -107,6 +107,9 @@ class Metric:
     needs: frozenset[Need] = frozenset()
     summary: str = ""
     """One line: what it measures and what it assumes."""
+    alias_of: str | None = None
+    """The metric this one is another name for (the same number): left out of groups and "all",
+    and a call naming both gets one column."""
 
     @property
     def direction(self) -> str:
@@ -142,8 +145,8 @@ def register_metric(metric: Metric) -> Metric:
 
 
 def metric_names(group: Group | None = None) -> list[str]:
-    """Names of every registered metric (of one group), in registration order."""
-    return [n for n, m in METRICS.items() if group is None or m.group == group]
+    """Names of every registered metric (of one group), in registration order, aliases left out."""
+    return [n for n, m in METRICS.items() if m.alias_of is None and (group is None or m.group == group)]
 
 
 def get_metric(name: str) -> Metric:
@@ -169,7 +172,10 @@ def metric_list(spec: str | Sequence[str]) -> list[str]:
     if not names:
         raise BadArgument(f"no metric given; name one or more of {', '.join(METRICS)}, "
                           f"a group ({', '.join(GROUPS)}) or all")
-    return list(dict.fromkeys(names))
+    first: dict[str, str] = {}  # one name per number: the first given of a metric and its aliases
+    for name in names:
+        first.setdefault(METRICS[name].alias_of or name, name)
+    return list(first.values())
 
 
 def _curve(mode: Literal["deletion", "insertion"]) -> Callable[[MetricInput], Tensor]:
@@ -201,11 +207,6 @@ register_metric(Metric(
     'Zhang et al. 2018, "Top-down Neural Attention by Excitation Backprop", Sec. 5.1',
     lambda d: regions.pointing_hits(d.maps, d.region()).float(), frozenset({"region"}),
     summary="1 when every maximum of the map lies within 15 px of the box or mask"))
-register_metric(Metric(
-    "energy", "localization", True, 'Wang et al. 2020, "Score-CAM", Sec. 5.2',
-    lambda d: regions.relevance_mass(d.maps, d.region()), frozenset({"region"}),
-    summary="fraction of the map's positive mass inside the box or mask (energy-based pointing "
-            "game; the same number as relevance_mass)"))
 register_metric(Metric(
     "iou", "localization", True, 'Zhou et al. 2016, "Learning Deep Features for Discriminative '
     'Localization", Sec. 3 (20% threshold box)',
@@ -280,6 +281,11 @@ register_metric(Metric(
     "relevance_mass", "localization", True, _CLEVR,
     lambda d: regions.relevance_mass(d.maps, d.region()), frozenset({"region"}),
     summary="share of the positive relevance inside the mask or box (relevance mass accuracy)"))
+register_metric(Metric(
+    "energy", "localization", True, 'Wang et al. 2020, "Score-CAM", Sec. 5.2',
+    lambda d: regions.relevance_mass(d.maps, d.region()), frozenset({"region"}),
+    summary="energy-based pointing game: another name of relevance_mass (the same formula, "
+            "on boxes)", alias_of="relevance_mass"))
 register_metric(Metric(
     "relevance_rank", "localization", True, _CLEVR,
     lambda d: regions.relevance_rank(d.maps, d.region(), seed=d.seed), frozenset({"region"}),

@@ -11,19 +11,32 @@ the input (Gaussian noise of std ``noise`` times the image's value range; the la
 image itself, as in Quantus; the same copies at every step, where Quantus draws new ones). The
 score is the Spearman rank correlation of the absolute denoised maps with the original's, averaged
 over the ``max_steps`` steps (Quantus's ``return_average_correlation``); lower is better (the map
-follows the model).
+follows the model). Quantus's ``SmoothMPRT`` differs in three ways, so its numbers are not ours:
+it randomizes every module that has ``reset_parameters`` (batch norms included) by calling it
+after ``torch.manual_seed(seed + 1)``, where the cascade here re-draws each block's weights from
+one seeded generator (:mod:`.sanity`) and stops after ``max_steps`` blocks; it draws new noise
+for every layer (here the same copies at every step, so steps differ only by the model); and
+its per-sample average also counts its "original" entry (the given maps against the denoised
+original ones, about 1), because it skips a key named "orig" (Quantus 0.6.0,
+``recompute_average_correlation_per_sample``), which the paper's average over layers does not.
 
 Efficient MPRT -- Hedström et al. 2024, "A Fresh Look at Sanity Checks for Saliency Maps" (xAI
 2024), Sec. 3: the relative rise of the map's discrete entropy (a ``bins``-bin histogram of its
 values, Quantus's ``discrete_entropy``) when every layer is randomized at once, ``(H(a_random) -
 H(a)) / H(a)``; higher is better (a randomized model should give noise). It needs no similarity
-measure and one randomized model.
+measure and one randomized model. Quantus's ``EfficientMPRT`` computes the same entropy and ratio
+(tests/zoo/test_metrics_quantus.py, on the same pair of maps); its randomized model differs
+(``reset_parameters`` after a global seed, as for Smooth MPRT).
 
 Random logit -- Sixt, Granz & Landgraf 2020, "When Explanations Lie: Why Many Modified BP
 Attributions Fail" (ICML), Sec. 5: the SSIM between the map for the target and the map for a random
-other class (seeded), on min-max scaled absolute maps (:func:`.sanity.ssim`, a Gaussian window);
-lower is better (the map depends on the class). Quantus's ``RandomLogit`` uses scikit-image's SSIM
-(7x7 uniform window) on the raw maps: the definitions differ.
+other class (seeded), on min-max scaled absolute maps (:func:`.sanity.ssim`, 2-D, a Gaussian
+window); lower is better (the map depends on the class). Quantus's ``RandomLogit`` draws the other
+class the same way (uniform over the rest) but flattens both maps before scikit-image's SSIM: a
+1-D SSIM over 7 consecutive values in raster order, on the raw signed maps. SSIM is an image
+measure (Wang et al. 2004) and the paper compares saliency maps as images, which the 2-D one
+does. With Quantus's ``similarity_func`` set to this SSIM and the same other classes, the two give
+the same numbers (tests/zoo/test_metrics_quantus.py).
 """
 
 from __future__ import annotations
@@ -131,10 +144,16 @@ def other_classes(targets: Tensor, classes: int, seed: int = 0) -> Tensor:
 
 
 def random_logit(model: Model, inputs: Tensor, maps: Tensor, targets: Tensor, explain: Explainer, *,
-                 seed: int = 0) -> Tensor:
-    """(B,) SSIM of the target's map with a random other class's map (see the module doc)."""
+                 seed: int = 0, others: Tensor | None = None) -> Tensor:
+    """(B,) SSIM of the target's map with a random other class's map (see the module doc).
+
+    ``others``: (B,) the other classes to use instead of the seeded draw."""
     inputs, size = inputs.detach(), (inputs.shape[-2], inputs.shape[-1])
-    with guarded(model), torch.no_grad():
-        classes = model(inputs[:1]).shape[-1]
-    others = explain(model, inputs, other_classes(targets, classes, seed))
+    if others is None:
+        with guarded(model), torch.no_grad():
+            classes = model(inputs[:1]).shape[-1]
+        others = other_classes(targets, classes, seed)
+    elif others.shape != targets.shape or bool((others == targets).any()):
+        raise BadArgument("others must be one class per image, each different from its target")
+    others = explain(model, inputs, others)
     return ssim(_at(others, size).abs().sum(1, keepdim=True), _at(maps, size).abs().sum(1, keepdim=True))

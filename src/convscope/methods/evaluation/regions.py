@@ -4,10 +4,11 @@ Maps are reduced to one signed channel and resized to the region's grid (the inp
 
 Relevance mass accuracy -- Arras, Osman & Samek 2022, "CLEVR-XAI: A benchmark dataset for the
 ground truth evaluation of neural network explanations", Sec. 4.2: the share of the positive
-relevance that falls inside the mask. It is the energy-based pointing game of Score-CAM
-(Wang et al. 2020) on masks. Quantus sums the signed relevance instead (the paper keeps only
-positive relevance); the two agree on non-negative maps. Higher is better; a map with no
-positive relevance scores 0.
+relevance that falls inside the mask. The energy-based pointing game of Score-CAM (Wang et al.
+2020, Sec. 5.2: the CAM's energy inside the box over its total, the CAM non-negative) is the
+same formula on boxes, so the registry keeps one metric and ``energy`` as its alias. Quantus
+sums the signed relevance instead (the paper keeps only positive relevance); the two agree on
+non-negative maps. Higher is better; a map with no positive relevance scores 0.
 
 Relevance rank accuracy -- Arras et al. 2022, Sec. 4.2: with K the mask's size in pixels, the
 fraction of the map's K highest-ranked pixels that lie inside the mask (ties broken in seeded
