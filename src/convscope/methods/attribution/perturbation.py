@@ -41,7 +41,8 @@ from torch import Tensor
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
 from ...model.structured import Packing, check_not_scores_only
-from ...types import ProgressFn, Target, TargetFn
+from ...model.targets import reads_output
+from ...types import OutputTarget, ProgressFn, Target
 from ..registry import register
 from .base import Attribution
 from .baselines import BaselineName, check_baseline
@@ -106,16 +107,16 @@ def _block_ids(shape: tuple[int, ...], window: int | Sequence[int] | None, devic
     return ids.expand(spatial) if len(shape) == 1 else ids.expand(shape)
 
 
-def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | TargetFn:
+def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | OutputTarget:
     """Class indices (B,) read on the unperturbed logits ("top1" of an occluded copy is another class)."""
-    if callable(target):
+    if reads_output(target):
         return target
     idx = target_indices(logits, target, model.labels)
     assert idx is not None
     return idx
 
 
-def _rows_target(target: Tensor | TargetFn, images: Tensor) -> Tensor | TargetFn:
+def _rows_target(target: Tensor | OutputTarget, images: Tensor) -> Tensor | OutputTarget:
     return target[images] if isinstance(target, Tensor) else target
 
 
