@@ -33,12 +33,14 @@ NEAREST = 3
 @dataclass(frozen=True)
 class Detections:
     """One image's detections: ``boxes`` (N, 4) ``(x0, y0, x1, y1)``, ``labels`` (N,) long,
-    ``scores`` (N,), and optionally ``class_scores`` (N, C), each detection's class vector."""
+    ``scores`` (N,), and optionally ``class_scores`` (N, C), each detection's class vector, and
+    ``objectness`` (N,) (the YOLO adapter keeps both)."""
 
     boxes: Tensor
     labels: Tensor
     scores: Tensor
     class_scores: Tensor | None = None
+    objectness: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -60,7 +62,7 @@ def parse_detections(out: Any) -> list[Detections]:
                         f"{describe_output(out)}; decode other formats with "
                         "convscope.model.detections.yolo_detections or a model_output= callable")
     return [Detections(d["boxes"].reshape(-1, 4), d["labels"].reshape(-1).long(), d["scores"].reshape(-1),
-                       d.get("class_scores")) for d in out]
+                       d.get("class_scores"), d.get("objectness")) for d in out]
 
 
 def bind_label(target: Detection, labels: Sequence[str] | None) -> Detection:
@@ -113,6 +115,28 @@ def detection_scores(out: Any, target: Detection) -> Tensor:
         best, iou = found
         scores.append(dets.scores[best] + iou if target.box_term else dets.scores[best])
     return torch.stack(scores)
+
+
+def drise_similarity(out: Any, target: Detection) -> Tensor:
+    """(B,) D-RISE's similarity of each image's detections to the target (Petsiuk et al. 2021,
+    Sec. 3.2, Eq. 3): the largest ``IoU(L_t, L_j) x cos(P_t, P_j) x O_j`` over detections j, with
+    ``P_t`` the one-hot class of the target. torchvision's format has one label and one score per
+    detection: its class vector is taken as one-hot (the cosine is 1 for the target's label, else
+    0) and its objectness as the score; ``class_scores`` and ``objectness`` are used where given."""
+    sims = []
+    for dets in parse_detections(out):
+        if not len(dets):
+            sims.append(dets.scores.new_zeros(()))
+            continue
+        iou = box_iou(_asked(target, dets.boxes), dets.boxes)[0]
+        label = int(target.label)
+        if dets.class_scores is not None and label < dets.class_scores.shape[-1]:
+            cos = dets.class_scores[:, label] / dets.class_scores.norm(dim=-1).clamp(min=1e-12)
+        else:
+            cos = (dets.labels == label).to(iou.dtype)
+        objectness = dets.objectness if dets.objectness is not None else dets.scores
+        sims.append((iou * cos * objectness).amax())
+    return torch.stack(sims)
 
 
 def _text(dets: Detections, i: int, labels: Sequence[str] | None, iou: float) -> str:
@@ -175,5 +199,5 @@ def yolo_detections(out: Tensor, *, score_threshold: float = 0.25, nms_iou: floa
         kept = keep[batched_nms(box[keep].detach(), scores[keep].detach(), labels[keep], nms_iou)]
         kept = kept[:max_detections]
         results.append({"boxes": box[kept], "labels": labels[kept], "scores": scores[kept],
-                        "class_scores": probs[kept]})
+                        "class_scores": probs[kept], "objectness": objectness[kept]})
     return results

@@ -41,7 +41,7 @@ def flat_cause(logits: Tensor | None, target: Tensor | OutputTarget | None, *, p
     """
     constant = ("a constant output: the target's score does not depend on the input here (a "
                 "zero-initialized head, dead units, or an input equal to its baseline)")
-    if logits is None or logits.ndim != 2 or not isinstance(target, Tensor):
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor):
         return constant
     logits = logits.detach().float()
     if not logits.isfinite().all():
