@@ -77,8 +77,9 @@ def test_gradient_maps_of_a_detection_stay_on_the_pixels_its_score_reads(toy: Mo
     outside[KNOWN] = 0
     assert float(values[KNOWN].sum()) > 0
     assert float(outside.sum()) == 0.0
-    assert result.explained == ["detection #0: one %.2f at (2, 4, 8, 10), IoU 1.00 with the asked box"
-                                % float(toy(x)[0]["scores"][0])]
+    score = float(toy(x)[0]["scores"][0])
+    words = f"detection #0: one {score:.2f} at (2, 4, 8, 10), IoU 1.00 with the asked box"
+    assert result.explained == [words]
 
 
 @pytest.mark.parametrize(("target", "words"), [
