@@ -50,9 +50,10 @@ def _default_out(image: str, method: str) -> Path:
 
 def run_explain(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    target: Target = parse_target(args.target)
+    label = parse_target(args.target)
+    target: Target = label
     if args.box is not None and "," in args.box:  # a detection: the box and --target's label
-        target, args.box = Detection(parse_box(args.box), target), None
+        target, args.box = Detection(parse_box(args.box), label), None
     elif args.box is not None:
         args.box = _fraction(args.box)
     result = explain(model, args.image, method=args.method, target=target,
