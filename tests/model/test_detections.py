@@ -167,7 +167,7 @@ def test_detection_cams_point_at_the_asked_digit(detector: Model, method: str) -
 
 
 def test_drise_points_at_the_asked_digit(detector: Model) -> None:
-    hits, total = _pointing(detector, "drise", range(4), masks=200, batch_size=100)
+    hits, total = _pointing(detector, "drise", range(6), masks=200, batch_size=100)
     assert total >= 6 and hits >= 0.9 * total
 
 

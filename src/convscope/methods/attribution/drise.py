@@ -66,18 +66,11 @@ class DRISE(RISE):
         saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)
         low = torch.full((batch,), float("inf"), device=inputs.device, dtype=torch.float64)
         high = torch.full_like(low, float("-inf"))
-        total, step = batch * self.masks, self.chunk(inputs)
-        for start in range(0, total, step):
-            rows = torch.arange(start, min(start + step, total), device=inputs.device)
-            image, i = rows // self.masks, rows % self.masks
-            masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
-            masked = fill[image] + masks * (inputs[image] - fill[image])
+        for image, masks, masked in self.masked(inputs, fill, grids, shifts):
             weights = drise_similarity(fast(masked), target).to(inputs.dtype)
             saliency.index_add_(0, image, weights.view(-1, 1, 1, 1) * masks)
             low.scatter_reduce_(0, image, weights.double(), "amin")
             high.scatter_reduce_(0, image, weights.double(), "amax")
-            if self.progress is not None:
-                self.progress(int(rows[-1]) + 1, total)
         warn_unvaried(self.method_name, torch.stack([low, high], 1), None, target, probabilities=False,
                       count=self.masks, stacklevel=4)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)

@@ -300,6 +300,20 @@ class RISE(_Perturbation):
         n = torch.arange(up.shape[0], device=up.device)[:, None, None]
         return up[n, 0, rows[:, :, None], cols[:, None, :]][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
 
+    def masked(self, inputs: Tensor, fill: Tensor, grids: Tensor,
+               shifts: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Chunk by chunk (``batch_size`` rows, progress reported): the image of each row (n,),
+        its mask (n, 1, H, W) and the masked copy ``fill + M (x - fill)`` (n, C, H, W)."""
+        height, width = inputs.shape[-2:]
+        total, step = inputs.shape[0] * self.masks, self.chunk(inputs)
+        for start in range(0, total, step):
+            rows = torch.arange(start, min(start + step, total), device=inputs.device)
+            image, i = rows // self.masks, rows % self.masks
+            masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
+            yield image, masks, fill[image] + masks * (inputs[image] - fill[image])
+            if self.progress is not None:
+                self.progress(int(rows[-1]) + 1, total)
+
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         if self.output == "probability":
             check_not_scores_only(self.model, "rise", "output='probability'")
@@ -312,19 +326,12 @@ class RISE(_Perturbation):
         high = torch.full_like(low, float("-inf"))
         fill = self.fill(inputs)
         saliency = torch.zeros(batch, 1, height, width, device=inputs.device, dtype=inputs.dtype)
-        total, step = batch * self.masks, self.chunk(inputs)
-        for start in range(0, total, step):
-            rows = torch.arange(start, min(start + step, total), device=inputs.device)
-            image, i = rows // self.masks, rows % self.masks
-            masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
-            masked = fill[image] + masks * (inputs[image] - fill[image])
-            scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
+        for image, masks, masked in self.masked(inputs, fill, grids, shifts):
+            scores = fast.scores(masked, _rows_target(target, image), batch_size=image.numel(),
                                  softmax=self.output == "probability")
             saliency.index_add_(0, image, scores.view(-1, 1, 1, 1) * masks)
             low.scatter_reduce_(0, image, scores.double(), "amin")
             high.scatter_reduce_(0, image, scores.double(), "amax")
-            if self.progress is not None:
-                self.progress(int(rows[-1]) + 1, total)
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
                       probabilities=self.output == "probability", option="output='logit'",
                       count=self.masks, stacklevel=4)
