@@ -380,6 +380,10 @@ from .metrics_bench import group_metrics_quantus, group_road  # noqa: E402  (iss
 
 GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus}
 
+from .detection_bench import group_detection  # noqa: E402  (issue 20's detectors)
+
+GROUPS |= {"detection": group_detection}
+
 
 # -- the parent: one child per group, the table, the history, the README ---------------------
 

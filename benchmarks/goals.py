@@ -112,4 +112,11 @@ GOALS: list[Goal] = [
          "sparseness + complexity + relevance_rank on 16 maps of 224x224",
          "quantus.Sparseness, Complexity, RelevanceRankAccuracy (zoo venv only)", max_ratio=0.5,
          source="issue 22 acceptance: a metric Quantus also computes, at least 2x faster"),
+    # -- detectors (issue 20): the shipped digits_detector, one held-out scene -----------------
+    Goal("drise-floor", "detection", EXPLAIN.format("'drise', masks=512, batch_size=64"),
+         "floor: 512 plain forwards of the detector, 64 per pass", max_ratio=1.10,
+         source="issue 20 acceptance: D-RISE with N masks at most 1.1x N batched forwards"),
+    Goal("gradcam-detection-floor", "detection", EXPLAIN.format("'gradcam', target=Detection(...)"),
+         "floor: one forward+backward of the detection's score", max_ratio=1.10,
+         source="issue 20 acceptance: Grad-CAM of one detection at most 1.1x a forward+backward"),
 ]
