@@ -37,7 +37,8 @@ def group_detection(ctx: Any) -> list[Any]:
 
     model, x, target = _scene()
     masks = ctx.size(512, 128)
-    drise = ctx.subject(lambda: explain(model, x, method="drise", masks=masks, batch_size=BATCH))
+    drise = ctx.subject(lambda: explain(model, x, method="drise", target=target, masks=masks,
+                                        batch_size=BATCH))
     floor = _forwards(model, x.expand(masks, -1, -1, -1).contiguous(), BATCH)
 
     def forward_backward() -> None:

@@ -41,3 +41,14 @@ def test_bad_boxes_are_one_line_and_exit_2(scene: Path, tmp_path: Path, capsys: 
     code, _, err = run(capsys, "explain", str(scene), "--model", "digits_detector", "--method", "saliency",
                        "--box", box, "--target", label, "--out", str(tmp_path / "x.png"))
     assert code == 2 and words in err and err.count("\n") == 1
+
+
+def test_predict_lists_a_detectors_boxes_and_draws_them(scene: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "boxes.png"
+    code, text, _ = run(capsys, "predict", str(scene), "--model", "digits_detector", "--out", str(out),
+                        "--json")
+    (found,) = json.loads(text)
+    assert code == 0 and Image.open(out).size == (128, 128)
+    assert [d["label"] for d in found["detections"]] == ["7", "8", "3", "6"]
+    assert found["detections"][3]["box"] == [38.1, 80.5, 57.0, 105.0]
