@@ -48,6 +48,7 @@ from convscope.model.rules import DECONV, GUIDED, BackwardRule, backward_rule
 from convscope.types import Detection, ProgressFn
 from convscope.web.cache import DiskCache, JobResult
 from convscope.web.jobs import JobManager
+from tests.as_detections import DETECTION_METHODS, as_detections
 from tests.model_safety import assert_unharmed, snapshot
 from tests.rep_blocks import RepNet
 
@@ -361,18 +362,6 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-DETECTION_METHODS = {"drise"}
-"""Methods that explain only a detector's detections."""
-
-
-def _as_detections(logits: Tensor) -> list[dict[str, Tensor]]:
-    """A classifier's (B, classes) output in torchvision's detection format: one detection of
-    the whole (12x12) image per sample, its best class with its probability."""
-    probs, labels = logits.softmax(1).max(1)
-    box = torch.tensor([[0.0, 0.0, 12.0, 12.0]])
-    return [{"boxes": box, "labels": labels[i:i + 1], "scores": probs[i:i + 1]} for i in range(len(logits))]
-
-
 def _registered_method(name: str, **options: Any) -> Case:
     def run(model: nn.Module, x: Tensor) -> None:
         from convscope.methods.registry import build_method, get_method
@@ -381,7 +370,7 @@ def _registered_method(name: str, **options: Any) -> Case:
         layer = "auto" if get_method(name).needs_layer else None
         method = build_method(name, wrapped, layer, **{**FAST_OPTIONS.get(name, {}), **options})
         if name in DETECTION_METHODS:  # the classifier's output read as one whole-image detection
-            method(x, Detection((0, 0, x.shape[-1], x.shape[-2]), 1), model_output=_as_detections)
+            method(x, Detection((0, 0, x.shape[-1], x.shape[-2]), 1), model_output=as_detections)
         else:
             method(x, 1)
 
