@@ -16,6 +16,8 @@ The masked copies run in chunks of ``batch_size`` through :class:`convscope.mode
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
@@ -37,6 +39,9 @@ class DRISE(RISE):
     "blur" / "uniform" / tensor, ``seed``, ``batch_size``), except ``output``: the weight is always
     the detection similarity. The target must be a :class:`~convscope.types.Detection`.
     """
+
+    detections_only: ClassVar[bool] = True
+    """Explains a detector's detections only: left out of ``"all"`` (reports, leaderboards)."""
 
     def __init__(
         self,
