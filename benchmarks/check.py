@@ -385,6 +385,10 @@ from .concepts_bench import group_tcav  # noqa: E402  (issue 21's TCAV)
 
 GROUPS |= {"tcav": group_tcav}
 
+from .detection_bench import group_detection  # noqa: E402  (issue 20's detectors)
+
+GROUPS |= {"detection": group_detection}
+
 
 # -- the parent: one child per group, the table, the history, the README ---------------------
 

@@ -125,4 +125,11 @@ GOALS: list[Goal] = [
     Goal("tcav-captum", "tcav", "tcav(lite0, 2 concepts, 7 random sets, 20 images each, 2 layers)",
          "Captum TCAV.interpret, same sets, layers and inputs, its default classifier", max_ratio=1.0,
          source="issue 21 acceptance: compared with Captum's TCAV on the same work"),
+    # -- detectors (issue 20): the shipped digits_detector, one held-out scene -----------------
+    Goal("drise-floor", "detection", EXPLAIN.format("'drise', masks=512, batch_size=64"),
+         "floor: 512 plain forwards of the detector, 64 per pass", max_ratio=1.10,
+         source="issue 20 acceptance: D-RISE with N masks at most 1.1x N batched forwards"),
+    Goal("gradcam-detection-floor", "detection", EXPLAIN.format("'gradcam', target=Detection(...)"),
+         "floor: one forward+backward of the detection's score", max_ratio=1.10,
+         source="issue 20 acceptance: Grad-CAM of one detection at most 1.1x a forward+backward"),
 ]

@@ -45,9 +45,10 @@ from convscope.model import (
 )
 from convscope.model.receptive import field_geometry, receptive_field
 from convscope.model.rules import DECONV, GUIDED, BackwardRule, backward_rule
-from convscope.types import ProgressFn
+from convscope.types import Detection, ProgressFn
 from convscope.web.cache import DiskCache, JobResult
 from convscope.web.jobs import JobManager
+from tests.as_detections import DETECTION_METHODS, as_detections
 from tests.model_safety import assert_unharmed, snapshot
 from tests.rep_blocks import RepNet
 
@@ -353,6 +354,7 @@ FAST_OPTIONS: dict[str, dict[str, Any]] = {
     "smoothgrad": {"samples": 3},
     "occlusion": {"window": 4, "stride": 4},
     "rise": {"masks": 8},
+    "drise": {"masks": 8},
     "lime": {"samples": 8, "segments": 4},
     "kernel_shap": {"samples": 8, "segments": 4},
     "gradient_shap": {"samples": 3, "draws": 2},
@@ -366,7 +368,11 @@ def _registered_method(name: str, **options: Any) -> Case:
 
         wrapped = model if isinstance(model, Model) else Model(model, preprocess=Preprocess((12, 12)))
         layer = "auto" if get_method(name).needs_layer else None
-        build_method(name, wrapped, layer, **{**FAST_OPTIONS.get(name, {}), **options})(x, 1)
+        method = build_method(name, wrapped, layer, **{**FAST_OPTIONS.get(name, {}), **options})
+        if name in DETECTION_METHODS:  # the classifier's output read as one whole-image detection
+            method(x, Detection((0, 0, x.shape[-1], x.shape[-2]), 1), model_output=as_detections)
+        else:
+            method(x, 1)
 
     return run
 

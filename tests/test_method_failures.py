@@ -9,8 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from convscope import MethodFailed, explain
-from convscope.methods.registry import get_method, method_names
+from convscope.methods.registry import get_method
 from convscope.model import Model, Preprocess
+from tests.as_detections import CLASS_METHODS
 from tests.model_safety import assert_unharmed, snapshot
 
 
@@ -48,7 +49,7 @@ def test_a_forward_that_always_raises_gives_one_line_naming_the_model() -> None:
     assert_unharmed(broken, before)
 
 
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", CLASS_METHODS)
 def test_a_forward_that_raises_inside_the_method_names_the_method(method: str) -> None:
     broken = model(0)  # explain runs no forward of its own: the method's first one raises
     layer = "conv2" if get_method(method).needs_layer else "auto"

@@ -156,7 +156,7 @@ STABLE_METHODS = ["saliency", "gradient_x_input", "smoothgrad", "integrated_grad
                   "guided_backprop", "deconvnet", "cam", "gradcam", "gradcam_pp", "guided_gradcam",
                   "occlusion", "lime", "scorecam", "rise", "deeplift", "lrp", "hirescam", "xgradcam",
                   "layercam", "eigencam", "eigengradcam", "ablationcam", "fullgrad", "gradient_shap",
-                  "deeplift_shap", "kernel_shap"]
+                  "deeplift_shap", "kernel_shap", "drise"]
 """The stable method names of docs/architecture.md, section 5: scripts and saved reports name them."""
 
 

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from convscope import explain
 from convscope.methods.features import activation_mask, feature_maps, filter_tiles
 from convscope.methods.features.classes import channel_effect
-from convscope.methods.registry import method_names
 from convscope.model import Model, Preprocess, auto_layer, capture, forward_until, guarded, list_layers
+from tests.as_detections import CLASS_METHODS
 from tests.model.flat_nets import flat_inputs, flat_model
 from tests.model_safety import assert_unharmed, snapshot
 
@@ -137,7 +137,7 @@ def _captured(model: Model, x: Tensor) -> Any:
 
 Job = Callable[[Model, Tensor], Any]
 JOBS: dict[str, Job] = {
-    **{name: _explained(name) for name in method_names()},  # layer methods: "auto" (= relu:1)
+    **{name: _explained(name) for name in CLASS_METHODS},  # layer methods: "auto" (= relu:1)
     "gradcam relu:0": _explained("gradcam", "relu:0"),
     "auto_layer": lambda m, x: auto_layer(m),
     "list_layers": lambda m, x: [(r.name, r.output_shape) for r in list_layers(m)],

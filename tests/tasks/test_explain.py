@@ -9,11 +9,11 @@ import torch
 
 from convscope import explain
 from convscope.errors import BadArgument, BadLayer, BadTarget
-from convscope.methods.registry import method_names
 from convscope.model import Model
+from tests.as_detections import CLASS_METHODS
 
 
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", CLASS_METHODS)
 def test_every_method_gives_input_resolution_maps(tiny: Model, method: str) -> None:
     x = tiny.preprocess(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
     options = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2}}.get(method, {})
@@ -77,7 +77,7 @@ FEW = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 2},
 
 
 @pytest.mark.parametrize("target", ["top1", 2])
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", CLASS_METHODS)
 def test_explain_runs_no_forward_pass_beyond_the_methods(tiny: Model, method: str,
                                                           target: object) -> None:
     """explain() reads the target and its score from the method's own forward pass: counted

@@ -15,11 +15,11 @@ import convscope
 from convscope.data.datasets import load_mnist5k
 from convscope.errors import BadArgument, BadImage
 from convscope.methods.evaluation.metrics import get_metric, metric_names
-from convscope.methods.registry import method_names
 from convscope.model import Model, load_model
 from convscope.tasks.leaderboard import choose
 from convscope.tasks.leaderboard_inputs import subset
 from convscope.tasks.leaderboard_table import make_leaderboard
+from tests.as_detections import CLASS_METHODS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS = "saliency,gradcam,gradient_x_input"
@@ -64,7 +64,7 @@ def test_means_are_evaluates_on_the_same_images_and_ranks_follow_each_metrics_di
 def test_default_metrics_are_the_registrys_groups(digits: Model) -> None:
     assert choose(digits, "saliency", None, regions=False)[1] == metric_names("faithfulness")
     assert choose(digits, "all", None, regions=True) == (
-        method_names(), metric_names("faithfulness") + metric_names("localization"))
+        CLASS_METHODS, metric_names("faithfulness") + metric_names("localization"))
 
 
 def test_killed_after_two_chunks_it_resumes_and_gives_identical_numbers(digits: Model,

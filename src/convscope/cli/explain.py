@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from ..errors import BadArgument
 from ..methods.registry import method_names
-from ..model.targets import parse_target
+from ..model.targets import parse_box, parse_target
 from ..render import draw_boxes, save_png
 from ..tasks.explain import explain
 from ..tasks.inputs import stem
+from ..types import Detection, Target
 from .common import add_model_options, model_from_args, print_json
 from .options import add_json, add_layer, add_method_options, add_target, parse_options
 
@@ -27,12 +30,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--animation", metavar="FILE.gif|FILE.webp",
                    help="a video's overlay as an animated GIF or WebP")
     p.add_argument("--raw", help="write the map at input resolution as float32 .npy")
-    p.add_argument("--box", nargs="?", type=float, const=0.2, metavar="FRACTION",
-                   help="draw the localization box: map thresholded at FRACTION of its maximum "
-                        "(default 0.2), largest connected component")
+    p.add_argument("--box", nargs="?", const="0.2", metavar="FRACTION|x0,y0,x1,y1",
+                   help="FRACTION: draw the localization box: map thresholded at FRACTION of its "
+                        "maximum (default 0.2), largest connected component. x0,y0,x1,y1: explain a "
+                        "detector's detection of --target in that box (model-input pixels)")
     add_json(p)
     add_model_options(p)
     p.set_defaults(func=run_explain)
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise BadArgument(f"--box {text!r}: a FRACTION of the map's maximum (0.2), or a detection's "
+                          "box x0,y0,x1,y1") from None
 
 
 def _default_out(image: str, method: str) -> Path:
@@ -50,7 +62,13 @@ def _animation_path(path: str, clip: bool) -> Path:
 
 def run_explain(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    result = explain(model, args.image, method=args.method, target=parse_target(args.target),
+    label = parse_target(args.target)
+    target: Target = label
+    if args.box is not None and "," in args.box:  # a detection: the box and --target's label
+        target, args.box = Detection(parse_box(args.box), label), None
+    elif args.box is not None:
+        args.box = _fraction(args.box)
+    result = explain(model, args.image, method=args.method, target=target,
                      layer=args.layer, **parse_options(args.option))
     out = Path(args.out) if args.out else _default_out(args.image, args.method)
     summary = result.summary() | {"image": args.image}
@@ -59,6 +77,12 @@ def run_explain(args: argparse.Namespace) -> int:
         summary["animation"] = str(result.save(_animation_path(args.animation, result.is_clip))[0])
     if args.box is not None and result.is_clip:
         raise BadArgument("--box localizes an image's map; a video's map has no one box (drop --box)")
+    if isinstance(target, Detection):  # outline the asked box, on the picture's pixels
+        x0, y0, x1, y1 = target.box
+        asked = torch.tensor([[y0, x0, y1, x1]])
+        if result.framings is not None:
+            asked = result.framings[0].image_boxes(asked[0])
+        picture = draw_boxes(picture, asked, ["asked box"])
     if args.box is not None:
         box = result.localize(args.box).boxes[0]
         if result.framings is not None:  # the picture is the original image: map the box onto it
@@ -73,7 +97,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        label = (result.target_labels or ["callable"])[0]
+        label = (result.explained or result.target_labels or ["callable"])[0]
         print(f"{args.method} for {label!r} on {args.image}: {png} ({result.seconds:.2f}s"
               + (f", layer {result.layer})" if result.layer else ")"))
         if "animation" in summary:

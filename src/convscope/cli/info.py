@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from ..data import list_samples
+from ..model.boxes import xyxy_to_tlbr
+from ..render import draw_boxes, save_png
 from ..tasks.layers import layer_table
-from ..tasks.predict import predict
+from ..tasks.predict import Detections, is_detector, predict
 from .common import add_model_options, model_from_args, print_json
 
 
@@ -18,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of one or more images")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file or sample:NAME")
     p.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
+    p.add_argument("--out", help="detectors: the picture of the first image with its boxes (PNG)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_model_options(p)
     p.set_defaults(func=run_predict)
@@ -39,8 +44,30 @@ def run_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_detect(args: argparse.Namespace, found: Detections) -> int:
+    """A detector's detections of each image (and the first image with its boxes, ``--out``)."""
+    if args.out:
+        rows = found.detections[0]
+        boxes = xyxy_to_tlbr(torch.tensor([d.box for d in rows]).reshape(-1, 4))
+        save_png(draw_boxes(found.images[0], boxes, [f"#{d.index} {d.label} {d.score:.2f}" for d in rows]),
+                 args.out)
+    if args.json:
+        print_json([{"image": img, "detections": [d.as_dict() for d in rows]}
+                    for img, rows in zip(args.images, found.detections)])
+        return 0
+    for img, rows in zip(args.images, found.detections):
+        print(f"{img}: {len(rows)} detections (box x0,y0,x1,y1 in model-input pixels)")
+        for d in rows:
+            print(f"  #{d.index} {d.label} (class {d.class_index})  {d.score:.3f}  "
+                  f"--box {','.join(f'{v:g}' for v in d.box)}")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     model = model_from_args(args)
+    found = is_detector(model, args.images)
+    if found is not None:
+        return run_detect(args, found)
     results = predict(model, args.images, top=args.top)
     if args.json:
         print_json([{"image": img, "predictions": [p.as_dict() for p in preds]}

@@ -99,9 +99,11 @@ def build_method(name: str, model: Any, layer: str | None = None, **options: Any
 
 
 def method_list(methods: str | Sequence[str]) -> list[str]:
-    """``"all"``, ``"a,b"`` or a list -> checked method names (a typo fails before any work)."""
+    """``"all"``, ``"a,b"`` or a list -> checked method names (a typo fails before any work).
+    ``"all"`` is every method that explains a class score (not D-RISE, which explains detections)."""
     if isinstance(methods, str):
-        names = method_names() if methods == "all" else [
+        names = [n for n in method_names() if not getattr(REGISTRY[n].cls, "detections_only", False)
+                 ] if methods == "all" else [
             m.strip() for m in methods.split(",") if m.strip()]
     else:
         names = list(methods)

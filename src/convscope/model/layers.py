@@ -360,11 +360,22 @@ def _token_norm(trace: _Trace, calls: list[_Call], net: nn.Module) -> _Call | No
     return None
 
 
+def _detector_backbone(trace: _Trace, calls: list[_Call], net: nn.Module) -> _Call | None:
+    """The call of a detector's ``backbone`` child (torchvision's detectors, ``digits_detector``):
+    a model that returns no tensor (a list of detections) and has one. Its heads run side by side
+    (class scores, boxes), so the last map of the whole pass may be a head that a detection's
+    score never reads; the backbone's last map feeds them all."""
+    if trace.output_ndim is not None or not isinstance(getattr(net, "backbone", None), nn.Module):
+        return None
+    return next((c for c in reversed(calls) if c.name == "backbone"), None)
+
+
 def choose_layer(model: nn.Module) -> LayerChoice:
     """The ``"auto"`` layer and why: the last feature map the classifier head reads.
 
     Among all calls of all modules, containers included, that complete after the first
-    convolution and whose output reads as a map of the image (C, h, w with h*w > 1, tokens and
+    convolution (in a detector, within its backbone: :func:`_detector_backbone`) and whose
+    output reads as a map of the image (C, h, w with h*w > 1, tokens and
     channels-last maps read as :mod:`.tokens` reads them), it takes the one that completes
     last, so the outermost block wins over the layers inside it (ResNet ``layer4``: the output
     after the residual add and ReLU). Excluded are the head and what runs after it starts (the
@@ -394,9 +405,11 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     leaves_with_params = [c for c in calls if not any(c.module.children())
                           and any(True for _ in c.module.parameters(recurse=False))]
     head = leaves_with_params[-1] if leaves_with_params and trace.output_ndim == 2 else None
+    backbone = _detector_backbone(trace, calls, unwrap(model))
     candidates = [c for c in calls if c.is_spatial and c.end >= first_conv
                   and not isinstance(c.module, _HEAD_ADAPTERS)
-                  and (head is None or c.end < head.start)]
+                  and (head is None or c.end < head.start)
+                  and (backbone is None or c.end <= backbone.end)]
     if not candidates:
         raise BadLayer("layer 'auto' found no spatial feature map after the first convolution; "
                        "name a layer (see `convscope layers`)")
@@ -404,7 +417,9 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     relu = best.first_use in _RELU_FUNCTIONS
     name = LayerRef(best.name, best.index if trace.counts[best.name] > 1 else None, relu).name
     shape = best.shape_text
-    where = f"before the head {head.name!r}" if head is not None else "of the forward pass"
+    where = (f"before the head {head.name!r}" if head is not None else
+             f"of the detector's backbone {backbone.name!r}, which every head reads" if backbone is not None
+             else "of the forward pass")
     reason = f"the last spatial feature map {where} ({shape})"
     if relu:
         reason += (f"; the model's forward applies a ReLU function to the output of {best.name!r},"

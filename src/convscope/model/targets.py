@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
 
 from ..errors import BadArgument, BadTarget
-from ..types import Target
+from ..types import Detection, OutputTarget, Target
+from .detections import bind_label, check_box, describe, detection_scores, is_detection_output
 
 MAX_CLASS_DIGITS = 9
 """A class index has at most this many digits: a longer one names no class of any model, and
@@ -28,6 +29,32 @@ def parse_target(text: str) -> int | str:
         raise BadTarget(f"target {text[:12]}... ({len(text)} digits) is not a class index; "
                         "give a class index or a label")
     return int(text)
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """Box text (``--box``, a form) ``"x0,y0,x1,y1"`` in model-input pixels -> four floats."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(v == v and abs(v) != float("inf") for v in values):
+        raise BadTarget(f"box {text[:40]!r} is not four numbers x0,y0,x1,y1 (model-input pixels)")
+    return values  # type: ignore[return-value]
+
+
+def reads_output(target: object) -> TypeGuard[OutputTarget]:
+    """Whether ``target`` is read on the model's whole output in every forward (a callable, a
+    :class:`~convscope.types.Detection`) rather than as fixed class indices."""
+    return callable(target) or isinstance(target, Detection)
+
+
+def detach_output(out: Any) -> Any:
+    """A model output cut from its graph: a tensor, or each tensor of a detector's output."""
+    if is_detection_output(out):
+        return [{key: value.detach() if isinstance(value, Tensor) else value for key, value in d.items()}
+                for d in out]
+    return out.detach()
 
 
 def class_index(label: str, labels: Sequence[str] | None) -> int:
@@ -97,6 +124,8 @@ def pick_output(out: Any, which: int | str | Callable[[Any], Tensor], model: str
     else:
         raise BadArgument(f"model_output={which!r} does not pick anything from {model!r}'s output, "
                           f"a {describe_output(out)}")
+    if is_detection_output(got):  # a decoded detector output, for Detection targets
+        return got  # type: ignore[no-any-return]
     if not isinstance(got, Tensor) or got.ndim == 0:
         raise BadArgument(f"model_output={which!r} picks a {describe_output(got)} from {model!r}'s "
                           "output; it must pick the (B, classes) scores tensor")
@@ -106,8 +135,9 @@ def pick_output(out: Any, which: int | str | Callable[[Any], Tensor], model: str
 def target_indices(
     logits: Tensor, target: Target, labels: Sequence[str] | None = None
 ) -> Tensor | None:
-    """Class index per sample as a (B,) long tensor, or ``None`` for a callable target."""
-    if callable(target):
+    """Class index per sample as a (B,) long tensor, or ``None`` for a target read on the whole
+    output (:func:`reads_output`)."""
+    if reads_output(target):
         return None
     if not isinstance(logits, Tensor):
         raise _not_scores(logits)
@@ -141,6 +171,8 @@ def target_indices(
 
 def select(logits: Tensor, target: Target, labels: Sequence[str] | None = None) -> Tensor:
     """One score per sample, shape (B,), differentiable w.r.t. ``logits``."""
+    if isinstance(target, Detection):
+        return detection_scores(logits, bind_label(target, labels))
     if callable(target):
         scores = target(logits)
         batch = logits.shape[0] if isinstance(logits, Tensor) else None
@@ -154,3 +186,23 @@ def select(logits: Tensor, target: Target, labels: Sequence[str] | None = None) 
     assert idx is not None
     flat = logits.reshape(logits.shape[0], -1)
     return flat.gather(1, idx[:, None]).squeeze(1)
+
+
+def bind_target(target: Target, labels: Sequence[str] | None, size: tuple[int, int] | None) -> Target:
+    """A target checked against the model and its (height, width) input before any work: a
+    :class:`~convscope.types.Detection`'s label becomes a class index of the model and its box
+    must lie inside the input; other targets are returned as they are."""
+    if isinstance(target, Detection):
+        target = bind_label(target, labels)
+        if size is not None:
+            check_box(target, *size)
+    return target
+
+
+def explained(out: Any, target: Target, labels: Sequence[str] | None = None) -> list[str] | None:
+    """Per sample, what a target that picks a part of the output chose, in words ("detection
+    #2: 7 0.81 at (34, 50, 120, 200), IoU 0.93 with the asked box"); refused in one line where it
+    finds nothing on the unchanged input. ``None`` for class targets, which the class names say."""
+    if isinstance(target, Detection):
+        return describe(out, bind_label(target, labels), labels)
+    return None

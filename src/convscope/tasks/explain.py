@@ -35,6 +35,7 @@ from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
+from ..model.targets import bind_target, explained, reads_output
 from ..model.wrapped import Framing
 from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
@@ -89,6 +90,9 @@ class Explanation:
     options: dict[str, Any] = field(default_factory=dict)
     layer_reason: str | None = None
     """Why ``layer`` was read (``"auto"``'s choice, or that the caller named it)."""
+    explained: list[str] | None = None
+    """Per sample, what a target that picks a part of the output chose ("detection #2: 7 0.81
+    at (34, 50, 120, 200), IoU 0.93 with the asked box"); ``None`` for class targets."""
     framings: list[Framing] | None = None
     """Per sample, the original image and the box of it the model saw (``None`` when the
     inputs were a ready model-input batch): overlays are drawn on the original."""
@@ -264,6 +268,7 @@ class Explanation:
             "raw_shape": _shapes(self.raw),
             "targets": self.targets.tolist() if self.targets is not None else None,
             "target_labels": self.target_labels,
+            "explained": self.explained,
             "scores": [round(float(s), 4) for s in self.scores],
             "options": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                         for k, v in self.options.items()},
@@ -319,6 +324,7 @@ def explain(
     x = model_inputs(model, images if originals is None else originals)
     if isinstance(x, Tensor):
         x, target = _one_image_many_targets(x, target)
+        target = bind_target(target, model.labels, (x.shape[-2], x.shape[-1]) if x.ndim == 4 else None)
     try:
         attributor = _method(model, method, layer, options)
     except ConvscopeError:
@@ -332,7 +338,8 @@ def explain(
         torch.cuda.synchronize(_first(raw).device)
     seconds = time.perf_counter() - start
     logits = getattr(attributor, "logits", None)
-    plain = isinstance(x, Tensor) and not callable(target) and all(v is None for v in call_options.values())
+    plain = (isinstance(x, Tensor) and not reads_output(target)
+             and all(v is None for v in call_options.values()))
     if logits is not None and plain:  # the usual case: nothing left to run or bind
         call_target = target
     else:
@@ -346,6 +353,7 @@ def explain(
                     raise
                 except Exception as err:
                     raise method_failed(method, model, err, layer, call.inputs) from err
+    explained_as = explained(logits, call_target, model.labels)
     idx = target_indices(logits, call_target, model.labels)
     scores = select(logits, call_target if idx is None else idx, model.labels)
     values = raw
@@ -364,7 +372,7 @@ def explain(
         layer=getattr(attributor, "layer", None),
         seconds=seconds,
         signed=bool(getattr(attributor, "signed", info.signed)),
-        options=options, layer_reason=getattr(attributor, "layer_reason", None),
+        options=options, layer_reason=getattr(attributor, "layer_reason", None), explained=explained_as,
         framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
     )
 

@@ -27,6 +27,8 @@ from convscope.methods.attribution import (
 )
 from convscope.methods.registry import REGISTRY, build_method, method_names
 from convscope.model import Model, Preprocess
+from convscope.types import Detection
+from tests.as_detections import DETECTION_METHODS, as_detections
 
 STRUCTURED = ["saliency", "gradient_x_input", "integrated_gradients", "smoothgrad", "deeplift", "lrp",
               "occlusion", "lime", "guided_backprop", "deconvnet", "gradient_shap", "deeplift_shap",
@@ -300,7 +302,9 @@ def test_four_channel_images_get_every_method() -> None:
         if name == "occlusion":
             options.update(window=4, stride=4)
         # "auto" runs the model on a (1, 3, H, W) example: a 4-channel model names its layer
-        out = build_method(name, model, "relu2" if info.needs_layer else None, **options)(x, 1)
+        method = build_method(name, model, "relu2" if info.needs_layer else None, **options)
+        out = (method(x, Detection((0, 0, 12, 12), 1), model_output=as_detections)
+               if name in DETECTION_METHODS else method(x, 1))
         assert out.shape[0] == 2 and torch.isfinite(out).all(), name
     ig = IntegratedGradients(model, steps=256, rule="riemann_middle")
     attr = ig(x, 1)

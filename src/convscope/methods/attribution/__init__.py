@@ -7,6 +7,7 @@ from .cam import CAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM
 from .cam_retrofit import Retrofit, fit_cam_head
 from .cam_variants import EigenCAM, EigenGradCAM, HiResCAM, LayerCAM, XGradCAM
 from .deeplift import DeepLift
+from .drise import DRISE
 from .guided import Deconvnet, GuidedBackprop, LayerGuidedBackprop
 from .kernel_shap import KernelShap
 from .lime import Lime, LimeResult, top_superpixel_mask
@@ -21,6 +22,7 @@ from .smoothgrad import SmoothGrad
 
 __all__ = [
     "CAM",
+    "DRISE",
     "LRP",
     "RISE",
     "AblationCAM",

@@ -31,7 +31,7 @@ from torch import Tensor
 from ...model import capture
 from ...model.capture import map_layout
 from ...model.tokens import Layout
-from ...types import Target, TargetFn
+from ...types import OutputTarget, Target
 from ..registry import register
 from .cam_core import LayerSignal, per_channel
 from .perturbation import resolve_target
@@ -63,7 +63,7 @@ class AblationCAM(ForwardCAM):
         return per_channel((base[:, None] - ablated) / scale, acts).to(acts.dtype)
 
     def _ablated_scores(self, inputs: Tensor, channels: int, image: Tensor, channel: Tensor,
-                        target: Tensor | TargetFn) -> Tensor:
+                        target: Tensor | OutputTarget) -> Tensor:
         """The target's score of each (image, channel) row with that channel zeroed, (n,).
 
         Each chunk runs the network up to the layer once per distinct image in it, and the hook

@@ -30,11 +30,13 @@ from torch import Tensor
 
 from ...errors import BadArgument, BadImage, BadLayer, ConvscopeError, MethodFailed
 from ...model import Model, guarded, select, target_indices
+from ...model.detections import is_detection_output
 from ...model.formats import check_format, format_limits
 from ...model.guard import own_hook
 from ...model.layers import LayerChoice, pick_layer
 from ...model.structured import Call, ModelOutput, Packing, conv_ranks, prepare, rank_hint, shape_text
-from ...types import Target, TargetFn
+from ...model.targets import detach_output, reads_output
+from ...types import OutputTarget, Target
 from .baselines import broadcast_to_inputs, make_baseline
 from .flat import warn_zero_maps
 
@@ -118,7 +120,7 @@ class Attribution:
         if info is None or info.family not in ("gradient", "decomposition") or not isinstance(out, Tensor):
             return
         idx = None
-        if self.logits is not None and not callable(target):
+        if self.logits is not None and not reads_output(target):
             try:
                 idx = target_indices(self.logits, target, self.model.labels)
             except ConvscopeError:
@@ -137,11 +139,11 @@ class Attribution:
             if self.logits is not None or not args or torch.jit.is_tracing():
                 return
             x = args[0]
-            if (isinstance(x, Tensor) and isinstance(output, Tensor) and x.ndim == inputs.ndim
-                    and x.shape[0] >= batch and x.shape[1:] == inputs.shape[1:]
+            if (isinstance(x, Tensor) and (isinstance(output, Tensor) or is_detection_output(output))
+                    and x.ndim == inputs.ndim and x.shape[0] >= batch and x.shape[1:] == inputs.shape[1:]
                     and x.dtype == inputs.dtype and x.device == inputs.device
                     and torch.equal(x[:batch], inputs)):
-                self.logits = output[:batch].detach()
+                self.logits = detach_output(output[:batch])
 
         handle = model.register_forward_hook(own_hook(keep))  # the fast path's dry pass skips it
         try:
@@ -232,13 +234,13 @@ class Attribution:
         return self.per_input(inputs, lambda x: make_baseline(self.model, x, baseline, sigma=sigma,
                                                               seed=seed, name=name))
 
-    def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
+    def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | OutputTarget:
         """The target as class indices (B,) read on the unperturbed inputs (callables unchanged).
 
         Methods that run many perturbed or interpolated copies of an input must explain the
         class of the original: ``"top1"`` of a blurred copy is another class.
         """
-        if callable(target):
+        if reads_output(target):
             return target
         with torch.no_grad():
             logits = self.model(inputs)
@@ -305,6 +307,6 @@ def total_per_sample(attributions: Tensor | Sequence[Tensor]) -> Tensor:
     return torch.stack([p.flatten(1).sum(1) for p in parts]).sum(0)
 
 
-def repeat_target(target: Tensor | TargetFn, repeats: int) -> Tensor | TargetFn:
+def repeat_target(target: Tensor | OutputTarget, repeats: int) -> Tensor | OutputTarget:
     """Indices (B,) -> (B * repeats,) matching ``inputs.repeat_interleave(repeats, 0)``."""
     return target.repeat_interleave(repeats) if isinstance(target, Tensor) else target

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ...model import Model, capture
 from ...model.capture import map_layout
+from ...model.targets import detach_output
 from ...model.tokens import GridReshape
 from ...types import Target
 from .base import Attribution
@@ -201,7 +202,7 @@ class ChannelCAM(SmoothedCAM):
             # one reader for every layer (model/tokens.py): the same axes for activations and gradients
             layout = map_layout(self.model, name, a.shape, inputs.shape, reshape=self.reshape)
             signals.append(LayerSignal(layout.read(a.detach()), None if g is None else layout.read(g),
-                                       logits.detach(), inputs, name))
+                                       detach_output(logits), inputs, name))
         return signals
 
     def layer_signal(self, inputs: Tensor, target: Target) -> LayerSignal:

@@ -32,7 +32,8 @@ from torch import Tensor
 from ...errors import BadArgument, BadImage, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, fast_forward, guarded, target_indices
 from ...model.structured import as_pixels, check_not_scores_only
-from ...types import ProgressFn, Target, TargetFn
+from ...model.targets import reads_output
+from ...types import OutputTarget, ProgressFn, Target
 from .base import Attribution, repeat_target
 from .baselines import SegmentBaseline, check_baseline
 from .flat import warn_unvaried
@@ -145,7 +146,7 @@ class Coalitions(Attribution):
             check_not_scores_only(self.model, self.method_name, "score='probability'")
         fast = fast_forward(self.model)  # one folded copy per call, for every forward pass below
         logits = fast(inputs)
-        fixed = target if callable(target) else target_indices(logits, target, self.model.labels)
+        fixed = target if reads_output(target) else target_indices(logits, target, self.model.labels)
         assert fixed is not None  # the class of the original image (also for "top1")
         segments = self._segments(inputs, given)
         counts = segments.flatten(1).amax(1) + 1
@@ -195,7 +196,7 @@ class Coalitions(Attribution):
         return (sums / sizes.clamp(min=1)).gather(2, index).view(shape)
 
     def perturbed_scores(self, inputs: Tensor, hidden: Tensor, segments: Tensor, bits: Tensor,
-                         target: Tensor | TargetFn, fast: FastForward | None = None) -> Tensor:
+                         target: Tensor | OutputTarget, fast: FastForward | None = None) -> Tensor:
         """f(z) for every sample, (B, N): B * N composed images scored ``batch_size`` at a time.
 
         Runs on the shared inference fast path (a BatchNorm-folded copy of the model, made once

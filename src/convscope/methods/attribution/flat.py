@@ -24,7 +24,7 @@ import warnings
 
 from torch import Tensor
 
-from ...types import TargetFn
+from ...types import OutputTarget
 
 
 def _samples(ids: list[int]) -> str:
@@ -32,7 +32,7 @@ def _samples(ids: list[int]) -> str:
     return f"sample{'s' if len(ids) > 1 else ''} {shown}"
 
 
-def flat_cause(logits: Tensor | None, target: Tensor | TargetFn | None, *, probabilities: bool,
+def flat_cause(logits: Tensor | None, target: Tensor | OutputTarget | None, *, probabilities: bool,
                option: str | None = None) -> str:
     """The cause of scores that never varied, in words, from the unperturbed logits (B, classes).
 
@@ -41,7 +41,7 @@ def flat_cause(logits: Tensor | None, target: Tensor | TargetFn | None, *, proba
     """
     constant = ("a constant output: the target's score does not depend on the input here (a "
                 "zero-initialized head, dead units, or an input equal to its baseline)")
-    if logits is None or logits.ndim != 2 or not isinstance(target, Tensor):
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor):
         return constant
     logits = logits.detach().float()
     if not logits.isfinite().all():
@@ -60,7 +60,7 @@ def flat_cause(logits: Tensor | None, target: Tensor | TargetFn | None, *, proba
     return constant
 
 
-def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Tensor | TargetFn | None,
+def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Tensor | OutputTarget | None,
                   *, probabilities: bool, option: str | None = None, count: int | None = None,
                   stacklevel: int = 5) -> None:
     """Warn when, for some input, the method's scores (B, n) on its perturbed copies are all equal.
@@ -83,7 +83,7 @@ def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Te
                   stacklevel=stacklevel)
 
 
-def warn_zero_maps(method: str, maps: Tensor, logits: Tensor | None, target: Tensor | TargetFn | None,
+def warn_zero_maps(method: str, maps: Tensor, logits: Tensor | None, target: Tensor | OutputTarget | None,
                    *, stacklevel: int = 5) -> None:
     """Warn when a gradient method's map (B, ...) is exactly zero for some input."""
     if maps.ndim < 2 or not maps.is_floating_point():

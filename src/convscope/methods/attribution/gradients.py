@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ...errors import check_choice, check_positive
 from ...model import Model, fast_forward
-from ...types import ProgressFn, Target, TargetFn
+from ...types import OutputTarget, ProgressFn, Target
 from ..registry import register
 from .base import Attribution, input_gradient, repeat_target, rows_view, total_per_sample
 from .baselines import BaselineName, check_baseline
@@ -80,7 +80,7 @@ class GradientXInput(Attribution):
 
 
 def gradient_sum(model: Model, inputs: Tensor, per_input: int,
-                 points: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], targets: Tensor | TargetFn,
+                 points: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], targets: Tensor | OutputTarget,
                  batch_size: int, progress: ProgressFn | None = None) -> Tensor:
     """sum_r factor_r * dF/dx(point_r) over ``per_input`` points of each input, shaped as ``inputs``.
 
@@ -165,7 +165,7 @@ class IntegratedGradients(Attribution):
         self._check_completeness(attributions, ends)
         return attributions
 
-    def _nodes_and_ends(self, baseline: Tensor, diff: Tensor, target: Tensor | TargetFn
+    def _nodes_and_ends(self, baseline: Tensor, diff: Tensor, target: Tensor | OutputTarget
                         ) -> tuple[Tensor, Tensor, Tensor]:
         """Nodes and weights (B, steps) in the inputs' dtype, and F(x'), F(x) per sample (B, 2):
         the adaptive rule's probes hold both ends of the path; a fixed rule scores them."""
@@ -176,7 +176,7 @@ class IntegratedGradients(Attribution):
         else:
             alphas, weights = (t.expand(baseline.shape[0], -1) for t in quadrature(self.rule, self.steps))
             both = torch.cat([baseline, baseline + diff])
-            fixed = target if callable(target) else target.repeat(2)
+            fixed = target.repeat(2) if isinstance(target, Tensor) else target
             ends = fast_forward(self.model).scores(both, fixed).view(2, -1).T
         return alphas.to(baseline), weights.to(baseline), ends
 
@@ -195,7 +195,7 @@ class IntegratedGradients(Attribution):
                           "than the nodes can follow; raise steps (the gap shrinks as steps grow)",
                           stacklevel=4)
 
-    def _probe_scores(self, baseline: Tensor, diff: Tensor, target: Tensor | TargetFn) -> Tensor:
+    def _probe_scores(self, baseline: Tensor, diff: Tensor, target: Tensor | OutputTarget) -> Tensor:
         """F on a uniform grid of the path, (B, probe_count + 1), forward passes only."""
         b = baseline.shape[0]
         cells = probe_count(self.steps)
@@ -228,5 +228,5 @@ class IntegratedGradients(Attribution):
             x = call.inputs
             fixed = self.fixed_target(x, call.target)
             both = torch.cat([x, self.baselines(x)])
-            scores = self.scores(self.model(both), fixed if callable(fixed) else fixed.repeat(2))
+            scores = self.scores(self.model(both), fixed.repeat(2) if isinstance(fixed, Tensor) else fixed)
         return scores[: len(x)] - scores[len(x):]

@@ -33,7 +33,8 @@ from torch import Tensor
 from ...errors import BadLayer, BadTarget, check_choice
 from ...model import Model, forward_until, select, target_indices
 from ...model.rules import DECONV, GUIDED, BackwardRule, RuleBlock, backward_rule
-from ...types import Target, TargetFn
+from ...model.targets import reads_output
+from ...types import OutputTarget, Target
 from ..registry import register
 from .base import Attribution, input_gradient
 
@@ -117,9 +118,9 @@ class LayerGuidedBackprop(Attribution):
             raise BadTarget(f"{err} (targets here are channels: layer {self.layer!r} has "
                             f"{scores.shape[1]})") from err
 
-    def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | TargetFn:
+    def fixed_target(self, inputs: Tensor, target: Target) -> Tensor | OutputTarget:
         """Channel indices (B,) read on the unperturbed inputs (wrappers such as SmoothGrad)."""
-        if callable(target):
+        if reads_output(target):
             return target
         with torch.no_grad():
             return self._channels(target_indices, self.channel_scores(inputs), target)

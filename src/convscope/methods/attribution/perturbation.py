@@ -46,7 +46,8 @@ from torch import Tensor
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
 from ...model.structured import Packing, check_not_scores_only
-from ...types import ProgressFn, Target, TargetFn
+from ...model.targets import reads_output
+from ...types import OutputTarget, ProgressFn, Target
 from ..registry import register
 from .base import Attribution
 from .baselines import BaselineName, check_baseline
@@ -117,16 +118,16 @@ def _block_ids(shape: tuple[int, ...], window: int | Sequence[int] | None, devic
     return ids.expand(spatial) if len(shape) == 1 else ids.expand(shape)
 
 
-def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | TargetFn:
+def resolve_target(model: Model, logits: Tensor, target: Target) -> Tensor | OutputTarget:
     """Class indices (B,) read on the unperturbed logits ("top1" of an occluded copy is another class)."""
-    if callable(target):
+    if reads_output(target):
         return target
     idx = target_indices(logits, target, model.labels)
     assert idx is not None
     return idx
 
 
-def _rows_target(target: Tensor | TargetFn, images: Tensor) -> Tensor | TargetFn:
+def _rows_target(target: Tensor | OutputTarget, images: Tensor) -> Tensor | OutputTarget:
     return target[images] if isinstance(target, Tensor) else target
 
 
@@ -361,6 +362,21 @@ class RISE(_Perturbation):
             index.append((shifts[:, axis, None] + torch.arange(size, device=up.device)).view(shape))
         return up[:, 0][tuple(index)][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
 
+    def masked(self, inputs: Tensor, fill: Tensor, grids: Tensor,
+               shifts: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Chunk by chunk (``batch_size`` rows, progress reported): the image of each row (n,),
+        its mask (n, 1, H, W) and the masked copy ``fill + M (x - fill)`` (n, C, H, W); clips
+        (n, C, T, H, W) get masks (n, 1, T, H, W)."""
+        sizes = inputs.shape[2:]
+        total, step = inputs.shape[0] * self.masks, self.chunk(inputs)
+        for start in range(0, total, step):
+            rows = torch.arange(start, min(start + step, total), device=inputs.device)
+            image, i = rows // self.masks, rows % self.masks
+            masks = self.upsample(grids[i], shifts[i], *sizes).to(inputs.dtype)
+            yield image, masks, fill[image] + masks * (inputs[image] - fill[image])
+            if self.progress is not None:
+                self.progress(int(rows[-1]) + 1, total)
+
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         if self.output == "probability":
             check_not_scores_only(self.model, "rise", "output='probability'")
@@ -373,19 +389,12 @@ class RISE(_Perturbation):
         high = torch.full_like(low, float("-inf"))
         fill = self.fill(inputs)
         saliency = torch.zeros(batch, 1, *sizes, device=inputs.device, dtype=inputs.dtype)
-        total, step = batch * self.masks, self.chunk(inputs)
-        for start in range(0, total, step):
-            rows = torch.arange(start, min(start + step, total), device=inputs.device)
-            image, i = rows // self.masks, rows % self.masks
-            masks = self.upsample(grids[i], shifts[i], *sizes).to(inputs.dtype)
-            masked = fill[image] + masks * (inputs[image] - fill[image])
-            scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
+        for image, masks, masked in self.masked(inputs, fill, grids, shifts):
+            scores = fast.scores(masked, _rows_target(target, image), batch_size=image.numel(),
                                  softmax=self.output == "probability")
             saliency.index_add_(0, image, scores.view(-1, *[1] * (masks.ndim - 1)) * masks)
             low.scatter_reduce_(0, image, scores.double(), "amin")
             high.scatter_reduce_(0, image, scores.double(), "amax")
-            if self.progress is not None:
-                self.progress(int(rows[-1]) + 1, total)
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
                       probabilities=self.output == "probability", option="output='logit'",
                       count=self.masks, stacklevel=4)

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, guarded, target_indices
+from ...model.targets import reads_output
 from ...types import ProgressFn, Target
 from ..attribution.baselines import BaselineName, check_baseline, make_baseline
 from .localization import box_iou, localize
@@ -157,7 +158,7 @@ def _score_curve(model: Model, inputs: Tensor, base: Tensor, ranks: Tensor, coun
                  target: Target, mode: CurveMode, batch: int, fast: FastForward,
                  progress: ProgressFn | None) -> Curve:
     size, n, pixels = (inputs.shape[-2], inputs.shape[-1]), counts.shape[0], ranks.shape[1]
-    fixed = None if callable(target) else target_indices(fast(inputs), target, model.labels)
+    fixed = None if reads_output(target) else target_indices(fast(inputs), target, model.labels)
     rows_total = inputs.shape[0] * n
 
     def chunks() -> Iterator[Tensor]:

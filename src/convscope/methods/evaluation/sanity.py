@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import Model, guarded, list_layers, resolve_layer, target_indices
 from ...model.layers import get_layer, unwrap
+from ...model.targets import reads_output
 from ...types import ProgressFn, Target
 from ..attribution.baselines import gaussian_blur
 from ..registry import build_method, get_method
@@ -205,7 +206,7 @@ def compare_maps(new: Tensor, ref: Tensor, with_ssim: bool) -> tuple[Tensor, Ten
 
 
 def target_classes(model: Model, inputs: Tensor, target: Target) -> Tensor:
-    if callable(target):
+    if reads_output(target):
         raise BadArgument("sanity checks need class targets (an index, label, list or 'top1'), "
                           "not a callable: the randomized model must explain the same class")
     with guarded(model), torch.no_grad():
