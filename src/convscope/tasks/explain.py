@@ -38,7 +38,7 @@ from ..model.wrapped import Framing
 from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
 from ..types import Target
-from .inputs import Images, as_images, is_model_input, model_inputs
+from .inputs import Images, as_images, is_model_input, on_device
 
 
 def overlay_options(signed: bool, options: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +270,7 @@ def explain(
     call_options = {"additional_forward_args": additional_forward_args,
                     "forward_kwargs": forward_kwargs, "model_output": model_output}
     originals = None if is_model_input(images) else as_images(images)  # type: ignore[arg-type]
-    x = model_inputs(model, images if originals is None else originals)
+    x = on_device(model, images) if originals is None else model.preprocess(originals)  # type: ignore[arg-type]
     if isinstance(x, Tensor):
         x, target = _one_image_many_targets(x, target)
     try:

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
+from ...model.fast import as_input_of
 from ...model.structured import Packing, check_not_scores_only
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
@@ -195,7 +196,10 @@ class Occlusion(_Perturbation):
             rows = torch.arange(start, min(start + step, total), device=inputs.device)
             image, w = rows // windows, rows % windows
             mask = ys[w // xs.shape[0]][:, :, None] & xs[w % xs.shape[0]][:, None, :]
-            yield torch.where(mask[:, None], fill[image], inputs[image])
+            if inputs.shape[0] == 1:  # one image: broadcast it, no per-row copies to blend
+                yield torch.where(mask[:, None], fill, inputs)
+            else:
+                yield torch.where(mask[:, None], fill[image], inputs[image])
 
     def ablate(self, inputs: Tensor, target: Target) -> Tensor:
         """Feature ablation on packed inputs (B, N): each element gets its group's score drop."""
@@ -232,10 +236,12 @@ class Occlusion(_Perturbation):
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         clean = select(logits, target).float()
-        fill = self.fill(inputs)
+        # chunks blended in the memory format the chosen copy runs on: no copy per chunk
+        fill = as_input_of(fast.net, self.fill(inputs))
         windows = ys.shape[0] * xs.shape[0]
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
-        occluded = fast.scores(self._chunks(inputs, fill, ys, xs), _rows_target(target, images),
+        occluded = fast.scores(self._chunks(as_input_of(fast.net, inputs), fill, ys, xs),
+                               _rows_target(target, images),
                                total=batch * windows, progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], occluded.view(batch, windows)], 1),
                       logits, target, probabilities=False, stacklevel=4)
