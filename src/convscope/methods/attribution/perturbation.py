@@ -223,7 +223,7 @@ class Occlusion(_Perturbation):
         hidden = fast.scores(chunks(), _rows_target(target, samples), total=batch * count,
                              progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], hidden.view(batch, count)], 1), logits,
-                      target, probabilities=False, stacklevel=5)
+                      target, probabilities=False)
         drops = (clean[samples] - hidden).view(batch, count)
         return drops.gather(1, groups.expand(batch, -1)).to(inputs.dtype)
 
@@ -244,7 +244,7 @@ class Occlusion(_Perturbation):
                                _rows_target(target, images),
                                total=batch * windows, progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], occluded.view(batch, windows)], 1),
-                      logits, target, probabilities=False, stacklevel=4)
+                      logits, target, probabilities=False)
         drops = (clean[images] - occluded).view(batch, ys.shape[0], xs.shape[0])
         y, x = ys.to(drops), xs.to(drops)
         summed = torch.einsum("bij,iy,jx->byx", drops, y, x)
@@ -332,5 +332,5 @@ class RISE(_Perturbation):
                 self.progress(int(rows[-1]) + 1, total)
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
                       probabilities=self.output == "probability", option="output='logit'",
-                      count=self.masks, stacklevel=4)
+                      count=self.masks)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)
