@@ -1,4 +1,4 @@
-"""The few exception types convscope raises.
+"""The few exception types convscope raises, and the one way it warns (:func:`warn`).
 
 Every message is one line that names the offending input (file, argument, layer, ...) and says
 what to do instead. The CLI prints ``str(error)`` alone and exits with code 2, so a message must
@@ -7,6 +7,8 @@ make sense without a traceback.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from typing import TYPE_CHECKING, TypeVar, get_args
 
 if TYPE_CHECKING:
@@ -63,3 +65,23 @@ def check_choice(name: str, value: object, choices: TypeForm[T]) -> T:
     if value not in allowed:
         raise BadArgument(f"{name}={value!r}: choose from {', '.join(map(repr, allowed))}")
     return value  # type: ignore[return-value]  # value is one of the Literal's members
+
+
+def _ours(frame: object) -> bool:
+    name = getattr(frame, "f_globals", {}).get("__name__", "")
+    return name == "convscope" or name.startswith("convscope.")
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """Issue a warning attributed to the code that called into convscope: the caller of the
+    outermost convscope frame on the stack (through ``explain()``, the user's line, not a frame
+    of convscope's own, however deep the warning was raised, and across torch's frames of a hook
+    in between). Every warning of the package goes through here instead of a hand-counted
+    ``stacklevel``."""
+    frame = sys._getframe(1)
+    level = outer = 1  # level 1: warn()'s caller, which warnings.warn calls stacklevel 2
+    while frame is not None:
+        if _ours(frame):
+            outer = level
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    warnings.warn(message, category, stacklevel=outer + 2)

@@ -10,14 +10,13 @@ hidden folders are skipped silently.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import torch
 from PIL import features
 
-from ..errors import BadArgument, BadImage
+from ..errors import BadArgument, BadImage, warn
 from .images import load_image
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -45,8 +44,8 @@ def image_files(folder: str | os.PathLike, *, recursive: bool = False) -> list[P
     if skipped:
         shown = ", ".join(str(p.relative_to(root)) for p in skipped[:_NAMES_SHOWN])
         more = f" and {len(skipped) - _NAMES_SHOWN} more" if len(skipped) > _NAMES_SHOWN else ""
-        warnings.warn(f"skipped {len(skipped)} non-image file(s) in '{folder}': {shown}{more}",
-                      UserWarning, stacklevel=2)
+        warn(f"skipped {len(skipped)} non-image file(s) in '{folder}': {shown}{more}",
+             UserWarning)
     if not images:
         where = " or its subfolders" if recursive else ""
         hint = "" if recursive else " (pass recursive=True to look in subfolders)"
@@ -80,8 +79,8 @@ def load_folder(
                 raise
             failed.append(f"{path.name} ({err})")
     if failed:
-        warnings.warn(f"skipped {len(failed)} unreadable image(s) in '{folder}': "
-                      + "; ".join(failed[:_NAMES_SHOWN]), UserWarning, stacklevel=2)
+        warn(f"skipped {len(failed)} unreadable image(s) in '{folder}': "
+             + "; ".join(failed[:_NAMES_SHOWN]), UserWarning)
     if not loaded:
         raise BadImage(f"no image in folder '{folder}' could be read; see the warning above")
     return loaded

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from ..errors import BadImage
+from ..errors import BadImage, warn
 from .arrays import from_array, from_tensor
 from .samples import load_sample
 
@@ -234,8 +234,8 @@ def _orient(img: Image.Image, name: str) -> Image.Image:
     try:
         return ImageOps.exif_transpose(img)
     except Exception as err:  # malformed EXIF raises anything from KeyError to struct.error
-        warnings.warn(f"{name}: EXIF orientation unreadable ({_one_line(err)}); loaded as "
-                      "stored", UserWarning, stacklevel=4)
+        warn(f"{name}: EXIF orientation unreadable ({_one_line(err)}); loaded as "
+             "stored", UserWarning)
         return img
 
 

@@ -271,6 +271,9 @@ class FastForward:
             freeze = FREEZE.get(self.device.type, False)
         self._to_freeze = bool(freeze) and self.plain is not None
         self.frozen: torch.jit.ScriptModule | None = None
+        self._seen: tuple[Tensor, Any] | None = None
+        """The first chunk and the chosen copy's output on it (:meth:`_choose`), which checks a
+        frozen graph on a second batch size without another eager forward."""
 
     @property
     def dropped(self) -> list[str]:
@@ -299,8 +302,10 @@ class FastForward:
 
     def _forward(self, x: Tensor, may_freeze: bool) -> Tensor:
         out = self._choose(x) if not self._chosen else None
-        if self._to_freeze and may_freeze and self.freeze(x):
-            out = None  # every chunk of this call from the frozen graph
+        if self._to_freeze and may_freeze:
+            frozen = self.freeze(x)
+            if frozen is not None:
+                out = frozen  # every chunk of this call from the frozen graph, this one too
         return self._run(x) if out is None else out
 
     def _choose(self, x: Tensor) -> Any:
@@ -309,6 +314,7 @@ class FastForward:
         self._chosen = True
         choice = choose(self.plain, x, fold=self.fold, channels_last=self.want_channels_last)
         self._use(choice.net)
+        self._seen = (x, choice.output)
         self._dropped += choice.dropped
         rec = choice.recording
         if rec is None:
@@ -342,8 +348,9 @@ class FastForward:
                 self._use(self.plain)
                 return self.plain(x)
 
-    def freeze(self, example: Tensor) -> bool:
-        """Trace the chosen copy on ``example``, freeze it and optimize it for inference.
+    def freeze(self, example: Tensor) -> Any:
+        """Trace the chosen copy, freeze it and optimize it for inference; the frozen graph's
+        output on ``example`` when it is kept (``None``: the call stays eager).
 
         ``torch.jit.optimize_for_inference`` lets oneDNN fuse each convolution with its
         activation and keep its blocked layout from layer to layer: on EfficientNet-Lite0 on
@@ -353,6 +360,11 @@ class FastForward:
         data-dependent branch) stays eager, and the graph is kept only if it reproduces the
         eager copy on the example and on a batch of another size (a loop over the rows would be
         unrolled for one size); an untraceable model simply stays eager. Tried once.
+
+        The other batch is the first chunk the variant was chosen on, whose eager output is
+        known, when its size differs (the trace then runs on the smaller of the two); else a
+        row of ``example``. The graph's output on ``example`` is this chunk's result: no chunk
+        runs twice.
         """
         self._to_freeze = False
         if not self._chosen:
@@ -361,23 +373,30 @@ class FastForward:
             if self.plain is not None:
                 self._dropped.append(f"frozen graph: untraceable: {self._untraceable} in the dry "
                                     "pass (a trace would bake in the path this input took)")
-            return False
-        x = as_input_of(self.net, example)
-        other = x[:1] if x.shape[0] > 1 else as_input_of(self.net, torch.cat([x, x]))
+            return None
+        seen, seen_out = self._seen if self._seen is not None else (example, None)
+        self._seen = None
         try:
             with torch.inference_mode(False), torch.no_grad():
-                x, other = x.clone(), other.clone()
-                traced = torch.jit.trace(self.net, x, check_trace=False)
+                x = as_input_of(self.net, example).clone()
+                if seen_out is not None and seen.shape[0] != example.shape[0]:
+                    other, other_out = as_input_of(self.net, seen).clone(), seen_out
+                else:
+                    other = (x[:1] if x.shape[0] > 1 else torch.cat([x, x])).clone()
+                    other_out = self.net(other)
+                small = other if other.shape[0] < x.shape[0] else x
+                traced = torch.jit.trace(self.net, small, check_trace=False)
                 frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-                same = all(same_output(frozen(t), self.net(t)) for t in (x, other))
+                out = frozen(x)
+                same = same_output(out, self.net(x)) and same_output(frozen(other), other_out)
         except Exception as err:  # untraceable model: the eager copy is as correct, only slower
             self._dropped.append(f"frozen graph: {_why(err)}")
-            return False
-        if same:
-            self.frozen = frozen
-        else:
+            return None
+        if not same:
             self._dropped.append("frozen graph: changed the output")
-        return same
+            return None
+        self.frozen = frozen
+        return out
 
     def scores(
         self,

@@ -27,7 +27,7 @@ import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 from torch import nn
@@ -63,41 +63,69 @@ def exclusive(module: nn.Module) -> Iterator[nn.Module]:
         yield module
 
 
+def submodules(module: nn.Module) -> list[nn.Module]:
+    """``module`` and every submodule, each once, in the order of ``module.modules()``: one walk
+    of the ``_modules`` dicts, without the names and generators of ``named_modules()`` (it runs
+    on every method call)."""
+    found: list[nn.Module] = []
+    seen: set[int] = set()
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        found.append(m)
+        stack.extend(c for c in reversed(m._modules.values()) if c is not None)
+    return found
+
+
+def _trainable(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """The parameters of ``modules`` that require grad, each once."""
+    params: dict[int, nn.Parameter] = {}
+    for m in modules:
+        for p in m._parameters.values():
+            if p is not None and p.requires_grad:
+                params[id(p)] = p
+    return list(params.values())
+
+
 @contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode for the block, then restore each one's own flag."""
+def _restoring(module: nn.Module, eval_mode: bool, freeze: bool) -> Iterator[nn.Module]:
+    """Eval mode and/or frozen parameters for the block, from one walk of the tree; only the
+    modules in train mode and the parameters that require grad are touched (most models arrive
+    in eval mode: then this costs the walk), and exactly those are restored. Flags are set
+    directly: exported programs refuse eval()."""
     with exclusive(module):
-        # only the modules in train mode are touched (most models arrive in eval mode: then this
-        # costs one walk of the tree); flags are set directly: exported programs refuse eval()
-        changed = [m for m in module.modules() if m.training]
+        modules = submodules(module)
+        training = [m for m in modules if m.training] if eval_mode else []
+        params = _trainable(modules) if freeze else []
         try:
-            for m in changed:
+            for m in training:
                 m.training = False
-            yield module
-        finally:
-            for m in changed:
-                m.training = True
-
-
-@contextmanager
-def frozen(module: nn.Module) -> Iterator[nn.Module]:
-    """Stop gradients into parameters (methods want input gradients only), then restore flags."""
-    with exclusive(module):
-        changed = [p for p in module.parameters() if p.requires_grad]  # only these are touched
-        try:
-            for p in changed:
+            for p in params:
                 p.requires_grad_(False)
             yield module
         finally:
-            for p in changed:
+            for p in params:
                 p.requires_grad_(True)
+            for m in training:
+                m.training = True
 
 
-@contextmanager
-def guarded(module: nn.Module) -> Iterator[nn.Module]:
+def evaluating(module: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Put every submodule in eval mode for the block, then restore each one's own flag."""
+    return _restoring(module, eval_mode=True, freeze=False)
+
+
+def frozen(module: nn.Module) -> AbstractContextManager[nn.Module]:
+    """Stop gradients into parameters (methods want input gradients only), then restore flags."""
+    return _restoring(module, eval_mode=False, freeze=True)
+
+
+def guarded(module: nn.Module) -> AbstractContextManager[nn.Module]:
     """Eval mode and frozen parameters together: the state every read-only method runs in."""
-    with exclusive(module), evaluating(module), frozen(module):
-        yield module
+    return _restoring(module, eval_mode=True, freeze=True)
 
 
 def own_hook(fn: Hook) -> Hook:

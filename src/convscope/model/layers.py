@@ -130,9 +130,11 @@ _KNOWN_CALLS: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[int, int]]] =
 def note_calls(net: nn.Module, calls: dict[str, int]) -> None:
     """Remember how often named modules ran in a complete forward pass of ``net`` (for
     ``forward_until``, which can stop right after a module known to run once)."""
-    modules = dict(net.named_modules())
     known = _KNOWN_CALLS.setdefault(net, {})
-    known.update({n: (id(modules[n]), c) for n, c in calls.items() if n in modules})
+    for name, count in calls.items():
+        module = _submodule(net, name)
+        if module is not None:
+            known[name] = (id(module), count)
 
 
 def known_calls(net: nn.Module, name: str) -> int | None:
@@ -154,14 +156,29 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in unwrap(model).named_modules() if name]
 
 
+def _submodule(net: nn.Module, name: str) -> nn.Module | None:
+    """The module at dotted path ``name`` (``None``: none), found in the ``_modules`` dicts: a few
+    lookups instead of a walk of the whole tree, which every call of a layer method would
+    otherwise pay several times. A module registered under two paths is found by either (its
+    listed name is the first, as ``named_modules()`` gives it)."""
+    if not name:
+        return None
+    module: nn.Module | None = net
+    for part in name.split("."):
+        children = getattr(module, "_modules", None)  # TorchScript's is a mapping without get()
+        module = children[part] if children is not None and part in children else None
+    return module
+
+
 def get_layer(model: nn.Module, name: str) -> nn.Module:
     """The module of layer ``name`` (suffixes ``:i`` / ``+relu`` allowed); a wrong name raises
     :class:`BadLayer` with the closest names."""
-    modules = dict(unwrap(model).named_modules())
+    net = unwrap(model)
     module = parse_layer(name).module
-    if module in modules and module:
-        return modules[module]
-    names = [n for n in modules if n]
+    found = _submodule(net, module)
+    if found is not None:
+        return found
+    names = [n for n, _ in net.named_modules() if n]
     close = difflib.get_close_matches(module, names, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run `convscope layers` to list them"
     raise BadLayer(f"layer {name!r} is not in the model; {hint}")

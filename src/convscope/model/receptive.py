@@ -23,7 +23,6 @@ behind each top activation.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import BadArgument, BadLayer
+from ..errors import BadArgument, BadLayer, warn
 from .capture import forward_until
 from .compat import torch_function_disabled
 from .guard import guarded
@@ -194,8 +193,8 @@ def receptive_fields(
     """
     name = resolve_layer(model, layer)
     if isinstance(unwrap(model), torch.jit.ScriptModule):
-        warnings.warn("a TorchScript model hides its rectifiers and pools from the probe; inactive "
-                      "units may make the measured fields too small", stacklevel=2)
+        warn("a TorchScript model hides its rectifiers and pools from the probe; inactive "
+             "units may make the measured fields too small")
     spec = _input_spec(model, input_size)
     todo = [_as_unit(u) for u in units]
     device, dtype = _device_dtype(model)
@@ -305,6 +304,6 @@ def field_geometry(
         shape = _layer_shape(model, name, (channels, height, width))
         centre = (shape[1] // 2, shape[2] // 2)
         if receptive_field(model, name, centre, input_size=(height, width)) != geometry.box(*centre):
-            warnings.warn(f"layer {name!r}: receptive fields depend on the input size; boxes from "
-                          "field_geometry are approximate, use receptive_fields", stacklevel=2)
+            warn(f"layer {name!r}: receptive fields depend on the input size; boxes from "
+                 "field_geometry are approximate, use receptive_fields")
     return geometry

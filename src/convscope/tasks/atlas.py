@@ -7,7 +7,6 @@ the tensor methods of :mod:`convscope.methods.dataset`; the CLI (``convscope top
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from ..data.atlas import Atlas, TopRecord
 from ..data.datasets import ImageDataset, open_dataset
-from ..errors import BadArgument, ConvscopeError
+from ..errors import BadArgument, ConvscopeError, warn
 from ..methods.dataset.neighbors import Metric, nearest_neighbors
 from ..methods.dataset.patches import unit_boxes
 from ..methods.dataset.scan import scan
@@ -82,8 +81,8 @@ def atlas_images(atlas: Atlas, model: Model, indices: list[int]) -> Tensor:
             got = ds.load_batch(indices)
             if not got.failed:
                 return model.resize(got.images)
-    warnings.warn(f"atlas '{atlas.path}': its dataset cannot be reloaded; using thumbnails",
-                  UserWarning, stacklevel=2)
+    warn(f"atlas '{atlas.path}': its dataset cannot be reloaded; using thumbnails",
+         UserWarning)
     return F.interpolate(_thumbnails(atlas, indices), size=model.input_size, mode="bilinear",
                          align_corners=False)
 

@@ -78,12 +78,18 @@ def model_inputs(model: Model, images: Images | tuple[Tensor, ...]) -> Tensor | 
     """What the model runs on: model input as it is (:func:`is_model_input`), on the model's
     device; anything else is loaded as images and preprocessed."""
     if isinstance(images, tuple) and is_model_input(images):
-        return tuple(i.to(model.device) for i in images)
+        return on_device(model, images)
     if isinstance(images, Tensor) and is_model_input(images) and not (model.frames and images.ndim == 4):
-        return images.to(model.device)
+        return on_device(model, images)
     if takes_clips(model):  # a video model: each source is a clip
         return model.preprocess_clips(as_clips(images))  # type: ignore[arg-type]
     return model.preprocess(as_images(images))  # type: ignore[arg-type]
+
+
+def on_device(model: Model, inputs: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    """Model input (:func:`is_model_input`, already checked) on the model's device."""
+    device = model.device
+    return inputs.to(device) if isinstance(inputs, Tensor) else tuple(i.to(device) for i in inputs)
 
 
 def stem(source: ImageSource) -> str:

@@ -15,7 +15,6 @@ and reported in one warning at the end.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import torch
 
 from ..data.atlas import Atlas, ImageRow, make_thumbnails, pack_state, unpack_state
 from ..data.datasets import MNIST5K, ImageDataset, Mnist5k, open_dataset
-from ..errors import BadArgument, check_positive
+from ..errors import BadArgument, check_positive, warn
 from ..methods.dataset import distributed as dist
 from ..methods.dataset.scan import Scanner, scan_batch_size
 from ..methods.dataset.topk import TopK
@@ -318,5 +317,5 @@ def _warn_skipped(store: Atlas) -> None:
     if skipped:
         shown = "; ".join(f"{src} ({reason})" for _, src, reason in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        warnings.warn(f"scan skipped {len(skipped)} unreadable item(s): {shown}{more}",
-                      UserWarning, stacklevel=3)
+        warn(f"scan skipped {len(skipped)} unreadable item(s): {shown}{more}",
+             UserWarning)

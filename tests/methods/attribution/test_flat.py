@@ -112,3 +112,20 @@ def test_logits_of_1e11_do_not_silence_logit_scores() -> None:
     model = _model(Saturated())
     out, said = _run(model, "kernel_shap", {**PERTURBATION["kernel_shap"], "score": "logit"})
     assert said == [] and (out.flatten(1).abs().amax(1) > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(PERTURBATION) + sorted(GRADIENT))
+def test_the_warning_points_at_the_callers_line_through_explain(name: str) -> None:
+    """convscope.errors.warn: the warning names this file, not a frame of convscope (explain(),
+    the method's __call__, a hook under torch's module call), however deep it was raised."""
+    from convscope import explain
+
+    options = {**PERTURBATION.get(name, {}), **GRADIENT.get(name, {})}
+    model = _model(Constant())
+    for call in (lambda: explain(model, _image(), method=name, target=1, **options),
+                 lambda: build_method(name, model, None, **options)(_image(), 1)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        ours = [w for w in caught if "never varied" in str(w.message) or "is all zero" in str(w.message)]
+        assert len(ours) == 1 and ours[0].filename == __file__, [(w.filename, str(w.message)) for w in caught]

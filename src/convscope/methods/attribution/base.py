@@ -125,7 +125,7 @@ class Attribution:
                 idx = target_indices(self.logits, target, self.model.labels)
             except ConvscopeError:
                 idx = None
-        warn_zero_maps(self.method_name, out, self.logits, idx, stacklevel=4)
+        warn_zero_maps(self.method_name, out, self.logits, idx)
 
     @contextmanager
     def _keeping_logits(self, model: Model, inputs: Tensor) -> Iterator[None]:

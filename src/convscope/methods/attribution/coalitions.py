@@ -154,7 +154,7 @@ class Coalitions(Attribution):
         hidden = self.hidden(inputs, segments)
         f = self.perturbed_scores(inputs, hidden, segments, bits, fixed, fast)
         warn_unvaried(self.method_name, f, logits, fixed, probabilities=self.score == "probability",
-                      option="score='logit'", stacklevel=5)
+                      option="score='logit'")
         coef, intercept, r2 = self.fit(bits, weights, f, counts)
         return SuperpixelResult(coef, segments, counts, intercept, r2)
 

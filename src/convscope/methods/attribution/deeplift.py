@@ -49,7 +49,6 @@ inputs. Shapes: (B, C, H, W) -> (B, C, H, W), signed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -57,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...errors import check_positive
+from ...errors import check_positive, warn
 from ...model import Model, select, target_indices
 from ...model.rules import ActivationCall, BackwardRule, backward_rule
 from ...model.watch import Gap, gap_report
@@ -215,7 +214,7 @@ class DeepLift(Attribution):
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
         return self.contributions(inputs, self.references(inputs), target)
 
-    def contributions(self, inputs: Tensor, ref: Tensor, target: Target, *, stacklevel: int = 5) -> Tensor:
+    def contributions(self, inputs: Tensor, ref: Tensor, target: Target) -> Tensor:
         """Contributions (shaped as ``inputs``) to t(x) - t(x_ref) for references ``ref`` given
         row by row (DeepLIFT-SHAP pairs each input with many); warns when they miss the sum."""
         batch = inputs.shape[0]
@@ -227,12 +226,12 @@ class DeepLift(Attribution):
             scores, ref_scores = self._pair_scores(self.model(torch.cat([x, ref])), batch, target)
             (multipliers,) = torch.autograd.grad(scores.sum(), x)
         attributions = multipliers * (inputs - ref)
-        self._check_sum(attributions, scores.detach(), ref_scores.detach(), rule, block.gaps, stacklevel)
+        self._check_sum(attributions, scores.detach(), ref_scores.detach(), rule, block.gaps)
         return attributions
 
     @staticmethod
     def _check_sum(attributions: Tensor, scores: Tensor, ref_scores: Tensor, rule: RescaleRule,
-                   gaps: list[Gap], stacklevel: int) -> None:
+                   gaps: list[Gap]) -> None:
         """Warn when summation-to-delta fails; the scale floor keeps Δt ~ 0 (x ~ x_ref) quiet."""
         delta = scores - ref_scores
         gap = (attributions.flatten(1).sum(1) - delta).abs()
@@ -249,8 +248,7 @@ class DeepLift(Attribution):
                    "hand-written maxima such as x.amax(...)), which keep their gradients")
         if rule.unpaired:
             why += f"; {rule.unpaired} calls could not be paired (the network reshapes its batch)"
-        warnings.warn(f"DeepLIFT contributions miss t(x) - t(x_ref) by {100 * worst:.1f}%: {why}",
-                      stacklevel=stacklevel)
+        warn(f"DeepLIFT contributions miss t(x) - t(x_ref) by {100 * worst:.1f}%: {why}")
 
     def score_change(self, inputs: Tensor | Sequence[Tensor], target: Target = "top1",
                      **call_options: Any) -> Tensor:

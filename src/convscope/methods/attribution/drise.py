@@ -77,5 +77,5 @@ class DRISE(RISE):
             low.scatter_reduce_(0, image, weights.double(), "amin")
             high.scatter_reduce_(0, image, weights.double(), "amax")
         warn_unvaried(self.method_name, torch.stack([low, high], 1), None, target, probabilities=False,
-                      count=self.masks, stacklevel=4)
+                      count=self.masks)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)

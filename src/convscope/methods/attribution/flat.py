@@ -20,10 +20,9 @@ the logits of the unperturbed input (:func:`flat_cause`).
 
 from __future__ import annotations
 
-import warnings
-
 from torch import Tensor
 
+from ...errors import warn
 from ...types import OutputTarget
 
 
@@ -61,8 +60,7 @@ def flat_cause(logits: Tensor | None, target: Tensor | OutputTarget | None, *, p
 
 
 def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Tensor | OutputTarget | None,
-                  *, probabilities: bool, option: str | None = None, count: int | None = None,
-                  stacklevel: int = 5) -> None:
+                  *, probabilities: bool, option: str | None = None, count: int | None = None) -> None:
     """Warn when, for some input, the method's scores (B, n) on its perturbed copies are all equal.
 
     A method that keeps only each input's lowest and highest score passes those (B, 2) and the
@@ -78,13 +76,12 @@ def warn_unvaried(method: str, scores: Tensor, logits: Tensor | None, target: Te
     if not flat:
         return
     cause = flat_cause(logits, target, probabilities=probabilities, option=option)
-    warnings.warn(f"{method}: the scores of {_samples(flat)} never varied over {count or scores.shape[1]} "
-                  f"perturbed inputs, so its map there shows nothing (all zero, or equal weights): {cause}",
-                  stacklevel=stacklevel)
+    warn(f"{method}: the scores of {_samples(flat)} never varied over {count or scores.shape[1]} "
+         f"perturbed inputs, so its map there shows nothing (all zero, or equal weights): {cause}")
 
 
-def warn_zero_maps(method: str, maps: Tensor, logits: Tensor | None, target: Tensor | OutputTarget | None,
-                   *, stacklevel: int = 5) -> None:
+def warn_zero_maps(method: str, maps: Tensor, logits: Tensor | None,
+                   target: Tensor | OutputTarget | None) -> None:
     """Warn when a gradient method's map (B, ...) is exactly zero for some input."""
     if maps.ndim < 2 or not maps.is_floating_point():
         return
@@ -92,5 +89,5 @@ def warn_zero_maps(method: str, maps: Tensor, logits: Tensor | None, target: Ten
     if not empty:
         return
     cause = flat_cause(logits, target, probabilities=False)
-    warnings.warn(f"{method}: the map of {_samples(empty)} is all zero: the gradient of the target's "
-                  f"score is exactly zero there: {cause}", stacklevel=stacklevel)
+    warn(f"{method}: the map of {_samples(empty)} is all zero: the gradient of the target's "
+         f"score is exactly zero there: {cause}")

@@ -28,12 +28,12 @@ Shapes: inputs (B, C, H, W) -> map (B, 1, H, W) at the INPUT resolution (there i
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ...errors import warn
 from ...model import Model, capture
 from ...model.formats import type_name
 from ...model.layers import unwrap
@@ -102,10 +102,9 @@ class FullGrad(SmoothedCAM):
             elif name and type_name(module).startswith("BatchNorm"):
                 unknown.append(name)
         if unknown:
-            warnings.warn(f"fullgrad: the bias of batch norm(s) {', '.join(unknown[:3])}"
-                          f"{' and more' if len(unknown) > 3 else ''} is unknown (no running statistics "
-                          "or eps, e.g. in an exported program): their terms are left out of the map",
-                          stacklevel=3)
+            warn(f"fullgrad: the bias of batch norm(s) {', '.join(unknown[:3])}"
+                 f"{' and more' if len(unknown) > 3 else ''} is unknown (no running statistics "
+                 "or eps, e.g. in an exported program): their terms are left out of the map")
         return found
 
     def decompose(self, inputs: Tensor, target: Target) -> FullGradParts:

@@ -26,14 +26,13 @@ accumulates the weighted gradients per sample, so peak memory is that of one chu
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from ...errors import check_choice, check_positive
+from ...errors import check_choice, check_positive, warn
 from ...model import Model, fast_forward
 from ...types import OutputTarget, ProgressFn, Target
 from ..registry import register
@@ -190,10 +189,9 @@ class IntegratedGradients(Attribution):
         scale = delta.abs() + 1e-3 * ends.abs().sum(1) + 1e-12
         worst = float((gap / scale).max())
         if worst > COMPLETENESS_TOLERANCE:
-            warnings.warn(f"integrated gradients misses F(x) - F(x') by {100 * worst:.1f}% with "
-                          f"steps={self.steps} (rule {self.rule!r}): the path's score moves faster "
-                          "than the nodes can follow; raise steps (the gap shrinks as steps grow)",
-                          stacklevel=4)
+            warn(f"integrated gradients misses F(x) - F(x') by {100 * worst:.1f}% with "
+                 f"steps={self.steps} (rule {self.rule!r}): the path's score moves faster "
+                 "than the nodes can follow; raise steps (the gap shrinks as steps grow)")
 
     def _probe_scores(self, baseline: Tensor, diff: Tensor, target: Tensor | OutputTarget) -> Tensor:
         """F on a uniform grid of the path, (B, probe_count + 1), forward passes only."""

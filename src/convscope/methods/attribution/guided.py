@@ -23,14 +23,13 @@ Springenberg et al. visualize what a feature responds to (their Fig. 3-5).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
-from ...errors import BadLayer, BadTarget, check_choice
+from ...errors import BadLayer, BadTarget, check_choice, warn
 from ...model import Model, forward_until, select, target_indices
 from ...model.rules import DECONV, GUIDED, BackwardRule, RuleBlock, backward_rule
 from ...model.targets import reads_output
@@ -57,12 +56,10 @@ class RuleGradient(Attribution):
 def warn_without_rectifier(block: RuleBlock, model: Model, what: str) -> None:
     """One warning when the forward pass ran no rectifier: the rule changed nothing."""
     if block.calls == 0:
-        warnings.warn(
+        warn(
             f"{what} on {model.name!r}: no rectifier (ReLU, ReLU6, clamp(min=0)) ran in the forward "
             "pass, so the rule had nothing to act on and the map is the plain gradient (method "
-            "'gradient'); SiLU, GELU and hardswish are not rectifiers, and TorchScript hides them",
-            stacklevel=4,
-        )
+            "'gradient'); SiLU, GELU and hardswish are not rectifiers, and TorchScript hides them")
 
 
 @register("guided_backprop", family="gradient", signed=True)

@@ -45,6 +45,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
+from ...model.fast import as_input_of
 from ...model.structured import Packing, check_not_scores_only
 from ...model.targets import reads_output
 from ...types import OutputTarget, ProgressFn, Target
@@ -237,7 +238,10 @@ class Occlusion(_Perturbation):
                 shape[axis + 1] = covers[axis].shape[1]
                 mask = mask & covers[axis][rest % counts[axis]].view(shape)
                 rest = rest // counts[axis]
-            yield torch.where(mask[:, None], fill[image], inputs[image])
+            if inputs.shape[0] == 1:  # one image: broadcast it, no per-row copies to blend
+                yield torch.where(mask[:, None], fill, inputs)
+            else:
+                yield torch.where(mask[:, None], fill[image], inputs[image])
 
     def ablate(self, inputs: Tensor, target: Target) -> Tensor:
         """Feature ablation on packed inputs (B, N): each element gets its group's score drop."""
@@ -261,7 +265,7 @@ class Occlusion(_Perturbation):
         hidden = fast.scores(chunks(), _rows_target(target, samples), total=batch * count,
                              progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], hidden.view(batch, count)], 1), logits,
-                      target, probabilities=False, stacklevel=5)
+                      target, probabilities=False)
         drops = (clean[samples] - hidden).view(batch, count)
         return drops.gather(1, groups.expand(batch, -1)).to(inputs.dtype)
 
@@ -275,13 +279,15 @@ class Occlusion(_Perturbation):
         logits = fast(inputs)
         target = resolve_target(self.model, logits, target)
         clean = select(logits, target).float()
-        fill = self.fill(inputs)
+        # chunks blended in the memory format the chosen copy runs on: no copy per chunk
+        fill = as_input_of(fast.net, self.fill(inputs))
         windows = math.prod(counts)
         images = torch.arange(batch, device=inputs.device).repeat_interleave(windows)
-        occluded = fast.scores(self._chunks(inputs, fill, covers), _rows_target(target, images),
+        occluded = fast.scores(self._chunks(as_input_of(fast.net, inputs), fill, covers),
+                               _rows_target(target, images),
                                total=batch * windows, progress=self.progress)
         warn_unvaried(self.method_name, torch.cat([clean[:, None], occluded.view(batch, windows)], 1),
-                      logits, target, probabilities=False, stacklevel=4)
+                      logits, target, probabilities=False)
         drops = (clean[images] - occluded).view(batch, *counts)
         cover = [c.to(drops) for c in covers]
         # sum_w d_w [p in w] and #{w : p in w} as products of the per-axis indicators
@@ -397,5 +403,5 @@ class RISE(_Perturbation):
             high.scatter_reduce_(0, image, scores.double(), "amax")
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
                       probabilities=self.output == "probability", option="output='logit'",
-                      count=self.masks, stacklevel=4)
+                      count=self.masks)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)

@@ -91,7 +91,7 @@ class ScoreCAM(ForwardCAM):
         if image.numel():
             evidence[image, channel] = self._scores(inputs, acts, image, channel, target,
                                                     self.step(inputs))
-        warn_unvaried(self.method_name, evidence, signal.logits, target, probabilities=False, stacklevel=5)
+        warn_unvaried(self.method_name, evidence, signal.logits, target, probabilities=False)
         weights = evidence.softmax(1).nan_to_num(0.0)  # an image with no channel scored: all 0
         return per_channel(weights, acts).to(acts.dtype)
 

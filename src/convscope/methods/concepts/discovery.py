@@ -19,13 +19,12 @@ resolution (upsampling for display is the caller's).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ...errors import BadArgument, BadLayer
+from ...errors import BadArgument, BadLayer, warn
 from ...model import capture
 from ...model.capture import map_layout
 from ...model.guard import guarded
@@ -93,9 +92,9 @@ def layer_activations(model: nn.Module, inputs: Tensor, layer: str, *,
     low = float(act.min())
     if low < 0:
         share = float((act < 0).float().mean())
-        warnings.warn(f"layer {name!r} has negative activations (min {low:.3g}, {share:.0%} of the "
-                      "values); NMF needs non-negative ones, so they were clamped at 0: pick a "
-                      "layer after a ReLU to factorize what the network passes on", stacklevel=2)
+        warn(f"layer {name!r} has negative activations (min {low:.3g}, {share:.0%} of the "
+             "values); NMF needs non-negative ones, so they were clamped at 0: pick a "
+             "layer after a ReLU to factorize what the network passes on")
         act = act.clamp_min(0)
     return LayerActivations(name, act, torch.cat(outs))
 

@@ -41,14 +41,13 @@ Shapes: (B, C, H, W) -> (B, C, H, W) relevance in model-input space, signed.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-from ....errors import BadModel
+from ....errors import BadModel, warn
 from ....model import Model, RuleBlock, backward_rule
 from ....model.fold import fold_batchnorm
 from ....model.reparam import reparameterized
@@ -182,11 +181,11 @@ class LRP(Attribution):
         k = int(miss.argmax())
         if float(miss[k]) > TOTAL_TOLERANCE:
             layers = gap_report(absorbed, scale, "of the target score", 0.0)
-            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: the map sums to "
-                          f"{float(total[k]):.3g} where the target score is {float(score[k]):.3g} (off "
-                          f"by {float(miss[k]):.3g} times the score); the layers whose biases and "
-                          "stabilizers absorb or add the most (relevance at their output minus at "
-                          f"their input): {layers}", stacklevel=4)
+            warn(f"LRP relevance is not conserved on {self.model.name!r}: the map sums to "
+                 f"{float(total[k]):.3g} where the target score is {float(score[k]):.3g} (off "
+                 f"by {float(miss[k]):.3g} times the score); the layers whose biases and "
+                 "stabilizers absorb or add the most (relevance at their output minus at "
+                 f"their input): {layers}")
         rest = missed.clone()
         for g in (*absorbed, *gaps):
             if g.gap.shape == rest.shape:
@@ -194,24 +193,24 @@ class LRP(Attribution):
         ratio = (rest.abs() / scale).nan_to_num(float("inf"))
         k = int(ratio.argmax())
         if float(ratio[k]) > GAP_TOLERANCE and bool(torch.isfinite(total).all()):
-            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: operations that have "
-                          "no LRP rule and are not watched (a multiplication by a constant, a "
-                          f"hand-written x @ W) change its sum by {float(-rest[k]):+.3g} "
-                          f"({100 * float(ratio[k]):.0f}% of the target score)", stacklevel=4)
+            warn(f"LRP relevance is not conserved on {self.model.name!r}: operations that have "
+                 "no LRP rule and are not watched (a multiplication by a constant, a "
+                 f"hand-written x @ W) change its sum by {float(-rest[k]):+.3g} "
+                 f"({100 * float(ratio[k]):.0f}% of the target score)")
 
     def _report(self, gaps: list[Gap], swallowed: list[tuple[str, float, float]], score: Tensor) -> None:
         """Warn about layers that break conservation and stabilizers that swallow the signal."""
         scale = score.abs() + 1e-12
         culprits = gap_report(gaps, scale, "of the target score", GAP_TOLERANCE)
         if culprits:
-            warnings.warn(f"LRP relevance is not conserved on {self.model.name!r}: these layers change "
-                          "its sum (relevance at their output minus at their inputs; they keep their "
-                          f"gradient, having no LRP rule): {culprits}", stacklevel=4)
+            warn(f"LRP relevance is not conserved on {self.model.name!r}: these layers change "
+                 "its sum (relevance at their output minus at their inputs; they keep their "
+                 f"gradient, having no LRP rule): {culprits}")
         if swallowed:
             name, largest, eps = min(swallowed, key=lambda item: item[1] / item[2])
             more = f" (and {len(swallowed) - 1} more layers)" if len(swallowed) > 1 else ""
-            warnings.warn(f"LRP on {self.model.name!r}: the stabilizer {eps:g} is not small against the "
-                          f"outputs of layer {name!r} (largest |output| {largest:.3g}){more}, so it "
-                          "absorbs the relevance there and the map tends to zero; pass "
-                          "relative_stabilizers=True (stabilizers scaled by each layer's outputs) or a "
-                          "smaller epsilon and stabilizer", stacklevel=4)
+            warn(f"LRP on {self.model.name!r}: the stabilizer {eps:g} is not small against the "
+                 f"outputs of layer {name!r} (largest |output| {largest:.3g}){more}, so it "
+                 "absorbs the relevance there and the map tends to zero; pass "
+                 "relative_stabilizers=True (stabilizers scaled by each layer's outputs) or a "
+                 "smaller epsilon and stabilizer")
