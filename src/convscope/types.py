@@ -8,7 +8,11 @@ Target
       ``"top1"`` -- each sample's own highest-scoring class;
     * a sequence of ints/labels -- one target per sample (length B);
     * an integer tensor of class indices, shape () or (B,) -- e.g. ``logits.argmax(1)``;
-    * a callable ``logits -> (B,)`` -- any scalar per sample.
+    * a callable ``logits -> (B,)`` -- any scalar per sample;
+    * a target object, for outputs that are not one score per class: :class:`Region` (a class of
+      a dense (B, C, H, W) output inside a mask or box), :class:`MultiLabel` (several classes of
+      a sigmoid output), :class:`Similarity` (cosine similarity of an embedding to a reference).
+      These read the model's raw output (a segmenter's dict with ``"out"`` too).
 
 LayerRef
     A dotted module name as in ``model.named_modules()`` (``"_blocks.15._project_conv"``), or
@@ -18,15 +22,56 @@ LayerRef
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor
 
+Reduce = Literal["sum", "mean"]
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """Class ``cls`` (index or label) of a dense (B, C, H, W) output, summed or averaged
+    (``reduce``) over a region given in the input image's pixel coordinates: ``mask`` (H, W)
+    bool or 0/1 weights, or ``box`` ``(x0, y0, x1, y1)`` with exclusive ends. The same region
+    for every sample of the batch."""
+
+    cls: int | str
+    mask: Tensor | None = None
+    box: tuple[int, int, int, int] | None = None
+    reduce: Reduce = "mean"
+
+
+@dataclass(frozen=True, eq=False)
+class MultiLabel:
+    """Several classes of a multi-label (sigmoid) output at once: the sum (or mean, ``reduce``)
+    of their logits, or of their sigmoid probabilities with ``probability=True``."""
+
+    classes: tuple[int | str, ...]
+    reduce: Reduce = "sum"
+    probability: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Similarity:
+    """Cosine similarity of the model's (B, D) embedding (any output shape, flattened per
+    sample) to ``reference``: one embedding (D,), several (N, D) (the mean of the N cosines),
+    or model inputs (C, H, W) / (N, C, H, W) that the same model embeds first. ``name`` says
+    what the reference is, for the explanation's words."""
+
+    reference: Tensor
+    name: str | None = None
+
+
+TargetObject = Region | MultiLabel | Similarity
 TargetFn = Callable[[Tensor], Tensor]
-Target = int | str | Sequence[int | str] | Tensor | TargetFn
+Target = int | str | Sequence[int | str] | Tensor | TargetFn | TargetObject
 LayerRef = str
 NormalizeFn = Callable[[Tensor], Tensor]
 """Pixels in [0, 1] -> model input (``Model.normalize`` or a user's function)."""
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called by long computations; the CLI turns it into a bar."""
 
-__all__ = ["LayerRef", "NormalizeFn", "ProgressFn", "Target", "TargetFn"]
+__all__ = ["LayerRef", "MultiLabel", "NormalizeFn", "ProgressFn", "Reduce", "Region", "Similarity", "Target",
+           "TargetFn", "TargetObject"]

@@ -34,6 +34,7 @@ from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
+from ..model.targets import describe_target, is_target_object
 from ..model.wrapped import Framing
 from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
@@ -89,6 +90,9 @@ class Explanation:
     framings: list[Framing] | None = None
     """Per sample, the original image and the box of it the model saw (``None`` when the
     inputs were a ready model-input batch): overlays are drawn on the original."""
+    explained: list[str] | None = None
+    """Per sample, what a target object explained, in words ("region: class 3 '3', mean over
+    412 px of box (10, 20, 60, 70): 5.1"); ``None`` for class and callable targets."""
 
     def __len__(self) -> int:
         return _first(self.values).shape[0]
@@ -184,6 +188,7 @@ class Explanation:
         for i in range(count):
             target = ("callable target" if self.targets is None or self.target_labels is None
                       else f"{self.target_labels[i]} (class {int(self.targets[i])})")
+            target = self.explained[i] if self.explained is not None else target
             captions.append(f"{target}, score {float(self.scores[i]):.3g}")
         pictures = [self.overlay(i, max_side=TILE, **options) for i in range(count)]
         return sample_grid(pictures, captions, self._headline(), total=len(self))
@@ -218,6 +223,7 @@ class Explanation:
             "raw_shape": _shapes(self.raw),
             "targets": self.targets.tolist() if self.targets is not None else None,
             "target_labels": self.target_labels,
+            "explained": self.explained,
             "scores": [round(float(s), 4) for s in self.scores],
             "options": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                         for k, v in self.options.items()},
@@ -286,7 +292,8 @@ def explain(
         torch.cuda.synchronize(_first(raw).device)
     seconds = time.perf_counter() - start
     logits = getattr(attributor, "logits", None)
-    plain = isinstance(x, Tensor) and not callable(target) and all(v is None for v in call_options.values())
+    plain = isinstance(x, Tensor) and not callable(target) and not is_target_object(target) and all(
+        v is None for v in call_options.values())
     if logits is not None and plain:  # the usual case: nothing left to run or bind
         call_target = target
     else:
@@ -320,7 +327,12 @@ def explain(
         signed=bool(getattr(attributor, "signed", info.signed)),
         options=options, layer_reason=getattr(attributor, "layer_reason", None),
         framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
+        explained=describe_target(target, scores, model.labels, _size(x)) if is_target_object(target) else None,
     )
+
+
+def _size(x: Tensor | tuple[Tensor, ...]) -> tuple[int, int] | None:
+    return (int(x.shape[-2]), int(x.shape[-1])) if isinstance(x, Tensor) and x.ndim == 4 else None
 
 
 Key = tuple[object, ...]

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
-from ...model.structured import Packing, check_not_scores_only
+from ...model.structured import Packing, use_probabilities
 from ...types import ProgressFn, Target, TargetFn
 from ..registry import register
 from .base import Attribution
@@ -300,8 +300,7 @@ class RISE(_Perturbation):
         return up[n, 0, rows[:, :, None], cols[:, None, :]][:, None].clamp(0, 1)  # rounding: 1 + 1e-7
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        if self.output == "probability":
-            check_not_scores_only(self.model, "rise", "output='probability'")
+        softmax = use_probabilities(self.model, "rise", "output='probability'", self.output == "probability")
         batch, _, height, width = inputs.shape
         grids, shifts = (t.to(inputs.device) for t in self.sample(height, width))
         fast = FastForward(self.model, rows=batch * self.masks)
@@ -318,13 +317,13 @@ class RISE(_Perturbation):
             masks = self.upsample(grids[i], shifts[i], height, width).to(inputs.dtype)
             masked = fill[image] + masks * (inputs[image] - fill[image])
             scores = fast.scores(masked, _rows_target(target, image), batch_size=rows.numel(),
-                                 softmax=self.output == "probability")
+                                 softmax=softmax)
             saliency.index_add_(0, image, scores.view(-1, 1, 1, 1) * masks)
             low.scatter_reduce_(0, image, scores.double(), "amin")
             high.scatter_reduce_(0, image, scores.double(), "amax")
             if self.progress is not None:
                 self.progress(int(rows[-1]) + 1, total)
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
-                      probabilities=self.output == "probability", option="output='logit'",
+                      probabilities=softmax, option="output='logit'",
                       count=self.masks, stacklevel=4)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)
