@@ -37,7 +37,8 @@ def test_region_maps_have_no_mass_outside_the_region(method: str) -> None:
     maps = result.values[:, 0]
     assert maps[:, ~inside].abs().max() == 0
     assert (maps[:, inside].abs() > 0).all()
-    assert result.explained is not None and "class 1 'b', mean over 48 px of box (3, 4, 9, 12)" in result.explained[0]
+    assert result.explained is not None
+    assert "class 1 'b', mean over 48 px of box (3, 4, 9, 12)" in result.explained[0]
     torch.testing.assert_close(result.scores, (2 * x[:, 0, 4:12, 3:9]).mean((1, 2)))
 
 
@@ -45,8 +46,9 @@ def test_select_region_sum_mean_and_coarse_output() -> None:
     dense = torch.arange(2 * 3 * 4 * 4, dtype=torch.float).view(2, 3, 4, 4)
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[1:3, 0:2] = True
-    torch.testing.assert_close(select(dense, Region(2, mask=mask, reduce="sum")), dense[:, 2, 1:3, 0:2].sum((1, 2)))
-    torch.testing.assert_close(select({"out": dense}, Region(2, mask=mask)), dense[:, 2, 1:3, 0:2].mean((1, 2)))
+    part = dense[:, 2, 1:3, 0:2]
+    torch.testing.assert_close(select(dense, Region(2, mask=mask, reduce="sum")), part.sum((1, 2)))
+    torch.testing.assert_close(select({"out": dense}, Region(2, mask=mask)), part.mean((1, 2)))
     # an output at half the input's resolution: the 8x8 mask weighs the 4x4 cells it covers
     fine = torch.zeros(8, 8, dtype=torch.bool)
     fine[2:6, 0:4] = True
@@ -107,13 +109,15 @@ def test_region_maps_point_at_the_asked_digit(segmenter: Model, method: str) -> 
         for (top, left, bottom, right), label in zip(scene.boxes.tolist(), scene.labels.tolist()):
             mask = torch.zeros(SCENE_SIZE, SCENE_SIZE, dtype=torch.bool)
             mask[top:bottom, left:right] = scene.mask[top:bottom, left:right] == label
-            result = convscope.explain(segmenter, scene.image[None], method=method, target=Region(label, mask=mask))
+            result = convscope.explain(segmenter, scene.image[None], method=method,
+                                       target=Region(label, mask=mask))
             values = result.values[0].sum(0)
             y, x = _peak(values)
             hits.append(top <= y < bottom and left <= x < right)
             if scene.labels.tolist().count(label) == 1:
                 alone.append(hits[-1])
-    print(f"{method} region pointing: {sum(hits)}/{len(hits)}; class alone in its scene {sum(alone)}/{len(alone)}")
+    print(f"{method} region pointing: {sum(hits)}/{len(hits)}; "
+          f"class alone in its scene {sum(alone)}/{len(alone)}")
     assert len(alone) >= 30 and sum(alone) >= 0.9 * len(alone)
     assert sum(hits) >= 0.85 * len(hits)
 
@@ -162,6 +166,7 @@ def test_similarity_points_at_the_shared_digit_in_both(segmenter: Model) -> None
             y, x = _peak(result.values[0].sum(0))
             top, left, bottom, right = scene.boxes[scene.labels.tolist().index(digit)].tolist()
             hits.append(top <= y < bottom and left <= x < right)
-            assert result.explained is not None and result.explained[0].startswith(f"similarity to reference scene {b}: cos")
+            assert result.explained is not None
+            assert result.explained[0].startswith(f"similarity to reference scene {b}: cos")
     print(f"{method} similarity pointing: {sum(hits)}/{len(hits)}")
     assert len(hits) >= 20 and sum(hits) >= 0.75 * len(hits)

@@ -231,7 +231,8 @@ def _region_scores(out: Any, region: Region, labels: Sequence[str] | None) -> Te
     size = (int(dense.shape[-2]), int(dense.shape[-1]))
     mask = region_mask(region, size if region.mask is None else tuple(region.mask.shape[-2:]))  # type: ignore[arg-type]
     if tuple(mask.shape) != size:  # a coarser output: each cell weighs the region's share of it
-        mask = F.interpolate(mask[None, None], size=size, mode="area")[0, 0] * (mask.numel() / (size[0] * size[1]))
+        share = mask.numel() / (size[0] * size[1])
+        mask = F.interpolate(mask[None, None], size=size, mode="area")[0, 0] * share
     mask = mask.to(dense)
     total = (dense[:, cls] * mask).sum((1, 2))
     return total / mask.sum() if region.reduce == "mean" else total

@@ -327,7 +327,8 @@ def explain(
         signed=bool(getattr(attributor, "signed", info.signed)),
         options=options, layer_reason=getattr(attributor, "layer_reason", None),
         framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
-        explained=describe_target(target, scores, model.labels, _size(x)) if is_target_object(target) else None,
+        explained=(describe_target(target, scores, model.labels, _size(x))  # type: ignore[arg-type]
+                   if is_target_object(target) else None),
     )
 
 
