@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.images import load_image
+from ..errors import BadTarget
 from ..methods.registry import method_names
-from ..model.targets import parse_target
+from ..model.targets import parse_target, region_target
+from ..model.wrapped import Model
 from ..render import draw_boxes, save_png
 from ..tasks.explain import explain
-from ..tasks.inputs import stem
+from ..tasks.inputs import model_inputs, stem
+from ..types import Similarity, Target
 from .common import add_model_options, model_from_args, print_json
 from .options import add_json, add_layer, add_method_options, add_target, parse_options
 
@@ -19,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image", metavar="IMAGE", help="image file or sample:NAME")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
     add_target(p)
+    p.add_argument("--region", metavar="MASK.png|x0,y0,x1,y1",
+                   help="explain --target CLASS of a dense (segmentation) output summed over this "
+                        "region, in the model input's pixels: a box or a mask image of that size "
+                        "(non-black pixels)")
+    p.add_argument("--reduce", choices=["mean", "sum"], default="mean",
+                   help="--region: average (default) or sum the class scores over the region")
+    p.add_argument("--reference", metavar="IMAGE",
+                   help="explain the cosine similarity of the model's embedding to this image's")
     add_layer(p)
     add_method_options(p)
     p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png)")
@@ -35,9 +47,26 @@ def _default_out(image: str, method: str) -> Path:
     return Path(f"{stem(image)}_{method}.png")
 
 
+def _target(args: argparse.Namespace, model: Model) -> Target:
+    """``--target``, or the region or similarity that ``--region`` / ``--reference`` ask for."""
+    if args.region is not None and args.reference is not None:
+        raise BadTarget("give --region or --reference, not both")
+    if args.reference is not None:
+        reference = model_inputs(model, args.reference)
+        assert not isinstance(reference, tuple)
+        return Similarity(reference, name=f"image {args.reference}")
+    if args.region is None:
+        return parse_target(args.target)
+    box = args.region if args.region.replace(",", "").replace(" ", "").lstrip("-").isdigit() else None
+    mask = None
+    if box is None:
+        mask = load_image(args.region).amax(0) > 0
+    return region_target(args.target, box=box, mask=mask, reduce=args.reduce)
+
+
 def run_explain(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    result = explain(model, args.image, method=args.method, target=parse_target(args.target),
+    result = explain(model, args.image, method=args.method, target=_target(args, model),
                      layer=args.layer, **parse_options(args.option))
     out = Path(args.out) if args.out else _default_out(args.image, args.method)
     summary = result.summary() | {"image": args.image}
@@ -56,7 +85,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        label = (result.target_labels or ["callable"])[0]
+        label = (result.explained or result.target_labels or ["callable"])[0]
         print(f"{args.method} for {label!r} on {args.image}: {png} ({result.seconds:.2f}s"
               + (f", layer {result.layer})" if result.layer else ")"))
         if "box" in summary:

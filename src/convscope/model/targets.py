@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import BadArgument, BadTarget
-from ..types import MultiLabel, Region, Similarity, Target, TargetObject
+from ..types import MultiLabel, Reduce, Region, Similarity, Target, TargetObject
 
 MAX_CLASS_DIGITS = 9
 """A class index has at most this many digits: a longer one names no class of any model, and
@@ -37,6 +37,26 @@ def parse_target(text: str) -> int | str:
         raise BadTarget(f"target {text[:12]}... ({len(text)} digits) is not a class index; "
                         "give a class index or a label")
     return int(text)
+
+
+def parse_box(text: str, what: str = "box") -> tuple[int, int, int, int]:
+    """``"x0,y0,x1,y1"`` (pixels, exclusive ends) -> four ints; the parser of ``--region``."""
+    parts = text.replace(" ", "").split(",")
+    if len(parts) != 4 or not all(p.lstrip("-").isdigit() and len(p) <= MAX_CLASS_DIGITS for p in parts):
+        raise BadTarget(f"{what} {text!r} is not x0,y0,x1,y1: give four whole pixel numbers, "
+                        "e.g. 10,20,60,70")
+    x0, y0, x1, y1 = (int(p) for p in parts)
+    return x0, y0, x1, y1
+
+
+def region_target(cls: str | None, *, box: str | None = None, mask: Tensor | None = None,
+                  reduce: Reduce = "mean") -> Region:
+    """A :class:`Region` from command-line or form text: ``cls`` a class index or label (not
+    ``top1``: a region explains one named class), ``box`` ``"x0,y0,x1,y1"`` or an (H, W) mask."""
+    parsed = parse_target(cls or "")
+    if parsed in ("", "top1"):
+        raise BadTarget("a region target needs --target CLASS (a class index or label), not top1")
+    return Region(parsed, mask=mask, box=parse_box(box, "region") if box is not None else None, reduce=reduce)
 
 
 def class_index(label: str, labels: Sequence[str] | None) -> int:
