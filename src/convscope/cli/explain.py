@@ -7,13 +7,15 @@ from pathlib import Path
 
 import torch
 
-from ..errors import BadArgument
+from ..data.images import load_image
+from ..errors import BadArgument, BadTarget
 from ..methods.registry import method_names
-from ..model.targets import parse_box, parse_target
+from ..model.targets import parse_box, parse_target, region_target
+from ..model.wrapped import Model
 from ..render import draw_boxes, save_png
 from ..tasks.explain import explain
-from ..tasks.inputs import stem
-from ..types import Detection, Target
+from ..tasks.inputs import model_inputs, stem
+from ..types import Detection, Similarity, Target
 from .common import add_model_options, model_from_args, print_json
 from .options import add_json, add_layer, add_method_options, add_target, parse_options
 
@@ -24,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(--frames, torchvision video models) a folder of frames or an animated GIF/WebP")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(method_names())}")
     add_target(p)
+    p.add_argument("--region", metavar="MASK.png|x0,y0,x1,y1",
+                   help="explain --target CLASS of a dense (segmentation) output summed over this "
+                        "region, in the model input's pixels: a box or a mask image of that size "
+                        "(non-black pixels)")
+    p.add_argument("--reduce", choices=["mean", "sum"], default="mean",
+                   help="--region: average (default) or sum the class scores over the region")
+    p.add_argument("--reference", metavar="IMAGE",
+                   help="explain the cosine similarity of the model's embedding to this image's")
     add_layer(p)
     add_method_options(p)
     p.add_argument("--out", help="overlay PNG (default IMAGE_METHOD.png); for a video, the frame strip")
@@ -60,14 +70,33 @@ def _animation_path(path: str, clip: bool) -> Path:
     return Path(path)
 
 
+def _target(args: argparse.Namespace, model: Model) -> Target:
+    """``--target``, or the detection, region or similarity that ``--box x0,y0,x1,y1`` /
+    ``--region`` / ``--reference`` ask for (at most one of them)."""
+    detection = args.box is not None and "," in args.box
+    if detection + (args.region is not None) + (args.reference is not None) > 1:
+        raise BadTarget("give one of --box x0,y0,x1,y1, --region and --reference, not several")
+    if detection:  # a detection: the box and --target's label
+        box, args.box = args.box, None
+        return Detection(parse_box(box), parse_target(args.target))
+    if args.box is not None:
+        args.box = _fraction(args.box)
+    if args.reference is not None:
+        reference = model_inputs(model, args.reference)
+        assert not isinstance(reference, tuple)
+        return Similarity(reference, name=f"image {args.reference}")
+    if args.region is None:
+        return parse_target(args.target)
+    box = args.region if args.region.replace(",", "").replace(" ", "").lstrip("-").isdigit() else None
+    mask = None
+    if box is None:
+        mask = load_image(args.region).amax(0) > 0
+    return region_target(args.target, box=box, mask=mask, reduce=args.reduce)
+
+
 def run_explain(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    label = parse_target(args.target)
-    target: Target = label
-    if args.box is not None and "," in args.box:  # a detection: the box and --target's label
-        target, args.box = Detection(parse_box(args.box), label), None
-    elif args.box is not None:
-        args.box = _fraction(args.box)
+    target = _target(args, model)
     result = explain(model, args.image, method=args.method, target=target,
                      layer=args.layer, **parse_options(args.option))
     out = Path(args.out) if args.out else _default_out(args.image, args.method)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
 from ..data import list_samples
 from ..model.boxes import xyxy_to_tlbr
 from ..render import draw_boxes, save_png
+from ..render.segments import segmentation_overlay
+from ..tasks.inputs import stem
 from ..tasks.layers import layer_table
-from ..tasks.predict import Detections, is_detector, predict
+from ..tasks.predict import Detections, Segmentation, is_detector, predict, segment
 from .common import add_model_options, model_from_args, print_json
 
 
@@ -22,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top classes of one or more images")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image file or sample:NAME")
     p.add_argument("--top", type=int, default=5, help="how many classes (default 5)")
-    p.add_argument("--out", help="detectors: the picture of the first image with its boxes (PNG)")
+    p.add_argument("--out", help="detectors: the picture of the first image with its boxes (PNG); "
+                                 "segmenters: the coloured class mask of the first image (default "
+                                 "IMAGE_segments.png; one per image)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_model_options(p)
     p.set_defaults(func=run_predict)
@@ -63,11 +68,32 @@ def run_detect(args: argparse.Namespace, found: Detections) -> int:
     return 0
 
 
+def run_segment(args: argparse.Namespace, found: list[Segmentation]) -> int:
+    """A segmenter's prediction: the classes it sees and their share, and a coloured mask."""
+    pictures = []
+    for i, (img, seg) in enumerate(zip(args.images, found)):
+        out = Path(args.out) if args.out and i == 0 else Path(f"{stem(img)}_segments.png")
+        pictures.append(str(save_png(segmentation_overlay(seg.image, seg.classes,
+                                                          background=seg.background), out)))
+    if args.json:
+        print_json([{"image": img, "png": png} | seg.as_dict()
+                    for img, seg, png in zip(args.images, found, pictures)])
+        return 0
+    for img, seg, png in zip(args.images, found, pictures):
+        print(f"{img}: {png}")
+        for index, label, share in seg.shares[: args.top]:
+            print(f"  {label} (class {index})  {share:.1%} of the pixels")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
     model = model_from_args(args)
     found = is_detector(model, args.images)
     if found is not None:
         return run_detect(args, found)
+    segmented = segment(model, args.images)
+    if segmented is not None:
+        return run_segment(args, segmented)
     results = predict(model, args.images, top=args.top)
     if args.json:
         print_json([{"image": img, "predictions": [p.as_dict() for p in preds]}

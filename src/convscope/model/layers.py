@@ -228,6 +228,8 @@ class _Trace:
     calls: list[_Call] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     output_ndim: int | None = None
+    dense: bool = False
+    """The output is a dense (B, C, H, W) map, or a segmenter's dict whose ``"out"`` is one."""
     image: tuple[int, int] = (0, 0)
     """(H, W) of the example input."""
 
@@ -302,6 +304,8 @@ def _trace(model: nn.Module, example: Tensor | None) -> _Trace:
             with torch.no_grad(), mode:
                 out = net(example)
             trace.output_ndim = out.ndim if isinstance(out, Tensor) else None
+            dense = out.get("out") if isinstance(out, dict) else out
+            trace.dense = isinstance(dense, Tensor) and dense.ndim == 4
             note_calls(net, {n: trace.counts.get(n, 0) for n, _ in net.named_modules() if n})
         finally:
             for h in handles:
@@ -396,7 +400,8 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     channels-last maps read as :mod:`.tokens` reads them), it takes the one that completes
     last, so the outermost block wins over the layers inside it (ResNet ``layer4``: the output
     after the residual add and ReLU). Excluded are the head and what runs after it starts (the
-    last module with parameters, when the model returns (B, classes): SqueezeNet's class map) and
+    last module with parameters, when the model returns (B, classes): SqueezeNet's class map; or
+    a dense (B, C, H, W) map, alone or as a segmenter's ``"out"``: its per-pixel classifier) and
     layers that only adapt the map for the head (adaptive pooling, dropout, flatten: VGG's
     ``avgpool``). When the model's forward applies a ReLU function to the chosen output before
     using it, the choice is ``name+relu`` (DenseNet's ``features+relu``).
@@ -421,7 +426,7 @@ def choose_layer(model: nn.Module) -> LayerChoice:
     first_conv = convs[0].end
     leaves_with_params = [c for c in calls if not any(c.module.children())
                           and any(True for _ in c.module.parameters(recurse=False))]
-    head = leaves_with_params[-1] if leaves_with_params and trace.output_ndim == 2 else None
+    head = leaves_with_params[-1] if leaves_with_params and (trace.output_ndim == 2 or trace.dense) else None
     backbone = _detector_backbone(trace, calls, unwrap(model))
     candidates = [c for c in calls if c.is_spatial and c.end >= first_conv
                   and not isinstance(c.module, _HEAD_ADAPTERS)

@@ -15,6 +15,9 @@ once, here, so that no method needs to know about it:
   naming the model, the inputs and what to check.
 * A callable target with no ``model_output`` sees the raw output: the bound model's output is
   then that target's scores as a (B, 1) tensor, read back by the target ``scores[:, 0]``.
+* A target object (a region of a dense output, multi-label, a similarity) is bound the same way,
+  always: ``select(output, target)`` on the raw output (or on what ``model_output`` picks), so
+  every method explains it as it explains a callable target.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from torch import Tensor, nn
 from ..errors import BadArgument, BadImage, BadModel, ConvscopeError
 from ..types import Target
 from .capture import _StopForward
-from .targets import describe_output, pick_output
+from .targets import describe_output, is_target_object, pick_output, resolve_target, select
 from .wrapped import Model
 
 ModelOutput = int | str | Callable[[Any], Tensor] | None
@@ -140,11 +143,13 @@ class BoundModel(Model):
 
     def __init__(self, model: Model, *, packing: Packing | None, args: Sequence[Any] = (),
                  kwargs: Mapping[str, Any] | None = None, output: ModelOutput = None,
-                 raw_target: Callable[[Any], Tensor] | None = None) -> None:
+                 raw_target: Callable[[Any], Tensor] | None = None, target_object: bool = False) -> None:
         super().__init__(model.net, preprocess=model.spec, labels=model.labels, name=model.name)
         self.training = model.training
         self.packing, self.args, self.kwargs = packing, tuple(args), dict(kwargs or {})
         self.output, self.raw_target = output, raw_target
+        self.target_object = target_object
+        """``raw_target`` is ``select`` of a target object (a region, a similarity, ...)."""
 
     @property
     def scores_only(self) -> bool:
@@ -171,6 +176,8 @@ class BoundModel(Model):
                 "forward's arguments, the rest as additional_forward_args / forward_kwargs "
                 "(passed unchanged to every forward pass, so a per-sample tensor belongs among "
                 "the inputs)") from err
+        if self.output is not None:
+            out = pick_output(out, self.output, self.name)
         if self.raw_target is not None:
             scores = self.raw_target(out)
             if not isinstance(scores, Tensor) or scores.ndim != 1 or scores.shape[0] != x.shape[0]:
@@ -178,8 +185,6 @@ class BoundModel(Model):
                 raise BadArgument(f"the callable target must return one score per sample, shape "
                                   f"({x.shape[0]},), from the model's {describe_output(out)}; got {got}")
             return scores[:, None]
-        if self.output is not None:
-            return pick_output(out, self.output, self.name)
         return out
 
 
@@ -255,7 +260,13 @@ def prepare(model: Model, inputs: Tensor | Sequence[Tensor], target: Target, *, 
     x = packing.pack([p.to(dtype) for p in parts]) if packing is not None else parts[0]
     bound_needed = packing is not None or args or forward_kwargs or model_output is not None
     raw_target = None
-    if callable(target) and model_output is None:
+    chosen = is_target_object(target)
+    if chosen:
+        plain = BoundModel(model, packing=packing, args=args, kwargs=forward_kwargs, output=model_output)
+        target = resolve_target(target, plain, x)
+        raw_target, bound_needed = _selecting(target, model.labels), True
+        target = scores_column
+    elif callable(target) and model_output is None:
         probe = BoundModel(model, packing=packing, args=args, kwargs=forward_kwargs)
         with torch.no_grad():
             out = probe(x.detach())
@@ -263,9 +274,15 @@ def prepare(model: Model, inputs: Tensor | Sequence[Tensor], target: Target, *, 
             raw_target, target, bound_needed = target, scores_column, True
     if not bound_needed:
         return Call(model, x, target, None)
-    bound = BoundModel(model, packing=packing, args=args, kwargs=forward_kwargs,
-                       output=model_output, raw_target=raw_target)
+    bound = BoundModel(model, packing=packing, args=args, kwargs=forward_kwargs, output=model_output,
+                       raw_target=raw_target, target_object=chosen)
     return Call(bound, x, target, packing)
+
+
+def _selecting(target: Target, labels: Sequence[str] | None) -> Callable[[Any], Tensor]:
+    def scores(out: Any) -> Tensor:
+        return select(out, target, labels)
+    return scores
 
 
 def _as_args(args: Any) -> tuple[Any, ...]:
@@ -298,9 +315,14 @@ def pixel_bounds(model: Model, x: Tensor) -> tuple[Tensor, Tensor]:
     return x.detach().amin(), x.detach().amax()
 
 
-def check_not_scores_only(model: Model, method: str, option: str) -> None:
-    """Probabilities need class logits: refuse them when the output is a callable target's scores."""
-    if getattr(model, "scores_only", False):
-        raise BadArgument(f"{method}: {option} needs the model's class logits, but a callable target "
-                          "reads its raw output; pass model_output= to pick the logits, or score "
-                          "logits instead")
+def use_probabilities(model: Model, method: str, option: str, wanted: bool) -> bool:
+    """Whether a method that may score class probabilities does: as ``wanted`` on class logits;
+    never on a target object's own score (a region's logits, a cosine: there is no softmax of
+    one score, the score is used as it is); refused for a callable target's raw scores."""
+    if not wanted or not getattr(model, "scores_only", False):
+        return wanted
+    if getattr(model, "target_object", False):
+        return False
+    raise BadArgument(f"{method}: {option} needs the model's class logits, but a callable target "
+                      "reads its raw output; pass model_output= to pick the logits, or score "
+                      "logits instead")

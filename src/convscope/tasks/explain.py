@@ -35,7 +35,7 @@ from ..methods.evaluation.localization import Localization, localize
 from ..methods.registry import build_method, get_method
 from ..model import Model, guarded, select, target_indices
 from ..model.structured import ModelOutput, prepare
-from ..model.targets import bind_target, explained, reads_output
+from ..model.targets import bind_target, describe_target, explained, is_target_object, reads_output
 from ..model.wrapped import Framing
 from ..render import map_levels, overlay, png_bytes, save_png
 from ..render.notebook import MAX_SAMPLES, TILE, figure_html, sample_grid, table_html
@@ -91,8 +91,9 @@ class Explanation:
     layer_reason: str | None = None
     """Why ``layer`` was read (``"auto"``'s choice, or that the caller named it)."""
     explained: list[str] | None = None
-    """Per sample, what a target that picks a part of the output chose ("detection #2: 7 0.81
-    at (34, 50, 120, 200), IoU 0.93 with the asked box"); ``None`` for class targets."""
+    """Per sample, what a target that picks a part of the output chose, in words ("detection
+    #2: 7 0.81 at (34, 50, 120, 200), IoU 0.93 with the asked box"; "region: class 3 '3', mean
+    over 412 px of box (10, 20, 60, 70): 5.1"); ``None`` for class and callable targets."""
     framings: list[Framing] | None = None
     """Per sample, the original image and the box of it the model saw (``None`` when the
     inputs were a ready model-input batch): overlays are drawn on the original."""
@@ -234,6 +235,7 @@ class Explanation:
         for i in range(count):
             target = ("callable target" if self.targets is None or self.target_labels is None
                       else f"{self.target_labels[i]} (class {int(self.targets[i])})")
+            target = self.explained[i] if self.explained is not None else target
             captions.append(f"{target}, score {float(self.scores[i]):.3g}")
         pictures = [self.overlay(i, max_side=TILE, **options) for i in range(count)]
         return sample_grid(pictures, captions, self._headline(), total=len(self))
@@ -372,9 +374,15 @@ def explain(
         layer=getattr(attributor, "layer", None),
         seconds=seconds,
         signed=bool(getattr(attributor, "signed", info.signed)),
-        options=options, layer_reason=getattr(attributor, "layer_reason", None), explained=explained_as,
+        options=options, layer_reason=getattr(attributor, "layer_reason", None),
         framings=None if originals is None else model.framings(originals * (len(x) // len(originals))),
+        explained=(describe_target(target, scores, model.labels, _size(x))  # type: ignore[arg-type]
+                   if is_target_object(target) else explained_as),
     )
+
+
+def _size(x: Tensor | tuple[Tensor, ...]) -> tuple[int, int] | None:
+    return (int(x.shape[-2]), int(x.shape[-1])) if isinstance(x, Tensor) and x.ndim == 4 else None
 
 
 Key = tuple[object, ...]

@@ -1,14 +1,16 @@
-"""``predict``: the top classes of each image, or a detector's detections."""
+"""``predict``: the top classes of each image, a detector's detections, or the per-pixel
+classes of a segmenter."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import BadArgument
-from ..methods.predict import top_k
+from ..methods.predict import class_map, top_k
 from ..model import Model, guarded
 from ..model.detections import is_detection_output, parse_detections
 from .inputs import Images, as_images
@@ -78,3 +80,43 @@ def is_detector(model: Model, images: Images) -> Detections | None:
                       tuple(round(float(v), 1) for v in d.boxes[i]))  # type: ignore[arg-type]
              for i in range(len(d))] for d in parse_detections(out)]
     return Detections(rows, model.denormalize(x).clamp(0, 1))
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A dense model's per-pixel classes for one image."""
+
+    classes: Tensor
+    """(H, W) long, the most likely class of each pixel of the model's input."""
+    image: Tensor
+    """(3, H, W) in [0, 1]: the image as the model saw it, to draw the classes on."""
+    shares: list[tuple[int, str, float]]
+    """(class, label, fraction of the pixels) of every class present, largest first."""
+    background: int | None
+    """The class labelled "background" (left uncoloured in pictures), if the model has one."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"classes": [{"index": i, "label": label, "share": round(share, 4)}
+                            for i, label, share in self.shares]}
+
+
+def segment(model: Model, images: Images) -> list[Segmentation] | None:
+    """The per-pixel classes of each image when the model is dense (a (B, C, H, W) output or a
+    dict with ``"out"``); ``None`` for any other model (a classifier: use :func:`predict`)."""
+    x = model.preprocess(as_images(images))
+    maps = class_map(model, x)
+    if maps is None:
+        return None
+    if tuple(maps.shape[-2:]) != tuple(x.shape[-2:]):  # a coarser output, shown at the input's size
+        maps = F.interpolate(maps[:, None].float(), size=x.shape[-2:], mode="nearest")[:, 0].long()
+    lowered = [name.lower() for name in (model.labels or [])]
+    background = lowered.index("background") if "background" in lowered else None
+    pixels = model.denormalize(x).clamp(0, 1)
+    found = []
+    for classes, image in zip(maps.cpu(), pixels.cpu()):
+        counts = classes.flatten().bincount()
+        present = [(int(i), model.label(int(i)), float(counts[i]) / classes.numel())
+                   for i in counts.nonzero()[:, 0]]
+        image = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+        found.append(Segmentation(classes, image, sorted(present, key=lambda p: -p[2]), background))
+    return found

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ...errors import BadArgument, BadImage, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, fast_forward, guarded, target_indices
-from ...model.structured import as_pixels, check_not_scores_only
+from ...model.structured import as_pixels, use_probabilities
 from ...model.targets import reads_output
 from ...types import OutputTarget, ProgressFn, Target
 from .base import Attribution, repeat_target
@@ -142,8 +142,8 @@ class Coalitions(Attribution):
             return self._explain(inputs.detach(), target, segments)
 
     def _explain(self, inputs: Tensor, target: Target, given: Tensor | None) -> SuperpixelResult:
-        if self.score == "probability":
-            check_not_scores_only(self.model, self.method_name, "score='probability'")
+        softmax = use_probabilities(self.model, self.method_name, "score='probability'",
+                                    self.score == "probability")
         fast = fast_forward(self.model)  # one folded copy per call, for every forward pass below
         logits = fast(inputs)
         fixed = target if reads_output(target) else target_indices(logits, target, self.model.labels)
@@ -152,8 +152,8 @@ class Coalitions(Attribution):
         counts = segments.flatten(1).amax(1) + 1
         bits, weights = self.draw(counts, inputs.device)
         hidden = self.hidden(inputs, segments)
-        f = self.perturbed_scores(inputs, hidden, segments, bits, fixed, fast)
-        warn_unvaried(self.method_name, f, logits, fixed, probabilities=self.score == "probability",
+        f = self.perturbed_scores(inputs, hidden, segments, bits, fixed, fast, softmax)
+        warn_unvaried(self.method_name, f, logits, fixed, probabilities=softmax,
                       option="score='logit'")
         coef, intercept, r2 = self.fit(bits, weights, f, counts)
         return SuperpixelResult(coef, segments, counts, intercept, r2)
@@ -196,8 +196,10 @@ class Coalitions(Attribution):
         return (sums / sizes.clamp(min=1)).gather(2, index).view(shape)
 
     def perturbed_scores(self, inputs: Tensor, hidden: Tensor, segments: Tensor, bits: Tensor,
-                         target: Tensor | OutputTarget, fast: FastForward | None = None) -> Tensor:
-        """f(z) for every sample, (B, N): B * N composed images scored ``batch_size`` at a time.
+                         target: Tensor | OutputTarget, fast: FastForward | None = None,
+                         softmax: bool | None = None) -> Tensor:
+        """f(z) for every sample, (B, N): B * N composed images scored ``batch_size`` at a time;
+        probabilities when ``softmax`` (default: as the ``score`` option says).
 
         Runs on the shared inference fast path (a BatchNorm-folded copy of the model, made once
         per call); the composed chunks are generated lazily, so only one chunk lives at a time.
@@ -218,6 +220,7 @@ class Coalitions(Attribution):
                     yield torch.where(keep, inputs[img], hidden[img])
 
         fast = fast or fast_forward(self.model)
-        scores = fast.scores(chunks(), repeat_target(target, n), softmax=self.score == "probability",
+        softmax = self.score == "probability" if softmax is None else softmax
+        scores = fast.scores(chunks(), repeat_target(target, n), softmax=softmax,
                              total=b * n, progress=self.progress)
         return scores.view(b, n)

@@ -46,7 +46,7 @@ from torch import Tensor
 from ...errors import BadArgument, check_choice, check_positive
 from ...model import FastForward, Model, default_batch_size, select, target_indices
 from ...model.fast import as_input_of
-from ...model.structured import Packing, check_not_scores_only
+from ...model.structured import Packing, use_probabilities
 from ...model.targets import reads_output
 from ...types import OutputTarget, ProgressFn, Target
 from ..registry import register
@@ -384,8 +384,7 @@ class RISE(_Perturbation):
                 self.progress(int(rows[-1]) + 1, total)
 
     def attribute(self, inputs: Tensor, target: Target) -> Tensor:
-        if self.output == "probability":
-            check_not_scores_only(self.model, "rise", "output='probability'")
+        softmax = use_probabilities(self.model, "rise", "output='probability'", self.output == "probability")
         batch, sizes = inputs.shape[0], inputs.shape[2:]
         grids, shifts = (t.to(inputs.device) for t in self.sample(*sizes))
         fast = FastForward(self.model, rows=batch * self.masks)
@@ -397,11 +396,11 @@ class RISE(_Perturbation):
         saliency = torch.zeros(batch, 1, *sizes, device=inputs.device, dtype=inputs.dtype)
         for image, masks, masked in self.masked(inputs, fill, grids, shifts):
             scores = fast.scores(masked, _rows_target(target, image), batch_size=image.numel(),
-                                 softmax=self.output == "probability")
+                                 softmax=softmax)
             saliency.index_add_(0, image, scores.view(-1, *[1] * (masks.ndim - 1)) * masks)
             low.scatter_reduce_(0, image, scores.double(), "amin")
             high.scatter_reduce_(0, image, scores.double(), "amax")
         warn_unvaried(self.method_name, torch.stack([low, high], 1), logits, target,
-                      probabilities=self.output == "probability", option="output='logit'",
+                      probabilities=softmax, option="output='logit'",
                       count=self.masks)
         return (saliency / (self.masks * self.p)).to(inputs.dtype)
