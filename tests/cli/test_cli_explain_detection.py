@@ -34,7 +34,7 @@ def test_explain_a_box_says_which_detection(scene: Path, tmp_path: Path,
     ("0,0,300,10", "6", "is not inside the 128x128 model input"),
     ("38,81,57,105", "12", "out of range"),
     ("0,0,20,20", "6", "no detection matches 6 at (0, 0, 20, 20)"),
-    ("1,2,3", "6", "is not four numbers"),
+    ("1,2,3", "6", "is not x0,y0,x1,y1"),
 ])
 def test_bad_boxes_are_one_line_and_exit_2(scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                            box: str, label: str, words: str) -> None:
