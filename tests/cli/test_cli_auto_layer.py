@@ -91,6 +91,10 @@ def _sweep(root: Path) -> dict[tuple[str, str], list[str]]:
                               "--layer", "auto", "--out", f"{out}_tcav", "--json", *MODEL],
         ("dissect", "--layer"): ["dissect", "digits_planted", "--limit", "20", "--layer", "auto",
                                  "--out", f"{out}_dissect", "--json", *MODEL],
+        ("crp", "--layer"): ["crp", image, "--layer", "auto", "--top", "2", "--out", f"{out}_crp", "--json",
+                             *MODEL],
+        ("concepts", "--layer"): ["concepts", str(root / "images"), "--layer", "auto", "--k", "2",
+                                  "--out", f"{out}_concepts", "--json", *MODEL],
     }
 
 

@@ -119,6 +119,13 @@ def test_cli_lists_the_layers(capsys, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["digits_segmenter", "digits_detector"])
-def test_class_prediction_refuses_dense_models_in_one_line(capsys, name: str) -> None:
-    code, _, err = run(capsys, "predict", "sample:cat", "--model", name)
-    assert code == 2 and "not (batch, classes) scores" in err and len(err.strip().splitlines()) == 1
+def test_class_prediction_refuses_dense_models_in_one_line(name: str) -> None:
+    """Top classes need (B, classes) scores; the CLI's predict shows a dense model's segmentation
+    or detections instead (tests/cli), the class-prediction task refuses them in one line."""
+    import convscope
+    from convscope.errors import ConvscopeError
+    from convscope.tasks.predict import predict
+
+    with pytest.raises(ConvscopeError, match="not \\(batch, classes\\) scores") as failure:
+        predict(convscope.load_model(name), ["sample:cat"])
+    assert len(str(failure.value).splitlines()) == 1

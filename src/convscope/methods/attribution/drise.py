@@ -42,6 +42,8 @@ class DRISE(RISE):
 
     detections_only: ClassVar[bool] = True
     """Explains a detector's detections only: left out of ``"all"`` (reports, leaderboards)."""
+    clips: ClassVar[bool] = False
+    """Detectors take images; a clip is refused in one line."""
 
     def __init__(
         self,
