@@ -49,7 +49,11 @@ from typing import Any
 import torch
 
 from .cam_family import Skipped, group_cam_family
+from .concepts_bench import group_tcav
+from .crp_bench import group_crp
+from .detection_bench import group_detection
 from .goals import GOALS, Goal
+from .metrics_bench import group_metrics_quantus, group_road
 from .timing import Turns, alternate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -372,22 +376,11 @@ def group_web(ctx: Context) -> list[Measured]:
 GROUPS: dict[str, Callable[[Context], list[Measured]]] = {
     "occlusion": group_occlusion, "rise": group_rise, "lime": group_lime, "scorecam": group_scorecam,
     "gradients": group_gradients, "deeplift": group_deeplift, "lrp": group_lrp, "cli": group_cli,
-    "web": group_web, "cam_family": group_cam_family,
+    "web": group_web, "cam_family": group_cam_family, "road": group_road,
+    "metrics-quantus": group_metrics_quantus, "crp": group_crp, "tcav": group_tcav,
+    "detection": group_detection,
 }
 """Each group runs in its own fresh process and measures the goals that name it."""
-
-from .crp_bench import group_crp  # noqa: E402  (issue 21's concept relevance)
-from .metrics_bench import group_metrics_quantus, group_road  # noqa: E402  (issue 22's metrics)
-
-GROUPS |= {"road": group_road, "metrics-quantus": group_metrics_quantus, "crp": group_crp}
-
-from .concepts_bench import group_tcav  # noqa: E402  (issue 21's TCAV)
-
-GROUPS |= {"tcav": group_tcav}
-
-from .detection_bench import group_detection  # noqa: E402  (issue 20's detectors)
-
-GROUPS |= {"detection": group_detection}
 
 
 # -- the parent: one child per group, the table, the history, the README ---------------------
