@@ -28,7 +28,7 @@ def test_resnet18_runs_occlusion_on_the_frozen_graph(monkeypatch: pytest.MonkeyP
         [(f.frozen, f.dropped) for f in made]
     assert made[0].fold_info.folded == 20  # every conv -> BN pair of ResNet-18
     monkeypatch.setattr(FastForward, "__init__", init)
-    monkeypatch.setattr(FastForward, "freeze", lambda self, example: False)  # eager copy only
+    monkeypatch.setattr(FastForward, "freeze", lambda self, example: None)  # eager copy only
     eager = explain(model, x, method=method, target=285, **options)
     scale = float(eager.values.abs().max())
     torch.testing.assert_close(fast.values, eager.values, rtol=1e-3, atol=1e-4 * scale)

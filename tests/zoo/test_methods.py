@@ -13,7 +13,7 @@ from torch import Tensor
 
 import convscope
 from convscope import BadModel
-from convscope.methods.registry import get_method
+from convscope.methods.registry import get_method, method_list
 from convscope.model import Model, forward_until, guarded
 from tests.model_safety import assert_unharmed, snapshot
 from tests.zoo.conftest import Arch, finite_nonzero
@@ -44,7 +44,7 @@ def run(model: Model, x: Tensor, method: str, layer: str) -> convscope.Explanati
         assert_unharmed(model, before)
 
 
-@pytest.mark.parametrize("method", convscope.method_names())
+@pytest.mark.parametrize("method", method_list("all"))  # D-RISE: tests/zoo/test_detectors.py
 def test_method_runs_unharmed_with_a_finite_map(zoo_model: Model, zoo_arch: Arch, zoo_inputs: Tensor,
                                                 method: str) -> None:
     layer = zoo_arch.layer if get_method(method).needs_layer else "auto"

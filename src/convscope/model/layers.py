@@ -386,7 +386,9 @@ def _detector_backbone(trace: _Trace, calls: list[_Call], net: nn.Module) -> _Ca
     a model that returns no tensor (a list of detections) and has one. Its heads run side by side
     (class scores, boxes), so the last map of the whole pass may be a head that a detection's
     score never reads; the backbone's last map feeds them all."""
-    if trace.output_ndim is not None or not isinstance(getattr(net, "backbone", None), nn.Module):
+    if trace.output_ndim is not None or trace.dense:  # a classifier or a segmenter
+        return None
+    if not isinstance(getattr(net, "backbone", None), nn.Module):
         return None
     return next((c for c in reversed(calls) if c.name == "backbone"), None)
 
