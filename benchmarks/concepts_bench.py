@@ -46,7 +46,7 @@ def group_tcav(ctx: Context) -> list[Measured]:
     from .check import ratio
 
     model = load_model("efficientnet_lite0")
-    n, runs = ctx.size(20, 10), ctx.size(6, 4)
+    n, runs = ctx.size(20, 8), ctx.size(6, 3)  # quick: keeps the whole --quick run under 5 minutes
     gen = torch.Generator().manual_seed(0)
 
     def noise() -> torch.Tensor:
