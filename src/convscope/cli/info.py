@@ -13,7 +13,7 @@ from ..render import draw_boxes, save_png
 from ..render.segments import segmentation_overlay
 from ..tasks.inputs import stem
 from ..tasks.layers import layer_table
-from ..tasks.predict import Detections, Segmentation, is_detector, predict, segment
+from ..tasks.predict import Detections, Segmentation, dense_prediction, predict
 from .common import add_model_options, model_from_args, print_json
 
 
@@ -88,12 +88,11 @@ def run_segment(args: argparse.Namespace, found: list[Segmentation]) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     model = model_from_args(args)
-    found = is_detector(model, args.images)
-    if found is not None:
+    found = dense_prediction(model, args.images)  # one forward tells a detector or segmenter
+    if isinstance(found, Detections):
         return run_detect(args, found)
-    segmented = segment(model, args.images)
-    if segmented is not None:
-        return run_segment(args, segmented)
+    if found is not None:
+        return run_segment(args, found)
     results = predict(model, args.images, top=args.top)
     if args.json:
         print_json([{"image": img, "predictions": [p.as_dict() for p in preds]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -29,15 +31,10 @@ def top_k(model: Model, x: Tensor, k: int = 5, *, batch_size: int = 32) -> tuple
     return torch.cat(probs), torch.cat(indices)
 
 
-def class_map(model: Model, x: Tensor, *, batch_size: int = 32) -> Tensor | None:
+def class_map(out: Any) -> Tensor | None:
     """The per-pixel class (B, H, W) of a dense model's output (a (B, C, H, W) tensor, or a
     segmenter's dict with ``"out"``), at the output's resolution; ``None`` for other outputs."""
-    maps = []
-    with guarded(model), torch.inference_mode():
-        for chunk in x.split(batch_size):
-            out = model(chunk)
-            dense = out.get("out") if isinstance(out, dict) else out
-            if not isinstance(dense, Tensor) or dense.ndim != 4:
-                return None
-            maps.append(dense.argmax(1))
-    return torch.cat(maps)
+    dense = out.get("out") if isinstance(out, dict) else out
+    if not isinstance(dense, Tensor) or dense.ndim != 4:
+        return None
+    return dense.argmax(1)

@@ -68,20 +68,6 @@ class Detections:
     """(B, C, H, W) in [0, 1], to draw the boxes on."""
 
 
-def is_detector(model: Model, images: Images) -> Detections | None:
-    """The detections of each image if ``model`` is a detector (torchvision's detection format),
-    else ``None`` (a classifier: use :func:`predict`)."""
-    x = model.preprocess(as_images(images))
-    with guarded(model), torch.no_grad():
-        out = model(x)
-    if not is_detection_output(out):
-        return None
-    rows = [[Detected(i, model.label(int(d.labels[i])), int(d.labels[i]), float(d.scores[i]),
-                      tuple(round(float(v), 1) for v in d.boxes[i]))  # type: ignore[arg-type]
-             for i in range(len(d))] for d in parse_detections(out)]
-    return Detections(rows, model.denormalize(x).clamp(0, 1))
-
-
 @dataclass(frozen=True)
 class Segmentation:
     """A dense model's per-pixel classes for one image."""
@@ -100,18 +86,30 @@ class Segmentation:
                             for i, label, share in self.shares]}
 
 
-def segment(model: Model, images: Images) -> list[Segmentation] | None:
-    """The per-pixel classes of each image when the model is dense (a (B, C, H, W) output or a
-    dict with ``"out"``); ``None`` for any other model (a classifier: use :func:`predict`)."""
+def dense_prediction(model: Model, images: Images) -> Detections | list[Segmentation] | None:
+    """What a detector or a segmenter sees in each image, from one forward pass: a detector's
+    detections (torchvision's detection format) or a dense model's per-pixel classes (a
+    (B, C, H, W) output or a dict with ``"out"``); ``None`` for any other model (a classifier:
+    use :func:`predict`)."""
     x = model.preprocess(as_images(images))
-    maps = class_map(model, x)
-    if maps is None:
-        return None
-    if tuple(maps.shape[-2:]) != tuple(x.shape[-2:]):  # a coarser output, shown at the input's size
-        maps = F.interpolate(maps[:, None].float(), size=x.shape[-2:], mode="nearest")[:, 0].long()
+    with guarded(model), torch.inference_mode():
+        out = model(x)
+    pixels = model.denormalize(x).clamp(0, 1)
+    if is_detection_output(out):
+        rows = [[Detected(i, model.label(int(d.labels[i])), int(d.labels[i]), float(d.scores[i]),
+                          tuple(round(float(v), 1) for v in d.boxes[i]))  # type: ignore[arg-type]
+                 for i in range(len(d))] for d in parse_detections(out)]
+        return Detections(rows, pixels)
+    maps = class_map(out)
+    return None if maps is None else _segmentations(model, maps, pixels)
+
+
+def _segmentations(model: Model, maps: Tensor, pixels: Tensor) -> list[Segmentation]:
+    """Per image, the classes of ``maps`` (B, h, w), shown at the size of ``pixels`` (B, C, H, W)."""
+    if tuple(maps.shape[-2:]) != tuple(pixels.shape[-2:]):  # a coarser output, shown at the input's size
+        maps = F.interpolate(maps[:, None].float(), size=pixels.shape[-2:], mode="nearest")[:, 0].long()
     lowered = [name.lower() for name in (model.labels or [])]
     background = lowered.index("background") if "background" in lowered else None
-    pixels = model.denormalize(x).clamp(0, 1)
     found = []
     for classes, image in zip(maps.cpu(), pixels.cpu()):
         counts = classes.flatten().bincount()
